@@ -1,0 +1,151 @@
+"""A span processor that never drops a span.
+
+OpenTelemetry's BatchSpanProcessor drops the oldest span when its queue is full: fine for
+telemetry, not for provenance. This one batches the same way, but when its queue is full the
+producer waits for the exporter thread to catch up (bounded memory, nothing lost). Exports
+run with instrumentation suppressed, so the exporter's own I/O is never recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections import deque
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from clew.semconv import environment
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_SCHEDULE_DELAY = 1.0
+DEFAULT_MAX_QUEUE_SIZE = 8192
+DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
+
+_instances: weakref.WeakSet[ProvenanceSpanProcessor] = weakref.WeakSet()
+
+
+def active_processors() -> list[ProvenanceSpanProcessor]:
+    """Every live ProvenanceSpanProcessor of this process."""
+    return [processor for processor in _instances if not processor.is_shut_down]
+
+
+class ProvenanceSpanProcessor(SpanProcessor):
+    """Batches ended spans to `exporter`; applies back-pressure instead of dropping."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        schedule_delay: float | None = None,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        max_export_batch_size: int = DEFAULT_MAX_EXPORT_BATCH_SIZE,
+    ) -> None:
+        if max_queue_size < 1 or max_export_batch_size < 1:
+            raise ValueError("max_queue_size and max_export_batch_size must be positive")
+        self.exporter = exporter
+        self._delay = schedule_delay if schedule_delay is not None else _delay_from_environment()
+        self._max_queue = max_queue_size
+        self._batch = max_export_batch_size
+        self._failed_spans = 0
+        self.is_shut_down = False
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+        _instances.add(self)
+
+    def _reset(self) -> None:
+        # After a fork the queue holds the parent's spans (the parent exports them) and the
+        # worker thread does not exist: start clean.
+        self._queue: deque[ReadableSpan] = deque()
+        self._condition = threading.Condition(threading.Lock())
+        self._export_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.is_shut_down or not span.context.trace_flags.sampled:
+            return
+        with self._condition:
+            if self._worker is None or not self._worker.is_alive():
+                self._start_worker()
+            while len(self._queue) >= self._max_queue and self._worker.is_alive():
+                self._condition.notify_all()
+                self._condition.wait(0.1)
+            self._queue.append(span)
+            if len(self._queue) >= self._batch:
+                self._condition.notify_all()
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._work, name="clew-export", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        while not self.is_shut_down:
+            with self._condition:
+                if len(self._queue) < self._batch:
+                    self._condition.wait(self._delay)
+            self._export_queued()
+
+    def _export_queued(self) -> None:
+        with self._export_lock:
+            while True:
+                with self._condition:
+                    if not self._queue:
+                        self._condition.notify_all()
+                        return
+                    count = min(self._batch, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(count)]
+                    self._condition.notify_all()
+                self._export(batch)
+
+    def _export(self, batch: list[ReadableSpan]) -> None:
+        token = otel_context.attach(
+            otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
+        )
+        try:
+            result = self.exporter.export(batch)
+        except Exception as error:  # noqa: BLE001 - an exporter must not break the host
+            _logger.warning("clew: %s failed: %r", type(self.exporter).__name__, error)
+            result = SpanExportResult.FAILURE
+        finally:
+            otel_context.detach(token)
+        if result is not SpanExportResult.SUCCESS:
+            self._failed_spans += len(batch)
+            _logger.warning(
+                "clew: %s could not export %d spans (%d so far); the spool keeps them",
+                type(self.exporter).__name__,
+                len(batch),
+                self._failed_spans,
+            )
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued, on the calling thread."""
+        if self.is_shut_down:
+            return True
+        self._export_queued()
+        return True
+
+    def shutdown(self) -> None:
+        if self.is_shut_down:
+            return
+        self.force_flush()
+        self.is_shut_down = True
+        with self._condition:
+            self._condition.notify_all()
+        self.exporter.shutdown()
+
+
+def _delay_from_environment() -> float:
+    raw = os.environ.get(environment.CLEW_FLUSH_INTERVAL, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_SCHEDULE_DELAY
+    except ValueError:
+        return DEFAULT_SCHEDULE_DELAY
+    return value if value > 0 else DEFAULT_SCHEDULE_DELAY

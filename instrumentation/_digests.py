@@ -1,0 +1,103 @@
+"""Content digests of local files, memoised across runs.
+
+The cache is keyed by (device, inode, size, mtime_ns): a file whose key is unchanged is the
+same content, so a re-run hashes nothing. It is one append-only text file shared by every
+process; whole lines are appended with one O_APPEND write, which concurrent processes on a
+local filesystem do not interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import blake3
+
+StatKey = tuple[int, int, int, int]
+
+_MMAP_THRESHOLD = 1 << 20  # below this, read() + hash beats mapping the file
+_CACHE_FILENAME = "digests-v1.txt"
+
+
+def stat_key(result: os.stat_result) -> StatKey:
+    """The identity of one content version of a file, as far as stat can tell."""
+    return (result.st_dev, result.st_ino, result.st_size, result.st_mtime_ns)
+
+
+def hash_file(path: str, expected: StatKey) -> str | None:
+    """blake3 digest of a regular file, or None when it is not the version `expected` names.
+
+    The file is stat-ed before and after hashing: if it changed meanwhile, the digest would
+    describe content nobody read, so none is returned.
+    """
+    try:
+        before = os.stat(path)
+        if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
+            return None
+        if before.st_size >= _MMAP_THRESHOLD:
+            # update_mmap releases the GIL, so the host's threads run on while we hash.
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            hasher.update_mmap(path)
+        else:
+            with open(path, "rb") as handle:
+                hasher = blake3.blake3(handle.read())
+        if stat_key(os.stat(path)) != expected:
+            return None
+    except (OSError, ValueError):
+        return None
+    return "blake3:" + hasher.hexdigest()
+
+
+class DigestCache:
+    """Persistent (device, inode, size, mtime_ns) -> digest map under `<home>/cache/`."""
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / _CACHE_FILENAME
+        self._directory = directory
+        self._entries: dict[StatKey, str] | None = None
+        self._unsaved: list[str] = []
+
+    def _load(self) -> dict[StatKey, str]:
+        entries: dict[StatKey, str] = {}
+        try:
+            with open(self._path, encoding="ascii", errors="replace") as handle:
+                for line in handle:
+                    fields = line.split()
+                    if len(fields) != 5 or not line.endswith("\n"):
+                        continue  # a torn line from a crashed writer
+                    try:
+                        key = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
+                    except ValueError:
+                        continue
+                    entries[key] = fields[4]
+        except FileNotFoundError:
+            pass
+        return entries
+
+    def get(self, key: StatKey) -> str | None:
+        """The digest recorded for `key`, loading the cache file on first use."""
+        if self._entries is None:
+            self._entries = self._load()
+        return self._entries.get(key)
+
+    def put(self, key: StatKey, digest: str) -> None:
+        """Remember a digest; it reaches the file at the next `save`."""
+        if self._entries is None:
+            self._entries = self._load()
+        if self._entries.get(key) != digest:
+            self._entries[key] = digest
+            self._unsaved.append(f"{key[0]} {key[1]} {key[2]} {key[3]} {digest}\n")
+
+    def save(self) -> None:
+        """Append new entries to the cache file in one write."""
+        if not self._unsaved:
+            return
+        data = "".join(self._unsaved).encode("ascii")
+        self._unsaved = []
+        self._directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)

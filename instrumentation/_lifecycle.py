@@ -1,0 +1,141 @@
+"""One recorder per process, and every way a process can end made to flush it.
+
+Normal exit runs atexit; an uncaught exception passes sys.excepthook; a forked child ends
+with os._exit (multiprocessing's fork and forkserver workers do) where atexit never runs;
+SIGTERM's default action kills without atexit; os.exec* replaces the process. Each of these
+flushes the recorder first and then behaves exactly as it would have.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+from opentelemetry import trace
+
+from clew.instrumentation.version import __version__
+
+from ._process import ProcessSpan, inherited_context
+from ._recorder import Recorder
+from ._settings import Settings
+
+_logger = logging.getLogger(__name__)
+
+_recorder: Recorder | None = None
+_lock = threading.Lock()
+_exit_code: int | None = None
+_exception: BaseException | None = None
+_real_exit = sys.exit
+_real_os_exit = os._exit
+_previous_excepthook = sys.excepthook
+
+
+def get_recorder() -> Recorder:
+    """This process's recorder, created (with its process span) on first call."""
+    global _recorder
+    if _recorder is None:
+        with _lock:
+            if _recorder is None:
+                _recorder = _create()
+    return _recorder
+
+
+def current_recorder() -> Recorder | None:
+    """The recorder if one exists, without creating it."""
+    return _recorder
+
+
+def _create() -> Recorder:
+    tracer = trace.get_tracer("clew", __version__)
+    parent, from_clew = inherited_context()
+    process = ProcessSpan(tracer, "exec" if from_clew else "run", parent)
+    recorder = Recorder(tracer, Settings.from_environment(), process)
+    process.context()  # the root span exists before any child can be started
+    process.gather_in_background(os.getcwd())
+    atexit.register(_at_exit)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    sys.excepthook = _excepthook
+    sys.exit = _exit  # type: ignore[assignment]
+    os._exit = _os_exit  # type: ignore[assignment]
+    _install_sigterm_handler()
+    return recorder
+
+
+def close(exit_code: int | None, exception: BaseException | None = None) -> None:
+    """Flush and end this process's recording (idempotent)."""
+    recorder = _recorder
+    if recorder is None:
+        return
+    try:
+        recorder.close(exit_code=exit_code, exception=exception)
+    except Exception as error:  # noqa: BLE001 - never harm the host
+        _logger.warning("clew: flushing at exit failed: %r", error)
+
+
+def _exit_status(code: object) -> int:
+    """What the interpreter turns a SystemExit code into."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    return 1
+
+
+def _exit(status: object = None) -> None:
+    global _exit_code
+    _exit_code = _exit_status(status)
+    _real_exit(status)
+
+
+def _excepthook(kind, value, traceback) -> None:  # noqa: ANN001 - sys.excepthook's signature
+    global _exit_code, _exception
+    if not issubclass(kind, SystemExit):
+        # Python exits with 130 after an uncaught KeyboardInterrupt (SIGINT), else 1.
+        _exit_code = 130 if issubclass(kind, KeyboardInterrupt) else 1
+        _exception = value
+    _previous_excepthook(kind, value, traceback)
+
+
+def _at_exit() -> None:
+    code = _exit_code if _exit_code is not None else 0
+    close(code, _exception)
+
+
+def _os_exit(status: int) -> None:
+    close(status)
+    _real_os_exit(status)
+
+
+def _after_fork_in_child() -> None:
+    recorder = _recorder
+    if recorder is None:
+        return
+    global _exit_code, _exception
+    _exit_code, _exception = None, None
+    parent = recorder.process.context() if recorder.process.started else None
+    process = ProcessSpan(recorder._tracer, "fork", parent, time.time_ns())
+    recorder.after_fork_in_child(process)
+
+
+def _install_sigterm_handler() -> None:
+    """Flush on SIGTERM when the program left it at its default (to die): then die the same
+    way, by the same signal. A program with its own handler keeps it untouched."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        pass
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    close(128 + signum)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)

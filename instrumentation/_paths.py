@@ -1,0 +1,98 @@
+"""Which local paths clew records, and how a path becomes a canonical URI."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import site
+import socket
+import sysconfig
+from pathlib import Path
+from urllib.parse import quote
+
+from clew.semconv import environment
+
+_ALWAYS_EXCLUDED = ("/proc/", "/sys/", "/dev/")
+_HOST = socket.gethostname()
+
+
+def file_uri(path: str) -> str:
+    """`file://<host>/<absolute path>`, percent-encoded where a URI needs it."""
+    return f"file://{_HOST}{quote(path, safe='/:@!$&()*+,;=~-._')}"
+
+
+def _globs(variable: str) -> tuple[str, ...]:
+    raw = os.environ.get(variable, "")
+    return tuple(glob.strip() for glob in raw.split(",") if glob.strip())
+
+
+def _interpreter_prefixes() -> set[str]:
+    """The interpreter's own trees: the standard library and every site-packages."""
+    prefixes: set[str] = set()
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        if paths.get(key):
+            prefixes.add(paths[key])
+    try:
+        prefixes.update(site.getsitepackages())
+    except AttributeError:  # old virtualenv's site module lacks it
+        pass
+    user_site = getattr(site, "USER_SITE", None)
+    if user_site:
+        prefixes.add(user_site)
+    return prefixes
+
+
+class PathFilter:
+    """Decides, cheaply, whether an absolute path is recorded.
+
+    Excluded by default: the interpreter's standard library and site-packages, /proc, /sys,
+    /dev, `__pycache__`, clew's home and clew's own package. `CLEW_INCLUDE` globs win over
+    every exclusion; `CLEW_EXCLUDE` globs add to them.
+    """
+
+    def __init__(self, home: Path) -> None:
+        package_dir = str(Path(__file__).resolve().parent.parent)
+        prefixes = _interpreter_prefixes() | {str(home), package_dir}
+        resolved = {os.path.realpath(prefix) for prefix in prefixes} | prefixes
+        self._excluded_prefixes = _ALWAYS_EXCLUDED + tuple(
+            sorted(prefix.rstrip("/") + "/" for prefix in resolved if prefix)
+        )
+        self._include = _globs(environment.CLEW_INCLUDE)
+        self._exclude = _globs(environment.CLEW_EXCLUDE)
+
+    def wants(self, path: str) -> bool:
+        """True when `path` (absolute, normalised) should be recorded."""
+        if self._include and any(fnmatch.fnmatchcase(path, glob) for glob in self._include):
+            return True
+        if path.startswith(self._excluded_prefixes) or "/__pycache__/" in path:
+            return False
+        if self._exclude and any(fnmatch.fnmatchcase(path, glob) for glob in self._exclude):
+            return False
+        return True
+
+
+def absolute(path: object) -> str | None:
+    """Normalise what an audit event carries (str, bytes, PathLike, fd) to an absolute path;
+    None for file descriptors and anything unreadable."""
+    if isinstance(path, int):
+        return None
+    try:
+        text = os.fsdecode(os.fspath(path))  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    return os.path.abspath(text)
+
+
+def project_root(cwd: str | None = None) -> str:
+    """The git work tree holding `cwd`, else `cwd`: whose imported sources are "our code"."""
+    start = Path(cwd or os.getcwd()).absolute()
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return str(directory)
+    return str(start)
+
+
+def is_project_source(path: str, root: str, filter_: PathFilter) -> bool:
+    """A module file that belongs to the user's project rather than to the interpreter."""
+    return path.startswith(root.rstrip("/") + "/") and filter_.wants(path)

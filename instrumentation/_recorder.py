@@ -1,0 +1,369 @@
+"""The recording core every capture source shares.
+
+Hooks call the cheap methods (`read`, `opened_for_write`, `renamed`, ...) on the host's
+threads: a stat, a dict lookup, an append. A background worker gives each new record its
+identity (digest from the persistent cache, else blake3 of the file, read from the page cache
+while the host goes on) and, every flush interval, turns finished records into spans. Files
+opened for writing are watched by stat until their content settles, so a write's digest is
+that of its final content.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from clew.semconv import environment
+
+from . import _records
+from ._digests import DigestCache, StatKey, hash_file, stat_key
+from ._paths import PathFilter, is_project_source, project_root
+from ._process import ProcessSpan
+from ._records import Record
+from ._settings import Settings
+
+_logger = logging.getLogger(__name__)
+
+# Bounds memory on programs that touch millions of files: past this many distinct reads the
+# dedupe table starts over (later re-reads make a second record; none is lost).
+_MAX_TRACKED = 1_000_000
+_IDLE_WAIT = 0.02
+_STOP_TIMEOUT = 60.0
+
+
+class _Watch:
+    """A file this process opened for writing, followed until its content settles."""
+
+    __slots__ = ("record", "seen", "emitted", "quiet")
+
+    def __init__(self, record: Record, emitted: StatKey | None) -> None:
+        self.record = record
+        self.seen: StatKey | None = None  # stat key at the previous flush
+        self.emitted = emitted  # stat key of the last version recorded
+        self.quiet = 0  # flushes since it last changed
+
+
+def _stat_regular(path: str) -> os.stat_result | None:
+    """stat() a path, None unless it is a regular file: clew never reads sockets, FIFOs or
+    devices."""
+    try:
+        result = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return result if stat.S_ISREG(result.st_mode) else None
+
+
+class Recorder:
+    """Collects this process's records and emits them as spans under its process span."""
+
+    def __init__(self, tracer: trace.Tracer, settings: Settings, process: ProcessSpan) -> None:
+        self._tracer = tracer
+        self.settings = settings
+        self.process = process
+        self.filter = PathFilter(settings.home)
+        self._root = project_root()
+        self._cache = DigestCache(settings.home / environment.CACHE_DIRNAME)
+        self.errors: list[str] = []
+        self._error_kinds: set[str] = set()
+        self._reset_state()
+        self._work_lock = threading.Lock()
+        self._closed = False
+        self.on_close: list[Callable[[], None]] = []
+
+    def _reset_state(self) -> None:
+        self._pid = os.getpid()
+        self._reads: dict[StatKey, Record] = {}
+        self._listings: dict[str, Record] = {}
+        self._watches: dict[str, _Watch] = {}
+        self._settled: dict[str, _Watch] = {}
+        self._new: deque[Record] = deque()
+        self._ready: deque[Record] = deque()
+        self._worker: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+
+    # -- failures are recorded, never raised -------------------------------------------------
+
+    def failed(self, where: str, error: BaseException) -> None:
+        """Note a failure inside clew: logged once per kind, kept on the process span."""
+        kind = f"{where}: {type(error).__name__}"
+        if kind not in self._error_kinds:
+            self._error_kinds.add(kind)
+            _logger.warning("clew: %s failed: %r (the program goes on)", where, error)
+        if len(self.errors) < 100:
+            self.errors.append(f"{kind}: {error}"[:500])
+
+    # -- hot path: called from the host's threads ----------------------------------------------
+
+    def _queue(self, record: Record) -> None:
+        self._new.append(record)
+        if self._worker is None:
+            self._start_worker()
+
+    def read(self, path: str) -> None:
+        """The program opened `path` for reading."""
+        result = _stat_regular(path)
+        if result is None:
+            return
+        key = stat_key(result)
+        record = self._reads.get(key)
+        if record is not None:
+            record.count += 1
+            record.last_ns = time.time_ns()
+            return
+        if len(self._reads) >= _MAX_TRACKED:
+            self._reads = {}
+        record = self._reads[key] = Record("read", path, key)
+        self._queue(record)
+
+    def opened_for_write(self, path: str, *, keeps_content: bool) -> None:
+        """The program opened `path` for writing; `keeps_content` when not truncating."""
+        watch = self._watches.get(path) or self._settled.pop(path, None)
+        if watch is not None:
+            watch.record.count += 1
+            watch.record.last_ns = time.time_ns()
+            watch.quiet = 0
+            self._watches[path] = watch
+            return
+        before = _stat_regular(path) if keeps_content else None
+        emitted = stat_key(before) if before is not None else None
+        self._watches[path] = _Watch(Record("write", path), emitted)
+        if self._worker is None:
+            self._start_worker()
+
+    def renamed(self, source: str, destination: str) -> None:
+        """`source` is about to be renamed to `destination`."""
+        watch = self._watches.pop(source, None) or self._settled.pop(source, None)
+        if watch is not None and watch.emitted is None:
+            # A temporary file written and renamed into place (the atomic-save pattern):
+            # the content this process produced is recorded once, at its final name.
+            watch.record.path = destination
+            self._watches[destination] = watch
+            return
+        record = Record("rename", destination)
+        record.source = source
+        self._watches[destination] = _Watch(record, None)
+        if self._worker is None:
+            self._start_worker()
+
+    def copied(self, source: str, destination: str) -> None:
+        """shutil is about to copy `source` to `destination`: a derive edge."""
+        record = Record("copy", destination)
+        record.source = source
+        self._watches[destination] = _Watch(record, None)
+        if self._worker is None:
+            self._start_worker()
+
+    def deleted(self, path: str) -> None:
+        """`path` is about to be removed."""
+        watch = self._watches.pop(path, None) or self._settled.pop(path, None)
+        try:
+            result = os.lstat(path)
+        except (OSError, ValueError):
+            return
+        key = stat_key(result)
+        if watch is not None and watch.emitted != key:
+            watch.record.key = key  # written here, then removed before it settled
+            self._queue(watch.record)
+        self._queue(Record("delete", path, key))
+
+    def listed(self, path: str) -> None:
+        """The program listed the directory `path`."""
+        record = self._listings.get(path)
+        if record is not None:
+            record.count += 1
+            return
+        self._listings[path] = record = Record("list", path)
+        self._queue(record)
+
+    # -- worker ---------------------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        if self._closed:
+            return
+        worker = threading.Thread(target=self._work, name="clew-recorder", daemon=True)
+        self._worker = worker
+        worker.start()
+
+    def _work(self) -> None:
+        otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        next_flush = time.monotonic() + self.settings.flush_interval
+        while not self._stopping:
+            try:
+                with self._work_lock:
+                    if self._stopping:
+                        break
+                    busy = self._identify_new(limit=256)
+                    if time.monotonic() >= next_flush:
+                        self._check_watches(final=False)
+                        self._emit_ready()
+                        next_flush = time.monotonic() + self.settings.flush_interval
+            except Exception as error:  # noqa: BLE001 - never harm the host
+                self.failed("recorder", error)
+                busy = False
+            if not busy:
+                self._wake.wait(_IDLE_WAIT)
+
+    def _identify(self, record: Record) -> None:
+        key = record.key
+        if key is None or record.operation in ("list",):
+            self._ready.append(record)
+            return
+        if record.operation == "delete":
+            record.digest = self._cache.get(key)
+        elif self.settings.hashing and key[2] <= self.settings.hash_max_bytes:
+            digest = self._cache.get(key) or hash_file(record.path, key)
+            if digest is not None:
+                self._cache.put(key, digest)
+            record.digest = digest
+        record.identity = "content" if record.digest else "stat"
+        self._ready.append(record)
+
+    def _identify_new(self, limit: int | None = None) -> bool:
+        done = 0
+        while self._new and (limit is None or done < limit):
+            self._identify(self._new.popleft())
+            done += 1
+        return done > 0
+
+    def _check_watches(self, *, final: bool) -> None:
+        """Record writes whose content settled (unchanged over one flush), or all at exit."""
+        watches = list(self._watches.items())
+        if final:
+            watches += list(self._settled.items())
+        for path, watch in watches:
+            result = _stat_regular(watch.record.path)
+            if result is None:
+                if final and watch.record.operation != "write" and watch.emitted is None:
+                    continue  # a copy or rename that failed: nothing was produced
+                continue
+            key = stat_key(result)
+            if key != watch.emitted and (final or key == watch.seen):
+                record = watch.record
+                emitted = Record(record.operation, record.path, key)
+                emitted.count, emitted.source = record.count, record.source
+                emitted.first_ns, emitted.last_ns = record.first_ns, time.time_ns()
+                self._identify(emitted)
+                watch.emitted = key
+                watch.quiet = 0
+            elif key == watch.seen:
+                watch.quiet += 1
+                if watch.quiet >= 3 and not final:
+                    # Settled and recorded: stop stat-ing it every flush; a reopen or the
+                    # final check at exit picks up any later change.
+                    self._settled[path] = self._watches.pop(path)
+            watch.seen = key
+
+    def _emit_ready(self) -> None:
+        if not self._ready:
+            self._cache.save()
+            return
+        records = []
+        while self._ready:
+            records.append(self._ready.popleft())
+        parent = self.process.context()
+        pid = os.getpid()
+        for name, item in _records.group_for_spans(records):
+            if isinstance(item, list):
+                directory = os.path.dirname(item[0].path)
+                attributes = _records.batch_attributes(directory, item, pid)
+                start = min(r.first_ns for r in item)
+                end = max(r.last_ns for r in item)
+            else:
+                attributes = _records.single_attributes(item, pid)
+                start, end = item.first_ns, item.last_ns
+            span = self._tracer.start_span(
+                name, context=parent, start_time=start, attributes=attributes
+            )
+            span.end(end_time=max(end, start))
+        self._cache.save()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Emit everything recorded so far (identifying it on the calling thread)."""
+        with self._work_lock:
+            token = otel_context.attach(
+                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
+            )
+            try:
+                self._identify_new()
+                self._check_watches(final=True)
+                self._emit_ready()
+            finally:
+                otel_context.detach(token)
+
+    def close(self, *, exit_code: int | None, exception: BaseException | None = None) -> None:
+        """Flush every record and end the process span; later calls do nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping = True
+        self._wake.set()
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(_STOP_TIMEOUT)
+        for callback in self.on_close:
+            try:
+                callback()
+            except Exception as error:  # noqa: BLE001
+                self.failed("closing", error)
+        try:
+            self.flush()
+        except Exception as error:  # noqa: BLE001
+            self.failed("final flush", error)
+        try:
+            self.process.end(
+                exit_code=exit_code,
+                exception=exception,
+                code_files=self._code_files,
+                errors=self.errors,
+            )
+        except Exception as error:  # noqa: BLE001
+            _logger.warning("clew: ending the process span failed: %r", error)
+        provider = trace.get_tracer_provider()
+        force_flush = getattr(provider, "force_flush", None)
+        if callable(force_flush):
+            force_flush()
+
+    def _code_files(self) -> tuple[list[str], list[str]]:
+        """The project's own source files that were imported, with their digests."""
+        files: list[str] = []
+        digests: list[str] = []
+        root = self._root
+        paths = set()
+        for module in list(sys.modules.values()):
+            path = getattr(module, "__file__", None)
+            if isinstance(path, str) and path.endswith(".py"):
+                paths.add(os.path.abspath(path))
+        for path in sorted(paths):
+            if not is_project_source(path, root, self.filter):
+                continue
+            result = _stat_regular(path)
+            if result is None:
+                continue
+            key = stat_key(result)
+            digest = self._cache.get(key) or hash_file(path, key)
+            if digest is not None:
+                self._cache.put(key, digest)
+            files.append(os.path.relpath(path, root))
+            digests.append(digest or "")
+        self._cache.save()
+        return files, digests
+
+    def after_fork_in_child(self, process: ProcessSpan) -> None:
+        """Start over in a forked child: its records are its own, its spool file too."""
+        self._reset_state()
+        self._work_lock = threading.Lock()
+        self.process = process
+        self.errors = []
+        self._closed = False

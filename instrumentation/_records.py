@@ -1,0 +1,111 @@
+"""The records hooks collect, and how they become spans.
+
+Small reads are the bulk of a data loader's I/O and a span each would cost more than the
+read itself, so they are batched: one "read file" span per directory per flush, its
+attributes parallel arrays. Writes, large reads and every other operation get a span each.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+
+from opentelemetry.util.types import Attributes
+
+from clew.semconv import attributes as attr
+from clew.semconv import spans
+
+from ._digests import StatKey
+from ._paths import file_uri
+
+BATCH_MAX_SIZE = 1 << 20  # reads of files at least this large get a span of their own
+BATCH_MAX_RECORDS = 512  # keeps one span well under OTLP's usual 4 MiB message limit
+
+SPAN_NAMES = {
+    "read": spans.SPAN_READ_FILE,
+    "write": spans.SPAN_WRITE_FILE,
+    "delete": spans.SPAN_DELETE_FILE,
+    "rename": spans.SPAN_RENAME_FILE,
+    "copy": spans.SPAN_COPY_FILE,
+    "list": spans.SPAN_LIST_DIRECTORY,
+}
+
+
+class Record:
+    """One operation on one content version of one file, within one process."""
+
+    __slots__ = (
+        "operation", "path", "key", "count", "first_ns", "last_ns", "digest", "identity", "source",
+    )
+
+    def __init__(self, operation: str, path: str, key: StatKey | None = None) -> None:
+        now = time.time_ns()
+        self.operation = operation
+        self.path = path
+        self.key = key
+        self.count = 1
+        self.first_ns = now
+        self.last_ns = now
+        self.digest: str | None = None
+        self.identity = "stat" if key is not None else "none"
+        self.source: str | None = None
+
+    @property
+    def size(self) -> int | None:
+        return self.key[2] if self.key is not None else None
+
+    def batched(self) -> bool:
+        return self.operation == "read" and (self.size or 0) < BATCH_MAX_SIZE
+
+
+def single_attributes(record: Record, pid: int) -> Attributes:
+    """Attributes of a span that carries one record."""
+    attributes: dict = {
+        attr.PROVENANCE_IO_OPERATION: record.operation,
+        attr.PROVENANCE_ARTIFACT_URI: file_uri(record.path),
+        attr.FILE_PATH: record.path,
+        attr.PROVENANCE_ARTIFACT_IDENTITY: record.identity,
+        attr.PROVENANCE_IO_COUNT: record.count,
+        attr.PROCESS_PID: pid,
+    }
+    if record.key is not None:
+        attributes[attr.PROVENANCE_ARTIFACT_SIZE] = record.key[2]
+        attributes[attr.PROVENANCE_ARTIFACT_MTIME] = record.key[3]
+    if record.digest:
+        attributes[attr.PROVENANCE_ARTIFACT_DIGEST] = record.digest
+    if record.source:
+        attributes[attr.PROVENANCE_SOURCE_URI] = file_uri(record.source)
+    return attributes
+
+
+def batch_attributes(directory: str, records: list[Record], pid: int) -> Attributes:
+    """Attributes of a batched "read file" span: parallel arrays, one entry per record."""
+    return {
+        attr.PROVENANCE_IO_OPERATION: "read",
+        attr.FILE_DIRECTORY: directory,
+        attr.PROVENANCE_ARTIFACTS_URI: [file_uri(r.path) for r in records],
+        attr.PROVENANCE_ARTIFACTS_DIGEST: [r.digest or "" for r in records],
+        attr.PROVENANCE_ARTIFACTS_SIZE: [r.size or 0 for r in records],
+        attr.PROVENANCE_ARTIFACTS_IDENTITY: [r.identity for r in records],
+        attr.PROVENANCE_ARTIFACTS_COUNT: [r.count for r in records],
+        attr.PROVENANCE_IO_COUNT: sum(r.count for r in records),
+        attr.PROCESS_PID: pid,
+    }
+
+
+def group_for_spans(
+    records: Iterable[Record],
+) -> Iterator[tuple[str, Record | list[Record]]]:
+    """Yield (span name, record) for single spans and (span name, [records]) for batches."""
+    batches: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        if record.batched():
+            batches[os.path.dirname(record.path)].append(record)
+        else:
+            yield SPAN_NAMES[record.operation], record
+    for directory in sorted(batches):
+        batch = batches[directory]
+        for start in range(0, len(batch), BATCH_MAX_RECORDS):
+            yield spans.SPAN_READ_FILE, batch[start : start + BATCH_MAX_RECORDS]

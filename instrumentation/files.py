@@ -1,0 +1,134 @@
+"""Records the local files a program reads, writes, renames, copies, deletes and lists.
+
+CPython's audit hooks see every Python-level open — builtins.open, io.open, os.open,
+pathlib, and everything built on them (numpy, pickle, pandas, torch.save/load) — as well as
+os.rename/os.replace, shutil's copies, os.remove/os.unlink, os.listdir and os.scandir.
+
+Recorded: one record per distinct (file, content version) per process, repeated opens
+counted on it, with a blake3 content digest. Not recorded: the import system's own reads,
+the interpreter's standard library and site-packages, /proc, /sys, /dev, clew's files, and
+I/O that native code does without going through Python (see the README's coverage table).
+
+Audit hooks cannot be removed once added, so `uninstrument()` turns the hook into a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Collection
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+
+from clew.instrumentation.package import _instruments
+
+from ._lifecycle import get_recorder
+from ._paths import absolute
+from ._recorder import Recorder
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+
+
+class _Hook:
+    """The audit hook: routes the few events clew handles to the recorder."""
+
+    def __init__(self) -> None:
+        self.recorder: Recorder | None = None
+        self.handlers: dict[str, Callable[[Recorder, tuple], None]] = {
+            "open": _on_open,
+            "os.rename": _on_rename,
+            "shutil.copyfile": _on_copy,
+            "os.remove": _on_remove,
+            "os.listdir": _on_list,
+            "os.scandir": _on_list,
+        }
+
+    def __call__(self, event: str, args: tuple) -> None:
+        handler = self.handlers.get(event)
+        if handler is None or self.recorder is None:
+            return
+        if otel_context.get_value(_SUPPRESS_KEY):
+            return
+        try:
+            caller = sys._getframe(1).f_code.co_filename
+        except ValueError:
+            return  # no Python frame: the interpreter itself (the main script, start-up)
+        if caller.startswith("<frozen"):
+            return  # the import system reading modules
+        try:
+            handler(self.recorder, args)
+        except Exception as error:  # noqa: BLE001 - never harm the host
+            self.recorder.failed(f"file hook {event}", error)
+
+
+def _wanted(recorder: Recorder, raw: object) -> str | None:
+    path = absolute(raw)
+    if path is None or not recorder.filter.wants(path):
+        return None
+    return path
+
+
+def _on_open(recorder: Recorder, args: tuple) -> None:
+    raw, _mode, flags = args
+    path = _wanted(recorder, raw)
+    if path is None:
+        return
+    if not flags & _WRITE_FLAGS:
+        recorder.read(path)
+        return
+    keeps_content = not flags & os.O_TRUNC
+    if flags & os.O_RDWR and keeps_content:
+        recorder.read(path)  # "r+": the existing content is read too
+    recorder.opened_for_write(path, keeps_content=keeps_content)
+
+
+def _on_rename(recorder: Recorder, args: tuple) -> None:
+    source, destination = _wanted(recorder, args[0]), _wanted(recorder, args[1])
+    if source is not None and destination is not None:
+        recorder.renamed(source, destination)
+    elif destination is not None:
+        recorder.opened_for_write(destination, keeps_content=False)
+
+
+def _on_copy(recorder: Recorder, args: tuple) -> None:
+    destination = _wanted(recorder, args[1])
+    source = absolute(args[0])
+    if destination is not None and source is not None:
+        recorder.copied(source, destination)
+
+
+def _on_remove(recorder: Recorder, args: tuple) -> None:
+    path = _wanted(recorder, args[0])
+    if path is not None:
+        recorder.deleted(path)
+
+
+def _on_list(recorder: Recorder, args: tuple) -> None:
+    raw = args[0] if args and args[0] is not None else "."
+    path = _wanted(recorder, raw)
+    if path is not None:
+        recorder.listed(path)
+
+
+_HOOK = _Hook()
+_hook_added = False
+
+
+class FilesInstrumentor(BaseInstrumentor):
+    """Instrumentor for local file I/O through CPython's audit hooks."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        global _hook_added
+        _HOOK.recorder = get_recorder()
+        if not _hook_added:
+            sys.addaudithook(_HOOK)
+            _hook_added = True
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        _HOOK.recorder = None

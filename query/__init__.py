@@ -1,0 +1,1 @@
+"""Questions about runs: the clew CLI and its Python API."""

@@ -1,0 +1,68 @@
+"""clew's environment variables and where its files live.
+
+Hand-written, not generated: these are the settings every layer reads (capture,
+spool, store, CLI), so they live with the rest of the shared vocabulary.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+CLEW_HOME: Final = "CLEW_HOME"
+"""Directory for the spool, the digest cache and the embedded store. Default: `.clew` at the
+git root of the working directory, else in the working directory."""
+
+CLEW_HASH: Final = "CLEW_HASH"
+"""`1` (default) to take blake3 content digests of local files, `0` for stat identity only."""
+
+CLEW_HASH_MAX_BYTES: Final = "CLEW_HASH_MAX_BYTES"
+"""Files larger than this many bytes get stat identity instead of a digest. Default 4 GiB."""
+
+CLEW_INCLUDE: Final = "CLEW_INCLUDE"
+"""Comma-separated globs of paths to record even when a default rule excludes them."""
+
+CLEW_EXCLUDE: Final = "CLEW_EXCLUDE"
+"""Comma-separated globs of paths never to record, added to the defaults."""
+
+CLEW_FLUSH_INTERVAL: Final = "CLEW_FLUSH_INTERVAL"
+"""Seconds between flushes of records to the exporters. Default 1.0; a crash loses at most
+about this much."""
+
+CLEW_RUN_ID: Final = "CLEW_RUN_ID"
+"""Set by clew in children's environment: the trace id of the run they belong to."""
+
+HOME_DIRNAME: Final = ".clew"
+SPOOL_DIRNAME: Final = "spool"
+CACHE_DIRNAME: Final = "cache"
+
+
+def resolve_home(cwd: str | os.PathLike[str] | None = None) -> Path:
+    """Return clew's home directory, without creating it.
+
+    `CLEW_HOME` wins; otherwise `.clew` at the root of the git work tree that holds `cwd`,
+    found by walking up to a `.git` entry (no git process: this runs at start-up), else
+    `.clew` in `cwd` itself.
+    """
+    configured = os.environ.get(CLEW_HOME)
+    if configured:
+        return Path(configured).expanduser().absolute()
+    start = Path(cwd if cwd is not None else os.getcwd()).absolute()
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory / HOME_DIRNAME
+    return start / HOME_DIRNAME
+
+
+def ensure_home(home: Path) -> Path:
+    """Create `home` if needed, with a .gitignore that keeps it out of git."""
+    home.mkdir(parents=True, exist_ok=True)
+    ignore = home / ".gitignore"
+    if not ignore.exists():
+        try:
+            with open(ignore, "x", encoding="utf-8") as handle:
+                handle.write("# clew's spool, caches and store: not source\n*\n")
+        except FileExistsError:
+            pass  # another process of the run made it first
+    return home
