@@ -24,6 +24,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from clew.semconv import environment
 
+from .otlp_encode import encode_spans
+
 _logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
@@ -41,7 +43,6 @@ class SpoolSpanExporter(SpanExporter):
         self._directory = Path(directory) if directory is not None else None
         self._fd: int | None = None
         self._pid: int | None = None
-        self._encode = None
         self.path: Path | None = None
 
     def _open(self) -> int:
@@ -62,13 +63,8 @@ class SpoolSpanExporter(SpanExporter):
         if not spans:
             return SpanExportResult.SUCCESS
         try:
-            if self._encode is None:
-                # Imported on first export, off the start-up path.
-                from opentelemetry.exporter.otlp.json.common.trace_encoder import encode_spans
-
-                self._encode = encode_spans
             fd = self._fd if self._pid == os.getpid() else self._open()
-            line = json.dumps(self._encode(spans).to_dict(), separators=(",", ":")) + "\n"
+            line = json.dumps(encode_spans(spans), separators=(",", ":")) + "\n"
             data = line.encode("utf-8")
             while data:
                 written = os.write(fd, data)

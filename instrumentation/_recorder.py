@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from stat import S_ISREG
 import sys
 import threading
 import time
@@ -37,6 +38,16 @@ _logger = logging.getLogger(__name__)
 # dedupe table starts over (later re-reads make a second record; none is lost).
 _MAX_TRACKED = 1_000_000
 _IDLE_WAIT = 0.02
+SYNC_HASH_MAX_BYTES = 1 << 20
+
+
+class _OwnIO(threading.local):
+    """Set while clew itself does file I/O on a host thread, so its hooks ignore it."""
+
+    active = False
+
+
+own_io = _OwnIO()
 _STOP_TIMEOUT = 60.0
 
 
@@ -111,10 +122,13 @@ class Recorder:
 
     def read(self, path: str) -> None:
         """The program opened `path` for reading."""
-        result = _stat_regular(path)
-        if result is None:
+        try:
+            result = os.stat(path)
+        except (OSError, ValueError):
             return
-        key = stat_key(result)
+        if not S_ISREG(result.st_mode):
+            return  # sockets, FIFOs and devices are never read by clew
+        key = (result.st_dev, result.st_ino, result.st_size, result.st_mtime_ns)
         record = self._reads.get(key)
         if record is not None:
             record.count += 1
@@ -123,7 +137,22 @@ class Recorder:
         if len(self._reads) >= _MAX_TRACKED:
             self._reads = {}
         record = self._reads[key] = Record("read", path, key)
-        self._queue(record)
+        if key[2] < SYNC_HASH_MAX_BYTES and self.settings.hashing:
+            # Hashing a small file here costs ~10 us; handing it to the worker thread costs
+            # the host more, in GIL hand-offs (benchmarks/RESULTS.md). The page cache is warm
+            # for the host's own read right after.
+            self._identify_now(record)
+        else:
+            self._queue(record)
+
+    def _identify_now(self, record: Record) -> None:
+        own_io.active = True
+        try:
+            self._identify(record)
+        finally:
+            own_io.active = False
+        if self._worker is None:
+            self._start_worker()
 
     def opened_for_write(self, path: str, *, keeps_content: bool) -> None:
         """The program opened `path` for writing; `keeps_content` when not truncating."""

@@ -26,14 +26,21 @@ from clew.instrumentation.package import _instruments
 
 from ._lifecycle import get_recorder
 from ._paths import absolute
-from ._recorder import Recorder
+from ._recorder import Recorder, own_io
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_getframe = sys._getframe
+_get_value = otel_context.get_value
+_INTERPRETER_READERS = ("/linecache.py", "/tokenize.py")
 
 
 class _Hook:
-    """The audit hook: routes the few events clew handles to the recorder."""
+    """The audit hook: routes the few events clew handles to the recorder.
+
+    It runs on every audit event of the process (imports, compiles, opens), so the common
+    case, an event clew ignores, is one dict lookup.
+    """
 
     def __init__(self) -> None:
         self.recorder: Recorder | None = None
@@ -44,37 +51,65 @@ class _Hook:
             "os.remove": _on_remove,
             "os.listdir": _on_list,
             "os.scandir": _on_list,
+            "os.chdir": _on_chdir,
         }
 
     def __call__(self, event: str, args: tuple) -> None:
         handler = self.handlers.get(event)
         if handler is None or self.recorder is None:
             return
-        if otel_context.get_value(_SUPPRESS_KEY):
+        if own_io.active or _get_value(_SUPPRESS_KEY):
             return
-        try:
-            caller = sys._getframe(1).f_code.co_filename
-        except ValueError:
-            return  # no Python frame: the interpreter itself (the main script, start-up)
-        if caller.startswith("<frozen"):
-            return  # the import system reading modules
         try:
             handler(self.recorder, args)
         except Exception as error:  # noqa: BLE001 - never harm the host
             self.recorder.failed(f"file hook {event}", error)
 
 
+# Resolving a path (absolute, normalised, filtered) costs more than the stat that follows;
+# data loaders open the same relative paths again and again, so the answer is memoised per
+# path as the program spelled it, and forgotten when the working directory changes.
+_resolved: dict[object, str | None] = {}
+_RESOLVED_MAX = 200_000
+
+
 def _wanted(recorder: Recorder, raw: object) -> str | None:
+    try:
+        return _resolved[raw]
+    except (KeyError, TypeError):  # TypeError: an unhashable path-like
+        pass
     path = absolute(raw)
-    if path is None or not recorder.filter.wants(path):
-        return None
+    if path is not None and not recorder.filter.wants(path):
+        path = None
+    if type(raw) in (str, bytes):
+        if len(_resolved) >= _RESOLVED_MAX:
+            _resolved.clear()
+        _resolved[raw] = path
     return path
+
+
+def _on_chdir(recorder: Recorder, args: tuple) -> None:
+    _resolved.clear()
+
+
+def _from_interpreter() -> bool:
+    """Whether the audited call comes from the interpreter's own machinery: the import
+    system (frozen importlib), linecache reading source for a traceback, or no Python frame
+    at all (the main script being opened)."""
+    try:
+        caller = _getframe(3).f_code.co_filename
+    except ValueError:
+        return True
+    return caller.startswith("<frozen") or caller.endswith(_INTERPRETER_READERS)
 
 
 def _on_open(recorder: Recorder, args: tuple) -> None:
     raw, _mode, flags = args
     path = _wanted(recorder, raw)
     if path is None:
+        return
+    # Only source files need the (costlier) look at who opens them.
+    if path.endswith(".py") and _from_interpreter():
         return
     if not flags & _WRITE_FLAGS:
         recorder.read(path)
@@ -109,7 +144,7 @@ def _on_remove(recorder: Recorder, args: tuple) -> None:
 def _on_list(recorder: Recorder, args: tuple) -> None:
     raw = args[0] if args and args[0] is not None else "."
     path = _wanted(recorder, raw)
-    if path is not None:
+    if path is not None and not _from_interpreter():
         recorder.listed(path)
 
 
