@@ -1,0 +1,90 @@
+"""clew's OTLP JSON encoder gives exactly what OpenTelemetry's protobuf encoder gives."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as proto_encode
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
+
+from clew.exporter.otlp_encode import encode_spans
+
+
+def _spans():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "clew-test", "n": 3}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("clew", "0.1.0")
+    other = provider.get_tracer("other")
+    root = tracer.start_span("run", attributes={"process.command_args": ["python", "t.py"]})
+    parent = set_span_in_context(root)
+    child = tracer.start_span(
+        "read file",
+        context=parent,
+        kind=SpanKind.CLIENT,
+        links=[Link(root.get_span_context(), {"why": "stamp"})],
+        attributes={
+            "provenance.artifacts.uri": ["file://h/a", "file://h/<b>&"],
+            "provenance.artifacts.size": [1, 2**40],
+            "flag": True,
+            "ratio": 0.5,
+            "empty": [],
+            "bools": [True, False],
+        },
+    )
+    child.add_event("retry", {"attempt": 2})
+    child.set_status(Status(StatusCode.ERROR, "boom"))
+    child.end()
+    other.start_span("x", context=parent).end()
+    root.end()
+    return exporter.get_finished_spans()
+
+
+def _parse_otlp_json(line: str) -> ExportTraceServiceRequest:
+    """Parse OTLP JSON with the official classes. OTLP JSON writes ids as hex where
+    protobuf's JSON mapping expects base64, so ids are converted first, as receivers do."""
+    data = json.loads(line)
+    for resource_spans in data["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for item in [span, *span.get("links", [])]:
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if key in item:
+                            item[key] = base64.b64encode(bytes.fromhex(item[key])).decode()
+    return json_format.Parse(json.dumps(data), ExportTraceServiceRequest())
+
+
+def test_json_parses_with_the_official_proto_and_equals_the_proto_encoder():
+    spans = _spans()
+    parsed = _parse_otlp_json(json.dumps(encode_spans(spans)))
+    expected = proto_encode(spans)
+    # Compare span by span: grouping order of resources and scopes is not part of OTLP.
+    ours = {s.span_id: s for rs in parsed.resource_spans for ss in rs.scope_spans for s in ss.spans}
+    theirs = {
+        s.span_id: s for rs in expected.resource_spans for ss in rs.scope_spans for s in ss.spans
+    }
+    assert ours.keys() == theirs.keys() and len(ours) == 3
+    for span_id, span in theirs.items():
+        assert ours[span_id] == span
+    assert [rs.resource for rs in parsed.resource_spans] == [
+        rs.resource for rs in expected.resource_spans
+    ]
+    assert sorted((ss.scope.name, ss.scope.version) for ss in parsed.resource_spans[0].scope_spans) == [
+        ("clew", "0.1.0"),
+        ("other", ""),
+    ]
+
+
+def test_ids_are_lowercase_hex_as_otlp_json_requires():
+    encoded = encode_spans(_spans())
+    span = encoded["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    assert len(span["traceId"]) == 32 and span["traceId"] == span["traceId"].lower()
+    int(span["traceId"], 16)
+    assert len(span["spanId"]) == 16
