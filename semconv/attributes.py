@@ -231,6 +231,26 @@ In a batched span, how many times each artifact was accessed, parallel to
 `provenance.artifacts.uri`.
 """
 
+PROVENANCE_RANK: Final = "provenance.rank"
+"""
+Global rank of the process in its distributed run.
+"""
+
+PROVENANCE_LOCAL_RANK: Final = "provenance.local_rank"
+"""
+Rank of the process on its node.
+"""
+
+PROVENANCE_WORLD_SIZE: Final = "provenance.world_size"
+"""
+Number of ranks in the distributed run.
+"""
+
+PROVENANCE_NODE_RANK: Final = "provenance.node_rank"
+"""
+Rank of the node in the distributed run.
+"""
+
 PROVENANCE_EXEC_TRACED: Final = "provenance.exec.traced"
 """
 Whether the child is an instrumented Python that records its own I/O; false means it is opaque.

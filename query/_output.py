@@ -1,0 +1,44 @@
+"""What every `clew` command shares: the streams it writes to and how values print."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from typing import IO, Any
+
+import click
+from rich.console import Console
+
+@dataclasses.dataclass
+class CliContext:
+    home: Path
+    out: Console
+    err: Console
+    stdout: IO[str]
+
+
+def format_time(ns: int) -> str:
+    return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def write_json(value: Any, stream: IO[str]) -> None:
+    stream.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def format_command(argv: list[str], width: int = 60) -> str:
+    text = " ".join(argv)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+
+def json_option(function: Any) -> Any:
+    """The `--format table|json` option every query command has."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        help="json: the documented, versioned schema (docs/cli.md).",
+    )(function)
