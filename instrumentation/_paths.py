@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import site
 import socket
@@ -43,6 +44,17 @@ def _interpreter_prefixes() -> set[str]:
     return prefixes
 
 
+def _clew_package_dirs() -> set[str]:
+    """clew's own subpackage folders. In an editable install they sit in the checkout next to
+    the user's files, so the folders themselves are excluded, not their parent."""
+    directories = set()
+    for name in ("clew.instrumentation", "clew.semconv", "clew.exporter", "clew.query"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            directories.update(spec.submodule_search_locations)
+    return directories
+
+
 class PathFilter:
     """Decides, cheaply, whether an absolute path is recorded.
 
@@ -52,8 +64,7 @@ class PathFilter:
     """
 
     def __init__(self, home: Path) -> None:
-        package_dir = str(Path(__file__).resolve().parent.parent)
-        prefixes = _interpreter_prefixes() | {str(home), package_dir}
+        prefixes = _interpreter_prefixes() | {str(home)} | _clew_package_dirs()
         resolved = {os.path.realpath(prefix) for prefix in prefixes} | prefixes
         self._excluded_prefixes = _ALWAYS_EXCLUDED + tuple(
             sorted(prefix.rstrip("/") + "/" for prefix in resolved if prefix)

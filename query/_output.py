@@ -11,9 +11,13 @@ from typing import IO, Any
 import click
 from rich.console import Console
 
+
 @dataclasses.dataclass
 class CliContext:
+    """What the `clew` group hands its commands."""
+
     home: Path
+    store: str | None
     out: Console
     err: Console
     stdout: IO[str]
@@ -30,7 +34,6 @@ def write_json(value: Any, stream: IO[str]) -> None:
 def format_command(argv: list[str], width: int = 60) -> str:
     text = " ".join(argv)
     return text if len(text) <= width else text[: width - 1] + "…"
-
 
 
 def json_option(function: Any) -> Any:

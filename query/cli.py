@@ -18,6 +18,7 @@ from rich.console import Console
 from clew.semconv import environment
 
 from ._commands_local import doctor, spool
+from ._commands_store import ingest, runs, sql
 from ._output import CliContext
 
 
@@ -36,10 +37,17 @@ class ExitStatus(enum.IntEnum):
     type=click.Path(file_okay=False, path_type=Path),
     help="clew's directory (default: $CLEW_HOME, else .clew at the git root or here).",
 )
+@click.option(
+    "--store",
+    envvar="CLEW_STORE",
+    metavar="URL",
+    help="ClickHouse store: chdb:///abs/path (default: <home>/db) or "
+    "http(s)://user@host:8123/db with the password in CLEW_STORE_PASSWORD.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="clew")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, home: Path | None, store: str | None, debug: bool) -> None:
     """clew: provenance of ML runs, from what the program actually did.
 
     Record a run with `opentelemetry-instrument python train.py`, then ask about it here.
@@ -47,15 +55,15 @@ def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
     streams = ctx.obj
     ctx.obj = CliContext(
         home=(home.absolute() if home else environment.resolve_home()),
+        store=store,
         out=Console(file=streams["stdout"], soft_wrap=True),
         err=Console(file=streams["stderr"], soft_wrap=True),
         stdout=streams["stdout"],
     )
 
 
-
-cli.add_command(doctor)
-cli.add_command(spool)
+for _command in (doctor, spool, ingest, runs, sql):
+    cli.add_command(_command)
 
 
 def main(
@@ -78,8 +86,9 @@ def main(
         )
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.UsageError as error:
-        stderr.write(f"clew: {error.format_message()}\n")
+    except (click.UsageError, ValueError) as error:
+        message = error.format_message() if isinstance(error, click.UsageError) else str(error)
+        stderr.write(f"clew: {message}\n")
         return ExitStatus.USAGE
     except click.Abort:
         stderr.write("clew: aborted\n")

@@ -1,0 +1,171 @@
+"""clew's lineage tables, filled by materialized views from otel_traces.
+
+They derive from the Collector's table alone, so they fill the same whether rows come from
+clew's ingest or from an OpenTelemetry Collector writing clew's spans:
+
+- `clew_io`: one row per I/O record (batched spans exploded back into one row per artifact),
+  ordered by URI and indexed by digest and run, for lineage lookups.
+- `clew_runs`: one row per run, from its root span.
+- `clew_run_io`: per run, the distinct inputs and outputs and the ranks seen, aggregated from
+  `clew_io` as it fills.
+
+Attribute values are read the way the Collector writes them (ints as decimal strings, arrays
+as JSON), and both span-kind and status spellings are accepted. Every name below is a
+semconv constant: the SQL is built from them, never from hand-spelled strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clew.semconv import attributes as attr
+from clew.semconv import spans
+
+from .schema import SchemaOptions, qualified_name
+
+IO_TABLE = "clew_io"
+RUNS_TABLE = "clew_runs"
+RUN_IO_TABLE = "clew_run_io"
+ROLE_RUN = "run"
+OUTPUT_OPERATIONS = ("write", "copy", "rename")
+
+
+def _attribute(name: str) -> str:
+    return f"SpanAttributes['{name}']"
+
+
+def _array(batched: str, single: str, kind: str, default: str) -> str:
+    """The batched span's JSON array, or the single span's value as a one-element array."""
+    if kind == "String":
+        one = f"[{_attribute(single)}]"
+    else:
+        one = f"[toInt64OrDefault({_attribute(single)}, toInt64({default}))]"
+    return (
+        f"if(mapContains(SpanAttributes, '{batched}'), "
+        f"JSONExtract({_attribute(batched)}, 'Array({kind})'), {one})"
+    )
+
+
+def _io_select(source: str) -> str:
+    """One row per artifact of every I/O span; expressions are repeated rather than put in a
+    subquery so the view's source table is plainly `source`."""
+    uris = _array(attr.PROVENANCE_ARTIFACTS_URI, attr.PROVENANCE_ARTIFACT_URI, "String", "''")
+    digests = _array(
+        attr.PROVENANCE_ARTIFACTS_DIGEST, attr.PROVENANCE_ARTIFACT_DIGEST, "String", "''"
+    )
+    sizes = _array(attr.PROVENANCE_ARTIFACTS_SIZE, attr.PROVENANCE_ARTIFACT_SIZE, "Int64", "-1")
+    identities = _array(
+        attr.PROVENANCE_ARTIFACTS_IDENTITY, attr.PROVENANCE_ARTIFACT_IDENTITY, "String", "''"
+    )
+    counts = _array(attr.PROVENANCE_ARTIFACTS_COUNT, attr.PROVENANCE_IO_COUNT, "Int64", "1")
+    return f"""
+SELECT
+    TraceId AS RunId,
+    SpanId,
+    ParentSpanId,
+    Timestamp,
+    ServiceName,
+    toUInt32OrZero({_attribute(attr.PROCESS_PID)}) AS Pid,
+    toInt32OrDefault(ResourceAttributes['{attr.PROVENANCE_RANK}'], toInt32(-1)) AS Rank,
+    {_attribute(attr.PROVENANCE_IO_OPERATION)} AS Operation,
+    arrayElement({uris}, i) AS Uri,
+    arrayElement({digests}, i) AS Digest,
+    {_attribute(attr.PROVENANCE_ARTIFACT_VERSION)} AS Version,
+    {_attribute(attr.PROVENANCE_ARTIFACT_ETAG)} AS ETag,
+    if(i <= length({sizes}), arrayElement({sizes}, i), -1) AS Size,
+    arrayElement({identities}, i) AS Identity,
+    toUInt64(if(i <= length({counts}), arrayElement({counts}, i), 1)) AS Count,
+    {_attribute(attr.PROVENANCE_SOURCE_URI)} AS SourceUri
+FROM {source}
+ARRAY JOIN arrayEnumerate({uris}) AS i
+WHERE {_attribute(attr.PROVENANCE_IO_OPERATION)} != ''"""
+
+
+def lineage_ddl(options: SchemaOptions) -> list[str]:
+    """CREATE statements for clew's lineage tables and their views, in order."""
+    traces = qualified_name(options, options.traces_table)
+    io, runs, run_io = (qualified_name(options, t) for t in (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE))
+    io_mv, runs_mv, run_io_mv = (
+        qualified_name(options, f"{t}_mv") for t in (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE)
+    )
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {io} (
+    RunId String,
+    SpanId String,
+    ParentSpanId String,
+    Timestamp DateTime64(9),
+    ServiceName LowCardinality(String),
+    Pid UInt32,
+    Rank Int32,
+    Operation LowCardinality(String),
+    Uri String,
+    Digest String,
+    Version String,
+    ETag String,
+    Size Int64,
+    Identity LowCardinality(String),
+    Count UInt64,
+    SourceUri String,
+    INDEX idx_digest Digest TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_run RunId TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = MergeTree ORDER BY (Uri, Timestamp)""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {io_mv} TO {io} AS {_io_select(traces)}",
+        f"""CREATE TABLE IF NOT EXISTS {runs} (
+    RunId String,
+    Start DateTime64(9),
+    End DateTime64(9),
+    ServiceName LowCardinality(String),
+    Command Array(String),
+    StatusCode LowCardinality(String),
+    ExitCode Int64,
+    ErrorType String,
+    GitCommit String,
+    GitBranch String,
+    GitDirty UInt8,
+    GitDiffDigest String,
+    Host String,
+    Cwd String
+) ENGINE = ReplacingMergeTree ORDER BY RunId""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {runs_mv} TO {runs} AS
+SELECT
+    TraceId AS RunId,
+    Timestamp AS Start,
+    fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + Duration) AS End,
+    ServiceName,
+    JSONExtract({_attribute(attr.PROCESS_COMMAND_ARGS)}, 'Array(String)') AS Command,
+    replaceOne(StatusCode, 'STATUS_CODE_', '') AS StatusCode,
+    toInt64OrDefault({_attribute(attr.PROCESS_EXIT_CODE)}, toInt64(-1)) AS ExitCode,
+    {_attribute(attr.ERROR_TYPE)} AS ErrorType,
+    {_attribute(attr.VCS_REF_HEAD_REVISION)} AS GitCommit,
+    {_attribute(attr.VCS_REF_HEAD_NAME)} AS GitBranch,
+    {_attribute(attr.PROVENANCE_VCS_DIRTY)} = 'true' AS GitDirty,
+    {_attribute(attr.PROVENANCE_VCS_DIFF_DIGEST)} AS GitDiffDigest,
+    {_attribute(attr.HOST_NAME)} AS Host,
+    {_attribute(attr.PROCESS_WORKING_DIRECTORY)} AS Cwd
+FROM {traces}
+WHERE SpanName = '{spans.SPAN_RUN}' AND {_attribute(attr.PROVENANCE_PROCESS_ROLE)} = '{ROLE_RUN}'""",
+        f"""CREATE TABLE IF NOT EXISTS {run_io} (
+    RunId String,
+    Inputs AggregateFunction(uniq, String),
+    Outputs AggregateFunction(uniq, String),
+    Records SimpleAggregateFunction(sum, UInt64),
+    Ranks SimpleAggregateFunction(groupUniqArrayArray, Array(Int32))
+) ENGINE = AggregatingMergeTree ORDER BY RunId""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {run_io_mv} TO {run_io} AS
+SELECT
+    RunId,
+    uniqStateIf(Uri, Operation = 'read') AS Inputs,
+    uniqStateIf(Uri, Operation IN {OUTPUT_OPERATIONS!r}) AS Outputs,
+    toUInt64(count()) AS Records,
+    groupUniqArray(Rank) AS Ranks
+FROM {io}
+GROUP BY RunId""",
+    ]
+
+
+def create_lineage_tables(client: Any, options: SchemaOptions) -> None:
+    """Create the lineage tables and views (idempotent)."""
+    if not options.create:
+        return
+    for statement in lineage_ddl(options):
+        client.command(statement)

@@ -1,0 +1,173 @@
+"""The ClickHouse store: embedded chDB or a server, one code path through clickhouse-connect.
+
+A store is named by a URL:
+
+- ``chdb:///abs/path`` — embedded ClickHouse (chDB) in a directory; the default is
+  ``chdb://<CLEW_HOME>/db``. chDB allows one process per directory at a time, so opening a
+  store another process holds waits a bounded time and then says which process holds it.
+- ``http(s)://user@host:8123/database`` — a ClickHouse server or cluster. The password comes
+  from ``CLEW_STORE_PASSWORD``, never from the URL, so it is never printed or logged.
+
+This is the only module that imports clickhouse-connect (the `store` extra).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from clew.semconv import environment
+
+CLEW_STORE = "CLEW_STORE"
+CLEW_STORE_PASSWORD = "CLEW_STORE_PASSWORD"
+DEFAULT_WAIT = 30.0
+_EXTRA_HINT = "pip install 'clew[store]'"
+
+
+class StoreError(Exception):
+    """The root of clew.exporter's store errors."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the embedded store."""
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A parsed store URL. `str()` never shows a password (there is none to show)."""
+
+    scheme: str
+    path: Path | None = None
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    database: str = "default"
+
+    @property
+    def embedded(self) -> bool:
+        return self.scheme == "chdb"
+
+    def __str__(self) -> str:
+        if self.embedded:
+            return f"chdb://{self.path}"
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.scheme}://{user}{self.host}:{self.port}/{self.database}"
+
+
+def default_url(home: Path | None = None) -> str:
+    """`CLEW_STORE`, else the embedded store under clew's home."""
+    configured = os.environ.get(CLEW_STORE)
+    if configured:
+        return configured
+    return f"chdb://{(home or environment.resolve_home()) / 'db'}"
+
+
+def parse_url(url: str) -> StoreURL:
+    """Parse and check a store URL; ValueError says what is wrong and how to write it."""
+    parts = urlsplit(url)
+    if parts.scheme == "chdb":
+        raw = unquote(parts.netloc + parts.path)
+        if not raw.startswith("/"):
+            raise ValueError(f"store URL {url!r}: chdb needs an absolute path, e.g. chdb:///data/db")
+        return StoreURL("chdb", path=Path(raw))
+    if parts.scheme in ("http", "https"):
+        if parts.password is not None:
+            raise ValueError(
+                "store URL must not contain a password: put it in CLEW_STORE_PASSWORD"
+            )
+        if not parts.hostname:
+            raise ValueError(f"store URL {url!r} has no host, e.g. http://default@localhost:8123/")
+        database = parts.path.strip("/") or "default"
+        return StoreURL(
+            parts.scheme,
+            host=parts.hostname,
+            port=parts.port or (8443 if parts.scheme == "https" else 8123),
+            username=unquote(parts.username) if parts.username else None,
+            database=database,
+        )
+    raise ValueError(
+        f"store URL {url!r} is not supported: use chdb:///abs/path or http(s)://user@host:8123/db"
+    )
+
+
+def _import_driver() -> Any:
+    try:
+        import clickhouse_connect
+    except ImportError as error:
+        raise ImportError(f"the ClickHouse store needs clickhouse-connect: {_EXTRA_HINT}") from error
+    return clickhouse_connect
+
+
+def _holder(path: Path) -> str | None:
+    """The process that holds an embedded store, from ClickHouse's status file."""
+    try:
+        status = (path / "status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("PID:"):
+            pid = line.split(":", 1)[1].strip()
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+            except OSError:
+                return None  # that process is gone: the lock is stale
+            return f"pid {pid} ({command.decode(errors='replace')[:120]})"
+    return None
+
+
+_clients: dict[str, Any] = {}
+
+
+def connect(url: str | StoreURL | None = None, *, wait: float = DEFAULT_WAIT) -> Any:
+    """A clickhouse-connect client for the store at `url` (default: `default_url()`).
+
+    Embedded stores are opened once per process and shared. When another process holds an
+    embedded store, retry for up to `wait` seconds, then raise StoreBusy naming it.
+    """
+    parsed = url if isinstance(url, StoreURL) else parse_url(url or default_url())
+    key = str(parsed)
+    if key in _clients:
+        return _clients[key]
+    driver = _import_driver()
+    if not parsed.embedded:
+        client = driver.get_client(
+            host=parsed.host,
+            port=parsed.port,
+            username=parsed.username or "default",
+            password=os.environ.get(CLEW_STORE_PASSWORD, ""),
+            database=parsed.database,
+            secure=parsed.scheme == "https",
+        )
+        _clients[key] = client
+        return client
+    assert parsed.path is not None
+    parsed.path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client = driver.get_client(dsn=f"chdb://{parsed.path}")
+            break
+        except Exception as error:  # noqa: BLE001 - chDB reports a held lock generically
+            holder = _holder(parsed.path)
+            if holder is None:
+                raise StoreError(f"cannot open the store {parsed}: {error}") from error
+            if time.monotonic() >= deadline:
+                raise StoreBusy(
+                    f"the store {parsed} is in use by {holder}; wait for it to finish, "
+                    f"or point CLEW_STORE elsewhere"
+                ) from error
+            time.sleep(0.25)
+    _clients[key] = client
+    return client
+
+
+def close(url: str | StoreURL | None = None) -> None:
+    """Release a store opened by `connect` (so another process may open it)."""
+    parsed = url if isinstance(url, StoreURL) else parse_url(url or default_url())
+    client = _clients.pop(str(parsed), None)
+    if client is not None:
+        client.close()

@@ -1,0 +1,125 @@
+"""`clew ingest`, `clew runs` and `clew sql`: the ClickHouse store."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import click
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from clew.exporter.ingest import IngestResult
+from clew.exporter.ingest import ingest as ingest_spool
+from clew.exporter.spool import spool_directory
+from clew.exporter.store import connect, default_url
+
+from ._output import CliContext, format_command, json_option, write_json
+from .runs import list_runs
+
+_PROGRESS_MIN_BYTES = 8 << 20  # below this an ingest is too quick for a bar to help
+
+
+def _open(obj: CliContext, *, quiet: bool = True) -> tuple[Any, IngestResult]:
+    """Connect to the store and ingest what the spool holds that the store does not."""
+    client = connect(obj.store or default_url(obj.home))
+    spool = spool_directory(obj.home)
+    pending = sum(p.stat().st_size for p in spool.glob("*.jsonl")) if spool.is_dir() else 0
+    if quiet or pending < _PROGRESS_MIN_BYTES:
+        result = ingest_spool(client, spool)
+    else:
+        columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=obj.err, transient=True) as progress:
+            task = progress.add_task("ingesting the spool", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            result = ingest_spool(client, spool, progress=advance)
+    for warning in result.warnings:
+        obj.err.print(f"[yellow]warning:[/yellow] {warning}")
+    return client, result
+
+
+@click.command()
+@json_option
+@click.pass_obj
+def ingest(obj: CliContext, fmt: str) -> None:
+    """Ingest the spool into the ClickHouse store (only what is new; safe to repeat)."""
+    _, result = _open(obj, quiet=fmt == "json")
+    if fmt == "json":
+        write_json({"schema": 1, **dataclasses.asdict(result)}, obj.stdout)
+        return
+    obj.out.print(
+        f"ingested {result.spans:,} spans from {result.files} spool files in "
+        f"{result.seconds:.2f}s ({result.spans_per_second:,.0f} spans/s)"
+        + (f"; {result.torn} files end in a line still being written" if result.torn else "")
+    )
+
+
+def _datetime(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date or time like 2026-11-26 or "
+                                 "2026-11-26T14:00") from None
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+@click.command()
+@click.option("--command", "command", metavar="TEXT", help="Only runs whose command line "
+              "contains TEXT (case-insensitive).")
+@click.option("--since", metavar="TIME", help="Only runs started at or after TIME (ISO 8601).")
+@click.option("--until", metavar="TIME", help="Only runs started at or before TIME.")
+@click.option("--commit", metavar="SHA", help="Only runs of this git commit (a prefix is enough).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@json_option
+@click.pass_obj
+def runs(obj: CliContext, command: str | None, since: str | None, until: str | None,
+         commit: str | None, limit: int, fmt: str) -> None:
+    """List runs in the store, newest first (the spool is ingested first)."""
+    client, _ = _open(obj, quiet=fmt == "json")
+    found = list_runs(client, command=command, since=_datetime(since), until=_datetime(until),
+                      commit=commit, limit=limit)
+    if fmt == "json":
+        write_json({"schema": 1, "runs": [dataclasses.asdict(r) for r in found]}, obj.stdout)
+        return
+    table = Table(title=f"runs in {obj.store or default_url(obj.home)}")
+    for column in ("run", "started (UTC)", "duration", "status", "command", "git",
+                   "in", "out"):
+        table.add_column(column)
+    for run in found:
+        status = run.status if run.exit_code is None else f"{run.status} ({run.exit_code})"
+        git = (run.git_commit[:10] + ("+dirty" if run.git_dirty else "")) if run.git_commit else ""
+        table.add_row(run.run_id[:12], run.start[:19].replace("T", " "),
+                      f"{run.duration_s:.2f}s", status, format_command(run.command, 50), git,
+                      str(run.inputs), str(run.outputs))
+    obj.out.print(table)
+
+
+@click.command()
+@click.argument("query")
+@click.option("--write", is_flag=True, help="Allow statements that change the store.")
+@json_option
+@click.pass_obj
+def sql(obj: CliContext, query: str, write: bool, fmt: str) -> None:
+    """Run SQL against the store (read-only unless --write). Tables: otel_traces, clew_io,
+    clew_runs, clew_run_io; see docs/sql.md."""
+    client, _ = _open(obj, quiet=True)
+    settings = {} if write else {"readonly": 2}
+    result = client.query(query, settings=settings)
+    names = list(result.column_names)
+    if fmt == "json":
+        write_json({"schema": 1, "columns": names,
+                    "rows": [dict(zip(names, row)) for row in result.result_rows]}, obj.stdout)
+        return
+    table = Table()
+    for name in names:
+        table.add_column(name)
+    for row in result.result_rows:
+        table.add_row(*(str(value) for value in row))
+    obj.out.print(table)

@@ -1,0 +1,105 @@
+"""Runs in the store: the `clew runs` table and its filters, answered in SQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from clew.exporter.lineage import RUN_IO_TABLE, RUNS_TABLE
+from clew.exporter.schema import SchemaOptions
+
+
+@dataclass
+class Run:
+    """One run, as `clew runs --format json` reports it (schema version 1)."""
+
+    run_id: str
+    start: str
+    end: str
+    duration_s: float
+    command: list[str]
+    status: str  # "ok" or "failed"
+    exit_code: int | None
+    error_type: str
+    git_commit: str
+    git_branch: str
+    git_dirty: bool
+    host: str
+    cwd: str
+    inputs: int
+    outputs: int
+    ranks: list[int]
+
+
+def _iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.isoformat()
+
+
+def list_runs(
+    client: Any,
+    *,
+    options: SchemaOptions | None = None,
+    command: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    commit: str | None = None,
+    limit: int = 50,
+) -> list[Run]:
+    """Runs newest first. `command` matches a substring of the command line, `commit` a
+    prefix of the git commit; `since`/`until` bound the start time."""
+    options = options or SchemaOptions()
+    db = options.database
+    where = ["1"]
+    parameters: dict[str, Any] = {"limit": limit}
+    if command:
+        where.append("positionCaseInsensitive(arrayStringConcat(Command, ' '), %(command)s) > 0")
+        parameters["command"] = command
+    if commit:
+        where.append("startsWith(GitCommit, %(commit)s)")
+        parameters["commit"] = commit.lower()
+    if since:
+        where.append("Start >= %(since)s")
+        parameters["since"] = since
+    if until:
+        where.append("Start <= %(until)s")
+        parameters["until"] = until
+    sql = f"""
+SELECT r.RunId, r.Start, r.End, r.Command, r.StatusCode, r.ExitCode, r.ErrorType,
+       r.GitCommit, r.GitBranch, r.GitDirty, r.Host, r.Cwd,
+       io.Inputs, io.Outputs, io.Ranks
+FROM (SELECT * FROM {db}.{RUNS_TABLE} FINAL WHERE {' AND '.join(where)}
+      ORDER BY Start DESC LIMIT %(limit)s) AS r
+LEFT JOIN (
+    SELECT RunId, uniqMerge(Inputs) AS Inputs, uniqMerge(Outputs) AS Outputs,
+           groupUniqArrayArray(Ranks) AS Ranks
+    FROM {db}.{RUN_IO_TABLE} GROUP BY RunId
+) AS io ON io.RunId = r.RunId
+ORDER BY r.Start DESC"""
+    runs = []
+    for row in client.query(sql, parameters=parameters).result_rows:
+        (run_id, start, end, cmd, status, exit_code, error_type, git_commit, git_branch,
+         git_dirty, host, cwd, inputs, outputs, ranks) = row
+        runs.append(
+            Run(
+                run_id=run_id,
+                start=_iso(start),
+                end=_iso(end),
+                duration_s=round((end - start).total_seconds(), 3),
+                command=list(cmd),
+                status="failed" if status == "Error" or exit_code not in (0, -1) else "ok",
+                exit_code=None if exit_code == -1 else exit_code,
+                error_type=error_type,
+                git_commit=git_commit,
+                git_branch=git_branch,
+                git_dirty=bool(git_dirty),
+                host=host,
+                cwd=cwd,
+                inputs=int(inputs or 0),
+                outputs=int(outputs or 0),
+                ranks=sorted(r for r in (ranks or []) if r >= 0),
+            )
+        )
+    return runs
