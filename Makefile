@@ -1,0 +1,54 @@
+# clew: the two commands that do all the set-up on a fresh machine (python3 >= 3.10 and make).
+#
+#   make demo   create .venv, install clew with the demo and store extras, run the demo pipeline
+#   make test   create .venv, install clew with the test and store extras, run the test suite
+#
+# Installs are remembered by a stamp file inside .venv whose name carries a digest of
+# pyproject.toml, so a second run installs nothing until pyproject.toml changes (and deleting
+# .venv starts over). Pass extra pytest arguments with `make test PYTEST_ARGS='-k spool -x'`.
+
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+VPY := $(BIN)/python
+# Content digest, not mtime: a fresh clone or a `touch` must not force a reinstall, an edit must.
+PYPROJECT_KEY := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:16])")
+PIP := $(VPY) -m pip --disable-pip-version-check
+
+.PHONY: demo test help clean-demo
+.DEFAULT_GOAL := help
+
+help:
+	@echo "make demo   set up .venv and run the example pipeline under clew"
+	@echo "make test   set up .venv and run the tests (what CI runs: .ci/run)"
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-test-$(PYPROJECT_KEY): | $(VPY)
+	$(PIP) install -e '.[test,store]'
+	@rm -f $(VENV)/.installed-test-*
+	@touch $@
+
+$(VENV)/.installed-demo-$(PYPROJECT_KEY): | $(VPY)
+	$(PIP) install -e '.[demo,store]'
+	@rm -f $(VENV)/.installed-demo-*
+	@touch $@
+
+demo: $(VENV)/.installed-demo-$(PYPROJECT_KEY)
+	$(VPY) examples/pipeline/demo.py
+
+# pytest exits 5 when it collected no tests: that is a broken suite, never a pass.
+test: $(VENV)/.installed-test-$(PYPROJECT_KEY)
+	@status=0; $(VPY) -m pytest -q -ra -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then \
+		echo "make test: FAILED: pytest collected no tests (exit 5); the suite must not be empty" >&2; \
+		exit 1; \
+	fi; \
+	exit $$status
+
+clean-demo:
+	rm -rf examples/pipeline/.clew examples/pipeline/data examples/pipeline/features \
+		examples/pipeline/models examples/pipeline/metrics.json
