@@ -117,10 +117,15 @@ class _Ingester:
         self.log_table = qualified_name(options, LOG_TABLE)
         self.quarantine = spool / QUARANTINE_DIRNAME
 
-    def state(self) -> tuple[dict[str, int], dict[str, list[tuple[int, int]]]]:
+    def state(
+        self, names: list[str] | None
+    ) -> tuple[dict[str, int], dict[str, list[tuple[int, int]]]]:
         """Per file: the end of what is done, and the chunks left pending by a crash."""
+        where = "WHERE File IN %(names)s" if names is not None else ""
         result = self.client.query(
-            f"SELECT File, Start, End, max(Done) FROM {self.log_table} GROUP BY File, Start, End"
+            f"SELECT File, Start, End, max(Done) FROM {self.log_table} {where} "
+            "GROUP BY File, Start, End",
+            parameters={"names": names or [""]},
         )
         done: dict[str, int] = {}
         pending: dict[str, list[tuple[int, int]]] = {}
@@ -184,27 +189,43 @@ class _Ingester:
         result.recovered_chunks += 1
 
 
+def prepare_store(client: Any, options: SchemaOptions | None = None) -> None:
+    """Create the Collector's tables, clew's lineage tables and the ingest log (idempotent)."""
+    options = options or SchemaOptions()
+    create_schema(client, options)
+    create_lineage_tables(client, options)
+    client.command(_log_ddl(options))
+
+
 def ingest(
     client: Any,
     spool: Path,
     *,
+    files: list[Path] | None = None,
     options: SchemaOptions | None = None,
     progress: Callable[[int, int], None] | None = None,
     chunk_bytes: int = CHUNK_BYTES,
+    prepare: bool = True,
 ) -> IngestResult:
     """Ingest everything new in the spool directory `spool` into the store behind `client`.
 
-    `progress(done_bytes, total_bytes)` is called after each chunk, for a progress bar.
+    Args:
+        client: A clickhouse-connect client (see `clew.exporter.store.connect`).
+        spool: The spool directory; corrupt lines are set aside under it.
+        files: Only these spool files (default: every file in `spool`).
+        options: Where the tables are.
+        progress: Called as `progress(done_bytes, total_bytes)` after each chunk.
+        chunk_bytes: How much of a file one insert takes.
+        prepare: Create the tables first; pass False when this client already did.
     """
     options = options or SchemaOptions()
     started = time.perf_counter()
-    create_schema(client, options)
-    create_lineage_tables(client, options)
-    client.command(_log_ddl(options))
+    if prepare:
+        prepare_store(client, options)
     ingester = _Ingester(client, options, spool)
-    done, pending = ingester.state()
+    done, pending = ingester.state([p.name for p in files] if files is not None else None)
     result = IngestResult()
-    files = spool_files(spool)
+    files = spool_files(spool) if files is None else files
     sizes = {path: path.stat().st_size for path in files}
     total = sum(max(0, size - done.get(path.name, 0)) for path, size in sizes.items())
     taken = 0
