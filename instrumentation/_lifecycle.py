@@ -1,9 +1,10 @@
 """One recorder per process, and every way a process can end made to flush it.
 
-Normal exit runs atexit; an uncaught exception passes sys.excepthook; a forked child ends
-with os._exit (multiprocessing's fork and forkserver workers do) where atexit never runs;
-SIGTERM's default action kills without atexit; os.exec* replaces the process. Each of these
-flushes the recorder first and then behaves exactly as it would have.
+Normal exit runs atexit (after an uncaught exception too, which the interpreter leaves in
+sys.last_value); a forked child ends with os._exit (multiprocessing's fork and forkserver
+workers do) where atexit never runs; SIGTERM's default action kills without atexit; os.exec*
+replaces the process. Each of these flushes the recorder first and then behaves exactly as it
+would have.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ _logger = logging.getLogger(__name__)
 _recorder: Recorder | None = None
 _lock = threading.Lock()
 _exit_code: int | None = None
-_exception: BaseException | None = None
 _real_exit = sys.exit
 _real_os_exit = os._exit
-_previous_excepthook = sys.excepthook
+# A SIGTERM that arrived while this process was flushing: it is acted on when the flush ends.
+_closing = False
+_deferred_signal: int | None = None
 
 
 def get_recorder() -> Recorder:
@@ -59,7 +61,6 @@ def _create() -> Recorder:
     process.gather_in_background(os.getcwd())
     atexit.register(_at_exit)
     os.register_at_fork(after_in_child=_after_fork_in_child)
-    sys.excepthook = _excepthook
     sys.exit = _exit  # type: ignore[assignment]
     os._exit = _os_exit  # type: ignore[assignment]
     _install_sigterm_handler()
@@ -68,13 +69,24 @@ def _create() -> Recorder:
 
 def close(exit_code: int | None, exception: BaseException | None = None) -> None:
     """Flush and end this process's recording (idempotent)."""
+    global _closing
     recorder = _recorder
     if recorder is None:
         return
+    if not recorder.owned_here:
+        # A forked child signalled before its at-fork reset finished (Pool.terminate does
+        # this to a worker it has just started): flushing would write the parent's records
+        # and end the parent's span in this child's spool file.
+        return
+    _closing = True
     try:
         recorder.close(exit_code=exit_code, exception=exception)
     except Exception as error:  # noqa: BLE001 - never harm the host
         _logger.warning("clew: flushing at exit failed: %r", error)
+    finally:
+        _closing = False
+    if _deferred_signal is not None:
+        _die_by(_deferred_signal)
 
 
 def _exit_status(code: object) -> int:
@@ -92,18 +104,19 @@ def _exit(status: object = None) -> None:
     _real_exit(status)
 
 
-def _excepthook(kind, value, traceback) -> None:  # noqa: ANN001 - sys.excepthook's signature
-    global _exit_code, _exception
-    if not issubclass(kind, SystemExit):
-        # Python exits with 130 after an uncaught KeyboardInterrupt (SIGINT), else 1.
-        _exit_code = 130 if issubclass(kind, KeyboardInterrupt) else 1
-        _exception = value
-    _previous_excepthook(kind, value, traceback)
-
-
 def _at_exit() -> None:
-    code = _exit_code if _exit_code is not None else 0
-    close(code, _exception)
+    code, exception = _exit_code, None
+    if code is None:
+        # An uncaught exception: the interpreter stores it in sys.last_value before it runs
+        # sys.excepthook, whoever installed that (rich, IPython and CLIs replace it), so
+        # this sees every one. Wrapping sys.excepthook instead missed those, and made the
+        # traceback's reads of source files look like the program's.
+        last = getattr(sys, "last_value", None)
+        if isinstance(last, BaseException) and not isinstance(last, SystemExit):
+            # Python exits with 130 after an uncaught KeyboardInterrupt (SIGINT), else 1.
+            code = 130 if isinstance(last, KeyboardInterrupt) else 1
+            exception = last
+    close(code if code is not None else 0, exception)
 
 
 def _os_exit(status: int) -> None:
@@ -115,8 +128,8 @@ def _after_fork_in_child() -> None:
     recorder = _recorder
     if recorder is None:
         return
-    global _exit_code, _exception
-    _exit_code, _exception = None, None
+    global _exit_code, _closing, _deferred_signal
+    _exit_code, _closing, _deferred_signal = None, False, None
     parent = recorder.process.context() if recorder.process.started else None
     process = ProcessSpan(recorder._tracer, "fork", parent, time.time_ns())
     recorder.after_fork_in_child(process)
@@ -136,6 +149,17 @@ def _install_sigterm_handler() -> None:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    global _deferred_signal
+    if _closing:
+        # The signal interrupted a flush under way (at exit, in os._exit, or a Pool worker
+        # finishing just as Pool.terminate signals it): dying here would lose that flush,
+        # so `close` dies by this signal when the flush is done.
+        _deferred_signal = signum
+        return
     close(128 + signum)
+    _die_by(signum)
+
+
+def _die_by(signum: int) -> None:
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)

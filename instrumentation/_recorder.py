@@ -91,7 +91,6 @@ class Recorder:
         self.on_close: list[Callable[[], None]] = []
 
     def _reset_state(self) -> None:
-        self._pid = os.getpid()
         self._reads: dict[StatKey, Record] = {}
         self._listings: dict[str, Record] = {}
         self._watches: dict[str, _Watch] = {}
@@ -101,6 +100,14 @@ class Recorder:
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()
         self._stopping = False
+        # Last: until this process's own state is in place, the state is its parent's.
+        self._pid = os.getpid()
+
+    @property
+    def owned_here(self) -> bool:
+        """False in a forked child until its at-fork reset has finished: the records and the
+        process span are still its parent's, which flushes them itself."""
+        return self._pid == os.getpid()
 
     # -- failures are recorded, never raised -------------------------------------------------
 
@@ -154,6 +161,37 @@ class Recorder:
         if self._worker is None:
             self._start_worker()
 
+    def _digest_now(self, path: str, key: StatKey) -> str | None:
+        """blake3 of `path` at version `key`, on the calling thread: for content the program is
+        about to remove, move or overwrite, which the background hasher would find gone."""
+        if not self.settings.hashing or key[2] > self.settings.hash_max_bytes:
+            return None
+        own_io.active = True
+        try:
+            return self._cache.get(key) or hash_file(path, key)
+        finally:
+            own_io.active = False
+
+    def _before_change(self, path: str, key: StatKey | None = None) -> str | None:
+        """`path` is about to be removed, moved or overwritten: a read of its current content
+        still waiting for the background hasher gets its digest now. Returns the digest of
+        that content when this process read it."""
+        if not self._reads:
+            return None
+        if key is None:
+            result = _stat_regular(path)
+            if result is None:
+                return None
+            key = stat_key(result)
+        record = self._reads.get(key)
+        if record is None:
+            return None
+        if not record.digest:
+            record.digest = self._digest_now(path, key)
+            if record.digest:
+                record.identity = "content"
+        return record.digest
+
     def opened_for_write(self, path: str, *, keeps_content: bool) -> None:
         """The program opened `path` for writing; `keeps_content` when not truncating."""
         watch = self._watches.get(path) or self._settled.pop(path, None)
@@ -163,6 +201,8 @@ class Recorder:
             watch.quiet = 0
             self._watches[path] = watch
             return
+        if not keeps_content:
+            self._before_change(path)  # about to be truncated
         before = _stat_regular(path) if keeps_content else None
         emitted = stat_key(before) if before is not None else None
         self._watches[path] = _Watch(Record("write", path), emitted)
@@ -171,6 +211,8 @@ class Recorder:
 
     def renamed(self, source: str, destination: str) -> None:
         """`source` is about to be renamed to `destination`."""
+        self._before_change(source)  # its content leaves the path a pending read names
+        self._before_change(destination)  # replaced, if it exists
         watch = self._watches.pop(source, None) or self._settled.pop(source, None)
         if watch is not None and watch.emitted is None:
             # A temporary file written and renamed into place (the atomic-save pattern):
@@ -200,10 +242,16 @@ class Recorder:
         except (OSError, ValueError):
             return
         key = stat_key(result)
+        record = Record("delete", path, key)
+        record.digest = self._before_change(path, key)
         if watch is not None and watch.emitted != key:
-            watch.record.key = key  # written here, then removed before it settled
+            # Written here, then removed before it settled: its content is hashed now, as
+            # it is the last moment it can be read.
+            watch.record.key = key
+            watch.record.digest = self._digest_now(path, key)
+            record.digest = record.digest or watch.record.digest
             self._queue(watch.record)
-        self._queue(Record("delete", path, key))
+        self._queue(record)
 
     def listed(self, path: str) -> None:
         """The program listed the directory `path`."""
@@ -211,6 +259,8 @@ class Recorder:
         if record is not None:
             record.count += 1
             return
+        if not os.path.isdir(path):
+            return  # the listing will fail (import hooks list made-up sys.path entries)
         self._listings[path] = record = Record("list", path)
         self._queue(record)
 
@@ -247,13 +297,15 @@ class Recorder:
         if key is None or record.operation in ("list",):
             self._ready.append(record)
             return
+        # A digest may be known already: taken on the host's thread just before the file was
+        # removed, moved or overwritten (`_before_change`), when hashing it now would fail.
         if record.operation == "delete":
-            record.digest = self._cache.get(key)
+            record.digest = record.digest or self._cache.get(key)
         elif self.settings.hashing and key[2] <= self.settings.hash_max_bytes:
-            digest = self._cache.get(key) or hash_file(record.path, key)
+            digest = record.digest or self._cache.get(key) or hash_file(record.path, key)
             if digest is not None:
                 self._cache.put(key, digest)
-            record.digest = digest
+            record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
 
@@ -391,8 +443,8 @@ class Recorder:
 
     def after_fork_in_child(self, process: ProcessSpan) -> None:
         """Start over in a forked child: its records are its own, its spool file too."""
-        self._reset_state()
         self._work_lock = threading.Lock()
         self.process = process
         self.errors = []
         self._closed = False
+        self._reset_state()  # last, as it marks the state as this process's

@@ -32,7 +32,12 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _getframe = sys._getframe
 _get_value = otel_context.get_value
-_INTERPRETER_READERS = ("/linecache.py", "/tokenize.py")
+# linecache and tokenize read source for tracebacks; importlib.metadata lists sys.path
+# entries when anything asks for installed distributions or entry points.
+_INTERPRETER_READERS = ("/linecache.py", "/tokenize.py", "/importlib/metadata/__init__.py")
+# Frozen modules that open and list files for the interpreter itself. Not every frozen
+# module does: os.walk runs in <frozen os> on the program's behalf.
+_IMPORT_SYSTEM = ("<frozen importlib", "<frozen zipimport", "<frozen runpy", "<frozen site")
 
 
 class _Hook:
@@ -100,7 +105,27 @@ def _from_interpreter() -> bool:
         caller = _getframe(3).f_code.co_filename
     except ValueError:
         return True
-    return caller.startswith("<frozen") or caller.endswith(_INTERPRETER_READERS)
+    return caller.startswith(_IMPORT_SYSTEM) or caller.endswith(_INTERPRETER_READERS)
+
+
+def _at(raw: object, dir_fd: object) -> object:
+    """A path the program gave relative to an open directory (`dir_fd`, as shutil.rmtree's
+    descriptor-based walk does) made absolute, since resolving it against the working
+    directory would name another file. `raw` itself without a dir_fd (-1); None when the
+    directory cannot be known."""
+    if not isinstance(dir_fd, int) or dir_fd < 0:
+        return raw
+    try:
+        text = os.fsdecode(raw)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    if os.path.isabs(text):
+        return text
+    try:
+        directory = os.readlink(f"/proc/self/fd/{dir_fd}")  # Linux; elsewhere unknown
+    except OSError:
+        return None
+    return os.path.join(directory, text)
 
 
 def _on_open(recorder: Recorder, args: tuple) -> None:
@@ -121,7 +146,10 @@ def _on_open(recorder: Recorder, args: tuple) -> None:
 
 
 def _on_rename(recorder: Recorder, args: tuple) -> None:
-    source, destination = _wanted(recorder, args[0]), _wanted(recorder, args[1])
+    # os.rename's audit arguments: (src, dst, src_dir_fd, dst_dir_fd)
+    raw_source, raw_destination = _at(args[0], args[2]), _at(args[1], args[3])
+    source = _wanted(recorder, raw_source) if raw_source is not None else None
+    destination = _wanted(recorder, raw_destination) if raw_destination is not None else None
     if source is not None and destination is not None:
         recorder.renamed(source, destination)
     elif destination is not None:
@@ -136,7 +164,8 @@ def _on_copy(recorder: Recorder, args: tuple) -> None:
 
 
 def _on_remove(recorder: Recorder, args: tuple) -> None:
-    path = _wanted(recorder, args[0])
+    raw = _at(args[0], args[1])  # os.remove's audit arguments: (path, dir_fd)
+    path = _wanted(recorder, raw) if raw is not None else None
     if path is not None:
         recorder.deleted(path)
 
