@@ -21,7 +21,7 @@ def doctor(obj: CliContext, fmt: str) -> None:
     """Check the installation: version, hooks, where records go, conflicts."""
     report = diagnose(obj.home)
     if fmt == "json":
-        write_json(dataclasses.asdict(report), obj.stdout)
+        write_json({"schema": 1, **dataclasses.asdict(report)}, obj.stdout)
         return
     table = Table(show_header=False, box=None)
     for label, value in [
@@ -72,7 +72,8 @@ def _print_run(obj: CliContext, run: SpoolRun) -> None:
         obj.out.print(f"git: {run.git_commit[:12]} ({run.git_branch}){dirty}")
     table = Table(title="artifacts")
     for column in ("operation", "uri", "digest", "size", "count", "pid"):
-        table.add_column(column)
+        # A URI cut with "…" loses the file name: long ones wrap instead.
+        table.add_column(column, overflow="fold" if column == "uri" else "ellipsis")
     for a in sorted(run.accesses, key=lambda a: (a.operation, a.uri)):
         digest = a.digest[:20] + "…" if a.digest else f"({a.identity})"
         uri = a.uri if not a.source_uri else f"{a.source_uri} -> {a.uri}"
@@ -99,7 +100,7 @@ def spool(obj: CliContext, run_id: str | None, fmt: str) -> None:
         if not runs:
             raise click.UsageError(f"no run {run_id!r} in the spool; `clew spool` lists them")
     if fmt == "json":
-        write_json([dataclasses.asdict(r) for r in runs], obj.stdout)
+        write_json({"schema": 1, "runs": [dataclasses.asdict(r) for r in runs]}, obj.stdout)
     elif run_id:
         for run in runs:
             _print_run(obj, run)

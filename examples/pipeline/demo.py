@@ -93,7 +93,7 @@ def main() -> None:
     show(["clew", "spool"])
     run(["clew", "spool"], env)
 
-    runs = json.loads(run(["clew", "spool", "--format", "json"], env, capture=True))
+    runs = json.loads(run(["clew", "spool", "--format", "json"], env, capture=True))["runs"]
     by_step = {}
     for r in runs:
         for step in STEPS:

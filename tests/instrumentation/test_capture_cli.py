@@ -68,7 +68,9 @@ def test_clew_spool_run_as_json(recorded, workdir):
     code, out, err = _cli("spool", recorded.run_id[:10], "--format", "json")
 
     assert code == ExitStatus.OK, err
-    (run,) = json.loads(out)
+    document = json.loads(out)
+    assert document["schema"] == 1
+    (run,) = document["runs"]
     assert run["run_id"] == recorded.run_id
     assert (run["exit_code"], run["status"]) == (0, "ok")
     expected_write = "blake3:" + blake3.blake3((workdir / "features.csv").read_bytes()).hexdigest()
@@ -105,7 +107,7 @@ def test_clew_spool_of_an_empty_home_lists_nothing(tmp_path):
     code, out, err = _cli("--home", str(tmp_path / "empty"), "spool", "--format", "json")
 
     assert code == ExitStatus.OK, err
-    assert json.loads(out) == []
+    assert json.loads(out) == {"schema": 1, "runs": []}
 
 
 def test_clew_doctor_reports_hooks_and_spool(tmp_path, monkeypatch):
@@ -165,11 +167,6 @@ def _column(table_text: str, index: int) -> list[str]:
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="clew spool RUN lets rich cut the uri column with an ellipsis at 80 columns (any "
-    "pipe): the file names, the point of the table, are lost",
-)
 def test_clew_spool_run_shows_whole_uris_at_80_columns(recorded, spool, workdir, monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     code, out, err = _cli("spool", recorded.run_id)
