@@ -3,9 +3,9 @@
 Spool files only grow, and their names are unique across processes and hosts, so the store
 remembers, per file, the byte ranges it has taken (table `clew_ingest_log`). Each chunk of
 whole lines is logged as pending, inserted in one block, then logged as done. After a crash
-(even kill -9) a pending chunk is checked on the next ingest: if its spans are in the table
-it is marked done, if some are they are deleted and the chunk inserted again, so every span
-lands exactly once. A torn last line (its writer is mid-write, or died) is left for the next
+(even kill -9) the next ingest deletes whatever of a pending chunk reached the store and
+inserts the chunk again, so every span, and every lineage row derived from it, lands exactly
+once. A torn last line (its writer is mid-write, or died) is left for the next
 ingest; a line that does not parse is set aside in `spool/quarantine/` and counted.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rows
-from .lineage import create_lineage_tables
+from .lineage import IO_TABLE, create_lineage_tables
 from .schema import SchemaOptions, create_schema, qualified_name
 from .spool import spool_files
 
@@ -31,6 +31,7 @@ QUARANTINE_DIRNAME = "quarantine"
 CHUNK_BYTES = 16 << 20
 _TRACE_ID = rows.INSERT_COLUMNS.index("TraceId")
 _SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
+_IDS_PER_QUERY = 2000  # ~60 bytes each as SQL text: ~120 KiB a statement
 
 
 @dataclass
@@ -115,6 +116,7 @@ class _Ingester:
         self.options = options
         self.table = qualified_name(options, options.traces_table)
         self.log_table = qualified_name(options, LOG_TABLE)
+        self.io_table = qualified_name(options, IO_TABLE)
         self.quarantine = spool / QUARANTINE_DIRNAME
 
     def state(
@@ -167,26 +169,35 @@ class _Ingester:
         self._log(name, chunk, spans, 1)
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
-        """Finish a chunk a crashed ingest left pending, without duplicating a span."""
+        """Finish a chunk a crashed ingest left pending, without duplicating a span.
+
+        A kill can land between the commits of the tables one insert writes: the chunk's
+        rows may be in otel_traces, in any subset of the views derived from it, or nowhere.
+        So the chunk is taken again from scratch: its spans are deleted where a second copy
+        would count twice (otel_traces and clew_io), then inserted, which runs every view
+        again; the other lineage tables are idempotent (issue 3).
+        """
         chunk = next(_read_chunks(path, start, end - start), None)
         if chunk is None or chunk.end != end:
             raise RuntimeError(f"{path.name}: pending chunk {start}-{end} no longer matches")
         ids = chunk.span_ids
-        present = self.client.query(
-            f"SELECT count() FROM {self.table} WHERE (TraceId, SpanId) IN %(ids)s",
-            parameters={"ids": ids},
-        ).result_rows[0][0] if ids else 0
-        if present and present < len(ids):
-            self.client.command(
-                f"DELETE FROM {self.table} WHERE (TraceId, SpanId) IN %(ids)s",
-                parameters={"ids": ids},
-            )
-            present = 0
-        if not present:
-            result.spans += self._insert(chunk)
-            result.lines += chunk.lines
+        for table, columns in ((self.table, "TraceId, SpanId"), (self.io_table, "RunId, SpanId")):
+            self._delete(table, columns, ids)
+        result.spans += self._insert(chunk)
+        result.lines += chunk.lines
         self._log(path.name, chunk, len(ids), 1)
         result.recovered_chunks += 1
+
+    def _delete(self, table: str, columns: str, ids: list[tuple[str, str]]) -> None:
+        """Delete the rows whose (`columns`) are among `ids`, if there are any. The ids are
+        written into the statements, so they go in batches that stay below ClickHouse's
+        max_query_size (256 KiB by default; a 16 MiB chunk holds tens of thousands)."""
+        for first in range(0, len(ids), _IDS_PER_QUERY):
+            batch = {"ids": ids[first : first + _IDS_PER_QUERY]}
+            where = f"WHERE ({columns}) IN %(ids)s"
+            found = self.client.query(f"SELECT count() FROM {table} {where}", parameters=batch)
+            if found.result_rows[0][0]:
+                self.client.command(f"DELETE FROM {table} {where}", parameters=batch)
 
 
 def prepare_store(client: Any, options: SchemaOptions | None = None) -> None:

@@ -6,12 +6,15 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
 - `clew_io`: one row per I/O record (batched spans exploded back into one row per artifact),
   ordered by URI and indexed by digest and run, for lineage lookups.
 - `clew_runs`: one row per run, from its root span.
-- `clew_run_io`: per run, the distinct inputs and outputs and the ranks seen, aggregated from
-  `clew_io` as it fills.
+- `clew_run_io`: per run, the distinct inputs and outputs, the I/O records and the ranks seen,
+  aggregated from `clew_io` as it fills. Every aggregate is a distinct count or a set, so a
+  row that reaches it twice (an ingest recovering from a crash inserts a chunk again) counts
+  once.
 
 Attribute values are read the way the Collector writes them (ints as decimal strings, arrays
-as JSON), and both span-kind and status spellings are accepted. Every name below is a
-semconv constant: the SQL is built from them, never from hand-spelled strings.
+as JSON; rotel's OTLP JSON arrays too), and both span-kind and status spellings are accepted.
+Every name below is a semconv constant: the SQL is built from them, never from hand-spelled
+strings.
 """
 
 from __future__ import annotations
@@ -28,10 +31,27 @@ RUNS_TABLE = "clew_runs"
 RUN_IO_TABLE = "clew_run_io"
 ROLE_RUN = "run"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
+# Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
+# pdata's names either way, so `StatusCode = 'Error'` finds failed runs from any writer.
+_OLD_STATUS_NAMES = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
+_STATUS_NAMES = ["Unset", "Ok", "Error"]
 
 
 def _attribute(name: str) -> str:
     return f"SpanAttributes['{name}']"
+
+
+def _json_array(value: str, kind: str) -> str:
+    """An array attribute as Array(`kind`) (String or Int64), from either string form it
+    takes: pdata's AsString, `["a","b"]` (the Collector, clew), or the OTLP JSON of the
+    ArrayValue, `{"values":[{"stringValue":"a"}]}` (rotel's ClickHouse exporter)."""
+    if kind == "String":
+        item = "JSONExtractString(x, 'stringValue')"
+    else:
+        # intValue is a JSON string in OTLP JSON ("32"), a number from some encoders (32)
+        item = "toInt64OrDefault(trim(BOTH '\"' FROM JSONExtractRaw(x, 'intValue')), toInt64(-1))"
+    otlp = f"arrayMap(x -> {item}, JSONExtractArrayRaw({value}, 'values'))"
+    return f"if(startsWith({value}, '{{'), {otlp}, JSONExtract({value}, 'Array({kind})'))"
 
 
 def _array(batched: str, single: str, kind: str, default: str) -> str:
@@ -42,7 +62,7 @@ def _array(batched: str, single: str, kind: str, default: str) -> str:
         one = f"[toInt64OrDefault({_attribute(single)}, toInt64({default}))]"
     return (
         f"if(mapContains(SpanAttributes, '{batched}'), "
-        f"JSONExtract({_attribute(batched)}, 'Array({kind})'), {one})"
+        f"{_json_array(_attribute(batched), kind)}, {one})"
     )
 
 
@@ -132,8 +152,9 @@ SELECT
     Timestamp AS Start,
     fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + Duration) AS End,
     ServiceName,
-    JSONExtract({_attribute(attr.PROCESS_COMMAND_ARGS)}, 'Array(String)') AS Command,
-    replaceOne(StatusCode, 'STATUS_CODE_', '') AS StatusCode,
+    {_json_array(_attribute(attr.PROCESS_COMMAND_ARGS), "String")} AS Command,
+    transform(toString(StatusCode), {_OLD_STATUS_NAMES!r}, {_STATUS_NAMES!r}, toString(StatusCode))
+        AS StatusCode,
     toInt64OrDefault({_attribute(attr.PROCESS_EXIT_CODE)}, toInt64(-1)) AS ExitCode,
     {_attribute(attr.ERROR_TYPE)} AS ErrorType,
     {_attribute(attr.VCS_REF_HEAD_REVISION)} AS GitCommit,
@@ -148,7 +169,7 @@ WHERE SpanName = '{spans.SPAN_RUN}' AND {_attribute(attr.PROVENANCE_PROCESS_ROLE
     RunId String,
     Inputs AggregateFunction(uniq, String),
     Outputs AggregateFunction(uniq, String),
-    Records SimpleAggregateFunction(sum, UInt64),
+    Records AggregateFunction(uniq, String, String),
     Ranks SimpleAggregateFunction(groupUniqArrayArray, Array(Int32))
 ) ENGINE = AggregatingMergeTree ORDER BY RunId""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {run_io_mv} TO {run_io} AS
@@ -156,7 +177,7 @@ SELECT
     RunId,
     uniqStateIf(Uri, Operation = 'read') AS Inputs,
     uniqStateIf(Uri, Operation IN {OUTPUT_OPERATIONS!r}) AS Outputs,
-    toUInt64(count()) AS Records,
+    uniqState(SpanId, Uri) AS Records,
     groupUniqArray(Rank) AS Ranks
 FROM {io}
 GROUP BY RunId""",

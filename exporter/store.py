@@ -115,7 +115,9 @@ def _holder(path: Path) -> str | None:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
             except OSError:
                 return None  # that process is gone: the lock is stale
-            return f"pid {pid} ({command.decode(errors='replace')[:120]})"
+            # One line: the message is a CLI error line, and `python -c` scripts hold newlines.
+            command_line = " ".join(command.decode(errors="replace").split())
+            return f"pid {pid} ({command_line[:120]})"
     return None
 
 

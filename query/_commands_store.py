@@ -13,7 +13,8 @@ from rich.table import Table
 from clew.exporter.ingest import IngestResult
 from clew.exporter.ingest import ingest as ingest_spool
 from clew.exporter.spool import spool_directory
-from clew.exporter.store import connect, default_url
+from clew.exporter.schema import SchemaOptions
+from clew.exporter.store import close, connect, default_url, parse_url
 
 from ._output import CliContext, format_command, json_option, write_json
 from .runs import list_runs
@@ -21,13 +22,16 @@ from .runs import list_runs
 _PROGRESS_MIN_BYTES = 8 << 20  # below this an ingest is too quick for a bar to help
 
 
-def _open(obj: CliContext, *, quiet: bool = True) -> tuple[Any, IngestResult]:
+def _open(obj: CliContext, *, quiet: bool = True) -> tuple[Any, SchemaOptions, IngestResult]:
     """Connect to the store and ingest what the spool holds that the store does not."""
-    client = connect(obj.store or default_url(obj.home))
+    url = obj.store or default_url(obj.home)
+    client = connect(url, wait=obj.wait)
+    # The tables live in the URL's database (`default` in an embedded store).
+    options = SchemaOptions(database=parse_url(url).database)
     spool = spool_directory(obj.home)
     pending = sum(p.stat().st_size for p in spool.glob("*.jsonl")) if spool.is_dir() else 0
     if quiet or pending < _PROGRESS_MIN_BYTES:
-        result = ingest_spool(client, spool)
+        result = ingest_spool(client, spool, options=options)
     else:
         columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(),
                    TimeRemainingColumn())
@@ -37,10 +41,10 @@ def _open(obj: CliContext, *, quiet: bool = True) -> tuple[Any, IngestResult]:
             def advance(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            result = ingest_spool(client, spool, progress=advance)
+            result = ingest_spool(client, spool, options=options, progress=advance)
     for warning in result.warnings:
         obj.err.print(f"[yellow]warning:[/yellow] {warning}")
-    return client, result
+    return client, options, result
 
 
 @click.command()
@@ -48,7 +52,7 @@ def _open(obj: CliContext, *, quiet: bool = True) -> tuple[Any, IngestResult]:
 @click.pass_obj
 def ingest(obj: CliContext, fmt: str) -> None:
     """Ingest the spool into the ClickHouse store (only what is new; safe to repeat)."""
-    _, result = _open(obj, quiet=fmt == "json")
+    _, _, result = _open(obj, quiet=fmt == "json")
     if fmt == "json":
         write_json({"schema": 1, **dataclasses.asdict(result)}, obj.stdout)
         return
@@ -82,9 +86,9 @@ def _datetime(value: str | None) -> dt.datetime | None:
 def runs(obj: CliContext, command: str | None, since: str | None, until: str | None,
          commit: str | None, limit: int, fmt: str) -> None:
     """List runs in the store, newest first (the spool is ingested first)."""
-    client, _ = _open(obj, quiet=fmt == "json")
-    found = list_runs(client, command=command, since=_datetime(since), until=_datetime(until),
-                      commit=commit, limit=limit)
+    client, options, _ = _open(obj, quiet=fmt == "json")
+    found = list_runs(client, options=options, command=command, since=_datetime(since),
+                      until=_datetime(until), commit=commit, limit=limit)
     if fmt == "json":
         write_json({"schema": 1, "runs": [dataclasses.asdict(r) for r in found]}, obj.stdout)
         return
@@ -109,9 +113,17 @@ def runs(obj: CliContext, command: str | None, since: str | None, until: str | N
 def sql(obj: CliContext, query: str, write: bool, fmt: str) -> None:
     """Run SQL against the store (read-only unless --write). Tables: otel_traces, clew_io,
     clew_runs, clew_run_io; see docs/sql.md."""
-    client, _ = _open(obj, quiet=True)
+    client, _, _ = _open(obj, quiet=True)
     settings = {} if write else {"readonly": 2}
-    result = client.query(query, settings=settings)
+    try:
+        result = client.query(query, settings=settings)
+    except Exception:
+        if not write:
+            # chDB's session stays read-only after a refused statement (the driver's SET that
+            # restores the setting is refused too): drop the client so the next use in this
+            # process opens the store afresh.
+            close(obj.store or default_url(obj.home))
+        raise
     names = list(result.column_names)
     if fmt == "json":
         write_json({"schema": 1, "columns": names,

@@ -21,6 +21,7 @@ class CliContext:
     out: Console
     err: Console
     stdout: IO[str]
+    wait: float = 30.0  # seconds to wait for an embedded store another process holds
 
 
 def format_time(ns: int) -> str:

@@ -15,6 +15,7 @@ from typing import IO
 import click
 from rich.console import Console
 
+from clew.exporter.store import DEFAULT_WAIT
 from clew.semconv import environment
 
 from ._commands_local import doctor, spool
@@ -44,10 +45,21 @@ class ExitStatus(enum.IntEnum):
     help="ClickHouse store: chdb:///abs/path (default: <home>/db) or "
     "http(s)://user@host:8123/db with the password in CLEW_STORE_PASSWORD.",
 )
+@click.option(
+    "--wait",
+    envvar="CLEW_STORE_WAIT",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_WAIT,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for an embedded store another process holds ($CLEW_STORE_WAIT).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="clew")
 @click.pass_context
-def cli(ctx: click.Context, home: Path | None, store: str | None, debug: bool) -> None:
+def cli(
+    ctx: click.Context, home: Path | None, store: str | None, wait: float, debug: bool
+) -> None:
     """clew: provenance of ML runs, from what the program actually did.
 
     Record a run with `opentelemetry-instrument python train.py`, then ask about it here.
@@ -59,6 +71,7 @@ def cli(ctx: click.Context, home: Path | None, store: str | None, debug: bool) -
         out=Console(file=streams["stdout"], soft_wrap=True),
         err=Console(file=streams["stderr"], soft_wrap=True),
         stdout=streams["stdout"],
+        wait=wait,
     )
 
 

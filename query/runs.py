@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clew.exporter.lineage import RUN_IO_TABLE, RUNS_TABLE
-from clew.exporter.schema import SchemaOptions
+from clew.exporter.schema import SchemaOptions, qualified_name
 
 
 @dataclass
@@ -32,10 +32,24 @@ class Run:
     ranks: list[int]
 
 
-def _iso(value: dt.datetime) -> str:
+def _utc(value: dt.datetime) -> dt.datetime:
+    """`value` in UTC; a naive datetime is taken to be UTC already."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.isoformat()
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _iso(value: dt.datetime) -> str:
+    # The driver hands back times in the session's time zone (the local one, for chDB).
+    return _utc(value).isoformat()
+
+
+def _ns(value: dt.datetime) -> int:
+    """Nanoseconds since the epoch. Times go into SQL as numbers: a bound datetime would be
+    written as a string without its time zone or fraction of a second, which the server
+    reads in its own time zone."""
+    delta = _utc(value) - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def list_runs(
@@ -49,9 +63,8 @@ def list_runs(
     limit: int = 50,
 ) -> list[Run]:
     """Runs newest first. `command` matches a substring of the command line, `commit` a
-    prefix of the git commit; `since`/`until` bound the start time."""
+    prefix of the git commit; `since`/`until` bound the start time (naive means UTC)."""
     options = options or SchemaOptions()
-    db = options.database
     where = ["1"]
     parameters: dict[str, Any] = {"limit": limit}
     if command:
@@ -61,21 +74,21 @@ def list_runs(
         where.append("startsWith(GitCommit, %(commit)s)")
         parameters["commit"] = commit.lower()
     if since:
-        where.append("Start >= %(since)s")
-        parameters["since"] = since
+        where.append("Start >= fromUnixTimestamp64Nano(toInt64(%(since)s))")
+        parameters["since"] = _ns(since)
     if until:
-        where.append("Start <= %(until)s")
-        parameters["until"] = until
+        where.append("Start <= fromUnixTimestamp64Nano(toInt64(%(until)s))")
+        parameters["until"] = _ns(until)
     sql = f"""
 SELECT r.RunId, r.Start, r.End, r.Command, r.StatusCode, r.ExitCode, r.ErrorType,
        r.GitCommit, r.GitBranch, r.GitDirty, r.Host, r.Cwd,
        io.Inputs, io.Outputs, io.Ranks
-FROM (SELECT * FROM {db}.{RUNS_TABLE} FINAL WHERE {' AND '.join(where)}
+FROM (SELECT * FROM {qualified_name(options, RUNS_TABLE)} FINAL WHERE {' AND '.join(where)}
       ORDER BY Start DESC LIMIT %(limit)s) AS r
 LEFT JOIN (
     SELECT RunId, uniqMerge(Inputs) AS Inputs, uniqMerge(Outputs) AS Outputs,
            groupUniqArrayArray(Ranks) AS Ranks
-    FROM {db}.{RUN_IO_TABLE} GROUP BY RunId
+    FROM {qualified_name(options, RUN_IO_TABLE)} GROUP BY RunId
 ) AS io ON io.RunId = r.RunId
 ORDER BY r.Start DESC"""
     runs = []
