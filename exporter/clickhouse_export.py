@@ -21,8 +21,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from .ingest import ingest, prepare_store
+from .schema import SchemaOptions
 from .spool import SpoolSpanExporter
-from .store import CLEW_STORE, connect
+from .store import CLEW_STORE, connect, default_url, parse_url
 
 _logger = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ class ClickHouseSpanExporter(SpoolSpanExporter):
         retry_interval: float = RETRY_INTERVAL,
     ) -> None:
         super().__init__(directory)
-        self._url = url or os.environ.get(CLEW_STORE)
+        self._url = url or os.environ.get(CLEW_STORE) or default_url()
+        # The tables live in the URL's database, as for `clew ingest --store URL`.
+        self._options = SchemaOptions(database=parse_url(self._url).database)
         self._retry_interval = retry_interval
         self._client: Any = None
         self._client_pid: int | None = None
@@ -61,8 +64,14 @@ class ClickHouseSpanExporter(SpoolSpanExporter):
                 # A client never crosses a fork: a child opens its own.
                 self._client = connect(self._url, wait=0)
                 self._client_pid = os.getpid()
-                prepare_store(self._client)
-            ingest(self._client, self.path.parent, files=[self.path], prepare=False)
+                prepare_store(self._client, self._options)
+            ingest(
+                self._client,
+                self.path.parent,
+                files=[self.path],
+                options=self._options,
+                prepare=False,
+            )
         except Exception as error:  # noqa: BLE001 - the spool holds the spans; never raise
             self._client = None
             self._next_attempt = time.monotonic() + self._retry_interval

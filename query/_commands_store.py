@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from clew.exporter.ingest import IngestResult
+from clew.exporter.ingest import IngestResult, prepare_store
 from clew.exporter.ingest import ingest as ingest_spool
 from clew.exporter.spool import spool_directory
 from clew.exporter.schema import SchemaOptions
@@ -22,12 +22,18 @@ from .runs import list_runs
 _PROGRESS_MIN_BYTES = 8 << 20  # below this an ingest is too quick for a bar to help
 
 
-def _open(obj: CliContext, *, quiet: bool = True) -> tuple[Any, SchemaOptions, IngestResult]:
-    """Connect to the store and ingest what the spool holds that the store does not."""
+def _open(
+    obj: CliContext, *, quiet: bool = True, always_ingest: bool = False
+) -> tuple[Any, SchemaOptions, IngestResult]:
+    """Connect to the store and ingest what the spool holds that the store does not
+    (unless `--no-ingest`, which `clew ingest` itself ignores)."""
     url = obj.store or default_url(obj.home)
     client = connect(url, wait=obj.wait)
     # The tables live in the URL's database (`default` in an embedded store).
     options = SchemaOptions(database=parse_url(url).database)
+    if not (obj.ingest or always_ingest):
+        prepare_store(client, options)
+        return client, options, IngestResult()
     spool = spool_directory(obj.home)
     pending = sum(p.stat().st_size for p in spool.glob("*.jsonl")) if spool.is_dir() else 0
     if quiet or pending < _PROGRESS_MIN_BYTES:
@@ -52,7 +58,7 @@ def _open(obj: CliContext, *, quiet: bool = True) -> tuple[Any, SchemaOptions, I
 @click.pass_obj
 def ingest(obj: CliContext, fmt: str) -> None:
     """Ingest the spool into the ClickHouse store (only what is new; safe to repeat)."""
-    _, _, result = _open(obj, quiet=fmt == "json")
+    _, _, result = _open(obj, quiet=fmt == "json", always_ingest=True)
     if fmt == "json":
         write_json({"schema": 1, **dataclasses.asdict(result)}, obj.stdout)
         return

@@ -22,6 +22,7 @@ class CliContext:
     err: Console
     stdout: IO[str]
     wait: float = 30.0  # seconds to wait for an embedded store another process holds
+    ingest: bool = True  # query commands ingest the pending spool first
 
 
 def format_time(ns: int) -> str:

@@ -54,11 +54,22 @@ class ExitStatus(enum.IntEnum):
     metavar="SECONDS",
     help="How long to wait for an embedded store another process holds ($CLEW_STORE_WAIT).",
 )
+@click.option(
+    "--no-ingest",
+    is_flag=True,
+    help="Query the store as it is, without ingesting the spool first (for a store the "
+    "Collector fills from the same runs over OTLP, where ingesting would add them twice).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.version_option(package_name="clew")
 @click.pass_context
 def cli(
-    ctx: click.Context, home: Path | None, store: str | None, wait: float, debug: bool
+    ctx: click.Context,
+    home: Path | None,
+    store: str | None,
+    wait: float,
+    no_ingest: bool,
+    debug: bool,
 ) -> None:
     """clew: provenance of ML runs, from what the program actually did.
 
@@ -72,6 +83,7 @@ def cli(
         err=Console(file=streams["stderr"], soft_wrap=True),
         stdout=streams["stdout"],
         wait=wait,
+        ingest=not no_ingest,
     )
 
 

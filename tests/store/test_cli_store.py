@@ -222,6 +222,20 @@ def test_query_commands_ingest_the_spool_first(fresh_clew, tmp_path, clean_env):
     assert len(fresh_clew.json("runs")["runs"]) == 2
 
 
+def test_no_ingest_queries_the_store_as_it_is(pipeline_home):
+    """`--no-ingest` is for a store the Collector fills from the same runs: the spool is left
+    alone by query commands, while `clew ingest` still ingests."""
+    cli = Cli(pipeline_home())
+    try:
+        assert cli.json("--no-ingest", "runs") == {"schema": 1, "runs": []}
+        found = cli.json("--no-ingest", "sql", "SELECT count() AS n FROM otel_traces")
+        assert found["rows"] == [{"n": 0}]
+        assert cli.json("--no-ingest", "ingest")["spans"] > 0
+        assert len(cli.json("--no-ingest", "runs")["runs"]) > 0
+    finally:
+        cli.close()
+
+
 def test_clew_runs_of_an_empty_home(fresh_clew):
     assert fresh_clew.json("runs") == {"schema": 1, "runs": []}
 
