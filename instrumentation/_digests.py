@@ -28,11 +28,16 @@ def stat_key(result: os.stat_result) -> StatKey:
 def hash_file(path: str, expected: StatKey) -> str | None:
     """blake3 digest of a regular file, or None when it is not the version `expected` names.
 
-    The file is stat-ed before and after hashing: if it changed meanwhile, the digest would
-    describe content nobody read, so none is returned.
+    The file is checked before and after hashing: if it changed meanwhile, the digest would
+    describe content nobody read, so none is returned. Small files are read through a bare
+    descriptor (no file object: ~4 us less a file, measured in benchmarks/RESULTS.md).
     """
     try:
-        before = os.stat(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return None
+    try:
+        before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
             return None
         if before.st_size >= _MMAP_THRESHOLD:
@@ -40,12 +45,13 @@ def hash_file(path: str, expected: StatKey) -> str | None:
             hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
             hasher.update_mmap(path)
         else:
-            with open(path, "rb") as handle:
-                hasher = blake3.blake3(handle.read())
-        if stat_key(os.stat(path)) != expected:
+            hasher = blake3.blake3(os.read(fd, before.st_size + 1))
+        if stat_key(os.fstat(fd)) != expected or stat_key(os.stat(path)) != expected:
             return None
     except (OSError, ValueError):
         return None
+    finally:
+        os.close(fd)
     return "blake3:" + hasher.hexdigest()
 
 
@@ -61,18 +67,20 @@ class DigestCache:
     def _load(self) -> dict[StatKey, str]:
         entries: dict[StatKey, str] = {}
         try:
-            with open(self._path, encoding="ascii", errors="replace") as handle:
-                for line in handle:
-                    fields = line.split()
-                    if len(fields) != 5 or not line.endswith("\n"):
-                        continue  # a torn line from a crashed writer
-                    try:
-                        key = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
-                    except ValueError:
-                        continue
-                    entries[key] = fields[4]
+            with open(self._path, "rb") as handle:
+                data = handle.read()
         except FileNotFoundError:
-            pass
+            return entries
+        # A last line without its newline is torn (its writer crashed): left out.
+        for line in data[: data.rfind(b"\n") + 1].split(b"\n"):
+            fields = line.split()
+            if len(fields) != 5:
+                continue
+            try:
+                key = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
+            except ValueError:
+                continue
+            entries[key] = fields[4].decode("ascii", "replace")
         return entries
 
     def get(self, key: StatKey) -> str | None:
@@ -91,10 +99,11 @@ class DigestCache:
 
     def save(self) -> None:
         """Append new entries to the cache file in one write."""
-        if not self._unsaved:
+        # Swap the list out first: the host's threads may put() while this writes.
+        unsaved, self._unsaved = self._unsaved, []
+        if not unsaved:
             return
-        data = "".join(self._unsaved).encode("ascii")
-        self._unsaved = []
+        data = "".join(unsaved).encode("ascii")
         self._directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:

@@ -9,6 +9,7 @@ import blake3
 
 from clew.semconv import attributes as attr
 
+from ._paths import project_root
 from ._redact import redact_uri
 
 _TIMEOUT = 10.0
@@ -30,18 +31,30 @@ def _git(root: str, *args: str) -> str | None:
     return completed.stdout.decode("utf-8", "surrogateescape")
 
 
-def _changed_paths(status: str) -> list[str]:
-    """Paths from `git status --porcelain -z`, renames giving their new path."""
-    paths: list[str] = []
+def _parse_status(status: str) -> tuple[str | None, str | None, list[str], list[str]]:
+    """Commit, branch, changed paths and untracked paths from `git status --porcelain=v2
+    --branch -z` (one git process gives all of it)."""
+    commit = branch = None
+    changed: list[str] = []
+    untracked: list[str] = []
     entries = iter(status.split("\0"))
     for entry in entries:
-        if len(entry) < 4:
-            continue
-        code, path = entry[:2], entry[3:]
-        paths.append(path)
-        if "R" in code or "C" in code:
-            next(entries, None)  # the rename's source path follows as its own entry
-    return sorted(set(paths))
+        if entry.startswith("# branch.oid "):
+            value = entry[len("# branch.oid ") :]
+            commit = None if value == "(initial)" else value
+        elif entry.startswith("# branch.head "):
+            value = entry[len("# branch.head ") :]
+            branch = None if value == "(detached)" else value
+        elif entry.startswith("1 "):
+            changed.append(entry.split(" ", 8)[8])
+        elif entry.startswith("2 "):
+            changed.append(entry.split(" ", 9)[9])
+            next(entries, None)  # a rename's or copy's original path follows on its own
+        elif entry.startswith("u "):
+            changed.append(entry.split(" ", 10)[10])
+        elif entry.startswith("? "):
+            untracked.append(entry[2:])
+    return commit, branch, sorted(set(changed + untracked)), sorted(untracked)
 
 
 def git_attributes(cwd: str) -> dict:
@@ -50,31 +63,24 @@ def git_attributes(cwd: str) -> dict:
     The diff digest covers `git diff HEAD` and the content of untracked files, so two runs
     with the same commit and the same digest ran the same code.
     """
-    root = _git(cwd, "rev-parse", "--show-toplevel")
-    if root is None:
+    root = project_root(cwd)
+    status = _git(root, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all")
+    if status is None:
         return {}
-    root = root.strip()
-    attributes: dict = {}
-    head = _git(root, "rev-parse", "--verify", "-q", "HEAD")
-    if head:
-        attributes[attr.VCS_REF_HEAD_REVISION] = head.strip()
-    branch = _git(root, "symbolic-ref", "--short", "-q", "HEAD")
+    commit, branch, changed, untracked = _parse_status(status)
+    attributes: dict = {attr.PROVENANCE_VCS_DIRTY: bool(changed)}
+    if commit:
+        attributes[attr.VCS_REF_HEAD_REVISION] = commit
     if branch:
-        attributes[attr.VCS_REF_HEAD_NAME] = branch.strip()
+        attributes[attr.VCS_REF_HEAD_NAME] = branch
     remote = _git(root, "config", "--get", "remote.origin.url")
     if remote and remote.strip():
         attributes[attr.VCS_REPOSITORY_URL_FULL] = redact_uri(remote.strip())
-    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all")
-    if status is None:
-        return attributes
-    changed = _changed_paths(status)
-    attributes[attr.PROVENANCE_VCS_DIRTY] = bool(changed)
     if changed:
         hasher = blake3.blake3()
-        diff = _git(root, "diff", "HEAD", "--binary", "--no-ext-diff") if head else ""
+        diff = _git(root, "diff", "HEAD", "--binary", "--no-ext-diff") if commit else ""
         hasher.update((diff or "").encode("utf-8", "surrogateescape"))
-        untracked = [e[3:] for e in status.split("\0") if e.startswith("?? ")]
-        for path in sorted(untracked):
+        for path in untracked:
             hasher.update(f"\0untracked {path}\0".encode("utf-8", "surrogateescape"))
             try:
                 with open(os.path.join(root, path), "rb") as handle:

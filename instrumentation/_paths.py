@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import os
 import site
 import socket
@@ -46,13 +45,10 @@ def _interpreter_prefixes() -> set[str]:
 
 def _clew_package_dirs() -> set[str]:
     """clew's own subpackage folders. In an editable install they sit in the checkout next to
-    the user's files, so the folders themselves are excluded, not their parent."""
-    directories = set()
-    for name in ("clew.instrumentation", "clew.semconv", "clew.exporter", "clew.query"):
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            directories.update(spec.submodule_search_locations)
-    return directories
+    the user's files, so the folders themselves are excluded, not their parent; either way
+    they are siblings of this one."""
+    parent = Path(__file__).resolve().parent.parent
+    return {str(parent / name) for name in ("instrumentation", "semconv", "exporter", "query")}
 
 
 class PathFilter:
