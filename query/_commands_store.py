@@ -53,6 +53,12 @@ def _open(
     return client, options, result
 
 
+def open_store(obj: CliContext, *, quiet: bool = True) -> tuple[Any, SchemaOptions]:
+    """The store, with the pending spool ingested first (unless `--no-ingest`)."""
+    client, options, _ = _open(obj, quiet=quiet)
+    return client, options
+
+
 @click.command()
 @json_option
 @click.pass_obj

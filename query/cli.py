@@ -18,6 +18,7 @@ from rich.console import Console
 from clew.exporter.store import DEFAULT_WAIT
 from clew.semconv import environment
 
+from ._commands_lineage import check_command, impact_command, lineage_command
 from ._commands_local import doctor, spool
 from ._commands_store import ingest, runs, sql
 from ._output import CliContext
@@ -87,7 +88,8 @@ def cli(
     )
 
 
-for _command in (doctor, spool, ingest, runs, sql):
+for _command in (doctor, spool, ingest, runs, sql, lineage_command, impact_command,
+                 check_command):
     cli.add_command(_command)
 
 
@@ -103,12 +105,15 @@ def main(
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv
     try:
-        cli.main(
+        # Without standalone mode, click returns (not raises) the code of ctx.exit(n).
+        code = cli.main(
             args=argv,
             prog_name="clew",
             standalone_mode=False,
             obj={"stdout": stdout, "stderr": stderr},
         )
+        if isinstance(code, int) and code:
+            return code
     except click.exceptions.Exit as done:
         return int(done.exit_code)
     except (click.UsageError, ValueError) as error:

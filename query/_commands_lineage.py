@@ -1,0 +1,115 @@
+"""`clew lineage`, `clew impact` and `clew check`: questions answered from the store."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+from rich.tree import Tree
+
+from ._commands_store import open_store
+from ._output import CliContext, format_command, json_option, write_json
+from .checks import contamination, staleness
+from .lineage import MAX_DEPTH, Graph, Node, impact, lineage
+
+
+def _label(node: Node) -> str:
+    if node.kind == "run":
+        dirty = "+dirty" if node.git_dirty else ""
+        git = f" git {node.git_commit[:10]}{dirty}" if node.git_commit else ""
+        return f"[bold]run {node.id[:12]}[/bold] {format_command(node.command, 70)} ({node.status}){git}"
+    digest = f" {node.digest[:19]}…" if node.digest else ""
+    return f"{node.uri}{digest}"
+
+
+def _tree(graph: Graph, upstream: bool) -> Tree:
+    """The graph as a tree from its root; a node already shown is not expanded again."""
+    nodes = {node.id: node for node in graph.nodes}
+    children: dict[str, list[tuple[str, str]]] = {}
+    for edge in graph.edges:
+        parent, child = (edge.target, edge.source) if upstream else (edge.source, edge.target)
+        children.setdefault(parent, []).append((child, edge.evidence))
+    tree = Tree(_label(nodes[graph.root]))
+    shown = {graph.root}
+
+    def grow(branch: Tree, node_id: str) -> None:
+        for child, evidence in children.get(node_id, []):
+            weak = " [yellow](by uri+time: weak)[/yellow]" if evidence == "uri+time" else ""
+            sub = branch.add(_label(nodes[child]) + weak)
+            if child not in shown:
+                shown.add(child)
+                grow(sub, child)
+
+    grow(tree, graph.root)
+    return tree
+
+
+def _graph_command(obj: CliContext, artifact: str, depth: int, fmt: str, upstream: bool) -> None:
+    client, options = open_store(obj, quiet=fmt == "json")
+    walk = lineage if upstream else impact
+    try:
+        graph = walk(client, artifact, options=options, depth=depth)
+    except LookupError as error:
+        raise click.UsageError(str(error)) from None
+    if fmt == "json":
+        write_json(dataclasses.asdict(graph), obj.stdout)
+    else:
+        obj.out.print(_tree(graph, upstream))
+
+
+@click.command("lineage")
+@click.argument("artifact")
+@click.option("--depth", type=click.IntRange(1, MAX_DEPTH), default=MAX_DEPTH,
+              help="How many runs back to go.")
+@json_option
+@click.pass_obj
+def lineage_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> None:
+    """What produced ARTIFACT (a path, URI or blake3 digest): the run that wrote it, what
+    that run read, the runs that produced those inputs, back to raw data."""
+    _graph_command(obj, artifact, depth, fmt, upstream=True)
+
+
+@click.command("impact")
+@click.argument("artifact")
+@click.option("--depth", type=click.IntRange(1, MAX_DEPTH), default=MAX_DEPTH)
+@json_option
+@click.pass_obj
+def impact_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> None:
+    """Everything downstream of ARTIFACT: the runs that read it, what they wrote, and on."""
+    _graph_command(obj, artifact, depth, fmt, upstream=False)
+
+
+@click.command("check")
+@click.argument("model")
+@click.option("--test", "tests", multiple=True, metavar="PATH_OR_URI",
+              help="Test data (files or directories); repeatable.")
+@click.option("--stale", is_flag=True, help="Also flag inputs whose content changed since.")
+@json_option
+@click.pass_context
+def check_command(ctx: click.Context, model: str, tests: tuple[str, ...], stale: bool,
+                  fmt: str) -> None:
+    """Was MODEL, or anything upstream of it, trained on the test set (by location and by
+    content digest)? With --stale: are its inputs still what it was built from? Exits 1 on
+    a finding, so CI can gate on it."""
+    if not tests and not stale:
+        raise click.UsageError("say what to check: --test PATH (repeatable) and/or --stale")
+    obj: CliContext = ctx.obj
+    client, options = open_store(obj, quiet=fmt == "json")
+    try:
+        findings = contamination(client, model, list(tests), options=options) if tests else []
+        if stale:
+            findings += staleness(client, model, options=options)
+    except (LookupError, FileNotFoundError) as error:
+        raise click.UsageError(str(error)) from None
+    if fmt == "json":
+        write_json({"schema": 1, "model": model, "ok": not findings,
+                    "findings": [dataclasses.asdict(f) for f in findings]}, obj.stdout)
+    elif findings:
+        for finding in findings:
+            obj.out.print(f"[red]{finding.kind}[/red] {finding.uri} ({finding.evidence}): "
+                          f"{finding.detail}")
+    else:
+        obj.out.print(f"[green]ok[/green]: nothing upstream of {model} is test data"
+                      + (" and no input changed" if stale else ""))
+    if findings:
+        ctx.exit(1)

@@ -1,0 +1,157 @@
+"""`clew lineage`, `clew impact` and `clew check` over real runs (issue 6 scenarios 3 and 5).
+
+A three-stage pipeline runs as separate programs under opentelemetry-instrument: raw data ->
+features -> model -> evaluation report. One training run has a test file copied under a new
+name into its training folder, the other does not.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clew.exporter import store
+from clew.query.cli import ExitStatus, main
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+
+PREPARE = """
+import sys
+rows = open('raw/data.csv').read().splitlines()
+open('features.csv', 'w').write('\\n'.join(r.upper() for r in rows))
+"""
+TRAIN = """
+import os, sys
+out = sys.argv[1]
+seen = [open('features.csv').read()]
+for name in sorted(os.listdir('train')):
+    seen.append(open(os.path.join('train', name)).read())
+open(out, 'w').write(str(len(''.join(seen))))
+"""
+EVALUATE = """
+import sys
+model = open(sys.argv[1]).read()
+test = open('test/holdout.csv').read()
+open(sys.argv[2], 'w').write(f'model {model} on {len(test)} bytes')
+"""
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    work = tmp_path_factory.mktemp("pipeline")
+    home = work / ".clew"
+    (work / "raw").mkdir()
+    (work / "train").mkdir()
+    (work / "test").mkdir()
+    (work / "raw" / "data.csv").write_text("a,1\nb,2\n")
+    (work / "train" / "part1.csv").write_text("x,1\n")
+    (work / "test" / "holdout.csv").write_text("secret,9\n")
+    for name, text in (("prepare.py", PREPARE), ("train.py", TRAIN), ("evaluate.py", EVALUATE)):
+        (work / name).write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLEW_"))}
+    env["CLEW_HOME"] = str(home)
+
+    def run(*args: str) -> None:
+        done = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, *args],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    run("prepare.py")
+    run("train.py", "clean-model.txt")
+    # someone copies a test file, renamed, into the training data
+    shutil.copy(work / "test" / "holdout.csv", work / "train" / "part2.csv")
+    run("train.py", "model.txt")
+    run("evaluate.py", "model.txt", "report.txt")
+    return work, home
+
+
+def clew(pipeline, *args: str) -> tuple[int, str, str]:
+    work, home = pipeline
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        code = main(["--home", str(home), *args], stdout=out, stderr=err)
+    finally:
+        os.chdir(cwd)
+        store.close(f"chdb://{home / 'db'}")
+    return code, out.getvalue(), err.getvalue()
+
+
+def graph(pipeline, *args: str) -> dict:
+    code, out, err = clew(pipeline, *args, "--format", "json")
+    assert code == ExitStatus.OK, err
+    return json.loads(out)
+
+
+def uris(document: dict) -> set[str]:
+    return {node["uri"].rsplit("/", 2)[-2] + "/" + node["uri"].rsplit("/", 1)[-1]
+            for node in document["nodes"] if node["kind"] == "artifact"}
+
+
+def test_lineage_of_the_report_reaches_the_raw_data(pipeline):
+    document = graph(pipeline, "lineage", "report.txt")
+    assert document["schema"] == 1
+    names = uris(document)
+    assert {"raw/data.csv", "test/holdout.csv"} <= names
+    assert any(name.endswith("/features.csv") for name in names)
+    commands = [n["command"][-1] for n in document["nodes"] if n["kind"] == "run"]
+    assert sorted(c.rsplit("/", 1)[-1] for c in commands) == ["model.txt", "prepare.py",
+                                                               "report.txt"]
+    assert {e["evidence"] for e in document["edges"]} == {"digest"}
+    assert {e["kind"] for e in document["edges"]} == {"read", "wrote"}
+
+
+def test_impact_of_the_raw_data_reaches_the_report(pipeline):
+    names = uris(graph(pipeline, "impact", "raw/data.csv"))
+    assert any(name.endswith("/report.txt") for name in names)
+    assert any(name.endswith("/clean-model.txt") for name in names)
+
+
+def test_check_finds_a_renamed_test_file_by_digest(pipeline):
+    code, out, err = clew(pipeline, "check", "model.txt", "--test", "test", "--format", "json")
+    assert code == ExitStatus.CHECK_FAILED, err
+    report = json.loads(out)
+    assert report["ok"] is False
+    (finding,) = report["findings"]
+    assert finding["uri"].endswith("/train/part2.csv") and finding["evidence"] == "digest"
+
+
+def test_a_clean_model_passes(pipeline):
+    code, out, err = clew(pipeline, "check", "clean-model.txt", "--test", "test")
+    assert code == ExitStatus.OK, err
+    assert "nothing upstream of clean-model.txt is test data" in out
+
+
+def test_stale_inputs_are_flagged(pipeline):
+    work, _ = pipeline
+    code, _, err = clew(pipeline, "check", "clean-model.txt", "--stale")
+    assert code == ExitStatus.OK, err
+    original = (work / "raw" / "data.csv").read_text()
+    (work / "raw" / "data.csv").write_text(original + "c,3\n")
+    try:
+        # clean-model.txt's own lineage goes through features.csv, which is unchanged, and on
+        # to the raw data, which is not: it is stale.
+        code, out, err = clew(pipeline, "check", "clean-model.txt", "--stale", "--format",
+                              "json")
+        assert code == ExitStatus.CHECK_FAILED, err
+        (finding,) = json.loads(out)["findings"]
+        assert finding["uri"].endswith("/raw/data.csv")
+        assert finding["evidence"] == "content changed"
+    finally:
+        (work / "raw" / "data.csv").write_text(original)
+
+
+def test_an_unknown_artifact_is_a_usage_error(pipeline):
+    code, out, err = clew(pipeline, "lineage", "nothing-wrote-this.bin")
+    assert code == ExitStatus.USAGE
+    assert "no run in the store wrote nothing-wrote-this.bin" in err
