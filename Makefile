@@ -17,7 +17,7 @@ VPY := $(BIN)/python
 PYPROJECT_KEY := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:16])")
 PIP := $(VPY) -m pip --disable-pip-version-check
 
-.PHONY: demo test help clean-demo
+.PHONY: demo test help clean-demo mpirun-available
 .DEFAULT_GOAL := help
 
 help:
@@ -40,8 +40,15 @@ $(VENV)/.installed-demo-$(PYPROJECT_KEY): | $(VPY)
 demo: $(VENV)/.installed-demo-$(PYPROJECT_KEY)
 	$(VPY) examples/pipeline/demo.py
 
+# tests/distributed runs real mpirun: Open MPI is a system package (Debian's openmpi-bin).
+# Installed only when missing, and only where we may (root, as on this project's machines).
+mpirun-available:
+	@command -v mpirun >/dev/null 2>&1 || { \
+		echo "make test: installing Open MPI (openmpi-bin) for the mpirun tests"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends openmpi-bin; }
+
 # pytest exits 5 when it collected no tests: that is a broken suite, never a pass.
-test: $(VENV)/.installed-test-$(PYPROJECT_KEY)
+test: $(VENV)/.installed-test-$(PYPROJECT_KEY) mpirun-available
 	@status=0; $(VPY) -m pytest -q -ra -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then \
 		echo "make test: FAILED: pytest collected no tests (exit 5); the suite must not be empty" >&2; \

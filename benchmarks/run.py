@@ -260,7 +260,9 @@ def probe_baseline(env: dict[str, str], cwd: Path) -> tuple[str, list[str]]:
                           capture_output=True, text=True, check=True)
     modules, processors, threads = done.stdout.splitlines()[:3]
     problems = []
-    if "clew.instrumentation" in modules:
+    # clew's resource detector (clew.instrumentation.resource) loads with the SDK even with
+    # every instrumentor disabled; the capture is the recorder.
+    if "clew.instrumentation._recorder" in modules:
         problems.append(f"baseline imports clew's capture: {modules}")
     if processors != "[]":
         problems.append(f"baseline has span processors: {processors}")

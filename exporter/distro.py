@@ -3,7 +3,8 @@ records provenance into the spool.
 
 The distro only sets defaults, so every OTEL_* variable still means what OpenTelemetry says:
 traces go to the spool (`OTEL_TRACES_EXPORTER=clew`; `clew,otlp` adds OTLP), metrics and logs
-are off unless asked for. The configurator is OpenTelemetry's own, with one change: each
+are off unless asked for, and clew's resource detector (a process's rank and node) joins the
+detectors the user chose. The configurator is OpenTelemetry's own, with one change: each
 exporter sits behind a ProvenanceSpanProcessor, which never drops a span.
 """
 
@@ -20,7 +21,10 @@ from opentelemetry.environment_variables import (
 )
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
-from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
+from opentelemetry.sdk.environment_variables import (
+    OTEL_EXPERIMENTAL_RESOURCE_DETECTORS,
+    OTEL_SERVICE_NAME,
+)
 from opentelemetry.sdk.trace import TracerProvider
 
 from clew.semconv import environment
@@ -41,9 +45,25 @@ class ClewDistro(BaseDistro):
         os.environ.setdefault(OTEL_METRICS_EXPORTER, "none")
         os.environ.setdefault(OTEL_LOGS_EXPORTER, "none")
         os.environ.setdefault(OTEL_SERVICE_NAME, SERVICE_NAME)
+        os.environ[OTEL_EXPERIMENTAL_RESOURCE_DETECTORS] = with_clew_detector(
+            os.environ.get(OTEL_EXPERIMENTAL_RESOURCE_DETECTORS, "")
+        )
         # Resolved once by the first process and inherited, so a child that changes
         # directory still writes into the run's spool and cache.
         os.environ[environment.CLEW_HOME] = str(environment.resolve_home())
+
+
+def with_clew_detector(configured: str) -> str:
+    """OTEL_EXPERIMENTAL_RESOURCE_DETECTORS with clew's detector (ranks, node, launcher) in it.
+
+    It goes first: Resource.create merges detectors in order, later ones winning, so the
+    user's own detectors and OTEL_RESOURCE_ATTRIBUTES (the `otel` detector, always last
+    unless placed) override it. `*` already means every registered detector.
+    """
+    names = [name.strip() for name in configured.split(",") if name.strip()]
+    if environment.RESOURCE_DETECTOR in names or "*" in names:
+        return ",".join(names)
+    return ",".join([environment.RESOURCE_DETECTOR, *names])
 
 
 class ClewConfigurator(_OTelSDKConfigurator):

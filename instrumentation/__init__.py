@@ -9,12 +9,43 @@ Under `opentelemetry-instrument python train.py` they load themselves through th
     FilesInstrumentor().instrument()
     ProcessesInstrumentor().instrument()
 
-Nothing here imports a database client: a training job carries only the OpenTelemetry SDK,
+Nothing here imports a database client, nor boto3, fsspec or google-cloud-storage: those are
+patched when the program imports them. A training job carries only the OpenTelemetry SDK,
 blake3 and wrapt.
 """
 
-from .files import FilesInstrumentor
-from .processes import ProcessesInstrumentor
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from .version import __version__
 
-__all__ = ["FilesInstrumentor", "ProcessesInstrumentor", "__version__"]
+# Imported on first use (PEP 562): the SDK loads clew's resource detector
+# (`clew.instrumentation.resource`) while it configures itself, also in processes where every
+# clew instrumentor is disabled, and importing a submodule runs this file first.
+_LAZY = {
+    "ClewResourceDetector": ".resource",
+    "FilesInstrumentor": ".files",
+    "FsspecInstrumentor": ".fsspec",
+    "GcsInstrumentor": ".gcs",
+    "ProcessesInstrumentor": ".processes",
+    "S3Instrumentor": ".s3",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
+
+
+__all__ = [
+    "ClewResourceDetector",
+    "FilesInstrumentor",
+    "FsspecInstrumentor",
+    "GcsInstrumentor",
+    "ProcessesInstrumentor",
+    "S3Instrumentor",
+    "__version__",
+]

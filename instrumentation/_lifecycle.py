@@ -16,12 +16,15 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from opentelemetry import trace
 
 from clew.instrumentation.version import __version__
 
-from ._process import ProcessSpan, inherited_context
+from . import _signal_watch
+from ._joining import join_run
+from ._process import ProcessSpan
 from ._recorder import Recorder
 from ._settings import Settings
 
@@ -35,6 +38,12 @@ _real_os_exit = os._exit
 # A SIGTERM that arrived while this process was flushing: it is acted on when the flush ends.
 _closing = False
 _deferred_signal: int | None = None
+# One flush at a time: a SIGTERM is handled on the main thread or on the signal watcher's
+# (_signal_watch), whichever gets there first; the other waits, then the process ends.
+_close_lock = threading.RLock()
+# Set where a library's own SIGTERM handler exits quietly when its parent terminates the
+# process (torch's DataLoader workers): says whether this SIGTERM is such a one.
+_quiet_sigterm: Callable[[], bool] | None = None
 
 
 def get_recorder() -> Recorder:
@@ -54,10 +63,18 @@ def current_recorder() -> Recorder | None:
 
 def _create() -> Recorder:
     tracer = trace.get_tracer("clew", __version__)
-    parent, from_clew = inherited_context()
-    process = ProcessSpan(tracer, "exec" if from_clew else "run", parent)
+    join = join_run(tracer)
+    process = ProcessSpan(
+        tracer,
+        join.role,
+        join.parent,
+        root_ids=join.root_ids,
+        joined_by=join.joined_by,
+        deferred=join.deferred,
+    )
     recorder = Recorder(tracer, Settings.from_environment(), process)
-    process.context()  # the root span exists before any child can be started
+    if not join.deferred:
+        process.context()  # the root span exists before any child can be started
     process.gather_in_background(os.getcwd())
     atexit.register(_at_exit)
     os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -78,15 +95,16 @@ def close(exit_code: int | None, exception: BaseException | None = None) -> None
         # this to a worker it has just started): flushing would write the parent's records
         # and end the parent's span in this child's spool file.
         return
-    _closing = True
-    try:
-        recorder.close(exit_code=exit_code, exception=exception)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        _logger.warning("clew: flushing at exit failed: %r", error)
-    finally:
-        _closing = False
+    with _close_lock:
+        _closing = True
+        try:
+            recorder.close(exit_code=exit_code, exception=exception)
+        except Exception as error:  # noqa: BLE001 - never harm the host
+            _logger.warning("clew: flushing at exit failed: %r", error)
+        finally:
+            _closing = False
     if _deferred_signal is not None:
-        _die_by(_deferred_signal)
+        _end_by(_deferred_signal)
 
 
 def _exit_status(code: object) -> int:
@@ -128,8 +146,9 @@ def _after_fork_in_child() -> None:
     recorder = _recorder
     if recorder is None:
         return
-    global _exit_code, _closing, _deferred_signal
-    _exit_code, _closing, _deferred_signal = None, False, None
+    global _exit_code, _closing, _deferred_signal, _quiet_sigterm, _close_lock
+    _exit_code, _closing, _deferred_signal, _quiet_sigterm = None, False, None, None
+    _close_lock = threading.RLock()  # the parent's may have been held by another thread
     parent = recorder.process.context() if recorder.process.started else None
     process = ProcessSpan(recorder._tracer, "fork", parent, time.time_ns())
     recorder.after_fork_in_child(process)
@@ -145,7 +164,33 @@ def _install_sigterm_handler() -> None:
             return
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
-        pass
+        return
+    _signal_watch.watch(signal.SIGTERM, _on_sigterm_watched)
+
+
+def take_sigterm(quiet: Callable[[], bool]) -> None:
+    """Flush on SIGTERM in a process whose library put a C handler in place of the default
+    one, which ends the process without a flush: torch's DataLoader worker `_exit(0)`s when
+    its parent terminates it (at exit with persistent workers, or a loop left early), and
+    dies by the signal otherwise. After the flush the process ends the same way, exiting
+    with status 0 when `quiet()` says the parent sent the signal. Main thread only."""
+    global _quiet_sigterm
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _quiet_sigterm = quiet
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):
+        _quiet_sigterm = None
+        return
+    _signal_watch.watch(signal.SIGTERM, _on_sigterm_watched)
+
+
+def _is_quiet(signum: int) -> bool:
+    try:
+        return signum == signal.SIGTERM and _quiet_sigterm is not None and _quiet_sigterm()
+    except Exception:  # noqa: BLE001 - never harm the host
+        return False
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -156,10 +201,28 @@ def _on_sigterm(signum: int, frame: object) -> None:
         # so `close` dies by this signal when the flush is done.
         _deferred_signal = signum
         return
-    close(128 + signum)
+    close(0 if _is_quiet(signum) else 128 + signum)
+    _end_by(signum)
+
+
+def _on_sigterm_watched(signum: int) -> None:
+    """SIGTERM seen on the watcher thread: the main thread may be stuck in native code (a
+    collective waiting for a rank that died) and never run `_on_sigterm`."""
+    if signal.getsignal(signum) is not _on_sigterm:
+        return  # the program has its own handler now: SIGTERM is its business
+    close(0 if _is_quiet(signum) else 128 + signum)
+    _end_by(signum)
+
+
+def _end_by(signum: int) -> None:
+    if _is_quiet(signum):
+        _real_os_exit(0)
     _die_by(signum)
 
 
 def _die_by(signum: int) -> None:
-    signal.signal(signum, signal.SIG_DFL)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signum, signal.SIG_DFL)
+    elif not _signal_watch.default_disposition(signum):
+        _real_os_exit(128 + signum)  # the nearest a thread can come to dying by the signal
     os.kill(os.getpid(), signum)

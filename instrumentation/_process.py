@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
+import re
 import socket
 import sys
 import threading
 import time
 from collections.abc import Callable
-from importlib import metadata
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators._envcarrier import EnvironmentGetter, EnvironmentSetter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from clew.semconv import attributes as attr
@@ -29,6 +31,10 @@ from ._git import git_attributes
 from ._redact import redact_argv
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+_Role = attr.ProvenanceProcessRoleValues
+# Roles that start a process tree of their own: a peer on another node may have another
+# checkout or other packages than the run's root.
+_GATHERING_ROLES = (_Role.RUN.value, _Role.PEER.value)
 _BACKGROUND_TIMEOUT = 15.0
 
 
@@ -44,6 +50,75 @@ def inherited_context() -> tuple[Context | None, bool]:
     return extracted, from_clew
 
 
+def remote_context(trace_id: int, span_id: int) -> Context:
+    """A context whose parent is the span (trace_id, span_id) of another process."""
+    parent = SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    return trace.set_span_in_context(NonRecordingSpan(parent), Context())
+
+
+class _PinnedIds:
+    """A tracer's id generator that hands out chosen ids once, on the thread that pinned them.
+
+    OpenTelemetry has no way to start a span with given ids, and the root span of a run whose
+    ranks start independently must have the ids every rank derives for it, so that theirs
+    can name it as parent (docs/distributed.md). Every other span gets the wrapped
+    generator's ids.
+    """
+
+    def __init__(self, wrapped: object) -> None:
+        self.wrapped = wrapped
+        self._pinned = threading.local()
+
+    def pin(self, ids: tuple[int, int] | None) -> None:
+        self._pinned.ids = ids
+
+    def generate_trace_id(self) -> int:
+        ids = getattr(self._pinned, "ids", None)
+        return ids[0] if ids else self.wrapped.generate_trace_id()  # type: ignore[attr-defined]
+
+    def generate_span_id(self) -> int:
+        ids = getattr(self._pinned, "ids", None)
+        if ids:
+            self._pinned.ids = None
+            return ids[1]
+        return self.wrapped.generate_span_id()  # type: ignore[attr-defined]
+
+    def is_trace_id_random(self) -> bool:
+        is_random = getattr(self.wrapped, "is_trace_id_random", None)
+        return bool(is_random()) if callable(is_random) else False
+
+
+def _start_root(
+    tracer: trace.Tracer, ids: tuple[int, int], name: str, start_ns: int, attributes: dict
+) -> trace.Span:
+    """Start a root span with exactly `ids`; under a tracer that cannot (not the SDK's), a span
+    in the same trace whose parent is the span the ids name."""
+    generator = getattr(tracer, "id_generator", None)
+    if generator is None:
+        context = remote_context(*ids)
+        return tracer.start_span(name, context=context, start_time=start_ns, attributes=attributes)
+    if not isinstance(generator, _PinnedIds):
+        generator = _PinnedIds(generator)
+        tracer.id_generator = generator  # type: ignore[attr-defined]
+    generator.pin(ids)
+    try:
+        return tracer.start_span(
+            name, context=Context(), start_time=start_ns, attributes=attributes
+        )
+    finally:
+        generator.pin(None)
+
+
+def new_ids(tracer: trace.Tracer) -> tuple[int, int]:
+    """Fresh (trace id, span id) from the tracer's own generator, for a span started later."""
+    generator = getattr(tracer, "id_generator", None)
+    if generator is not None:
+        return generator.generate_trace_id(), generator.generate_span_id()
+    return random.getrandbits(128) or 1, random.getrandbits(64) or 1
+
+
 def child_environment(span_context: Context, base: dict[str, str]) -> dict[str, str]:
     """`base` plus TRACEPARENT/TRACESTATE for `span_context` and the run id."""
     carrier: dict[str, str] = {}
@@ -56,12 +131,26 @@ def child_environment(span_context: Context, base: dict[str, str]) -> dict[str, 
 
 
 def _installed_packages() -> list[str]:
+    """`name==version` of every installed distribution, from the metadata folders' names:
+    reading each METADATA file through importlib.metadata took 40-80 ms for 136 packages
+    (benchmarks/RESULTS.md), this under a millisecond. Names are PEP 503-normalised."""
     packages = set()
-    for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
-        if name:
-            packages.add(f"{name}=={dist.version}")
-    return sorted(packages, key=str.lower)
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                stem = name[: -len(".dist-info")]
+            elif name.endswith(".egg-info"):
+                stem = name[: -len(".egg-info")].split("-py")[0]
+            else:
+                continue
+            project, _, version = stem.partition("-")
+            if project and version:
+                packages.add(f"{re.sub(r'[-_.]+', '-', project).lower()}=={version}")
+    return sorted(packages)
 
 
 def _start_attributes(role: str) -> dict:
@@ -92,11 +181,23 @@ class ProcessSpan:
         role: str,
         parent: Context | None,
         start_ns: int | None = None,
+        *,
+        root_ids: tuple[int, int] | None = None,
+        joined_by: str | None = None,
+        deferred: bool = False,
     ) -> None:
         self._tracer = tracer
         self.role = role
         self._parent = parent
         self._start_ns = start_ns or time.time_ns()
+        # The ids this span must have, when it is the root of a run whose other processes
+        # derive them or agree on them (docs/distributed.md); None for the tracer's own.
+        self._root_ids = root_ids
+        self.joined_by = joined_by
+        # A torchrun agent's span waits for the rendezvous, where its trace is agreed
+        # (_elastic); until then the recorder holds its records instead of starting it.
+        self._deferred = deferred
+        self._annotations: dict = {}
         self._span: trace.Span | None = None
         self._context: Context | None = None
         self._lock = threading.Lock()
@@ -106,6 +207,47 @@ class ProcessSpan:
     @property
     def started(self) -> bool:
         return self._span is not None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the span waits for its run's trace to be known (see `deferred`)."""
+        return self._deferred and self._context is None
+
+    @property
+    def has_parent(self) -> bool:
+        return self._parent is not None
+
+    def ids(self) -> tuple[int, int] | None:
+        """(trace id, span id) of this span once started, else the ids it will start with."""
+        if self._context is not None:
+            span_context = trace.get_current_span(self._context).get_span_context()
+            return span_context.trace_id, span_context.span_id
+        return self._root_ids
+
+    def adopt(
+        self,
+        role: str,
+        parent: Context | None,
+        *,
+        root_ids: tuple[int, int] | None,
+        joined_by: str | None,
+    ) -> bool:
+        """Place this span in the run the process learnt it belongs to (a torchrun agent,
+        at rendezvous). False when too late: the span started already."""
+        with self._lock:
+            if self._context is not None:
+                return False
+            self.role, self._parent = role, parent
+            self._root_ids, self.joined_by = root_ids, joined_by
+            return True
+
+    def annotate(self, attributes: dict) -> None:
+        """Attributes the process learnt about itself after start (a DataLoader worker's id)."""
+        with self._lock:
+            self._annotations.update(attributes)
+            span = self._span
+        if span is not None:
+            span.set_attributes(attributes)
 
     def context(self) -> Context:
         """The context whose current span is this process's span, starting it if needed."""
@@ -117,12 +259,18 @@ class ProcessSpan:
 
     def _start(self) -> None:
         name = spans.SPAN_RUN if self.role == "run" else spans.SPAN_PROCESS
-        span = self._tracer.start_span(
-            name,
-            context=self._parent or Context(),
-            start_time=self._start_ns,
-            attributes=_start_attributes(self.role),
-        )
+        attributes = {**_start_attributes(self.role), **self._annotations}
+        if self.joined_by:
+            attributes[attr.PROVENANCE_RUN_JOINED_BY] = self.joined_by
+        if self._root_ids is not None and self._parent is None:
+            span = _start_root(self._tracer, self._root_ids, name, self._start_ns, attributes)
+        else:
+            span = self._tracer.start_span(
+                name,
+                context=self._parent or Context(),
+                start_time=self._start_ns,
+                attributes=attributes,
+            )
         run_id = trace.format_trace_id(span.get_span_context().trace_id)
         span.set_attribute(attr.PROVENANCE_RUN_ID, run_id)
         self._span = span
@@ -133,8 +281,8 @@ class ProcessSpan:
 
     def gather_in_background(self, cwd: str) -> None:
         """Collect git state and installed packages without delaying start-up."""
-        if self.role != "run":
-            return
+        if self.role not in _GATHERING_ROLES:
+            return  # a child of a process of this run shares its checkout and packages
 
         def gather() -> None:
             token = otel_context.attach(

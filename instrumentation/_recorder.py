@@ -23,9 +23,10 @@ from collections.abc import Callable
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from . import _records
+from . import _records, _stamps
 from ._digests import DigestCache, StatKey, hash_file, stat_key
 from ._paths import PathFilter, is_project_source, project_root
 from ._process import ProcessSpan
@@ -39,6 +40,7 @@ _logger = logging.getLogger(__name__)
 _MAX_TRACKED = 1_000_000
 _IDLE_WAIT = 0.02
 SYNC_HASH_MAX_BYTES = 1 << 20
+_STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
 
 
 class _OwnIO(threading.local):
@@ -82,6 +84,10 @@ class Recorder:
         self.process = process
         self.filter = PathFilter(settings.home)
         self._root = project_root()
+        # CPython deletes __main__.__file__ once the script has run, before atexit: the
+        # script is remembered now, while sys.argv[0] still names it.
+        script = sys.argv[0] if sys.argv else ""
+        self._main_script = os.path.abspath(script) if script.endswith(".py") else None
         self._cache = DigestCache(settings.home / environment.CACHE_DIRNAME)
         self.errors: list[str] = []
         self._error_kinds: set[str] = set()
@@ -89,6 +95,9 @@ class Recorder:
         self._work_lock = threading.Lock()
         self._closed = False
         self.on_close: list[Callable[[], None]] = []
+        # Other record sources (object stores) asked at each flush for their finished
+        # records; `final` at exit. Each is fork-aware itself.
+        self.sources: list[Callable[[bool], list[Record]]] = []
 
     def _reset_state(self) -> None:
         self._reads: dict[StatKey, Record] = {}
@@ -151,6 +160,17 @@ class Recorder:
             self._identify_now(record)
         else:
             self._queue(record)
+
+    def finished(self, record: Record) -> None:
+        """A record complete as it is (an object-store operation): a span at the next flush."""
+        self._ready.append(record)
+        if self._worker is None:
+            self._start_worker()
+
+    def start_span(self, name: str, start_ns: int) -> trace.Span:
+        """Start a record's span before the record is complete, under the process span: a
+        write stamps this span's id on the artifact before the write is sent."""
+        return self._tracer.start_span(name, context=self.process.context(), start_time=start_ns)
 
     def _identify_now(self, record: Record) -> None:
         own_io.active = True
@@ -282,8 +302,9 @@ class Recorder:
                     if self._stopping:
                         break
                     busy = self._identify_new(limit=256)
-                    if time.monotonic() >= next_flush:
-                        self._check_watches(final=False)
+                    # A torchrun agent's records wait for its run's trace (issue 5).
+                    if time.monotonic() >= next_flush and not self.process.waiting:
+                        self._collect(final=False)
                         self._emit_ready()
                         next_flush = time.monotonic() + self.settings.flush_interval
             except Exception as error:  # noqa: BLE001 - never harm the host
@@ -315,6 +336,11 @@ class Recorder:
             self._identify(self._new.popleft())
             done += 1
         return done > 0
+
+    def _collect(self, *, final: bool) -> None:
+        self._check_watches(final=final)
+        for source in self.sources:
+            self._ready.extend(source(final))
 
     def _check_watches(self, *, final: bool) -> None:
         """Record writes whose content settled (unchanged over one flush), or all at exit."""
@@ -351,6 +377,11 @@ class Recorder:
         records = []
         while self._ready:
             records.append(self._ready.popleft())
+        if self.settings.stamp:
+            # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
+            for record in records:
+                if record.operation == "read" and record.key is not None:
+                    record.producer = _stamps.read_file(record.path)
         parent = self.process.context()
         pid = os.getpid()
         for name, item in _records.group_for_spans(records):
@@ -359,14 +390,29 @@ class Recorder:
                 attributes = _records.batch_attributes(directory, item, pid)
                 start = min(r.first_ns for r in item)
                 end = max(r.last_ns for r in item)
+                span, links = None, _records.links(item)
             else:
-                attributes = _records.single_attributes(item, pid)
+                attributes = item.span_attributes(pid)
                 start, end = item.first_ns, item.last_ns
-            span = self._tracer.start_span(
-                name, context=parent, start_time=start, attributes=attributes
-            )
+                span, links = item.span, _records.links((item,))
+            if span is None:
+                span = self._tracer.start_span(
+                    name, context=parent, start_time=start, attributes=attributes, links=links
+                )
+            else:
+                span.set_attributes(attributes)
+            if isinstance(item, Record) and item.key is not None:
+                self._stamp_file(item, span)
             span.end(end_time=max(end, start))
         self._cache.save()
+
+    def _stamp_file(self, record: Record, span: trace.Span) -> None:
+        """Stamp a local file this process produced with the span that records it."""
+        if not self.settings.stamp or record.operation not in _STAMPED_OPERATIONS:
+            return
+        value = _stamps.encode(span.get_span_context(), record.digest)
+        if _stamps.stamp_file(record.path, record.key, value):
+            span.set_attribute(attr.PROVENANCE_PRODUCER_STAMPED, True)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -378,7 +424,7 @@ class Recorder:
             )
             try:
                 self._identify_new()
-                self._check_watches(final=True)
+                self._collect(final=True)
                 self._emit_ready()
             finally:
                 otel_context.detach(token)
@@ -421,7 +467,7 @@ class Recorder:
         files: list[str] = []
         digests: list[str] = []
         root = self._root
-        paths = set()
+        paths = {self._main_script} if self._main_script else set()
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
             if isinstance(path, str) and path.endswith(".py"):

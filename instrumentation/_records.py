@@ -12,11 +12,13 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
+from opentelemetry.trace import Link, Span, SpanContext
 from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans
 
+from . import _stamps
 from ._digests import StatKey
 from ._paths import file_uri
 
@@ -34,11 +36,18 @@ SPAN_NAMES = {
 
 
 class Record:
-    """One operation on one content version of one file, within one process."""
+    """One operation on one content version of one file, within one process.
+
+    Object stores subclass it (`_objects.ObjectRecord`): a record names its span, gives its
+    attributes and its links, and may carry a span started early (a write whose span id is
+    stamped on the artifact before the span ends).
+    """
 
     __slots__ = (
         "operation", "path", "key", "count", "first_ns", "last_ns", "digest", "identity", "source",
+        "producer",
     )
+    span: Span | None = None
 
     def __init__(self, operation: str, path: str, key: StatKey | None = None) -> None:
         now = time.time_ns()
@@ -51,6 +60,8 @@ class Record:
         self.digest: str | None = None
         self.identity = "stat" if key is not None else "none"
         self.source: str | None = None
+        # The producer stamp found on the content: (producer span, its digest).
+        self.producer: tuple[SpanContext, str | None] | None = None
 
     @property
     def size(self) -> int | None:
@@ -58,6 +69,20 @@ class Record:
 
     def batched(self) -> bool:
         return self.operation == "read" and (self.size or 0) < BATCH_MAX_SIZE
+
+    def span_name(self) -> str:
+        return SPAN_NAMES[self.operation]
+
+    def span_attributes(self, pid: int) -> Attributes:
+        return single_attributes(self, pid)
+
+    def uri(self) -> str:
+        return file_uri(self.path)
+
+
+def links(records: Iterable[Record]) -> list[Link]:
+    """Span links to the producers of the records' content, where a stamp named one."""
+    return [_stamps.link(r.producer[0], r.uri()) for r in records if r.producer is not None]
 
 
 def single_attributes(record: Record, pid: int) -> Attributes:
@@ -77,6 +102,8 @@ def single_attributes(record: Record, pid: int) -> Attributes:
         attributes[attr.PROVENANCE_ARTIFACT_DIGEST] = record.digest
     if record.source:
         attributes[attr.PROVENANCE_SOURCE_URI] = file_uri(record.source)
+    if record.producer is not None:
+        attributes.update(_stamps.producer_attributes(*record.producer))
     return attributes
 
 
@@ -104,7 +131,7 @@ def group_for_spans(
         if record.batched():
             batches[os.path.dirname(record.path)].append(record)
         else:
-            yield SPAN_NAMES[record.operation], record
+            yield record.span_name(), record
     for directory in sorted(batches):
         batch = batches[directory]
         for start in range(0, len(batch), BATCH_MAX_RECORDS):

@@ -19,6 +19,10 @@ DEFAULT_HASH_MAX_BYTES = 4 << 30
 DEFAULT_FLUSH_INTERVAL = 1.0
 
 
+def _flag(variable: str) -> bool:
+    return os.environ.get(variable, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def _number(variable: str, default: float, kind: type) -> float:
     raw = os.environ.get(variable)
     if raw is None or not raw.strip():
@@ -42,17 +46,18 @@ class Settings:
     hashing: bool
     hash_max_bytes: int
     flush_interval: float
+    stamp: bool = True  # write producer stamps, and look for them on local reads
 
     @classmethod
     def from_environment(cls) -> Settings:
         return cls(
             home=environment.resolve_home(),
-            hashing=os.environ.get(environment.CLEW_HASH, "1").strip().lower()
-            not in ("0", "false", "no", "off"),
+            hashing=_flag(environment.CLEW_HASH),
             hash_max_bytes=int(
                 _number(environment.CLEW_HASH_MAX_BYTES, DEFAULT_HASH_MAX_BYTES, int)
             ),
             flush_interval=float(
                 _number(environment.CLEW_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL, float)
             ),
+            stamp=_flag(environment.CLEW_STAMP),
         )

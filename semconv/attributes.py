@@ -33,6 +33,21 @@ AWS_S3_KEY: Final = "aws.s3.key"
 Defined by OpenTelemetry: aws.s3.key.
 """
 
+AWS_S3_COPY_SOURCE: Final = "aws.s3.copy_source"
+"""
+Defined by OpenTelemetry: aws.s3.copy_source.
+"""
+
+SERVER_ADDRESS: Final = "server.address"
+"""
+Defined by OpenTelemetry: server.address.
+"""
+
+SERVER_PORT: Final = "server.port"
+"""
+Defined by OpenTelemetry: server.port.
+"""
+
 PROCESS_PID: Final = "process.pid"
 """
 Defined by OpenTelemetry: process.pid.
@@ -116,6 +131,11 @@ Identifier of the run; the trace id of its root span, as 32 lowercase hex digits
 PROVENANCE_PROCESS_ROLE: Final = "provenance.process.role"
 """
 How this process joined the run.
+"""
+
+PROVENANCE_RUN_JOINED_BY: Final = "provenance.run.joined_by"
+"""
+How this process found its run's trace when it did not start a run of its own (absent then).
 """
 
 PROVENANCE_VCS_DIRTY: Final = "provenance.vcs.dirty"
@@ -205,6 +225,34 @@ PROVENANCE_SOURCE_URI: Final = "provenance.source.uri"
 For a copy or rename, the URI the content came from.
 """
 
+PROVENANCE_IO_BYTES: Final = "provenance.io.bytes"
+"""
+Bytes transferred by the operation, summed over every request of one logical read or write (ranged
+reads, multipart parts).
+"""
+
+PROVENANCE_ARTIFACT_CHECKSUMS: Final = "provenance.artifact.checksums"
+"""
+Checksums the store reported for the object, as `<algorithm>:<hex>` (md5, crc32c, crc32, crc64nvme,
+sha1, sha256).
+"""
+
+PROVENANCE_OBJECT_STORE: Final = "provenance.object.store"
+"""
+The object store or fsspec protocol the artifact lives in: `s3`, `gcs`, or an fsspec protocol such
+as `memory`.
+"""
+
+PROVENANCE_OBJECT_BUCKET: Final = "provenance.object.bucket"
+"""
+Bucket of an object outside S3 (GCS, other fsspec stores); S3 objects use `aws.s3.bucket`.
+"""
+
+PROVENANCE_OBJECT_KEY: Final = "provenance.object.key"
+"""
+Name of an object within `provenance.object.bucket`; S3 objects use `aws.s3.key`.
+"""
+
 PROVENANCE_ARTIFACTS_URI: Final = "provenance.artifacts.uri"
 """
 In a batched span, the URIs of the artifacts, one per record.
@@ -231,6 +279,28 @@ In a batched span, how many times each artifact was accessed, parallel to
 `provenance.artifacts.uri`.
 """
 
+PROVENANCE_PRODUCER_STAMPED: Final = "provenance.producer.stamped"
+"""
+On a write, whether the producer stamp was written into the artifact's metadata (S3 user metadata,
+GCS metadata, a local user xattr).
+"""
+
+PROVENANCE_PRODUCER_TRACE_ID: Final = "provenance.producer.trace_id"
+"""
+On a read, the trace id (run id) of the span that wrote the content, from the artifact's stamp; the
+read span also links to it.
+"""
+
+PROVENANCE_PRODUCER_SPAN_ID: Final = "provenance.producer.span_id"
+"""
+On a read, the span id of the write that produced the content, from the artifact's stamp.
+"""
+
+PROVENANCE_PRODUCER_DIGEST: Final = "provenance.producer.digest"
+"""
+On a read, the content digest the producer stamped, when it knew one.
+"""
+
 PROVENANCE_RANK: Final = "provenance.rank"
 """
 Global rank of the process in its distributed run.
@@ -249,6 +319,22 @@ Number of ranks in the distributed run.
 PROVENANCE_NODE_RANK: Final = "provenance.node_rank"
 """
 Rank of the node in the distributed run.
+"""
+
+PROVENANCE_LAUNCHER_NAME: Final = "provenance.launcher.name"
+"""
+The launcher that placed this process in its distributed run.
+"""
+
+PROVENANCE_LAUNCHER_RUN_ID: Final = "provenance.launcher.run_id"
+"""
+The launcher's own id of the run: torchrun's rendezvous id, SLURM `job.step`, the MPI job id. Users
+may reuse it: it is not the run id.
+"""
+
+PROVENANCE_WORKER_ID: Final = "provenance.worker.id"
+"""
+Id of the data-loading worker process within its rank (torch DataLoader's worker id).
 """
 
 PROVENANCE_EXEC_TRACED: Final = "provenance.exec.traced"
@@ -284,6 +370,35 @@ class ProvenanceProcessRoleValues(Enum):
     FORK = "fork"
     """A forked child (os.fork, multiprocessing fork and forkserver workers)."""
 
+    PEER = "peer"
+    """
+    A process of a distributed run started independently of the run's root (a rank under srun or
+    mpirun, another node's torchrun agent), that joined the run's trace from the launcher's identity
+    of the run.
+    """
+
+
+class ProvenanceRunJoinedByValues(Enum):
+    """Values of `provenance.run.joined_by`."""
+
+    TRACEPARENT = "traceparent"
+    """TRACEPARENT from the process that started this one (certain)."""
+
+    LAUNCHER = "launcher"
+    """
+    The launcher's identity of one launch, unique by the launcher's guarantee (SLURM job and step,
+    Open MPI job), and the order of runs within one task.
+    """
+
+    RENDEZVOUS = "rendezvous"
+    """Ids agreed by the torchrun agents of every node through their rendezvous store (certain)."""
+
+    HEURISTIC = "heuristic"
+    """
+    Values every rank sees that a later launch may repeat (MASTER_ADDR/MASTER_PORT, a rendezvous or
+    PMIx namespace id), told apart by the order of runs on each node.
+    """
+
 
 class ProvenanceIoOperationValues(Enum):
     """Values of `provenance.io.operation`."""
@@ -304,7 +419,7 @@ class ProvenanceIoOperationValues(Enum):
     """The artifact was copied from `provenance.source.uri` (a derive edge)."""
 
     LIST = "list"
-    """A directory or prefix was listed."""
+    """A directory or prefix was listed, or an object's metadata was read (HEAD)."""
 
 
 class ProvenanceArtifactIdentityValues(Enum):
@@ -327,3 +442,25 @@ class ProvenanceArtifactIdentityValues(Enum):
 
     NONE = "none"
     """Nothing is known about the content (it was gone before clew could look)."""
+
+
+class ProvenanceLauncherNameValues(Enum):
+    """Values of `provenance.launcher.name`."""
+
+    TORCHELASTIC = "torchelastic"
+    """torchrun / torch.distributed.elastic."""
+
+    SLURM = "slurm"
+    """A SLURM job step (srun)."""
+
+    OPENMPI = "openmpi"
+    """Open MPI's mpirun."""
+
+    PMIX = "pmix"
+    """A PMIx launcher (prterun, Open MPI 5, srun --mpi=pmix)."""
+
+    MPICH = "mpich"
+    """MPICH's Hydra (mpiexec), or another PMI-1 launcher."""
+
+    ENV = "env"
+    """The RANK / WORLD_SIZE convention that DeepSpeed, Accelerate and Lightning set."""

@@ -33,6 +33,23 @@ about this much."""
 CLEW_RUN_ID: Final = "CLEW_RUN_ID"
 """Set by clew in children's environment: the trace id of the run they belong to."""
 
+CLEW_STAMP: Final = "CLEW_STAMP"
+"""`1` (default) to stamp every write with its producer (S3 and GCS object metadata, a user
+xattr on local files) and to look for stamps on local reads; `0` to do neither. Stamps that
+an object store returns anyway are still read."""
+
+STAMP_METADATA_KEY: Final = "clew-producer"
+"""Object metadata key of the producer stamp (S3 `x-amz-meta-clew-producer`, GCS metadata).
+Its value: the producer span as a W3C traceparent, then a space and the content digest when
+the producer knew it."""
+
+STAMP_XATTR: Final = "user.clew.producer"
+"""Extended attribute holding the producer stamp of a local file (same value format)."""
+
+RESOURCE_DETECTOR: Final = "clew"
+"""Name of clew's OpenTelemetry resource detector (the distributed-run placement: rank,
+node, launcher), which clew's distro adds to OTEL_EXPERIMENTAL_RESOURCE_DETECTORS."""
+
 HOME_DIRNAME: Final = ".clew"
 SPOOL_DIRNAME: Final = "spool"
 CACHE_DIRNAME: Final = "cache"

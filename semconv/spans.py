@@ -20,32 +20,146 @@ it.
 
 SPAN_READ_FILE: Final = "read file"
 """
-Span group `span.provenance.io`. An I/O record, or a batch of small reads from one directory.
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
 """
 
 SPAN_WRITE_FILE: Final = "write file"
 """
-Span group `span.provenance.io`. An I/O record, or a batch of small reads from one directory.
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
 """
 
 SPAN_DELETE_FILE: Final = "delete file"
 """
-Span group `span.provenance.io`. An I/O record, or a batch of small reads from one directory.
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
 """
 
 SPAN_RENAME_FILE: Final = "rename file"
 """
-Span group `span.provenance.io`. An I/O record, or a batch of small reads from one directory.
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
 """
 
 SPAN_COPY_FILE: Final = "copy file"
 """
-Span group `span.provenance.io`. An I/O record, or a batch of small reads from one directory.
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
 """
 
 SPAN_LIST_DIRECTORY: Final = "list directory"
 """
-Span group `span.provenance.io`. An I/O record, or a batch of small reads from one directory.
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_READ_S3: Final = "read s3"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_WRITE_S3: Final = "write s3"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_COPY_S3: Final = "copy s3"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_DELETE_S3: Final = "delete s3"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_RENAME_S3: Final = "rename s3"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_LIST_S3: Final = "list s3"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_READ_GCS: Final = "read gcs"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_WRITE_GCS: Final = "write gcs"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_COPY_GCS: Final = "copy gcs"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_DELETE_GCS: Final = "delete gcs"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_RENAME_GCS: Final = "rename gcs"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_LIST_GCS: Final = "list gcs"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_READ_OBJECT: Final = "read object"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_WRITE_OBJECT: Final = "write object"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_COPY_OBJECT: Final = "copy object"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_DELETE_OBJECT: Final = "delete object"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_RENAME_OBJECT: Final = "rename object"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
+"""
+
+SPAN_LIST_OBJECT: Final = "list object"
+"""
+Span group `span.provenance.io`. An I/O record (one file, or one object-store operation), or a batch
+of small reads from one directory.
 """
 
 SPAN_EXEC: Final = "exec"

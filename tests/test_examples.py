@@ -30,7 +30,8 @@ def test_demo_pipeline_captures_what_it_shows(tmp_path: Path, where: str) -> Non
         )
     else:
         copy = PIPELINE
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLEW_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
         [sys.executable, str(copy / "demo.py")],

@@ -64,7 +64,8 @@ _IGNORED_TOP = {
 
 
 def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLEW_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
     env.pop("PYTHONPATH", None)
     env.pop("VIRTUAL_ENV", None)
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"

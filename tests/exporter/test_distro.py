@@ -32,7 +32,8 @@ def otel_distro_path(tmp_path_factory) -> Path:
 def _run(tmp_path: Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
     (tmp_path / "prog.py").write_text(PROGRAM)
     (tmp_path / "data.txt").write_text("hello")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLEW_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
     env.update(CLEW_HOME=str(tmp_path / ".clew"), **extra_env)
     return subprocess.run(
         [str(BIN / "opentelemetry-instrument"), sys.executable, "prog.py"],
@@ -81,7 +82,8 @@ def test_otel_python_distro_clew_makes_clew_win(tmp_path, otel_distro_path):
 
 @pytest.mark.integration
 def test_doctor_warns_about_a_second_distro(tmp_path, otel_distro_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "TRACEPARENT", "TRACESTATE"))}
     env["PYTHONPATH"] = str(otel_distro_path)
     result = subprocess.run(
         [str(BIN / "clew"), "--home", str(tmp_path), "doctor"],

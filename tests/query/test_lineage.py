@@ -57,7 +57,8 @@ def pipeline(tmp_path_factory):
     (work / "test" / "holdout.csv").write_text("secret,9\n")
     for name, text in (("prepare.py", PREPARE), ("train.py", TRAIN), ("evaluate.py", EVALUATE)):
         (work / name).write_text(text)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLEW_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
     env["CLEW_HOME"] = str(home)
 
     def run(*args: str) -> None:

@@ -1,0 +1,355 @@
+"""Object-store records: the one path S3 (botocore), GCS and every fsspec filesystem share.
+
+A hook opens an `ObjectRecord` when an operation starts (`begin`) and hands it over when it is
+done (`finish`). Reads and metadata look-ups of one object version are folded into one record
+per process (ranged GETs of one download are one logical read, their bytes summed) and emitted
+once quiet for a flush interval; everything else becomes a span at the next flush.
+
+Layers nest: s3fs runs over aiobotocore, gcsfs over its HTTP session. The outermost layer opens
+the record and runs the inner call under OpenTelemetry's suppression with the record set as
+`enclosing()`; an inner layer that sees it adds what it learns (version, ETag, checksums, the
+producer stamp) to that record instead of making its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+import blake3
+from opentelemetry import context as otel_context
+from opentelemetry.util.types import Attributes
+
+from clew.semconv import attributes as attr
+from clew.semconv import spans
+
+from . import _stamps
+from ._lifecycle import get_recorder
+from ._records import Record
+from ._recorder import Recorder
+
+S3, GCS = "s3", "gcs"
+_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_URI_SAFE = "/:@!$&()*+,;=~-._"
+_FOLDED = ("read", "list")  # one record per object version per process, counts summed
+_LARGE = 1 << 22  # hash at least this much at once on blake3's threads (it frees the GIL)
+_SPAN_NAMES = {
+    (S3, "read"): spans.SPAN_READ_S3, (S3, "write"): spans.SPAN_WRITE_S3,
+    (S3, "copy"): spans.SPAN_COPY_S3, (S3, "delete"): spans.SPAN_DELETE_S3,
+    (S3, "rename"): spans.SPAN_RENAME_S3, (S3, "list"): spans.SPAN_LIST_S3,
+    (GCS, "read"): spans.SPAN_READ_GCS, (GCS, "write"): spans.SPAN_WRITE_GCS,
+    (GCS, "copy"): spans.SPAN_COPY_GCS, (GCS, "delete"): spans.SPAN_DELETE_GCS,
+    (GCS, "rename"): spans.SPAN_RENAME_GCS, (GCS, "list"): spans.SPAN_LIST_GCS,
+}
+_OTHER_SPAN_NAMES = {
+    "read": spans.SPAN_READ_OBJECT, "write": spans.SPAN_WRITE_OBJECT,
+    "copy": spans.SPAN_COPY_OBJECT, "delete": spans.SPAN_DELETE_OBJECT,
+    "rename": spans.SPAN_RENAME_OBJECT, "list": spans.SPAN_LIST_OBJECT,
+}
+_enclosing: contextvars.ContextVar[ObjectRecord | None] = contextvars.ContextVar(
+    "clew_object_record", default=None
+)
+
+
+def object_uri(store: str, bucket: str, name: str) -> str:
+    """`s3://bucket/key`, `gs://bucket/object`, or `<protocol>://bucket/name` (fsspec)."""
+    scheme = "gs" if store == GCS else store
+    path = f"{bucket}/{name}" if name else bucket
+    return f"{scheme}://{quote(path, safe=_URI_SAFE)}"
+
+
+def hex_checksum(algorithm: str, value: object) -> str | None:
+    """A store's base64 checksum (S3 ChecksumCRC32, GCS md5Hash) as `<algorithm>:<hex>`."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return f"{algorithm}:{base64.b64decode(value, validate=True).hex()}"
+    except ValueError:
+        return None
+
+
+class ObjectRecord(Record):
+    """One logical operation on one object (or prefix, for a listing)."""
+
+    __slots__ = (
+        "store", "bucket", "name", "endpoint", "version", "etag", "checksums", "io_bytes",
+        "object_size", "copy_source", "stamped", "pending", "span",
+    )
+
+    def __init__(self, operation: str, store: str, bucket: str, name: str) -> None:
+        super().__init__(operation, object_uri(store, bucket, name))
+        self.store, self.bucket, self.name = store, bucket, name
+        self.endpoint: tuple[str, int | None] | None = None  # host and port, never userinfo
+        self.version: str | None = None
+        self.etag: str | None = None
+        self.checksums: dict[str, str] = {}
+        self.io_bytes = 0
+        self.object_size: int | None = None
+        self.copy_source: str | None = None  # S3 "bucket/key" (aws.s3.copy_source)
+        self.stamped = False
+        self.pending = 0  # bodies still streaming into this record's digest
+        self.span = None
+
+    @property
+    def size(self) -> int | None:
+        return self.object_size
+
+    def batched(self) -> bool:
+        return False
+
+    def uri(self) -> str:
+        return self.path
+
+    def span_name(self) -> str:
+        return _SPAN_NAMES.get((self.store, self.operation)) or _OTHER_SPAN_NAMES[self.operation]
+
+    def matches(self, bucket: str, name: str) -> bool:
+        return self.bucket == bucket and self.name == name
+
+    def add_checksum(self, checksum: str | None) -> None:
+        if checksum:
+            algorithm = checksum.partition(":")[0]
+            self.checksums[algorithm] = checksum
+
+    def learn(self, *, version: object = None, etag: object = None, size: object = None,
+              metadata: object = None) -> None:
+        """Take what a response says about the object; a later answer does not overwrite an
+        earlier one (the first response describes the version this operation used)."""
+        # "null": S3's version of an unversioned object; 0: no GCS generation (yet).
+        if version not in (None, "", "null", "0", 0) and self.version is None:
+            self.version = str(version)
+        if isinstance(etag, str) and etag and self.etag is None:
+            # GCS quotes the ETag header but not the JSON field; S3 quotes both.
+            self.etag = etag.strip('"') if self.store == GCS else etag
+        if isinstance(size, int) and self.object_size is None:
+            self.object_size = size
+        if self.operation == "read" and self.producer is None:
+            self.producer = _stamps.from_metadata(metadata)
+
+    def span_attributes(self, pid: int) -> Attributes:
+        attributes: dict = {
+            attr.PROVENANCE_IO_OPERATION: self.operation,
+            attr.PROVENANCE_ARTIFACT_URI: self.path,
+            attr.PROVENANCE_OBJECT_STORE: self.store,
+            attr.PROVENANCE_ARTIFACT_IDENTITY: self._identity(),
+            attr.PROVENANCE_IO_COUNT: self.count,
+            attr.PROCESS_PID: pid,
+        }
+        if self.store == S3:
+            attributes[attr.AWS_S3_BUCKET] = self.bucket
+            attributes[attr.AWS_S3_KEY] = self.name
+        else:
+            attributes[attr.PROVENANCE_OBJECT_BUCKET] = self.bucket
+            attributes[attr.PROVENANCE_OBJECT_KEY] = self.name
+        optional = {
+            attr.PROVENANCE_ARTIFACT_SIZE: self.object_size,
+            attr.PROVENANCE_ARTIFACT_VERSION: self.version,
+            attr.PROVENANCE_ARTIFACT_ETAG: self.etag,
+            attr.PROVENANCE_ARTIFACT_DIGEST: self.digest,
+            attr.PROVENANCE_IO_BYTES: self.io_bytes or None,
+            attr.PROVENANCE_SOURCE_URI: self.source,
+            attr.AWS_S3_COPY_SOURCE: self.copy_source,
+            attr.PROVENANCE_PRODUCER_STAMPED: self.stamped or None,
+        }
+        attributes.update((key, value) for key, value in optional.items() if value is not None)
+        if self.checksums:
+            attributes[attr.PROVENANCE_ARTIFACT_CHECKSUMS] = sorted(self.checksums.values())
+        if self.endpoint is not None:
+            attributes[attr.SERVER_ADDRESS] = self.endpoint[0]
+            if self.endpoint[1] is not None:
+                attributes[attr.SERVER_PORT] = self.endpoint[1]
+        if self.producer is not None:
+            attributes.update(_stamps.producer_attributes(*self.producer))
+        return attributes
+
+    def _identity(self) -> str:
+        # The store's own immutable name for the content first (issue 4), then its ETag,
+        # then a digest of the bytes that passed through this process.
+        if self.version:
+            return "version"
+        if self.etag:
+            return "etag"
+        return "content" if self.digest else "none"
+
+    def fold(self, other: ObjectRecord) -> None:
+        """Add a later request for the same object version to this record."""
+        self.count += other.count
+        self.io_bytes += other.io_bytes
+        self.last_ns = max(self.last_ns, other.last_ns)
+        self.object_size = self.object_size if self.object_size is not None else other.object_size
+        self.etag = self.etag or other.etag
+        self.digest = self.digest or other.digest
+        self.producer = self.producer or other.producer
+        for checksum in other.checksums.values():
+            self.checksums.setdefault(checksum.partition(":")[0], checksum)
+
+
+class _Tracker:
+    """This process's folded reads and listings, until they go quiet."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.lock = threading.Lock()
+        self.open: dict[tuple, ObjectRecord] = {}
+        self.pid = os.getpid()
+        recorder.sources.append(self.drain)
+
+    def fold(self, record: ObjectRecord) -> ObjectRecord:
+        key = (record.operation, record.path, record.version or record.etag)
+        with self.lock:
+            if self.pid != os.getpid():
+                self._after_fork()
+            existing = self.open.get(key)
+            if existing is None:
+                self.open[key] = record
+                return record
+            existing.fold(record)
+            return existing
+
+    def drain(self, final: bool) -> list[ObjectRecord]:
+        quiet_before = time.time_ns() - int(self.recorder.settings.flush_interval * 1e9)
+        with self.lock:
+            if self.pid != os.getpid():
+                self._after_fork()
+            done = [
+                key for key, record in self.open.items()
+                if final or (record.pending <= 0 and record.last_ns <= quiet_before)
+            ]
+            return [self.open.pop(key) for key in done]
+
+    def _after_fork(self) -> None:
+        self.open = {}  # the parent's: it emits them itself
+        self.pid = os.getpid()
+
+
+_tracker: _Tracker | None = None
+_tracker_lock = threading.Lock()
+
+
+def _get_tracker() -> _Tracker:
+    global _tracker
+    recorder = get_recorder()
+    if _tracker is None or _tracker.recorder is not recorder:
+        with _tracker_lock:
+            if _tracker is None or _tracker.recorder is not recorder:
+                _tracker = _Tracker(recorder)
+    return _tracker
+
+
+def settings_allow_stamp() -> bool:
+    return get_recorder().settings.stamp
+
+
+def begin(operation: str, store: str, bucket: str, name: str, *,
+          endpoint: tuple[str, int | None] | None = None, stamp: bool = False) -> ObjectRecord:
+    """Open a record. `stamp` starts its span now, so a write can carry the span's id."""
+    record = ObjectRecord(operation, store, bucket, name)
+    record.endpoint = endpoint
+    if stamp and settings_allow_stamp():
+        record.span = get_recorder().start_span(record.span_name(), record.first_ns)
+    return record
+
+
+def stamp_value(record: ObjectRecord) -> str | None:
+    """The producer stamp a write puts in the object's metadata, marking the record stamped."""
+    if record.span is None:
+        return None
+    record.stamped = True
+    return _stamps.encode(record.span.get_span_context(), record.digest)
+
+
+def finish(record: ObjectRecord) -> ObjectRecord:
+    """The operation succeeded: fold reads and listings, queue everything else. Returns the
+    record that carries it (for a read, possibly an earlier one it was folded into)."""
+    record.last_ns = time.time_ns()
+    if record.operation in _FOLDED:
+        return _get_tracker().fold(record)
+    get_recorder().finished(record)
+    return record
+
+
+def abandon(record: ObjectRecord) -> None:
+    """The operation failed: nothing was produced. A started span is dropped unended."""
+    record.span = None
+
+
+def enclosing() -> ObjectRecord | None:
+    """The record of the outer layer's operation, while an inner layer runs it."""
+    return _enclosing.get()
+
+
+def suppressed() -> bool:
+    return bool(otel_context.get_value(_SUPPRESS_KEY))
+
+
+@contextmanager
+def operation(record: ObjectRecord | None) -> Iterator[None]:
+    """Run an inner call as part of `record`: inner layers add to it and record nothing."""
+    token = _enclosing.set(record)
+    otel_token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(otel_token)
+        _enclosing.reset(token)
+
+
+def hash_max_bytes() -> int | None:
+    """The largest object to digest while it streams; None when hashing is off."""
+    settings = get_recorder().settings
+    return settings.hash_max_bytes if settings.hashing else None
+
+
+def digest_of(data: bytes | bytearray | memoryview) -> str | None:
+    """blake3 of bytes the program already holds (a whole object read or written)."""
+    limit = hash_max_bytes()
+    if limit is None or len(data) > limit:
+        return None
+    threads = blake3.blake3.AUTO if len(data) >= _LARGE else 1
+    return "blake3:" + blake3.blake3(data, max_threads=threads).hexdigest()
+
+
+class StreamDigest:
+    """blake3 of an object read sequentially from offset 0 to its end, as it passes; given
+    up at the first read out of order (a seek, a ranged reader)."""
+
+    __slots__ = ("record", "position", "hasher", "size", "following")
+
+    def __init__(self, record: ObjectRecord, size: int | None) -> None:
+        self.record = record
+        self.position = 0
+        self.size = size
+        limit = hash_max_bytes()
+        usable = limit is not None and size is not None and size <= limit
+        # blake3's thread pool pays off on large objects only (~6 us more per hasher).
+        threads = blake3.blake3.AUTO if usable and size >= _LARGE else 1  # type: ignore[operator]
+        self.hasher = blake3.blake3(max_threads=threads) if usable else None
+        # The record waits for the digest before it is emitted (unless the process ends).
+        self.following = self.hasher is not None
+        if self.following:
+            record.pending += 1
+
+    def update(self, offset: int, data: bytes | memoryview) -> None:
+        if self.hasher is None:
+            return
+        if offset != self.position:
+            self.close()
+            return
+        self.hasher.update(data)
+        self.position += len(data)
+        if self.position == self.size:
+            self.record.digest = "blake3:" + self.hasher.hexdigest()
+            self.close()
+
+    def close(self) -> None:
+        """Stop following the stream (at its end, or when it is abandoned)."""
+        self.hasher = None
+        if self.following:
+            self.following = False
+            self.record.pending -= 1

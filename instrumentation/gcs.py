@@ -1,0 +1,234 @@
+"""Records GCS object operations made through google-cloud-storage.
+
+Wrapped: Blob.download_as_bytes (and so download_as_text/_string), download_to_file,
+download_to_filename, upload_from_string, upload_from_file, upload_from_filename,
+open in write mode (recorded when the writer closes; a reader's chunked downloads fold into
+one read), Blob.delete, Bucket.delete_blob, Bucket.copy_blob and Blob.rewrite (copies).
+Each record carries the object's generation, ETag, md5Hash and crc32c as the Blob knows them
+after the call (the download and upload responses set them: no extra request), the bytes, and
+a blake3 digest of a whole download_as_bytes or upload_from_string.
+
+Uploads stamp the producer into the blob's metadata before they are sent; a download that
+finds a stamp (in metadata the Blob already holds, or the x-goog-meta-* headers of the
+download response) links to the producer.
+
+google-cloud-storage is patched when the program imports it, never imported by clew.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Collection
+from typing import Any
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+
+from clew.semconv import environment
+
+from . import _objects
+from ._fsspec_support import learn_details
+from ._lifecycle import get_recorder
+from ._objects import GCS, ObjectRecord
+from ._paths import absolute
+
+_instruments = ("google-cloud-storage >= 2.0",)
+_active = False
+_BLOB_METHODS = {
+    "download_as_bytes": "read", "download_to_file": "read", "download_to_filename": "read",
+    "upload_from_string": "write", "upload_from_file": "write", "upload_from_filename": "write",
+    "delete": "delete", "rewrite": "copy",
+}
+_BUCKET_METHODS = {"delete_blob": "delete", "copy_blob": "copy"}
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name)
+
+
+def _begin(method: str, instance: Any, args: tuple, kwargs: dict) -> ObjectRecord | None:
+    operation = _BLOB_METHODS.get(method) or _BUCKET_METHODS[method]
+    if method == "delete_blob":
+        bucket, name = instance.name, _arg(args, kwargs, 0, "blob_name")
+    elif method == "copy_blob":
+        source = _arg(args, kwargs, 0, "blob")
+        destination = _arg(args, kwargs, 1, "destination_bucket")
+        bucket = getattr(destination, "name", None)
+        name = _arg(args, kwargs, 2, "new_name") or getattr(source, "name", None)
+    else:
+        bucket, name = instance.bucket.name, instance.name
+    if not isinstance(bucket, str) or not isinstance(name, str):
+        return None
+    record = _objects.begin(operation, GCS, bucket, name, stamp=operation == "write")
+    if method in ("copy_blob", "rewrite"):
+        source = _arg(args, kwargs, 0, "blob" if method == "copy_blob" else "source")
+        if getattr(source, "bucket", None) is not None:
+            record.source = _objects.object_uri(GCS, source.bucket.name, source.name)
+    if method == "upload_from_string":
+        data = _arg(args, kwargs, 0, "data")
+        data = data.encode("utf-8") if isinstance(data, str) else data
+        if isinstance(data, (bytes, bytearray)):
+            record.io_bytes = record.object_size = len(data)
+            record.digest = _objects.digest_of(data)
+    if operation == "write":
+        _stamp(instance, record)
+    return record
+
+
+def _stamp(blob: Any, record: ObjectRecord) -> None:
+    value = _objects.stamp_value(record)
+    if value is not None:
+        blob.metadata = {**(blob.metadata or {}), environment.STAMP_METADATA_KEY: value}
+
+
+def _learn(record: ObjectRecord, blob: Any) -> None:
+    """What the Blob holds after the call: set from the response, never fetched again."""
+    properties = getattr(blob, "_properties", None)
+    if isinstance(properties, dict) and properties.get("name") in (None, record.name):
+        size = properties.get("size")
+        learn_details(record, {
+            **properties, "size": int(size) if str(size).isdigit() else None,
+            # Before a write the metadata is the program's own plus clew's stamp: not a producer.
+            "metadata": properties.get("metadata") if record.operation == "read" else None,
+        })
+
+
+def _complete(method: str, record: ObjectRecord, result: Any, instance: Any, args: tuple,
+              kwargs: dict) -> None:
+    if method == "download_as_bytes" and isinstance(result, bytes):
+        record.io_bytes = len(result)
+        if _arg(args, kwargs, 1, "start") is None and _arg(args, kwargs, 2, "end") is None:
+            record.object_size = len(result)
+            record.digest = _objects.digest_of(result)
+    local_name = {"download_to_filename": 0, "upload_from_filename": 0}.get(method)
+    local = absolute(_arg(args, kwargs, local_name, "filename")) if local_name is not None else None
+    if local is not None and os.path.isfile(local):
+        record.io_bytes = os.path.getsize(local)
+        if _arg(args, kwargs, 2, "start") is None and _arg(args, kwargs, 3, "end") is None:
+            record.object_size = record.io_bytes
+        recorder = get_recorder()
+        # The local side ran suppressed: recorded here as the files instrumentor would.
+        if recorder.filter.wants(local) and method == "download_to_filename":
+            recorder.opened_for_write(local, keeps_content=False)
+        elif recorder.filter.wants(local):
+            recorder.read(local)
+    blob = result if method in ("copy_blob",) else instance
+    if method not in ("delete_blob", "delete"):
+        _learn(record, blob)
+    _objects.finish(record)
+
+
+def _wrapper(method: str) -> Callable:
+    def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
+        if not _active or _objects.suppressed():
+            return wrapped(*args, **kwargs)
+        try:
+            record = _begin(method, instance, args, kwargs)
+        except Exception as error:  # noqa: BLE001 - never harm the host
+            get_recorder().failed(f"gcs {method}", error)
+            record = None
+        if record is None:
+            return wrapped(*args, **kwargs)
+        with _objects.operation(record):
+            try:
+                result = wrapped(*args, **kwargs)
+            except BaseException:
+                _objects.abandon(record)
+                raise
+        try:
+            _complete(method, record, result, instance, args, kwargs)
+        except Exception as error:  # noqa: BLE001
+            get_recorder().failed(f"gcs {method}", error)
+        return result
+
+    return wrapper
+
+
+def _download_headers(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
+    """A download response's x-goog-meta-* headers carry the producer stamp."""
+    result = wrapped(*args, **kwargs)
+    record = _objects.enclosing()
+    if _active and record is not None and record.operation == "read":
+        try:
+            headers = _arg(args, kwargs, 0, "response").headers
+            record.learn(metadata={
+                k[len("x-goog-meta-"):].lower(): v
+                for k, v in headers.items() if k.lower().startswith("x-goog-meta-")
+            })
+        except Exception as error:  # noqa: BLE001 - never harm the host
+            get_recorder().failed("gcs download headers", error)
+    return result
+
+
+def _open(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
+    """open("wb"): one write, recorded when the writer closes."""
+    mode = _arg(args, kwargs, 0, "mode") or "r"
+    if not _active or _objects.suppressed() or "w" not in mode:
+        return wrapped(*args, **kwargs)
+    record = _objects.begin("write", GCS, instance.bucket.name, instance.name, stamp=True)
+    _stamp(instance, record)
+    writer = wrapped(*args, **kwargs)
+    raw = getattr(writer, "buffer", writer)  # text mode wraps the BlobWriter
+    close = raw.close
+
+    def closing() -> None:
+        if raw.closed:
+            return close()
+        record.io_bytes = raw.tell() if callable(getattr(raw, "tell", None)) else 0
+        record.object_size = record.io_bytes
+        with _objects.operation(record):
+            try:
+                close()
+            except BaseException:
+                _objects.abandon(record)
+                raise
+        _learn(record, instance)
+        _objects.finish(record)
+
+    raw.close = closing
+    return writer
+
+
+def _patch(module: Any) -> None:
+    blob_cls = module.Blob
+    if isinstance(blob_cls.__dict__.get("download_as_bytes"), wrapt.ObjectProxy):
+        return
+    for name in _BLOB_METHODS:
+        wrapt.wrap_function_wrapper(blob_cls, name, _wrapper(name))
+    wrapt.wrap_function_wrapper(blob_cls, "open", _open)
+    wrapt.wrap_function_wrapper(blob_cls, "_extract_headers_from_download", _download_headers)
+
+
+def _patch_bucket(module: Any) -> None:
+    bucket_cls = module.Bucket
+    if not isinstance(bucket_cls.__dict__.get("copy_blob"), wrapt.ObjectProxy):
+        for name in _BUCKET_METHODS:
+            wrapt.wrap_function_wrapper(bucket_cls, name, _wrapper(name))
+
+
+class GcsInstrumentor(BaseInstrumentor):
+    """Instrumentor for google-cloud-storage's Blob and Bucket."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        global _active
+        _active = True
+        get_recorder()
+        wrapt.register_post_import_hook(_patch, "google.cloud.storage.blob")
+        wrapt.register_post_import_hook(_patch_bucket, "google.cloud.storage.bucket")
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        global _active
+        _active = False
+        blob = sys.modules.get("google.cloud.storage.blob")
+        if blob is not None:
+            for name in (*_BLOB_METHODS, "open", "_extract_headers_from_download"):
+                unwrap(blob.Blob, name)
+        bucket = sys.modules.get("google.cloud.storage.bucket")
+        if bucket is not None:
+            for name in _BUCKET_METHODS:
+                unwrap(bucket.Bucket, name)

@@ -1,0 +1,336 @@
+"""Records S3 object operations made through botocore (boto3, s3transfer, aiobotocore).
+
+Hooks botocore's event system on every session the program creates, so every client is
+covered without touching boto3: `provide-client-params.s3` opens a record (and stamps a
+write's metadata before the request is built), `after-call.s3` completes it from the response.
+
+Recorded, one record per logical operation: GetObject (ranged GETs of one object version in
+one process fold into one read, bytes summed: a download_file is one read), PutObject,
+multipart uploads (CreateMultipartUpload..CompleteMultipartUpload is one write: upload_file),
+CopyObject and UploadPartCopy (a copy from source to destination), DeleteObject(s);
+HeadObject and listings as metadata access ("list"). Each carries aws.s3.bucket, aws.s3.key,
+the VersionId, ETag, size, the checksums S3 returned, and the endpoint's host and port. A
+GetObject body read whole from start to end gets a blake3 digest as it streams.
+
+Under an outer layer (s3fs over aiobotocore) nothing is recorded here: what the response
+tells (version, ETag, producer stamp) is added to the outer layer's record instead.
+
+botocore is patched when the program imports it, never imported by clew.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import urlsplit
+
+import wrapt
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import unwrap
+
+from clew.semconv import environment
+
+from . import _objects
+from ._lifecycle import get_recorder
+from ._objects import S3, ObjectRecord
+
+_instruments = ("botocore >= 1.20",)
+_UNIQUE = "clew-s3"
+_CONTEXT_KEY = "clew_object_records"
+_CHECKSUMS = {
+    "ChecksumCRC32": "crc32", "ChecksumCRC32C": "crc32c", "ChecksumCRC64NVME": "crc64nvme",
+    "ChecksumSHA1": "sha1", "ChecksumSHA256": "sha256",
+}
+_LISTINGS = ("ListObjects", "ListObjectsV2", "ListObjectVersions")
+_STAMPED = ("PutObject", "CreateMultipartUpload")
+# Under an outer layer's record: the responses that describe the object that record is about
+# (a HEAD before a write describes the old version; a part's ETag is not the object's).
+_DESCRIBES = {
+    "read": ("GetObject", "HeadObject"), "list": ("HeadObject",),
+    "write": ("PutObject", "CompleteMultipartUpload"), "copy": ("CopyObject",),
+    "rename": ("CopyObject",),
+}
+_active = False
+# Multipart uploads under way in this process: UploadId -> the write being assembled.
+_uploads: dict[str, ObjectRecord] = {}
+_uploads_lock = threading.Lock()
+
+
+def _stamp(record: ObjectRecord, params: dict) -> None:
+    value = _objects.stamp_value(record)
+    if value is not None:
+        # A copy: the program's own dict stays as it was.
+        params["Metadata"] = {**(params.get("Metadata") or {}), environment.STAMP_METADATA_KEY: value}
+
+
+def _body_size(body: object) -> int | None:
+    try:
+        return len(body)  # type: ignore[arg-type]  # bytes, s3transfer's ReadFileChunk
+    except TypeError:
+        return None
+
+
+def _copy_source(source: object) -> tuple[str, str, str | None] | None:
+    """CopySource as bucket, key, version: a dict, or "bucket/key?versionId=..."."""
+    if isinstance(source, dict):
+        bucket, key = source.get("Bucket"), source.get("Key")
+        version = source.get("VersionId")
+    elif isinstance(source, str):
+        path, _, query = source.lstrip("/").partition("?versionId=")
+        bucket, _, key = path.partition("/")
+        version = query or None
+    else:
+        return None
+    return (bucket, key, version) if bucket and key else None
+
+
+def _open_records(operation: str, params: dict) -> list[ObjectRecord]:
+    """The records an S3 operation about to be sent makes (none for other operations)."""
+    bucket, key = params.get("Bucket"), params.get("Key")
+    if not isinstance(bucket, str):
+        return []
+    if operation in _LISTINGS:
+        return [_objects.begin("list", S3, bucket, params.get("Prefix") or "")]
+    if operation == "DeleteObjects":
+        objects = (params.get("Delete") or {}).get("Objects") or []
+        return [_objects.begin("delete", S3, bucket, o["Key"]) for o in objects if "Key" in o]
+    if not isinstance(key, str):
+        return []
+    if operation in ("GetObject", "HeadObject", "DeleteObject"):
+        kind = {"GetObject": "read", "HeadObject": "list", "DeleteObject": "delete"}[operation]
+        record = _objects.begin(kind, S3, bucket, key)
+        record.version = params.get("VersionId")
+        return [record]
+    if operation in _STAMPED:
+        record = _objects.begin("write", S3, bucket, key, stamp=True)
+        body = params.get("Body")
+        if isinstance(body, (bytes, bytearray)):
+            record.digest = _objects.digest_of(body)
+        size = _body_size(body) if body is not None else 0
+        if operation == "PutObject" and size is not None:
+            record.io_bytes = record.object_size = size
+        _stamp(record, params)
+        return [record]
+    if operation == "CopyObject":
+        record = _objects.begin("copy", S3, bucket, key, stamp=True)
+        _set_source(record, params.get("CopySource"))
+        if params.get("MetadataDirective") == "REPLACE":
+            _stamp(record, params)  # else S3 copies the source's metadata, its stamp too
+        return [record]
+    return []
+
+
+def _set_source(record: ObjectRecord, source: object) -> None:
+    parsed = _copy_source(source)
+    if parsed is not None:
+        record.operation = "copy"
+        record.source = _objects.object_uri(S3, parsed[0], parsed[1])
+        record.copy_source = f"{parsed[0]}/{parsed[1]}"
+
+
+def _add_part(operation: str, params: dict) -> None:
+    """UploadPart / UploadPartCopy: the bytes (and source) join their upload's record."""
+    with _uploads_lock:
+        record = _uploads.get(params.get("UploadId"))
+        if record is None:
+            return
+        size = _body_size(params.get("Body"))
+        record.io_bytes += size or 0
+        if operation == "UploadPartCopy":
+            _set_source(record, params.get("CopySource"))
+
+
+def _before_request(params: dict, model: Any, context: dict, **kwargs: Any) -> None:
+    if not _active:
+        return
+    try:
+        operation = model.name
+        outer = _objects.enclosing()
+        if outer is not None or _objects.suppressed():
+            if outer is not None and outer.matches(params.get("Bucket"), params.get("Key")):
+                if operation in _DESCRIBES.get(outer.operation, ()):
+                    context[_CONTEXT_KEY] = outer
+                if operation in _STAMPED and outer.operation == "write":
+                    _stamp(outer, params)
+            return
+        if operation in ("UploadPart", "UploadPartCopy"):
+            _add_part(operation, params)
+            return
+        if operation in ("CompleteMultipartUpload", "AbortMultipartUpload"):
+            with _uploads_lock:
+                record = _uploads.pop(params.get("UploadId"), None)
+            if record is not None and operation == "CompleteMultipartUpload":
+                context[_CONTEXT_KEY] = [record]
+            elif record is not None:
+                _objects.abandon(record)
+            return
+        records = _open_records(operation, params)
+        if records:
+            context[_CONTEXT_KEY] = records
+    except Exception as error:  # noqa: BLE001 - never harm the host
+        get_recorder().failed("s3 request", error)
+
+
+def _learn(record: ObjectRecord, parsed: dict, operation: str) -> None:
+    result = parsed.get("CopyObjectResult") or {}
+    record.learn(
+        version=parsed.get("VersionId"),
+        etag=parsed.get("ETag") or result.get("ETag"),
+        size=_object_size(parsed) if operation in ("GetObject", "HeadObject") else None,
+        metadata=parsed.get("Metadata"),
+    )
+    for field, algorithm in _CHECKSUMS.items():
+        record.add_checksum(_objects.hex_checksum(algorithm, parsed.get(field) or result.get(field)))
+
+
+def _object_size(parsed: dict) -> int | None:
+    """The whole object's size: from Content-Range on a ranged GET, else Content-Length."""
+    content_range = parsed.get("ContentRange")
+    if isinstance(content_range, str) and "/" in content_range:
+        total = content_range.rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    return parsed.get("ContentLength")
+
+
+def _endpoint(http_response: Any) -> tuple[str, int | None] | None:
+    try:
+        parts = urlsplit(http_response.url)
+        return (parts.hostname, parts.port) if parts.hostname else None  # never userinfo
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **kwargs: Any) -> None:
+    held = context.pop(_CONTEXT_KEY, None)
+    if held is None or not _active:
+        return
+    try:
+        operation = model.name
+        if isinstance(held, ObjectRecord):  # the outer layer's record: add to it
+            if http_response.status_code < 300:
+                _learn(held, parsed, operation)
+            return
+        if http_response.status_code >= 300:
+            for record in held:
+                _objects.abandon(record)
+            return
+        endpoint = _endpoint(http_response)
+        for record in held:
+            record.endpoint = endpoint
+        if operation == "DeleteObjects":
+            _finish_deletes(held, parsed)
+            return
+        record = held[0]
+        _learn(record, parsed, operation)
+        if operation == "CreateMultipartUpload":
+            with _uploads_lock:
+                _uploads[parsed.get("UploadId")] = record
+            return
+        if operation == "GetObject":
+            record.io_bytes = parsed.get("ContentLength") or 0
+        elif operation == "CompleteMultipartUpload" and record.operation == "write":
+            record.object_size = record.io_bytes  # the parts' bytes
+        carrier = _objects.finish(record)
+        if operation == "GetObject" and _whole(parsed, carrier.object_size):
+            _follow_body(parsed.get("Body"), _objects.StreamDigest(carrier, carrier.object_size))
+    except Exception as error:  # noqa: BLE001 - never harm the host
+        get_recorder().failed("s3 response", error)
+
+
+def _finish_deletes(records: list[ObjectRecord], parsed: dict) -> None:
+    deleted = {d.get("Key"): d for d in parsed.get("Deleted") or []}
+    for record in records:
+        result = deleted.get(record.name)
+        if result is None:
+            _objects.abandon(record)  # in Errors: not deleted
+            continue
+        record.learn(version=result.get("VersionId"))
+        _objects.finish(record)
+
+
+def _whole(parsed: dict, size: int | None) -> bool:
+    """Whether this GET returns the object from its first byte to its last."""
+    content_range = parsed.get("ContentRange")
+    if not content_range:
+        return True
+    return isinstance(content_range, str) and content_range.startswith(f"bytes 0-{(size or 0) - 1}/")
+
+
+def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
+    """Hash a StreamingBody as the program reads it: its read and readinto are replaced on
+    this one object (iter_chunks and iteration call them), so the bytes are hashed once, in
+    passing, never fetched again. Async bodies (aiobotocore) are left alone."""
+    import botocore.response  # already imported: the program is running botocore
+
+    if not isinstance(body, botocore.response.StreamingBody) or digest.hasher is None:
+        digest.close()
+        return
+    read, readinto, close = body.read, body.readinto, body.close
+
+    def hashing_read(amt: int | None = None) -> bytes:
+        data = read(amt)
+        digest.update(digest.position, data)
+        if not data:
+            digest.close()  # end of stream short of the size: no digest
+        return data
+
+    def hashing_readinto(buffer: Any) -> int:
+        count = readinto(buffer)
+        digest.update(digest.position, memoryview(buffer)[:count])
+        if not count:
+            digest.close()
+        return count
+
+    def closing() -> None:
+        digest.close()
+        close()
+
+    body.read, body.readinto, body.close = hashing_read, hashing_readinto, closing
+
+
+def _after_call_error(context: dict, **kwargs: Any) -> None:
+    held = context.pop(_CONTEXT_KEY, None)
+    if isinstance(held, list):
+        for record in held:
+            _objects.abandon(record)
+
+
+def _register(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
+    result = wrapped(*args, **kwargs)
+    events = args[0] if args else kwargs.get("events")
+    try:
+        # provide-client-params: before botocore's own handlers turn a bytes Body into a file.
+        events.register("provide-client-params.s3", _before_request, unique_id=f"{_UNIQUE}-before")
+        events.register("after-call.s3", _after_call, unique_id=f"{_UNIQUE}-after")
+        events.register("after-call-error.s3", _after_call_error, unique_id=f"{_UNIQUE}-error")
+    except Exception as error:  # noqa: BLE001 - never harm the host
+        get_recorder().failed("s3 hooks", error)
+    return result
+
+
+def _patch(module: Any) -> None:
+    session = module.Session
+    if not isinstance(session.__dict__.get("_register_builtin_handlers"), wrapt.ObjectProxy):
+        wrapt.wrap_function_wrapper(session, "_register_builtin_handlers", _register)
+
+
+class S3Instrumentor(BaseInstrumentor):
+    """Instrumentor for S3 through botocore's event system."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        global _active
+        _active = True
+        get_recorder()
+        wrapt.register_post_import_hook(_patch, "botocore.session")
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        global _active
+        _active = False  # handlers already on live sessions become no-ops
+        module = sys.modules.get("botocore.session")
+        if module is not None:
+            unwrap(module.Session, "_register_builtin_handlers")

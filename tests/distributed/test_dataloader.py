@@ -1,0 +1,159 @@
+"""A torch DataLoader with num_workers=2 over a file dataset (issue 5), in a rank (RANK=0,
+WORLD_SIZE=1, as DeepSpeed or Accelerate set them): each worker's reads are recorded once,
+under the rank and with the worker's id, and reach the spool however the worker ends.
+
+Workers are forked, spawned or forked by a forkserver (multiprocessing_context), with and
+without persistent_workers. Persistent workers outlive the loop and are terminated by their
+parent at exit, which torch's own SIGTERM handler turns into an immediate `_exit(0)`: they
+must flush first and still exit quietly. A worker killed with SIGKILL cannot flush; the run
+then fails, and the other worker's records and the main process's are whole.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from distributed_support import (
+    OTEL_INSTRUMENT,
+    PYTHON,
+    Finished,
+    Observed,
+    Run,
+    Scenario,
+    file_uri,
+    make_files,
+)
+
+from clew.semconv import attributes as attr
+
+pytestmark = pytest.mark.integration
+
+FILES = 16
+PROGRAM = """
+import os, signal, sys, time
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+class Files(Dataset):
+    def __init__(self, paths, kill):
+        self.paths, self.kill = paths, kill
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        with open(self.paths[index], "rb") as handle:
+            size = len(handle.read())
+        worker = torch.utils.data.get_worker_info().id
+        # One write per line: lines of concurrent processes never interleave.
+        os.write(1, f"READ {worker} {os.getpid()} {self.paths[index]}\\n".encode())
+        if self.kill and worker == 0:
+            open("worker0.read", "w").close()
+        if self.kill and worker == 1:
+            while not os.path.exists("worker0.read"):  # so that worker 0 has records
+                time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return size
+
+
+if __name__ == "__main__":
+    context, persistent = sys.argv[1], sys.argv[2] == "persistent"
+    kill = sys.argv[3:] == ["kill"]
+    paths = sorted(os.path.abspath(os.path.join("data", n)) for n in os.listdir("data"))
+    loader = DataLoader(
+        Files(paths, kill),
+        batch_size=2,
+        num_workers=2,
+        multiprocessing_context=None if context == "fork" else context,
+        persistent_workers=persistent,
+    )
+    for epoch in range(2 if persistent else 1):
+        total = sum(int(batch.sum()) for batch in loader)
+    print("DONE", total, flush=True)
+"""
+READ_LINE = re.compile(r"^READ (\d+) (\d+) (\S+)$", re.MULTILINE)
+MODES = [
+    ("fork", "transient"),
+    ("fork", "persistent"),
+    ("spawn", "transient"),
+    ("spawn", "persistent"),
+    ("forkserver", "transient"),
+    ("forkserver", "persistent"),
+]
+IDS = [f"{context}-{lifetime}" for context, lifetime in MODES]
+
+
+@pytest.fixture(scope="module")
+def launches(scenario: Scenario) -> tuple[dict[tuple[str, ...], Finished], Observed]:
+    make_files(scenario.workdir / "data", FILES)
+    program = scenario.script(PROGRAM, "load.py")
+    env = scenario.env(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+    done = {
+        mode: scenario.run([OTEL_INSTRUMENT, PYTHON, program, *mode], env)
+        for mode in [*MODES, ("fork", "transient", "kill")]
+    }
+    return done, scenario.observed()
+
+
+def _said(stdout: str) -> set[tuple[int, int, str]]:
+    return {(int(w), int(p), file_uri(path)) for w, p, path in READ_LINE.findall(stdout)}
+
+
+def _run_of(observed: Observed, said: set) -> Run:
+    return observed.run_of({pid for _, pid, _ in said})
+
+
+@pytest.mark.parametrize("mode", MODES, ids=IDS)
+def test_program_unchanged(launches, mode):
+    done, _ = launches
+    finished = done[mode].check()
+    assert "DONE" in finished.stdout
+    assert "killed by signal" not in finished.stderr, finished.stderr[-2000:]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=IDS)
+def test_each_read_recorded_once_under_rank_and_worker(launches, mode):
+    done, observed = launches
+    said = _said(done[mode].stdout)
+    assert len({uri for *_, uri in said}) == FILES, done[mode].stdout
+    run = _run_of(observed, said)
+    recorded = {
+        (a.worker, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin") and a.rank == 0
+    }
+    assert said <= recorded, f"said but not recorded: {sorted(said - recorded)[:4]}"
+    assert not run.duplicates(), run.duplicates()
+
+
+@pytest.mark.parametrize("mode", MODES, ids=IDS)
+def test_workers_are_processes_of_the_run(launches, mode):
+    done, observed = launches
+    said = _said(done[mode].stdout)
+    run = _run_of(observed, said)
+    assert len(observed.runs) == len(done), observed.summary()  # one trace per program
+    workers = {pid: worker for worker, pid, _ in said}
+    assert sorted(set(workers.values())) == [0, 1]
+    expected_role = "exec" if mode[0] == "spawn" else "fork"
+    for pid, worker in workers.items():
+        process = run.process(pid)
+        assert process.role == expected_role
+        assert process.span.attributes[attr.PROVENANCE_WORKER_ID] == worker
+        assert process.exit_code == 0
+
+
+def test_killed_worker_fails_the_run_and_the_rest_is_whole(launches):
+    done, observed = launches
+    finished = done[("fork", "transient", "kill")]
+    assert finished.returncode == 1
+    said = _said(finished.stdout)
+    survivor = {entry for entry in said if entry[0] == 0}
+    run = _run_of(observed, survivor)
+    recorded = {(a.worker, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin")}
+    assert survivor and survivor <= recorded, sorted(survivor - recorded)[:4]
+    assert len(run.roots) == 1
+    root = run.roots[0]
+    assert root.status_code == "Error" and root.attributes[attr.PROCESS_EXIT_CODE] == 1
+    assert root.attributes[attr.ERROR_TYPE] == "RuntimeError"
+    # torch says "killed by signal" or "exited unexpectedly", as its checks race.
+    assert "DataLoader worker" in root.attributes[attr.PROVENANCE_EXCEPTION_MESSAGE]

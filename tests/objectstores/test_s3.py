@@ -1,0 +1,203 @@
+"""boto3/botocore against real S3 servers: one record per logical operation, with the
+bucket, key, version, ETag and size the server gave, and producer links across runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clew.semconv import attributes as attr
+from clew.semconv import spans as span_names
+
+from objectstore_helpers import check_run, object_spans, only, s3_env, unique
+
+pytestmark = pytest.mark.integration
+
+PROGRAM = """
+import json, os, sys
+import boto3
+from boto3.s3.transfer import TransferConfig
+
+bucket = sys.argv[1]
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=bucket)
+s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+first = s3.put_object(Bucket=bucket, Key="data/a.bin", Body=b"first version")
+second = s3.put_object(Bucket=bucket, Key="data/a.bin", Body=b"second version!")
+old = s3.get_object(Bucket=bucket, Key="data/a.bin", VersionId=first["VersionId"])
+old_body = old["Body"].read()
+for start in (0, 5, 10):  # ranged reads of one version: one logical read
+    s3.get_object(Bucket=bucket, Key="data/a.bin", Range=f"bytes={start}-{start + 4}")["Body"].read()
+head = s3.head_object(Bucket=bucket, Key="data/a.bin")
+s3.list_objects_v2(Bucket=bucket, Prefix="data/")
+with open("big.bin", "wb") as f:
+    f.write(os.urandom(6 << 20))
+config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+s3.upload_file("big.bin", bucket, "data/big.bin", Config=config)
+big = s3.head_object(Bucket=bucket, Key="data/big.bin")
+s3.download_file(bucket, "data/big.bin", "big.out", Config=config)
+copy = s3.copy_object(Bucket=bucket, Key="data/copy.bin", CopySource={"Bucket": bucket, "Key": "data/a.bin"})
+s3.put_object(Bucket=bucket, Key="data/gone.bin", Body=b"x")
+s3.delete_object(Bucket=bucket, Key="data/gone.bin")
+s3.put_object(Bucket=bucket, Key="data/gone2.bin", Body=b"y")
+s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "data/gone2.bin"}]})
+print(json.dumps({
+    "first": [first["VersionId"], first["ETag"]], "second": [second["VersionId"], second["ETag"]],
+    "head": [head["VersionId"], head["ETag"]], "big": [big["VersionId"], big["ETag"], big["ContentLength"]],
+    "copy": [copy["VersionId"], copy["CopyObjectResult"]["ETag"]], "old_body": old_body.decode(),
+}))
+"""
+
+
+@pytest.fixture(params=["moto_s3", "seaweedfs"])
+def s3_endpoint(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(request.param)
+
+
+def test_each_boto3_operation_is_one_record(run_instrumented, spool, s3_endpoint):
+    bucket = unique("ops")
+    result = run_instrumented(PROGRAM, bucket, env=s3_env(s3_endpoint))
+    check_run(result)
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    spans = spool.spans()
+    uri = f"s3://{bucket}/data/a.bin"
+
+    writes = object_spans(spans, uri, "write")
+    assert len(writes) == 2
+    assert {(w.attributes[attr.PROVENANCE_ARTIFACT_VERSION], w.attributes[attr.PROVENANCE_ARTIFACT_ETAG])
+            for w in writes} == {tuple(seen["first"]), tuple(seen["second"])}
+    for write in writes:
+        assert write.name == span_names.SPAN_WRITE_S3
+        assert write.attributes[attr.AWS_S3_BUCKET] == bucket
+        assert write.attributes[attr.AWS_S3_KEY] == "data/a.bin"
+        assert write.attributes[attr.PROVENANCE_PRODUCER_STAMPED] is True
+        assert write.attributes[attr.PROVENANCE_ARTIFACT_DIGEST].startswith("blake3:")
+
+    reads = object_spans(spans, uri, "read")
+    by_version = {r.attributes[attr.PROVENANCE_ARTIFACT_VERSION]: r for r in reads}
+    assert len(reads) == 2 and set(by_version) == {seen["first"][0], seen["second"][0]}
+    old = by_version[seen["first"][0]]  # the version actually read, not the latest
+    assert old.attributes[attr.PROVENANCE_ARTIFACT_SIZE] == len("first version")
+    assert old.attributes[attr.PROVENANCE_ARTIFACT_ETAG] == seen["first"][1]
+    assert old.attributes[attr.PROVENANCE_ARTIFACT_IDENTITY] == "version"
+    assert old.attributes[attr.PROVENANCE_ARTIFACT_DIGEST].startswith("blake3:")
+    ranged = by_version[seen["second"][0]]
+    assert ranged.attributes[attr.PROVENANCE_IO_COUNT] == 3
+    assert ranged.attributes[attr.PROVENANCE_IO_BYTES] == 15
+    assert ranged.attributes[attr.PROVENANCE_ARTIFACT_SIZE] == len("second version!")
+    assert attr.PROVENANCE_ARTIFACT_DIGEST not in ranged.attributes  # never fetched again
+    # Each read links to the write that produced its version, in this same run.
+    write_of = {w.attributes[attr.PROVENANCE_ARTIFACT_VERSION]: w for w in writes}
+    for version, read in by_version.items():
+        assert [(link.trace_id, link.span_id) for link in read.links] == [
+            (write_of[version].trace_id, write_of[version].span_id)
+        ]
+
+    metadata = object_spans(spans, uri, "list")
+    assert len(metadata) == 1 and metadata[0].name == span_names.SPAN_LIST_S3
+    assert only(spans, f"s3://{bucket}/data/", "list").attributes[attr.AWS_S3_KEY] == "data/"
+
+    big_uri = f"s3://{bucket}/data/big.bin"
+    upload = only(spans, big_uri, "write")  # multipart: one write
+    assert upload.attributes[attr.PROVENANCE_ARTIFACT_VERSION] == seen["big"][0]
+    assert upload.attributes[attr.PROVENANCE_ARTIFACT_ETAG] == seen["big"][1]
+    assert upload.attributes[attr.PROVENANCE_ARTIFACT_SIZE] == seen["big"][2] == 6 << 20
+    download = only(spans, big_uri, "read")  # s3transfer's GETs: one read
+    assert download.attributes[attr.PROVENANCE_IO_BYTES] == 6 << 20
+    assert download.attributes[attr.PROVENANCE_ARTIFACT_VERSION] == seen["big"][0]
+    assert [link.span_id for link in download.links] == [upload.span_id]
+
+    copy = only(spans, f"s3://{bucket}/data/copy.bin", "copy")
+    assert copy.attributes[attr.PROVENANCE_SOURCE_URI] == uri
+    assert copy.attributes[attr.AWS_S3_COPY_SOURCE] == f"{bucket}/data/a.bin"
+    assert copy.attributes[attr.PROVENANCE_ARTIFACT_VERSION] == seen["copy"][0]
+    assert copy.attributes[attr.PROVENANCE_ARTIFACT_ETAG] == seen["copy"][1]
+    only(spans, f"s3://{bucket}/data/gone.bin", "delete")
+    only(spans, f"s3://{bucket}/data/gone2.bin", "delete")
+
+    endpoint = s3_endpoint.split("://")[1]
+    assert all(
+        f"{s.attributes[attr.SERVER_ADDRESS]}:{s.attributes[attr.SERVER_PORT]}" == endpoint
+        for s in object_spans(spans)
+    )
+    assert "clew-test-secret" not in spool.text()
+
+
+READER = """
+import sys
+import boto3
+print(boto3.client("s3").get_object(Bucket=sys.argv[1], Key="model.bin")["Body"].read())
+"""
+
+
+def test_a_later_run_links_to_the_run_that_wrote_the_object(run_instrumented, spool, seaweedfs):
+    bucket = unique("lineage")
+    writer = """
+import sys
+import boto3
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=sys.argv[1])
+s3.put_object(Bucket=sys.argv[1], Key="model.bin", Body=b"weights")
+"""
+    check_run(run_instrumented(writer, bucket, env=s3_env(seaweedfs), name="writer.py"))
+    check_run(run_instrumented(READER, bucket, env=s3_env(seaweedfs), name="reader.py"))
+    spans = spool.spans()
+    write = only(spans, f"s3://{bucket}/model.bin", "write")
+    read = only(spans, f"s3://{bucket}/model.bin", "read")
+    assert read.trace_id != write.trace_id  # two runs
+    assert [(link.trace_id, link.span_id) for link in read.links] == [(write.trace_id, write.span_id)]
+    assert read.attributes[attr.PROVENANCE_PRODUCER_TRACE_ID] == write.trace_id
+    assert read.attributes[attr.PROVENANCE_PRODUCER_DIGEST] == write.attributes[attr.PROVENANCE_ARTIFACT_DIGEST]
+
+
+def test_stamps_can_be_turned_off(run_instrumented, spool, moto_s3):
+    bucket = unique("nostamp")
+    program = """
+import sys
+import boto3
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=sys.argv[1])
+s3.put_object(Bucket=sys.argv[1], Key="k", Body=b"v")
+print(s3.head_object(Bucket=sys.argv[1], Key="k")["Metadata"])
+"""
+    result = run_instrumented(program, bucket, env={**s3_env(moto_s3), "CLEW_STAMP": "0"})
+    check_run(result)
+    assert result.stdout.strip() == "{}"
+    assert attr.PROVENANCE_PRODUCER_STAMPED not in only(spool.spans(), f"s3://{bucket}/k", "write").attributes
+
+
+def test_suppressed_disabled_and_failing_calls(run_instrumented, spool, moto_s3):
+    bucket = unique("edge")
+    program = """
+import sys
+import boto3
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=sys.argv[1])
+with suppress_instrumentation():
+    s3.put_object(Bucket=sys.argv[1], Key="quiet", Body=b"q")
+try:
+    s3.get_object(Bucket=sys.argv[1], Key="missing")
+except s3.exceptions.NoSuchKey as error:
+    print(type(error).__name__)
+"""
+    result = run_instrumented(program, bucket, env=s3_env(moto_s3))
+    check_run(result)
+    assert result.stdout.strip() == "NoSuchKey"  # the program's error, unchanged
+    assert object_spans(spool.spans(), f"s3://{bucket}/quiet") == []
+    assert object_spans(spool.spans(), f"s3://{bucket}/missing") == []
+
+
+def test_uninstrumented_records_nothing(run_instrumented, spool, moto_s3):
+    bucket = unique("off")
+    program = """
+import sys
+import boto3
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=sys.argv[1])
+s3.put_object(Bucket=sys.argv[1], Key="k", Body=b"v")
+"""
+    env = {**s3_env(moto_s3), "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "clew_botocore"}
+    check_run(run_instrumented(program, bucket, env=env))
+    assert object_spans(spool.spans()) == []
