@@ -7,17 +7,25 @@ whole lines is logged as pending, inserted in one block, then logged as done. Af
 inserts the chunk again, so every span, and every lineage row derived from it, lands exactly
 once. A torn last line (its writer is mid-write, or died) is left for the next
 ingest; a line that does not parse is set aside in `spool/quarantine/` and counted.
+
+Speed (benchmarks/store/, RESULTS.md): one spool file per process means thousands of small
+files, so chunks of many files go into one insert (each insert costs parts in every table
+and view); lines are parsed with orjson, with the cyclic garbage collector paused; and the
+next insert's rows are converted in a thread while ClickHouse inserts the current ones.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import rows
 from .lineage import IO_TABLE, create_lineage_tables
@@ -28,7 +36,10 @@ _logger = logging.getLogger(__name__)
 
 LOG_TABLE = "clew_ingest_log"
 QUARANTINE_DIRNAME = "quarantine"
-CHUNK_BYTES = 16 << 20
+# Bigger inserts make fewer parts to write and merge: 64 MiB took ~15 % less CPU than 16 MiB
+# on a 1M-span spool, for ~300 MB more peak memory (benchmarks/RESULTS.md).
+CHUNK_BYTES = 64 << 20
+_LOG_COLUMNS = ["File", "Start", "End", "Spans", "Done"]
 _TRACE_ID = rows.INSERT_COLUMNS.index("TraceId")
 _SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
 _IDS_PER_QUERY = 2000  # ~60 bytes each as SQL text: ~120 KiB a statement
@@ -65,6 +76,54 @@ class _Chunk:
         return [(row[_TRACE_ID], row[_SPAN_ID]) for row in self.rows]
 
 
+_T = TypeVar("_T")
+
+
+try:
+    import orjson
+except ImportError:  # a capture-only install: the CLI imports this module without the extra
+    _loads = json.loads
+else:
+
+    def _loads(raw: bytes) -> Any:
+        """One spool line, parsed. orjson (the `store` extra) is ~1.4x faster than json
+        here; it refuses a few things json takes (NaN, which json.dumps writes for a NaN
+        attribute; lone surrogates), so such a line gets json's verdict rather than being
+        set aside."""
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return json.loads(raw)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. Converting a chunk makes millions of small
+    containers that all live until the insert; the collector would scan them over and over
+    (a third of the ingest's time), though they hold no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """Yield `items`, producing the next one in a thread while the caller uses this one.
+
+    Converting lines to rows is Python, inserting them is ClickHouse, which releases the GIL
+    (chDB's engine, or the HTTP client waiting for a server): on two cores the two overlap.
+    Only one item is made ahead, so at most two inserts' rows are in memory.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="clew-ingest") as pool:
+        upcoming = pool.submit(next, items, None)
+        while (item := upcoming.result()) is not None:
+            upcoming = pool.submit(next, items, None)
+            yield item
+
+
 def _log_ddl(options: SchemaOptions) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS {qualified_name(options, LOG_TABLE)} "
@@ -99,7 +158,7 @@ def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
             position = offset
             for raw in data[: cut + 1].splitlines(keepends=True):
                 try:
-                    line_rows = rows.spans_to_rows(json.loads(raw))
+                    line_rows = rows.spans_to_rows(_loads(raw))
                 except (ValueError, TypeError, KeyError, AttributeError):
                     corrupt.append((position, raw))
                 else:
@@ -108,6 +167,22 @@ def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
                 position += len(raw)
             yield _Chunk(offset, offset + cut + 1, lines, converted, corrupt)
             offset += cut + 1
+
+
+def _batches(offsets: dict[Path, int], limit: int) -> Iterator[list[tuple[Path, _Chunk]]]:
+    """Chunks of the files from their offsets, gathered until they hold `limit` bytes: one
+    insert per file would make most inserts tiny (one spool file per process)."""
+    batch: list[tuple[Path, _Chunk]] = []
+    size = 0
+    for path, offset in offsets.items():
+        for chunk in _read_chunks(path, offset, limit):
+            batch.append((path, chunk))
+            size += chunk.end - chunk.start
+            if size >= limit:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
 
 
 class _Ingester:
@@ -140,17 +215,23 @@ class _Ingester:
             pending[name] = [c for c in chunks if c[1] > done.get(name, 0)]
         return done, pending
 
-    def _log(self, name: str, chunk: _Chunk, spans: int, done: int) -> None:
+    def _log(self, batch: list[tuple[Path, _Chunk]], done: int) -> None:
         self.client.insert(
             self.log_table,
-            [[name, chunk.start, chunk.end, spans, done]],
-            column_names=["File", "Start", "End", "Spans", "Done"],
+            [[path.name, chunk.start, chunk.end, len(chunk.rows), done] for path, chunk in batch],
+            column_names=_LOG_COLUMNS,
         )
 
-    def _insert(self, chunk: _Chunk) -> int:
-        if chunk.rows:
-            self.client.insert(self.table, chunk.rows, column_names=rows.INSERT_COLUMNS)
-        return len(chunk.rows)
+    def _insert(self, chunks: Iterable[_Chunk]) -> int:
+        """Insert the chunks' rows in one block. clickhouse-connect's insert context keeps
+        the block in a reference cycle, which only the (paused) collector would free: the
+        block is emptied afterwards so that its rows go with their chunks."""
+        block = [row for chunk in chunks for row in chunk.rows]
+        if block:
+            self.client.insert(self.table, block, column_names=rows.INSERT_COLUMNS)
+        inserted = len(block)
+        block.clear()
+        return inserted
 
     def _set_aside(self, name: str, chunk: _Chunk) -> None:
         self.quarantine.mkdir(parents=True, exist_ok=True)
@@ -158,15 +239,16 @@ class _Ingester:
             for position, raw in chunk.corrupt:
                 handle.write(f"# offset {position}\n".encode() + raw.rstrip(b"\n") + b"\n")
 
-    def take(self, name: str, chunk: _Chunk, result: IngestResult) -> None:
-        spans = len(chunk.rows)
-        self._log(name, chunk, spans, 0)
-        if chunk.corrupt:
-            self._set_aside(name, chunk)
-            result.corrupt += len(chunk.corrupt)
-        result.spans += self._insert(chunk)
-        result.lines += chunk.lines
-        self._log(name, chunk, spans, 1)
+    def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult) -> None:
+        """Insert chunks of one or more files in one block, each logged pending, then done."""
+        self._log(batch, 0)
+        for path, chunk in batch:
+            if chunk.corrupt:
+                self._set_aside(path.name, chunk)
+                result.corrupt += len(chunk.corrupt)
+            result.lines += chunk.lines
+        result.spans += self._insert(chunk for _, chunk in batch)
+        self._log(batch, 1)
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
         """Finish a chunk a crashed ingest left pending, without duplicating a span.
@@ -183,15 +265,15 @@ class _Ingester:
         ids = chunk.span_ids
         for table, columns in ((self.table, "TraceId, SpanId"), (self.io_table, "RunId, SpanId")):
             self._delete(table, columns, ids)
-        result.spans += self._insert(chunk)
+        result.spans += self._insert([chunk])
         result.lines += chunk.lines
-        self._log(path.name, chunk, len(ids), 1)
+        self._log([(path, chunk)], 1)
         result.recovered_chunks += 1
 
     def _delete(self, table: str, columns: str, ids: list[tuple[str, str]]) -> None:
         """Delete the rows whose (`columns`) are among `ids`, if there are any. The ids are
         written into the statements, so they go in batches that stay below ClickHouse's
-        max_query_size (256 KiB by default; a 16 MiB chunk holds tens of thousands)."""
+        max_query_size (256 KiB by default; a 64 MiB chunk holds tens of thousands)."""
         for first in range(0, len(ids), _IDS_PER_QUERY):
             batch = {"ids": ids[first : first + _IDS_PER_QUERY]}
             where = f"WHERE ({columns}) IN %(ids)s"
@@ -225,8 +307,8 @@ def ingest(
         spool: The spool directory; corrupt lines are set aside under it.
         files: Only these spool files (default: every file in `spool`).
         options: Where the tables are.
-        progress: Called as `progress(done_bytes, total_bytes)` after each chunk.
-        chunk_bytes: How much of a file one insert takes.
+        progress: Called as `progress(done_bytes, total_bytes)` after each insert.
+        chunk_bytes: About how much of the spool one insert takes.
         prepare: Create the tables first; pass False when this client already did.
     """
     options = options or SchemaOptions()
@@ -239,24 +321,26 @@ def ingest(
     files = spool_files(spool) if files is None else files
     sizes = {path: path.stat().st_size for path in files}
     total = sum(max(0, size - done.get(path.name, 0)) for path, size in sizes.items())
-    taken = 0
+    reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
     for path in files:
         offset = done.get(path.name, 0)
         for start, end in sorted(pending.get(path.name, [])):
             ingester.recover(path, start, end, result)
             offset = max(offset, end)
-        if sizes[path] <= offset:
-            continue
-        result.files += 1
-        reached = offset
-        for chunk in _read_chunks(path, offset, chunk_bytes):
-            ingester.take(path.name, chunk, result)
-            taken += chunk.end - chunk.start
-            reached = chunk.end
+        if sizes[path] > offset:
+            reached[path] = offset
+    result.files = len(reached)
+    taken = 0
+    with _collector_paused():
+        # _batches runs in another thread: it gets its own copy of the offsets
+        for batch in _ahead(_batches(dict(reached), chunk_bytes)):
+            ingester.take(batch, result)
+            taken += sum(chunk.end - chunk.start for _, chunk in batch)
             if progress is not None:
                 progress(taken, total)
-        if reached < sizes[path]:
-            result.torn += 1
+            for path, chunk in batch:
+                reached[path] = chunk.end
+    result.torn = sum(1 for path, end in reached.items() if end < sizes[path])
     if result.corrupt:
         message = (
             f"{result.corrupt} corrupt spool lines set aside in {ingester.quarantine}"

@@ -30,13 +30,11 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import random
 import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +106,6 @@ class Dataset:
 class World:
     """What runs share: datasets, published outputs of earlier runs, overwritten paths."""
 
-    rng: random.Random
     datasets: list[Dataset]
     commits: list[str]
     published: list[tuple[str, str, int]] = field(default_factory=list)  # uri, digest, size
@@ -121,7 +118,7 @@ def make_world(rng: random.Random) -> World:
         for i in range(40)
     ]
     commits = [f"{rng.getrandbits(160):040x}" for _ in range(60)]
-    world = World(rng, datasets, commits)
+    world = World(datasets, commits)
     world.mutable = [f"/work/shared/models/{m}/latest.pt" for m in ("resnet", "bert", "gbm")]
     return world
 
@@ -165,6 +162,8 @@ class Process:
 
 
 class Generator:
+    """Runs, their processes and spans, written to the spool as they are made."""
+
     def __init__(self, seed: int, spool: Path, mix: dict[str, float]) -> None:
         self.rng = random.Random(seed)
         self.mix = mix
@@ -178,9 +177,9 @@ class Generator:
         self.samples: dict[str, Any] = {}
         self.sampling = False  # while generating the run whose URI and digest run.py looks up
 
-    def sample(self, key: str, value: Callable[[], str]) -> None:
+    def sample(self, key: str, value: str) -> None:
         if self.sampling and key not in self.samples:
-            self.samples[key] = value()
+            self.samples[key] = value
 
     # ids and spans
 
@@ -251,7 +250,7 @@ class Generator:
                 last = min(first + size, (first // dataset.per_directory + 1) * dataset.per_directory,
                            dataset.files)
                 indexes = range(first, last)
-                self.sample("uri", lambda: file_uri(dataset.host, dataset.path(first)))
+                self.sample("uri", file_uri(dataset.host, dataset.path(first)))
                 cursor[dataset.name] = last if last < dataset.files else 0
                 counts = [epochs] * len(indexes)
                 self.span(process, names.SPAN_READ_FILE, trace_id, parent, {
@@ -271,13 +270,14 @@ class Generator:
             if kind == "large_read":
                 if self.world.published and rng.random() < 0.6:
                     uri, digest, size = rng.choice(self.world.published[-2000:])
-                    self.sample("digest", lambda: digest)
+                    self.sample("digest", digest)
                 else:
                     dataset = rng.choice(datasets)
                     part = rng.randrange(64)
                     path = f"/data/{dataset.name}/packed/part-{part:03d}.tar"
                     uri = file_uri(dataset.host, path)
                     digest, size = _digest(dataset.name, "packed", part), (1 << 30) + part
+                self.sample("uri", uri)  # when the run has no batched read first
                 self.single(process, trace_id, parent, "read", uri, digest, size, start, end,
                             count=epochs)
                 continue
