@@ -106,8 +106,7 @@ def single_attributes(record: Record, pid: int) -> Attributes:
         attr.PROVENANCE_ARTIFACT_URI: file_uri(record.path),
         attr.FILE_PATH: record.path,
         attr.PROVENANCE_ARTIFACT_IDENTITY: record.identity,
-        # The count snapshotted when the record was emitted: the host may count on.
-        attr.PROVENANCE_IO_COUNT: record.emitted_count,
+        attr.PROVENANCE_IO_COUNT: record.count,
         attr.PROCESS_PID: pid,
     }
     if record.key is not None:
@@ -131,8 +130,8 @@ def batch_attributes(directory: str, records: list[Record], pid: int) -> Attribu
         attr.PROVENANCE_ARTIFACTS_DIGEST: [r.digest or "" for r in records],
         attr.PROVENANCE_ARTIFACTS_SIZE: [r.size or 0 for r in records],
         attr.PROVENANCE_ARTIFACTS_IDENTITY: [r.identity for r in records],
-        attr.PROVENANCE_ARTIFACTS_COUNT: [r.emitted_count for r in records],
-        attr.PROVENANCE_IO_COUNT: sum(r.emitted_count for r in records),
+        attr.PROVENANCE_ARTIFACTS_COUNT: [r.count for r in records],
+        attr.PROVENANCE_IO_COUNT: sum(r.count for r in records),
         attr.PROCESS_PID: pid,
     }
 
