@@ -370,14 +370,6 @@ class Recorder:
                     self._settled[path] = self._watches.pop(path)
             watch.seen = key
 
-    def _recount_reads(self) -> None:
-        """At exit: re-reads of files whose record was emitted earlier (the next epoch's),
-        as records of just the added count, so no read goes uncounted."""
-        for record in list(self._reads.values()):
-            delta = record.recount()
-            if delta is not None:
-                self._ready.append(delta)
-
     def _emit_ready(self) -> None:
         if not self._ready:
             self._cache.save()
@@ -385,8 +377,6 @@ class Recorder:
         records = []
         while self._ready:
             records.append(self._ready.popleft())
-        for record in records:
-            record.emitted_count = record.count
         if self.settings.stamp:
             # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
             for record in records:
@@ -435,7 +425,6 @@ class Recorder:
             try:
                 self._identify_new()
                 self._collect(final=True)
-                self._recount_reads()
                 self._emit_ready()
             finally:
                 otel_context.detach(token)

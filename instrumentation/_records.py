@@ -45,7 +45,7 @@ class Record:
 
     __slots__ = (
         "operation", "path", "key", "count", "first_ns", "last_ns", "digest", "identity", "source",
-        "producer", "emitted_count",
+        "producer",
     )
     span: Span | None = None
 
@@ -62,20 +62,6 @@ class Record:
         self.source: str | None = None
         # The producer stamp found on the content: (producer span, its digest).
         self.producer: tuple[SpanContext, str | None] | None = None
-        # Opens already carried by an emitted span: later re-reads are counted at exit.
-        self.emitted_count = 0
-
-    def recount(self) -> Record | None:
-        """A record of the opens made since this one was emitted, or None. Consumers add
-        up `provenance.io.count` per (process, artifact, digest)."""
-        if not self.emitted_count or self.count <= self.emitted_count:
-            return None
-        delta = Record(self.operation, self.path, self.key)
-        delta.count = self.count - self.emitted_count
-        delta.first_ns, delta.last_ns = self.first_ns, self.last_ns
-        delta.digest, delta.identity = self.digest, self.identity
-        self.emitted_count = self.count
-        return delta
 
     @property
     def size(self) -> int | None:

@@ -161,21 +161,7 @@ def _run_from_spans(run_id: str, spans: list[Span]) -> SpoolRun:
             )
         else:
             run.accesses += _accesses(span)
-    run.accesses = _merged(run.accesses)
     return run
-
-
-def _merged(accesses: list[Access]) -> list[Access]:
-    """One access per (operation, artifact, digest, process): a re-read counted at exit
-    arrives as a second record carrying the added count."""
-    merged: dict[tuple, Access] = {}
-    for access in accesses:
-        key = (access.operation, access.uri, access.digest, access.pid, access.source_uri)
-        if key in merged:
-            merged[key].count += access.count
-        else:
-            merged[key] = access
-    return list(merged.values())
 
 
 def spool_runs(home: Path | None = None, problems: SpoolProblems | None = None) -> list[SpoolRun]:
