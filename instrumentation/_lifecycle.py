@@ -22,7 +22,7 @@ from opentelemetry import trace
 
 from clew.instrumentation.version import __version__
 
-from . import _signal_watch
+from . import _ranks, _signal_watch
 from ._joining import join_run
 from ._process import ProcessSpan
 from ._recorder import Recorder
@@ -165,7 +165,12 @@ def _install_sigterm_handler() -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):
         return
-    _signal_watch.watch(signal.SIGTERM, _on_sigterm_watched)
+    if _ranks.detect().rank is not None:
+        # Only ranks of a distributed run: they block in collectives (native code, where no
+        # Python handler runs). A process that forks from a thread (multiprocessing.Pool
+        # repopulating) can hand a child's SIGTERM to the watcher before the child's at-fork
+        # reset runs, so ordinary programs keep to the Python handler.
+        _signal_watch.watch(signal.SIGTERM, _on_sigterm_watched)
 
 
 def take_sigterm(quiet: Callable[[], bool]) -> None:

@@ -31,7 +31,12 @@ print("not reached")
 """
 
 
-def test_sigterm_in_native_code_flushes_and_dies_by_sigterm(start_instrumented, spool, workdir):
+def test_sigterm_in_native_code_flushes_and_dies_by_sigterm(
+    start_instrumented, spool, workdir, base_env
+):
+    # The watcher serves ranks of a distributed run (they block in collectives); the
+    # generic RANK/WORLD_SIZE convention makes this program one.
+    base_env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
     (workdir / "a.txt").write_text("input")
     plain = start_instrumented(STUCK, instrumented=False)
     assert plain.stdout.readline() == "ready\n"
