@@ -17,7 +17,7 @@ insert with and without clew's lineage views).
 
 Usage (the results go between this benchmark's markers in benchmarks/RESULTS.md):
 
-    .venv/bin/python benchmarks/store/run.py                        # everything: ~25 min
+    .venv/bin/python benchmarks/store/run.py                        # everything: ~20 min
     .venv/bin/python benchmarks/store/run.py --sizes 100k --no-write  # a quick look
 """
 
@@ -381,8 +381,8 @@ def report(found: dict[str, dict[str, Any]], phases: dict[str, Any] | None, comm
         f"- clew commit measured: {_commit()}",
         f"- load average (1, 5 min) before / after: {loads[0][0]:.2f}, {loads[0][1]:.2f} / "
         f"{loads[1][0]:.2f}, {loads[1][1]:.2f}. Two cores shared with other engineers' tests: "
-        "wall times are noisy (the same 1M ingest took 50-68 s in three runs before this one); "
-        "CPU time (user+sys of the ingesting process, chDB's threads included) is steadier",
+        "wall times are noisy, CPU time (user+sys of the ingesting process, chDB's threads "
+        "included) is steadier",
         f"- spool: `.venv/bin/python benchmarks/store/synth.py --spans N --runs {RUNS} "
         "--home DIR [--mix singles]` (seed 1); each ingest into a fresh "
         "`chdb://DIR/db` with `clew.exporter.ingest.ingest(client, DIR/spool)` (defaults: "
@@ -531,7 +531,8 @@ def main() -> None:
         else:
             home, summary = generate(args.work, size)
             found[size] = measure(home, summary, args.ingest_runs)
-        print(json.dumps(found[size], default=str)[:2000], flush=True)
+        # every measurement, for a closer look than the report's medians
+        (args.work / "measured.json").write_text(json.dumps(found, indent=1, default=str))
     phases = None
     if args.phases != "none":
         home, _ = generate(args.work, args.phases)
