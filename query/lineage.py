@@ -108,20 +108,20 @@ class _Tables:
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
         return self.client.query(sql, parameters=parameters).result_rows
 
-    def producers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str, str]]:
-        """(artifact, run, written uri, evidence) for each artifact's latest producing
+    def producers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str]]:
+        """(artifact, run, evidence) for each artifact's latest producing
         write: by digest where the artifact has one, else by URI."""
         found = []
         digests = sorted({a.digest for a in artifacts if a.digest})
         by_digest = {}
         if digests:
-            for digest, run, uri in self.rows(
-                f"SELECT Digest, argMax(RunId, Timestamp), argMax(Uri, Timestamp) FROM {self.io} "
+            for digest, run in self.rows(
+                f"SELECT Digest, argMax(RunId, Timestamp) FROM {self.io} "
                 f"WHERE Operation IN {OUTPUT_OPERATIONS!r} AND Digest IN %(digests)s "
                 "GROUP BY Digest",
                 digests=digests,
             ):
-                by_digest[digest] = (run, uri)
+                by_digest[digest] = run
         uris = sorted({a.uri for a in artifacts if a.uri and a.digest not in by_digest})
         by_uri = {}
         if uris:
@@ -133,18 +133,21 @@ class _Tables:
                 by_uri[uri] = run
         for artifact in artifacts:
             if artifact.digest in by_digest:
-                run, uri = by_digest[artifact.digest]
-                found.append((artifact, run, uri, "digest"))
+                found.append((artifact, by_digest[artifact.digest], "digest"))
             elif artifact.uri in by_uri:
-                found.append((artifact, by_uri[artifact.uri], artifact.uri, "uri+time"))
+                found.append((artifact, by_uri[artifact.uri], "uri+time"))
         return found
 
-    def inputs(self, runs: list[str]) -> dict[str, list[Artifact]]:
+    def artifacts(self, runs: list[str], operations: tuple[str, ...]) -> dict[str, list[Artifact]]:
+        """Per run, the distinct artifacts it did one of `operations` to."""
         result: dict[str, list[Artifact]] = {}
+        if not runs:
+            return result
         for run, uri, digest in self.rows(
             f"SELECT DISTINCT RunId, Uri, Digest FROM {self.io} "
-            f"WHERE RunId IN %(runs)s AND Operation = '{_READ}' ORDER BY Uri",
+            "WHERE RunId IN %(runs)s AND Operation IN %(operations)s ORDER BY Uri",
             runs=runs,
+            operations=list(operations),
         ):
             result.setdefault(run, []).append(Artifact(uri, digest))
         return result
@@ -167,18 +170,6 @@ class _Tables:
                     found.append((artifact, run, "uri+time"))
         return found
 
-    def outputs(self, runs: list[str]) -> dict[str, list[Artifact]]:
-        result: dict[str, list[Artifact]] = {}
-        if not runs:
-            return result
-        for run, uri, digest in self.rows(
-            f"SELECT DISTINCT RunId, Uri, Digest FROM {self.io} "
-            f"WHERE RunId IN %(runs)s AND Operation IN {OUTPUT_OPERATIONS!r} ORDER BY Uri",
-            runs=runs,
-        ):
-            result.setdefault(run, []).append(Artifact(uri, digest))
-        return result
-
     def run_nodes(self, runs: list[str]) -> list[Node]:
         return [
             Node(
@@ -194,6 +185,46 @@ class _Tables:
         ]
 
 
+def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> Graph:
+    """Alternate artifact -> run -> artifact steps, one query a step, until nothing is new.
+
+    Upstream an artifact's runs are its producers and a run's artifacts its inputs;
+    downstream they are its readers and its outputs.
+    """
+    graph = Graph(root=target.id)
+    graph.add_node(Node(id=target.id, kind="artifact", uri=target.uri, digest=target.digest))
+    frontier = [target]
+    seen_runs: set[str] = set()
+    for _ in range(depth):
+        links = tables.producers(frontier) if upstream else tables.readers(frontier)
+        new_runs = sorted({run for _, run, _ in links} - seen_runs)
+        for artifact, run, evidence in links:
+            graph.add_edge(
+                Edge(run, artifact.id, "wrote", evidence)
+                if upstream
+                else Edge(artifact.id, run, "read", evidence)
+            )
+        for node in tables.run_nodes(new_runs):
+            graph.add_node(node)
+        seen_runs.update(new_runs)
+        frontier = []
+        touched = tables.artifacts(new_runs, (_READ,) if upstream else OUTPUT_OPERATIONS)
+        for run, artifacts in touched.items():
+            for artifact in artifacts:
+                graph.add_node(
+                    Node(id=artifact.id, kind="artifact", uri=artifact.uri, digest=artifact.digest)
+                )
+                graph.add_edge(
+                    Edge(artifact.id, run, "read", "digest" if artifact.digest else "uri+time")
+                    if upstream
+                    else Edge(run, artifact.id, "wrote", "digest")
+                )
+                frontier.append(artifact)
+        if not frontier:
+            break
+    return graph
+
+
 def lineage(
     client: Any,
     name: str,
@@ -206,35 +237,10 @@ def lineage(
     Raises:
         LookupError: no run in the store wrote that artifact.
     """
-    tables = _Tables(client, options or SchemaOptions())
-    target = resolve(name)
-    graph = Graph(root=target.id)
-    graph.add_node(Node(id=target.id, kind="artifact", uri=target.uri, digest=target.digest))
-    frontier = [target]
-    seen_runs: set[str] = set()
-    for _ in range(depth):
-        produced = tables.producers(frontier)
-        if not produced and frontier == [target]:
-            raise LookupError(
-                f"no run in the store wrote {name}: `clew runs` lists what is recorded"
-            )
-        new_runs = sorted({run for _, run, _, _ in produced} - seen_runs)
-        for artifact, run, _uri, evidence in produced:
-            graph.add_edge(Edge(run, artifact.id, "wrote", evidence))
-        for node in tables.run_nodes(new_runs):
-            graph.add_node(node)
-        seen_runs.update(new_runs)
-        frontier = []
-        for run, artifacts in tables.inputs(new_runs).items():
-            for artifact in artifacts:
-                graph.add_node(
-                    Node(id=artifact.id, kind="artifact", uri=artifact.uri, digest=artifact.digest)
-                )
-                graph.add_edge(Edge(artifact.id, run, "read", "digest" if artifact.digest else
-                                    "uri+time"))
-                frontier.append(artifact)
-        if not frontier:
-            break
+    graph = _walk(_Tables(client, options or SchemaOptions()), resolve(name), upstream=True,
+                  depth=depth)
+    if not graph.edges:
+        raise LookupError(f"no run in the store wrote {name}: `clew runs` lists what is recorded")
     return graph
 
 
@@ -247,28 +253,5 @@ def impact(
 ) -> Graph:
     """Everything downstream of the artifact `name`: the runs that read it (by content
     digest, or by URI when it has none), what they wrote, who read that, and so on."""
-    tables = _Tables(client, options or SchemaOptions())
-    target = resolve(name)
-    graph = Graph(root=target.id)
-    graph.add_node(Node(id=target.id, kind="artifact", uri=target.uri, digest=target.digest))
-    frontier = [target]
-    seen_runs: set[str] = set()
-    for _ in range(depth):
-        readers = tables.readers(frontier)
-        new_runs = sorted({run for _, run, _ in readers} - seen_runs)
-        for artifact, run, evidence in readers:
-            graph.add_edge(Edge(artifact.id, run, "read", evidence))
-        for node in tables.run_nodes(new_runs):
-            graph.add_node(node)
-        seen_runs.update(new_runs)
-        frontier = []
-        for run, artifacts in tables.outputs(new_runs).items():
-            for artifact in artifacts:
-                graph.add_node(
-                    Node(id=artifact.id, kind="artifact", uri=artifact.uri, digest=artifact.digest)
-                )
-                graph.add_edge(Edge(run, artifact.id, "wrote", "digest"))
-                frontier.append(artifact)
-        if not frontier:
-            break
-    return graph
+    return _walk(_Tables(client, options or SchemaOptions()), resolve(name), upstream=False,
+                 depth=depth)
