@@ -16,7 +16,8 @@ import blake3
 
 StatKey = tuple[int, int, int, int]
 
-_MMAP_THRESHOLD = 1 << 20  # below this, read() + hash beats mapping the file
+_LARGE = 1 << 20  # below this, one read() of the whole file
+_CHUNK = 8 << 20
 _CACHE_FILENAME = "digests-v1.txt"
 
 
@@ -40,10 +41,13 @@ def hash_file(path: str, expected: StatKey) -> str | None:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
             return None
-        if before.st_size >= _MMAP_THRESHOLD:
-            # update_mmap releases the GIL, so the host's threads run on while we hash.
+        if before.st_size >= _LARGE:
+            # Read in chunks, never mmap: the host may truncate the file while we hash, and a
+            # mapped page past the new end raises SIGBUS, which kills the whole process. A
+            # short read is caught by the stat check below instead.
             hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-            hasher.update_mmap(path)
+            while chunk := os.read(fd, _CHUNK):
+                hasher.update(chunk)
         else:
             hasher = blake3.blake3(os.read(fd, before.st_size + 1))
         if stat_key(os.fstat(fd)) != expected or stat_key(os.stat(path)) != expected:
