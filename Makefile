@@ -1,7 +1,7 @@
 # clew: the two commands that do all the set-up on a fresh machine (python3 >= 3.10 and make).
 #
-#   make demo   create .venv, install clew with the demo and store extras, run the demo pipeline
-#   make test   create .venv, install clew with the test and store extras, run the test suite
+#   make demo   create .venv, install clew with the demo, store and export extras, run the demo
+#   make test   create .venv, install clew with the test, store and export extras, run the tests
 #
 # Installs are remembered by a stamp file inside .venv whose name carries a digest of
 # pyproject.toml, so a second run installs nothing until pyproject.toml changes (and deleting
@@ -17,7 +17,7 @@ VPY := $(BIN)/python
 PYPROJECT_KEY := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:16])")
 PIP := $(VPY) -m pip --disable-pip-version-check
 
-.PHONY: demo test help clean-demo mpirun-available
+.PHONY: demo test help clean-demo mpirun-available chromium-available
 .DEFAULT_GOAL := help
 
 help:
@@ -28,12 +28,12 @@ $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-test-$(PYPROJECT_KEY): | $(VPY)
-	$(PIP) install -e '.[test,store]'
+	$(PIP) install -e '.[test,store,export]'
 	@rm -f $(VENV)/.installed-test-*
 	@touch $@
 
 $(VENV)/.installed-demo-$(PYPROJECT_KEY): | $(VPY)
-	$(PIP) install -e '.[demo,store]'
+	$(PIP) install -e '.[demo,store,export]'
 	@rm -f $(VENV)/.installed-demo-*
 	@touch $@
 
@@ -47,8 +47,15 @@ mpirun-available:
 		echo "make test: installing Open MPI (openmpi-bin) for the mpirun tests"; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends openmpi-bin; }
 
+# tests/query/test_export.py renders `clew export --format html` in headless Chromium (Debian's
+# chromium package); installed only when missing, like Open MPI above.
+chromium-available:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "make test: installing Chromium (chromium) for the HTML export test"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+
 # pytest exits 5 when it collected no tests: that is a broken suite, never a pass.
-test: $(VENV)/.installed-test-$(PYPROJECT_KEY) mpirun-available
+test: $(VENV)/.installed-test-$(PYPROJECT_KEY) mpirun-available chromium-available
 	@status=0; $(VPY) -m pytest -q -ra -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then \
 		echo "make test: FAILED: pytest collected no tests (exit 5); the suite must not be empty" >&2; \

@@ -15,6 +15,11 @@ Attribute values are read the way the Collector writes them (ints as decimal str
 as JSON; rotel's OTLP JSON arrays too), and both span-kind and status spellings are accepted.
 Every name below is a semconv constant: the SQL is built from them, never from hand-spelled
 strings.
+
+The tables are derived data: each carries `LINEAGE_VERSION` in its comment, and a store whose
+tables are of another version has them dropped, recreated and filled again from otel_traces.
+Tables created in a database whose otel_traces already holds spans (a Collector filled it
+before clew was pointed at it) are filled from those spans the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ IO_TABLE = "clew_io"
 RUNS_TABLE = "clew_runs"
 RUN_IO_TABLE = "clew_run_io"
 ROLE_RUN = "run"
+# Bump when a lineage table or view changes shape: stores of another version are rebuilt.
+LINEAGE_VERSION = 2
+_COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
 # pdata's names either way, so `StatusCode = 'Error'` finds failed runs from any writer.
@@ -66,6 +74,13 @@ def _array(batched: str, single: str, kind: str, default: str) -> str:
     )
 
 
+def _link(column: str) -> str:
+    """`column` of the span link to the producer of this row's artifact: clew names the
+    artifact in each link's attributes, so one batched span can link many producers."""
+    uris = f"arrayMap(a -> a['{attr.PROVENANCE_ARTIFACT_URI}'], `Links.Attributes`)"
+    return f"arrayElement(`Links.{column}`, indexOf({uris}, Uri))"
+
+
 def _io_select(source: str) -> str:
     """One row per artifact of every I/O span; expressions are repeated rather than put in a
     subquery so the view's source table is plainly `source`."""
@@ -95,10 +110,42 @@ SELECT
     if(i <= length({sizes}), arrayElement({sizes}, i), -1) AS Size,
     arrayElement({identities}, i) AS Identity,
     toUInt64(if(i <= length({counts}), arrayElement({counts}, i), 1)) AS Count,
-    {_attribute(attr.PROVENANCE_SOURCE_URI)} AS SourceUri
+    {_attribute(attr.PROVENANCE_SOURCE_URI)} AS SourceUri,
+    toInt64OrDefault({_attribute(attr.PROVENANCE_IO_BYTES)}, toInt64(-1)) AS Bytes,
+    {_link('TraceId')} AS ProducerRunId,
+    {_link('SpanId')} AS ProducerSpanId
 FROM {source}
 ARRAY JOIN arrayEnumerate({uris}) AS i
 WHERE {_attribute(attr.PROVENANCE_IO_OPERATION)} != ''"""
+
+
+def _runs_select(source: str) -> str:
+    """One row per run, from its root span."""
+    return f"""
+SELECT
+    TraceId AS RunId,
+    Timestamp AS Start,
+    fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + Duration) AS End,
+    ServiceName,
+    {_json_array(_attribute(attr.PROCESS_COMMAND_ARGS), "String")} AS Command,
+    transform(toString(StatusCode), {_OLD_STATUS_NAMES!r}, {_STATUS_NAMES!r}, toString(StatusCode))
+        AS StatusCode,
+    toInt64OrDefault({_attribute(attr.PROCESS_EXIT_CODE)}, toInt64(-1)) AS ExitCode,
+    {_attribute(attr.ERROR_TYPE)} AS ErrorType,
+    {_attribute(attr.VCS_REF_HEAD_REVISION)} AS GitCommit,
+    {_attribute(attr.VCS_REF_HEAD_NAME)} AS GitBranch,
+    {_attribute(attr.PROVENANCE_VCS_DIRTY)} = 'true' AS GitDirty,
+    {_attribute(attr.PROVENANCE_VCS_DIFF_DIGEST)} AS GitDiffDigest,
+    {_attribute(attr.HOST_NAME)} AS Host,
+    {_attribute(attr.PROCESS_WORKING_DIRECTORY)} AS Cwd,
+    trim(concat({_attribute(attr.PROCESS_RUNTIME_NAME)}, ' ',
+                {_attribute(attr.PROCESS_RUNTIME_VERSION)})) AS Runtime,
+    {_json_array(_attribute(attr.PROVENANCE_ENV_PACKAGES), "String")} AS Packages,
+    {_json_array(_attribute(attr.PROVENANCE_CODE_FILES), "String")} AS CodeFiles,
+    {_json_array(_attribute(attr.PROVENANCE_CODE_DIGESTS), "String")} AS CodeDigests,
+    {_json_array(_attribute(attr.PROVENANCE_VCS_DIFF_FILES), "String")} AS DiffFiles
+FROM {source}
+WHERE SpanName = '{spans.SPAN_RUN}' AND {_attribute(attr.PROVENANCE_PROCESS_ROLE)} = '{ROLE_RUN}'"""
 
 
 def lineage_ddl(options: SchemaOptions) -> list[str]:
@@ -126,9 +173,12 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     Identity LowCardinality(String),
     Count UInt64,
     SourceUri String,
+    Bytes Int64,
+    ProducerRunId String,
+    ProducerSpanId String,
     INDEX idx_digest Digest TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_run RunId TYPE bloom_filter(0.001) GRANULARITY 1
-) ENGINE = MergeTree ORDER BY (Uri, Timestamp)""",
+) ENGINE = MergeTree ORDER BY (Uri, Timestamp) COMMENT '{_COMMENT}'""",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {io_mv} TO {io} AS {_io_select(traces)}",
         f"""CREATE TABLE IF NOT EXISTS {runs} (
     RunId String,
@@ -144,34 +194,21 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     GitDirty UInt8,
     GitDiffDigest String,
     Host String,
-    Cwd String
-) ENGINE = ReplacingMergeTree ORDER BY RunId""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {runs_mv} TO {runs} AS
-SELECT
-    TraceId AS RunId,
-    Timestamp AS Start,
-    fromUnixTimestamp64Nano(toUnixTimestamp64Nano(Timestamp) + Duration) AS End,
-    ServiceName,
-    {_json_array(_attribute(attr.PROCESS_COMMAND_ARGS), "String")} AS Command,
-    transform(toString(StatusCode), {_OLD_STATUS_NAMES!r}, {_STATUS_NAMES!r}, toString(StatusCode))
-        AS StatusCode,
-    toInt64OrDefault({_attribute(attr.PROCESS_EXIT_CODE)}, toInt64(-1)) AS ExitCode,
-    {_attribute(attr.ERROR_TYPE)} AS ErrorType,
-    {_attribute(attr.VCS_REF_HEAD_REVISION)} AS GitCommit,
-    {_attribute(attr.VCS_REF_HEAD_NAME)} AS GitBranch,
-    {_attribute(attr.PROVENANCE_VCS_DIRTY)} = 'true' AS GitDirty,
-    {_attribute(attr.PROVENANCE_VCS_DIFF_DIGEST)} AS GitDiffDigest,
-    {_attribute(attr.HOST_NAME)} AS Host,
-    {_attribute(attr.PROCESS_WORKING_DIRECTORY)} AS Cwd
-FROM {traces}
-WHERE SpanName = '{spans.SPAN_RUN}' AND {_attribute(attr.PROVENANCE_PROCESS_ROLE)} = '{ROLE_RUN}'""",
+    Cwd String,
+    Runtime String,
+    Packages Array(String),
+    CodeFiles Array(String),
+    CodeDigests Array(String),
+    DiffFiles Array(String)
+) ENGINE = ReplacingMergeTree ORDER BY RunId COMMENT '{_COMMENT}'""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {runs_mv} TO {runs} AS {_runs_select(traces)}",
         f"""CREATE TABLE IF NOT EXISTS {run_io} (
     RunId String,
     Inputs AggregateFunction(uniq, String),
     Outputs AggregateFunction(uniq, String),
     Records AggregateFunction(uniq, String, String),
     Ranks SimpleAggregateFunction(groupUniqArrayArray, Array(Int32))
-) ENGINE = AggregatingMergeTree ORDER BY RunId""",
+) ENGINE = AggregatingMergeTree ORDER BY RunId COMMENT '{_COMMENT}'""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {run_io_mv} TO {run_io} AS
 SELECT
     RunId,
@@ -184,9 +221,32 @@ GROUP BY RunId""",
     ]
 
 
+def _installed_version(client: Any, options: SchemaOptions) -> str | None:
+    """The comment of the installed `clew_io`, or None when there is none."""
+    rows = client.query(
+        "SELECT comment FROM system.tables WHERE database = %(database)s AND name = %(table)s",
+        parameters={"database": options.database, "table": IO_TABLE},
+    ).result_rows
+    return rows[0][0] if rows else None
+
+
 def create_lineage_tables(client: Any, options: SchemaOptions) -> None:
-    """Create the lineage tables and views (idempotent)."""
+    """Create the lineage tables and views (idempotent); rebuild those of another version,
+    and fill new ones from the spans otel_traces already holds."""
     if not options.create:
         return
+    installed = _installed_version(client, options)
+    if installed == _COMMENT:
+        return
+    if installed is not None:
+        # Views first, so no insert lands in a table about to go.
+        for table in (RUN_IO_TABLE, RUNS_TABLE, IO_TABLE):
+            client.command(f"DROP VIEW IF EXISTS {qualified_name(options, table + '_mv')}")
+        for table in (RUN_IO_TABLE, RUNS_TABLE, IO_TABLE):
+            client.command(f"DROP TABLE IF EXISTS {qualified_name(options, table)}")
     for statement in lineage_ddl(options):
         client.command(statement)
+    traces = qualified_name(options, options.traces_table)
+    # clew_run_io fills from these inserts through its own view.
+    client.command(f"INSERT INTO {qualified_name(options, IO_TABLE)} {_io_select(traces)}")
+    client.command(f"INSERT INTO {qualified_name(options, RUNS_TABLE)} {_runs_select(traces)}")

@@ -1,15 +1,18 @@
-"""`clew lineage`, `clew impact` and `clew check`: questions answered from the store."""
+"""`clew lineage`, `clew impact`, `clew diff` and `clew check`: questions answered from the
+store."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import click
+from rich.table import Table
 from rich.tree import Tree
 
 from ._commands_store import open_store
 from ._output import CliContext, format_command, json_option, write_json
 from .checks import contamination, staleness
+from .diff import CAUSES, RunDiff, diff
 from .lineage import MAX_DEPTH, Graph, Node, impact, lineage
 
 
@@ -77,6 +80,52 @@ def lineage_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> Non
 def impact_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> None:
     """Everything downstream of ARTIFACT: the runs that read it, what they wrote, and on."""
     _graph_command(obj, artifact, depth, fmt, upstream=False)
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 28 else value[:27] + "…"
+
+
+def _diff_table(result: RunDiff) -> Table:
+    table = Table(title=f"from run {result.a.run_id[:12]} ({result.a.start[:19]}) "
+                        f"to run {result.b.run_id[:12]} ({result.b.start[:19]})",
+                  title_justify="left")
+    for column in ("", "what", "change", "name", "before", "after"):
+        table.add_column(column, overflow="fold")
+    for change in sorted(result.changes, key=lambda c: c.section not in CAUSES):
+        role = "cause" if change.section in CAUSES else "effect"
+        table.add_row(role, change.section, change.kind, change.name, _short(change.before),
+                      _short(change.after))
+    return table
+
+
+@click.command("diff")
+@click.argument("runs", nargs=-1, metavar="[RUN_A] [RUN_B]")
+@json_option
+@click.pass_obj
+def diff_command(obj: CliContext, runs: tuple[str, ...], fmt: str) -> None:
+    """What changed between two runs (ids or unique prefixes, from `clew runs`): inputs
+    added, removed or changed, code, packages, arguments and environment (the causes), then
+    outputs and outcome (the effects).
+
+    With one RUN, against the previous run of the same program; with none, the newest run
+    against its previous one."""
+    if len(runs) > 2:
+        raise click.UsageError("give at most two runs: clew diff [RUN_A] [RUN_B]")
+    client, options = open_store(obj, quiet=fmt == "json")
+    run_a = runs[0] if len(runs) == 2 else None
+    run_b = runs[-1] if runs else None
+    try:
+        result = diff(client, run_b, run_a, options=options)
+    except LookupError as error:
+        raise click.UsageError(str(error)) from None
+    if fmt == "json":
+        write_json(dataclasses.asdict(result), obj.stdout)
+    elif result.changes:
+        obj.out.print(_diff_table(result))
+    else:
+        obj.out.print(f"no difference between run {result.a.run_id[:12]} and run "
+                      f"{result.b.run_id[:12]}")
 
 
 @click.command("check")

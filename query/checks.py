@@ -7,20 +7,24 @@ with the files as they are now:
   test file copied or renamed into the training data is caught), or whose URI is a test file
   or lies under a test directory;
 - staleness: an upstream local input whose current content differs from the content the
-  model was built from (or that no longer exists).
+  model was built from (or that no longer exists); an upstream input elsewhere (an object)
+  whose URI the store shows holding other content after it was last seen as the input
+  (overwritten between the run that read it and a later reader or writer).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from clew.exporter.schema import SchemaOptions
+from clew.exporter.lineage import IO_TABLE
+from clew.exporter.schema import SchemaOptions, qualified_name
 
-from .lineage import Graph, lineage, resolve
+from .lineage import IDENTITY_SQL, Artifact, Graph, lineage, resolve
 
 
 @dataclass
@@ -30,14 +34,18 @@ class Finding:
     kind: str
     uri: str
     digest: str
-    evidence: str  # "digest", "uri" (contamination) or "content changed", "missing" (stale)
+    # "digest", "uri" (contamination); "content changed", "missing", "overwritten" (stale)
+    evidence: str
     detail: str
 
 
-def _inputs(graph: Graph) -> list[tuple[str, str]]:
-    """(uri, digest) of every artifact some run upstream read."""
+def _inputs(graph: Graph) -> list[Artifact]:
+    """Every artifact version some run upstream read."""
     read = {edge.source for edge in graph.edges if edge.kind == "read"}
-    return sorted({(n.uri, n.digest) for n in graph.nodes if n.id in read})
+    return sorted(
+        {Artifact(n.uri, n.digest, n.version, n.etag, n.size) for n in graph.nodes if n.id in read},
+        key=lambda a: (a.uri, a.digest),
+    )
 
 
 def _test_files(paths: list[str]) -> dict[str, str]:
@@ -67,7 +75,8 @@ def contamination(
         resolve(os.path.abspath(t)).uri.rstrip("/") + "/" for t in tests if "://" not in t
     )
     findings = []
-    for uri, digest in _inputs(lineage(client, model, options=options)):
+    for artifact in _inputs(lineage(client, model, options=options)):
+        uri, digest = artifact.uri, artifact.digest
         if uri in test_files or uri.startswith(prefixes):
             findings.append(Finding("test-data", uri, digest, "uri", "a test file itself"))
         elif digest and digest in by_digest:
@@ -76,18 +85,48 @@ def contamination(
     return findings
 
 
-def staleness(client: Any, model: str, *, options: SchemaOptions | None = None) -> list[Finding]:
-    """Upstream local inputs of `model` whose content is no longer what the model was built
-    from."""
+def _changed_on_disk(artifact: Artifact) -> Finding | None:
+    path = "/" + unquote(artifact.uri.split("/", 3)[3])
+    if not os.path.isfile(path):
+        return Finding("stale", artifact.uri, artifact.digest, "missing", "the input is gone")
+    now = resolve(path).digest
+    if now != artifact.digest:
+        return Finding("stale", artifact.uri, artifact.digest, "content changed", f"now {now}")
+    return None
+
+
+def _overwritten(client: Any, options: SchemaOptions, inputs: list[Artifact]) -> list[Finding]:
+    """Inputs whose URI the store later saw holding other content, in one query."""
+    if not inputs:
+        return []
+    sightings: dict[str, dict[str, tuple[int, str]]] = {}
+    for uri, identity, last, run in client.query(
+        f"SELECT Uri, identity, max(time), argMax(RunId, time) FROM (SELECT Uri, RunId, "
+        f"{IDENTITY_SQL} AS identity, toUnixTimestamp64Nano(Timestamp) AS time "
+        f"FROM {qualified_name(options, IO_TABLE)} WHERE Uri IN %(uris)s) GROUP BY Uri, identity",
+        parameters={"uris": sorted({a.uri for a in inputs})},
+    ).result_rows:
+        sightings.setdefault(uri, {})[identity] = (last, run)
     findings = []
-    for uri, digest in _inputs(lineage(client, model, options=options)):
-        if not uri.startswith("file://") or not digest:
-            continue
-        path = "/" + unquote(uri.split("/", 3)[3])
-        if not os.path.isfile(path):
-            findings.append(Finding("stale", uri, digest, "missing", "the input is gone"))
-            continue
-        now = resolve(path).digest
-        if now != digest:
-            findings.append(Finding("stale", uri, digest, "content changed", f"now {now}"))
+    for artifact in inputs:
+        seen = sightings.get(artifact.uri, {})
+        last_seen = seen.get(artifact.identity, (0, ""))[0]
+        later = [(time, identity, run) for identity, (time, run) in seen.items()
+                 if identity != artifact.identity and time > last_seen]
+        if later:
+            _, identity, run = max(later)
+            findings.append(Finding("stale", artifact.uri, artifact.digest, "overwritten",
+                                    f"later seen as {identity} by run {run[:12]}"))
     return findings
+
+
+def staleness(client: Any, model: str, *, options: SchemaOptions | None = None) -> list[Finding]:
+    """Upstream inputs of `model` whose content is no longer what the model was built from:
+    local files by their content now, other artifacts by what the store saw after."""
+    options = options or SchemaOptions()
+    inputs = _inputs(lineage(client, model, options=options))
+    here = f"file://{socket.gethostname()}/"
+    local = [a for a in inputs if a.uri.startswith(here) and a.digest]
+    findings = [f for f in map(_changed_on_disk, local) if f is not None]
+    elsewhere = [a for a in inputs if not a.uri.startswith(here)]
+    return findings + _overwritten(client, options, elsewhere)

@@ -18,8 +18,10 @@ from rich.console import Console
 from clew.exporter.store import DEFAULT_WAIT
 from clew.semconv import environment
 
-from ._commands_lineage import check_command, impact_command, lineage_command
+from ._commands_export import export_command
+from ._commands_lineage import check_command, diff_command, impact_command, lineage_command
 from ._commands_local import doctor, spool
+from ._commands_replay import replay_command
 from ._commands_store import ingest, runs, sql
 from ._output import CliContext
 
@@ -88,9 +90,10 @@ def cli(
     )
 
 
-for _command in (doctor, spool, ingest, runs, sql, lineage_command, impact_command,
-                 check_command):
+for _command in (doctor, spool, ingest, runs, sql, lineage_command, impact_command, diff_command,
+                 check_command, replay_command):
     cli.add_command(_command)
+cli.add_command(export_command)
 
 
 def main(

@@ -3,12 +3,17 @@
 The graph is walked one level per query over `clew_io` (so the work stays in ClickHouse and
 scales with it): from an artifact to the run that wrote it, from that run to what it read,
 from each input to the run that produced it, and so on. A read is matched to its producing
-write by the strongest evidence available: the same content digest ("digest"), else the same
-URI written before the read ("uri+time", weak, and marked as such).
+write by the strongest evidence available, named on the edge:
+
+- "stamp": the read found the producer's stamp on the artifact (its metadata or xattr);
+- "digest": the last write, before the read, of the same content digest;
+- "version": the last write of the same URI with the same object version (S3, GCS);
+- "etag": the last write of the same URI with the same ETag before the read;
+- "uri+time": the last write of the same URI before the read (weak, and marked as such).
 
 The result is a node-link graph, `--format json` schema 1:
 `{"nodes": [{"id", "kind": "artifact"|"run", ...}], "edges": [{"source", "target",
-"kind": "read"|"wrote", "evidence": "digest"|"uri+time"}]}`.
+"kind": "read"|"wrote", "evidence": "stamp"|"digest"|"version"|"etag"|"uri+time"}]}`.
 """
 
 from __future__ import annotations
@@ -27,21 +32,36 @@ from clew.exporter.schema import SchemaOptions, qualified_name
 
 MAX_DEPTH = 50
 _READ = "read"
+# What identifies an artifact's content in a clew_io row, strongest first, as one string:
+# the SQL twin of `Artifact.identity`.
+IDENTITY_SQL = (
+    "multiIf(Digest != '', Digest, Version != '', concat('version:', Version), "
+    "ETag != '', concat('etag:', ETag), concat('size:', toString(Size)))"
+)
 
 
 @dataclass
 class Node:
-    """An artifact (one content version at one URI) or a run."""
+    """An artifact (one content version at one URI) or a run.
+
+    Artifacts carry `uri`, `digest`, `version`, `etag` and `size` (-1: unknown); runs carry
+    the rest."""
 
     id: str
     kind: str
     uri: str = ""
     digest: str = ""
+    version: str = ""
+    etag: str = ""
+    size: int = -1
     command: list[str] = field(default_factory=list)
     start: str = ""
+    end: str = ""
     status: str = ""
     git_commit: str = ""
+    git_branch: str = ""
     git_dirty: bool = False
+    host: str = ""
 
 
 @dataclass
@@ -72,14 +92,52 @@ class Graph:
 
 @dataclass(frozen=True)
 class Artifact:
-    """What the user named: a URI and/or a content digest."""
+    """One version of an artifact: what the user named (a URI and/or a content digest), or
+    what a run read or wrote, with the identities the record carries.
+
+    `producer` is the run a producer stamp on it named (reads) or the run that wrote it
+    (writes); `time` is when it was read or written, in ns (0: now, as the user names it).
+    """
 
     uri: str
-    digest: str
+    digest: str = ""
+    version: str = ""
+    etag: str = ""
+    size: int = -1
+    producer: str = ""
+    time: int = 0
 
     @property
     def id(self) -> str:
-        return f"{self.uri}@{self.digest}" if self.digest else self.uri
+        if self.digest:
+            return f"{self.uri}@{self.digest}"
+        if self.version:
+            return f"{self.uri}?version={self.version}"
+        if self.etag:
+            return f"{self.uri}#etag={self.etag}"
+        return self.uri
+
+    @property
+    def identity(self) -> str:
+        """What identifies this content, as IDENTITY_SQL spells it."""
+        if self.digest:
+            return self.digest
+        if self.version:
+            return f"version:{self.version}"
+        return f"etag:{self.etag}" if self.etag else f"size:{self.size}"
+
+    @property
+    def evidence(self) -> str:
+        """The strongest identity the record itself carries."""
+        for kind, value in (("digest", self.digest), ("version", self.version),
+                            ("etag", self.etag)):
+            if value:
+                return kind
+        return "uri+time"
+
+    def node(self) -> Node:
+        return Node(id=self.id, kind="artifact", uri=self.uri, digest=self.digest,
+                    version=self.version, etag=self.etag, size=self.size)
 
 
 def resolve(name: str) -> Artifact:
@@ -99,6 +157,22 @@ def resolve(name: str) -> Artifact:
     return Artifact(uri, digest)
 
 
+@dataclass(frozen=True)
+class _Write:
+    run: str
+    time: int
+    uri: str
+    digest: str
+    version: str
+    etag: str
+
+
+def _latest(writes: list[_Write], before: int) -> _Write | None:
+    """The last of `writes` at or before `before` (0: any time)."""
+    eligible = [w for w in writes if not before or w.time <= before]
+    return max(eligible, key=lambda w: w.time, default=None)
+
+
 class _Tables:
     def __init__(self, client: Any, options: SchemaOptions) -> None:
         self.client = client
@@ -108,81 +182,128 @@ class _Tables:
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
         return self.client.query(sql, parameters=parameters).result_rows
 
+    def _writes(self, column: str, values: list[str]) -> list[_Write]:
+        if not values:
+            return []
+        return [
+            _Write(*row)
+            for row in self.rows(
+                f"SELECT DISTINCT RunId, toUnixTimestamp64Nano(Timestamp), Uri, Digest, Version, "
+                f"ETag FROM {self.io} WHERE Operation IN {OUTPUT_OPERATIONS!r} "
+                f"AND {column} IN %(values)s",
+                values=values,
+            )
+        ]
+
     def producers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str]]:
-        """(artifact, run, evidence) for each artifact's latest producing
-        write: by digest where the artifact has one, else by URI."""
+        """(artifact, run, evidence) for the run that produced each artifact, matched by the
+        strongest evidence: its producer stamp, then the last write before the read of the
+        same content digest, of the same object version, of the same ETag, of the same URI."""
+        by_digest: dict[str, list[_Write]] = {}
+        for write in self._writes("Digest", sorted({a.digest for a in artifacts if a.digest})):
+            by_digest.setdefault(write.digest, []).append(write)
+        by_uri: dict[str, list[_Write]] = {}
+        for write in self._writes("Uri", sorted({a.uri for a in artifacts if a.uri})):
+            by_uri.setdefault(write.uri, []).append(write)
         found = []
-        digests = sorted({a.digest for a in artifacts if a.digest})
-        by_digest = {}
-        if digests:
-            for digest, run in self.rows(
-                f"SELECT Digest, argMax(RunId, Timestamp) FROM {self.io} "
-                f"WHERE Operation IN {OUTPUT_OPERATIONS!r} AND Digest IN %(digests)s "
-                "GROUP BY Digest",
-                digests=digests,
-            ):
-                by_digest[digest] = run
-        uris = sorted({a.uri for a in artifacts if a.uri and a.digest not in by_digest})
-        by_uri = {}
-        if uris:
-            for uri, run in self.rows(
-                f"SELECT Uri, argMax(RunId, Timestamp) FROM {self.io} "
-                f"WHERE Operation IN {OUTPUT_OPERATIONS!r} AND Uri IN %(uris)s GROUP BY Uri",
-                uris=uris,
-            ):
-                by_uri[uri] = run
         for artifact in artifacts:
-            if artifact.digest in by_digest:
-                found.append((artifact, by_digest[artifact.digest], "digest"))
-            elif artifact.uri in by_uri:
-                found.append((artifact, by_uri[artifact.uri], "uri+time"))
+            if artifact.producer:
+                found.append((artifact, artifact.producer, "stamp"))
+                continue
+            same_uri = by_uri.get(artifact.uri, [])
+            candidates = (
+                ("digest", by_digest.get(artifact.digest, []) if artifact.digest else []),
+                ("version", [w for w in same_uri if artifact.version
+                             and w.version == artifact.version]),
+                ("etag", [w for w in same_uri if artifact.etag and w.etag == artifact.etag]),
+                # A write recorded without a digest can only be matched by place and time.
+                ("uri+time", [w for w in same_uri if not (artifact.digest and w.digest)]),
+            )
+            for evidence, writes in candidates:
+                write = _latest(writes, artifact.time)
+                if write is not None:
+                    found.append((artifact, write.run, evidence))
+                    break
         return found
 
     def artifacts(self, runs: list[str], operations: tuple[str, ...]) -> dict[str, list[Artifact]]:
-        """Per run, the distinct artifacts it did one of `operations` to."""
+        """Per run, the distinct artifact versions it did one of `operations` to."""
         result: dict[str, list[Artifact]] = {}
         if not runs:
             return result
-        for run, uri, digest in self.rows(
-            f"SELECT DISTINCT RunId, Uri, Digest FROM {self.io} "
-            "WHERE RunId IN %(runs)s AND Operation IN %(operations)s ORDER BY Uri",
+        for run, uri, digest, version, etag, size, producer, time in self.rows(
+            f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), max(ProducerRunId), "
+            f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
+            "WHERE RunId IN %(runs)s AND Operation IN %(operations)s "
+            "GROUP BY RunId, Uri, Digest, Version, ETag ORDER BY Uri",
             runs=runs,
             operations=list(operations),
         ):
-            result.setdefault(run, []).append(Artifact(uri, digest))
+            # A run's own write carries no stamp: the producer of what it wrote is itself.
+            producer = producer if _READ in operations else run
+            result.setdefault(run, []).append(
+                Artifact(uri, digest, version, etag, size, producer, time)
+            )
         return result
 
     def readers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str]]:
-        """(artifact, run, evidence) for every run that read one of `artifacts`."""
+        """(artifact, run, evidence) for every run that read one of `artifacts` (as written
+        by its producer): the read names the producer in its stamp, or has the same content
+        digest, object version or ETag, or, for an artifact with none of these, the same URI
+        at or after the write."""
         digests = sorted({a.digest for a in artifacts if a.digest})
-        uris = sorted({a.uri for a in artifacts if a.uri and not a.digest})
+        uris = sorted({a.uri for a in artifacts if a.uri})
         found = []
-        for run, uri, digest in self.rows(
-            f"SELECT DISTINCT RunId, Uri, Digest FROM {self.io} WHERE Operation = '{_READ}' "
-            "AND (Digest IN %(digests)s OR Uri IN %(uris)s)",
+        for run, uri, digest, version, etag, producer, time in self.rows(
+            f"SELECT RunId, Uri, Digest, Version, ETag, max(ProducerRunId), "
+            f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
+            f"WHERE Operation = '{_READ}' AND (Digest IN %(digests)s OR Uri IN %(uris)s) "
+            "GROUP BY RunId, Uri, Digest, Version, ETag",
             digests=digests or [""],
             uris=uris or [""],
         ):
+            read = Artifact(uri, digest, version, etag, producer=producer, time=time)
             for artifact in artifacts:
-                if artifact.digest and artifact.digest == digest:
-                    found.append((artifact, run, "digest"))
-                elif not artifact.digest and artifact.uri == uri:
-                    found.append((artifact, run, "uri+time"))
+                evidence = _read_of(artifact, read)
+                if evidence:
+                    found.append((artifact, run, evidence))
         return found
 
     def run_nodes(self, runs: list[str]) -> list[Node]:
-        return [
-            Node(
-                id=run, kind="run", command=list(command), start=str(start),
+        nodes = {
+            run: Node(
+                id=run, kind="run", command=list(command), start=_iso(start), end=_iso(end),
                 status="failed" if status == "Error" or exit_code not in (0, -1) else "ok",
-                git_commit=commit, git_dirty=bool(dirty),
+                git_commit=commit, git_branch=branch, git_dirty=bool(dirty), host=host,
             )
-            for run, command, start, status, exit_code, commit, dirty in self.rows(
-                f"SELECT RunId, Command, Start, StatusCode, ExitCode, GitCommit, GitDirty "
-                f"FROM {self.runs} FINAL WHERE RunId IN %(runs)s",
+            for run, command, start, end, status, exit_code, commit, branch, dirty, host
+            in self.rows(
+                f"SELECT RunId, Command, Start, End, StatusCode, ExitCode, GitCommit, GitBranch, "
+                f"GitDirty, Host FROM {self.runs} FINAL WHERE RunId IN %(runs)s",
                 runs=runs,
             )
-        ]
+        }
+        # A stamp can name a run whose root span is not in this store (yet): still a node.
+        return [nodes.get(run, Node(id=run, kind="run", status="unknown")) for run in runs]
+
+
+def _read_of(written: Artifact, read: Artifact) -> str:
+    """The evidence that `read` read the content `written` describes, or ""."""
+    if written.producer and read.producer == written.producer and read.uri == written.uri:
+        return "stamp"
+    if written.digest:
+        return "digest" if read.digest == written.digest else ""
+    if read.uri != written.uri or (written.time and read.time < written.time):
+        return ""
+    if written.version:
+        return "version" if read.version == written.version else ""
+    if written.etag:
+        return "etag" if read.etag == written.etag else ""
+    return "uri+time"
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> Graph:
@@ -192,7 +313,7 @@ def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> G
     downstream they are its readers and its outputs.
     """
     graph = Graph(root=target.id)
-    graph.add_node(Node(id=target.id, kind="artifact", uri=target.uri, digest=target.digest))
+    graph.add_node(target.node())
     frontier = [target]
     seen_runs: set[str] = set()
     for _ in range(depth):
@@ -211,13 +332,11 @@ def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> G
         touched = tables.artifacts(new_runs, (_READ,) if upstream else OUTPUT_OPERATIONS)
         for run, artifacts in touched.items():
             for artifact in artifacts:
-                graph.add_node(
-                    Node(id=artifact.id, kind="artifact", uri=artifact.uri, digest=artifact.digest)
-                )
+                graph.add_node(artifact.node())
                 graph.add_edge(
-                    Edge(artifact.id, run, "read", "digest" if artifact.digest else "uri+time")
+                    Edge(artifact.id, run, "read", artifact.evidence)
                     if upstream
-                    else Edge(run, artifact.id, "wrote", "digest")
+                    else Edge(run, artifact.id, "wrote", artifact.evidence)
                 )
                 frontier.append(artifact)
         if not frontier:

@@ -116,3 +116,39 @@ ORDER BY r.Start DESC"""
             )
         )
     return runs
+
+
+def resolve_run(client: Any, prefix: str, *, options: SchemaOptions | None = None) -> str:
+    """The id of the one run in the store whose id starts with `prefix`.
+
+    Args:
+        client: A clickhouse-connect client.
+        prefix: A run id (a trace id, 32 hex digits) or its first 6 or more digits, as
+            `clew runs` shows them; case is ignored.
+        options: Where the tables are.
+
+    Returns:
+        The full run id, 32 lowercase hex digits.
+
+    Raises:
+        ValueError: `prefix` is not 6 to 32 hex digits.
+        LookupError: No run, or more than one, starts with `prefix`. Messages are one line
+            and say that `clew runs` lists the runs.
+    """
+    options = options or SchemaOptions()
+    wanted = prefix.strip().lower()
+    if not 6 <= len(wanted) <= 32 or any(c not in "0123456789abcdef" for c in wanted):
+        raise ValueError(f"{prefix!r} is not a run id: give at least 6 of its hex digits "
+                         "(`clew runs` lists the runs)")
+    found = [row[0] for row in client.query(
+        f"SELECT DISTINCT RunId FROM {qualified_name(options, RUNS_TABLE)} "
+        "WHERE startsWith(RunId, %(prefix)s) ORDER BY RunId LIMIT 3",
+        parameters={"prefix": wanted},
+    ).result_rows]
+    if not found:
+        raise LookupError(f"no run in the store starts with {wanted} (`clew runs` lists them)")
+    if len(found) > 1:
+        some = ", ".join(run[:12] for run in found[:2]) + (", ..." if len(found) > 2 else "")
+        raise LookupError(f"{wanted} is the start of more than one run ({some}): give more "
+                          "digits (`clew runs` lists them)")
+    return found[0]

@@ -9,6 +9,8 @@ back only through clew's own reader (`clew.exporter.spool.read_spool`,
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import signal
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -269,3 +272,37 @@ def start_instrumented(
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@dataclass
+class CliResult:
+    """What one `clew ...` command returned and printed."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def clew_cli(clew_home: Path, workdir: Path) -> Callable[..., CliResult]:
+    """`clew_cli(*args)`: run `clew --home CLEW_HOME ARGS` in-process in the working
+    directory, as a user would after their runs, and release the embedded store after."""
+
+    def invoke(*args: str) -> CliResult:
+        from clew.exporter import store
+        from clew.query.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        cwd = os.getcwd()
+        os.chdir(workdir)
+        try:
+            code = main(["--home", str(clew_home), *args], stdout=out, stderr=err)
+        finally:
+            os.chdir(cwd)
+            store.close(f"chdb://{clew_home / 'db'}")
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return invoke

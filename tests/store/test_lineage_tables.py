@@ -367,26 +367,40 @@ def test_collector_rows_fill_the_tables_as_clews_ingest_does(client, tmp_path, c
     assert {s[3] for s in collector_spans} == {"SPAN_KIND_INTERNAL"}
 
 
-def test_the_backfill_of_deploy_md_adds_spans_older_than_the_views(client):
-    """docs/deploy.md: spans a Collector wrote before `clew ingest` made the views are added
-    by inserting each view's query into its table once."""
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
-    (recipe,) = [block for block in doc.split("```sql\n")[1:] if "as_select" in block]
-    select = recipe.split("```")[0].split("--")[0]
+def test_tables_made_after_the_spans_are_filled_from_them(client):
+    """A Collector wrote spans before clew was pointed at its database: making the lineage
+    tables fills them from otel_traces (docs/deploy.md), once."""
     options = SchemaOptions(database="backfill")
     create_schema(client, options)
     client.insert("backfill.otel_traces", _collector_rows(2, "STATUS_CODE_ERROR"),
                   column_names=list(INSERT_COLUMNS))
-    create_lineage_tables(client, options)  # too late for those rows
-    assert rows(client, "SELECT count() FROM backfill.clew_io") == [(0,)]
+    create_lineage_tables(client, options)
+    create_lineage_tables(client, options)  # a second time changes nothing
+    _assert_filled_once(client, "backfill")
 
-    queries = dict(rows(client, select.replace("currentDatabase()", "'backfill'")))
-    for view, table in (("clew_runs_mv", "clew_runs"), ("clew_io_mv", "clew_io")):
-        client.command(f"INSERT INTO backfill.{table} {queries[view]}")
 
-    io = rows(client, f"SELECT {IO_COLUMNS} FROM backfill.clew_io")
+def test_tables_of_another_version_are_rebuilt_from_the_spans(client):
+    """An upgrade that changes the lineage tables' shape drops and refills them."""
+    options = SchemaOptions(database="rebuild")
+    create_schema(client, options)
+    create_lineage_tables(client, options)
+    client.insert("rebuild.otel_traces", _collector_rows(2, "STATUS_CODE_ERROR"),
+                  column_names=list(INSERT_COLUMNS))
+    # what an older clew made: another version, missing a column, holding a stray row
+    client.command("DROP VIEW rebuild.clew_io_mv")
+    client.command("ALTER TABLE rebuild.clew_io DROP COLUMN ProducerRunId")
+    client.command("ALTER TABLE rebuild.clew_io MODIFY COMMENT 'clew lineage 1'")
+    client.command("INSERT INTO rebuild.clew_io (RunId, Uri) VALUES ('stray', 'file://x/y')")
+    create_lineage_tables(client, options)
+    _assert_filled_once(client, "rebuild")
+    assert rows(client, "SELECT comment FROM system.tables WHERE database = 'rebuild' "
+                        "AND name = 'clew_io'") == [("clew lineage 2",)]
+
+
+def _assert_filled_once(client: Any, database: str) -> None:
+    io = rows(client, f"SELECT {IO_COLUMNS} FROM {database}.clew_io")
     assert sorted(io) == sorted(EXPECTED_IO)
-    assert rows(client, f"SELECT {RUN_COLUMNS} FROM backfill.clew_runs") == [
+    assert rows(client, f"SELECT {RUN_COLUMNS} FROM {database}.clew_runs") == [
         _expected_run(2, "Error")]
     assert rows(client, "SELECT uniqMerge(Inputs), uniqMerge(Outputs), uniqMerge(Records) "
-                        "FROM backfill.clew_run_io") == [(2, 1, 3)]
+                        f"FROM {database}.clew_run_io") == [(2, 1, 3)]

@@ -1,0 +1,229 @@
+"""`clew diff`: what changed between two runs, and which of the changes could matter.
+
+Changes are split into causes (inputs, code, packages, arguments, environment) and effects
+(outputs, outcome), so "which change mattered" starts from a short list. Inputs and outputs
+are compared in SQL over `clew_io` (one GROUP BY over both runs' records, returning only the
+URIs that differ), the rest from the two rows of `clew_runs`.
+
+`--format json` schema 1: `{"schema": 1, "a": RUN, "b": RUN, "changes": [{"section", "kind",
+"name", "before", "after"}]}` where section is one of SECTIONS and kind "added", "removed"
+or "changed".
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from clew.exporter.lineage import IO_TABLE, OUTPUT_OPERATIONS, RUNS_TABLE
+from clew.exporter.schema import SchemaOptions, qualified_name
+
+from .lineage import IDENTITY_SQL
+from .runs import resolve_run
+
+CAUSES = ("input", "code", "package", "argument", "environment")
+EFFECTS = ("output", "outcome")
+SECTIONS = CAUSES + EFFECTS
+# How far back `clew diff RUN` looks for the previous run of the same program.
+_CANDIDATES = 1000
+_RUN_COLUMNS = (
+    "RunId, Start, Command, StatusCode, ExitCode, GitCommit, GitBranch, GitDirty, "
+    "GitDiffDigest, DiffFiles, CodeFiles, CodeDigests, Packages, Host, Runtime, Cwd, "
+    "toUnixTimestamp64Nano(Start)"
+)
+
+
+@dataclass
+class Change:
+    """One difference; `before`/`after` are "" for an added/removed item."""
+
+    section: str
+    kind: str
+    name: str
+    before: str = ""
+    after: str = ""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    start: str
+    command: list[str]
+
+
+@dataclass
+class RunDiff:
+    a: RunSummary
+    b: RunSummary
+    changes: list[Change] = field(default_factory=list)
+    schema: int = 1
+
+    def causes(self) -> list[Change]:
+        return [c for c in self.changes if c.section in CAUSES]
+
+
+def program(command: list[str]) -> str:
+    """What makes two runs "the same command": the script or module a Python interpreter
+    ran (`python train.py --lr 1` and `python train.py --lr 2` are one program), else the
+    executable's name."""
+    if not command:
+        return ""
+    executable = os.path.basename(command[0])
+    if not executable.startswith("python"):
+        return executable
+    args = iter(command[1:])
+    for arg in args:
+        if arg == "-m":
+            return f"-m {next(args, '')}"
+        if not arg.startswith("-"):
+            return os.path.basename(arg)
+    return executable
+
+
+def _compare(section: str, before: dict[str, str], after: dict[str, str]) -> list[Change]:
+    changes = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old == new:
+            continue
+        kind = "added" if old is None else "removed" if new is None else "changed"
+        changes.append(Change(section, kind, name, old or "", new or ""))
+    return changes
+
+
+def _arguments(before: list[str], after: list[str]) -> list[Change]:
+    """Argument changes, by position in the command line (argv[0] is the interpreter)."""
+    changes = []
+    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        kind = {"replace": "changed", "delete": "removed", "insert": "added"}[tag]
+        changes.append(Change("argument", kind, f"argv[{min(i1, j1) if tag != 'insert' else j1}]",
+                              " ".join(before[i1:i2]), " ".join(after[j1:j2])))
+    return changes
+
+
+class _Differ:
+    def __init__(self, client: Any, options: SchemaOptions) -> None:
+        self.client = client
+        self.io = qualified_name(options, IO_TABLE)
+        self.runs = qualified_name(options, RUNS_TABLE)
+
+    def rows(self, sql: str, **parameters: Any) -> list[tuple]:
+        return self.client.query(sql, parameters=parameters).result_rows
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        (row,) = self.rows(f"SELECT {_RUN_COLUMNS} FROM {self.runs} FINAL WHERE RunId = %(run)s",
+                           run=run_id)
+        names = [c.strip() for c in _RUN_COLUMNS.split(",")][:-1] + ["StartNs"]
+        return dict(zip(names, row))
+
+    def previous(self, run: dict[str, Any]) -> str:
+        """The newest run of the same program that started before `run`."""
+        for run_id, command in self.rows(
+            f"SELECT RunId, Command FROM {self.runs} FINAL "
+            "WHERE toUnixTimestamp64Nano(Start) < %(start)s AND RunId != %(run)s "
+            "ORDER BY Start DESC LIMIT %(limit)s",
+            start=run["StartNs"], run=run["RunId"], limit=_CANDIDATES,
+        ):
+            if program(list(command)) == program(list(run["Command"])):
+                return run_id
+        raise LookupError(
+            f"no earlier run of {program(list(run['Command']))} to compare run "
+            f"{run['RunId'][:12]} with: name both runs (`clew runs` lists them)"
+        )
+
+    def outputs(self, *runs: str) -> set[str]:
+        return {uri for (uri,) in self.rows(
+            f"SELECT DISTINCT Uri FROM {self.io} WHERE RunId IN %(runs)s "
+            f"AND Operation IN {OUTPUT_OPERATIONS!r}", runs=list(runs))}
+
+    def artifacts(self, a: str, b: str, section: str, operations: tuple[str, ...]) -> list[Change]:
+        """The URIs whose content differs between the two runs' records, in one GROUP BY."""
+        changes = []
+        for uri, before, after in self.rows(
+            f"SELECT Uri, arrayStringConcat(arraySort(groupUniqArrayIf(identity, RunId = %(a)s)), "
+            f"' '), arrayStringConcat(arraySort(groupUniqArrayIf(identity, RunId = %(b)s)), ' ') "
+            f"FROM (SELECT RunId, Uri, {IDENTITY_SQL} AS identity FROM {self.io} "
+            "WHERE RunId IN (%(a)s, %(b)s) AND Operation IN %(operations)s) "
+            "GROUP BY Uri HAVING groupUniqArrayIf(identity, RunId = %(a)s) "
+            "!= groupUniqArrayIf(identity, RunId = %(b)s) ORDER BY Uri",
+            a=a, b=b, operations=list(operations),
+        ):
+            kind = "added" if not before else "removed" if not after else "changed"
+            if before != after:
+                changes.append(Change(section, kind, uri, before, after))
+        return changes
+
+
+def _git(run: dict[str, Any], outputs: set[str]) -> dict[str, str]:
+    values = {"git commit": run["GitCommit"], "git branch": run["GitBranch"]}
+    # A file that became (or stopped being) different from the commit is named: "a config
+    # change never committed" shows up by the file's name. How its content changed shows
+    # in the inputs (a file the run read) or in the source files (code it imported). A file
+    # either run wrote is an output lying in the checkout, not a change to the code.
+    for path in run["DiffFiles"]:
+        if not any(uri.endswith("/" + path) for uri in outputs):
+            values[f"uncommitted: {path}"] = "differs from the commit"
+    for path, digest in zip(run["CodeFiles"], run["CodeDigests"]):
+        values[f"source: {path}"] = digest
+    return {name: value for name, value in values.items() if value}
+
+
+def _packages(run: dict[str, Any]) -> dict[str, str]:
+    return dict(p.partition("==")[::2] for p in run["Packages"])
+
+
+def _environment(run: dict[str, Any]) -> dict[str, str]:
+    return {"host": run["Host"], "runtime": run["Runtime"], "working directory": run["Cwd"]}
+
+
+def _outcome(run: dict[str, Any]) -> dict[str, str]:
+    failed = run["StatusCode"] == "Error" or run["ExitCode"] not in (0, -1)
+    exit_code = "" if run["ExitCode"] == -1 else f" (exit code {run['ExitCode']})"
+    return {"status": ("failed" if failed else "ok") + exit_code}
+
+
+def diff(
+    client: Any,
+    run_b: str | None = None,
+    run_a: str | None = None,
+    *,
+    options: SchemaOptions | None = None,
+) -> RunDiff:
+    """What changed from run `run_a` to run `run_b` (ids or unique prefixes). Without
+    `run_a`, against the previous run of the same program; without either, the newest run
+    against its previous one.
+
+    Raises:
+        LookupError: a run is unknown or ambiguous, or there is no previous run to compare.
+    """
+    differ = _Differ(client, options or SchemaOptions())
+    if run_b is None:
+        newest = differ.rows(f"SELECT RunId FROM {differ.runs} FINAL ORDER BY Start DESC LIMIT 1")
+        if not newest:
+            raise LookupError("the store holds no runs yet: run a program under "
+                              "opentelemetry-instrument first")
+        run_b = newest[0][0]
+    b = differ.run(resolve_run(client, run_b, options=options))
+    a = differ.run(resolve_run(client, run_a, options=options) if run_a else differ.previous(b))
+    changes = differ.artifacts(a["RunId"], b["RunId"], "input", ("read",))
+    outputs = differ.outputs(a["RunId"], b["RunId"])
+    changes += _compare("code", _git(a, outputs), _git(b, outputs))
+    changes += _compare("package", _packages(a), _packages(b))
+    changes += _arguments(list(a["Command"]), list(b["Command"]))
+    changes += _compare("environment", _environment(a), _environment(b))
+    changes += differ.artifacts(a["RunId"], b["RunId"], "output", OUTPUT_OPERATIONS)
+    changes += _compare("outcome", _outcome(a), _outcome(b))
+    return RunDiff(
+        a=RunSummary(a["RunId"], _iso(a["Start"]), list(a["Command"])),
+        b=RunSummary(b["RunId"], _iso(b["Start"]), list(b["Command"])),
+        changes=changes,
+    )
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -1,0 +1,159 @@
+"""`clew diff` and `clew check --stale` over real runs (issue 6 scenarios 1, 2 and 4).
+
+Each scenario runs a small training program twice (or more) under opentelemetry-instrument,
+changing one thing in between, and checks that `clew diff --format json` names that change
+among its causes and nothing else, and what lineage and `check --stale` say about it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clew.query.cli import ExitStatus
+
+pytestmark = pytest.mark.integration
+
+TRAIN = """
+import os, sys
+config = open('config.yaml').read()
+data = ''.join(open(os.path.join('data', n)).read() for n in sorted(os.listdir('data')))
+open(sys.argv[1], 'w').write(f'{len(config)} {len(data)} {sys.argv[2:]}')
+"""
+PREPARE = """
+import sys
+open('features.csv', 'w').write(open('raw.csv').read().upper() + sys.argv[1])
+"""
+FIT = """
+import sys
+open(sys.argv[1], 'w').write(str(len(open('features.csv').read())))
+"""
+
+
+def causes(document: dict) -> list[tuple[str, str, str]]:
+    """(section, kind, name) of every cause in a diff, names of files shortened to the
+    part under the working directory."""
+    return [
+        (c["section"], c["kind"], c["name"].rsplit("/work/", 1)[-1])
+        for c in document["changes"]
+        if c["section"] in ("input", "code", "package", "argument", "environment")
+    ]
+
+
+def run_ids(clew_cli) -> list[str]:
+    """Run ids, oldest first."""
+    result = clew_cli("runs", "--format", "json")
+    assert result.code == ExitStatus.OK, result.err
+    return [r["run_id"] for r in reversed(result.json()["runs"])]
+
+
+@pytest.fixture
+def training(workdir: Path) -> Path:
+    (workdir / "data").mkdir()
+    for name in ("a.csv", "b.csv"):
+        (workdir / "data" / name).write_text(f"{name},1\n")
+    (workdir / "config.yaml").write_text("lr: 0.1\n")
+    return workdir
+
+
+def test_one_changed_input_file_is_the_only_cause(training, run_instrumented, clew_cli):
+    assert run_instrumented(TRAIN, "model.txt").returncode == 0
+    (training / "data" / "b.csv").write_text("b.csv,22\n")
+    assert run_instrumented(TRAIN, "model.txt").returncode == 0
+
+    result = clew_cli("diff", "--format", "json")  # newest run against the previous one
+    assert result.code == ExitStatus.OK, result.err
+    document = result.json()
+    assert document["schema"] == 1
+    assert causes(document) == [("input", "changed", "data/b.csv")]
+    outputs = [c for c in document["changes"] if c["section"] == "output"]
+    assert [c["name"].rsplit("/", 1)[-1] for c in outputs] == ["model.txt"]
+
+
+def test_one_argument_is_the_only_cause(training, run_instrumented, clew_cli):
+    assert run_instrumented(TRAIN, "model.txt", "--epochs", "3").returncode == 0
+    assert run_instrumented(TRAIN, "model.txt", "--epochs", "4").returncode == 0
+    first, second = run_ids(clew_cli)
+
+    document = clew_cli("diff", first[:8], second[:8], "--format", "json").json()
+    ((section, kind, _),) = causes(document)
+    assert (section, kind) == ("argument", "changed")
+    (change,) = [c for c in document["changes"] if c["section"] == "argument"]
+    assert (change["before"], change["after"]) == ("3", "4")
+    assert document["a"]["run_id"] == first and document["b"]["run_id"] == second
+
+
+def test_one_package_version_is_the_only_cause(training, run_instrumented, clew_cli, tmp_path):
+    packages = tmp_path / "site"
+    (packages / "featurize-1.0.dist-info").mkdir(parents=True)
+    env = {"PYTHONPATH": str(packages)}
+    assert run_instrumented(TRAIN, "model.txt", env=env).returncode == 0
+    (packages / "featurize-1.0.dist-info").rename(packages / "featurize-1.1.dist-info")
+    assert run_instrumented(TRAIN, "model.txt", env=env).returncode == 0
+
+    document = clew_cli("diff", "--format", "json").json()
+    assert causes(document) == [("package", "changed", "featurize")]
+    (change,) = [c for c in document["changes"] if c["section"] == "package"]
+    assert (change["before"], change["after"]) == ("1.0", "1.1")
+
+
+def test_an_uncommitted_config_change_is_named_and_nothing_else(
+    training, run_instrumented, clew_cli
+):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                       cwd=training, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "config.yaml")
+    git("commit", "-q", "-m", "config")
+    assert run_instrumented(TRAIN, "model.txt").returncode == 0
+    (training / "config.yaml").write_text("lr: 0.3\n")  # edited, never committed
+    assert run_instrumented(TRAIN, "model.txt").returncode == 0
+
+    diff = clew_cli("diff", "--format", "json").json()
+    assert {name for _, _, name in causes(diff)} == {"config.yaml", "uncommitted: config.yaml"}
+
+    lineage = clew_cli("lineage", "model.txt", "--format", "json").json()
+    (run,) = [n for n in lineage["nodes"] if n["kind"] == "run"]
+    assert run["git_dirty"] is True and len(run["git_commit"]) == 40
+    (config,) = [n for n in lineage["nodes"] if n["uri"].endswith("/config.yaml")]
+    assert config["digest"].startswith("blake3:")
+
+
+def test_overwritten_input_each_model_names_what_it_read(workdir, run_instrumented, clew_cli):
+    (workdir / "raw.csv").write_text("a,1\n")
+    assert run_instrumented(PREPARE, "v1", name="prepare.py").returncode == 0
+    assert run_instrumented(FIT, "old-model.txt", name="fit.py").returncode == 0
+    # the preprocessing step runs again and overwrites features.csv
+    assert run_instrumented(PREPARE, "version-two", name="prepare.py").returncode == 0
+    assert run_instrumented(FIT, "new-model.txt", name="fit.py").returncode == 0
+    prepare_1, _, prepare_2, _ = run_ids(clew_cli)
+
+    def features(model: str) -> tuple[str, set[str]]:
+        document = clew_cli("lineage", model, "--format", "json").json()
+        (node,) = [n for n in document["nodes"] if n["uri"].endswith("/features.csv")]
+        producers = {e["source"] for e in document["edges"] if e["target"] == node["id"]}
+        return node["digest"], producers
+
+    old_digest, old_producers = features("old-model.txt")
+    new_digest, new_producers = features("new-model.txt")
+    assert old_digest != new_digest
+    assert old_producers == {prepare_1} and new_producers == {prepare_2}
+
+    stale = clew_cli("check", "old-model.txt", "--stale", "--format", "json")
+    assert stale.code == ExitStatus.CHECK_FAILED, stale.err
+    (finding,) = stale.json()["findings"]
+    assert finding["uri"].endswith("/features.csv") and finding["digest"] == old_digest
+    fresh = clew_cli("check", "new-model.txt", "--stale")
+    assert fresh.code == ExitStatus.OK, fresh.out + fresh.err
+
+
+def test_diff_of_a_first_run_says_there_is_nothing_to_compare(training, run_instrumented,
+                                                              clew_cli):
+    assert run_instrumented(TRAIN, "model.txt").returncode == 0
+    result = clew_cli("diff")
+    assert result.code == ExitStatus.USAGE
+    assert "no earlier run of prog.py" in result.err
