@@ -38,10 +38,12 @@ def _tree(graph: Graph, upstream: bool) -> Tree:
     def grow(branch: Tree, node_id: str) -> None:
         for child, evidence in children.get(node_id, []):
             weak = " [yellow](by uri+time: weak)[/yellow]" if evidence == "uri+time" else ""
-            sub = branch.add(_label(nodes[child]) + weak)
-            if child not in shown:
-                shown.add(child)
-                grow(sub, child)
+            if child in shown:
+                # e.g. a run that read what its own subprocess wrote
+                branch.add(f"[dim]{_label(nodes[child])} (shown above)[/dim]{weak}")
+                continue
+            shown.add(child)
+            grow(branch.add(_label(nodes[child]) + weak), child)
 
     grow(tree, graph.root)
     return tree

@@ -21,7 +21,7 @@ from clew.exporter.lineage import IO_TABLE, OUTPUT_OPERATIONS, RUNS_TABLE
 from clew.exporter.schema import SchemaOptions, qualified_name
 
 from .lineage import IDENTITY_SQL
-from .runs import resolve_run
+from .runs import iso_utc, resolve_run, run_status
 
 CAUSES = ("input", "code", "package", "argument", "environment")
 EFFECTS = ("output", "outcome")
@@ -136,10 +136,10 @@ class _Differ:
             f"{run['RunId'][:12]} with: name both runs (`clew runs` lists them)"
         )
 
-    def outputs(self, *runs: str) -> set[str]:
+    def uris(self, *runs: str) -> set[str]:
+        """Every URI the runs read or wrote."""
         return {uri for (uri,) in self.rows(
-            f"SELECT DISTINCT Uri FROM {self.io} WHERE RunId IN %(runs)s "
-            f"AND Operation IN {OUTPUT_OPERATIONS!r}", runs=list(runs))}
+            f"SELECT DISTINCT Uri FROM {self.io} WHERE RunId IN %(runs)s", runs=list(runs))}
 
     def artifacts(self, a: str, b: str, section: str, operations: tuple[str, ...]) -> list[Change]:
         """The URIs whose content differs between the two runs' records, in one GROUP BY."""
@@ -159,14 +159,12 @@ class _Differ:
         return changes
 
 
-def _git(run: dict[str, Any], outputs: set[str]) -> dict[str, str]:
+def _git(run: dict[str, Any], data: set[str]) -> dict[str, str]:
     values = {"git commit": run["GitCommit"], "git branch": run["GitBranch"]}
-    # A file that became (or stopped being) different from the commit is named: "a config
-    # change never committed" shows up by the file's name. How its content changed shows
-    # in the inputs (a file the run read) or in the source files (code it imported). A file
-    # either run wrote is an output lying in the checkout, not a change to the code.
+    # A file that became (or stopped being) different from the commit is named, unless a
+    # run read or wrote it: then it is data, and its change is already an input or output.
     for path in run["DiffFiles"]:
-        if not any(uri.endswith("/" + path) for uri in outputs):
+        if not any(uri.endswith("/" + path) for uri in data):
             values[f"uncommitted: {path}"] = "differs from the commit"
     for path, digest in zip(run["CodeFiles"], run["CodeDigests"]):
         values[f"source: {path}"] = digest
@@ -182,9 +180,8 @@ def _environment(run: dict[str, Any]) -> dict[str, str]:
 
 
 def _outcome(run: dict[str, Any]) -> dict[str, str]:
-    failed = run["StatusCode"] == "Error" or run["ExitCode"] not in (0, -1)
     exit_code = "" if run["ExitCode"] == -1 else f" (exit code {run['ExitCode']})"
-    return {"status": ("failed" if failed else "ok") + exit_code}
+    return {"status": run_status(run["StatusCode"], run["ExitCode"]) + exit_code}
 
 
 def diff(
@@ -211,19 +208,16 @@ def diff(
     b = differ.run(resolve_run(client, run_b, options=options))
     a = differ.run(resolve_run(client, run_a, options=options) if run_a else differ.previous(b))
     changes = differ.artifacts(a["RunId"], b["RunId"], "input", ("read",))
-    outputs = differ.outputs(a["RunId"], b["RunId"])
-    changes += _compare("code", _git(a, outputs), _git(b, outputs))
+    data = differ.uris(a["RunId"], b["RunId"])
+    changes += _compare("code", _git(a, data), _git(b, data))
     changes += _compare("package", _packages(a), _packages(b))
     changes += _arguments(list(a["Command"]), list(b["Command"]))
     changes += _compare("environment", _environment(a), _environment(b))
     changes += differ.artifacts(a["RunId"], b["RunId"], "output", OUTPUT_OPERATIONS)
     changes += _compare("outcome", _outcome(a), _outcome(b))
     return RunDiff(
-        a=RunSummary(a["RunId"], _iso(a["Start"]), list(a["Command"])),
-        b=RunSummary(b["RunId"], _iso(b["Start"]), list(b["Command"])),
+        a=RunSummary(a["RunId"], iso_utc(a["Start"]), list(a["Command"])),
+        b=RunSummary(b["RunId"], iso_utc(b["Start"]), list(b["Command"])),
         changes=changes,
     )
 
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)

@@ -30,6 +30,8 @@ import blake3
 from clew.exporter.lineage import IO_TABLE, OUTPUT_OPERATIONS, RUNS_TABLE
 from clew.exporter.schema import SchemaOptions, qualified_name
 
+from .runs import iso_utc, run_status
+
 MAX_DEPTH = 50
 _READ = "read"
 # What identifies an artifact's content in a clew_io row, strongest first, as one string:
@@ -272,8 +274,8 @@ class _Tables:
     def run_nodes(self, runs: list[str]) -> list[Node]:
         nodes = {
             run: Node(
-                id=run, kind="run", command=list(command), start=_iso(start), end=_iso(end),
-                status="failed" if status == "Error" or exit_code not in (0, -1) else "ok",
+                id=run, kind="run", command=list(command), start=iso_utc(start),
+                end=iso_utc(end), status=run_status(status, exit_code),
                 git_commit=commit, git_branch=branch, git_dirty=bool(dirty), host=host,
             )
             for run, command, start, end, status, exit_code, commit, branch, dirty, host
@@ -300,10 +302,6 @@ def _read_of(written: Artifact, read: Artifact) -> str:
     if written.etag:
         return "etag" if read.etag == written.etag else ""
     return "uri+time"
-
-
-def _iso(value: Any) -> str:
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> Graph:

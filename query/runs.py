@@ -39,9 +39,15 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
-def _iso(value: dt.datetime) -> str:
-    # The driver hands back times in the session's time zone (the local one, for chDB).
+def iso_utc(value: dt.datetime) -> str:
+    """A time from the store in ISO 8601, UTC. The driver hands back times in the
+    session's time zone (the local one, for chDB)."""
     return _utc(value).isoformat()
+
+
+def run_status(status_code: str, exit_code: int) -> str:
+    """"failed" for an error status or a non-zero exit code (-1: none recorded), else "ok"."""
+    return "failed" if status_code == "Error" or exit_code not in (0, -1) else "ok"
 
 
 def _ns(value: dt.datetime) -> int:
@@ -98,11 +104,11 @@ ORDER BY r.Start DESC"""
         runs.append(
             Run(
                 run_id=run_id,
-                start=_iso(start),
-                end=_iso(end),
+                start=iso_utc(start),
+                end=iso_utc(end),
                 duration_s=round((end - start).total_seconds(), 3),
                 command=list(cmd),
-                status="failed" if status == "Error" or exit_code not in (0, -1) else "ok",
+                status=run_status(status, exit_code),
                 exit_code=None if exit_code == -1 else exit_code,
                 error_type=error_type,
                 git_commit=git_commit,

@@ -5,7 +5,9 @@ Each step is an ordinary program started the way the README says,
 the demo's records in examples/pipeline/.clew instead of the repository's .clew. Then it shows
 `clew spool` (every run), `clew spool RUN` (the training run in detail), `clew runs` and a
 lineage question in SQL over the embedded ClickHouse store, and checks a few facts from the
-captured records against the files on disk.
+captured records against the files on disk. Last, a second training run with another learning
+rate, and the questions clew answers: the model's lineage, what changed since the previous
+training run (`clew diff`), and whether the model saw the test set (`clew check`).
 
     python examples/pipeline/demo.py [--keep]
 """
@@ -23,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
-OUTPUTS = ["data", "features", "models", "metrics.json"]
+OUTPUTS = ["data", "features", "models", "metrics.json", "experiments"]
 STEPS = ["make_data.py", "train.py", "evaluate.py"]
 
 
@@ -135,6 +137,39 @@ def main() -> None:
     )
     if not all(ok for ok, _ in notes):
         sys.exit("demo: some captured facts did not match the files on disk")
+    questions(env)
+
+
+def questions(env: dict[str, str]) -> None:
+    """A second training run, then lineage, diff and a contamination check over both."""
+    banner("A teammate retrains with a lower learning rate (a config file of their own)")
+    config = json.loads((HERE / "config.json").read_text())
+    (HERE / "experiments").mkdir(exist_ok=True)
+    (HERE / "experiments" / "lr-0.1.json").write_text(
+        json.dumps({**config, "learning_rate": 0.1}, indent=2)
+    )
+    # `--`: opentelemetry-instrument would take --config for an abbreviation of its own options
+    retrain = ["opentelemetry-instrument", "--", "python", "train.py", "--config",
+               "experiments/lr-0.1.json"]
+    show(retrain)
+    run(retrain, env)
+
+    banner("Where did models/model.npz come from? Its lineage, back to the raw data")
+    show(["clew", "lineage", "models/model.npz"])
+    run(["clew", "lineage", "models/model.npz"], env)
+
+    banner("What changed since the previous training run? (causes first, then effects)")
+    show(["clew", "diff"])
+    run(["clew", "diff"], env)
+
+    banner("Did the model, or anything upstream of it, see the test set? (exit 1 if so)")
+    show(["clew", "check", "models/model.npz", "--test", "data/test"])
+    run(["clew", "check", "models/model.npz", "--test", "data/test"], env)
+    print(
+        "\nMore: clew impact data/raw/customers.csv (everything downstream), "
+        "clew export models/model.npz --format html -o lineage.html (a page to look at), "
+        "clew --help"
+    )
 
 
 def check(by_step: dict, train: dict) -> list[tuple[bool, str]]:
