@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from clew.exporter.lineage import IO_TABLE
-from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.exporter.schema import SchemaOptions
 
-from .lineage import IDENTITY_SQL, Artifact, Graph, lineage, resolve
+from .lineage import IDENTITY_SQL, Artifact, Graph, Tables, lineage, resolve
 
 
 @dataclass
@@ -100,12 +99,13 @@ def _overwritten(client: Any, options: SchemaOptions, inputs: list[Artifact]) ->
     if not inputs:
         return []
     sightings: dict[str, dict[str, tuple[int, str]]] = {}
-    for uri, identity, last, run in client.query(
+    tables = Tables(client, options)
+    for uri, identity, last, run in tables.rows(
         f"SELECT Uri, identity, max(time), argMax(RunId, time) FROM (SELECT Uri, RunId, "
         f"{IDENTITY_SQL} AS identity, toUnixTimestamp64Nano(Timestamp) AS time "
-        f"FROM {qualified_name(options, IO_TABLE)} WHERE Uri IN %(uris)s) GROUP BY Uri, identity",
-        parameters={"uris": sorted({a.uri for a in inputs})},
-    ).result_rows:
+        f"FROM {tables.io} WHERE Uri IN %(uris)s) GROUP BY Uri, identity",
+        uris=sorted({a.uri for a in inputs}),
+    ):
         sightings.setdefault(uri, {})[identity] = (last, run)
     findings = []
     for artifact in inputs:

@@ -17,10 +17,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from clew.exporter.lineage import IO_TABLE, OUTPUT_OPERATIONS, RUNS_TABLE
-from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.exporter.lineage import OUTPUT_OPERATIONS
+from clew.exporter.schema import SchemaOptions
 
-from .lineage import IDENTITY_SQL
+from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, resolve_run, run_status
 
 CAUSES = ("input", "code", "package", "argument", "environment")
@@ -106,15 +106,7 @@ def _arguments(before: list[str], after: list[str]) -> list[Change]:
     return changes
 
 
-class _Differ:
-    def __init__(self, client: Any, options: SchemaOptions) -> None:
-        self.client = client
-        self.io = qualified_name(options, IO_TABLE)
-        self.runs = qualified_name(options, RUNS_TABLE)
-
-    def rows(self, sql: str, **parameters: Any) -> list[tuple]:
-        return self.client.query(sql, parameters=parameters).result_rows
-
+class _Differ(Tables):
     def run(self, run_id: str) -> dict[str, Any]:
         (row,) = self.rows(f"SELECT {_RUN_COLUMNS} FROM {self.runs} FINAL WHERE RunId = %(run)s",
                            run=run_id)
@@ -198,7 +190,7 @@ def diff(
     Raises:
         LookupError: a run is unknown or ambiguous, or there is no previous run to compare.
     """
-    differ = _Differ(client, options or SchemaOptions())
+    differ = _Differ(client, options)
     if run_b is None:
         newest = differ.rows(f"SELECT RunId FROM {differ.runs} FINAL ORDER BY Start DESC LIMIT 1")
         if not newest:

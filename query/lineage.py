@@ -175,14 +175,21 @@ def _latest(writes: list[_Write], before: int) -> _Write | None:
     return max(eligible, key=lambda w: w.time, default=None)
 
 
-class _Tables:
-    def __init__(self, client: Any, options: SchemaOptions) -> None:
+class Tables:
+    """clew's lineage tables in one store, by their qualified names, and a query helper."""
+
+    def __init__(self, client: Any, options: SchemaOptions | None = None) -> None:
+        options = options or SchemaOptions()
         self.client = client
         self.io = qualified_name(options, IO_TABLE)
         self.runs = qualified_name(options, RUNS_TABLE)
 
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
         return self.client.query(sql, parameters=parameters).result_rows
+
+
+class _Tables(Tables):
+    """The steps of a lineage walk, one query each."""
 
     def _writes(self, column: str, values: list[str]) -> list[_Write]:
         if not values:

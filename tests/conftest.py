@@ -286,23 +286,24 @@ class CliResult:
         return json.loads(self.out)
 
 
+def invoke_clew(home: Path, workdir: Path, *args: str) -> CliResult:
+    """Run `clew --home HOME ARGS` in-process in `workdir`, as a user would after their
+    runs, and release the embedded store after."""
+    from clew.exporter import store
+    from clew.query.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        code = main(["--home", str(home), *args], stdout=out, stderr=err)
+    finally:
+        os.chdir(cwd)
+        store.close(f"chdb://{home / 'db'}")
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture
 def clew_cli(clew_home: Path, workdir: Path) -> Callable[..., CliResult]:
-    """`clew_cli(*args)`: run `clew --home CLEW_HOME ARGS` in-process in the working
-    directory, as a user would after their runs, and release the embedded store after."""
-
-    def invoke(*args: str) -> CliResult:
-        from clew.exporter import store
-        from clew.query.cli import main
-
-        out, err = io.StringIO(), io.StringIO()
-        cwd = os.getcwd()
-        os.chdir(workdir)
-        try:
-            code = main(["--home", str(clew_home), *args], stdout=out, stderr=err)
-        finally:
-            os.chdir(cwd)
-            store.close(f"chdb://{clew_home / 'db'}")
-        return CliResult(code, out.getvalue(), err.getvalue())
-
-    return invoke
+    """`clew_cli(*args)`: `invoke_clew` with this test's CLEW_HOME and working directory."""
+    return lambda *args: invoke_clew(clew_home, workdir, *args)

@@ -17,6 +17,17 @@ share them: runs read the same datasets (stable URIs and digests), later runs re
 earlier runs wrote (pipelines), some paths are overwritten by many runs (`latest.pt`), and
 everything else a run writes is its own.
 
+By default a run reads from the outputs that any of the last ~200-300 runs published, so
+lineage is wide and shallow: a run's producers are most of the runs before it. `--lanes L`
+makes it deep and narrow instead: run i belongs to pipeline i % L and reads (besides
+datasets) only what the previous run of its pipeline published, so the lineage of the last
+run's output is a chain of runs/L runs (`lineage.py` measures it).
+
+`--diff-inputs N` adds two runs of one program that read N dataset files each, 1 % of them
+changed, 1 % removed and 1 % added from the first run to the second, write the same 100
+output paths with new contents, and differ in one argument: a `clew diff` with a known answer
+(written to the summary's "diff").
+
 Usage:
     python benchmarks/store/synth.py --spans 1000000 --runs 1000 --home /tmp/clew-synth-1m
 
@@ -103,6 +114,16 @@ class Dataset:
 
 
 @dataclass
+class ChangedDataset(Dataset):
+    """The dataset with the files of `changed` rewritten: new contents, same paths."""
+
+    changed: range = range(0)
+
+    def digest(self, index: int) -> str:
+        return _digest(self.name, index, "v2") if index in self.changed else super().digest(index)
+
+
+@dataclass
 class World:
     """What runs share: datasets, published outputs of earlier runs, overwritten paths."""
 
@@ -164,9 +185,16 @@ class Process:
 class Generator:
     """Runs, their processes and spans, written to the spool as they are made."""
 
-    def __init__(self, seed: int, spool: Path, mix: dict[str, float]) -> None:
+    def __init__(self, seed: int, spool: Path, mix: dict[str, float], lanes: int = 0) -> None:
         self.rng = random.Random(seed)
         self.mix = mix
+        self.lanes = lanes
+        # with lanes: what the previous run of each lane published, and what the run being
+        # made published so far; `upstream` None: read from the world's recent outputs
+        self.lane_outputs: dict[int, list[tuple[str, str, int]]] = {}
+        self.upstream: list[tuple[str, str, int]] | None = None
+        self.run_outputs: list[tuple[str, str, int]] = []
+        self.last_run: tuple[str, list[tuple[str, str, int]]] = ("", [])
         self.world = make_world(self.rng)
         self.spool = spool
         self.spans = 0
@@ -252,24 +280,12 @@ class Generator:
                 indexes = range(first, last)
                 self.sample("uri", file_uri(dataset.host, dataset.path(first)))
                 cursor[dataset.name] = last if last < dataset.files else 0
-                counts = [epochs] * len(indexes)
-                self.span(process, names.SPAN_READ_FILE, trace_id, parent, {
-                    attr.PROVENANCE_IO_OPERATION: "read",
-                    attr.FILE_DIRECTORY: dataset.directory(first),
-                    attr.PROVENANCE_ARTIFACTS_URI: [
-                        file_uri(dataset.host, dataset.path(i)) for i in indexes],
-                    attr.PROVENANCE_ARTIFACTS_DIGEST: [dataset.digest(i) for i in indexes],
-                    attr.PROVENANCE_ARTIFACTS_SIZE: [dataset.size(i) for i in indexes],
-                    attr.PROVENANCE_ARTIFACTS_IDENTITY: ["content"] * len(indexes),
-                    attr.PROVENANCE_ARTIFACTS_COUNT: counts,
-                    attr.PROVENANCE_IO_COUNT: sum(counts),
-                    attr.PROCESS_PID: process.pid,
-                }, start, end)
-                self.records += len(indexes)
+                self.batched_read(process, trace_id, parent, dataset, indexes, epochs, start, end)
                 continue
             if kind == "large_read":
-                if self.world.published and rng.random() < 0.6:
-                    uri, digest, size = rng.choice(self.world.published[-2000:])
+                source = self.world.published[-2000:] if self.upstream is None else self.upstream
+                if source and rng.random() < 0.6:
+                    uri, digest, size = rng.choice(source)
                     self.sample("digest", digest)
                 else:
                     dataset = rng.choice(datasets)
@@ -309,7 +325,28 @@ class Generator:
                             digest, rng.randint(100, 10_000_000), start, end, source=source)
         # a few outputs become inputs of later runs (pipelines)
         if written:
-            self.world.published.extend(rng.sample(written, min(len(written), 5)))
+            chosen = rng.sample(written, min(len(written), 5))
+            self.world.published.extend(chosen)
+            self.run_outputs.extend(chosen)
+
+    def batched_read(self, process: Process, trace_id: int, parent: SpanContext,
+                     dataset: Dataset, indexes: range, epochs: int, start: int,
+                     end: int) -> None:
+        """One batched "read file" span: the records of `indexes`, one directory's files."""
+        counts = [epochs] * len(indexes)
+        self.span(process, names.SPAN_READ_FILE, trace_id, parent, {
+            attr.PROVENANCE_IO_OPERATION: "read",
+            attr.FILE_DIRECTORY: dataset.directory(indexes[0]),
+            attr.PROVENANCE_ARTIFACTS_URI: [
+                file_uri(dataset.host, dataset.path(i)) for i in indexes],
+            attr.PROVENANCE_ARTIFACTS_DIGEST: [dataset.digest(i) for i in indexes],
+            attr.PROVENANCE_ARTIFACTS_SIZE: [dataset.size(i) for i in indexes],
+            attr.PROVENANCE_ARTIFACTS_IDENTITY: ["content"] * len(indexes),
+            attr.PROVENANCE_ARTIFACTS_COUNT: counts,
+            attr.PROVENANCE_IO_COUNT: sum(counts),
+            attr.PROCESS_PID: process.pid,
+        }, start, end)
+        self.records += len(indexes)
 
     def single(self, process: Process, trace_id: int, parent: SpanContext, operation: str,
                uri: str, digest: str | None, size: int | None, start: int, end: int, *,
@@ -352,6 +389,9 @@ class Generator:
     def run(self, index: int, budget: int, start: int) -> None:
         rng = self.rng
         trace_id = rng.getrandbits(128) or 1
+        if self.lanes:
+            self.upstream = self.lane_outputs.get(index % self.lanes, [])
+        self.run_outputs = []
         host = rng.choice(HOSTS)
         user = rng.choice(USERS)
         script = SCRIPTS[index % len(SCRIPTS)]
@@ -406,17 +446,35 @@ class Generator:
         # the run span, with what the background thread gathered and the exit state
         commit = rng.choice(self.world.commits)
         dirty = rng.random() < 0.3
-        attributes = self.process_attributes("run", main, rng.randint(1000, 4_000_000), argv, user,
-                                             trace_id)
-        attributes[attr.VCS_REF_HEAD_REVISION] = commit
-        attributes[attr.VCS_REF_HEAD_NAME] = rng.choice(("main", "main", "exp/lr-sweep", "fix/loader"))
-        attributes[attr.VCS_REPOSITORY_URL_FULL] = "https://github.com/example/models.git"
-        attributes[attr.PROVENANCE_VCS_DIRTY] = dirty
-        if dirty:
-            attributes[attr.PROVENANCE_VCS_DIFF_DIGEST] = _digest("diff", trace_id)
-            attributes[attr.PROVENANCE_VCS_DIFF_FILES] = [f"src/module_{i}.py" for i in range(rng.randint(1, 6))]
-        attributes[attr.PROVENANCE_ENV_PACKAGES] = PACKAGES[: rng.randint(60, 240)]
+        parent_pid = rng.randint(1000, 4_000_000)
+        branch = rng.choice(("main", "main", "exp/lr-sweep", "fix/loader"))
+        diff_files = [f"src/module_{i}.py" for i in range(rng.randint(1, 6))] if dirty else []
+        packages = PACKAGES[: rng.randint(60, 240)]
         code = [f"/home/{user}/project/src/module_{i}.py" for i in range(rng.randint(3, 20))]
+        self.run_span(main, trace_id, run_span_id, parent_pid, argv, user, commit, branch,
+                      diff_files, packages, code, failed, start, end)
+        for process in processes:
+            self.write_process(process)
+        if self.sampling:
+            self.samples["run_id"] = f"{trace_id:032x}"
+        if self.lanes:
+            self.lane_outputs[index % self.lanes] = self.run_outputs
+        self.last_run = (f"{trace_id:032x}", self.run_outputs)
+
+    def run_span(self, main: Process, trace_id: int, span_id: int, parent_pid: int,
+                 argv: list[str], user: str, commit: str, branch: str, diff_files: list[str],
+                 packages: list[str], code: list[str], failed: bool, start: int,
+                 end: int) -> None:
+        """The run's root span: the process, git state, packages, code files, exit state."""
+        attributes = self.process_attributes("run", main, parent_pid, argv, user, trace_id)
+        attributes[attr.VCS_REF_HEAD_REVISION] = commit
+        attributes[attr.VCS_REF_HEAD_NAME] = branch
+        attributes[attr.VCS_REPOSITORY_URL_FULL] = "https://github.com/example/models.git"
+        attributes[attr.PROVENANCE_VCS_DIRTY] = bool(diff_files)
+        if diff_files:
+            attributes[attr.PROVENANCE_VCS_DIFF_DIGEST] = _digest("diff", trace_id)
+            attributes[attr.PROVENANCE_VCS_DIFF_FILES] = diff_files
+        attributes[attr.PROVENANCE_ENV_PACKAGES] = packages
         attributes[attr.PROVENANCE_CODE_FILES] = code
         attributes[attr.PROVENANCE_CODE_DIGESTS] = [_digest(commit, f) for f in code]
         attributes[attr.PROCESS_EXIT_CODE] = 1 if failed else 0
@@ -426,11 +484,48 @@ class Generator:
             attributes[attr.PROVENANCE_EXCEPTION_MESSAGE] = "CUDA out of memory"
             status = Status(StatusCode.ERROR, "RuntimeError")
         self.span(main, names.SPAN_RUN, trace_id, None, attributes, start, end, status,
-                  span_id=run_span_id)
-        for process in processes:
-            self.write_process(process)
-        if self.sampling:
-            self.samples["run_id"] = f"{trace_id:032x}"
+                  span_id=span_id)
+
+    def diff_pair(self, inputs: int, start: int, share: float = 0.01) -> dict[str, Any]:
+        """Two runs of one program, a day apart, for `clew diff`: each reads `inputs` files
+        of one dataset (batched, one span per directory chunk of <= 512), the second with
+        `share` of them changed, `share` of the first run's removed and as many new ones
+        added; both write the same 100 paths with new contents; the second run's learning
+        rate argument differs. The rest (host, user, git, packages, code) is the same."""
+        rng = self.rng
+        moved = int(inputs * share)
+        dataset = Dataset("diff-set", HOSTS[0], inputs + moved)
+        commit = rng.choice(self.world.commits)
+        code = [f"/home/ana/project/src/module_{i}.py" for i in range(12)]
+        runs = []
+        for run, first in enumerate((0, moved)):  # the second run: files moved.. inputs+moved
+            if run:  # the first `moved` files it reads were rewritten since the first run
+                dataset = ChangedDataset(dataset.name, dataset.host, dataset.files,
+                                         changed=range(moved, 2 * moved))
+            trace_id = rng.getrandbits(128) or 1
+            begin = start + run * DAY_NS
+            end = begin + 3600 * 10**9
+            main = Process(self, dataset.host, 4242 + run, begin, end, None)
+            run_span_id = self.span_id()
+            context = SpanContext(trace_id, run_span_id, False, SAMPLED)
+            at = first
+            while at < first + inputs:  # batches stop at a directory's end, as clew's do
+                last = min(at + BATCH_MAX_RECORDS, first + inputs,
+                           (at // dataset.per_directory + 1) * dataset.per_directory)
+                self.batched_read(main, trace_id, context, dataset, range(at, last), 1,
+                                  *main.at())
+                at = last
+            for serial in range(100):
+                uri = file_uri(main.host, f"/work/exp/diff/out/item-{serial:03d}.npy")
+                self.single(main, trace_id, context, "write", uri,
+                            _digest(uri, trace_id, serial), 1_000_000 + serial, *main.at())
+            argv = ["/opt/venv/bin/python", "train.py", "--lr", ("0.001", "0.002")[run]]
+            self.run_span(main, trace_id, run_span_id, 1, argv, "ana", commit, "main", [],
+                          PACKAGES[:200], code, False, begin, end)
+            self.write_process(main)
+            runs.append(f"{trace_id:032x}")
+        return {"run_a": runs[0], "run_b": runs[1], "inputs": inputs,
+                "expected": {"input": 3 * moved, "output": 100, "argument": 1}}
 
 
 SPAN_NAMES = {
@@ -453,13 +548,14 @@ def budgets(rng: random.Random, spans: int, runs: int) -> list[int]:
 
 
 def generate(home: Path, spans: int, runs: int, days: float, seed: int,
-             mix: str = "realistic", end: int | None = None) -> dict[str, Any]:
+             mix: str = "realistic", end: int | None = None, lanes: int = 0,
+             diff_inputs: int = 0) -> dict[str, Any]:
     spool = home / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     if any(spool.glob(f"*{SUFFIX}")):
         raise SystemExit(f"{spool} already holds spool files: use a fresh --home")
     started = time.perf_counter()
-    generator = Generator(seed, spool, MIXES[mix])
+    generator = Generator(seed, spool, MIXES[mix], lanes)
     end = end or (time.time_ns() // DAY_NS) * DAY_NS
     first = end - int(days * DAY_NS)
     starts = sorted(generator.rng.randint(first, end - 8000 * 10**9) for _ in range(runs))
@@ -472,6 +568,15 @@ def generate(home: Path, spans: int, runs: int, days: float, seed: int,
             rate = generator.spans / (time.perf_counter() - started)
             print(f"  {index + 1}/{runs} runs, {generator.spans:,} spans, "
                   f"{generator.bytes / 1e9:.2f} GB, {rate:,.0f} spans/s", file=sys.stderr)
+    extra: dict[str, Any] = {}
+    if lanes:
+        # a lineage key: an output of the last run, which the last `runs / lanes` runs of
+        # its lane built on one after the other
+        run_id, outputs = generator.last_run
+        extra.update(lanes=lanes, model_run_id=run_id, model_uri=outputs[0][0],
+                     model_digest=outputs[0][1])
+    if diff_inputs:
+        extra["diff"] = generator.diff_pair(diff_inputs, end - 3 * DAY_NS)
     summary = {
         "spans": generator.spans,
         "records": generator.records,
@@ -483,6 +588,7 @@ def generate(home: Path, spans: int, runs: int, days: float, seed: int,
         "seed": seed,
         "days": days,
         "mix": mix,
+        **extra,
         # lookup keys, from the middle run: a dataset file it read (other runs read it too),
         # and the digest of an earlier run's output it read
         **{f"sample_{key}": value for key, value in generator.samples.items()},
@@ -500,9 +606,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mix", choices=sorted(MIXES), default="realistic",
                         help="realistic (default), or singles: no batched reads")
+    parser.add_argument("--lanes", type=int, default=0,
+                        help="pipelines: a run reads only its lane's previous run's outputs")
+    parser.add_argument("--diff-inputs", type=int, default=0,
+                        help="add two runs of N inputs each for `clew diff` (see above)")
     args = parser.parse_args(argv)
     summary = generate(args.home.absolute(), args.spans, args.runs, args.days, args.seed,
-                       args.mix)
+                       args.mix, lanes=args.lanes, diff_inputs=args.diff_inputs)
     print(json.dumps(summary, indent=2))
     return 0
 

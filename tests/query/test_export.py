@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
@@ -37,11 +36,11 @@ from urllib.parse import quote
 import blake3
 import pytest
 
-from clew.exporter import store
-from clew.query.cli import ExitStatus, main
+from clew.query.cli import ExitStatus
 from clew.query.export import FORMATS, export
 from clew.query.export.openlineage import dataset_name, job_name
 from clew.query.lineage import Edge, Graph, Node
+from conftest import invoke_clew
 
 BIN = Path(sys.executable).parent
 HOST = "file://host1"
@@ -604,15 +603,8 @@ def pipeline(tmp_path_factory):
 
 def clew(pipeline, *args: str) -> tuple[int, str, str]:
     work, home, _ = pipeline
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        code = main(["--home", str(home), *args], stdout=out, stderr=err)
-    finally:
-        os.chdir(cwd)
-        store.close(f"chdb://{home / 'db'}")
-    return code, out.getvalue(), err.getvalue()
+    result = invoke_clew(home, work, *args)
+    return result.code, result.out, result.err
 
 
 def exported(pipeline, fmt: str) -> str:

@@ -7,7 +7,6 @@ name into its training folder, the other does not.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -17,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from clew.exporter import store
-from clew.query.cli import ExitStatus, main
+from clew.query.cli import ExitStatus
+from conftest import invoke_clew
 
 pytestmark = pytest.mark.integration
 
@@ -77,15 +76,8 @@ def pipeline(tmp_path_factory):
 
 def clew(pipeline, *args: str) -> tuple[int, str, str]:
     work, home = pipeline
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        code = main(["--home", str(home), *args], stdout=out, stderr=err)
-    finally:
-        os.chdir(cwd)
-        store.close(f"chdb://{home / 'db'}")
-    return code, out.getvalue(), err.getvalue()
+    result = invoke_clew(home, work, *args)
+    return result.code, result.out, result.err
 
 
 def graph(pipeline, *args: str) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import gzip
 import http.server
-import io
 import json
 import os
 import signal
@@ -37,10 +36,11 @@ from clew.exporter.otlp_json import Span, iter_spans
 from clew.exporter.rows import spans_to_rows
 from clew.exporter.spool import SpoolProblems, read_spool, spool_directory
 from clew.query import replay as replay_module
-from clew.query.cli import ExitStatus, main
+from clew.query.cli import ExitStatus
 from clew.query.replay import attribute_value, replay, rows_to_request, traces_url
 from clew.query.runs import resolve_run
 from clew.semconv import attributes as attr
+from conftest import invoke_clew
 
 pytestmark = pytest.mark.integration
 
@@ -150,15 +150,8 @@ def recorded(tmp_path_factory) -> tuple[Path, Path, str]:
 
 
 def clew(work: Path, home: Path, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        code = main(["--home", str(home), *args], stdout=out, stderr=err)
-    finally:
-        os.chdir(cwd)
-        store.close(f"chdb://{home / 'db'}")
-    return code, out.getvalue(), err.getvalue()
+    result = invoke_clew(home, work, *args)
+    return result.code, result.out, result.err
 
 
 def spooled(home: Path, run_id: str) -> list[Span]:
