@@ -2,8 +2,9 @@
 
 Wrapped: Blob.download_as_bytes (and so download_as_text/_string), download_to_file,
 download_to_filename, upload_from_string, upload_from_file, upload_from_filename,
-open in write mode (recorded when the writer closes; a reader's chunked downloads fold into
-one read), Blob.delete, Bucket.delete_blob, Bucket.copy_blob and Blob.rewrite (copies).
+open in write mode (recorded when the writer closes, digested as the bytes pass, its
+generation and checksums taken from the upload's last response; a reader's chunked downloads
+fold into one read), Blob.delete, Bucket.delete_blob, Bucket.copy_blob and Blob.rewrite (copies).
 Each record carries the object's generation, ETag, md5Hash and crc32c as the Blob knows them
 after the call (the download and upload responses set them: no extra request), the bytes, and
 a blake3 digest of a whole download_as_bytes or upload_from_string.
@@ -29,7 +30,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from clew.semconv import environment
 
 from . import _objects
-from ._fsspec_support import learn_details
+from ._fsspec_support import follow, learn_details
 from ._lifecycle import get_recorder
 from ._objects import GCS, ObjectRecord
 from ._paths import absolute
@@ -42,6 +43,9 @@ _BLOB_METHODS = {
     "delete": "delete", "rewrite": "copy",
 }
 _BUCKET_METHODS = {"delete_blob": "delete", "copy_blob": "copy"}
+# Where the resumable upload behind Blob.open("wb") lives: google-cloud-storage 3 vendors it.
+_UPLOAD_MODULES = ("google.cloud.storage._media.requests.upload",
+                   "google.resumable_media.requests.upload")
 
 
 def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
@@ -87,12 +91,16 @@ def _learn(record: ObjectRecord, blob: Any) -> None:
     """What the Blob holds after the call: set from the response, never fetched again."""
     properties = getattr(blob, "_properties", None)
     if isinstance(properties, dict) and properties.get("name") in (None, record.name):
-        size = properties.get("size")
-        learn_details(record, {
-            **properties, "size": int(size) if str(size).isdigit() else None,
-            # Before a write the metadata is the program's own plus clew's stamp: not a producer.
-            "metadata": properties.get("metadata") if record.operation == "read" else None,
-        })
+        _learn_resource(record, properties)
+
+
+def _learn_resource(record: ObjectRecord, resource: dict) -> None:
+    size = resource.get("size")
+    learn_details(record, {
+        **resource, "size": int(size) if str(size).isdigit() else None,
+        # Before a write the metadata is the program's own plus clew's stamp: not a producer.
+        "metadata": resource.get("metadata") if record.operation == "read" else None,
+    })
 
 
 def _complete(method: str, record: ObjectRecord, result: Any, instance: Any, args: tuple,
@@ -163,32 +171,31 @@ def _download_headers(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
 
 
 def _open(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
-    """open("wb"): one write, recorded when the writer closes."""
+    """open("wb"): one write, recorded when the writer closes, digested as it is written."""
     mode = _arg(args, kwargs, 0, "mode") or "r"
     if not _active or _objects.suppressed() or "w" not in mode:
         return wrapped(*args, **kwargs)
     record = _objects.begin("write", GCS, instance.bucket.name, instance.name, stamp=True)
     _stamp(instance, record)
     writer = wrapped(*args, **kwargs)
-    raw = getattr(writer, "buffer", writer)  # text mode wraps the BlobWriter
-    close = raw.close
-
-    def closing() -> None:
-        if raw.closed:
-            return close()
-        record.io_bytes = raw.tell() if callable(getattr(raw, "tell", None)) else 0
-        record.object_size = record.io_bytes
-        with _objects.operation(record):
-            try:
-                close()
-            except BaseException:
-                _objects.abandon(record)
-                raise
-        _learn(record, instance)
-        _objects.finish(record)
-
-    raw.close = closing
+    follow(getattr(writer, "buffer", writer), record, "wb")  # text mode wraps the BlobWriter
     return writer
+
+
+def _upload_response(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
+    """The response to the last chunk of a resumable upload (a BlobWriter's) is the object's
+    resource: its generation, ETag and checksums, which the Blob itself never learns."""
+    response = wrapped(*args, **kwargs)
+    record = _objects.enclosing()
+    if _active and record is not None and record.operation == "write" and instance.finished:
+        try:
+            resource = response.json()
+            if isinstance(resource, dict) and record.matches(resource.get("bucket"),
+                                                             resource.get("name")):
+                _learn_resource(record, resource)
+        except Exception as error:  # noqa: BLE001 - never harm the host
+            get_recorder().failed("gcs upload response", error)
+    return response
 
 
 def _patch(module: Any) -> None:
@@ -199,6 +206,12 @@ def _patch(module: Any) -> None:
         wrapt.wrap_function_wrapper(blob_cls, name, _wrapper(name))
     wrapt.wrap_function_wrapper(blob_cls, "open", _open)
     wrapt.wrap_function_wrapper(blob_cls, "_extract_headers_from_download", _download_headers)
+
+
+def _patch_upload(module: Any) -> None:
+    upload_cls = module.ResumableUpload
+    if not isinstance(upload_cls.__dict__.get("transmit_next_chunk"), wrapt.ObjectProxy):
+        wrapt.wrap_function_wrapper(upload_cls, "transmit_next_chunk", _upload_response)
 
 
 def _patch_bucket(module: Any) -> None:
@@ -220,6 +233,8 @@ class GcsInstrumentor(BaseInstrumentor):
         get_recorder()
         wrapt.register_post_import_hook(_patch, "google.cloud.storage.blob")
         wrapt.register_post_import_hook(_patch_bucket, "google.cloud.storage.bucket")
+        for module in _UPLOAD_MODULES:
+            wrapt.register_post_import_hook(_patch_upload, module)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         global _active
@@ -232,3 +247,5 @@ class GcsInstrumentor(BaseInstrumentor):
         if bucket is not None:
             for name in _BUCKET_METHODS:
                 unwrap(bucket.Bucket, name)
+        for module in filter(None, map(sys.modules.get, _UPLOAD_MODULES)):
+            unwrap(module.ResumableUpload, "transmit_next_chunk")

@@ -85,16 +85,22 @@ def list_runs(
     if until:
         where.append("Start <= fromUnixTimestamp64Nano(toInt64(%(until)s))")
         parameters["until"] = _ns(until)
+    # The counts are merged for the listed runs only, not for every run in the store.
     sql = f"""
+WITH listed AS (
+    SELECT RunId, Start, End, Command, StatusCode, ExitCode, ErrorType, GitCommit, GitBranch,
+           GitDirty, Host, Cwd
+    FROM {qualified_name(options, RUNS_TABLE)} FINAL WHERE {' AND '.join(where)}
+    ORDER BY Start DESC LIMIT %(limit)s)
 SELECT r.RunId, r.Start, r.End, r.Command, r.StatusCode, r.ExitCode, r.ErrorType,
        r.GitCommit, r.GitBranch, r.GitDirty, r.Host, r.Cwd,
        io.Inputs, io.Outputs, io.Ranks
-FROM (SELECT * FROM {qualified_name(options, RUNS_TABLE)} FINAL WHERE {' AND '.join(where)}
-      ORDER BY Start DESC LIMIT %(limit)s) AS r
+FROM listed AS r
 LEFT JOIN (
     SELECT RunId, uniqMerge(Inputs) AS Inputs, uniqMerge(Outputs) AS Outputs,
            groupUniqArrayArray(Ranks) AS Ranks
-    FROM {qualified_name(options, RUN_IO_TABLE)} GROUP BY RunId
+    FROM {qualified_name(options, RUN_IO_TABLE)}
+    WHERE RunId IN (SELECT RunId FROM listed) GROUP BY RunId
 ) AS io ON io.RunId = r.RunId
 ORDER BY r.Start DESC"""
     runs = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import blake3
 import pytest
 
 from clew.semconv import attributes as attr
@@ -159,7 +160,12 @@ def test_google_cloud_storage_operations(run_instrumented, spool, fake_gcs):
     copy = only(spans, f"gs://{bucket}/copy.bin", "copy")
     assert copy.attributes[attr.PROVENANCE_SOURCE_URI] == f"gs://{bucket}/up.bin"
     only(spans, f"gs://{bucket}/copy.bin", "delete")
-    assert only(spans, f"gs://{bucket}/w.bin", "write").attributes[attr.PROVENANCE_ARTIFACT_SIZE] == 100
+    opened = only(spans, f"gs://{bucket}/w.bin", "write").attributes
+    assert opened[attr.PROVENANCE_ARTIFACT_SIZE] == 100
+    # open("wb"): the digest of what passed, the generation from the upload's last response
+    assert opened[attr.PROVENANCE_ARTIFACT_DIGEST] == "blake3:" + blake3.blake3(b"w" * 100).hexdigest()
+    assert int(opened[attr.PROVENANCE_ARTIFACT_VERSION]) > 0
+    assert opened[attr.PROVENANCE_PRODUCER_STAMPED] is True
 
 
 def test_gcs_read_in_a_later_run_links_to_its_writer(run_instrumented, spool, fake_gcs):
