@@ -1,0 +1,87 @@
+"""Lineage across runs through S3 (issue 6): a read is matched to the run that wrote the
+object by the strongest evidence the records carry — the producer stamp, the content digest,
+the object version, the ETag — and `check --stale` flags an object overwritten after a
+model was built from it. Separate runs under opentelemetry-instrument, against moto.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clew.query.cli import ExitStatus
+from objectstore_helpers import check_run, s3_env, unique
+
+pytestmark = pytest.mark.integration
+
+WRITER = """
+import sys, boto3
+bucket, versioned, body = sys.argv[1], sys.argv[2] == "versioned", sys.argv[3].encode()
+s3 = boto3.client("s3")
+if not any(b["Name"] == bucket for b in s3.list_buckets()["Buckets"]):
+    s3.create_bucket(Bucket=bucket)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=bucket,
+                                 VersioningConfiguration={"Status": "Enabled"})
+s3.put_object(Bucket=bucket, Key="features.bin", Body=body)
+"""
+# A ranged read never sees the whole object: no digest, only the store's identities.
+READER = """
+import sys, boto3
+bucket, whole = sys.argv[1], sys.argv[2] == "whole"
+s3 = boto3.client("s3")
+extra = {} if whole else {"Range": "bytes=0-3"}
+data = s3.get_object(Bucket=bucket, Key="features.bin", **extra)["Body"].read()
+open("model.txt", "w").write(str(len(data)))
+"""
+
+
+def producer_evidence(clew_cli, bucket: str) -> tuple[str, str]:
+    """(evidence, producing run) of the edge into the object, in the model's lineage."""
+    result = clew_cli("lineage", "model.txt", "--format", "json")
+    assert result.code == ExitStatus.OK, result.err
+    graph = result.json()
+    (node,) = [n for n in graph["nodes"] if n["uri"] == f"s3://{bucket}/features.bin"]
+    ((evidence, run),) = {(e["evidence"], e["source"]) for e in graph["edges"]
+                          if e["target"] == node["id"] and e["kind"] == "wrote"}
+    return evidence, run
+
+
+@pytest.mark.parametrize(
+    ("stamp", "versioned", "read", "expected"),
+    [
+        ("1", "versioned", "ranged", "stamp"),
+        ("0", "plain", "whole", "digest"),
+        ("0", "versioned", "ranged", "version"),
+        ("0", "plain", "ranged", "etag"),
+    ],
+)
+def test_a_read_is_linked_to_its_writer_by_the_strongest_evidence(
+    run_instrumented, clew_cli, moto_s3, stamp, versioned, read, expected
+):
+    bucket = unique("lineage")
+    env = {**s3_env(moto_s3), "CLEW_STAMP": stamp}
+    check_run(run_instrumented(WRITER, bucket, versioned, "first", name="writer.py", env=env))
+    # A second write of other content, and the reader after it reads that one.
+    check_run(run_instrumented(WRITER, bucket, versioned, "second!", name="writer.py", env=env))
+    check_run(run_instrumented(READER, bucket, read, name="reader.py", env=env))
+
+    runs = clew_cli("runs", "--format", "json").json()["runs"]
+    second_writer = runs[1]["run_id"]  # newest first: reader, second writer, first writer
+    assert producer_evidence(clew_cli, bucket) == (expected, second_writer)
+
+
+def test_an_object_overwritten_after_the_model_read_it_is_stale(run_instrumented, clew_cli,
+                                                                 moto_s3):
+    bucket = unique("stale")
+    env = {**s3_env(moto_s3), "CLEW_STAMP": "0"}
+    check_run(run_instrumented(WRITER, bucket, "versioned", "first", name="writer.py", env=env))
+    check_run(run_instrumented(READER, bucket, "ranged", name="reader.py", env=env))
+    fresh = clew_cli("check", "model.txt", "--stale")
+    assert fresh.code == ExitStatus.OK, fresh.out + fresh.err
+
+    check_run(run_instrumented(WRITER, bucket, "versioned", "again", name="writer.py", env=env))
+    stale = clew_cli("check", "model.txt", "--stale", "--format", "json")
+    assert stale.code == ExitStatus.CHECK_FAILED, stale.err
+    (finding,) = stale.json()["findings"]
+    assert finding["uri"] == f"s3://{bucket}/features.bin"
+    assert finding["evidence"] == "overwritten"
