@@ -9,8 +9,6 @@ back only through clew's own reader (`clew.exporter.spool.read_spool`,
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import shutil
 import signal
@@ -22,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -31,6 +28,7 @@ from clew.exporter.otlp_json import Span, iter_spans
 from clew.exporter.spool import SpoolLine, SpoolProblems, read_spool, spool_directory
 from clew.query.spool import Access, SpoolRun, spool_runs
 from clew.semconv import environment
+from clew_test_helpers import CliResult, invoke_clew
 
 # The launcher installed next to this interpreter (the venv's), else the one on PATH.
 OTEL_INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
@@ -272,35 +270,6 @@ def start_instrumented(
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
-
-
-@dataclass
-class CliResult:
-    """What one `clew ...` command returned and printed."""
-
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-def invoke_clew(home: Path, workdir: Path, *args: str) -> CliResult:
-    """Run `clew --home HOME ARGS` in-process in `workdir`, as a user would after their
-    runs, and release the embedded store after."""
-    from clew.exporter import store
-    from clew.query.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(workdir)
-    try:
-        code = main(["--home", str(home), *args], stdout=out, stderr=err)
-    finally:
-        os.chdir(cwd)
-        store.close(f"chdb://{home / 'db'}")
-    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from clew.query.cli import ExitStatus
 from clew.query.export import FORMATS, export
 from clew.query.export.openlineage import dataset_name, job_name
 from clew.query.lineage import Edge, Graph, Node
-from conftest import invoke_clew
+from clew_test_helpers import invoke_clew
 
 BIN = Path(sys.executable).parent
 HOST = "file://host1"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clew.query.cli import ExitStatus
-from conftest import invoke_clew
+from clew_test_helpers import invoke_clew, takes_xattrs
 
 pytestmark = pytest.mark.integration
 
@@ -84,18 +84,6 @@ def graph(pipeline, *args: str) -> dict:
     code, out, err = clew(pipeline, *args, "--format", "json")
     assert code == ExitStatus.OK, err
     return json.loads(out)
-
-
-def takes_xattrs(directory: Path) -> bool:
-    probe = directory / ".xattr-probe"
-    probe.write_text("")
-    try:
-        os.setxattr(probe, "user.probe", b"1")
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.unlink()
 
 
 def uris(document: dict) -> set[str]:

@@ -40,7 +40,7 @@ from clew.query.cli import ExitStatus
 from clew.query.replay import attribute_value, replay, rows_to_request, traces_url
 from clew.query.runs import resolve_run
 from clew.semconv import attributes as attr
-from conftest import invoke_clew
+from clew_test_helpers import invoke_clew
 
 pytestmark = pytest.mark.integration
 

@@ -21,6 +21,7 @@ import pytest
 from clew.exporter import store
 from clew.exporter.ingest import ingest
 from clew.exporter.lineage import IO_TABLE, RUN_IO_TABLE, RUNS_TABLE
+from clew_test_helpers import takes_xattrs
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +133,18 @@ def _wrote(pipeline, rows):
                     for op, uri, digest, size, _ in train.records if op == "write"]
 
 
+def _stamped_producers(pipeline, rows):
+    """train-1 read features.csv as the prep run before it wrote it, and found its stamp."""
+    train, features = pipeline.run("train-1"), _uri(pipeline, "data/features.csv")
+    if not takes_xattrs(pipeline.work):
+        assert rows == []
+        return
+    (producer,) = [run.run_id for run in pipeline.runs
+                   if run.writes.get(features) == train.reads[features]]
+    assert [(r[0], r[1], r[2]) for r in rows if r[0] == features] == [
+        (features, producer, "write")]
+
+
 def _readers_of_uri(pipeline, rows):
     features = _uri(pipeline, "data/features.csv")
     assert [(r[0], r[3]) for r in rows] == [
@@ -223,6 +236,7 @@ EXPECTED: dict[tuple[str, int], Callable[[Any, list[tuple]], None]] = {
     ("Inputs of a run that changed afterwards", 0): _changed_later,
     ("Test-set contamination by content", 0): _contaminated,
     ("Test-set contamination by content", 1): _contaminated_runs,
+    ("What produced a run's inputs, by producer stamp", 0): _stamped_producers,
     ("The code a run used and its git state", 0): _code,
     ("The code a run used and its git state", 1): _git_state,
     ("Runs of the same program, compared", 0): _same_program,
