@@ -20,7 +20,9 @@ def _label(node: Node) -> str:
     if node.kind == "run":
         dirty = "+dirty" if node.git_dirty else ""
         git = f" git {node.git_commit[:10]}{dirty}" if node.git_commit else ""
-        return f"[bold]run {node.id[:12]}[/bold] {format_command(node.command, 70)} ({node.status}){git}"
+        ranks = f" ranks {node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else ""
+        return (f"[bold]run {node.id[:12]}[/bold] {format_command(node.command, 70)} "
+                f"({node.status}){git}{ranks}")
     digest = f" {node.digest[:19]}…" if node.digest else ""
     return f"{node.uri}{digest}"
 

@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import blake3
 
-from clew.exporter.lineage import IO_TABLE, OUTPUT_OPERATIONS, RUNS_TABLE
+from clew.exporter.lineage import IO_TABLE, OUTPUT_OPERATIONS, RUN_IO_TABLE, RUNS_TABLE
 from clew.exporter.schema import SchemaOptions, qualified_name
 
 from .runs import iso_utc, run_status
@@ -47,7 +47,9 @@ class Node:
     """An artifact (one content version at one URI) or a run.
 
     Artifacts carry `uri`, `digest`, `version`, `etag` and `size` (-1: unknown); runs carry
-    the rest."""
+    the rest: the command, times and status, the code (git state, files that differ from
+    the commit, the project's imported source files and their digests), the environment
+    (host, runtime, installed packages) and the ranks of a distributed run."""
 
     id: str
     kind: str
@@ -64,6 +66,12 @@ class Node:
     git_branch: str = ""
     git_dirty: bool = False
     host: str = ""
+    diff_files: list[str] = field(default_factory=list)
+    code_files: list[str] = field(default_factory=list)
+    code_digests: list[str] = field(default_factory=list)
+    runtime: str = ""
+    packages: list[str] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +191,7 @@ class Tables:
         self.client = client
         self.io = qualified_name(options, IO_TABLE)
         self.runs = qualified_name(options, RUNS_TABLE)
+        self.run_io = qualified_name(options, RUN_IO_TABLE)
 
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
         return self.client.query(sql, parameters=parameters).result_rows
@@ -279,16 +288,26 @@ class _Tables(Tables):
         return found
 
     def run_nodes(self, runs: list[str]) -> list[Node]:
+        if not runs:
+            return []
         nodes = {
             run: Node(
                 id=run, kind="run", command=list(command), start=iso_utc(start),
                 end=iso_utc(end), status=run_status(status, exit_code),
                 git_commit=commit, git_branch=branch, git_dirty=bool(dirty), host=host,
+                diff_files=list(diff_files), code_files=list(code_files),
+                code_digests=list(code_digests), runtime=runtime, packages=list(packages),
+                ranks=sorted(r for r in ranks if r >= 0),
             )
-            for run, command, start, end, status, exit_code, commit, branch, dirty, host
+            for (run, command, start, end, status, exit_code, commit, branch, dirty, host,
+                 diff_files, code_files, code_digests, runtime, packages, ranks)
             in self.rows(
-                f"SELECT RunId, Command, Start, End, StatusCode, ExitCode, GitCommit, GitBranch, "
-                f"GitDirty, Host FROM {self.runs} FINAL WHERE RunId IN %(runs)s",
+                f"SELECT r.RunId, Command, Start, End, StatusCode, ExitCode, GitCommit, "
+                f"GitBranch, GitDirty, Host, DiffFiles, CodeFiles, CodeDigests, Runtime, "
+                f"Packages, io.Ranks FROM (SELECT * FROM {self.runs} FINAL "
+                f"WHERE RunId IN %(runs)s) AS r LEFT JOIN (SELECT RunId, "
+                f"groupUniqArrayArray(Ranks) AS Ranks FROM {self.run_io} "
+                f"WHERE RunId IN %(runs)s GROUP BY RunId) AS io ON io.RunId = r.RunId",
                 runs=runs,
             )
         }

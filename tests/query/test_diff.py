@@ -119,6 +119,8 @@ def test_an_uncommitted_config_change_is_named_and_nothing_else(
     lineage = clew_cli("lineage", "model.txt", "--format", "json").json()
     (run,) = [n for n in lineage["nodes"] if n["kind"] == "run"]
     assert run["git_dirty"] is True and len(run["git_commit"]) == 40
+    assert "config.yaml" in run["diff_files"]
+    assert run["runtime"].startswith("cpython 3.") and run["packages"]
     (config,) = [n for n in lineage["nodes"] if n["uri"].endswith("/config.yaml")]
     assert config["digest"].startswith("blake3:")
 
