@@ -29,7 +29,7 @@ from typing import Any
 from clew.semconv import attributes as attr
 from clew.semconv import spans
 
-from .schema import SchemaOptions, qualified_name
+from .schema import SchemaOptions, engine, on_cluster, qualified_name, ttl
 
 IO_TABLE = "clew_io"
 RUNS_TABLE = "clew_runs"
@@ -155,8 +155,9 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     io_mv, runs_mv, run_io_mv = (
         qualified_name(options, f"{t}_mv") for t in (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE)
     )
+    cluster = on_cluster(options)
     return [
-        f"""CREATE TABLE IF NOT EXISTS {io} (
+        f"""CREATE TABLE IF NOT EXISTS {io}{cluster} (
     RunId String,
     SpanId String,
     ParentSpanId String,
@@ -178,9 +179,10 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     ProducerSpanId String,
     INDEX idx_digest Digest TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_run RunId TYPE bloom_filter(0.001) GRANULARITY 1
-) ENGINE = MergeTree ORDER BY (Uri, Timestamp) COMMENT '{_COMMENT}'""",
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {io_mv} TO {io} AS {_io_select(traces)}",
-        f"""CREATE TABLE IF NOT EXISTS {runs} (
+) ENGINE = {engine(options, "MergeTree")} ORDER BY (Uri, Timestamp)
+{ttl(options, "Timestamp")}COMMENT '{_COMMENT}'""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {io_mv}{cluster} TO {io} AS {_io_select(traces)}",
+        f"""CREATE TABLE IF NOT EXISTS {runs}{cluster} (
     RunId String,
     Start DateTime64(9),
     End DateTime64(9),
@@ -200,16 +202,19 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     CodeFiles Array(String),
     CodeDigests Array(String),
     DiffFiles Array(String)
-) ENGINE = ReplacingMergeTree ORDER BY RunId COMMENT '{_COMMENT}'""",
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {runs_mv} TO {runs} AS {_runs_select(traces)}",
-        f"""CREATE TABLE IF NOT EXISTS {run_io} (
+) ENGINE = {engine(options, "ReplacingMergeTree")} ORDER BY RunId
+{ttl(options, "Start")}COMMENT '{_COMMENT}'""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {runs_mv}{cluster} TO {runs} AS "
+        f"{_runs_select(traces)}",
+        f"""CREATE TABLE IF NOT EXISTS {run_io}{cluster} (
     RunId String,
     Inputs AggregateFunction(uniq, String),
     Outputs AggregateFunction(uniq, String),
     Records AggregateFunction(uniq, String, String),
     Ranks SimpleAggregateFunction(groupUniqArrayArray, Array(Int32))
-) ENGINE = AggregatingMergeTree ORDER BY RunId COMMENT '{_COMMENT}'""",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {run_io_mv} TO {run_io} AS
+) ENGINE = {engine(options, "AggregatingMergeTree")} ORDER BY RunId
+COMMENT '{_COMMENT}'""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {run_io_mv}{cluster} TO {run_io} AS
 SELECT
     RunId,
     uniqStateIf(Uri, Operation = 'read') AS Inputs,
@@ -240,10 +245,11 @@ def create_lineage_tables(client: Any, options: SchemaOptions) -> None:
         return
     if installed is not None:
         # Views first, so no insert lands in a table about to go.
+        cluster = on_cluster(options)
         for table in (RUN_IO_TABLE, RUNS_TABLE, IO_TABLE):
-            client.command(f"DROP VIEW IF EXISTS {qualified_name(options, table + '_mv')}")
+            client.command(f"DROP VIEW IF EXISTS {qualified_name(options, table + '_mv')}{cluster}")
         for table in (RUN_IO_TABLE, RUNS_TABLE, IO_TABLE):
-            client.command(f"DROP TABLE IF EXISTS {qualified_name(options, table)}")
+            client.command(f"DROP TABLE IF EXISTS {qualified_name(options, table)}{cluster}")
     for statement in lineage_ddl(options):
         client.command(statement)
     traces = qualified_name(options, options.traces_table)

@@ -161,17 +161,20 @@ def supports_text_indexes(version: str) -> bool:
     return parts is not None and (int(parts[1]), int(parts[2])) >= TEXT_INDEX_MIN_VERSION
 
 
-def _on_cluster(options: SchemaOptions) -> str:
+def on_cluster(options: SchemaOptions) -> str:
+    """` ON CLUSTER name` when the options name a cluster, else nothing."""
     return f" ON CLUSTER {quote_identifier(options.cluster)}" if options.cluster else ""
 
 
-def _engine(options: SchemaOptions, family: str) -> str:
+def engine(options: SchemaOptions, family: str) -> str:
+    """The table engine of `family`, Replicated on a cluster."""
     # No arguments: a Replicated engine then takes the server's default_replica_path and
     # default_replica_name, which is what ON CLUSTER deployments configure.
     return f"Replicated{family}()" if options.cluster else f"{family}()"
 
 
-def _ttl(options: SchemaOptions, column: str) -> str:
+def ttl(options: SchemaOptions, column: str) -> str:
+    """The TTL clause (with its newline) dropping rows `ttl_days` after `column`."""
     if not options.ttl_days:
         return ""
     return f"TTL toDateTime({column}) + toIntervalDay({options.ttl_days})\n"
@@ -180,7 +183,7 @@ def _ttl(options: SchemaOptions, column: str) -> str:
 def database_ddl(options: SchemaOptions) -> str:
     """CREATE DATABASE IF NOT EXISTS for `options.database`."""
     name = quote_identifier(options.database)
-    return f"CREATE DATABASE IF NOT EXISTS {name}{_on_cluster(options)}"
+    return f"CREATE DATABASE IF NOT EXISTS {name}{on_cluster(options)}"
 
 
 def traces_table_ddl(options: SchemaOptions, *, text_indexes: bool) -> str:
@@ -193,15 +196,15 @@ def traces_table_ddl(options: SchemaOptions, *, text_indexes: bool) -> str:
     """
     return (
         f"CREATE TABLE IF NOT EXISTS {qualified_name(options, options.traces_table)}"
-        f"{_on_cluster(options)}\n(\n"
+        f"{on_cluster(options)}\n(\n"
         + _COLUMNS
         + (_TEXT_INDEXES if text_indexes else _BLOOM_INDEXES)
         + _COMMON_INDEXES
-        + f")\nENGINE = {_engine(options, 'MergeTree')}\n"
+        + f")\nENGINE = {engine(options, 'MergeTree')}\n"
         "PARTITION BY toDate(Timestamp)\n"
         "PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))\n"
         "ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)\n"
-        + _ttl(options, "Timestamp")
+        + ttl(options, "Timestamp")
         + "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"
     )
 
@@ -213,14 +216,14 @@ def trace_id_ts_table_ddl(options: SchemaOptions) -> str:
     """
     return (
         f"CREATE TABLE IF NOT EXISTS {qualified_name(options, options.trace_id_ts_table)}"
-        f"{_on_cluster(options)}\n(\n"
+        f"{on_cluster(options)}\n(\n"
         "    TraceId String CODEC(ZSTD(1)),\n"
         "    Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),\n"
         "    End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))\n"
-        f")\nENGINE = {_engine(options, 'AggregatingMergeTree')}\n"
+        f")\nENGINE = {engine(options, 'AggregatingMergeTree')}\n"
         "PARTITION BY toStartOfWeek(Start)\n"
         "ORDER BY (TraceId)\n"
-        + _ttl(options, "Start")
+        + ttl(options, "Start")
         + "SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1"
     )
 
@@ -229,7 +232,7 @@ def trace_id_ts_view_ddl(options: SchemaOptions) -> str:
     """CREATE MATERIALIZED VIEW IF NOT EXISTS for `<traces_table>_trace_id_ts_mv`."""
     return (
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS "
-        f"{qualified_name(options, options.trace_id_ts_view)}{_on_cluster(options)}\n"
+        f"{qualified_name(options, options.trace_id_ts_view)}{on_cluster(options)}\n"
         f"TO {qualified_name(options, options.trace_id_ts_table)}\n"
         "AS SELECT\n"
         "    TraceId,\n"

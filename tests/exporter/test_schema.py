@@ -12,6 +12,7 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 
+from clew.exporter.lineage import lineage_ddl
 from clew.exporter.schema import (
     SchemaOptions,
     create_schema,
@@ -358,6 +359,22 @@ def test_cluster_ddl_uses_on_cluster_and_replicated_engines():
         "CREATE MATERIALIZED VIEW IF NOT EXISTS `otel`.`otel_traces_trace_id_ts_mv` "
         "ON CLUSTER `prod`\nTO `otel`.`otel_traces_trace_id_ts`\n"
     )
+
+
+def test_lineage_tables_follow_the_cluster_and_ttl_options():
+    options = SchemaOptions(database="otel", cluster="prod", ttl_days=30)
+    io, io_view, runs, runs_view, run_io, run_io_view = lineage_ddl(options)
+    for statement in (io, io_view, runs, runs_view, run_io, run_io_view):
+        assert " ON CLUSTER `prod` " in statement.split("\n", 1)[0]
+    assert "ENGINE = ReplicatedMergeTree()" in io
+    assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in io
+    assert "ENGINE = ReplicatedReplacingMergeTree()" in runs
+    assert "\nTTL toDateTime(Start) + toIntervalDay(30)\n" in runs
+    # per-run aggregates have no time to expire by: a run's counts outlive its spans
+    assert "ENGINE = ReplicatedAggregatingMergeTree()" in run_io and "TTL" not in run_io
+    for statement in lineage_ddl(SchemaOptions()):
+        assert "ON CLUSTER" not in statement and "Replicated" not in statement
+        assert "TTL" not in statement
 
 
 def test_without_a_cluster_there_is_no_on_cluster():

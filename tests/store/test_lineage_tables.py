@@ -403,3 +403,18 @@ def _assert_filled_once(client: Any, database: str) -> None:
         _expected_run(2, "Error")]
     assert rows(client, "SELECT uniqMerge(Inputs), uniqMerge(Outputs), uniqMerge(Records) "
                         f"FROM {database}.clew_run_io") == [(2, 1, 3)]
+
+
+def test_lineage_tables_with_a_ttl_are_made_and_filled(client):
+    """ttl_days reaches the lineage tables too (what a Collector's `ttl` option does to its
+    own), and they are still filled through their views."""
+    options = SchemaOptions(database="ttl", ttl_days=3650)  # T0 is in 2026
+    create_schema(client, options)
+    create_lineage_tables(client, options)
+    expiring = rows(client, "SELECT name FROM system.tables WHERE database = 'ttl' "
+                            "AND create_table_query LIKE '%TTL toDateTime(%' ORDER BY name")
+    assert expiring == [("clew_io",), ("clew_runs",), ("otel_traces",),
+                        ("otel_traces_trace_id_ts",)]
+    client.insert("ttl.otel_traces", _collector_rows(0, "STATUS_CODE_UNSET"),
+                  column_names=list(INSERT_COLUMNS))
+    assert rows(client, "SELECT count() FROM ttl.clew_io") == [(len(EXPECTED_IO),)]
