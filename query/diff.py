@@ -13,7 +13,6 @@ or "changed".
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from clew.exporter.lineage import OUTPUT_OPERATIONS
 from clew.exporter.schema import SchemaOptions
 
 from .lineage import IDENTITY_SQL, Tables
-from .runs import iso_utc, resolve_run, run_status
+from .runs import iso_utc, program_arguments, resolve_run, run_status
 
 CAUSES = ("input", "code", "package", "argument", "environment")
 EFFECTS = ("output", "outcome")
@@ -68,18 +67,8 @@ def program(command: list[str]) -> str:
     """What makes two runs "the same command": the script or module a Python interpreter
     ran (`python train.py --lr 1` and `python train.py --lr 2` are one program), else the
     executable's name."""
-    if not command:
-        return ""
-    executable = os.path.basename(command[0])
-    if not executable.startswith("python"):
-        return executable
-    args = iter(command[1:])
-    for arg in args:
-        if arg == "-m":
-            return f"-m {next(args, '')}"
-        if not arg.startswith("-"):
-            return os.path.basename(arg)
-    return executable
+    arguments = program_arguments(command)
+    return " ".join(arguments[:2] if arguments[:1] == ["-m"] else arguments[:1])
 
 
 def _compare(section: str, before: dict[str, str], after: dict[str, str]) -> list[Change]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,24 @@ def iso_utc(value: dt.datetime) -> str:
     """A time from the store in ISO 8601, UTC. The driver hands back times in the
     session's time zone (the local one, for chDB)."""
     return _utc(value).isoformat()
+
+
+def program_arguments(command: list[str]) -> list[str]:
+    """The command without its Python interpreter and the interpreter's own flags, the
+    program by its basename: `["/usr/bin/python3", "-u", "/p/train.py", "x"]` ->
+    `["train.py", "x"]`; `python -m pkg.mod x` -> `["-m", "pkg.mod", "x"]`; `python -c CODE`
+    -> `["-c"]` (the program text is no name)."""
+    argv = list(command)
+    if argv and os.path.basename(argv[0]).startswith(("python", "pypy")):
+        argv = argv[1:]
+        while argv and argv[0].startswith("-") and argv[0] not in ("-m", "-c"):
+            # interpreter flags (-u, -O, -X dev ...) say nothing of the program
+            argv = argv[2:] if argv[0] in ("-X", "-W") else argv[1:]
+    if not argv or argv[0] == "-m":
+        return argv
+    if argv[0] == "-c":
+        return ["-c"]
+    return [os.path.basename(argv[0]), *argv[1:]]
 
 
 def run_status(status_code: str, exit_code: int) -> str:

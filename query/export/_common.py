@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import os
 import shlex
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
 from ..lineage import Edge, Graph, Node
+from ..runs import program_arguments
 
 EXTRA_HINT = "pip install 'clew[export]'"
 # The URIs clew names itself by in the documents it writes (docs/cli.md, "Exports").
@@ -84,19 +84,7 @@ def job_name(command: list[str]) -> str:
     """A run's command as a job name: the interpreter dropped, the script's basename, then
     the arguments as given (`["/usr/bin/python3", "/p/train.py", "model.txt"]` ->
     `"train.py model.txt"`; `python -m pkg.mod x` -> `"-m pkg.mod x"`)."""
-    argv = list(command)
-    if argv and os.path.basename(argv[0]).startswith(("python", "pypy")):
-        argv = argv[1:]
-        while argv and argv[0].startswith("-") and argv[0] not in ("-m", "-c"):
-            # interpreter flags (-u, -O, -X dev ...) say nothing of the job
-            argv = argv[2:] if argv[0] in ("-X", "-W") else argv[1:]
-    if not argv:
-        return "unknown"
-    if argv[0] == "-m":
-        return shlex.join(argv)
-    if argv[0] == "-c":
-        return "-c"  # the program text is no name
-    return shlex.join([os.path.basename(argv[0]), *argv[1:]])
+    return shlex.join(program_arguments(command)) or "unknown"
 
 
 def run_uuid(run_id: str) -> str:
