@@ -47,12 +47,21 @@ def _inputs(graph: Graph) -> list[Artifact]:
     )
 
 
-def _test_files(paths: list[str]) -> dict[str, str]:
-    """URI -> digest of every file under the given test paths (files or directories)."""
+def _test_files(paths: list[str], tables: Tables) -> dict[str, str]:
+    """URI -> digest of every test file: local files (or the files under a directory) as
+    they are now; objects (a URI, or a prefix of URIs) by the digests the store recorded
+    for them, from any run that read or wrote them."""
     files: dict[str, str] = {}
     for name in paths:
         if "://" in name:
             files[name] = ""
+            prefix = name.rstrip("/") + "/"
+            for uri, digest in tables.rows(
+                f"SELECT DISTINCT Uri, Digest FROM {tables.io} WHERE Digest != '' "
+                "AND (Uri = %(uri)s OR startsWith(Uri, %(prefix)s))",
+                uri=name, prefix=prefix,
+            ):
+                files[uri] = digest
             continue
         root = Path(name)
         if not root.exists():
@@ -68,10 +77,10 @@ def contamination(
     client: Any, model: str, tests: list[str], *, options: SchemaOptions | None = None
 ) -> list[Finding]:
     """Upstream inputs of `model` that are test data, by content digest or by location."""
-    test_files = _test_files(tests)
+    test_files = _test_files(tests, Tables(client, options))
     by_digest = {digest: uri for uri, digest in test_files.items() if digest}
     prefixes = tuple(
-        resolve(os.path.abspath(t)).uri.rstrip("/") + "/" for t in tests if "://" not in t
+        (t if "://" in t else resolve(os.path.abspath(t)).uri).rstrip("/") + "/" for t in tests
     )
     findings = []
     for artifact in _inputs(lineage(client, model, options=options)):

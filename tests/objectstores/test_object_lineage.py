@@ -85,3 +85,45 @@ def test_an_object_overwritten_after_the_model_read_it_is_stale(run_instrumented
     (finding,) = stale.json()["findings"]
     assert finding["uri"] == f"s3://{bucket}/features.bin"
     assert finding["evidence"] == "overwritten"
+
+
+def test_a_test_object_copied_into_the_training_data_is_found_by_digest(
+    run_instrumented, clew_cli, moto_s3
+):
+    """The test set lives in S3; someone copied one test object under train/. The store
+    knows the test object's digest from the evaluation run that read it."""
+    bucket = unique("contamination")
+    env = {**s3_env(moto_s3), "CLEW_STAMP": "0"}
+    setup = """
+import sys, boto3
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=sys.argv[1])
+s3.put_object(Bucket=sys.argv[1], Key="test/holdout.csv", Body=b"secret,9\\n")
+s3.put_object(Bucket=sys.argv[1], Key="train/part1.csv", Body=b"x,1\\n")
+s3.put_object(Bucket=sys.argv[1], Key="train/part2.csv", Body=b"secret,9\\n")
+"""
+    evaluate = """
+import sys, boto3
+boto3.client("s3").get_object(Bucket=sys.argv[1], Key="test/holdout.csv")["Body"].read()
+"""
+    train = """
+import sys, boto3
+s3 = boto3.client("s3")
+keys = sys.argv[2:]
+data = b"".join(s3.get_object(Bucket=sys.argv[1], Key=k)["Body"].read() for k in keys)
+open("model.txt", "w").write(str(len(data)))
+"""
+    check_run(run_instrumented(setup, bucket, name="setup.py", env=env))
+    check_run(run_instrumented(evaluate, bucket, name="evaluate.py", env=env))
+    check_run(run_instrumented(train, bucket, "train/part1.csv", name="train.py", env=env))
+    clean = clew_cli("check", "model.txt", "--test", f"s3://{bucket}/test/")
+    assert clean.code == ExitStatus.OK, clean.out + clean.err
+
+    check_run(run_instrumented(train, bucket, "train/part1.csv", "train/part2.csv",
+                               name="train.py", env=env))
+    found = clew_cli("check", "model.txt", "--test", f"s3://{bucket}/test/", "--format", "json")
+    assert found.code == ExitStatus.CHECK_FAILED, found.err
+    (finding,) = found.json()["findings"]
+    assert finding["uri"] == f"s3://{bucket}/train/part2.csv"
+    assert finding["evidence"] == "digest"
+    assert finding["detail"] == f"same content as test file s3://{bucket}/test/holdout.csv"
