@@ -36,7 +36,7 @@ RUNS_TABLE = "clew_runs"
 RUN_IO_TABLE = "clew_run_io"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 2
+LINEAGE_VERSION = 3
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
@@ -63,14 +63,18 @@ def _json_array(value: str, kind: str) -> str:
 
 
 def _array(batched: str, single: str, kind: str, default: str) -> str:
-    """The batched span's JSON array, or the single span's value as a one-element array."""
+    """The batched span's JSON array, or the single span's value as a one-element array. A
+    batched span may leave an array out (its identities when they are all the same, its
+    counts when all are 1): then it is empty, and the row takes the column's default."""
     if kind == "String":
         one = f"[{_attribute(single)}]"
     else:
         one = f"[toInt64OrDefault({_attribute(single)}, toInt64({default}))]"
     return (
         f"if(mapContains(SpanAttributes, '{batched}'), "
-        f"{_json_array(_attribute(batched), kind)}, {one})"
+        f"{_json_array(_attribute(batched), kind)}, "
+        f"if(mapContains(SpanAttributes, '{attr.PROVENANCE_ARTIFACTS_URI}'), "
+        f"emptyArray{kind}(), {one}))"
     )
 
 
@@ -108,7 +112,8 @@ SELECT
     {_attribute(attr.PROVENANCE_ARTIFACT_VERSION)} AS Version,
     {_attribute(attr.PROVENANCE_ARTIFACT_ETAG)} AS ETag,
     if(i <= length({sizes}), arrayElement({sizes}, i), -1) AS Size,
-    arrayElement({identities}, i) AS Identity,
+    if(i <= length({identities}), arrayElement({identities}, i),
+       {_attribute(attr.PROVENANCE_ARTIFACT_IDENTITY)}) AS Identity,
     toUInt64(if(i <= length({counts}), arrayElement({counts}, i), 1)) AS Count,
     {_attribute(attr.PROVENANCE_SOURCE_URI)} AS SourceUri,
     toInt64OrDefault({_attribute(attr.PROVENANCE_IO_BYTES)}, toInt64(-1)) AS Bytes,

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from clew.semconv import environment
 
-from .otlp_encode import encode_spans
+from .otlp_encode import encode_json
 
 _logger = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ class SpoolSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         try:
             fd = self._fd if self._pid == os.getpid() else self._open()
-            line = json.dumps(encode_spans(spans), separators=(",", ":")) + "\n"
-            data = line.encode("utf-8")
+            data = (encode_json(spans) + "\n").encode("utf-8")
             while data:
                 written = os.write(fd, data)
                 data = data[written:]

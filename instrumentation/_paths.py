@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import site
 import socket
+import sys
 import sysconfig
 from pathlib import Path
 from urllib.parse import quote
@@ -16,9 +18,24 @@ _ALWAYS_EXCLUDED = ("/proc/", "/sys/", "/dev/")
 _HOST = socket.gethostname()
 
 
+_URI_SAFE = "/:@!$&()*+,;=~-._"
+# Characters quote() would encode with _URI_SAFE: most names have none, and a search is a
+# fraction of quote()'s cost.
+_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/:@!$&()*+,;=~\-._]").search
+
+
 def file_uri(path: str) -> str:
     """`file://<host>/<absolute path>`, percent-encoded where a URI needs it."""
-    return f"file://{_HOST}{quote(path, safe='/:@!$&()*+,;=~-._')}"
+    return f"file://{_HOST}{quote(path, safe=_URI_SAFE)}"
+
+
+def file_uris(directory: str, names: list[str]) -> list[str]:
+    """`file_uri` of each of `names` in `directory`, quoting the directory once."""
+    prefix = file_uri(directory).rstrip("/") + "/"
+    return [
+        prefix + (quote(name, safe=_URI_SAFE) if _NEEDS_QUOTING(name) else name)
+        for name in names
+    ]
 
 
 def _globs(variable: str) -> tuple[str, ...]:
@@ -27,8 +44,11 @@ def _globs(variable: str) -> tuple[str, ...]:
 
 
 def _interpreter_prefixes() -> set[str]:
-    """The interpreter's own trees: the standard library and every site-packages."""
+    """The interpreter's own trees: the standard library, every site-packages and the
+    bytecode cache when it is kept apart."""
     prefixes: set[str] = set()
+    if sys.pycache_prefix:  # PYTHONPYCACHEPREFIX: bytecode the import system reads
+        prefixes.add(os.path.abspath(sys.pycache_prefix))
     paths = sysconfig.get_paths()
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):
         if paths.get(key):
@@ -79,9 +99,17 @@ class PathFilter:
         return True
 
 
+def _is_normal_absolute(path: str) -> bool:
+    """Whether os.path.abspath would return `path` unchanged: absolute, and nothing for
+    normpath to fold (no empty, "." or ".." component, no trailing slash)."""
+    return path[:1] == "/" and "/." not in path and "//" not in path and path[-1] != "/"
+
+
 def absolute(path: object) -> str | None:
     """Normalise what an audit event carries (str, bytes, PathLike, fd) to an absolute path;
     None for file descriptors and anything unreadable."""
+    if type(path) is str and _is_normal_absolute(path):
+        return path  # the common case, at a third of abspath's cost
     if isinstance(path, int):
         return None
     try:

@@ -89,6 +89,10 @@ class Recorder:
         script = sys.argv[0] if sys.argv else ""
         self._main_script = os.path.abspath(script) if script.endswith(".py") else None
         self._cache = DigestCache(settings.home / environment.CACHE_DIRNAME)
+        # Reads of files up to this size are hashed in the hook (-1: none are).
+        self._hash_in_hook_max = (
+            min(SYNC_HASH_MAX_BYTES - 1, settings.hash_max_bytes) if settings.hashing else -1
+        )
         self.errors: list[str] = []
         self._error_kinds: set[str] = set()
         self._reset_state()
@@ -153,11 +157,11 @@ class Recorder:
         if len(self._reads) >= _MAX_TRACKED:
             self._reads = {}
         record = self._reads[key] = Record("read", path, key)
-        if key[2] < SYNC_HASH_MAX_BYTES and self.settings.hashing:
-            # Hashing a small file here costs ~10 us; handing it to the worker thread costs
+        if key[2] <= self._hash_in_hook_max:
+            # Hashing a small file here costs ~7 us; handing it to the worker thread costs
             # the host more, in GIL hand-offs (benchmarks/RESULTS.md). The page cache is warm
             # for the host's own read right after.
-            self._identify_now(record)
+            self._hash_small_read(record, key)
         else:
             self._queue(record)
 
@@ -172,12 +176,18 @@ class Recorder:
         write stamps this span's id on the artifact before the write is sent."""
         return self._tracer.start_span(name, context=self.process.context(), start_time=start_ns)
 
-    def _identify_now(self, record: Record) -> None:
+    def _hash_small_read(self, record: Record, key: StatKey) -> None:
+        """`_identify` of a new small read, on the host's thread: the hook's hot path."""
         own_io.active = True
         try:
-            self._identify(record)
+            digest = self._cache.get(key) or hash_file(record.path, key)
         finally:
             own_io.active = False
+        if digest is not None:
+            self._cache.put(key, digest)
+            record.digest = digest
+            record.identity = "content"
+        self._ready.append(record)
         if self._worker is None:
             self._start_worker()
 
@@ -386,7 +396,7 @@ class Recorder:
         pid = os.getpid()
         for name, item in _records.group_for_spans(records):
             if isinstance(item, list):
-                directory = os.path.dirname(item[0].path)
+                directory = _records.directory_of(item[0].path)
                 attributes = _records.batch_attributes(directory, item, pid)
                 start = min(r.first_ns for r in item)
                 end = max(r.last_ns for r in item)
@@ -490,6 +500,7 @@ class Recorder:
     def after_fork_in_child(self, process: ProcessSpan) -> None:
         """Start over in a forked child: its records are its own, its spool file too."""
         self._work_lock = threading.Lock()
+        self._cache.after_fork_in_child()
         self.process = process
         self.errors = []
         self._closed = False

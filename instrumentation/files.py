@@ -41,11 +41,7 @@ _IMPORT_SYSTEM = ("<frozen importlib", "<frozen zipimport", "<frozen runpy", "<f
 
 
 class _Hook:
-    """The audit hook: routes the few events clew handles to the recorder.
-
-    It runs on every audit event of the process (imports, compiles, opens), so the common
-    case, an event clew ignores, is one dict lookup.
-    """
+    """Where the audit hook routes the few events clew handles: this process's recorder."""
 
     def __init__(self) -> None:
         self.recorder: Recorder | None = None
@@ -59,16 +55,21 @@ class _Hook:
             "os.chdir": _on_chdir,
         }
 
-    def __call__(self, event: str, args: tuple) -> None:
-        handler = self.handlers.get(event)
-        if handler is None or self.recorder is None:
-            return
-        if own_io.active or _get_value(_SUPPRESS_KEY):
-            return
-        try:
-            handler(self.recorder, args)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            self.recorder.failed(f"file hook {event}", error)
+
+def _audit(event: str, args: tuple) -> None:
+    """The audit hook. It runs on every audit event of the process (imports, compiles,
+    opens), so the common case, an event clew ignores, is one dict lookup; and it is a plain
+    function, which the interpreter calls in half the time of an object's __call__."""
+    handler = _handler_for(event)
+    if handler is None:
+        return
+    recorder = _HOOK.recorder
+    if recorder is None or own_io.active or _get_value(_SUPPRESS_KEY):
+        return
+    try:
+        handler(recorder, args)
+    except Exception as error:  # noqa: BLE001 - never harm the host
+        recorder.failed(f"file hook {event}", error)
 
 
 # Resolving a path (absolute, normalised, filtered) costs more than the stat that follows;
@@ -178,6 +179,7 @@ def _on_list(recorder: Recorder, args: tuple) -> None:
 
 
 _HOOK = _Hook()
+_handler_for = _HOOK.handlers.get
 _hook_added = False
 
 
@@ -191,7 +193,7 @@ class FilesInstrumentor(BaseInstrumentor):
         global _hook_added
         _HOOK.recorder = get_recorder()
         if not _hook_added:
-            sys.addaudithook(_HOOK)
+            sys.addaudithook(_audit)
             _hook_added = True
 
     def _uninstrument(self, **kwargs: Any) -> None:

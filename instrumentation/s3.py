@@ -20,6 +20,7 @@ botocore is patched when the program imports it, never imported by clew.
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 from collections.abc import Collection
@@ -182,7 +183,9 @@ def _learn(record: ObjectRecord, parsed: dict, operation: str) -> None:
         metadata=parsed.get("Metadata"),
     )
     for field, algorithm in _CHECKSUMS.items():
-        record.add_checksum(_objects.hex_checksum(algorithm, parsed.get(field) or result.get(field)))
+        value = parsed.get(field) or result.get(field)
+        if value:  # most responses carry one checksum or none
+            record.add_checksum(_objects.hex_checksum(algorithm, value))
 
 
 def _object_size(parsed: dict) -> int | None:
@@ -194,10 +197,22 @@ def _object_size(parsed: dict) -> int | None:
     return parsed.get("ContentLength")
 
 
+# Endpoints by "scheme://netloc": a client sends every request to one or a few, and parsing
+# each response's URL cost more than the rest of recording a small GET.
+_endpoints: dict[str, tuple[str, int | None] | None] = {}
+
+
 def _endpoint(http_response: Any) -> tuple[str, int | None] | None:
     try:
-        parts = urlsplit(http_response.url)
-        return (parts.hostname, parts.port) if parts.hostname else None  # never userinfo
+        url = http_response.url
+        end = url.find("/", url.find("//") + 2)  # the path's start, after "scheme://netloc"
+        origin = url if end < 0 else url[:end]
+        if origin not in _endpoints:
+            parts = urlsplit(origin)
+            if len(_endpoints) >= 64:
+                _endpoints.clear()
+            _endpoints[origin] = (parts.hostname, parts.port) if parts.hostname else None
+        return _endpoints[origin]  # host and port, never userinfo
     except (AttributeError, TypeError, ValueError):
         return None
 
@@ -261,10 +276,10 @@ def _whole(parsed: dict, size: int | None) -> bool:
 def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
     """Hash a StreamingBody as the program reads it: its read and readinto are replaced on
     this one object (iter_chunks and iteration call them), so the bytes are hashed once, in
-    passing, never fetched again. Async bodies (aiobotocore) are left alone."""
-    import botocore.response  # already imported: the program is running botocore
-
-    if not isinstance(body, botocore.response.StreamingBody) or digest.hasher is None:
+    passing, never fetched again. Async bodies (aiobotocore's AioStreamingBody, a subclass
+    whose read is a coroutine) are left alone: a sync read in its place would hand the
+    program an error instead of its bytes."""
+    if not _sync_body(body) or digest.hasher is None:
         digest.close()
         return
     read, readinto, close = body.read, body.readinto, body.close
@@ -288,6 +303,23 @@ def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
         close()
 
     body.read, body.readinto, body.close = hashing_read, hashing_readinto, closing
+
+
+_SYNC_BODIES: dict[type, bool] = {}
+
+
+def _sync_body(body: object) -> bool:
+    """Whether `body` is a botocore StreamingBody read synchronously (answered once a type)."""
+    kind = type(body)
+    known = _SYNC_BODIES.get(kind)
+    if known is None:
+        import botocore.response  # already imported: the program is running botocore
+
+        known = issubclass(kind, botocore.response.StreamingBody) and not (
+            inspect.iscoroutinefunction(getattr(kind, "read", None))
+        )
+        _SYNC_BODIES[kind] = known
+    return known
 
 
 def _after_call_error(context: dict, **kwargs: Any) -> None:

@@ -92,7 +92,10 @@ def _accesses(span: Span) -> list[Access]:
     if uris is not None:
         digests = a.get(attr.PROVENANCE_ARTIFACTS_DIGEST) or [""] * len(uris)
         sizes = a.get(attr.PROVENANCE_ARTIFACTS_SIZE) or [None] * len(uris)
-        identities = a.get(attr.PROVENANCE_ARTIFACTS_IDENTITY) or ["none"] * len(uris)
+        # A batch leaves out its identities when all are the same (given once, as a scalar)
+        # and its counts when all are 1.
+        shared = a.get(attr.PROVENANCE_ARTIFACT_IDENTITY, "none")
+        identities = a.get(attr.PROVENANCE_ARTIFACTS_IDENTITY) or [shared] * len(uris)
         counts = a.get(attr.PROVENANCE_ARTIFACTS_COUNT) or [1] * len(uris)
         return [
             Access(operation, uri, digest or None, identity, size, count, pid)

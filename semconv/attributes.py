@@ -217,7 +217,8 @@ The store's ETag of the object.
 
 PROVENANCE_ARTIFACT_IDENTITY: Final = "provenance.artifact.identity"
 """
-How strong the artifact's identity is.
+How strong the artifact's identity is. On a batched span, the identity of every artifact in it, when
+they all share one (`provenance.artifacts.identity` is then left out).
 """
 
 PROVENANCE_SOURCE_URI: Final = "provenance.source.uri"
@@ -270,13 +271,14 @@ In a batched span, the sizes, parallel to `provenance.artifacts.uri`.
 
 PROVENANCE_ARTIFACTS_IDENTITY: Final = "provenance.artifacts.identity"
 """
-In a batched span, the identity strengths, parallel to `provenance.artifacts.uri`.
+In a batched span, the identity strengths, parallel to `provenance.artifacts.uri`; left out when
+every artifact has the same, given once by `provenance.artifact.identity`.
 """
 
 PROVENANCE_ARTIFACTS_COUNT: Final = "provenance.artifacts.count"
 """
 In a batched span, how many times each artifact was accessed, parallel to
-`provenance.artifacts.uri`.
+`provenance.artifacts.uri`; left out when every count is 1.
 """
 
 PROVENANCE_PRODUCER_STAMPED: Final = "provenance.producer.stamped"

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
-from clew.exporter.otlp_encode import encode_spans
+from clew.exporter.otlp_encode import encode_json, encode_spans
 
 
 def _spans():
@@ -37,6 +37,10 @@ def _spans():
             "ratio": 0.5,
             "empty": [],
             "bools": [True, False],
+            "text": "naïve \u2603 \"quoted\"\n",
+            "texts": ["é", "\U0001f600", "plain"],
+            "mixed": [1, "one", True, 1.5],
+            "negative": [-3, 0, 2**62],
         },
     )
     child.add_event("retry", {"attempt": 2})
@@ -88,3 +92,10 @@ def test_ids_are_lowercase_hex_as_otlp_json_requires():
     assert len(span["traceId"]) == 32 and span["traceId"] == span["traceId"].lower()
     int(span["traceId"], 16)
     assert len(span["spanId"]) == 16
+
+
+def test_the_spool_text_is_the_mapping():
+    """encode_json, the spool's fast path, writes what encode_spans maps, value for value."""
+    spans = _spans()
+    assert json.loads(encode_json(spans)) == encode_spans(spans)
+    assert encode_json([]) == '{"resourceSpans":[]}'

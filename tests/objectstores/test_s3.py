@@ -151,6 +151,31 @@ s3.put_object(Bucket=sys.argv[1], Key="model.bin", Body=b"weights")
     assert read.attributes[attr.PROVENANCE_PRODUCER_DIGEST] == write.attributes[attr.PROVENANCE_ARTIFACT_DIGEST]
 
 
+def test_aiobotocore_used_directly_reads_its_bytes(run_instrumented, spool, moto_s3):
+    """aiobotocore's body is a StreamingBody whose read is a coroutine: clew leaves it to the
+    program (a sync read in its place raised TypeError in the program) and records the read."""
+    bucket = unique("aio")
+    program = """
+import asyncio, sys
+from aiobotocore.session import get_session
+
+async def main(bucket):
+    async with get_session().create_client("s3") as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await s3.put_object(Bucket=bucket, Key="k", Body=b"async bytes")
+        response = await s3.get_object(Bucket=bucket, Key="k")
+        async with response["Body"] as body:
+            print((await body.read()).decode())
+
+asyncio.run(main(sys.argv[1]))
+"""
+    result = run_instrumented(program, bucket, env=s3_env(moto_s3))
+    check_run(result)
+    assert result.stdout.strip() == "async bytes"
+    read = only(spool.spans(), f"s3://{bucket}/k", "read")
+    assert read.attributes[attr.PROVENANCE_ARTIFACT_SIZE] == len(b"async bytes")
+
+
 def test_stamps_can_be_turned_off(run_instrumented, spool, moto_s3):
     bucket = unique("nostamp")
     program = """

@@ -23,7 +23,7 @@ import pytest
 
 from clew.exporter import store
 from clew.exporter.ingest import ingest
-from clew.exporter.lineage import create_lineage_tables
+from clew.exporter.lineage import LINEAGE_VERSION, create_lineage_tables
 from clew.exporter.rows import INSERT_COLUMNS
 from clew.exporter.schema import SchemaOptions, create_schema
 from clew.exporter.spool import spool_directory
@@ -366,6 +366,38 @@ def test_collector_rows_fill_the_tables_as_clews_ingest_does(client, tmp_path, c
     assert {s[3] for s in collector_spans} == {"SPAN_KIND_INTERNAL"}
 
 
+def test_a_batch_without_identities_or_counts_fills_the_same_rows(client, tmp_path):
+    """clew leaves a batch's identities out when they are all the same (giving the one as a
+    scalar) and its counts when all are 1: its rows are those of the full arrays."""
+    common = {
+        "provenance.io.operation": "read", "process.pid": 4242, "provenance.io.count": 2,
+        "provenance.artifacts.uri": URIS, "provenance.artifacts.digest": DIGESTS,
+        "provenance.artifacts.size": [10, 20],
+    }
+    forms = {
+        "full": {**common, "provenance.artifacts.identity": ["stat", "stat"],
+                 "provenance.artifacts.count": [1, 1]},
+        "compact": {**common, "provenance.artifact.identity": "stat"},
+    }
+    found = {}
+    for form, attributes in forms.items():
+        options = SchemaOptions(database=f"batch_{form}")
+        spool = spool_directory(tmp_path / form)
+        spool.mkdir(parents=True)
+        span = {"traceId": TRACE, "spanId": READ_SPAN, "name": "read file", "kind": 1,
+                "startTimeUnixNano": str(T0), "endTimeUnixNano": str(T0 + 1),
+                "attributes": [_kv(k, v) for k, v in attributes.items()]}
+        request = {"resourceSpans": [{"resource": {"attributes": []},
+                                      "scopeSpans": [{"scope": {"name": "clew"},
+                                                      "spans": [span]}]}]}
+        (spool / "20260101T000000-h-1-0123abcd.jsonl").write_text(json.dumps(request) + "\n")
+        assert ingest(client, spool, options=options).spans == 1
+        found[form] = rows(client, f"SELECT Uri, Digest, Size, Identity, Count "
+                                   f"FROM {options.database}.clew_io ORDER BY Uri")
+    expected = sorted([(URIS[0], DIGESTS[0], 10, "stat", 1), (URIS[1], DIGESTS[1], 20, "stat", 1)])
+    assert found == {"full": expected, "compact": expected}
+
+
 def test_tables_made_after_the_spans_are_filled_from_them(client):
     """A Collector wrote spans before clew was pointed at its database: making the lineage
     tables fills them from otel_traces (docs/deploy.md), once."""
@@ -393,7 +425,7 @@ def test_tables_of_another_version_are_rebuilt_from_the_spans(client):
     create_lineage_tables(client, options)
     _assert_filled_once(client, "rebuild")
     assert rows(client, "SELECT comment FROM system.tables WHERE database = 'rebuild' "
-                        "AND name = 'clew_io'") == [("clew lineage 2",)]
+                        "AND name = 'clew_io'") == [(f"clew lineage {LINEAGE_VERSION}",)]
 
 
 def _assert_filled_once(client: Any, database: str) -> None:

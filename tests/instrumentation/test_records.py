@@ -1,0 +1,74 @@
+"""Batched "read file" spans: their parallel arrays, and the ones left out when they would say
+nothing (every identity the same, every count 1), read back the same through the spool
+reader (clew_io's view reads them the same: tests/store/test_lineage_tables.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from clew.exporter.spool import SpoolSpanExporter, spool_directory
+from clew.instrumentation._paths import file_uri
+from clew.instrumentation._records import Record, batch_attributes, directory_of
+from clew.query.spool import spool_runs
+from clew.semconv import attributes as attr
+
+PID = 4242
+
+
+def _record(path: str, *, identity: str = "content", count: int = 1) -> Record:
+    record = Record("read", path, (1, hash(path) & 0xFFFF, 10, 7))
+    record.digest = "blake3:" + "a" * 64 if identity == "content" else None
+    record.identity, record.count = identity, count
+    return record
+
+
+@pytest.fixture
+def read_back(tmp_path: Path):
+    """Spool a "read file" span with these attributes; what the spool reader makes of it."""
+
+    def spool_and_read(attributes: dict) -> list[tuple]:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(SpoolSpanExporter(spool_directory(tmp_path))))
+        provider.get_tracer("test").start_span("read file", attributes=attributes).end()
+        provider.shutdown()
+        (run,) = spool_runs(tmp_path)
+        return [(a.uri, a.digest, a.identity, a.size, a.count) for a in run.accesses]
+
+    return spool_and_read
+
+
+def test_uniform_batch_leaves_out_identities_and_counts(read_back):
+    paths = ["/data/a.bin", "/data/b c.bin", "/data/é%.bin"]
+    attributes = batch_attributes("/data", [_record(p) for p in paths], PID)
+    assert attributes[attr.PROVENANCE_ARTIFACTS_URI] == [file_uri(p) for p in paths]
+    assert attributes[attr.PROVENANCE_ARTIFACT_IDENTITY] == "content"
+    assert attr.PROVENANCE_ARTIFACTS_IDENTITY not in attributes
+    assert attr.PROVENANCE_ARTIFACTS_COUNT not in attributes
+    assert attributes[attr.PROVENANCE_IO_COUNT] == 3
+    assert read_back(attributes) == [
+        (file_uri(p), "blake3:" + "a" * 64, "content", 10, 1) for p in paths
+    ]
+
+
+def test_mixed_batch_keeps_its_arrays(read_back):
+    records = [_record("/data/a"), _record("/data/b", identity="stat", count=3)]
+    attributes = batch_attributes("/data", records, PID)
+    assert attributes[attr.PROVENANCE_ARTIFACTS_IDENTITY] == ["content", "stat"]
+    assert attributes[attr.PROVENANCE_ARTIFACTS_COUNT] == [1, 3]
+    assert attr.PROVENANCE_ARTIFACT_IDENTITY not in attributes
+    assert attributes[attr.PROVENANCE_IO_COUNT] == 4
+    assert read_back(attributes) == [
+        (file_uri("/data/a"), "blake3:" + "a" * 64, "content", 10, 1),
+        (file_uri("/data/b"), None, "stat", 10, 3),
+    ]
+
+
+def test_files_in_the_root_directory():
+    assert directory_of("/a.bin") == "/"
+    assert directory_of("/x/y/a.bin") == "/x/y"
+    attributes = batch_attributes("/", [_record("/a.bin"), _record("/b c")], PID)
+    assert attributes[attr.PROVENANCE_ARTIFACTS_URI] == [file_uri("/a.bin"), file_uri("/b c")]
