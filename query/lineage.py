@@ -91,12 +91,20 @@ class Graph:
     edges: list[Edge] = field(default_factory=list)
     schema: int = 1
 
+    def __post_init__(self) -> None:
+        # Not fields: `dataclasses.asdict` (the JSON form) leaves them out.
+        self._node_ids = {node.id for node in self.nodes}
+        self._edge_keys = {(e.source, e.target, e.kind, e.evidence) for e in self.edges}
+
     def add_node(self, node: Node) -> None:
-        if all(existing.id != node.id for existing in self.nodes):
+        if node.id not in self._node_ids:
+            self._node_ids.add(node.id)
             self.nodes.append(node)
 
     def add_edge(self, edge: Edge) -> None:
-        if edge not in self.edges:
+        key = (edge.source, edge.target, edge.kind, edge.evidence)
+        if key not in self._edge_keys:
+            self._edge_keys.add(key)
             self.edges.append(edge)
 
 
@@ -200,34 +208,50 @@ class Tables:
 class _Tables(Tables):
     """The steps of a lineage walk, one query each."""
 
-    def _writes(self, column: str, values: list[str]) -> list[_Write]:
+    def _among(self, column: str, values: list[str], runs: list[str] | None,
+               operations: tuple[str, ...], name: str = "values") -> tuple[str, dict[str, Any]]:
+        """`column IN ...`: the values themselves, or, for a frontier that is what `runs` did
+        `operations` to, a subquery, so that a run's 100,000 inputs are neither written into
+        the SQL text (max_query_size is 256 KiB) nor parsed again."""
+        if runs is None:
+            return f"{column} IN %({name})s", {name: values or [""]}
+        return (f"{column} IN (SELECT {column} FROM {self.io} WHERE RunId IN %(runs)s "
+                f"AND Operation IN %(operations)s AND {column} != '')",
+                {"runs": runs, "operations": list(operations)})
+
+    def _writes(self, column: str, values: list[str], runs: list[str] | None) -> list[_Write]:
         if not values:
             return []
+        where, parameters = self._among(column, values, runs, (_READ,))
         return [
             _Write(*row)
             for row in self.rows(
                 f"SELECT DISTINCT RunId, toUnixTimestamp64Nano(Timestamp), Uri, Digest, Version, "
-                f"ETag FROM {self.io} WHERE Operation IN {OUTPUT_OPERATIONS!r} "
-                f"AND {column} IN %(values)s",
-                values=values,
+                f"ETag FROM {self.io} WHERE Operation IN {OUTPUT_OPERATIONS!r} AND {where}",
+                **parameters,
             )
         ]
 
-    def producers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str]]:
+    def producers(self, artifacts: list[Artifact],
+                  runs: list[str] | None = None) -> list[tuple[Artifact, str, str]]:
         """(artifact, run, evidence) for the run that produced each artifact, matched by the
         strongest evidence: its producer stamp, then the last write before the read of the
-        same content digest, of the same object version, of the same ETag, of the same URI."""
+        same content digest, of the same object version, of the same ETag, of the same URI.
+        `runs`: the artifacts are among what these runs read."""
         by_digest: dict[str, list[_Write]] = {}
-        for write in self._writes("Digest", sorted({a.digest for a in artifacts if a.digest})):
+        for write in self._writes("Digest", sorted({a.digest for a in artifacts if a.digest}),
+                                  runs):
             by_digest.setdefault(write.digest, []).append(write)
         by_uri: dict[str, list[_Write]] = {}
-        for write in self._writes("Uri", sorted({a.uri for a in artifacts if a.uri})):
+        for write in self._writes("Uri", sorted({a.uri for a in artifacts if a.uri}), runs):
             by_uri.setdefault(write.uri, []).append(write)
         found = []
         for artifact in artifacts:
             if artifact.producer:
                 found.append((artifact, artifact.producer, "stamp"))
                 continue
+            if artifact.uri not in by_uri and artifact.digest not in by_digest:
+                continue  # nothing wrote it: raw data
             same_uri = by_uri.get(artifact.uri, [])
             candidates = (
                 ("digest", by_digest.get(artifact.digest, []) if artifact.digest else []),
@@ -264,24 +288,37 @@ class _Tables(Tables):
             )
         return result
 
-    def readers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str]]:
+    def readers(self, artifacts: list[Artifact],
+                runs: list[str] | None = None) -> list[tuple[Artifact, str, str]]:
         """(artifact, run, evidence) for every run that read one of `artifacts` (as written
         by its producer): the read names the producer in its stamp, or has the same content
         digest, object version or ETag, or, for an artifact with none of these, the same URI
-        at or after the write."""
+        at or after the write. `runs`: the artifacts are among what these runs wrote."""
         digests = sorted({a.digest for a in artifacts if a.digest})
         uris = sorted({a.uri for a in artifacts if a.uri})
+        by_digest, parameters = self._among("Digest", digests, runs, OUTPUT_OPERATIONS,
+                                            "digests")
+        by_uri, more = self._among("Uri", uris, runs, OUTPUT_OPERATIONS, "uris")
+        # Every kind of evidence needs the same digest or the same URI: look only there.
+        index: dict[tuple[str, str], list[int]] = {}
+        for position, artifact in enumerate(artifacts):
+            if artifact.digest:
+                index.setdefault(("digest", artifact.digest), []).append(position)
+            index.setdefault(("uri", artifact.uri), []).append(position)
         found = []
         for run, uri, digest, version, etag, producer, time in self.rows(
             f"SELECT RunId, Uri, Digest, Version, ETag, max(ProducerRunId), "
             f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
-            f"WHERE Operation = '{_READ}' AND (Digest IN %(digests)s OR Uri IN %(uris)s) "
+            f"WHERE Operation = '{_READ}' AND ({by_digest} OR {by_uri}) "
             "GROUP BY RunId, Uri, Digest, Version, ETag",
-            digests=digests or [""],
-            uris=uris or [""],
+            **{**parameters, **more},
         ):
             read = Artifact(uri, digest, version, etag, producer=producer, time=time)
-            for artifact in artifacts:
+            candidates = set(index.get(("uri", uri), ()))
+            if digest:
+                candidates.update(index.get(("digest", digest), ()))
+            for position in sorted(candidates):
+                artifact = artifacts[position]
                 evidence = _read_of(artifact, read)
                 if evidence:
                     found.append((artifact, run, evidence))
@@ -340,8 +377,11 @@ def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> G
     graph.add_node(target.node())
     frontier = [target]
     seen_runs: set[str] = set()
+    seen_artifacts: set[Artifact] = {target}
+    frontier_runs: list[str] | None = None  # the frontier is what these runs read/wrote
     for _ in range(depth):
-        links = tables.producers(frontier) if upstream else tables.readers(frontier)
+        links = (tables.producers(frontier, frontier_runs) if upstream
+                 else tables.readers(frontier, frontier_runs))
         new_runs = sorted({run for _, run, _ in links} - seen_runs)
         for artifact, run, evidence in links:
             graph.add_edge(
@@ -362,7 +402,11 @@ def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> G
                     if upstream
                     else Edge(run, artifact.id, "wrote", artifact.evidence)
                 )
-                frontier.append(artifact)
+                # an artifact already looked up has found its producers/readers already
+                if artifact not in seen_artifacts:
+                    seen_artifacts.add(artifact)
+                    frontier.append(artifact)
+        frontier_runs = new_runs
         if not frontier:
             break
     return graph
