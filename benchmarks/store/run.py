@@ -493,8 +493,9 @@ def report(found: dict[str, dict[str, Any]], phases: dict[str, Any] | None, comm
     return "\n".join(out)
 
 
-def write_results(section: str) -> None:
-    begin, end = f"<!-- BEGIN {MARKER} -->", f"<!-- END {MARKER} -->"
+def write_results(section: str, marker: str = MARKER) -> None:
+    """`section` between `marker`'s BEGIN/END comments in RESULTS.md (replaced, or appended)."""
+    begin, end = f"<!-- BEGIN {marker} -->", f"<!-- END {marker} -->"
     block = f"{begin}\n{section}\n{end}"
     text = RESULTS.read_text() if RESULTS.exists() else "# clew benchmark results\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)

@@ -114,16 +114,6 @@ class Dataset:
 
 
 @dataclass
-class ChangedDataset(Dataset):
-    """The dataset with the files of `changed` rewritten: new contents, same paths."""
-
-    changed: range = range(0)
-
-    def digest(self, index: int) -> str:
-        return _digest(self.name, index, "v2") if index in self.changed else super().digest(index)
-
-
-@dataclass
 class World:
     """What runs share: datasets, published outputs of earlier runs, overwritten paths."""
 
@@ -486,47 +476,6 @@ class Generator:
         self.span(main, names.SPAN_RUN, trace_id, None, attributes, start, end, status,
                   span_id=span_id)
 
-    def diff_pair(self, inputs: int, start: int, share: float = 0.01) -> dict[str, Any]:
-        """Two runs of one program, a day apart, for `clew diff`: each reads `inputs` files
-        of one dataset (batched, one span per directory chunk of <= 512), the second with
-        `share` of them changed, `share` of the first run's removed and as many new ones
-        added; both write the same 100 paths with new contents; the second run's learning
-        rate argument differs. The rest (host, user, git, packages, code) is the same."""
-        rng = self.rng
-        moved = int(inputs * share)
-        dataset = Dataset("diff-set", HOSTS[0], inputs + moved)
-        commit = rng.choice(self.world.commits)
-        code = [f"/home/ana/project/src/module_{i}.py" for i in range(12)]
-        runs = []
-        for run, first in enumerate((0, moved)):  # the second run: files moved.. inputs+moved
-            if run:  # the first `moved` files it reads were rewritten since the first run
-                dataset = ChangedDataset(dataset.name, dataset.host, dataset.files,
-                                         changed=range(moved, 2 * moved))
-            trace_id = rng.getrandbits(128) or 1
-            begin = start + run * DAY_NS
-            end = begin + 3600 * 10**9
-            main = Process(self, dataset.host, 4242 + run, begin, end, None)
-            run_span_id = self.span_id()
-            context = SpanContext(trace_id, run_span_id, False, SAMPLED)
-            at = first
-            while at < first + inputs:  # batches stop at a directory's end, as clew's do
-                last = min(at + BATCH_MAX_RECORDS, first + inputs,
-                           (at // dataset.per_directory + 1) * dataset.per_directory)
-                self.batched_read(main, trace_id, context, dataset, range(at, last), 1,
-                                  *main.at())
-                at = last
-            for serial in range(100):
-                uri = file_uri(main.host, f"/work/exp/diff/out/item-{serial:03d}.npy")
-                self.single(main, trace_id, context, "write", uri,
-                            _digest(uri, trace_id, serial), 1_000_000 + serial, *main.at())
-            argv = ["/opt/venv/bin/python", "train.py", "--lr", ("0.001", "0.002")[run]]
-            self.run_span(main, trace_id, run_span_id, 1, argv, "ana", commit, "main", [],
-                          PACKAGES[:200], code, False, begin, end)
-            self.write_process(main)
-            runs.append(f"{trace_id:032x}")
-        return {"run_a": runs[0], "run_b": runs[1], "inputs": inputs,
-                "expected": {"input": 3 * moved, "output": 100, "argument": 1}}
-
 
 SPAN_NAMES = {
     "read": names.SPAN_READ_FILE,
@@ -576,7 +525,9 @@ def generate(home: Path, spans: int, runs: int, days: float, seed: int,
         extra.update(lanes=lanes, model_run_id=run_id, model_uri=outputs[0][0],
                      model_digest=outputs[0][1])
     if diff_inputs:
-        extra["diff"] = generator.diff_pair(diff_inputs, end - 3 * DAY_NS)
+        from synth_diff import diff_pair  # a module of its own: it imports this one
+
+        extra["diff"] = diff_pair(generator, diff_inputs, end - 3 * DAY_NS)
     summary = {
         "spans": generator.spans,
         "records": generator.records,
