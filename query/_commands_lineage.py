@@ -59,7 +59,11 @@ def _graph_command(obj: CliContext, artifact: str, depth: int, fmt: str, upstrea
     except LookupError as error:
         raise click.UsageError(str(error)) from None
     if fmt == "json":
-        write_json(dataclasses.asdict(graph), obj.stdout)
+        # Shallow dicts: dataclasses.asdict deep-copies every value (5.4 s for a 222k-node
+        # graph, benchmarks/RESULTS.md).
+        write_json({"root": graph.root, "nodes": [vars(n) for n in graph.nodes],
+                    "edges": [vars(e) for e in graph.edges], "schema": graph.schema},
+                   obj.stdout)
     else:
         obj.out.print(_tree(graph, upstream))
 
