@@ -28,9 +28,9 @@ SECTIONS = CAUSES + EFFECTS
 # How far back `clew diff RUN` looks for the previous run of the same program.
 _CANDIDATES = 1000
 _RUN_COLUMNS = (
-    "RunId, Start, Command, StatusCode, ExitCode, GitCommit, GitBranch, GitDirty, "
-    "GitDiffDigest, DiffFiles, CodeFiles, CodeDigests, Packages, Host, Runtime, Cwd, "
-    "toUnixTimestamp64Nano(Start)"
+    "RunId, Start, Command, StatusCode, ExitCode, GitCommit, GitBranch, "
+    "DiffFiles, CodeFiles, CodeDigests, Packages, Host, Runtime, Cwd, "
+    "toUnixTimestamp64Nano(Start) AS StartNs"
 )
 
 
@@ -97,10 +97,11 @@ def _arguments(before: list[str], after: list[str]) -> list[Change]:
 
 class _Differ(Tables):
     def run(self, run_id: str) -> dict[str, Any]:
-        (row,) = self.rows(f"SELECT {_RUN_COLUMNS} FROM {self.runs} FINAL WHERE RunId = %(run)s",
-                           run=run_id)
-        names = [c.strip() for c in _RUN_COLUMNS.split(",")][:-1] + ["StartNs"]
-        return dict(zip(names, row))
+        (row,) = self.client.query(
+            f"SELECT {_RUN_COLUMNS} FROM {self.runs} FINAL WHERE RunId = %(run)s",
+            parameters={"run": run_id},
+        ).named_results()
+        return row
 
     def previous(self, run: dict[str, Any]) -> str:
         """The newest run of the same program that started before `run`."""
@@ -117,35 +118,38 @@ class _Differ(Tables):
             f"{run['RunId'][:12]} with: name both runs (`clew runs` lists them)"
         )
 
-    def uris(self, *runs: str) -> set[str]:
-        """Every URI the runs read or wrote."""
-        return {uri for (uri,) in self.rows(
-            f"SELECT DISTINCT Uri FROM {self.io} WHERE RunId IN %(runs)s", runs=list(runs))}
+    def data_files(self, paths: list[str], *runs: str) -> set[str]:
+        """Those of `paths` (relative to the checkout) that the runs read or wrote."""
+        if not paths:
+            return set()
+        return {path for (path,) in self.rows(
+            f"SELECT DISTINCT path FROM {self.io} ARRAY JOIN %(paths)s AS path "
+            "WHERE RunId IN %(runs)s AND endsWith(Uri, concat('/', path))",
+            paths=paths, runs=list(runs))}
 
     def artifacts(self, a: str, b: str, section: str, operations: tuple[str, ...]) -> list[Change]:
         """The URIs whose content differs between the two runs' records, in one GROUP BY."""
         changes = []
         for uri, before, after in self.rows(
             f"SELECT Uri, arrayStringConcat(arraySort(groupUniqArrayIf(identity, RunId = %(a)s)), "
-            f"' '), arrayStringConcat(arraySort(groupUniqArrayIf(identity, RunId = %(b)s)), ' ') "
+            f"' ') AS before, arrayStringConcat(arraySort(groupUniqArrayIf(identity, "
+            f"RunId = %(b)s)), ' ') AS after "
             f"FROM (SELECT RunId, Uri, {IDENTITY_SQL} AS identity FROM {self.io} "
             "WHERE RunId IN (%(a)s, %(b)s) AND Operation IN %(operations)s) "
-            "GROUP BY Uri HAVING groupUniqArrayIf(identity, RunId = %(a)s) "
-            "!= groupUniqArrayIf(identity, RunId = %(b)s) ORDER BY Uri",
+            "GROUP BY Uri HAVING before != after ORDER BY Uri",
             a=a, b=b, operations=list(operations),
         ):
             kind = "added" if not before else "removed" if not after else "changed"
-            if before != after:
-                changes.append(Change(section, kind, uri, before, after))
+            changes.append(Change(section, kind, uri, before, after))
         return changes
 
 
-def _git(run: dict[str, Any], data: set[str]) -> dict[str, str]:
+def _git(run: dict[str, Any], data_files: set[str]) -> dict[str, str]:
     values = {"git commit": run["GitCommit"], "git branch": run["GitBranch"]}
     # A file that became (or stopped being) different from the commit is named, unless a
     # run read or wrote it: then it is data, and its change is already an input or output.
     for path in run["DiffFiles"]:
-        if not any(uri.endswith("/" + path) for uri in data):
+        if path not in data_files:
             values[f"uncommitted: {path}"] = "differs from the commit"
     for path, digest in zip(run["CodeFiles"], run["CodeDigests"]):
         values[f"source: {path}"] = digest
@@ -189,7 +193,7 @@ def diff(
     b = differ.run(resolve_run(client, run_b, options=options))
     a = differ.run(resolve_run(client, run_a, options=options) if run_a else differ.previous(b))
     changes = differ.artifacts(a["RunId"], b["RunId"], "input", ("read",))
-    data = differ.uris(a["RunId"], b["RunId"])
+    data = differ.data_files(sorted({*a["DiffFiles"], *b["DiffFiles"]}), a["RunId"], b["RunId"])
     changes += _compare("code", _git(a, data), _git(b, data))
     changes += _compare("package", _packages(a), _packages(b))
     changes += _arguments(list(a["Command"]), list(b["Command"]))

@@ -74,7 +74,7 @@ class Node:
     ranks: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Edge:
     source: str
     target: str
@@ -94,7 +94,7 @@ class Graph:
     def __post_init__(self) -> None:
         # Not fields: `dataclasses.asdict` (the JSON form) leaves them out.
         self._node_ids = {node.id for node in self.nodes}
-        self._edge_keys = {(e.source, e.target, e.kind, e.evidence) for e in self.edges}
+        self._edge_set = set(self.edges)
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._node_ids
@@ -105,9 +105,8 @@ class Graph:
             self.nodes.append(node)
 
     def add_edge(self, edge: Edge) -> None:
-        key = (edge.source, edge.target, edge.kind, edge.evidence)
-        if key not in self._edge_keys:
-            self._edge_keys.add(key)
+        if edge not in self._edge_set:
+            self._edge_set.add(edge)
             self.edges.append(edge)
 
 
