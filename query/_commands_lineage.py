@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from ._commands_store import open_store
-from ._output import CliContext, format_command, json_option, write_json
+from ._output import CliContext, format_command, json_option, shown_uri, write_json
 from .checks import contamination, staleness
 from .diff import CAUSES, RunDiff, diff
 from .lineage import MAX_DEPTH, Graph, Node, impact, lineage
@@ -24,7 +24,7 @@ def _label(node: Node) -> str:
         return (f"[bold]run {node.id[:12]}[/bold] {format_command(node.command, 70)} "
                 f"({node.status}){git}{ranks}")
     digest = f" {node.digest[:19]}…" if node.digest else ""
-    return f"{node.uri}{digest}"
+    return f"{shown_uri(node.uri)}{digest}"
 
 
 def _tree(graph: Graph, upstream: bool) -> Tree:
@@ -90,8 +90,8 @@ def impact_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> None
     _graph_command(obj, artifact, depth, fmt, upstream=False)
 
 
-def _short(value: str) -> str:
-    return value if len(value) <= 28 else value[:27] + "…"
+def _short(identity: str) -> str:
+    return identity if len(identity) <= 28 else identity[:27] + "…"
 
 
 def _diff_table(result: RunDiff) -> Table:
@@ -102,8 +102,11 @@ def _diff_table(result: RunDiff) -> Table:
         table.add_column(column, overflow="fold")
     for change in sorted(result.changes, key=lambda c: c.section not in CAUSES):
         role = "cause" if change.section in CAUSES else "effect"
-        table.add_row(role, change.section, change.kind, change.name, _short(change.before),
-                      _short(change.after))
+        if change.section in ("input", "output"):  # an artifact and its digest or version
+            row = (shown_uri(change.name), _short(change.before), _short(change.after))
+        else:
+            row = (change.name, change.before, change.after)
+        table.add_row(role, change.section, change.kind, *row)
     return table
 
 
@@ -163,7 +166,7 @@ def check_command(ctx: click.Context, model: str, tests: tuple[str, ...], stale:
                     "findings": [dataclasses.asdict(f) for f in findings]}, obj.stdout)
     elif findings:
         for finding in findings:
-            obj.out.print(f"[red]{finding.kind}[/red] {finding.uri} ({finding.evidence}): "
+            obj.out.print(f"[red]{finding.kind}[/red] {shown_uri(finding.uri)} ({finding.evidence}): "
                           f"{finding.detail}")
     else:
         obj.out.print(f"[green]ok[/green]: nothing upstream of {model} is test data"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
+import socket
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote
 
 import click
 from rich.console import Console
@@ -36,6 +39,17 @@ def write_json(value: Any, stream: IO[str]) -> None:
 def format_command(argv: list[str], width: int = 60) -> str:
     text = " ".join(argv)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def shown_uri(uri: str) -> str:
+    """A file URI of this host as the path a user would type from here (relative under the
+    current directory); any other URI as it is. Tables print these; JSON keeps the URIs."""
+    local = f"file://{socket.gethostname()}/"
+    if not uri.startswith(local):
+        return uri
+    path = unquote(uri[len(local) - 1:])
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def json_option(function: Any) -> Any:
