@@ -7,7 +7,10 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
   ordered by URI and indexed by digest and run, for lineage lookups.
 - `clew_runs`: one row per run, from its root span.
 - `clew_run_io`: per run, the distinct inputs and outputs, the I/O records and the ranks seen,
-  aggregated from `clew_io` as it fills. Every aggregate is a distinct count or a set, so a
+  aggregated from `clew_io` as it fills.
+- `clew_outputs`: the writes, copies and renames of `clew_io` again (reads are about 90 % of
+  it), keyed by a 64-bit hash of the digest: "which run wrote this content" reads 8 bytes a
+  write for a large set of digests and finds a few in the primary key. Every aggregate is a distinct count or a set, so a
   row that reaches it twice (an ingest recovering from a crash inserts a chunk again) counts
   once.
 
@@ -34,15 +37,18 @@ from .schema import SchemaOptions, engine, on_cluster, qualified_name, ttl
 IO_TABLE = "clew_io"
 RUNS_TABLE = "clew_runs"
 RUN_IO_TABLE = "clew_run_io"
+OUTPUTS_TABLE = "clew_outputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 3
+LINEAGE_VERSION = 4
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
 # pdata's names either way, so `StatusCode = 'Error'` finds failed runs from any writer.
 _OLD_STATUS_NAMES = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
 _STATUS_NAMES = ["Unset", "Ok", "Error"]
+# In creation order: the views of the last two read the first table.
+_TABLES = (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE)
 
 
 def _attribute(name: str) -> str:
@@ -156,10 +162,8 @@ WHERE SpanName = '{spans.SPAN_RUN}' AND {_attribute(attr.PROVENANCE_PROCESS_ROLE
 def lineage_ddl(options: SchemaOptions) -> list[str]:
     """CREATE statements for clew's lineage tables and their views, in order."""
     traces = qualified_name(options, options.traces_table)
-    io, runs, run_io = (qualified_name(options, t) for t in (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE))
-    io_mv, runs_mv, run_io_mv = (
-        qualified_name(options, f"{t}_mv") for t in (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE)
-    )
+    io, runs, run_io, outputs = (qualified_name(options, t) for t in _TABLES)
+    io_mv, runs_mv, run_io_mv, outputs_mv = (qualified_name(options, f"{t}_mv") for t in _TABLES)
     cluster = on_cluster(options)
     return [
         f"""CREATE TABLE IF NOT EXISTS {io}{cluster} (
@@ -228,6 +232,21 @@ SELECT
     groupUniqArray(Rank) AS Ranks
 FROM {io}
 GROUP BY RunId""",
+        f"""CREATE TABLE IF NOT EXISTS {outputs}{cluster} (
+    DigestKey UInt64,
+    RunId String,
+    Timestamp DateTime64(9),
+    Operation LowCardinality(String),
+    Uri String,
+    Digest String,
+    Version String,
+    ETag String
+) ENGINE = {engine(options, "MergeTree")} ORDER BY (DigestKey, Timestamp)
+{ttl(options, "Timestamp")}COMMENT '{_COMMENT}'""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {outputs_mv}{cluster} TO {outputs} AS
+SELECT sipHash64(Digest) AS DigestKey, RunId, Timestamp, Operation, Uri, Digest, Version, ETag
+FROM {io}
+WHERE Operation IN {OUTPUT_OPERATIONS!r}""",
     ]
 
 
@@ -251,13 +270,13 @@ def create_lineage_tables(client: Any, options: SchemaOptions) -> None:
     if installed is not None:
         # Views first, so no insert lands in a table about to go.
         cluster = on_cluster(options)
-        for table in (RUN_IO_TABLE, RUNS_TABLE, IO_TABLE):
+        for table in reversed(_TABLES):
             client.command(f"DROP VIEW IF EXISTS {qualified_name(options, table + '_mv')}{cluster}")
-        for table in (RUN_IO_TABLE, RUNS_TABLE, IO_TABLE):
+        for table in reversed(_TABLES):
             client.command(f"DROP TABLE IF EXISTS {qualified_name(options, table)}{cluster}")
     for statement in lineage_ddl(options):
         client.command(statement)
     traces = qualified_name(options, options.traces_table)
-    # clew_run_io fills from these inserts through its own view.
+    # clew_run_io and clew_outputs fill from these inserts through their own views.
     client.command(f"INSERT INTO {qualified_name(options, IO_TABLE)} {_io_select(traces)}")
     client.command(f"INSERT INTO {qualified_name(options, RUNS_TABLE)} {_runs_select(traces)}")

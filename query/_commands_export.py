@@ -12,7 +12,7 @@ import click
 from ._commands_store import open_store
 from ._output import CliContext
 from .export import FORMATS, export
-from .lineage import MAX_DEPTH, lineage
+from .lineage import GROUP_ABOVE, MAX_DEPTH, lineage
 
 
 def _git(*args: str) -> str:
@@ -69,11 +69,16 @@ def export_command(obj: CliContext, artifact: str, fmt: str, output: Path | None
       mermaid      a Mermaid flowchart, for Markdown
       html         one self-contained page drawing the graph (no network needed)
 
+    The drawings (dot, mermaid, html) show the raw inputs a run read from one directory,
+    when more than 50, as one node; the other formats list every input.
+
     openlineage and prov need `pip install 'clew[export]'`. Details: docs/cli.md.
     """
     client, options = open_store(obj, quiet=True)
     try:
-        graph = lineage(client, artifact, options=options, depth=depth)
+        # The formats other tools take in record every input; the drawings group raw ones.
+        group_above = GROUP_ABOVE if fmt in ("dot", "mermaid", "html") else None
+        graph = lineage(client, artifact, options=options, depth=depth, group_above=group_above)
     except LookupError as error:
         raise click.UsageError(str(error)) from None
     settings = {}

@@ -13,7 +13,7 @@ from ._commands_store import open_store
 from ._output import CliContext, format_command, json_option, shown_uri, write_json
 from .checks import contamination, staleness
 from .diff import CAUSES, RunDiff, diff
-from .lineage import MAX_DEPTH, Graph, Node, impact, lineage
+from .lineage import GROUP_ABOVE, MAX_DEPTH, Graph, Node, impact, lineage
 
 
 def _label(node: Node) -> str:
@@ -23,6 +23,8 @@ def _label(node: Node) -> str:
         ranks = f" ranks {node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else ""
         return (f"[bold]run {node.id[:12]}[/bold] {format_command(node.command, 70)} "
                 f"({node.status}){git}{ranks}")
+    if node.files > 1:
+        return f"{shown_uri(node.uri)} [dim]({node.files:,} files no recorded run wrote)[/dim]"
     digest = f" {node.digest[:19]}…" if node.digest else ""
     return f"{shown_uri(node.uri)}{digest}"
 
@@ -51,19 +53,10 @@ def _tree(graph: Graph, upstream: bool) -> Tree:
     return tree
 
 
-def _graph_command(obj: CliContext, artifact: str, depth: int, fmt: str, upstream: bool) -> None:
-    client, options = open_store(obj, quiet=fmt == "json")
-    walk = lineage if upstream else impact
-    try:
-        graph = walk(client, artifact, options=options, depth=depth)
-    except LookupError as error:
-        raise click.UsageError(str(error)) from None
+def _show(obj: CliContext, graph: Graph, fmt: str, upstream: bool) -> None:
     if fmt == "json":
-        # Shallow dicts: dataclasses.asdict deep-copies every value (5.4 s for a 222k-node
-        # graph, benchmarks/RESULTS.md).
-        write_json({"root": graph.root, "nodes": [vars(n) for n in graph.nodes],
-                    "edges": [vars(e) for e in graph.edges], "schema": graph.schema},
-                   obj.stdout)
+        write_json({"root": graph.root, "nodes": graph.nodes, "edges": graph.edges,
+                    "schema": graph.schema}, obj.stdout)
     else:
         obj.out.print(_tree(graph, upstream))
 
@@ -72,12 +65,25 @@ def _graph_command(obj: CliContext, artifact: str, depth: int, fmt: str, upstrea
 @click.argument("artifact")
 @click.option("--depth", type=click.IntRange(1, MAX_DEPTH), default=MAX_DEPTH,
               help="How many runs back to go.")
+@click.option("--all-files", is_flag=True,
+              help=f"Every raw input on its own, not one node per directory from which a "
+              f"run read more than {GROUP_ABOVE}.")
 @json_option
 @click.pass_obj
-def lineage_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> None:
+def lineage_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
+                    fmt: str) -> None:
     """What produced ARTIFACT (a path, URI or blake3 digest): the run that wrote it, what
-    that run read, the runs that produced those inputs, back to raw data."""
-    _graph_command(obj, artifact, depth, fmt, upstream=True)
+    that run read, the runs that produced those inputs, back to raw data.
+
+    Raw inputs (files no recorded run wrote) that a run read from one directory, when more
+    than 50, show as that directory and their number; --all-files lists each one."""
+    client, options = open_store(obj, quiet=fmt == "json")
+    try:
+        graph = lineage(client, artifact, options=options, depth=depth,
+                        group_above=None if all_files else GROUP_ABOVE)
+    except LookupError as error:
+        raise click.UsageError(str(error)) from None
+    _show(obj, graph, fmt, upstream=True)
 
 
 @click.command("impact")
@@ -87,7 +93,8 @@ def lineage_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> Non
 @click.pass_obj
 def impact_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> None:
     """Everything downstream of ARTIFACT: the runs that read it, what they wrote, and on."""
-    _graph_command(obj, artifact, depth, fmt, upstream=False)
+    client, options = open_store(obj, quiet=fmt == "json")
+    _show(obj, impact(client, artifact, options=options, depth=depth), fmt, upstream=False)
 
 
 def _short(identity: str) -> str:

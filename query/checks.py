@@ -83,7 +83,7 @@ def contamination(
         (t if "://" in t else resolve(os.path.abspath(t)).uri).rstrip("/") + "/" for t in tests
     )
     findings = []
-    for artifact in _inputs(lineage(client, model, options=options)):
+    for artifact in _inputs(lineage(client, model, options=options, group_above=None)):
         uri, digest = artifact.uri, artifact.digest
         if uri in test_files or uri.startswith(prefixes):
             findings.append(Finding("test-data", uri, digest, "uri", "a test file itself"))
@@ -133,7 +133,7 @@ def staleness(client: Any, model: str, *, options: SchemaOptions | None = None) 
     """Upstream inputs of `model` whose content is no longer what the model was built from:
     local files by their content now, other artifacts by what the store saw after."""
     options = options or SchemaOptions()
-    inputs = _inputs(lineage(client, model, options=options))
+    inputs = _inputs(lineage(client, model, options=options, group_above=None))
     here = f"file://{socket.gethostname()}/"
     local = [a for a in inputs if a.uri.startswith(here) and a.digest]
     findings = [f for f in map(_changed_on_disk, local) if f is not None]

@@ -11,6 +11,10 @@ write by the strongest evidence available, named on the edge:
 - "etag": the last write of the same URI with the same ETag before the read;
 - "uri+time": the last write of the same URI before the read (weak, and marked as such).
 
+Upstream, the inputs of a run that no run produced (raw data) are many: a training run reads
+a dataset of 100,000 files. A directory from which a run read more than `GROUP_ABOVE` of them
+is one node (`files` says how many it stands for), unless the caller asks for every file.
+
 The result is a node-link graph, `--format json` schema 1:
 `{"nodes": [{"id", "kind": "artifact"|"run", ...}], "edges": [{"source", "target",
 "kind": "read"|"wrote", "evidence": "stamp"|"digest"|"version"|"etag"|"uri+time"}]}`.
@@ -27,13 +31,25 @@ from urllib.parse import quote
 
 import blake3
 
-from clew.exporter.lineage import IO_TABLE, OUTPUT_OPERATIONS, RUN_IO_TABLE, RUNS_TABLE
+from clew.exporter.lineage import (
+    IO_TABLE,
+    OUTPUT_OPERATIONS,
+    OUTPUTS_TABLE,
+    RUN_IO_TABLE,
+    RUNS_TABLE,
+)
 from clew.exporter.schema import SchemaOptions, qualified_name
 
 from .runs import iso_utc, run_status
 
 MAX_DEPTH = 50
+GROUP_ABOVE = 50
 _READ = "read"
+# Values bound into one statement: a digest list is bound twice (hash and value), and chDB
+# refuses SQL text over 256 KiB (max_query_size).
+_CHUNK = 1000
+# The evidence a read record's identity gives, by `inputs`' Strength (0: none but the URI).
+_STRENGTHS = ("uri+time", "etag", "version", "digest")
 # What identifies an artifact's content in a clew_io row, strongest first, as one string:
 # the SQL twin of `Artifact.identity`.
 IDENTITY_SQL = (
@@ -49,7 +65,9 @@ class Node:
     Artifacts carry `uri`, `digest`, `version`, `etag` and `size` (-1: unknown); runs carry
     the rest: the command, times and status, the code (git state, files that differ from
     the commit, the project's imported source files and their digests), the environment
-    (host, runtime, installed packages) and the ranks of a distributed run."""
+    (host, runtime, installed packages) and the ranks of a distributed run. An artifact node
+    with `files` > 1 is a directory (`uri` ends in "/") standing for that many raw inputs
+    read from it by one run; its `size` is their total."""
 
     id: str
     kind: str
@@ -72,6 +90,7 @@ class Node:
     runtime: str = ""
     packages: list[str] = field(default_factory=list)
     ranks: list[int] = field(default_factory=list)
+    files: int = 1
 
 
 @dataclass(frozen=True)
@@ -202,6 +221,7 @@ class Tables:
         self.io = qualified_name(options, IO_TABLE)
         self.runs = qualified_name(options, RUNS_TABLE)
         self.run_io = qualified_name(options, RUN_IO_TABLE)
+        self.outputs = qualified_name(options, OUTPUTS_TABLE)
 
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
         return self.client.query(sql, parameters=parameters).result_rows
@@ -221,31 +241,34 @@ class _Tables(Tables):
                 f"AND Operation IN %(operations)s AND {column} != '')",
                 {"runs": runs, "operations": list(operations)})
 
-    def _writes(self, column: str, values: list[str], runs: list[str] | None) -> list[_Write]:
-        if not values:
-            return []
-        where, parameters = self._among(column, values, runs, (_READ,))
+    def _writes(self, column: str, values: list[str]) -> list[_Write]:
+        """The writes of any of `values` (digests or URIs), a chunk of values a statement.
+        Each table is ordered by the column looked up: clew_io by Uri, clew_outputs (the
+        writes alone) by a 64-bit hash of Digest, a tenth of the bytes to scan."""
+        if column == "Digest":
+            table = self.outputs
+            where = "DigestKey IN (SELECT sipHash64(arrayJoin(%(values)s))) AND Digest IN %(values)s"
+        else:
+            table, where = self.io, "Uri IN %(values)s"
         return [
             _Write(*row)
+            for start in range(0, len(values), _CHUNK)
             for row in self.rows(
                 f"SELECT DISTINCT RunId, toUnixTimestamp64Nano(Timestamp), Uri, Digest, Version, "
-                f"ETag FROM {self.io} WHERE Operation IN {OUTPUT_OPERATIONS!r} AND {where}",
-                **parameters,
+                f"ETag FROM {table} WHERE Operation IN {OUTPUT_OPERATIONS!r} AND {where}",
+                values=values[start:start + _CHUNK],
             )
         ]
 
-    def producers(self, artifacts: list[Artifact],
-                  runs: list[str] | None = None) -> list[tuple[Artifact, str, str]]:
+    def producers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str]]:
         """(artifact, run, evidence) for the run that produced each artifact, matched by the
         strongest evidence: its producer stamp, then the last write before the read of the
-        same content digest, of the same object version, of the same ETag, of the same URI.
-        `runs`: the artifacts are among what these runs read."""
+        same content digest, of the same object version, of the same ETag, of the same URI."""
         by_digest: dict[str, list[_Write]] = {}
-        for write in self._writes("Digest", sorted({a.digest for a in artifacts if a.digest}),
-                                  runs):
+        for write in self._writes("Digest", sorted({a.digest for a in artifacts if a.digest})):
             by_digest.setdefault(write.digest, []).append(write)
         by_uri: dict[str, list[_Write]] = {}
-        for write in self._writes("Uri", sorted({a.uri for a in artifacts if a.uri}), runs):
+        for write in self._writes("Uri", sorted({a.uri for a in artifacts if a.uri})):
             by_uri.setdefault(write.uri, []).append(write)
         found = []
         for artifact in artifacts:
@@ -270,23 +293,68 @@ class _Tables(Tables):
                     break
         return found
 
-    def artifacts(self, runs: list[str], operations: tuple[str, ...]) -> dict[str, list[Artifact]]:
-        """Per run, the distinct artifact versions it did one of `operations` to."""
+    def produced_inputs(self, runs: list[str]) -> list[Artifact]:
+        """What `runs` read that a run may have produced: it carries a producer stamp, or its
+        URI or content digest was written by some run. A superset (the write may come after
+        the read, or differ in content): `producers` decides. The rest is raw data."""
+        reads = f"FROM {self.io} WHERE RunId IN %(runs)s AND Operation = '{_READ}'"
+        return [
+            Artifact(uri, digest, version, etag, size, producer, time)
+            for _run, uri, digest, version, etag, size, producer, time in self.rows(
+                f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), max(ProducerRunId), "
+                f"max(toUnixTimestamp64Nano(Timestamp)) {reads} AND (ProducerRunId != '' "
+                f"OR Uri IN (SELECT Uri FROM {self.io} WHERE Operation IN {OUTPUT_OPERATIONS!r} "
+                f"AND Uri IN (SELECT Uri {reads})) "
+                f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey FROM {self.outputs} "
+                f"WHERE DigestKey IN (SELECT sipHash64(Digest) {reads} AND Digest != '')))) "
+                "GROUP BY RunId, Uri, Digest, Version, ETag",
+                runs=runs,
+            )
+        ]
+
+    def inputs(self, runs: list[str], group_above: int | None
+               ) -> dict[str, tuple[list[Artifact], list[tuple[Node, str]]]]:
+        """Per run, what it read: one Artifact per distinct artifact version, except that
+        the inputs from a directory with more than `group_above` of them are one Node, with
+        the weakest evidence any of them carries."""
+        limit = (1 << 62) if group_above is None else group_above
+        result: dict[str, tuple[list[Artifact], list[tuple[Node, str]]]] = {}
+        for run, directory, count, size, weakest, items in self.rows(
+            f"SELECT RunId, Dir, count(), sum(greatest(Size, 0)), min(Strength), "
+            f"if(count() <= %(limit)s, groupArray((Uri, Digest, Version, ETag, Size, Producer, "
+            f"Time)), []) FROM (SELECT RunId, Uri, Digest, Version, ETag, max(Size) AS Size, "
+            f"max(ProducerRunId) AS Producer, max(toUnixTimestamp64Nano(Timestamp)) AS Time, "
+            f"replaceRegexpOne(Uri, '[^/]*$', '') AS Dir, "
+            f"multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0) AS Strength "
+            f"FROM {self.io} WHERE RunId IN %(runs)s AND Operation = '{_READ}' "
+            "GROUP BY RunId, Uri, Digest, Version, ETag) GROUP BY RunId, Dir ORDER BY Dir",
+            runs=runs,
+            limit=limit,
+        ):
+            artifacts, groups = result.setdefault(run, ([], []))
+            if items:
+                artifacts.extend(Artifact(*item) for item in items)
+            else:
+                groups.append((Node(id=f"{directory}?read-by={run}", kind="artifact",
+                                    uri=directory, size=size, files=count),
+                               _STRENGTHS[weakest]))
+        return result
+
+    def written(self, runs: list[str]) -> dict[str, list[Artifact]]:
+        """Per run, the distinct artifact versions it wrote, copied or renamed to; each
+        names the run as its producer."""
         result: dict[str, list[Artifact]] = {}
         if not runs:
             return result
-        for run, uri, digest, version, etag, size, producer, time in self.rows(
-            f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), max(ProducerRunId), "
+        for run, uri, digest, version, etag, size, time in self.rows(
+            f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), "
             f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
-            "WHERE RunId IN %(runs)s AND Operation IN %(operations)s "
+            f"WHERE RunId IN %(runs)s AND Operation IN {OUTPUT_OPERATIONS!r} "
             "GROUP BY RunId, Uri, Digest, Version, ETag ORDER BY Uri",
             runs=runs,
-            operations=list(operations),
         ):
-            # A run's own write carries no stamp: the producer of what it wrote is itself.
-            producer = producer if _READ in operations else run
             result.setdefault(run, []).append(
-                Artifact(uri, digest, version, etag, size, producer, time)
+                Artifact(uri, digest, version, etag, size, run, time)
             )
         return result
 
@@ -375,43 +443,75 @@ def _read_of(written: Artifact, read: Artifact) -> str:
     return "uri+time"
 
 
-def _walk(tables: _Tables, target: Artifact, *, upstream: bool, depth: int) -> Graph:
-    """Alternate artifact -> run -> artifact steps, one query a step, until nothing is new.
+def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | None) -> Graph:
+    """From an artifact to the run that wrote it, to what that run read, to the runs that
+    produced those inputs, and so on: one level of runs per few queries. Only the inputs
+    that may have a producer are looked up; the raw ones are listed (or grouped) only."""
+    graph = Graph(root=target.id)
+    graph.add_node(target.node())
+    frontier = [target]
+    seen_runs: set[str] = set()
+    looked_up: set[Artifact] = {target}
+    for _ in range(depth):
+        links = tables.producers(frontier)
+        for artifact, run, evidence in links:
+            graph.add_edge(Edge(run, artifact.id, "wrote", evidence))
+        new_runs = sorted({run for _, run, _ in links} - seen_runs)
+        if not new_runs:
+            break
+        seen_runs.update(new_runs)
+        for node in tables.run_nodes(new_runs):
+            graph.add_node(node)
+        candidates = tables.produced_inputs(new_runs)
+        for run, (artifacts, groups) in tables.inputs(new_runs, group_above).items():
+            for artifact in artifacts:
+                _add_artifact(graph, artifact, Edge(artifact.id, run, "read", artifact.evidence))
+            for group, evidence in groups:
+                # what may have a producer is shown on its own, out of its directory's count
+                inside = [a for a in candidates if a.uri.startswith(group.uri)
+                          and "/" not in a.uri[len(group.uri):]]
+                group.files -= len(inside)
+                group.size -= sum(max(a.size, 0) for a in inside)
+                graph.add_node(group)
+                graph.add_edge(Edge(group.id, run, "read", evidence))
+                for artifact in inside:
+                    _add_artifact(graph, artifact, Edge(artifact.id, run, "read",
+                                                        artifact.evidence))
+        frontier = [a for a in candidates if a not in looked_up]
+        looked_up.update(frontier)
+        if not frontier:
+            break
+    return graph
 
-    Upstream an artifact's runs are its producers and a run's artifacts its inputs;
-    downstream they are its readers and its outputs.
-    """
+
+def _add_artifact(graph: Graph, artifact: Artifact, edge: Edge) -> None:
+    if artifact.id not in graph:  # a Node costs ~10 us: make new ones only
+        graph.add_node(artifact.node())
+    graph.add_edge(edge)
+
+
+def _downstream(tables: _Tables, target: Artifact, depth: int) -> Graph:
+    """From an artifact to the runs that read it, to what they wrote, to the runs that
+    read that, and so on: one level of runs per few queries."""
     graph = Graph(root=target.id)
     graph.add_node(target.node())
     frontier = [target]
     seen_runs: set[str] = set()
     seen_artifacts: set[Artifact] = {target}
-    frontier_runs: list[str] | None = None  # the frontier is what these runs read/wrote
+    frontier_runs: list[str] | None = None  # the frontier is what these runs wrote
     for _ in range(depth):
-        links = (tables.producers(frontier, frontier_runs) if upstream
-                 else tables.readers(frontier, frontier_runs))
+        links = tables.readers(frontier, frontier_runs)
         new_runs = sorted({run for _, run, _ in links} - seen_runs)
         for artifact, run, evidence in links:
-            graph.add_edge(
-                Edge(run, artifact.id, "wrote", evidence)
-                if upstream
-                else Edge(artifact.id, run, "read", evidence)
-            )
+            graph.add_edge(Edge(artifact.id, run, "read", evidence))
         for node in tables.run_nodes(new_runs):
             graph.add_node(node)
         seen_runs.update(new_runs)
         frontier = []
-        touched = tables.artifacts(new_runs, (_READ,) if upstream else OUTPUT_OPERATIONS)
-        for run, artifacts in touched.items():
+        for run, artifacts in tables.written(new_runs).items():
             for artifact in artifacts:
-                if artifact.id not in graph:  # a Node costs ~10 us: make new ones only
-                    graph.add_node(artifact.node())
-                graph.add_edge(
-                    Edge(artifact.id, run, "read", artifact.evidence)
-                    if upstream
-                    else Edge(run, artifact.id, "wrote", artifact.evidence)
-                )
-                # an artifact already looked up has found its producers/readers already
+                _add_artifact(graph, artifact, Edge(run, artifact.id, "wrote", artifact.evidence))
+                # an artifact already looked up has found its readers already
                 if artifact not in seen_artifacts:
                     seen_artifacts.add(artifact)
                     frontier.append(artifact)
@@ -427,14 +527,17 @@ def lineage(
     *,
     options: SchemaOptions | None = None,
     depth: int = MAX_DEPTH,
+    group_above: int | None = GROUP_ABOVE,
 ) -> Graph:
     """Everything upstream of the artifact `name` (a path, URI or digest), `depth` runs deep.
+    The raw inputs a run read from one directory, when more than `group_above` (None: never),
+    are one node.
 
     Raises:
         LookupError: no run in the store wrote that artifact.
     """
-    graph = _walk(_Tables(client, options or SchemaOptions()), resolve(name), upstream=True,
-                  depth=depth)
+    graph = _upstream(_Tables(client, options or SchemaOptions()), resolve(name), depth,
+                      group_above)
     if not graph.edges:
         raise LookupError(f"no run in the store wrote {name}: `clew runs` lists what is recorded")
     return graph
@@ -449,5 +552,4 @@ def impact(
 ) -> Graph:
     """Everything downstream of the artifact `name`: the runs that read it (by content
     digest, or by URI when it has none), what they wrote, who read that, and so on."""
-    return _walk(_Tables(client, options or SchemaOptions()), resolve(name), upstream=False,
-                 depth=depth)
+    return _downstream(_Tables(client, options or SchemaOptions()), resolve(name), depth)

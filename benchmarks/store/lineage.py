@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import importlib.util
 import json
 import os
@@ -74,8 +75,10 @@ def _label(sql: str) -> str:
     """A short name for one of lineage.py's or diff.py's statements."""
     known = (
         (r"clew_runs FINAL WHERE RunId IN", "run nodes (clew_runs, clew_run_io)"),
-        (r"max\(Size\)", "artifacts of runs (GROUP BY)"),
-        (r"SELECT DISTINCT RunId, toUnixTimestamp64Nano.* Digest IN", "writes by digest"),
+        (r"SELECT RunId, Dir, count\(\)", "inputs of runs, raw ones per directory"),
+        (r"sipHash64\(Digest\) IN \(SELECT DigestKey", "inputs that may have a producer"),
+        (r"max\(Size\)", "outputs of runs (GROUP BY)"),
+        (r"SELECT DISTINCT RunId, toUnixTimestamp64Nano.* DigestKey IN", "writes by digest"),
         (r"SELECT DISTINCT RunId, toUnixTimestamp64Nano.* Uri IN", "writes by URI"),
         (r"max\(ProducerRunId\)", "reads of artifacts (readers)"),
         (r"groupUniqArrayIf", "inputs/outputs compared (GROUP BY Uri)"),
@@ -166,7 +169,11 @@ def task_graph(db: str, walk: str, key: str, module: str | None, log: str) -> di
     lineage = _module(module)
     client = connect(f"chdb://{db}")
     calls = _timed(client, Path(log))
-    function = getattr(lineage, walk)
+    # "lineage --all-files": every raw input its own node, as `clew lineage --all-files`
+    name, *flags = walk.split()
+    function = getattr(lineage, name)
+    if "--all-files" in flags:
+        function = functools.partial(function, group_above=None)
     answer: dict[str, Any] = {"times": []}
     for attempt in range(REPEAT + 1):
         calls.clear()
@@ -182,7 +189,7 @@ def task_graph(db: str, walk: str, key: str, module: str | None, log: str) -> di
         _done(log, seconds)
         if attempt == 0:
             answer.update(first=seconds, first_calls=list(calls),
-                          **_shape(graph, walk == "lineage"))
+                          **_shape(graph, walk.startswith("lineage")))
         else:
             answer["times"].append(seconds)
             answer["calls"] = list(calls)
@@ -330,14 +337,16 @@ def measure(work: Path, home: Path, summary: dict[str, Any], modules: list[str |
     found: dict[str, Any] = {"graphs": [], "diff": None}
     dataset = _child(work, "dataset", timeout, db=db, run=summary["model_run_id"])
     found["dataset"] = dataset
-    keys = {"lineage": summary["model_uri"], "impact": dataset["uri"]}
+    keys = {"lineage": summary["model_uri"], "lineage --all-files": summary["model_uri"],
+            "impact": dataset["uri"]}
     for module in modules if "lineage" in only else []:
         for walk, key in keys.items():
             print(f"{walk} {key} ({module or 'query/lineage.py'}) ...", flush=True)
             api = _child(work, "graph", timeout, db=db, walk=walk, key=key, module=module)
             cli = None
             if "first" in api and "error" not in api:
-                cli = _cli(home, [walk, key, "--format", "json"], module, timeout, REPEAT)
+                cli = _cli(home, [*walk.split(), key, "--format", "json"], module, timeout,
+                           REPEAT)
             found["graphs"].append({"walk": walk, "key": key, "module": module, "api": api,
                                     "cli": cli})
             print("   ", _brief(api), _brief(cli or {}), flush=True)

@@ -150,6 +150,8 @@ def display_name(node: Node, width: int = 48) -> str:
             text = tail or node.uri
         else:
             text = f"{parts.scheme}://{parts.netloc}/{'…/' if len(segments) > 2 else ''}{tail}"
+        if node.files > 1:
+            text = f"{text}/ ({node.files:,} files)"
     elif node.digest:
         text = node.digest
     else:

@@ -154,3 +154,53 @@ def test_an_unknown_artifact_is_a_usage_error(pipeline):
     code, out, err = clew(pipeline, "lineage", "nothing-wrote-this.bin")
     assert code == ExitStatus.USAGE
     assert "no run in the store wrote nothing-wrote-this.bin" in err
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A training run that reads a directory of 60 raw shards and one shard that an
+    earlier instrumented run wrote there."""
+    work = tmp_path_factory.mktemp("dataset")
+    home = work / ".clew"
+    (work / "shards").mkdir()
+    for i in range(60):
+        (work / "shards" / f"raw-{i:02}.bin").write_bytes(f"raw {i}".encode())
+    (work / "make.py").write_text("open('shards/made.bin', 'w').write('made by a run')\n")
+    (work / "train.py").write_text(
+        "import os\n"
+        "seen = [open(os.path.join('shards', n), 'rb').read() for n in sorted(os.listdir('shards'))]\n"
+        "open('model.txt', 'w').write(str(len(seen)))\n"
+    )
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
+    env["CLEW_HOME"] = str(home)
+    for script in ("make.py", "train.py"):
+        done = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, script],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    return work, home
+
+
+def test_raw_inputs_of_one_directory_are_one_node(dataset):
+    """More than GROUP_ABOVE (50) raw files read from one directory are one node that says
+    how many; the shard a run produced stays on its own, linked to that run."""
+    document = graph(dataset, "lineage", "model.txt")
+    artifacts = [n for n in document["nodes"] if n["kind"] == "artifact"]
+    (group,) = [n for n in artifacts if n["files"] > 1]
+    assert group["uri"].endswith("/shards/") and group["files"] == 60
+    assert group["size"] == sum(len(f"raw {i}") for i in range(60))
+    (made,) = [n for n in artifacts if n["uri"].endswith("/shards/made.bin")]
+    runs = {n["id"]: n["command"][-1] for n in document["nodes"] if n["kind"] == "run"}
+    edges = {(e["source"], e["target"], e["kind"]) for e in document["edges"]}
+    train = next(i for i, c in runs.items() if c.endswith("train.py"))
+    make = next(i for i, c in runs.items() if c.endswith("make.py"))
+    assert {(group["id"], train, "read"), (made["id"], train, "read"),
+            (make, made["id"], "wrote")} <= edges
+    code, out, _ = clew(dataset, "lineage", "model.txt")
+    assert code == ExitStatus.OK and "shards/ (60 files no recorded run wrote)" in out
+
+
+def test_all_files_lists_every_raw_input(dataset):
+    document = graph(dataset, "lineage", "model.txt", "--all-files")
+    shards = [n for n in document["nodes"] if "/shards/" in n["uri"]]
+    assert len(shards) == 61 and all(n["files"] == 1 and n["digest"] for n in shards)

@@ -435,6 +435,12 @@ def _assert_filled_once(client: Any, database: str) -> None:
         _expected_run(2, "Error")]
     assert rows(client, "SELECT uniqMerge(Inputs), uniqMerge(Outputs), uniqMerge(Records) "
                         f"FROM {database}.clew_run_io") == [(2, 1, 3)]
+    # the writes again, keyed by their digest's hash for "which run wrote this content"
+    assert rows(client, "SELECT DigestKey = sipHash64(Digest), RunId, "
+                        "toUnixTimestamp64Nano(Timestamp), Operation, Uri, Digest, Version, ETag "
+                        f"FROM {database}.clew_outputs") == [
+        (1, TRACE, T0 + 2000, "write", "s3://bucket/model.pt", "sha256:" + "4" * 64, "v7",
+         '"abc"')]
 
 
 def test_lineage_tables_with_a_ttl_are_made_and_filled(client):
@@ -445,7 +451,7 @@ def test_lineage_tables_with_a_ttl_are_made_and_filled(client):
     create_lineage_tables(client, options)
     expiring = rows(client, "SELECT name FROM system.tables WHERE database = 'ttl' "
                             "AND create_table_query LIKE '%TTL toDateTime(%' ORDER BY name")
-    assert expiring == [("clew_io",), ("clew_runs",), ("otel_traces",),
+    assert expiring == [("clew_io",), ("clew_outputs",), ("clew_runs",), ("otel_traces",),
                         ("otel_traces_trace_id_ts",)]
     client.insert("ttl.otel_traces", _collector_rows(0, "STATUS_CODE_UNSET"),
                   column_names=list(INSERT_COLUMNS))

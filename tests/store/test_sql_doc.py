@@ -20,7 +20,7 @@ import pytest
 
 from clew.exporter import store
 from clew.exporter.ingest import ingest
-from clew.exporter.lineage import IO_TABLE, RUN_IO_TABLE, RUNS_TABLE
+from clew.exporter.lineage import IO_TABLE, OUTPUTS_TABLE, RUN_IO_TABLE, RUNS_TABLE
 from clew_test_helpers import takes_xattrs
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,7 @@ def _parameters(pipeline) -> dict[str, str]:
         "uri": _uri(pipeline, "data/features.csv"),
         "digest": evaluate.reads[_uri(pipeline, "data/test/test.csv")],
         "script": "train.py",
+        "output_digest": pipeline.run("prep-2").writes[_uri(pipeline, "data/features.csv")],
     }
 
 
@@ -159,6 +160,13 @@ def _readers_of_digest(pipeline, rows):
         (pipeline.run("train-2").run_id, labels)]
 
 
+def _writers_of_digest(pipeline, rows):
+    digest = _parameters(pipeline)["output_digest"]
+    expected = [(run.run_id, "write", uri) for run in pipeline.runs
+                for uri, written in run.writes.items() if written == digest]
+    assert expected and [tuple(r[:3]) for r in rows] == expected
+
+
 def _producer(pipeline, rows):
     prep = pipeline.run("prep-2")
     features = _uri(pipeline, "data/features.csv")
@@ -232,6 +240,7 @@ EXPECTED: dict[tuple[str, int], Callable[[Any, list[tuple]], None]] = {
     ("Which runs read a file (by URI)", 0): _readers_of_uri,
     ("Which runs read this content (by digest), under any name", 0): _readers_of_digest,
     ("Which run wrote a file, and what it read (one hop upstream)", 0): _producer,
+    ("Which runs wrote this content (by digest), under any name", 0): _writers_of_digest,
     ("Which runs used what a run wrote (one hop downstream)", 0): _downstream,
     ("Inputs of a run that changed afterwards", 0): _changed_later,
     ("Test-set contamination by content", 0): _contaminated,
@@ -266,7 +275,7 @@ def _documented_columns(table: str) -> list[tuple[str, str]]:
     return [(name, kind.strip()) for name, kind in rows if name != "Column"]
 
 
-@pytest.mark.parametrize("table", [IO_TABLE, RUNS_TABLE, RUN_IO_TABLE])
+@pytest.mark.parametrize("table", [IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE])
 def test_the_doc_lists_every_column(client, table):
     actual = client.query(
         "SELECT name, type FROM system.columns WHERE database = 'default' AND table = "
