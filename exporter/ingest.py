@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import rows
-from .lineage import IO_TABLE, create_lineage_tables
+from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
+from .links import link_all, link_runs
 from .schema import SchemaOptions, create_schema, qualified_name
 from .spool import spool_files
 
@@ -192,6 +193,7 @@ class _Ingester:
         self.table = qualified_name(options, options.traces_table)
         self.log_table = qualified_name(options, LOG_TABLE)
         self.io_table = qualified_name(options, IO_TABLE)
+        self.outputs_table = qualified_name(options, OUTPUTS_TABLE)
         self.quarantine = spool / QUARANTINE_DIRNAME
 
     def state(
@@ -248,7 +250,14 @@ class _Ingester:
                 result.corrupt += len(chunk.corrupt)
             result.lines += chunk.lines
         result.spans += self._insert(chunk for _, chunk in batch)
+        self._link([chunk for _, chunk in batch])
         self._log(batch, 1)
+
+    def _link(self, chunks: list[_Chunk]) -> None:
+        """Keep the candidate inputs of the runs these chunks brought records of; before
+        the chunks are logged done, so that a crash leaves them to be linked again."""
+        runs = {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
+        link_runs(self.client, self.options, sorted(runs))
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
         """Finish a chunk a crashed ingest left pending, without duplicating a span.
@@ -256,16 +265,18 @@ class _Ingester:
         A kill can land between the commits of the tables one insert writes: the chunk's
         rows may be in otel_traces, in any subset of the views derived from it, or nowhere.
         So the chunk is taken again from scratch: its spans are deleted where a second copy
-        would count twice (otel_traces and clew_io), then inserted, which runs every view
-        again; the other lineage tables are idempotent (issue 3).
+        would count twice (otel_traces, clew_io, clew_outputs), then inserted, which runs
+        every view again; the other lineage tables are idempotent (issue 3).
         """
         chunk = next(_read_chunks(path, start, end - start), None)
         if chunk is None or chunk.end != end:
             raise RuntimeError(f"{path.name}: pending chunk {start}-{end} no longer matches")
         ids = chunk.span_ids
-        for table, columns in ((self.table, "TraceId, SpanId"), (self.io_table, "RunId, SpanId")):
+        for table, columns in ((self.table, "TraceId, SpanId"), (self.io_table, "RunId, SpanId"),
+                               (self.outputs_table, "RunId, SpanId")):
             self._delete(table, columns, ids)
         result.spans += self._insert([chunk])
+        self._link([chunk])
         result.lines += chunk.lines
         self._log([(path, chunk)], 1)
         result.recovered_chunks += 1
@@ -286,7 +297,8 @@ def prepare_store(client: Any, options: SchemaOptions | None = None) -> None:
     """Create the Collector's tables, clew's lineage tables and the ingest log (idempotent)."""
     options = options or SchemaOptions()
     create_schema(client, options)
-    create_lineage_tables(client, options)
+    if create_lineage_tables(client, options):
+        link_all(client, options)
     client.command(_log_ddl(options))
 
 

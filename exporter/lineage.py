@@ -10,7 +10,10 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
   aggregated from `clew_io` as it fills.
 - `clew_outputs`: the writes, copies and renames of `clew_io` again (reads are about 90 % of
   it), keyed by a 64-bit hash of the digest: "which run wrote this content" reads 8 bytes a
-  write for a large set of digests and finds a few in the primary key. Every aggregate is a distinct count or a set, so a
+  write for a large set of digests and finds a few in the primary key.
+- `clew_links`, `clew_run_inputs`: per run, the inputs some run may have produced, and its
+  inputs per directory; filled by clew's ingest (links.py), not by views, and rebuilt with
+  the others. Every aggregate is a distinct count or a set, so a
   row that reaches it twice (an ingest recovering from a crash inserts a chunk again) counts
   once.
 
@@ -38,9 +41,12 @@ IO_TABLE = "clew_io"
 RUNS_TABLE = "clew_runs"
 RUN_IO_TABLE = "clew_run_io"
 OUTPUTS_TABLE = "clew_outputs"
+# Filled by clew's ingest, not by views: see links.py.
+LINKS_TABLE = "clew_links"
+RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 4
+LINEAGE_VERSION = 5
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
@@ -49,6 +55,7 @@ _OLD_STATUS_NAMES = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
 _STATUS_NAMES = ["Unset", "Ok", "Error"]
 # In creation order: the views of the last two read the first table.
 _TABLES = (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE)
+_ALL_TABLES = (*_TABLES, LINKS_TABLE, RUN_INPUTS_TABLE)
 
 
 def _attribute(name: str) -> str:
@@ -164,6 +171,7 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     traces = qualified_name(options, options.traces_table)
     io, runs, run_io, outputs = (qualified_name(options, t) for t in _TABLES)
     io_mv, runs_mv, run_io_mv, outputs_mv = (qualified_name(options, f"{t}_mv") for t in _TABLES)
+    links, run_inputs = (qualified_name(options, t) for t in (LINKS_TABLE, RUN_INPUTS_TABLE))
     cluster = on_cluster(options)
     return [
         f"""CREATE TABLE IF NOT EXISTS {io}{cluster} (
@@ -235,18 +243,41 @@ GROUP BY RunId""",
         f"""CREATE TABLE IF NOT EXISTS {outputs}{cluster} (
     DigestKey UInt64,
     RunId String,
+    SpanId String,
     Timestamp DateTime64(9),
     Operation LowCardinality(String),
     Uri String,
     Digest String,
     Version String,
-    ETag String
+    ETag String,
+    Inserted DateTime64(9)
 ) ENGINE = {engine(options, "MergeTree")} ORDER BY (DigestKey, Timestamp)
 {ttl(options, "Timestamp")}COMMENT '{_COMMENT}'""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {outputs_mv}{cluster} TO {outputs} AS
-SELECT sipHash64(Digest) AS DigestKey, RunId, Timestamp, Operation, Uri, Digest, Version, ETag
+SELECT sipHash64(Digest) AS DigestKey, RunId, SpanId, Timestamp, Operation, Uri, Digest,
+    Version, ETag, now64(9) AS Inserted
 FROM {io}
 WHERE Operation IN {OUTPUT_OPERATIONS!r}""",
+        f"""CREATE TABLE IF NOT EXISTS {links}{cluster} (
+    RunId String,
+    Uri String,
+    Digest String,
+    Version String,
+    ETag String,
+    Size Int64,
+    ProducerRunId String,
+    Timestamp DateTime64(9)
+) ENGINE = {engine(options, "ReplacingMergeTree")} ORDER BY (RunId, Uri, Digest, Version, ETag)
+{ttl(options, "Timestamp")}COMMENT '{_COMMENT}'""",
+        f"""CREATE TABLE IF NOT EXISTS {run_inputs}{cluster} (
+    RunId String,
+    Dir String,
+    Files UInt64,
+    Bytes Int64,
+    Strength UInt8,
+    Items Array(Tuple(String, String, String, String, Int64))
+) ENGINE = {engine(options, "ReplacingMergeTree")} ORDER BY (RunId, Dir)
+COMMENT '{_COMMENT}'""",
     ]
 
 
@@ -259,20 +290,21 @@ def _installed_version(client: Any, options: SchemaOptions) -> str | None:
     return rows[0][0] if rows else None
 
 
-def create_lineage_tables(client: Any, options: SchemaOptions) -> None:
+def create_lineage_tables(client: Any, options: SchemaOptions) -> bool:
     """Create the lineage tables and views (idempotent); rebuild those of another version,
-    and fill new ones from the spans otel_traces already holds."""
+    and fill new ones from the spans otel_traces already holds. True if it made them (then
+    `links.link_all` fills clew_links)."""
     if not options.create:
-        return
+        return False
     installed = _installed_version(client, options)
     if installed == _COMMENT:
-        return
+        return False
     if installed is not None:
         # Views first, so no insert lands in a table about to go.
         cluster = on_cluster(options)
         for table in reversed(_TABLES):
             client.command(f"DROP VIEW IF EXISTS {qualified_name(options, table + '_mv')}{cluster}")
-        for table in reversed(_TABLES):
+        for table in reversed(_ALL_TABLES):
             client.command(f"DROP TABLE IF EXISTS {qualified_name(options, table)}{cluster}")
     for statement in lineage_ddl(options):
         client.command(statement)
@@ -280,3 +312,4 @@ def create_lineage_tables(client: Any, options: SchemaOptions) -> None:
     # clew_run_io and clew_outputs fill from these inserts through their own views.
     client.command(f"INSERT INTO {qualified_name(options, IO_TABLE)} {_io_select(traces)}")
     client.command(f"INSERT INTO {qualified_name(options, RUNS_TABLE)} {_runs_select(traces)}")
+    return True

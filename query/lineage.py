@@ -33,17 +33,19 @@ import blake3
 
 from clew.exporter.lineage import (
     IO_TABLE,
+    LINKS_TABLE,
     OUTPUT_OPERATIONS,
     OUTPUTS_TABLE,
+    RUN_INPUTS_TABLE,
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
+from clew.exporter.links import GROUP_ABOVE, candidates_sql, inputs_sql
 from clew.exporter.schema import SchemaOptions, qualified_name
 
 from .runs import iso_utc, run_status
 
 MAX_DEPTH = 50
-GROUP_ABOVE = 50
 _READ = "read"
 # Values bound into one statement: a digest list is bound twice (hash and value), and chDB
 # refuses SQL text over 256 KiB (max_query_size).
@@ -222,6 +224,9 @@ class Tables:
         self.runs = qualified_name(options, RUNS_TABLE)
         self.run_io = qualified_name(options, RUN_IO_TABLE)
         self.outputs = qualified_name(options, OUTPUTS_TABLE)
+        self.links = qualified_name(options, LINKS_TABLE)
+        self.run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
+        self.options = options
 
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
         return self.client.query(sql, parameters=parameters).result_rows
@@ -293,44 +298,58 @@ class _Tables(Tables):
                     break
         return found
 
-    def produced_inputs(self, runs: list[str]) -> list[Artifact]:
+    def produced_inputs(self, runs: list[str]) -> tuple[list[Artifact], set[str]]:
         """What `runs` read that a run may have produced: it carries a producer stamp, or its
         URI or content digest was written by some run. A superset (the write may come after
-        the read, or differ in content): `producers` decides. The rest is raw data."""
-        reads = f"FROM {self.io} WHERE RunId IN %(runs)s AND Operation = '{_READ}'"
-        return [
-            Artifact(uri, digest, version, etag, size, producer, time)
-            for _run, uri, digest, version, etag, size, producer, time in self.rows(
-                f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), max(ProducerRunId), "
-                f"max(toUnixTimestamp64Nano(Timestamp)) {reads} AND (ProducerRunId != '' "
-                f"OR Uri IN (SELECT Uri FROM {self.io} WHERE Operation IN {OUTPUT_OPERATIONS!r} "
-                f"AND Uri IN (SELECT Uri {reads})) "
-                f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey FROM {self.outputs} "
-                f"WHERE DigestKey IN (SELECT sipHash64(Digest) {reads} AND Digest != '')))) "
-                "GROUP BY RunId, Uri, Digest, Version, ETag",
-                runs=runs,
-            )
-        ]
+        the read, or differ in content): `producers` decides. The rest is raw data.
 
-    def inputs(self, runs: list[str], group_above: int | None
+        A run that clew's ingest linked has these kept in clew_links, to which only the
+        writes that reached the store since can add; any other is matched in full."""
+        rows: dict[tuple, tuple] = {}
+        linked_at: dict[str, int] = {}
+        for row in self.rows(
+            f"SELECT RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, "
+            f"toUnixTimestamp64Nano(Timestamp) FROM {self.links} FINAL WHERE RunId IN %(runs)s",
+            runs=runs,
+        ):
+            if row[1]:
+                rows[row[:5]] = row
+            else:
+                linked_at[row[0]] = row[7]
+        unlinked = [run for run in runs if run not in linked_at]
+        if unlinked:
+            rows.update((row[:5], row) for row in self._candidates(runs=unlinked))
+        since = min(linked_at.values(), default=0)
+        if linked_at and self.rows(
+            f"SELECT count() > 0 FROM {self.outputs} "
+            "WHERE Inserted >= fromUnixTimestamp64Nano(%(since)s)", since=since
+        )[0][0]:
+            rows.update((row[:5], row) for row in self._candidates(
+                written_since=True, runs=sorted(linked_at), since=since))
+        return [Artifact(*row[1:]) for row in rows.values()], set(linked_at)
+
+    def _candidates(self, written_since: bool = False, **parameters: Any) -> list[tuple]:
+        return self.rows(
+            "SELECT RunId, Uri, Digest, Version, ETag, MaxSize, Producer, "
+            "toUnixTimestamp64Nano(LastRead) "
+            f"FROM ({candidates_sql(self.options, written_since=written_since)})",
+            **parameters,
+        )
+
+    def inputs(self, runs: list[str], group_above: int | None, linked: set[str]
                ) -> dict[str, tuple[list[Artifact], list[tuple[Node, str]]]]:
         """Per run, what it read: one Artifact per distinct artifact version, except that
         the inputs from a directory with more than `group_above` of them are one Node, with
-        the weakest evidence any of them carries."""
-        limit = (1 << 62) if group_above is None else group_above
+        the weakest evidence any of them carries. Kept for the `linked` runs."""
+        kept = sorted(linked) if group_above == GROUP_ABOVE else []
+        rows = self.rows(
+            f"SELECT RunId, Dir, Files, Bytes, Strength, Items FROM {self.run_inputs} FINAL "
+            "WHERE RunId IN %(runs)s", runs=kept) if kept else []
+        rest = [run for run in runs if run not in kept]
+        if rest:
+            rows += self.rows(inputs_sql(self.options, group_above), runs=rest)
         result: dict[str, tuple[list[Artifact], list[tuple[Node, str]]]] = {}
-        for run, directory, count, size, weakest, items in self.rows(
-            f"SELECT RunId, Dir, count(), sum(greatest(Size, 0)), min(Strength), "
-            f"if(count() <= %(limit)s, groupArray((Uri, Digest, Version, ETag, Size, Producer, "
-            f"Time)), []) FROM (SELECT RunId, Uri, Digest, Version, ETag, max(Size) AS Size, "
-            f"max(ProducerRunId) AS Producer, max(toUnixTimestamp64Nano(Timestamp)) AS Time, "
-            f"replaceRegexpOne(Uri, '[^/]*$', '') AS Dir, "
-            f"multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0) AS Strength "
-            f"FROM {self.io} WHERE RunId IN %(runs)s AND Operation = '{_READ}' "
-            "GROUP BY RunId, Uri, Digest, Version, ETag) GROUP BY RunId, Dir ORDER BY Dir",
-            runs=runs,
-            limit=limit,
-        ):
+        for run, directory, count, size, weakest, items in sorted(rows, key=lambda r: r[:2]):
             artifacts, groups = result.setdefault(run, ([], []))
             if items:
                 artifacts.extend(Artifact(*item) for item in items)
@@ -462,8 +481,8 @@ def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | 
         seen_runs.update(new_runs)
         for node in tables.run_nodes(new_runs):
             graph.add_node(node)
-        candidates = tables.produced_inputs(new_runs)
-        for run, (artifacts, groups) in tables.inputs(new_runs, group_above).items():
+        candidates, linked = tables.produced_inputs(new_runs)
+        for run, (artifacts, groups) in tables.inputs(new_runs, group_above, linked).items():
             for artifact in artifacts:
                 _add_artifact(graph, artifact, Edge(artifact.id, run, "read", artifact.evidence))
             for group, evidence in groups:

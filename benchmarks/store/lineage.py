@@ -76,7 +76,9 @@ def _label(sql: str) -> str:
     known = (
         (r"clew_runs FINAL WHERE RunId IN", "run nodes (clew_runs, clew_run_io)"),
         (r"SELECT RunId, Dir, count\(\)", "inputs of runs, raw ones per directory"),
-        (r"sipHash64\(Digest\) IN \(SELECT DigestKey", "inputs that may have a producer"),
+        (r"FROM clew_links FINAL", "kept candidate inputs (clew_links)"),
+        (r"Inserted >=", "inputs matched to newer writes"),
+        (r"sipHash64\(Digest\) IN \(SELECT DigestKey", "inputs matched to every write"),
         (r"max\(Size\)", "outputs of runs (GROUP BY)"),
         (r"SELECT DISTINCT RunId, toUnixTimestamp64Nano.* DigestKey IN", "writes by digest"),
         (r"SELECT DISTINCT RunId, toUnixTimestamp64Nano.* Uri IN", "writes by URI"),

@@ -20,7 +20,14 @@ import pytest
 
 from clew.exporter import store
 from clew.exporter.ingest import ingest
-from clew.exporter.lineage import IO_TABLE, OUTPUTS_TABLE, RUN_IO_TABLE, RUNS_TABLE
+from clew.exporter.lineage import (
+    IO_TABLE,
+    LINKS_TABLE,
+    OUTPUTS_TABLE,
+    RUN_INPUTS_TABLE,
+    RUN_IO_TABLE,
+    RUNS_TABLE,
+)
 from clew_test_helpers import takes_xattrs
 
 pytestmark = pytest.mark.integration
@@ -275,7 +282,8 @@ def _documented_columns(table: str) -> list[tuple[str, str]]:
     return [(name, kind.strip()) for name, kind in rows if name != "Column"]
 
 
-@pytest.mark.parametrize("table", [IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE])
+@pytest.mark.parametrize("table", [IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE,
+                                   LINKS_TABLE, RUN_INPUTS_TABLE])
 def test_the_doc_lists_every_column(client, table):
     actual = client.query(
         "SELECT name, type FROM system.columns WHERE database = 'default' AND table = "

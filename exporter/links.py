@@ -1,0 +1,113 @@
+"""clew_links and clew_run_inputs: per run, the inputs that a recorded run may have produced,
+and what the run read, per directory.
+
+Matching a run's inputs against every write in the store reads the whole of `clew_outputs`
+(8 bytes a write: 40-100 ms at 7.5M writes) however few inputs have a producer, and a lineage
+walk would pay that for each run on its path. `clew ingest` pays it once per batch for the
+runs the batch brings, and keeps the answer here; the walk then reads a run's candidates by
+its id, and matches them against only the writes that arrived after they were computed.
+
+A candidate is a read that carries a producer stamp, or whose URI or content digest some run
+wrote: a superset of the reads that have a producer (the write may come after the read), from
+which lineage picks by evidence. A row with an empty Uri marks a run as linked, at its
+Timestamp, even when none of its inputs has a candidate producer. Runs without one (their
+spans came from a Collector or from clew's direct export) are matched against every write as
+the walk reaches them.
+
+The walk also lists each run's inputs, grouping the directories it read more than
+GROUP_ABOVE files from: a GROUP BY over all the run's reads (50 ms for 80,000), kept in
+`clew_run_inputs` at the same time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .lineage import (
+    IO_TABLE,
+    LINKS_TABLE,
+    OUTPUT_OPERATIONS,
+    OUTPUTS_TABLE,
+    RUN_INPUTS_TABLE,
+)
+from .schema import SchemaOptions, qualified_name
+
+_RUNS_PER_STATEMENT = 50  # a statement holds the URIs and digests of these runs' reads
+COLUMNS = "RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, Timestamp"
+# A run's inputs from one directory, when more than this, are one node of a lineage graph.
+GROUP_ABOVE = 50
+
+
+def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> str:
+    """SELECT COLUMNS (the last three as MaxSize, Producer, LastRead): the candidate inputs
+    of the runs `%(runs)s`, one row per distinct artifact version read. With
+    `written_since`, only those that match a write that reached the store at or after
+    `%(since)s` (ns since the epoch)."""
+    io = qualified_name(options, IO_TABLE)
+    outputs = qualified_name(options, OUTPUTS_TABLE)
+    reads = f"FROM {io} WHERE RunId IN %(runs)s AND Operation = 'read'"
+    if written_since:
+        recent = f"FROM {outputs} WHERE Inserted >= fromUnixTimestamp64Nano(%(since)s)"
+        match = (f"Uri IN (SELECT Uri {recent}) "
+                 f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey {recent}))")
+    else:
+        match = (f"ProducerRunId != '' "
+                 f"OR Uri IN (SELECT Uri FROM {io} WHERE Operation IN {OUTPUT_OPERATIONS!r} "
+                 f"AND Uri IN (SELECT Uri {reads})) "
+                 f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey FROM {outputs} "
+                 f"WHERE DigestKey IN (SELECT sipHash64(Digest) {reads} AND Digest != '')))")
+    return (
+        "SELECT RunId, Uri, Digest, Version, ETag, max(Size) AS MaxSize, "
+        f"max(ProducerRunId) AS Producer, max(Timestamp) AS LastRead {reads} AND ({match}) "
+        "GROUP BY RunId, Uri, Digest, Version, ETag"
+    )
+
+
+def inputs_sql(options: SchemaOptions, group_above: int | None) -> str:
+    """SELECT RunId, Dir, Files, Bytes, Strength, Items: per run of `%(runs)s` and
+    directory, how many distinct artifact versions it read there, their total size, the
+    weakest identity any carries (0 URI only, 1 ETag, 2 version, 3 digest) and, when there
+    are at most `group_above` (None: always), each (Uri, Digest, Version, ETag, Size)."""
+    # groupUniqArray's cap is a literal: one more than a small directory can hold
+    every, capped = ("1", "groupUniqArray") if group_above is None else (
+        f"Files <= {int(group_above)}", f"groupUniqArray({int(group_above) + 1})")
+    return (
+        "SELECT RunId, replaceRegexpOne(Uri, '[^/]*$', '') AS Dir, "
+        "uniqExact(Uri, Digest, Version, ETag) AS Files, "
+        "arraySum(x -> greatest(x.2, 0), groupUniqArray((Uri, Size))) AS Bytes, "
+        "min(multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0)) AS Strength, "
+        f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items "
+        f"FROM {qualified_name(options, IO_TABLE)} "
+        "WHERE RunId IN %(runs)s AND Operation = 'read' GROUP BY RunId, Dir"
+    )
+
+
+def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+    """Compute and keep the candidate inputs of `runs` and their inputs per directory,
+    replacing what was kept for them."""
+    links = qualified_name(options, LINKS_TABLE)
+    run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
+    select = candidates_sql(options)
+    listing = inputs_sql(options, GROUP_ABOVE)
+    for first in range(0, len(runs), _RUNS_PER_STATEMENT):
+        batch = {"runs": runs[first:first + _RUNS_PER_STATEMENT]}
+        # The time is taken before the candidates are computed (a write that lands
+        # meanwhile is newer, so the walk matches it again) and the mark written after them
+        # (a run whose candidates did not all make it is not marked, and is matched in full).
+        ((batch["at"],),) = client.query("SELECT toUnixTimestamp64Nano(now64(9))").result_rows
+        client.command(f"INSERT INTO {links} ({COLUMNS}) {select}", parameters=batch)
+        # A directory a run no longer reads from cannot happen: its reads only accumulate.
+        client.command(f"INSERT INTO {run_inputs} {listing}", parameters=batch)
+        client.command(f"INSERT INTO {links} (RunId, Uri, Timestamp) SELECT "
+                       "arrayJoin(%(runs)s), '', fromUnixTimestamp64Nano(%(at)s)",
+                       parameters=batch)
+
+
+def link_all(client: Any, options: SchemaOptions) -> None:
+    """Link every run the store holds (after the lineage tables were filled anew)."""
+    from .lineage import RUN_IO_TABLE
+
+    runs = [run for (run,) in client.query(
+        f"SELECT DISTINCT RunId FROM {qualified_name(options, RUN_IO_TABLE)} ORDER BY RunId"
+    ).result_rows]
+    link_runs(client, options, runs)

@@ -1,0 +1,125 @@
+"""clew_links and clew_run_inputs: ingest keeps each run's candidate inputs and its inputs
+per directory, and lineage is the same whatever order the runs' records reach the store in,
+and whether or not they were kept.
+
+Real programs under opentelemetry-instrument; their spool files are ingested one at a time
+in the order each test chooses. The copy between the two runs is made without clew, so the
+reader's input is linked to its producer by content digest alone (another name).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clew.exporter import store
+from clew.exporter.ingest import ingest
+from clew.exporter.spool import spool_directory
+from clew.query.lineage import lineage
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """(work, home, spool file of the producer, spool file of the reader)."""
+    work = tmp_path_factory.mktemp("links")
+    home = work / ".clew"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
+    env["CLEW_HOME"] = str(home)
+    (work / "make.py").write_text("open('made.csv', 'w').write('a,1\\nb,2\\n')\n")
+    (work / "use.py").write_text("open('model.txt', 'w').write(open('copied.csv').read()[::-1])\n")
+    spool = spool_directory(home)
+
+    def run(script: str) -> Path:
+        before = set(spool.glob("*")) if spool.exists() else set()
+        done = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, script],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        (new,) = [p for p in spool.glob("*") if p not in before and p.is_file()]
+        return new
+
+    made = run("make.py")
+    shutil.copy(work / "made.csv", work / "copied.csv")
+    used = run("use.py")
+    return work, home, made, used
+
+
+@pytest.fixture
+def client(store_url):
+    return store.connect(store_url)
+
+
+def _upstream(client, work: Path) -> set[tuple[str, str]]:
+    """(command's script, artifact's file name) of every `wrote` edge of model.txt's lineage."""
+    graph = lineage(client, str(work / "model.txt"))
+    nodes = {node.id: node for node in graph.nodes}
+    return {(nodes[e.source].command[-1], nodes[e.target].uri.rsplit("/", 1)[-1])
+            for e in graph.edges if e.kind == "wrote"}
+
+
+EXPECTED = {("use.py", "model.txt"), ("make.py", "copied.csv")}
+
+
+def test_ingest_links_each_run_and_keeps_its_candidates(client, runs):
+    work, home, made, used = runs
+    ingest(client, spool_directory(home), files=[made, used])
+    marks = client.query("SELECT count() FROM clew_links FINAL WHERE Uri = ''").result_rows
+    candidates = client.query("SELECT Uri FROM clew_links FINAL WHERE Uri != ''").result_rows
+    assert marks == [(2,)]
+    assert [uri.rsplit("/", 1)[-1] for (uri,) in candidates] == ["copied.csv"]
+    with _without_full_matching(client):
+        assert _upstream(client, work) == EXPECTED
+
+
+def test_a_producer_ingested_after_its_reader_is_found(client, runs):
+    """The reader is linked before its producer's records arrive: the walk matches its
+    inputs against the writes that arrived since."""
+    work, home, made, used = runs
+    ingest(client, spool_directory(home), files=[used])
+    assert client.query("SELECT count() FROM clew_links FINAL WHERE Uri != ''").result_rows == [
+        (0,)]
+    ingest(client, spool_directory(home), files=[made])
+    with _without_full_matching(client):
+        assert _upstream(client, work) == EXPECTED
+
+
+def test_runs_nobody_linked_are_matched_in_full(client, runs):
+    """Spans a Collector wrote never pass through clew's ingest: nothing kept, and the
+    same lineage graph, node for node."""
+    work, home, made, used = runs
+    ingest(client, spool_directory(home), files=[made, used])
+    kept = lineage(client, str(work / "model.txt"))
+    client.command("TRUNCATE TABLE clew_links")
+    client.command("TRUNCATE TABLE clew_run_inputs")
+    matched = lineage(client, str(work / "model.txt"))
+    assert _upstream(client, work) == EXPECTED
+    assert sorted(map(repr, matched.nodes)) == sorted(map(repr, kept.nodes))
+    assert set(matched.edges) == set(kept.edges)
+
+
+class _without_full_matching:
+    """Fail any statement that matches a run's inputs against every write: a linked run
+    must not need it. (A check of which SQL runs, not a stand-in for the store.)"""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.query = client.query
+
+    def __enter__(self) -> None:
+        def query(sql: str, *args, **kwargs):
+            assert "WHERE DigestKey IN (SELECT sipHash64(Digest)" not in sql, sql
+            return self.query(sql, *args, **kwargs)
+
+        self.client.query = query
+
+    def __exit__(self, *exc) -> None:
+        self.client.query = self.query
