@@ -47,8 +47,9 @@ def hash_file(path: str, expected: StatKey) -> str | None:
         if before.st_size >= _LARGE:
             # Read in chunks, never mmap: the host may truncate the file while we hash, and a
             # mapped page past the new end raises SIGBUS, which kills the whole process. A
-            # short read is caught by the stat check below instead.
-            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            # short read is caught by the stat check below instead. One thread: blake3's AUTO
+            # pool hangs a forked child that hashes after its parent did (see _hashing).
+            hasher = blake3.blake3()
             while chunk := os.read(fd, _CHUNK):
                 hasher.update(chunk)
         else:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import blake3
-
 from clew.semconv import environment
 
-from . import _objects
+from . import _hashing, _objects
 from ._objects import GCS, ObjectRecord
 
 _JSON_MAX = 1 << 16  # an object resource is a few KiB; never parse a downloaded body
@@ -85,18 +83,19 @@ def _follow_read(file: Any, record: ObjectRecord) -> None:
 
 def _follow_write(file: Any, record: ObjectRecord, *, append: bool) -> None:
     limit = _objects.hash_max_bytes()
-    hasher = blake3.blake3() if limit is not None and not append else None
+    stream = _hashing.Stream() if limit is not None and not append else None
     write, flush, close = file.write, file.flush, file.close
     done = False
 
     def writing(data: Any) -> Any:
-        nonlocal hasher
+        nonlocal stream
         written = write(data)
         record.io_bytes += len(data)
-        if hasher is not None:
-            hasher.update(data)
+        if stream is not None:
+            stream.update(data)
             if record.io_bytes > limit:  # type: ignore[operator]
-                hasher = None
+                stream.cancel()
+                stream = None
         return written
 
     def flushing(*args: Any, **kwargs: Any) -> Any:
@@ -108,8 +107,8 @@ def _follow_write(file: Any, record: ObjectRecord, *, append: bool) -> None:
         if done:
             return close()
         done = True
-        if hasher is not None:
-            record.digest = "blake3:" + hasher.hexdigest()  # a small object's PUT carries it
+        if stream is not None:
+            record.digest = stream.result()  # a small object's PUT carries it
         if not append:
             record.object_size = record.io_bytes
         if record.store == GCS and isinstance(getattr(file, "metadata", None), dict):

@@ -20,14 +20,13 @@ import threading
 import time
 from urllib.parse import quote
 
-import blake3
 from opentelemetry import context as otel_context
 from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans
 
-from . import _stamps
+from . import _hashing, _stamps
 from ._lifecycle import get_recorder
 from ._records import Record
 from ._recorder import Recorder
@@ -36,7 +35,6 @@ S3, GCS = "s3", "gcs"
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _URI_SAFE = "/:@!$&()*+,;=~-._"
 _FOLDED = ("read", "list")  # one record per object version per process, counts summed
-_LARGE = 1 << 22  # hash at least this much at once on blake3's threads (it frees the GIL)
 _SPAN_NAMES = {
     (S3, "read"): spans.SPAN_READ_S3, (S3, "write"): spans.SPAN_WRITE_S3,
     (S3, "copy"): spans.SPAN_COPY_S3, (S3, "delete"): spans.SPAN_DELETE_S3,
@@ -91,7 +89,7 @@ class ObjectRecord(Record):
         self.object_size: int | None = None
         self.copy_source: str | None = None  # S3 "bucket/key" (aws.s3.copy_source)
         self.stamped = False
-        self.pending = 0  # bodies still streaming into this record's digest
+        self.pending: set = set()  # StreamDigests still hashing into this record's digest
         self.span = None
 
     @property
@@ -217,7 +215,7 @@ class _Tracker:
                 self._after_fork()
             done = [
                 key for key, record in self.open.items()
-                if final or (record.pending <= 0 and record.last_ns <= quiet_before)
+                if final or (not record.pending and record.last_ns <= quiet_before)
             ]
             return [self.open.pop(key) for key in done]
 
@@ -318,15 +316,16 @@ def digest_of(data: bytes | bytearray | memoryview) -> str | None:
     limit = hash_max_bytes()
     if limit is None or len(data) > limit:
         return None
-    threads = blake3.blake3.AUTO if len(data) >= _LARGE else 1
-    return "blake3:" + blake3.blake3(data, max_threads=threads).hexdigest()
+    return _hashing.digest(data)
 
 
 class StreamDigest:
     """blake3 of an object read sequentially from offset 0 to its end, as it passes; given
-    up at the first read out of order (a seek, a ranged reader)."""
+    up at the first read out of order (a seek, a ranged reader). Large chunks are hashed on
+    the background hasher (`_hashing`); the record waits in `pending` until its digest is
+    set, so it is never emitted before (unless the process ends first)."""
 
-    __slots__ = ("record", "position", "hasher", "size", "following")
+    __slots__ = ("record", "position", "stream", "size")
 
     def __init__(self, record: ObjectRecord, size: int | None) -> None:
         self.record = record
@@ -334,29 +333,35 @@ class StreamDigest:
         self.size = size
         limit = hash_max_bytes()
         usable = limit is not None and size is not None and size <= limit
-        # blake3's thread pool pays off on large objects only (~6 us more per hasher).
-        threads = blake3.blake3.AUTO if usable and size >= _LARGE else 1  # type: ignore[operator]
-        self.hasher = blake3.blake3(max_threads=threads) if usable else None
-        # The record waits for the digest before it is emitted (unless the process ends).
-        self.following = self.hasher is not None
-        if self.following:
-            record.pending += 1
+        self.stream = _hashing.Stream() if usable else None
+        if usable:
+            record.pending.add(self)  # set.add: atomic under the GIL, no lock to fork with
+
+    @property
+    def following(self) -> bool:
+        return self.stream is not None
 
     def update(self, offset: int, data: bytes | memoryview) -> None:
-        if self.hasher is None:
+        stream = self.stream
+        if stream is None:
             return
         if offset != self.position:
             self.close()
             return
-        self.hasher.update(data)
+        stream.update(data)
         self.position += len(data)
         if self.position == self.size:
-            self.record.digest = "blake3:" + self.hasher.hexdigest()
-            self.close()
+            self.stream = None  # the digest's callback takes the record out of pending
+            stream.finish(self._done)
+
+    def _done(self, digest: str | None) -> None:
+        if digest is not None:
+            self.record.digest = digest
+        self.record.pending.discard(self)
 
     def close(self) -> None:
         """Stop following the stream (at its end, or when it is abandoned)."""
-        self.hasher = None
-        if self.following:
-            self.following = False
-            self.record.pending -= 1
+        if self.stream is not None:
+            self.stream.cancel()
+            self.stream = None
+            self.record.pending.discard(self)

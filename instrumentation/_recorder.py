@@ -26,7 +26,7 @@ from opentelemetry import trace
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from . import _records, _stamps
+from . import _hashing, _records, _stamps
 from ._digests import DigestCache, StatKey, hash_file, stat_key
 from ._paths import PathFilter, is_project_source, project_root
 from ._process import ProcessSpan
@@ -454,6 +454,10 @@ class Recorder:
                 callback()
             except Exception as error:  # noqa: BLE001
                 self.failed("closing", error)
+        try:
+            _hashing.finish_all()  # streamed digests still on the background hasher
+        except Exception as error:  # noqa: BLE001
+            self.failed("closing", error)
         try:
             self.flush()
         except Exception as error:  # noqa: BLE001

@@ -279,7 +279,7 @@ def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
     passing, never fetched again. Async bodies (aiobotocore's AioStreamingBody, a subclass
     whose read is a coroutine) are left alone: a sync read in its place would hand the
     program an error instead of its bytes."""
-    if not _sync_body(body) or digest.hasher is None:
+    if not _sync_body(body) or not digest.following:
         digest.close()
         return
     read, readinto, close = body.read, body.readinto, body.close

@@ -1,0 +1,130 @@
+"""Digests of large objects streamed in many chunks (hashed on clew's background hasher when a
+chunk is large, in the reader otherwise): each equals blake3 of the object's bytes, however
+the program reads (or writes) them, and a fork while hashing neither hangs nor mixes up
+digests."""
+
+from __future__ import annotations
+
+import random
+
+import blake3
+import pytest
+
+from clew.semconv import attributes as attr
+
+from objectstore_helpers import check_run, object_spans, only, s3_env, unique
+
+pytestmark = pytest.mark.integration
+
+SIZE = (12 << 20) + 12345  # many chunks of every size the readers below use, and a short last one
+
+PROGRAM = """
+import random, sys
+import boto3, s3fs
+from boto3.s3.transfer import TransferConfig
+
+bucket, size = sys.argv[1], int(sys.argv[2])
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=bucket)
+keys = ["read", "chunks", "mixed", "fileobj", "s3fs-whole", "s3fs-chunks"]
+for key in keys:
+    s3.put_object(Bucket=bucket, Key=key, Body=random.Random(key).randbytes(size))
+got = {}
+got["read"] = s3.get_object(Bucket=bucket, Key="read")["Body"].read()
+got["chunks"] = b"".join(s3.get_object(Bucket=bucket, Key="chunks")["Body"].iter_chunks(3 << 20))
+# Small and large reads and a readinto (a buffer the program reuses) in one stream.
+body = s3.get_object(Bucket=bucket, Key="mixed")["Body"]
+parts = [body.read(100), body.read(5 << 20)]
+buffer = bytearray(1 << 20)
+count = body.readinto(buffer)
+parts += [bytes(buffer[:count]), body.read(7), body.read()]
+buffer[:] = bytes(len(buffer))  # reused after clew saw it: must not change the digest
+got["mixed"] = b"".join(parts)
+with open("fileobj.out", "wb") as out:  # one GET (below the threshold), 4 MiB reads
+    s3.download_fileobj(bucket, "fileobj", out, Config=TransferConfig(multipart_threshold=64 << 20, io_chunksize=4 << 20))
+got["fileobj"] = open("fileobj.out", "rb").read()
+fs = s3fs.S3FileSystem()
+with fs.open(f"{bucket}/s3fs-whole", "rb") as handle:
+    got["s3fs-whole"] = handle.read()
+with fs.open(f"{bucket}/s3fs-chunks", "rb", block_size=2 << 20) as handle:
+    got["s3fs-chunks"] = b"".join(iter(lambda: handle.read(3 << 20), b""))
+assert all(got[key] == random.Random(key).randbytes(size) for key in keys)
+data = random.Random("s3fs-write").randbytes(size)
+with fs.open(f"{bucket}/s3fs-write", "wb", block_size=5 << 20) as handle:  # a multipart upload
+    for start in range(0, size, 3 << 20):
+        handle.write(data[start:start + (3 << 20)])
+print("ok")
+"""
+
+
+def expected(key: str, size: int = SIZE) -> str:
+    return "blake3:" + blake3.blake3(random.Random(key).randbytes(size)).hexdigest()
+
+
+def test_large_streamed_objects_get_the_digest_of_their_bytes(run_instrumented, spool, seaweedfs):
+    bucket = unique("streamed")
+    result = run_instrumented(PROGRAM, bucket, str(SIZE), env=s3_env(seaweedfs))
+    check_run(result)
+    assert result.stdout.strip() == "ok"
+    spans = spool.spans()
+    for key in ("read", "chunks", "mixed", "fileobj", "s3fs-whole", "s3fs-chunks"):
+        read = only(spans, f"s3://{bucket}/{key}", "read")
+        assert read.attributes.get(attr.PROVENANCE_ARTIFACT_DIGEST) == expected(key), key
+        assert read.attributes[attr.PROVENANCE_ARTIFACT_SIZE] == SIZE
+    write = only(spans, f"s3://{bucket}/s3fs-write", "write")
+    assert write.attributes.get(attr.PROVENANCE_ARTIFACT_DIGEST) == expected("s3fs-write")
+
+
+FORKING = """
+import os, random, signal, sys, time
+import boto3
+
+bucket, size = sys.argv[1], int(sys.argv[2])
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=bucket)
+for key in ("parent", "child", "after"):
+    s3.put_object(Bucket=bucket, Key=key, Body=random.Random(key).randbytes(size))
+with open("parent.bin", "wb") as f:  # a large local file: hashed by clew's worker
+    f.write(random.Random("local").randbytes(4 << 20))
+open("parent.bin", "rb").read()
+body = s3.get_object(Bucket=bucket, Key="parent")["Body"]
+data = body.read(size // 2) + body.read()  # its last chunk is still hashing in the background
+
+
+def forked(key):
+    pid = os.fork()
+    if pid == 0:
+        with open("child.bin", "wb") as f:
+            f.write(random.Random("child-local").randbytes(4 << 20))
+        open("child.bin", "rb").read()
+        s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        os._exit(0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"
+
+
+print(forked("child"))  # during the parent's hashing
+s3.get_object(Bucket=bucket, Key="after")["Body"].read()
+print(forked("child"))  # after it (the same object again: one more record, in that child)
+"""
+
+
+def test_a_fork_while_hashing_does_not_hang(run_instrumented, spool, seaweedfs):
+    bucket = unique("forkhash")
+    result = run_instrumented(FORKING, bucket, str(SIZE), env=s3_env(seaweedfs))
+    check_run(result)
+    assert result.stdout.split() == ["0", "0"]
+    spans = spool.spans()
+    for key in ("parent", "after"):
+        read = only(spans, f"s3://{bucket}/{key}", "read")
+        assert read.attributes.get(attr.PROVENANCE_ARTIFACT_DIGEST) == expected(key)
+    children = object_spans(spans, f"s3://{bucket}/child", "read")
+    assert len(children) == 2  # one per child, each with its own bytes' digest
+    assert {s.attributes.get(attr.PROVENANCE_ARTIFACT_DIGEST) for s in children} == {expected("child")}
