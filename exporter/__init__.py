@@ -1,7 +1,5 @@
-"""Where clew's spans go: the spool, the SDK wiring that never drops a span, and (with the
-`store` extra) ClickHouse."""
+"""Where clew's spans go: the spool (`spool`), the SDK wiring that never drops a span
+(`processor`, `distro`), and, with the `store` extra, ClickHouse (`store`, `ingest`).
 
-from .processor import ProvenanceSpanProcessor
-from .spool import SpoolSpanExporter, read_spool, spool_directory
-
-__all__ = ["ProvenanceSpanProcessor", "SpoolSpanExporter", "read_spool", "spool_directory"]
+Nothing is imported here; import the module you need, so that using one part does not load
+the others (the OpenTelemetry SDK, the ClickHouse client)."""
