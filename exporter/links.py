@@ -63,11 +63,14 @@ def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> st
     )
 
 
-def inputs_sql(options: SchemaOptions, group_above: int | None) -> str:
+def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: bool = False
+                  ) -> str:
     """SELECT RunId, Dir, Files, Bytes, Strength, Items: per run of `%(runs)s` and
-    directory, how many distinct artifact versions it read there, their total size, the
-    weakest identity any carries (0 URI only, 1 ETag, 2 version, 3 digest) and, when there
-    are at most `group_above` (None: always), each (Uri, Digest, Version, ETag, Size)."""
+    directory, how many distinct artifact versions it read (`written`: wrote) there, their
+    total size, the weakest identity any carries (0 URI only, 1 ETag, 2 version, 3 digest)
+    and, when there are at most `group_above` (None: always), each (Uri, Digest, Version,
+    ETag, Size)."""
+    operation = f"Operation IN {OUTPUT_OPERATIONS!r}" if written else "Operation = 'read'"
     # groupUniqArray's cap is a literal: one more than a small directory can hold
     every, capped = ("1", "groupUniqArray") if group_above is None else (
         f"Files <= {int(group_above)}", f"groupUniqArray({int(group_above) + 1})")
@@ -77,8 +80,8 @@ def inputs_sql(options: SchemaOptions, group_above: int | None) -> str:
         "arraySum(x -> greatest(x.2, 0), groupUniqArray((Uri, Size))) AS Bytes, "
         "min(multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0)) AS Strength, "
         f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items "
-        f"FROM {qualified_name(options, IO_TABLE)} "
-        "WHERE RunId IN %(runs)s AND Operation = 'read' GROUP BY RunId, Dir"
+        f"FROM {qualified_name(options, IO_TABLE)} WHERE RunId IN %(runs)s AND {operation} "
+        "GROUP BY RunId, Dir"
     )
 
 
@@ -88,13 +91,14 @@ def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
     links = qualified_name(options, LINKS_TABLE)
     run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
     select = candidates_sql(options)
-    listing = inputs_sql(options, GROUP_ABOVE)
+    listing = artifacts_sql(options, GROUP_ABOVE)
+    # The time is taken before any candidates are computed (a write that lands meanwhile is
+    # newer, so the walk matches it again) and each mark written after its runs' candidates
+    # (a run whose candidates did not all make it is not marked, and is matched in full).
+    # One time for all: every write in the store before it was there for every run.
+    ((at,),) = client.query("SELECT toUnixTimestamp64Nano(now64(9))").result_rows
     for first in range(0, len(runs), _RUNS_PER_STATEMENT):
-        batch = {"runs": runs[first:first + _RUNS_PER_STATEMENT]}
-        # The time is taken before the candidates are computed (a write that lands
-        # meanwhile is newer, so the walk matches it again) and the mark written after them
-        # (a run whose candidates did not all make it is not marked, and is matched in full).
-        ((batch["at"],),) = client.query("SELECT toUnixTimestamp64Nano(now64(9))").result_rows
+        batch = {"runs": runs[first:first + _RUNS_PER_STATEMENT], "at": at}
         client.command(f"INSERT INTO {links} ({COLUMNS}) {select}", parameters=batch)
         # A directory a run no longer reads from cannot happen: its reads only accumulate.
         client.command(f"INSERT INTO {run_inputs} {listing}", parameters=batch)

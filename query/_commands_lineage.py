@@ -24,7 +24,7 @@ def _label(node: Node) -> str:
         return (f"[bold]run {node.id[:12]}[/bold] {format_command(node.command, 70)} "
                 f"({node.status}){git}{ranks}")
     if node.files > 1:
-        return f"{shown_uri(node.uri)} [dim]({node.files:,} files no recorded run wrote)[/dim]"
+        return f"{shown_uri(node.uri)} [dim]({node.files:,} files)[/dim]"
     digest = f" {node.digest[:19]}…" if node.digest else ""
     return f"{shown_uri(node.uri)}{digest}"
 
@@ -61,13 +61,17 @@ def _show(obj: CliContext, graph: Graph, fmt: str, upstream: bool) -> None:
         obj.out.print(_tree(graph, upstream))
 
 
+_all_files = click.option(
+    "--all-files", is_flag=True,
+    help=f"Every file on its own, not one node per directory of more than {GROUP_ABOVE} that "
+    "no other run wrote (lineage) or read (impact).")
+
+
 @click.command("lineage")
 @click.argument("artifact")
 @click.option("--depth", type=click.IntRange(1, MAX_DEPTH), default=MAX_DEPTH,
               help="How many runs back to go.")
-@click.option("--all-files", is_flag=True,
-              help=f"Every raw input on its own, not one node per directory from which a "
-              f"run read more than {GROUP_ABOVE}.")
+@_all_files
 @json_option
 @click.pass_obj
 def lineage_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
@@ -88,13 +92,21 @@ def lineage_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
 
 @click.command("impact")
 @click.argument("artifact")
-@click.option("--depth", type=click.IntRange(1, MAX_DEPTH), default=MAX_DEPTH)
+@click.option("--depth", type=click.IntRange(1, MAX_DEPTH), default=MAX_DEPTH,
+              help="How many runs forward to go.")
+@_all_files
 @json_option
 @click.pass_obj
-def impact_command(obj: CliContext, artifact: str, depth: int, fmt: str) -> None:
-    """Everything downstream of ARTIFACT: the runs that read it, what they wrote, and on."""
+def impact_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
+                   fmt: str) -> None:
+    """Everything downstream of ARTIFACT: the runs that read it, what they wrote, and on.
+
+    Outputs that no recorded run read, when a run wrote more than 50 to one directory, show
+    as that directory and their number; --all-files lists each one."""
     client, options = open_store(obj, quiet=fmt == "json")
-    _show(obj, impact(client, artifact, options=options, depth=depth), fmt, upstream=False)
+    graph = impact(client, artifact, options=options, depth=depth,
+                   group_above=None if all_files else GROUP_ABOVE)
+    _show(obj, graph, fmt, upstream=False)
 
 
 def _short(identity: str) -> str:

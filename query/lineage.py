@@ -40,7 +40,7 @@ from clew.exporter.lineage import (
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
-from clew.exporter.links import GROUP_ABOVE, candidates_sql, inputs_sql
+from clew.exporter.links import GROUP_ABOVE, artifacts_sql, candidates_sql
 from clew.exporter.schema import SchemaOptions, qualified_name
 
 from .runs import iso_utc, run_status
@@ -298,13 +298,14 @@ class _Tables(Tables):
                     break
         return found
 
-    def produced_inputs(self, runs: list[str]) -> tuple[list[Artifact], set[str]]:
+    def produced_inputs(self, runs: list[str]) -> tuple[dict[str, list[Artifact]], set[str]]:
         """What `runs` read that a run may have produced: it carries a producer stamp, or its
         URI or content digest was written by some run. A superset (the write may come after
         the read, or differ in content): `producers` decides. The rest is raw data.
 
         A run that clew's ingest linked has these kept in clew_links, to which only the
-        writes that reached the store since can add; any other is matched in full."""
+        writes that reached the store since can add; any other is matched in full.
+        Returns them per run, and the runs that were linked."""
         rows: dict[tuple, tuple] = {}
         linked_at: dict[str, int] = {}
         for row in self.rows(
@@ -326,7 +327,10 @@ class _Tables(Tables):
         )[0][0]:
             rows.update((row[:5], row) for row in self._candidates(
                 written_since=True, runs=sorted(linked_at), since=since))
-        return [Artifact(*row[1:]) for row in rows.values()], set(linked_at)
+        found: dict[str, list[Artifact]] = {}
+        for row in rows.values():
+            found.setdefault(row[0], []).append(Artifact(*row[1:]))
+        return found, set(linked_at)
 
     def _candidates(self, written_since: bool = False, **parameters: Any) -> list[tuple]:
         return self.rows(
@@ -336,76 +340,111 @@ class _Tables(Tables):
             **parameters,
         )
 
-    def inputs(self, runs: list[str], group_above: int | None, linked: set[str]
-               ) -> dict[str, tuple[list[Artifact], list[tuple[Node, str]]]]:
-        """Per run, what it read: one Artifact per distinct artifact version, except that
-        the inputs from a directory with more than `group_above` of them are one Node, with
-        the weakest evidence any of them carries. Kept for the `linked` runs."""
-        kept = sorted(linked) if group_above == GROUP_ABOVE else []
+    def listing(self, runs: list[str], group_above: int | None, *, written: bool = False,
+                linked: frozenset[str] = frozenset()
+                ) -> dict[str, tuple[list[Artifact], list[tuple[Node, str]]]]:
+        """Per run, what it read (`written`: wrote): one Artifact per distinct artifact
+        version, except that those in a directory with more than `group_above` of them are
+        one Node, with the weakest evidence any of them carries. The inputs of the `linked`
+        runs are kept in clew_run_inputs."""
+        kept = sorted(linked) if group_above == GROUP_ABOVE and not written else []
         rows = self.rows(
             f"SELECT RunId, Dir, Files, Bytes, Strength, Items FROM {self.run_inputs} FINAL "
             "WHERE RunId IN %(runs)s", runs=kept) if kept else []
         rest = [run for run in runs if run not in kept]
         if rest:
-            rows += self.rows(inputs_sql(self.options, group_above), runs=rest)
+            rows += self.rows(artifacts_sql(self.options, group_above, written=written),
+                              runs=rest)
+        role = "written" if written else "read"
         result: dict[str, tuple[list[Artifact], list[tuple[Node, str]]]] = {}
         for run, directory, count, size, weakest, items in sorted(rows, key=lambda r: r[:2]):
             artifacts, groups = result.setdefault(run, ([], []))
             if items:
-                artifacts.extend(Artifact(*item) for item in items)
+                # what a run wrote names it as its producer
+                artifacts.extend(Artifact(*item, producer=run if written else "")
+                                 for item in items)
             else:
-                groups.append((Node(id=f"{directory}?read-by={run}", kind="artifact",
+                groups.append((Node(id=f"{directory}?{role}-by={run}", kind="artifact",
                                     uri=directory, size=size, files=count),
                                _STRENGTHS[weakest]))
         return result
 
-    def written(self, runs: list[str]) -> dict[str, list[Artifact]]:
-        """Per run, the distinct artifact versions it wrote, copied or renamed to; each
-        names the run as its producer."""
-        result: dict[str, list[Artifact]] = {}
-        if not runs:
-            return result
-        for run, uri, digest, version, etag, size, time in self.rows(
-            f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), "
-            f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
-            f"WHERE RunId IN %(runs)s AND Operation IN {OUTPUT_OPERATIONS!r} "
-            "GROUP BY RunId, Uri, Digest, Version, ETag ORDER BY Uri",
-            runs=runs,
-        ):
-            result.setdefault(run, []).append(
-                Artifact(uri, digest, version, etag, size, run, time)
-            )
-        return result
+    def _written_among(self, runs: list[str], rows: list[tuple]) -> list[Artifact]:
+        """What `runs` wrote that has the URI or digest of one of the read `rows`."""
+        uris = sorted({row[1] for row in rows})
+        digests = sorted({row[2] for row in rows if row[2]})
+        found: dict[tuple, Artifact] = {}
+        for column, values in (("Uri", uris), ("Digest", digests)):
+            for start in range(0, len(values), _CHUNK):
+                for run, uri, digest, version, etag, size, time in self.rows(
+                    f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), "
+                    f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
+                    f"WHERE RunId IN %(runs)s AND Operation IN {OUTPUT_OPERATIONS!r} "
+                    f"AND {column} IN %(values)s GROUP BY RunId, Uri, Digest, Version, ETag",
+                    runs=runs, values=values[start:start + _CHUNK],
+                ):
+                    found[(run, uri, digest, version, etag)] = Artifact(
+                        uri, digest, version, etag, size, run, time)
+        return list(found.values())
 
-    def readers(self, artifacts: list[Artifact],
-                runs: list[str] | None = None) -> list[tuple[Artifact, str, str]]:
+    def _reads(self, wheres: list[tuple[str, dict[str, Any]]], runs: list[str] | None
+               ) -> list[tuple]:
+        """The distinct reads each of `wheres` selects. When `runs` wrote what is looked
+        for and were all linked, the readers linked after them have those reads among
+        their kept candidates (small, and read whole); only the other runs' reads are
+        searched in clew_io."""
+        select = ("SELECT RunId, Uri, Digest, Version, ETag, max(ProducerRunId), "
+                  "max(toUnixTimestamp64Nano(Timestamp))")
+        group = "GROUP BY RunId, Uri, Digest, Version, ETag"
+        fresh = ""
+        if runs is not None:
+            ((linked, since),) = self.rows(
+                f"SELECT count(), toUnixTimestamp64Nano(max(Timestamp)) FROM {self.links} "
+                "FINAL WHERE Uri = '' AND RunId IN %(runs)s", runs=runs)
+            if linked == len(runs):
+                fresh = (f"(SELECT RunId FROM {self.links} FINAL WHERE Uri = '' "
+                         f"AND Timestamp >= fromUnixTimestamp64Nano({int(since)}))")
+        stale = 1
+        if fresh:
+            ((stale,),) = self.rows(f"SELECT count() FROM (SELECT DISTINCT RunId FROM "
+                                    f"{self.run_io}) WHERE RunId NOT IN {fresh}")
+        rows: dict[tuple, None] = {}
+        for where, bound in wheres:
+            if fresh:
+                rows.update(dict.fromkeys(self.rows(
+                    f"{select} FROM {self.links} FINAL WHERE Uri != '' AND RunId IN {fresh} "
+                    f"AND {where} {group}", **bound)))
+            if not stale:
+                continue
+            # One statement per key, not one with OR: the OR keeps ClickHouse from using
+            # the primary key (Uri) for the URI half (at 10M spans 2.8 s, against 0.15 s +
+            # 1.4 s). A group's rows share its Uri and Digest: one both find is one row.
+            others = f"AND RunId NOT IN {fresh} " if fresh else ""
+            rows.update(dict.fromkeys(self.rows(
+                f"{select} FROM {self.io} WHERE Operation = '{_READ}' {others}AND {where} "
+                f"{group}", **bound)))
+        return list(rows)
+
+    def readers(self, artifacts: list[Artifact], runs: list[str] | None = None
+                ) -> list[tuple[Artifact, str, str]]:
         """(artifact, run, evidence) for every run that read one of `artifacts` (as written
         by its producer): the read names the producer in its stamp, or has the same content
         digest, object version or ETag, or, for an artifact with none of these, the same URI
-        at or after the write. `runs`: the artifacts are among what these runs wrote."""
+        at or after the write. With `runs`, the artifacts are everything these runs wrote
+        (`artifacts` is not used): only what some run read is fetched."""
         digests = sorted({a.digest for a in artifacts if a.digest})
         uris = sorted({a.uri for a in artifacts if a.uri})
-        by_digest, parameters = self._among("Digest", digests, runs, OUTPUT_OPERATIONS,
-                                            "digests")
-        by_uri, more = self._among("Uri", uris, runs, OUTPUT_OPERATIONS, "uris")
+        by_uri = self._among("Uri", uris, runs, OUTPUT_OPERATIONS, "uris")
+        by_digest = self._among("Digest", digests, runs, OUTPUT_OPERATIONS, "digests")
+        rows = self._reads([by_uri] + ([by_digest] if digests or runs else []), runs)
+        if runs is not None:
+            artifacts = self._written_among(runs, rows) if rows else []
         # Every kind of evidence needs the same digest or the same URI: look only there.
         index: dict[tuple[str, str], list[int]] = {}
         for position, artifact in enumerate(artifacts):
             if artifact.digest:
                 index.setdefault(("digest", artifact.digest), []).append(position)
             index.setdefault(("uri", artifact.uri), []).append(position)
-        # One statement per key, not one with OR: the OR keeps ClickHouse from using the
-        # primary key (Uri) for the URI half (at 10M spans 2.8 s, against 0.15 s + 1.4 s).
-        # A group's rows share its Uri and Digest, so a group both find is the same row.
-        rows: dict[tuple, None] = {}
-        for where, bound in [(by_uri, more)] + ([(by_digest, parameters)] if digests else []):
-            rows.update(dict.fromkeys(self.rows(
-                f"SELECT RunId, Uri, Digest, Version, ETag, max(ProducerRunId), "
-                f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
-                f"WHERE Operation = '{_READ}' AND {where} "
-                "GROUP BY RunId, Uri, Digest, Version, ETag",
-                **bound,
-            )))
         found = []
         for run, uri, digest, version, etag, producer, time in rows:
             read = Artifact(uri, digest, version, etag, producer=producer, time=time)
@@ -482,62 +521,76 @@ def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | 
         for node in tables.run_nodes(new_runs):
             graph.add_node(node)
         candidates, linked = tables.produced_inputs(new_runs)
-        for run, (artifacts, groups) in tables.inputs(new_runs, group_above, linked).items():
-            for artifact in artifacts:
-                _add_artifact(graph, artifact, Edge(artifact.id, run, "read", artifact.evidence))
-            for group, evidence in groups:
-                # what may have a producer is shown on its own, out of its directory's count
-                inside = [a for a in candidates if a.uri.startswith(group.uri)
-                          and "/" not in a.uri[len(group.uri):]]
-                group.files -= len(inside)
-                group.size -= sum(max(a.size, 0) for a in inside)
-                graph.add_node(group)
-                graph.add_edge(Edge(group.id, run, "read", evidence))
-                for artifact in inside:
-                    _add_artifact(graph, artifact, Edge(artifact.id, run, "read",
-                                                        artifact.evidence))
-        frontier = [a for a in candidates if a not in looked_up]
+        listing = tables.listing(new_runs, group_above, linked=frozenset(linked))
+        for run in new_runs:
+            _add_listing(graph, run, listing.get(run, ([], [])), candidates.get(run, []),
+                         upstream=True)
+        frontier = [a for run in new_runs for a in candidates.get(run, [])
+                    if a not in looked_up]
         looked_up.update(frontier)
         if not frontier:
             break
     return graph
 
 
+def _downstream(tables: _Tables, target: Artifact, depth: int, group_above: int | None
+                ) -> Graph:
+    """From an artifact to the runs that read it, to what they wrote, to the runs that
+    read that, and so on: one level of runs per few queries. Only the outputs that some run
+    read are looked up; the others are listed (or grouped) only."""
+    graph = Graph(root=target.id)
+    graph.add_node(target.node())
+    seen_runs: set[str] = set()
+    runs: list[str] | None = None  # after the first level: the runs whose outputs are next
+    for level in range(depth + 1):
+        links = tables.readers([target], runs) if level < depth else []
+        if runs:
+            read: dict[str, list[Artifact]] = {}
+            for artifact, _, _ in links:
+                read.setdefault(artifact.producer, []).append(artifact)
+            listing = tables.listing(runs, group_above, written=True)
+            for run in runs:
+                _add_listing(graph, run, listing.get(run, ([], [])), read.get(run, []),
+                             upstream=False)
+        for artifact, run, evidence in links:
+            _add_artifact(graph, artifact, Edge(artifact.id, run, "read", evidence))
+        runs = sorted({run for _, run, _ in links} - seen_runs)
+        if not runs:
+            break
+        seen_runs.update(runs)
+        for node in tables.run_nodes(runs):
+            graph.add_node(node)
+    return graph
+
+
+def _add_listing(graph: Graph, run: str,
+                 listing: tuple[list[Artifact], list[tuple[Node, str]]],
+                 on_path: list[Artifact], *, upstream: bool) -> None:
+    """What `run` read (`upstream`) or wrote, as nodes and edges: its artifacts, and its
+    directories of many; an artifact on the walk's path (it has a producer, or a reader)
+    stands on its own, out of its directory's count."""
+    def edge(node_id: str, evidence: str) -> Edge:
+        return (Edge(node_id, run, "read", evidence) if upstream
+                else Edge(run, node_id, "wrote", evidence))
+
+    artifacts, groups = listing
+    for artifact in artifacts:
+        _add_artifact(graph, artifact, edge(artifact.id, artifact.evidence))
+    for group, evidence in groups:
+        inside = [a for a in on_path
+                  if a.uri.startswith(group.uri) and "/" not in a.uri[len(group.uri):]]
+        group.files -= len(inside)
+        group.size -= sum(max(a.size, 0) for a in inside)
+        graph.add_node(group)
+        graph.add_edge(edge(group.id, evidence))
+        for artifact in inside:
+            _add_artifact(graph, artifact, edge(artifact.id, artifact.evidence))
+
+
 def _add_artifact(graph: Graph, artifact: Artifact, edge: Edge) -> None:
     if artifact.id not in graph:  # a Node costs ~10 us: make new ones only
         graph.add_node(artifact.node())
     graph.add_edge(edge)
-
-
-def _downstream(tables: _Tables, target: Artifact, depth: int) -> Graph:
-    """From an artifact to the runs that read it, to what they wrote, to the runs that
-    read that, and so on: one level of runs per few queries."""
-    graph = Graph(root=target.id)
-    graph.add_node(target.node())
-    frontier = [target]
-    seen_runs: set[str] = set()
-    seen_artifacts: set[Artifact] = {target}
-    frontier_runs: list[str] | None = None  # the frontier is what these runs wrote
-    for _ in range(depth):
-        links = tables.readers(frontier, frontier_runs)
-        new_runs = sorted({run for _, run, _ in links} - seen_runs)
-        for artifact, run, evidence in links:
-            graph.add_edge(Edge(artifact.id, run, "read", evidence))
-        for node in tables.run_nodes(new_runs):
-            graph.add_node(node)
-        seen_runs.update(new_runs)
-        frontier = []
-        for run, artifacts in tables.written(new_runs).items():
-            for artifact in artifacts:
-                _add_artifact(graph, artifact, Edge(run, artifact.id, "wrote", artifact.evidence))
-                # an artifact already looked up has found its readers already
-                if artifact not in seen_artifacts:
-                    seen_artifacts.add(artifact)
-                    frontier.append(artifact)
-        frontier_runs = new_runs
-        if not frontier:
-            break
-    return graph
 
 
 def lineage(
@@ -568,7 +621,11 @@ def impact(
     *,
     options: SchemaOptions | None = None,
     depth: int = MAX_DEPTH,
+    group_above: int | None = GROUP_ABOVE,
 ) -> Graph:
     """Everything downstream of the artifact `name`: the runs that read it (by content
-    digest, or by URI when it has none), what they wrote, who read that, and so on."""
-    return _downstream(_Tables(client, options or SchemaOptions()), resolve(name), depth)
+    digest, or by URI when it has none), what they wrote, who read that, and so on. The
+    outputs a run wrote to one directory that no run read, when more than `group_above`
+    (None: never), are one node."""
+    return _downstream(_Tables(client, options or SchemaOptions()), resolve(name), depth,
+                       group_above)

@@ -76,7 +76,10 @@ def _label(sql: str) -> str:
     known = (
         (r"clew_runs FINAL WHERE RunId IN", "run nodes (clew_runs, clew_run_io)"),
         (r"SELECT RunId, Dir, count\(\)", "inputs of runs, raw ones per directory"),
-        (r"FROM clew_links FINAL", "kept candidate inputs (clew_links)"),
+        (r"clew_links FINAL", "kept candidate inputs (clew_links)"),
+        (r"clew_run_inputs FINAL", "kept inputs per directory (clew_run_inputs)"),
+        (r"SELECT RunId, replaceRegexpOne", "inputs per directory, grouped now"),
+        (r"count\(\) > 0 FROM .*Inserted >=", "any write newer than the kept candidates?"),
         (r"Inserted >=", "inputs matched to newer writes"),
         (r"sipHash64\(Digest\) IN \(SELECT DigestKey", "inputs matched to every write"),
         (r"max\(Size\)", "outputs of runs (GROUP BY)"),
@@ -474,7 +477,7 @@ def _graph_tables(store_summary: dict[str, Any], found: dict[str, Any],
         rss = f"{api['peak_rss_mb']:,.0f} MB" if "peak_rss_mb" in api else "-"
         ok = "first" in api and "error" not in api and statistics.median(api["times"]) < 1
         target = "pass" if ok else "**FAIL**"
-        if item["walk"] == "impact":
+        if item["walk"] != "lineage":
             target = "(no target)"
         out.append(f"| {code} | {item['walk']} | {shape} | {cold} | {warm} | {cli_cold} "
                    f"| {cli_warm} | {sql} | {rss} | {target} |")

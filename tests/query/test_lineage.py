@@ -159,7 +159,8 @@ def test_an_unknown_artifact_is_a_usage_error(pipeline):
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A training run that reads a directory of 60 raw shards and one shard that an
-    earlier instrumented run wrote there."""
+    earlier instrumented run wrote there, and writes 60 parts, one of which a later run
+    reads."""
     work = tmp_path_factory.mktemp("dataset")
     home = work / ".clew"
     (work / "shards").mkdir()
@@ -170,11 +171,15 @@ def dataset(tmp_path_factory):
         "import os\n"
         "seen = [open(os.path.join('shards', n), 'rb').read() for n in sorted(os.listdir('shards'))]\n"
         "open('model.txt', 'w').write(str(len(seen)))\n"
+        "os.mkdir('out')\n"
+        "for i in range(60):\n"
+        "    open(f'out/part-{i:02}.txt', 'w').write(f'part {i}')\n"
     )
+    (work / "score.py").write_text("open('score.txt', 'w').write(open('out/part-07.txt').read())\n")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
     env["CLEW_HOME"] = str(home)
-    for script in ("make.py", "train.py"):
+    for script in ("make.py", "train.py", "score.py"):
         done = subprocess.run([str(BIN / "opentelemetry-instrument"), sys.executable, script],
                               cwd=work, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
@@ -197,10 +202,29 @@ def test_raw_inputs_of_one_directory_are_one_node(dataset):
     assert {(group["id"], train, "read"), (made["id"], train, "read"),
             (make, made["id"], "wrote")} <= edges
     code, out, _ = clew(dataset, "lineage", "model.txt")
-    assert code == ExitStatus.OK and "shards/ (60 files no recorded run wrote)" in out
+    assert code == ExitStatus.OK and "shards/ (60 files)" in out
 
 
 def test_all_files_lists_every_raw_input(dataset):
     document = graph(dataset, "lineage", "model.txt", "--all-files")
     shards = [n for n in document["nodes"] if "/shards/" in n["uri"]]
     assert len(shards) == 61 and all(n["files"] == 1 and n["digest"] for n in shards)
+
+
+def test_outputs_nobody_read_of_one_directory_are_one_node(dataset):
+    """Downstream, the outputs of one directory that no run read are one node; the part a
+    later run read stays on its own, linked to that run."""
+    document = graph(dataset, "impact", "shards/made.bin")
+    artifacts = [n for n in document["nodes"] if n["kind"] == "artifact"]
+    (group,) = [n for n in artifacts if n["files"] > 1]
+    assert group["uri"].endswith("/out/") and group["files"] == 59
+    (part,) = [n for n in artifacts if n["uri"].endswith("/out/part-07.txt")]
+    runs = {n["id"]: n["command"][-1] for n in document["nodes"] if n["kind"] == "run"}
+    edges = {(e["source"], e["target"], e["kind"]) for e in document["edges"]}
+    train = next(i for i, c in runs.items() if c.endswith("train.py"))
+    score = next(i for i, c in runs.items() if c.endswith("score.py"))
+    assert {(train, group["id"], "wrote"), (train, part["id"], "wrote"),
+            (part["id"], score, "read")} <= edges
+    assert any(n["uri"].endswith("/score.txt") for n in artifacts)
+    every = graph(dataset, "impact", "shards/made.bin", "--all-files")
+    assert len([n for n in every["nodes"] if "/out/" in n["uri"]]) == 60

@@ -20,7 +20,7 @@ import pytest
 from clew.exporter import store
 from clew.exporter.ingest import ingest
 from clew.exporter.spool import spool_directory
-from clew.query.lineage import lineage
+from clew.query.lineage import impact, lineage
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,18 @@ def _upstream(client, work: Path) -> set[tuple[str, str]]:
 EXPECTED = {("use.py", "model.txt"), ("make.py", "copied.csv")}
 
 
+def _downstream(client, work: Path) -> set[tuple[str, str]]:
+    """(artifact's file name, command's script) of every `read` edge of made.csv's impact."""
+    graph = impact(client, str(work / "made.csv"))
+    nodes = {node.id: node for node in graph.nodes}
+    return {(nodes[e.source].uri.rsplit("/", 1)[-1], nodes[e.target].command[-1])
+            for e in graph.edges if e.kind == "read"}
+
+
+# make.py's own output read by use.py under another name (by digest)
+EXPECTED_DOWNSTREAM = {("made.csv", "use.py")}
+
+
 def test_ingest_links_each_run_and_keeps_its_candidates(client, runs):
     work, home, made, used = runs
     ingest(client, spool_directory(home), files=[made, used])
@@ -78,6 +90,9 @@ def test_ingest_links_each_run_and_keeps_its_candidates(client, runs):
     assert [uri.rsplit("/", 1)[-1] for (uri,) in candidates] == ["copied.csv"]
     with _without_full_matching(client):
         assert _upstream(client, work) == EXPECTED
+    every_read = "clew_io WHERE Operation = 'read' AND Digest IN (SELECT"
+    with _without_full_matching(client, every_read):
+        assert _downstream(client, work) == EXPECTED_DOWNSTREAM
 
 
 def test_a_producer_ingested_after_its_reader_is_found(client, runs):
@@ -90,6 +105,7 @@ def test_a_producer_ingested_after_its_reader_is_found(client, runs):
     ingest(client, spool_directory(home), files=[made])
     with _without_full_matching(client):
         assert _upstream(client, work) == EXPECTED
+    assert _downstream(client, work) == EXPECTED_DOWNSTREAM  # use.py's reads searched again
 
 
 def test_runs_nobody_linked_are_matched_in_full(client, runs):
@@ -97,26 +113,34 @@ def test_runs_nobody_linked_are_matched_in_full(client, runs):
     same lineage graph, node for node."""
     work, home, made, used = runs
     ingest(client, spool_directory(home), files=[made, used])
-    kept = lineage(client, str(work / "model.txt"))
+    kept = [walk(client, str(work / name)) for walk, name in WALKS]
     client.command("TRUNCATE TABLE clew_links")
     client.command("TRUNCATE TABLE clew_run_inputs")
-    matched = lineage(client, str(work / "model.txt"))
+    matched = [walk(client, str(work / name)) for walk, name in WALKS]
     assert _upstream(client, work) == EXPECTED
-    assert sorted(map(repr, matched.nodes)) == sorted(map(repr, kept.nodes))
-    assert set(matched.edges) == set(kept.edges)
+    assert _downstream(client, work) == EXPECTED_DOWNSTREAM
+    for before, after in zip(kept, matched):
+        assert sorted(map(repr, after.nodes)) == sorted(map(repr, before.nodes))
+        assert set(after.edges) == set(before.edges)
+
+
+WALKS = [(lineage, "model.txt"), (impact, "made.csv")]
 
 
 class _without_full_matching:
-    """Fail any statement that matches a run's inputs against every write: a linked run
-    must not need it. (A check of which SQL runs, not a stand-in for the store.)"""
+    """Fail any statement that matches a run's inputs against every write (or, given, that
+    holds `forbidden`): a linked run must not need it. (A check of which SQL runs, not a
+    stand-in for the store.)"""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, forbidden: str = "WHERE DigestKey IN (SELECT sipHash64(Digest)"
+                 ) -> None:
         self.client = client
         self.query = client.query
+        self.forbidden = forbidden
 
     def __enter__(self) -> None:
         def query(sql: str, *args, **kwargs):
-            assert "WHERE DigestKey IN (SELECT sipHash64(Digest)" not in sql, sql
+            assert self.forbidden not in sql.replace("`", ""), sql
             return self.query(sql, *args, **kwargs)
 
         self.client.query = query
