@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from . import rows
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
-from .links import link_all, link_runs
+from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
 from .spool import spool_files
 
@@ -194,6 +194,7 @@ class _Ingester:
         self.log_table = qualified_name(options, LOG_TABLE)
         self.io_table = qualified_name(options, IO_TABLE)
         self.outputs_table = qualified_name(options, OUTPUTS_TABLE)
+        self.touched: set[str] = set()  # runs this ingest brought records of
         self.quarantine = spool / QUARANTINE_DIRNAME
 
     def state(
@@ -250,14 +251,20 @@ class _Ingester:
                 result.corrupt += len(chunk.corrupt)
             result.lines += chunk.lines
         result.spans += self._insert(chunk for _, chunk in batch)
-        self._link([chunk for _, chunk in batch])
+        self._unlink([chunk for _, chunk in batch])
         self._log(batch, 1)
 
-    def _link(self, chunks: list[_Chunk]) -> None:
-        """Keep the candidate inputs of the runs these chunks brought records of; before
-        the chunks are logged done, so that a crash leaves them to be linked again."""
+    def _unlink(self, chunks: list[_Chunk]) -> None:
+        """Mark the runs these chunks brought records of as not linked, before the chunks
+        are logged done: what clew_links keeps for them is out of date until `link` (at
+        the end of the ingest) has run, and a crash before then leaves them matched in full."""
         runs = {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
-        link_runs(self.client, self.options, sorted(runs))
+        unlink_runs(self.client, self.options, sorted(runs))
+        self.touched.update(runs)
+
+    def link(self) -> None:
+        """Keep the candidate inputs of every run this ingest brought records of."""
+        link_runs(self.client, self.options, sorted(self.touched))
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
         """Finish a chunk a crashed ingest left pending, without duplicating a span.
@@ -276,7 +283,7 @@ class _Ingester:
                                (self.outputs_table, "RunId, SpanId")):
             self._delete(table, columns, ids)
         result.spans += self._insert([chunk])
-        self._link([chunk])
+        self._unlink([chunk])
         result.lines += chunk.lines
         self._log([(path, chunk)], 1)
         result.recovered_chunks += 1
@@ -352,6 +359,7 @@ def ingest(
                 progress(taken, total)
             for path, chunk in batch:
                 reached[path] = chunk.end
+    ingester.link()
     result.torn = sum(1 for path, end in reached.items() if end < sizes[path])
     if result.corrupt:
         message = (

@@ -10,7 +10,8 @@ its id, and matches them against only the writes that arrived after they were co
 A candidate is a read that carries a producer stamp, or whose URI or content digest some run
 wrote: a superset of the reads that have a producer (the write may come after the read), from
 which lineage picks by evidence. A row with an empty Uri marks a run as linked, at its
-Timestamp, even when none of its inputs has a candidate producer. Runs without one (their
+Timestamp, even when none of its inputs has a candidate producer; a mark at time 0 says that
+the run has records newer than what is kept (an ingest under way, or one that crashed). Runs without one (their
 spans came from a Collector or from clew's direct export) are matched against every write as
 the walk reaches them.
 
@@ -105,6 +106,15 @@ def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
         client.command(f"INSERT INTO {links} (RunId, Uri, Timestamp) SELECT "
                        "arrayJoin(%(runs)s), '', fromUnixTimestamp64Nano(%(at)s)",
                        parameters=batch)
+
+
+def unlink_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+    """Mark `runs` as not linked (a mark at time 0), until `link_runs` marks them again."""
+    links = qualified_name(options, LINKS_TABLE)
+    for first in range(0, len(runs), _RUNS_PER_STATEMENT):
+        client.command(f"INSERT INTO {links} (RunId, Uri, Timestamp) SELECT "
+                       "arrayJoin(%(runs)s), '', fromUnixTimestamp64Nano(0)",
+                       parameters={"runs": runs[first:first + _RUNS_PER_STATEMENT]})
 
 
 def link_all(client: Any, options: SchemaOptions) -> None:

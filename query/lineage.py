@@ -315,10 +315,11 @@ class _Tables(Tables):
         ):
             if row[1]:
                 rows[row[:5]] = row
-            else:
+            elif row[7]:  # a mark at 0: newer records than what is kept
                 linked_at[row[0]] = row[7]
         unlinked = [run for run in runs if run not in linked_at]
         if unlinked:
+            rows = {key: row for key, row in rows.items() if row[0] in linked_at}
             rows.update((row[:5], row) for row in self._candidates(runs=unlinked))
         since = min(linked_at.values(), default=0)
         if linked_at and self.rows(
@@ -400,7 +401,7 @@ class _Tables(Tables):
         if runs is not None:
             ((linked, since),) = self.rows(
                 f"SELECT count(), toUnixTimestamp64Nano(max(Timestamp)) FROM {self.links} "
-                "FINAL WHERE Uri = '' AND RunId IN %(runs)s", runs=runs)
+                "FINAL WHERE Uri = '' AND Timestamp > 0 AND RunId IN %(runs)s", runs=runs)
             if linked == len(runs):
                 fresh = (f"(SELECT RunId FROM {self.links} FINAL WHERE Uri = '' "
                          f"AND Timestamp >= fromUnixTimestamp64Nano({int(since)}))")
