@@ -363,8 +363,10 @@ def test_cluster_ddl_uses_on_cluster_and_replicated_engines():
 
 def test_lineage_tables_follow_the_cluster_and_ttl_options():
     options = SchemaOptions(database="otel", cluster="prod", ttl_days=30)
-    io, io_view, runs, runs_view, run_io, run_io_view = lineage_ddl(options)
-    for statement in (io, io_view, runs, runs_view, run_io, run_io_view):
+    statements = lineage_ddl(options)
+    (io, io_view, runs, runs_view, run_io, run_io_view, outputs, outputs_view, links,
+     run_inputs) = statements
+    for statement in statements:
         assert " ON CLUSTER `prod` " in statement.split("\n", 1)[0]
     assert "ENGINE = ReplicatedMergeTree()" in io
     assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in io
@@ -372,6 +374,11 @@ def test_lineage_tables_follow_the_cluster_and_ttl_options():
     assert "\nTTL toDateTime(Start) + toIntervalDay(30)\n" in runs
     # per-run aggregates have no time to expire by: a run's counts outlive its spans
     assert "ENGINE = ReplicatedAggregatingMergeTree()" in run_io and "TTL" not in run_io
+    assert "ENGINE = ReplicatedMergeTree()" in outputs
+    assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in outputs
+    assert "ENGINE = ReplicatedReplacingMergeTree()" in links
+    assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in links
+    assert "ENGINE = ReplicatedReplacingMergeTree()" in run_inputs and "TTL" not in run_inputs
     for statement in lineage_ddl(SchemaOptions()):
         assert "ON CLUSTER" not in statement and "Replicated" not in statement
         assert "TTL" not in statement
