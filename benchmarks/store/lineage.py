@@ -75,14 +75,13 @@ def _label(sql: str) -> str:
     """A short name for one of lineage.py's or diff.py's statements."""
     known = (
         (r"clew_runs FINAL WHERE RunId IN", "run nodes (clew_runs, clew_run_io)"),
-        (r"SELECT RunId, Dir, count\(\)", "inputs of runs, raw ones per directory"),
-        (r"clew_links FINAL", "kept candidate inputs (clew_links)"),
+        (r"clew_links FINAL", "kept candidates and marks (clew_links)"),
         (r"clew_run_inputs FINAL", "kept inputs per directory (clew_run_inputs)"),
-        (r"SELECT RunId, replaceRegexpOne", "inputs per directory, grouped now"),
+        (r"SELECT RunId, replaceRegexpOne", "inputs or outputs per directory, grouped now"),
         (r"count\(\) > 0 FROM .*Inserted >=", "any write newer than the kept candidates?"),
         (r"Inserted >=", "inputs matched to newer writes"),
         (r"sipHash64\(Digest\) IN \(SELECT DigestKey", "inputs matched to every write"),
-        (r"max\(Size\)", "outputs of runs (GROUP BY)"),
+        (r"max\(Size\)", "outputs that were read, by value"),
         (r"SELECT DISTINCT RunId, toUnixTimestamp64Nano.* DigestKey IN", "writes by digest"),
         (r"SELECT DISTINCT RunId, toUnixTimestamp64Nano.* Uri IN", "writes by URI"),
         (r"max\(ProducerRunId\)", "reads of artifacts (readers)"),
