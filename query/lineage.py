@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import quote
 
 import blake3
-
 from clew.exporter.lineage import (
     IO_TABLE,
     LINKS_TABLE,

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from clew.exporter import store
 from clew.exporter.ingest import ingest
 from clew.exporter.links import unlink_runs
