@@ -514,12 +514,9 @@ def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | 
         links = tables.producers(frontier)
         for artifact, run, evidence in links:
             graph.add_edge(Edge(run, artifact.id, "wrote", evidence))
-        new_runs = sorted({run for _, run, _ in links} - seen_runs)
+        new_runs = _add_runs(tables, graph, links, seen_runs)
         if not new_runs:
             break
-        seen_runs.update(new_runs)
-        for node in tables.run_nodes(new_runs):
-            graph.add_node(node)
         candidates, linked = tables.produced_inputs(new_runs)
         listing = tables.listing(new_runs, group_above, linked=frozenset(linked))
         for run in new_runs:
@@ -554,13 +551,20 @@ def _downstream(tables: _Tables, target: Artifact, depth: int, group_above: int 
                              upstream=False)
         for artifact, run, evidence in links:
             _add_artifact(graph, artifact, Edge(artifact.id, run, "read", evidence))
-        runs = sorted({run for _, run, _ in links} - seen_runs)
+        runs = _add_runs(tables, graph, links, seen_runs)
         if not runs:
             break
-        seen_runs.update(runs)
-        for node in tables.run_nodes(runs):
-            graph.add_node(node)
     return graph
+
+
+def _add_runs(tables: _Tables, graph: Graph, links: list[tuple[Artifact, str, str]],
+              seen: set[str]) -> list[str]:
+    """The runs of `links` not `seen` before, added to the graph (and to `seen`)."""
+    runs = sorted({run for _, run, _ in links} - seen)
+    seen.update(runs)
+    for node in tables.run_nodes(runs):
+        graph.add_node(node)
+    return runs
 
 
 def _add_listing(graph: Graph, run: str,
