@@ -326,7 +326,8 @@ def ingest(
         spool: The spool directory; corrupt lines are set aside under it.
         files: Only these spool files (default: every file in `spool`).
         options: Where the tables are.
-        progress: Called as `progress(done_bytes, total_bytes)` after each insert.
+        progress: Called as `progress(done_bytes, total_bytes)` after each insert, then
+            `progress(-1, runs)` before the runs it brought are linked (see links.py).
         chunk_bytes: About how much of the spool one insert takes.
         prepare: Create the tables first; pass False when this client already did.
     """
@@ -359,6 +360,8 @@ def ingest(
                 progress(taken, total)
             for path, chunk in batch:
                 reached[path] = chunk.end
+    if progress is not None and ingester.touched:
+        progress(-1, len(ingester.touched))
     ingester.link()
     result.torn = sum(1 for path, end in reached.items() if end < sizes[path])
     if result.corrupt:

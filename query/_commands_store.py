@@ -45,7 +45,10 @@ def _open(
             task = progress.add_task("ingesting the spool", total=None)
 
             def advance(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+                if done < 0:  # the ingest's last step: `total` runs linked for lineage
+                    progress.update(task, description=f"linking {total:,} runs for lineage")
+                else:
+                    progress.update(task, completed=done, total=total)
 
             result = ingest_spool(client, spool, options=options, progress=advance)
     for warning in result.warnings:

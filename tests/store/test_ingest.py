@@ -136,7 +136,8 @@ def test_ingest_reads_only_new_bytes(tmp_path, store_url):
     assert (again.spans, again.files, again.lines) == (5, 1, 1)
     assert stored_ids(client) == spool_ids(spool)
     added = growing.stat().st_size - first_size
-    assert calls == [(added, added)]  # only the appended bytes were read
+    # only the appended bytes were read, then the one run they belong to was linked
+    assert calls == [(added, added), (-1, 1)]
     chunks = client.query(f"SELECT File, Start, End FROM {LOG_TABLE} WHERE Done = 1 "
                           "ORDER BY File, Start").result_rows
     assert chunks == [(growing.name, 0, first_size), (growing.name, first_size,
