@@ -3,17 +3,17 @@ and what the run read, per directory.
 
 Matching a run's inputs against every write in the store reads the whole of `clew_outputs`
 (8 bytes a write: 40-100 ms at 7.5M writes) however few inputs have a producer, and a lineage
-walk would pay that for each run on its path. `clew ingest` pays it once per batch for the
-runs the batch brings, and keeps the answer here; the walk then reads a run's candidates by
-its id, and matches them against only the writes that arrived after they were computed.
+walk would pay that for each run on its path. `clew ingest` pays it once, at its end, for the
+runs it brought records of, and keeps the answer here; the walk then reads a run's candidates
+by its id, and matches them against only the writes that arrived after they were computed.
 
 A candidate is a read that carries a producer stamp, or whose URI or content digest some run
 wrote: a superset of the reads that have a producer (the write may come after the read), from
 which lineage picks by evidence. A row with an empty Uri marks a run as linked, at its
 Timestamp, even when none of its inputs has a candidate producer; a mark at time 0 says that
-the run has records newer than what is kept (an ingest under way, or one that crashed). Runs without one (their
-spans came from a Collector or from clew's direct export) are matched against every write as
-the walk reaches them.
+the run has records newer than what is kept (an ingest under way, or one that crashed). Runs
+without a mark (their spans came from a Collector or from clew's direct export) are matched
+against every write as the walk reaches them.
 
 The walk also lists each run's inputs, grouping the directories it read more than
 GROUP_ABOVE files from: a GROUP BY over all the run's reads (50 ms for 80,000), kept in
@@ -30,17 +30,18 @@ from .lineage import (
     OUTPUT_OPERATIONS,
     OUTPUTS_TABLE,
     RUN_INPUTS_TABLE,
+    RUN_IO_TABLE,
 )
 from .schema import SchemaOptions, qualified_name
 
 _RUNS_PER_STATEMENT = 50  # a statement holds the URIs and digests of these runs' reads
-COLUMNS = "RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, Timestamp"
+_COLUMNS = "RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, Timestamp"
 # A run's inputs from one directory, when more than this, are one node of a lineage graph.
 GROUP_ABOVE = 50
 
 
 def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> str:
-    """SELECT COLUMNS (the last three as MaxSize, Producer, LastRead): the candidate inputs
+    """SELECT _COLUMNS (the last three as MaxSize, Producer, LastRead): the candidate inputs
     of the runs `%(runs)s`, one row per distinct artifact version read. With
     `written_since`, only those that match a write that reached the store at or after
     `%(since)s` (ns since the epoch)."""
@@ -98,29 +99,33 @@ def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
     # (a run whose candidates did not all make it is not marked, and is matched in full).
     # One time for all: every write in the store before it was there for every run.
     ((at,),) = client.query("SELECT toUnixTimestamp64Nano(now64(9))").result_rows
-    for first in range(0, len(runs), _RUNS_PER_STATEMENT):
-        batch = {"runs": runs[first:first + _RUNS_PER_STATEMENT], "at": at}
-        client.command(f"INSERT INTO {links} ({COLUMNS}) {select}", parameters=batch)
+    for batch in _batches(runs):
+        client.command(f"INSERT INTO {links} ({_COLUMNS}) {select}", parameters={"runs": batch})
         # A directory a run no longer reads from cannot happen: its reads only accumulate.
-        client.command(f"INSERT INTO {run_inputs} {listing}", parameters=batch)
-        client.command(f"INSERT INTO {links} (RunId, Uri, Timestamp) SELECT "
-                       "arrayJoin(%(runs)s), '', fromUnixTimestamp64Nano(%(at)s)",
-                       parameters=batch)
+        client.command(f"INSERT INTO {run_inputs} {listing}", parameters={"runs": batch})
+        _mark(client, links, batch, at)
 
 
 def unlink_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
     """Mark `runs` as not linked (a mark at time 0), until `link_runs` marks them again."""
     links = qualified_name(options, LINKS_TABLE)
-    for first in range(0, len(runs), _RUNS_PER_STATEMENT):
-        client.command(f"INSERT INTO {links} (RunId, Uri, Timestamp) SELECT "
-                       "arrayJoin(%(runs)s), '', fromUnixTimestamp64Nano(0)",
-                       parameters={"runs": runs[first:first + _RUNS_PER_STATEMENT]})
+    for batch in _batches(runs):
+        _mark(client, links, batch, 0)
+
+
+def _batches(runs: list[str]) -> list[list[str]]:
+    return [runs[first:first + _RUNS_PER_STATEMENT]
+            for first in range(0, len(runs), _RUNS_PER_STATEMENT)]
+
+
+def _mark(client: Any, links: str, runs: list[str], at: int) -> None:
+    """The rows that say `runs` were linked at `at` (ns; 0: not linked now)."""
+    client.command(f"INSERT INTO {links} (RunId, Uri, Timestamp) SELECT arrayJoin(%(runs)s), "
+                   "'', fromUnixTimestamp64Nano(%(at)s)", parameters={"runs": runs, "at": at})
 
 
 def link_all(client: Any, options: SchemaOptions) -> None:
     """Link every run the store holds (after the lineage tables were filled anew)."""
-    from .lineage import RUN_IO_TABLE
-
     runs = [run for (run,) in client.query(
         f"SELECT DISTINCT RunId FROM {qualified_name(options, RUN_IO_TABLE)} ORDER BY RunId"
     ).result_rows]

@@ -178,13 +178,8 @@ class Recorder:
 
     def _hash_small_read(self, record: Record, key: StatKey) -> None:
         """`_identify` of a new small read, on the host's thread: the hook's hot path."""
-        own_io.active = True
-        try:
-            digest = self._cache.get(key) or hash_file(record.path, key)
-        finally:
-            own_io.active = False
+        digest = self._digest_now(record.path, key)
         if digest is not None:
-            self._cache.put(key, digest)
             record.digest = digest
             record.identity = "content"
         self._ready.append(record)
@@ -192,13 +187,14 @@ class Recorder:
             self._start_worker()
 
     def _digest_now(self, path: str, key: StatKey) -> str | None:
-        """blake3 of `path` at version `key`, on the calling thread: for content the program is
-        about to remove, move or overwrite, which the background hasher would find gone."""
+        """blake3 of `path` at version `key`, on the calling thread: for a small file the
+        program is about to read, and for content it is about to remove, move or overwrite,
+        which the background hasher would find gone."""
         if not self.settings.hashing or key[2] > self.settings.hash_max_bytes:
             return None
         own_io.active = True
         try:
-            return self._cache.get(key) or hash_file(path, key)
+            return self._content_digest(path, key)
         finally:
             own_io.active = False
 
@@ -333,12 +329,19 @@ class Recorder:
         if record.operation == "delete":
             record.digest = record.digest or self._cache.get(key)
         elif self.settings.hashing and key[2] <= self.settings.hash_max_bytes:
-            digest = record.digest or self._cache.get(key) or hash_file(record.path, key)
-            if digest is not None:
-                self._cache.put(key, digest)
+            digest = record.digest or self._content_digest(record.path, key)
+            # Not `record.digest = digest`: the host may have set it while this hash ran and
+            # found the file changing (`_before_change`).
             record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
+
+    def _content_digest(self, path: str, key: StatKey) -> str | None:
+        """The digest of the file version `key` names: remembered, or hashed and remembered."""
+        digest = self._cache.get(key) or hash_file(path, key)
+        if digest is not None:
+            self._cache.put(key, digest)
+        return digest
 
     def _identify_new(self, limit: int | None = None) -> bool:
         done = 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import click
+
+from clew.instrumentation._paths import file_uri
 
 from ._commands_store import open_store
 from ._output import CliContext
@@ -36,7 +37,7 @@ def _repository() -> str:
         if remote.scheme == "ssh" and remote.username:
             netloc = f"{remote.username}@{netloc}"  # ssh's user is no secret; https's may be
         return urlunsplit((remote.scheme, netloc, remote.path, "", ""))
-    return f"file://{socket.gethostname()}{quote(top)}"
+    return file_uri(top)
 
 
 @click.command("export")

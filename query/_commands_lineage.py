@@ -185,8 +185,8 @@ def check_command(ctx: click.Context, model: str, tests: tuple[str, ...], stale:
                     "findings": [dataclasses.asdict(f) for f in findings]}, obj.stdout)
     elif findings:
         for finding in findings:
-            obj.out.print(f"[red]{finding.kind}[/red] {shown_uri(finding.uri)} ({finding.evidence}): "
-                          f"{finding.detail}")
+            obj.out.print(f"[red]{finding.kind}[/red] {shown_uri(finding.uri)} "
+                          f"({finding.evidence}): {finding.detail}")
     else:
         obj.out.print(f"[green]ok[/green]: nothing upstream of {model} is test data"
                       + (" and no input changed" if stale else ""))

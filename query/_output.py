@@ -6,13 +6,14 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import socket
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote
 
 import click
 from rich.console import Console
+
+from clew.instrumentation._paths import file_uri
 
 
 @dataclasses.dataclass
@@ -35,7 +36,7 @@ def format_time(ns: int) -> str:
 def write_json(value: Any, stream: IO[str]) -> None:
     """`value` as indented JSON; dataclasses as objects of their fields."""
     try:
-        import orjson  # the store extra; 20x faster on a lineage graph of 200,000 nodes
+        import orjson  # the store extra; writing a 200,000-node graph: benchmarks/RESULTS.md
     except ImportError:
         stream.write(json.dumps(value, indent=2, default=_plain) + "\n")
         return
@@ -63,7 +64,7 @@ def format_command(argv: list[str], width: int = 60) -> str:
 def shown_uri(uri: str) -> str:
     """A file URI of this host as the path a user would type from here (relative under the
     current directory); any other URI as it is. Tables print these; JSON keeps the URIs."""
-    local = f"file://{socket.gethostname()}/"
+    local = file_uri("/")
     if not uri.startswith(local):
         return uri
     path = unquote(uri[len(local) - 1:])

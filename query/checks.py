@@ -15,13 +15,13 @@ with the files as they are now:
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from clew.exporter.schema import SchemaOptions
+from clew.instrumentation._paths import file_uri
 
 from .lineage import IDENTITY_SQL, Artifact, Graph, Tables, lineage, resolve
 
@@ -134,7 +134,7 @@ def staleness(client: Any, model: str, *, options: SchemaOptions | None = None) 
     local files by their content now, other artifacts by what the store saw after."""
     options = options or SchemaOptions()
     inputs = _inputs(lineage(client, model, options=options, group_above=None))
-    here = f"file://{socket.gethostname()}/"
+    here = file_uri("/")
     local = [a for a in inputs if a.uri.startswith(here) and a.digest]
     findings = [f for f in map(_changed_on_disk, local) if f is not None]
     elsewhere = [a for a in inputs if not a.uri.startswith(here)]

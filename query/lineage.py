@@ -23,11 +23,9 @@ The result is a node-link graph, `--format json` schema 1:
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import blake3
 from clew.exporter.lineage import (
@@ -41,6 +39,7 @@ from clew.exporter.lineage import (
 )
 from clew.exporter.links import GROUP_ABOVE, artifacts_sql, candidates_sql
 from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.instrumentation._paths import file_uri
 
 from .runs import iso_utc, run_status
 
@@ -188,7 +187,7 @@ def resolve(name: str) -> Artifact:
     if "://" in name:
         return Artifact(name, "")
     path = os.path.abspath(name)
-    uri = f"file://{socket.gethostname()}{quote(path, safe='/:@!$&()*+,;=~-._')}"
+    uri = file_uri(path)
     digest = ""
     if Path(path).is_file():
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
