@@ -193,14 +193,11 @@ class _Tracker:
         self.recorder = recorder
         self.lock = threading.Lock()
         self.open: dict[tuple, ObjectRecord] = {}
-        self.pid = os.getpid()
         recorder.sources.append(self.drain)
 
     def fold(self, record: ObjectRecord) -> ObjectRecord:
         key = (record.operation, record.path, record.version or record.etag)
         with self.lock:
-            if self.pid != os.getpid():
-                self._after_fork()
             existing = self.open.get(key)
             if existing is None:
                 self.open[key] = record
@@ -211,17 +208,17 @@ class _Tracker:
     def drain(self, final: bool) -> list[ObjectRecord]:
         quiet_before = time.time_ns() - int(self.recorder.settings.flush_interval * 1e9)
         with self.lock:
-            if self.pid != os.getpid():
-                self._after_fork()
             done = [
                 key for key, record in self.open.items()
                 if final or (not record.pending and record.last_ns <= quiet_before)
             ]
             return [self.open.pop(key) for key in done]
 
-    def _after_fork(self) -> None:
-        self.open = {}  # the parent's: it emits them itself
-        self.pid = os.getpid()
+    def after_fork_in_child(self) -> None:
+        # The parent's records: it emits them itself. Its lock may have been held by
+        # another thread at the fork. Reset here rather than checked on every fold.
+        self.lock = threading.Lock()
+        self.open = {}
 
 
 _tracker: _Tracker | None = None
@@ -236,6 +233,14 @@ def _get_tracker() -> _Tracker:
             if _tracker is None or _tracker.recorder is not recorder:
                 _tracker = _Tracker(recorder)
     return _tracker
+
+
+def _after_fork_in_child() -> None:
+    if _tracker is not None:
+        _tracker.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def settings_allow_stamp() -> bool:
@@ -325,34 +330,37 @@ class StreamDigest:
     the background hasher (`_hashing`); the record waits in `pending` until its digest is
     set, so it is never emitted before (unless the process ends first)."""
 
-    __slots__ = ("record", "position", "stream", "size")
+    __slots__ = ("record", "position", "stream", "size", "following")
 
     def __init__(self, record: ObjectRecord, size: int | None) -> None:
         self.record = record
         self.position = 0
         self.size = size
         limit = hash_max_bytes()
-        usable = limit is not None and size is not None and size <= limit
-        self.stream = _hashing.Stream() if usable else None
-        if usable:
+        self.following = limit is not None and size is not None and size <= limit
+        # The hasher starts at the first chunk: most small objects come in one, hashed whole.
+        self.stream: _hashing.Stream | None = None
+        if self.following:
             record.pending.add(self)  # set.add: atomic under the GIL, no lock to fork with
 
-    @property
-    def following(self) -> bool:
-        return self.stream is not None
-
     def update(self, offset: int, data: bytes | memoryview) -> None:
-        stream = self.stream
-        if stream is None:
+        if not self.following:
             return
         if offset != self.position:
             self.close()
             return
-        stream.update(data)
         self.position += len(data)
+        if (self.stream is None and self.position == self.size and type(data) is bytes
+                and self.position < _hashing.BACKGROUND_MIN):
+            self.following = False
+            self._done(_hashing.digest(data))
+            return
+        if self.stream is None:
+            self.stream = _hashing.Stream()
+        self.stream.update(data)
         if self.position == self.size:
-            self.stream = None  # the digest's callback takes the record out of pending
-            stream.finish(self._done)
+            self.following = False  # the digest's callback takes the record out of pending
+            self.stream.finish(self._done)
 
     def _done(self, digest: str | None) -> None:
         if digest is not None:
@@ -361,7 +369,8 @@ class StreamDigest:
 
     def close(self) -> None:
         """Stop following the stream (at its end, or when it is abandoned)."""
-        if self.stream is not None:
-            self.stream.cancel()
-            self.stream = None
+        if self.following:
+            self.following = False
+            if self.stream is not None:
+                self.stream.cancel()
             self.record.pending.discard(self)
