@@ -104,9 +104,14 @@ class SpoolProblems:
 
 def spool_files(directory: Path) -> list[Path]:
     """The spool's files, oldest first."""
-    if not directory.is_dir():
+    try:
+        # scandir: the file type comes with the listing, no stat per file (a spool holds one
+        # file per process, thousands of them, and every query command lists it).
+        with os.scandir(directory) as entries:
+            names = [e.name for e in entries if e.name.endswith(SUFFIX) and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix == SUFFIX and p.is_file())
+    return [directory / name for name in sorted(names)]
 
 
 def read_spool(directory: Path, problems: SpoolProblems | None = None) -> Iterator[SpoolLine]:

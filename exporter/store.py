@@ -167,6 +167,11 @@ def connect(url: str | StoreURL | None = None, *, wait: float = DEFAULT_WAIT) ->
     return client
 
 
+def holds_embedded() -> bool:
+    """Whether this process has an embedded store open."""
+    return any(key.startswith("chdb:") for key in _clients)
+
+
 def close(url: str | StoreURL | None = None) -> None:
     """Release a store opened by `connect` (so another process may open it)."""
     parsed = url if isinstance(url, StoreURL) else parse_url(url or default_url())

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from clew.exporter.ingest import IngestResult, prepare_store
 from clew.exporter.ingest import ingest as ingest_spool
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool import spool_directory, spool_files
 from clew.exporter.schema import SchemaOptions
 from clew.exporter.store import close, connect, default_url, parse_url
 
@@ -35,8 +35,7 @@ def _open(
         prepare_store(client, options)
         return client, options, IngestResult()
     spool = spool_directory(obj.home)
-    pending = sum(p.stat().st_size for p in spool.glob("*.jsonl")) if spool.is_dir() else 0
-    if quiet or pending < _PROGRESS_MIN_BYTES:
+    if quiet or sum(p.stat().st_size for p in spool_files(spool)) < _PROGRESS_MIN_BYTES:
         result = ingest_spool(client, spool, options=options)
     else:
         columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(),

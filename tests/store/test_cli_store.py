@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -372,3 +373,26 @@ def test_the_databases_named_by_a_server_url_hold_the_tables(pipeline, pipeline_
                                               ("analytics", "otel_traces")]
     finally:
         store.close(stand_in)
+
+
+def test_each_clew_process_leaves_the_store_whole_for_the_next(pipeline, pipeline_home, run_clew,
+                                                              clean_env):
+    """`clew` skips chDB's teardown at exit: what one process ingested, the next one reads, and
+    its output is complete whether it goes to a file or into a pipe closed early."""
+    home = pipeline_home()
+    done = run_clew("ingest", "--format", "json", home=home)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["spans"] > 0
+    listed = run_clew("--no-ingest", "runs", "--format", "json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(r["run_id"] for r in json.loads(listed.stdout)["runs"]) == sorted(
+        r.run_id for r in pipeline.runs)
+    # A second ingest in a third process finds nothing new: the log written before the
+    # first one's abrupt exit is whole.
+    again = run_clew("ingest", "--format", "json", home=home)
+    assert json.loads(again.stdout)["spans"] == 0, again.stdout
+    clew = Path(sys.executable).parent / "clew"
+    piped = subprocess.run(f"{shlex.quote(str(clew))} sql 'SELECT number FROM numbers(100000)' "
+                           "| head -n 3", shell=True, capture_output=True, text=True,
+                           env=clean_env(home), timeout=120)
+    assert len(piped.stdout.splitlines()) == 3 and "Traceback" not in piped.stderr
