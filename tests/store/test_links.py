@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from clew.exporter import store
 from clew.exporter.ingest import ingest
+from clew.exporter import links
 from clew.exporter.links import unlink_runs
 from clew.exporter.schema import SchemaOptions
 from clew.exporter.spool import spool_directory
@@ -165,3 +166,30 @@ def test_runs_an_ingest_left_unlinked_are_matched_in_full(client, runs):
         after = walk_name[0](client, str(work / walk_name[1]))
         assert sorted(map(repr, after.nodes)) == sorted(map(repr, before.nodes))
         assert set(after.edges) == set(before.edges)
+
+
+def test_a_bulk_link_in_many_statements_keeps_what_one_statement_keeps(client, runs,
+                                                                       monkeypatch):
+    """A bulk ingest links its runs in statements sized by their reads: how they are cut
+    changes nothing kept."""
+    work, home, made, used = runs
+    ingest(client, spool_directory(home), files=[made, used])
+
+    def kept() -> tuple[list, list]:
+        return (client.query("SELECT RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, "
+                             "Timestamp FROM clew_links FINAL WHERE Uri != '' ORDER BY ALL"
+                             ).result_rows,
+                client.query("SELECT * FROM clew_run_inputs FINAL ORDER BY ALL").result_rows)
+
+    in_one = kept()
+    assert in_one[0] and in_one[1]
+    client.command("TRUNCATE TABLE clew_links")
+    client.command("TRUNCATE TABLE clew_run_inputs")
+    monkeypatch.setattr(links, "_RUNS_PER_STATEMENT", 0)
+    monkeypatch.setattr(links, "_READS_PER_STATEMENT", 1)
+    run_ids = sorted({run for (run, *_) in in_one[1]})
+    assert links._batches_by_reads(client, SchemaOptions(), run_ids) == [[r] for r in run_ids]
+    links.link_all(client, SchemaOptions())
+    assert kept() == in_one
+    with _without_full_matching(client):
+        assert _upstream(client, work) == EXPECTED
