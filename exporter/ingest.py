@@ -31,7 +31,7 @@ from . import rows
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
 from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
-from .spool import spool_files
+from .spool import spool_sizes
 
 _logger = logging.getLogger(__name__)
 
@@ -338,16 +338,21 @@ def ingest(
     ingester = _Ingester(client, options, spool)
     done, pending = ingester.state([p.name for p in files] if files is not None else None)
     result = IngestResult()
-    files = spool_files(spool) if files is None else files
-    sizes = {path: path.stat().st_size for path in files}
-    total = sum(max(0, size - done.get(path.name, 0)) for path, size in sizes.items())
+    # By name: most of a large spool is done, and needs no Path of its own.
+    chosen = {path.name: path for path in files} if files is not None else {}
+    sizes = spool_sizes(spool) if files is None else {
+        name: path.stat().st_size for name, path in chosen.items()}
+    total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
     reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
-    for path in files:
-        offset = done.get(path.name, 0)
-        for start, end in sorted(pending.get(path.name, [])):
+    for name, size in sizes.items():
+        offset = done.get(name, 0)
+        if size <= offset and name not in pending:
+            continue
+        path = chosen.get(name) or spool / name
+        for start, end in sorted(pending.get(name, [])):
             ingester.recover(path, start, end, result)
             offset = max(offset, end)
-        if sizes[path] > offset:
+        if size > offset:
             reached[path] = offset
     result.files = len(reached)
     taken = 0
@@ -363,7 +368,7 @@ def ingest(
     if progress is not None and ingester.touched:
         progress(-1, len(ingester.touched))
     ingester.link()
-    result.torn = sum(1 for path, end in reached.items() if end < sizes[path])
+    result.torn = sum(1 for path, end in reached.items() if end < sizes[path.name])
     if result.corrupt:
         message = (
             f"{result.corrupt} corrupt spool lines set aside in {ingester.quarantine}"

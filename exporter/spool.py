@@ -104,14 +104,20 @@ class SpoolProblems:
 
 def spool_files(directory: Path) -> list[Path]:
     """The spool's files, oldest first."""
+    return [directory / name for name in spool_sizes(directory)]
+
+
+def spool_sizes(directory: Path) -> dict[str, int]:
+    """The spool's files by name, oldest first, with their sizes now."""
     try:
-        # scandir: the file type comes with the listing, no stat per file (a spool holds one
-        # file per process, thousands of them, and every query command lists it).
+        # scandir: a spool holds one file per process, thousands of them, and every query
+        # command lists it; DirEntry gives the type without a stat and the size with one.
         with os.scandir(directory) as entries:
-            names = [e.name for e in entries if e.name.endswith(SUFFIX) and e.is_file()]
+            found = {e.name: e.stat().st_size for e in entries
+                     if e.name.endswith(SUFFIX) and e.is_file()}
     except (FileNotFoundError, NotADirectoryError):
-        return []
-    return [directory / name for name in sorted(names)]
+        return {}
+    return dict(sorted(found.items()))
 
 
 def read_spool(directory: Path, problems: SpoolProblems | None = None) -> Iterator[SpoolLine]:

@@ -280,6 +280,31 @@ def test_clew_sql_write_allows_changes(fresh_clew):
     assert (code, err) == (ExitStatus.OK, "")
 
 
+SAME_PROCESS = """
+import sys
+from clew.query.cli import main
+def clew(*args):
+    assert main(["--home", sys.argv[1], *args]) == 0, args
+clew("sql", "--write", "CREATE TABLE notes (x UInt64) ENGINE = MergeTree ORDER BY x")
+clew("sql", "--write", "INSERT INTO notes SELECT number FROM numbers(10)")
+clew("runs")
+clew("sql", "--write", "DELETE FROM notes WHERE x < 5")
+clew("sql", "SELECT count() FROM notes")
+"""
+
+
+def test_a_read_only_command_leaves_the_store_writable_for_the_same_process(tmp_path, clean_env):
+    """Read-only commands pause the embedded engine's merges while they run. A DELETE waits
+    for its mutation, which paused merges would hold back for ever: after `clew runs`, one
+    in the same process still completes. (A child process, so a hang fails this test
+    instead of stopping the suite.)"""
+    home = tmp_path / "home"
+    done = subprocess.run([sys.executable, "-c", SAME_PROCESS, str(home)], capture_output=True,
+                          text=True, env=clean_env(home), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().splitlines()[-2].split() == ["│", "5", "│"], done.stdout
+
+
 def test_clew_sql_reports_a_bad_query_on_one_line(clew):
     code, _, err = clew("sql", "SELECT nope FROM clew_runs")
     assert code == ExitStatus.ERROR and "nope" in one_line_error(err)
