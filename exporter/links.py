@@ -38,7 +38,7 @@ from .schema import SchemaOptions, qualified_name
 # fewer, larger statements for a bulk ingest (1,000 runs of the 1M-span benchmark: 15 s in
 # batches of 50 runs, 4 s in one), as large as a memory budget of about 250 bytes a read
 # allows, and few enough runs that the statement stays under max_query_size (256 KiB).
-_RUNS_PER_STATEMENT = 50  # up to this many runs, one statement, without counting reads first
+_COUNT_READS_ABOVE = 50  # up to this many runs: one statement, without counting reads first
 _READS_PER_STATEMENT = 1_000_000
 _MAX_RUNS_PER_STATEMENT = 1_000
 _COLUMNS = "RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, Timestamp"
@@ -121,14 +121,15 @@ def unlink_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
 
 def _batches_by_reads(client: Any, options: SchemaOptions, runs: list[str]) -> list[list[str]]:
     """`runs` in order, in batches of at most _READS_PER_STATEMENT reads (or one run)."""
-    if len(runs) <= _RUNS_PER_STATEMENT:
+    if len(runs) <= _COUNT_READS_ABOVE:
         return [runs] if runs else []
-    # One scan for the counts of every run: cheaper than a statement's, and bulk ingests
-    # bring most of the store's runs anyway.
-    reads = dict(client.query(
-        f"SELECT RunId, count() FROM {qualified_name(options, IO_TABLE)} "
-        "WHERE Operation = 'read' GROUP BY RunId"
-    ).result_rows)
+    reads: dict[str, int] = {}
+    for first in range(0, len(runs), _MAX_RUNS_PER_STATEMENT):
+        reads.update(client.query(
+            f"SELECT RunId, count() FROM {qualified_name(options, IO_TABLE)} "
+            "WHERE RunId IN %(runs)s AND Operation = 'read' GROUP BY RunId",
+            parameters={"runs": runs[first:first + _MAX_RUNS_PER_STATEMENT]},
+        ).result_rows)
     batches: list[list[str]] = []
     batch: list[str] = []
     held = 0

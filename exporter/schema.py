@@ -257,9 +257,10 @@ def schema_ddl(options: SchemaOptions, *, text_indexes: bool) -> list[str]:
 
 
 def _created(client: Any, options: SchemaOptions) -> bool:
-    """Whether the three already exist here: one query instead of five statements that would
-    change nothing (every query command prepares the store). A cluster's other nodes may
-    still lack them, so there the statements always run."""
+    """Whether the three already exist here: one query instead of five that would change
+    nothing (every query command prepares the store). A cluster's other nodes may still
+    lack them, so there the statements always run. An upgrade step for existing tables
+    added to create_schema must come before this check."""
     if options.cluster:
         return False
     wanted = [options.traces_table, options.trace_id_ts_table, options.trace_id_ts_view]

@@ -109,12 +109,17 @@ def spool_files(directory: Path) -> list[Path]:
 
 def spool_sizes(directory: Path) -> dict[str, int]:
     """The spool's files by name, oldest first, with their sizes now."""
+    found: dict[str, int] = {}
     try:
         # scandir: a spool holds one file per process, thousands of them, and every query
         # command lists it; DirEntry gives the type without a stat and the size with one.
         with os.scandir(directory) as entries:
-            found = {e.name: e.stat().st_size for e in entries
-                     if e.name.endswith(SUFFIX) and e.is_file()}
+            for entry in entries:
+                if entry.name.endswith(SUFFIX) and entry.is_file():
+                    try:
+                        found[entry.name] = entry.stat().st_size
+                    except FileNotFoundError:
+                        continue  # removed since the listing (`clew spool` pruning, a user)
     except (FileNotFoundError, NotADirectoryError):
         return {}
     return dict(sorted(found.items()))

@@ -167,6 +167,11 @@ def connect(url: str | StoreURL | None = None, *, wait: float = DEFAULT_WAIT) ->
     return client
 
 
+def is_open(client: Any) -> bool:
+    """Whether `client` is one `connect` returned and `close` has not closed."""
+    return any(held is client for held in _clients.values())
+
+
 def holds_embedded() -> bool:
     """Whether this process has an embedded store open."""
     return any(key.startswith("chdb:") for key in _clients)

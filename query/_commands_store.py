@@ -12,9 +12,9 @@ from rich.table import Table
 
 from clew.exporter.ingest import IngestResult, prepare_store
 from clew.exporter.ingest import ingest as ingest_spool
-from clew.exporter.spool import spool_directory, spool_files
+from clew.exporter.spool import spool_directory, spool_sizes
 from clew.exporter.schema import SchemaOptions
-from clew.exporter.store import close, connect, default_url, parse_url
+from clew.exporter.store import close, connect, default_url, is_open, parse_url
 
 from ._output import CliContext, format_command, json_option, write_json
 from .runs import list_runs
@@ -49,20 +49,22 @@ def _pause_merges(client: Any) -> None:
     core from the answer (`clew runs` at 10M spans: list_runs 0.22 s instead of 0.3-0.5 s).
     Processes that ingest leave them on, and the command's end starts them again (for
     callers that go on in the same process)."""
+    command = click.get_current_context(silent=True)
+    if command is None:
+        return  # called outside a command: nothing would start them again
     client.command("SYSTEM STOP MERGES")
 
     def restart() -> None:
-        try:
-            client.command("SYSTEM START MERGES")
-        except Exception:  # noqa: BLE001 - `clew sql` closes the client after a refusal
-            pass  # a closed client's engine is gone: nothing left to restart
+        if not is_open(client):
+            return  # `clew sql` closed it after a refused statement: its engine is gone
+        client.command("SYSTEM START MERGES")
 
-    click.get_current_context().call_on_close(restart)
+    command.call_on_close(restart)
 
 
 def _ingest(obj: CliContext, client: Any, options: SchemaOptions, *, quiet: bool) -> IngestResult:
     spool = spool_directory(obj.home)
-    if quiet or sum(p.stat().st_size for p in spool_files(spool)) < _PROGRESS_MIN_BYTES:
+    if quiet or sum(spool_sizes(spool).values()) < _PROGRESS_MIN_BYTES:
         result = ingest_spool(client, spool, options=options)
     else:
         columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(),

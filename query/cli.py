@@ -157,7 +157,7 @@ def entry_point() -> None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except (OSError, ValueError):  # a closed pipe (`clew runs | head`)
+            except (OSError, ValueError, AttributeError):  # a closed pipe, no stream at all
                 pass
         os._exit(status)
     sys.exit(status)

@@ -421,3 +421,17 @@ def test_each_clew_process_leaves_the_store_whole_for_the_next(pipeline, pipelin
                            "| head -n 3", shell=True, capture_output=True, text=True,
                            env=clean_env(home), timeout=120)
     assert len(piped.stdout.splitlines()) == 3 and "Traceback" not in piped.stderr
+
+
+def test_every_command_is_found_by_its_name():
+    """Commands are imported when listed or run: each name leads to the command of that name."""
+    import click
+
+    from clew.query.cli import cli
+
+    context = click.Context(cli)
+    names = cli.list_commands(context)
+    assert {"ingest", "runs", "sql", "lineage", "impact", "diff", "check", "export"} <= set(names)
+    for name in names:
+        assert cli.get_command(context, name).name == name
+    assert cli.get_command(context, "nosuch") is None

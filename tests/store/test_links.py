@@ -185,7 +185,7 @@ def test_a_bulk_link_in_many_statements_keeps_what_one_statement_keeps(client, r
     assert in_one[0] and in_one[1]
     client.command("TRUNCATE TABLE clew_links")
     client.command("TRUNCATE TABLE clew_run_inputs")
-    monkeypatch.setattr(links, "_RUNS_PER_STATEMENT", 0)
+    monkeypatch.setattr(links, "_COUNT_READS_ABOVE", 0)
     monkeypatch.setattr(links, "_READS_PER_STATEMENT", 1)
     run_ids = sorted({run for (run, *_) in in_one[1]})
     assert links._batches_by_reads(client, SchemaOptions(), run_ids) == [[r] for r in run_ids]
