@@ -7,15 +7,15 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
   ordered by URI and indexed by digest and run, for lineage lookups.
 - `clew_runs`: one row per run, from its root span.
 - `clew_run_io`: per run, the distinct inputs and outputs, the I/O records and the ranks seen,
-  aggregated from `clew_io` as it fills.
+  aggregated from `clew_io` as it fills. Every aggregate is a distinct count or a set, so a
+  row that reaches it twice (an ingest recovering from a crash inserts a chunk again) counts
+  once.
 - `clew_outputs`: the writes, copies and renames of `clew_io` again (reads are about 90 % of
   it), keyed by a 64-bit hash of the digest: "which run wrote this content" reads 8 bytes a
   write for a large set of digests and finds a few in the primary key.
 - `clew_links`, `clew_run_inputs`: per run, the inputs some run may have produced, and its
   inputs per directory; filled by clew's ingest (links.py), not by views, and rebuilt with
-  the others. Every aggregate is a distinct count or a set, so a
-  row that reaches it twice (an ingest recovering from a crash inserts a chunk again) counts
-  once.
+  the others.
 
 Attribute values are read the way the Collector writes them (ints as decimal strings, arrays
 as JSON; rotel's OTLP JSON arrays too), and both span-kind and status spellings are accepted.

@@ -3,7 +3,7 @@
 Every capture source that digests a stream in passing (botocore bodies, s3transfer downloads,
 fsspec files read or written) feeds a `Stream`. Hashing 256 MiB takes ~50 ms of one core here; on the reading
 thread it added that to every large object the program read (boto3 reading 2 x 256 MiB from
-SeaweedFS: x1.16, benchmarks/RESULTS.md). Chunks of at least `BACKGROUND_MIN` bytes that
+SeaweedFS: x1.16, benchmarks/RESULTS.md). Chunks of at least `_BACKGROUND_MIN` bytes that
 nobody can change (`bytes`) go instead to one background thread, which hashes them in order
 while the program goes on: blake3 releases the GIL while it hashes. Small chunks, the hot path
 of small objects, are hashed on the calling thread as before, unless earlier chunks of the same
@@ -29,7 +29,7 @@ import blake3
 
 _logger = logging.getLogger(__name__)
 
-BACKGROUND_MIN = 1 << 20  # smaller chunks: hashing (~0.2 ms a MiB) costs less than a hand-off
+_BACKGROUND_MIN = 1 << 20  # smaller chunks: hashing (~0.2 ms a MiB) costs less than a hand-off
 _QUEUE_MAX_BYTES = 256 << 20
 _WAIT = 60.0  # longest a reader waits for the background thread before giving up the digest
 
@@ -139,7 +139,7 @@ class Stream:
         if self.failed or not self._here():
             return
         try:
-            large = type(data) is bytes and (self.queued or len(data) >= BACKGROUND_MIN)
+            large = type(data) is bytes and (self.queued or len(data) >= _BACKGROUND_MIN)
             if large and self.worker.submit(self, data):
                 return
             if self.queued and not self.worker.wait(self):

@@ -330,37 +330,34 @@ class StreamDigest:
     the background hasher (`_hashing`); the record waits in `pending` until its digest is
     set, so it is never emitted before (unless the process ends first)."""
 
-    __slots__ = ("record", "position", "stream", "size", "following")
+    __slots__ = ("record", "position", "stream", "size")
 
     def __init__(self, record: ObjectRecord, size: int | None) -> None:
         self.record = record
         self.position = 0
         self.size = size
         limit = hash_max_bytes()
-        self.following = limit is not None and size is not None and size <= limit
-        # The hasher starts at the first chunk: most small objects come in one, hashed whole.
-        self.stream: _hashing.Stream | None = None
-        if self.following:
+        usable = limit is not None and size is not None and size <= limit
+        self.stream = _hashing.Stream() if usable else None
+        if usable:
             record.pending.add(self)  # set.add: atomic under the GIL, no lock to fork with
 
+    @property
+    def following(self) -> bool:
+        return self.stream is not None
+
     def update(self, offset: int, data: bytes | memoryview) -> None:
-        if not self.following:
+        stream = self.stream
+        if stream is None:
             return
         if offset != self.position:
             self.close()
             return
+        stream.update(data)
         self.position += len(data)
-        if (self.stream is None and self.position == self.size and type(data) is bytes
-                and self.position < _hashing.BACKGROUND_MIN):
-            self.following = False
-            self._done(_hashing.digest(data))
-            return
-        if self.stream is None:
-            self.stream = _hashing.Stream()
-        self.stream.update(data)
         if self.position == self.size:
-            self.following = False  # the digest's callback takes the record out of pending
-            self.stream.finish(self._done)
+            self.stream = None  # the digest's callback takes the record out of pending
+            stream.finish(self._done)
 
     def _done(self, digest: str | None) -> None:
         if digest is not None:
@@ -369,8 +366,7 @@ class StreamDigest:
 
     def close(self) -> None:
         """Stop following the stream (at its end, or when it is abandoned)."""
-        if self.following:
-            self.following = False
-            if self.stream is not None:
-                self.stream.cancel()
+        if self.stream is not None:
+            self.stream.cancel()
+            self.stream = None
             self.record.pending.discard(self)

@@ -29,15 +29,16 @@ def _open(
     (unless `--no-ingest`, which `clew ingest` itself ignores). `writes`: the command
     changes the store itself."""
     url = obj.store or default_url(obj.home)
+    parsed = parse_url(url)
     client = connect(url, wait=obj.wait)
     # The tables live in the URL's database (`default` in an embedded store).
-    options = SchemaOptions(database=parse_url(url).database)
+    options = SchemaOptions(database=parsed.database)
     if not (obj.ingest or always_ingest):
         prepare_store(client, options)
         result = IngestResult()
     else:
         result = _ingest(obj, client, options, quiet=quiet)
-    if parse_url(url).embedded and not (writes or always_ingest or result.spans):
+    if parsed.embedded and not (writes or always_ingest or result.spans):
         _pause_merges(client)
     return client, options, result
 

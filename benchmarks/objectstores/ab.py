@@ -1,0 +1,142 @@
+"""Where boto3's small-object overhead goes: two A/B measurements against one SeaweedFS.
+
+Usage, from the checkout (each prints its figures; RESULTS.md quotes them with the command):
+
+    .venv/bin/python benchmarks/objectstores/ab.py hooks [--rounds 40]
+    .venv/bin/python benchmarks/objectstores/ab.py venvs A_VENV B_VENV [--runs 11]
+
+`hooks`: one process under opentelemetry-instrument with clew's defaults reads 100 objects of
+64 KiB per batch, alternating batches with clew's botocore hooks on and off
+(`clew.instrumentation.s3._active`); prints the medians per GET of the reading thread's CPU
+time and of wall time, on and off. Set CLEW_HASH=0 to see the share of the digest.
+
+`venvs`: `workload.py boto3 small` (run.py's small boto3 workload), in turn plain (A_VENV,
+clew's hooks disabled) and clew from A_VENV and from B_VENV (e.g. a clean clone's venv and a
+checkout carrying a change), a fresh CLEW_HOME each run; prints each clew's median ratio to
+plain. Noise on this machine is about +-0.01 in that ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import run
+
+SMALL = 1000
+HOOKS = """
+import statistics, sys, time
+import boto3
+from clew.instrumentation import s3 as hooks
+
+client = boto3.client("s3")
+keys = [f"small/{i:04d}.bin" for i in range(100)]
+client.head_bucket(Bucket="bench")
+
+def batch():
+    cpu, wall = time.thread_time(), time.perf_counter()
+    for key in keys:
+        client.get_object(Bucket="bench", Key=key)["Body"].read()
+    return (time.thread_time() - cpu) / len(keys), (time.perf_counter() - wall) / len(keys)
+
+on, off = [], []
+for _ in range(int(sys.argv[1])):
+    hooks._active = False
+    off.append(batch())
+    hooks._active = True
+    on.append(batch())
+for index, name in ((0, "reading thread's CPU"), (1, "wall")):
+    a, b = (statistics.median(x[index] for x in runs) for runs in (off, on))
+    print(f"{name} per GET: off {a * 1e6:.0f} us, on {b * 1e6:.0f} us, clew +{(b - a) * 1e6:.1f} us")
+"""
+
+
+def _upload(endpoint: str) -> None:
+    script = f"""
+import os, boto3
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket="bench")
+for i in range({SMALL}):
+    s3.put_object(Bucket="bench", Key=f"small/{{i:04d}}.bin", Body=os.urandom(64 << 10))
+"""
+    subprocess.run([sys.executable, "-c", script], env=run._env(endpoint), check=True)
+
+
+def hooks(endpoint: str, root: Path, rounds: int) -> None:
+    done = subprocess.run(
+        [str(run.BIN / "opentelemetry-instrument"), sys.executable, "-c", HOOKS, str(rounds)],
+        env=run._env(endpoint, CLEW_HOME=str(root / "home"),
+                     **{k: v for k, v in os.environ.items() if k == "CLEW_HASH"}),
+        capture_output=True, text=True, check=True,
+    )
+    print(done.stdout, end="")
+
+
+def _read(endpoint: str, venv: Path, home: Path, clew: bool) -> float:
+    env = (run._env(endpoint, CLEW_HOME=str(home)) if clew else
+           run._env(endpoint, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=run.DISABLED,
+                    OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
+                    OTEL_LOGS_EXPORTER="none"))
+    done = subprocess.run(
+        [str(venv / "bin" / "opentelemetry-instrument"), str(venv / "bin" / "python"),
+         str(run.HERE / "workload.py"), "boto3", "small", "bench"],
+        env=env, capture_output=True, text=True, check=True, cwd=home.parent,
+    )
+    return float(done.stdout.split()[-1])
+
+
+def venvs(endpoint: str, root: Path, a: Path, b: Path, runs: int) -> None:
+    variants = {"plain": (a, False), "A": (a, True), "B": (b, True)}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for name, (venv, clew) in variants.items():  # one warm-up each
+        _read(endpoint, venv, root / f"warm-{name}", clew)
+    for index in range(runs):
+        order = ["plain", "A", "B"] if index % 2 else ["plain", "B", "A"]
+        for name in order:
+            venv, clew = variants[name]
+            times[name].append(_read(endpoint, venv, root / f"{name}{index}", clew))
+    plain = statistics.median(times["plain"])
+    for name in ("A", "B"):
+        print(f"{name} ({variants[name][0]}): clew / plain {statistics.median(times[name]) / plain:.3f}; "
+              f"runs {', '.join(f'{t:.3f}' for t in times[name])}")
+    print(f"plain: median {plain:.3f} s; runs {', '.join(f'{t:.3f}' for t in times['plain'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    hooks_parser = commands.add_parser("hooks")
+    hooks_parser.add_argument("--rounds", type=int, default=40)
+    venvs_parser = commands.add_parser("venvs")
+    venvs_parser.add_argument("a", type=Path)
+    venvs_parser.add_argument("b", type=Path)
+    venvs_parser.add_argument("--runs", type=int, default=11)
+    options = parser.parse_args()
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="clew-bench-s3-ab-") as tmp:
+        root = Path(tmp)
+        process, endpoint = run._start_seaweedfs(root)
+        try:
+            _upload(endpoint)
+            if options.command == "hooks":
+                hooks(endpoint, root, options.rounds)
+            else:
+                venvs(endpoint, root, options.a.absolute(), options.b.absolute(), options.runs)
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    print(f"took {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
