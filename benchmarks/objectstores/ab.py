@@ -29,7 +29,6 @@ from pathlib import Path
 
 import run
 
-SMALL = 1000
 HOOKS = """
 import statistics, sys, time
 import boto3
@@ -57,17 +56,6 @@ for index, name in ((0, "reading thread's CPU"), (1, "wall")):
 """
 
 
-def _upload(endpoint: str) -> None:
-    script = f"""
-import os, boto3
-s3 = boto3.client("s3")
-s3.create_bucket(Bucket="bench")
-for i in range({SMALL}):
-    s3.put_object(Bucket="bench", Key=f"small/{{i:04d}}.bin", Body=os.urandom(64 << 10))
-"""
-    subprocess.run([sys.executable, "-c", script], env=run._env(endpoint), check=True)
-
-
 def hooks(endpoint: str, root: Path, rounds: int) -> None:
     done = subprocess.run(
         [str(run.BIN / "opentelemetry-instrument"), sys.executable, "-c", HOOKS, str(rounds)],
@@ -78,29 +66,17 @@ def hooks(endpoint: str, root: Path, rounds: int) -> None:
     print(done.stdout, end="")
 
 
-def _read(endpoint: str, venv: Path, home: Path, clew: bool) -> float:
-    env = (run._env(endpoint, CLEW_HOME=str(home)) if clew else
-           run._env(endpoint, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=run.DISABLED,
-                    OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
-                    OTEL_LOGS_EXPORTER="none"))
-    done = subprocess.run(
-        [str(venv / "bin" / "opentelemetry-instrument"), str(venv / "bin" / "python"),
-         str(run.HERE / "workload.py"), "boto3", "small", "bench"],
-        env=env, capture_output=True, text=True, check=True, cwd=home.parent,
-    )
-    return float(done.stdout.split()[-1])
-
-
 def venvs(endpoint: str, root: Path, a: Path, b: Path, runs: int) -> None:
     variants = {"plain": (a, False), "A": (a, True), "B": (b, True)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for name, (venv, clew) in variants.items():  # one warm-up each
-        _read(endpoint, venv, root / f"warm-{name}", clew)
+        run._time(endpoint, "boto3", "small", "bench", clew, root / f"warm-{name}", venv / "bin")
     for index in range(runs):
         order = ["plain", "A", "B"] if index % 2 else ["plain", "B", "A"]
         for name in order:
             venv, clew = variants[name]
-            times[name].append(_read(endpoint, venv, root / f"{name}{index}", clew))
+            times[name].append(run._time(endpoint, "boto3", "small", "bench", clew,
+                                         root / f"{name}{index}", venv / "bin"))
     plain = statistics.median(times["plain"])
     for name in ("A", "B"):
         print(f"{name} ({variants[name][0]}): clew / plain {statistics.median(times[name]) / plain:.3f}; "
@@ -123,7 +99,7 @@ def main() -> None:
         root = Path(tmp)
         process, endpoint = run._start_seaweedfs(root)
         try:
-            _upload(endpoint)
+            run._upload(endpoint, "bench", large=False)
             if options.command == "hooks":
                 hooks(endpoint, root, options.rounds)
             else:

@@ -77,27 +77,29 @@ def _env(endpoint: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def _upload(endpoint: str, bucket: str) -> None:
+def _upload(endpoint: str, bucket: str, *, large: bool = True) -> None:
     script = f"""
 import os, boto3
 s3 = boto3.client("s3")
 s3.create_bucket(Bucket={bucket!r})
 for i in range(1000):
     s3.put_object(Bucket={bucket!r}, Key=f"small/{{i:04d}}.bin", Body=os.urandom(64 << 10))
-for i in range(2):
+for i in range({2 if large else 0}):
     s3.put_object(Bucket={bucket!r}, Key=f"large/{{i}}.bin", Body=os.urandom(256 << 20))
 """
     subprocess.run([sys.executable, "-c", script], env=_env(endpoint), check=True)
 
 
-def _time(endpoint: str, client: str, shape: str, bucket: str, clew: bool, home: Path) -> float:
+def _time(endpoint: str, client: str, shape: str, bucket: str, clew: bool, home: Path,
+          bin_dir: Path = BIN) -> float:
+    """Seconds the workload's reads took, run with the Python and clew of `bin_dir`."""
     if clew:
         env = _env(endpoint, CLEW_HOME=str(home))
     else:
         env = _env(endpoint, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=DISABLED, OTEL_TRACES_EXPORTER="none",
                    OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
     result = subprocess.run(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, str(HERE / "workload.py"), client, shape, bucket],
+        [str(bin_dir / "opentelemetry-instrument"), str(bin_dir / "python"), str(HERE / "workload.py"), client, shape, bucket],
         env=env, capture_output=True, text=True, check=True, cwd=home.parent,
     )
     return float(result.stdout.strip().splitlines()[-1])
