@@ -55,7 +55,9 @@ def _start_seaweedfs(root: Path) -> tuple[subprocess.Popen, str]:
         [str(BIN / "weed"), f"-logdir={root / 'logs'}", "mini", f"-dir={root / 'data'}",
          "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false", "-webdav=false",
          "-s3.port.iceberg=0", f"-s3.port={ports[0]}", f"-master.port={ports[1]}",
-         f"-volume.port={ports[2]}", f"-filer.port={ports[3]}"],
+         f"-volume.port={ports[2]}", f"-filer.port={ports[3]}",
+         # As in the tests' fixture: a volume count that does not depend on the disk's free space.
+         "-volume.max=1000", "-master.volumeSizeLimitMB=64"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     url = f"http://127.0.0.1:{ports[0]}"

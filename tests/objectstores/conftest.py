@@ -79,7 +79,10 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process = subprocess.Popen(
             [str(weed), f"-logdir={root / 'logs'}", "mini", f"-dir={root / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", f"-s3.port={s3}",
-             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}"],
+             f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+             # Each bucket takes a volume of its own, and by default mini allows free disk / 1 GiB
+             # volumes: on a nearly full disk the later buckets' writes failed with InternalError.
+             "-volume.max=1000", "-master.volumeSizeLimitMB=64"],
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     (root / "data").mkdir(exist_ok=True)
