@@ -46,7 +46,7 @@ LINKS_TABLE = "clew_links"
 RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 5
+LINEAGE_VERSION = 6
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
@@ -110,6 +110,11 @@ def _io_select(source: str) -> str:
         attr.PROVENANCE_ARTIFACTS_IDENTITY, attr.PROVENANCE_ARTIFACT_IDENTITY, "String", "''"
     )
     counts = _array(attr.PROVENANCE_ARTIFACTS_COUNT, attr.PROVENANCE_IO_COUNT, "Int64", "1")
+    versions = _array(
+        attr.PROVENANCE_ARTIFACTS_VERSION, attr.PROVENANCE_ARTIFACT_VERSION, "String", "''"
+    )
+    etags = _array(attr.PROVENANCE_ARTIFACTS_ETAG, attr.PROVENANCE_ARTIFACT_ETAG, "String", "''")
+    io_bytes = _array(attr.PROVENANCE_ARTIFACTS_BYTES, attr.PROVENANCE_IO_BYTES, "Int64", "-1")
     return f"""
 SELECT
     TraceId AS RunId,
@@ -122,14 +127,14 @@ SELECT
     {_attribute(attr.PROVENANCE_IO_OPERATION)} AS Operation,
     arrayElement({uris}, i) AS Uri,
     arrayElement({digests}, i) AS Digest,
-    {_attribute(attr.PROVENANCE_ARTIFACT_VERSION)} AS Version,
-    {_attribute(attr.PROVENANCE_ARTIFACT_ETAG)} AS ETag,
+    if(i <= length({versions}), arrayElement({versions}, i), '') AS Version,
+    if(i <= length({etags}), arrayElement({etags}, i), '') AS ETag,
     if(i <= length({sizes}), arrayElement({sizes}, i), -1) AS Size,
     if(i <= length({identities}), arrayElement({identities}, i),
        {_attribute(attr.PROVENANCE_ARTIFACT_IDENTITY)}) AS Identity,
     toUInt64(if(i <= length({counts}), arrayElement({counts}, i), 1)) AS Count,
     {_attribute(attr.PROVENANCE_SOURCE_URI)} AS SourceUri,
-    toInt64OrDefault({_attribute(attr.PROVENANCE_IO_BYTES)}, toInt64(-1)) AS Bytes,
+    if(i <= length({io_bytes}), arrayElement({io_bytes}, i), -1) AS Bytes,
     {_link('TraceId')} AS ProducerRunId,
     {_link('SpanId')} AS ProducerSpanId
 FROM {source}

@@ -3,7 +3,8 @@
 A hook opens an `ObjectRecord` when an operation starts (`begin`) and hands it over when it is
 done (`finish`). Reads and metadata look-ups of one object version are folded into one record
 per process (ranged GETs of one download are one logical read, their bytes summed) and emitted
-once quiet for a flush interval; everything else becomes a span at the next flush.
+once quiet for a flush interval, reads of small objects batched into one span per prefix as
+small file reads are (`_records`); everything else becomes a span at the next flush.
 
 Layers nest: s3fs runs over aiobotocore, gcsfs over its HTTP session. The outermost layer opens
 the record and runs the inner call under OpenTelemetry's suppression with the record set as
@@ -18,6 +19,7 @@ import contextvars
 import os
 import threading
 import time
+from collections.abc import Hashable
 from urllib.parse import quote
 
 from opentelemetry import context as otel_context
@@ -26,9 +28,9 @@ from opentelemetry.util.types import Attributes
 from clew.semconv import attributes as attr
 from clew.semconv import spans
 
-from . import _hashing, _stamps
+from . import _hashing, _records, _stamps
 from ._lifecycle import get_recorder
-from ._records import Record
+from ._records import BATCH_MAX_SIZE, Record
 from ._recorder import Recorder
 
 S3, GCS = "s3", "gcs"
@@ -48,6 +50,9 @@ _OTHER_SPAN_NAMES = {
     "copy": spans.SPAN_COPY_OBJECT, "delete": spans.SPAN_DELETE_OBJECT,
     "rename": spans.SPAN_RENAME_OBJECT, "list": spans.SPAN_LIST_OBJECT,
 }
+# Indexed by "is it S3": S3 objects carry the AWS semantic conventions' names.
+_BUCKET = (attr.PROVENANCE_OBJECT_BUCKET, attr.AWS_S3_BUCKET)
+_KEY = (attr.PROVENANCE_OBJECT_KEY, attr.AWS_S3_KEY)
 _enclosing: contextvars.ContextVar[ObjectRecord | None] = contextvars.ContextVar(
     "clew_object_record", default=None
 )
@@ -96,8 +101,37 @@ class ObjectRecord(Record):
     def size(self) -> int | None:
         return self.object_size
 
-    def batched(self) -> bool:
-        return False
+    def batch_key(self) -> Hashable | None:
+        # Small whole-object reads, per prefix and endpoint: a span each cost the reading
+        # program more than the rest of recording them (benchmarks/RESULTS.md).
+        if self.operation == "read" and self.span is None and (self.object_size or 0) < BATCH_MAX_SIZE:
+            return self.store, self.bucket, self.name.rpartition("/")[0], self.endpoint
+        return None
+
+    @staticmethod
+    def batch_span(records: list[ObjectRecord], pid: int) -> tuple[str, Attributes]:
+        first = records[0]
+        attributes: dict = {
+            attr.PROVENANCE_IO_OPERATION: "read",
+            attr.PROVENANCE_OBJECT_STORE: first.store,
+            _BUCKET[first.store == S3]: first.bucket,
+            **_records.artifact_arrays(
+                [r.path for r in records],
+                records,
+                sizes=[-1 if r.object_size is None else r.object_size for r in records],
+                identities=[r._identity() for r in records],
+            ),
+            attr.PROVENANCE_ARTIFACTS_BYTES: [r.io_bytes for r in records],
+            attr.PROCESS_PID: pid,
+        }
+        optional = {
+            attr.PROVENANCE_ARTIFACTS_VERSION: [r.version or "" for r in records],
+            attr.PROVENANCE_ARTIFACTS_ETAG: [r.etag or "" for r in records],
+            attr.PROVENANCE_ARTIFACTS_CHECKSUMS: [",".join(sorted(r.checksums.values())) for r in records],
+        }
+        attributes.update((key, values) for key, values in optional.items() if any(values))
+        attributes.update(first._endpoint_attributes())
+        return first.span_name(), attributes
 
     def uri(self) -> str:
         return self.path
@@ -137,12 +171,9 @@ class ObjectRecord(Record):
             attr.PROVENANCE_IO_COUNT: self.count,
             attr.PROCESS_PID: pid,
         }
-        if self.store == S3:
-            attributes[attr.AWS_S3_BUCKET] = self.bucket
-            attributes[attr.AWS_S3_KEY] = self.name
-        else:
-            attributes[attr.PROVENANCE_OBJECT_BUCKET] = self.bucket
-            attributes[attr.PROVENANCE_OBJECT_KEY] = self.name
+        is_s3 = self.store == S3
+        attributes[_BUCKET[is_s3]] = self.bucket
+        attributes[_KEY[is_s3]] = self.name
         optional = {
             attr.PROVENANCE_ARTIFACT_SIZE: self.object_size,
             attr.PROVENANCE_ARTIFACT_VERSION: self.version,
@@ -156,13 +187,16 @@ class ObjectRecord(Record):
         attributes.update((key, value) for key, value in optional.items() if value is not None)
         if self.checksums:
             attributes[attr.PROVENANCE_ARTIFACT_CHECKSUMS] = sorted(self.checksums.values())
-        if self.endpoint is not None:
-            attributes[attr.SERVER_ADDRESS] = self.endpoint[0]
-            if self.endpoint[1] is not None:
-                attributes[attr.SERVER_PORT] = self.endpoint[1]
+        attributes.update(self._endpoint_attributes())
         if self.producer is not None:
             attributes.update(_stamps.producer_attributes(*self.producer))
         return attributes
+
+    def _endpoint_attributes(self) -> dict:
+        if self.endpoint is None:
+            return {}
+        host, port = self.endpoint
+        return {attr.SERVER_ADDRESS: host} if port is None else {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
 
     def _identity(self) -> str:
         # The store's own immutable name for the content first (issue 4), then its ETag,

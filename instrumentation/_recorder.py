@@ -397,15 +397,14 @@ class Recorder:
                     record.producer = _stamps.read_file(record.path)
         parent = self.process.context()
         pid = os.getpid()
-        for name, item in _records.group_for_spans(records):
+        for item in _records.group_for_spans(records):
             if isinstance(item, list):
-                directory = _records.directory_of(item[0].path)
-                attributes = _records.batch_attributes(directory, item, pid)
+                name, attributes = item[0].batch_span(item, pid)
                 start = min(r.first_ns for r in item)
                 end = max(r.last_ns for r in item)
                 span, links = None, _records.links(item)
             else:
-                attributes = item.span_attributes(pid)
+                name, attributes = item.span_name(), item.span_attributes(pid)
                 start, end = item.first_ns, item.last_ns
                 span, links = item.span, _records.links((item,))
             if span is None:

@@ -2,14 +2,15 @@
 
 Small reads are the bulk of a data loader's I/O and a span each would cost more than the
 read itself, so they are batched: one "read file" span per directory per flush, its
-attributes parallel arrays. Writes, large reads and every other operation get a span each.
+attributes parallel arrays (object stores batch their small reads the same way, per prefix:
+`_objects`). Writes, large reads and every other operation get a span each.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 
 from opentelemetry.trace import Link, Span, SpanContext
 from opentelemetry.util.types import Attributes
@@ -66,8 +67,17 @@ class Record:
     def size(self) -> int | None:
         return self.key[2] if self.key is not None else None
 
-    def batched(self) -> bool:
-        return self.operation == "read" and (self.size or 0) < BATCH_MAX_SIZE
+    def batch_key(self) -> Hashable | None:
+        """Records with equal keys (and of one class) share a batched span; None: this record
+        gets a span of its own."""
+        if self.operation == "read" and (self.size or 0) < BATCH_MAX_SIZE:
+            return directory_of(self.path)
+        return None
+
+    @staticmethod
+    def batch_span(records: list[Record], pid: int) -> tuple[str, Attributes]:
+        """Name and attributes of the span of one batch (records of one `batch_key`)."""
+        return spans.SPAN_READ_FILE, batch_attributes(directory_of(records[0].path), records, pid)
 
     def span_name(self) -> str:
         return SPAN_NAMES[self.operation]
@@ -81,7 +91,7 @@ class Record:
 
 def links(records: Iterable[Record]) -> list[Link]:
     """Span links to the producers of the records' content, where a stamp named one."""
-    return [_stamps.link(r.producer[0], r.uri()) for r in records if r.producer is not None]
+    return [_stamps.link(*r.producer, r.uri()) for r in records if r.producer is not None]
 
 
 def single_attributes(record: Record, pid: int) -> Attributes:
@@ -107,31 +117,44 @@ def single_attributes(record: Record, pid: int) -> Attributes:
 
 
 def batch_attributes(directory: str, records: list[Record], pid: int) -> Attributes:
-    """Attributes of a batched "read file" span: parallel arrays, one entry per record.
+    """Attributes of a batched "read file" span: parallel arrays, one entry per record."""
+    cut = len(directory.rstrip("/")) + 1  # records of "/x" are in "/"
+    return {
+        attr.PROVENANCE_IO_OPERATION: "read",
+        attr.FILE_DIRECTORY: directory,
+        **artifact_arrays(
+            file_uris(directory, [r.path[cut:] for r in records]),
+            records,
+            sizes=[r.size or 0 for r in records],
+            identities=[r.identity for r in records],
+        ),
+        attr.PROCESS_PID: pid,
+    }
+
+
+def artifact_arrays(
+    uris: list[str], records: list[Record], *, sizes: list[int], identities: list[str]
+) -> dict:
+    """The `provenance.artifacts.*` arrays every batched span has, parallel to `uris`.
 
     Arrays that would say nothing are left out, as they are most of a span's size and cost:
     the identities when every record has the same one (given once, as the scalar the
     lineage tables and spool readers fall back to), the counts when every record's is 1.
     """
-    cut = len(directory.rstrip("/")) + 1  # records of "/x" are in "/"
-    identities = [r.identity for r in records]
     counts = [r.count for r in records]
-    attributes: dict = {
-        attr.PROVENANCE_IO_OPERATION: "read",
-        attr.FILE_DIRECTORY: directory,
-        attr.PROVENANCE_ARTIFACTS_URI: file_uris(directory, [r.path[cut:] for r in records]),
+    arrays: dict = {
+        attr.PROVENANCE_ARTIFACTS_URI: uris,
         attr.PROVENANCE_ARTIFACTS_DIGEST: [r.digest or "" for r in records],
-        attr.PROVENANCE_ARTIFACTS_SIZE: [r.size or 0 for r in records],
+        attr.PROVENANCE_ARTIFACTS_SIZE: sizes,
     }
     if identities.count(identities[0]) == len(identities):
-        attributes[attr.PROVENANCE_ARTIFACT_IDENTITY] = identities[0]
+        arrays[attr.PROVENANCE_ARTIFACT_IDENTITY] = identities[0]
     else:
-        attributes[attr.PROVENANCE_ARTIFACTS_IDENTITY] = identities
+        arrays[attr.PROVENANCE_ARTIFACTS_IDENTITY] = identities
     if counts.count(1) != len(counts):
-        attributes[attr.PROVENANCE_ARTIFACTS_COUNT] = counts
-    attributes[attr.PROVENANCE_IO_COUNT] = sum(counts)
-    attributes[attr.PROCESS_PID] = pid
-    return attributes
+        arrays[attr.PROVENANCE_ARTIFACTS_COUNT] = counts
+    arrays[attr.PROVENANCE_IO_COUNT] = sum(counts)
+    return arrays
 
 
 def directory_of(path: str) -> str:
@@ -139,17 +162,22 @@ def directory_of(path: str) -> str:
     return path.rpartition("/")[0] or "/"
 
 
-def group_for_spans(
-    records: Iterable[Record],
-) -> Iterator[tuple[str, Record | list[Record]]]:
-    """Yield (span name, record) for single spans and (span name, [records]) for batches."""
-    batches: dict[str, list[Record]] = defaultdict(list)
+def group_for_spans(records: Iterable[Record]) -> Iterator[Record | list[Record]]:
+    """Yield the records that get a span of their own, then the batches (lists of records
+    of one class and `batch_key`, at most `BATCH_MAX_RECORDS` each).
+
+    A path appears once per batch: a span's links name their artifact by URI, so two versions
+    of one object (or file) read in one flush go to two batches."""
+    batches: dict[tuple[type, Hashable, int], list[Record]] = defaultdict(list)
+    seen: dict[tuple[Hashable, str], int] = defaultdict(int)
     for record in records:
-        if record.batched():
-            batches[directory_of(record.path)].append(record)
-        else:
-            yield record.span_name(), record
-    for directory in sorted(batches):
-        batch = batches[directory]
+        key = record.batch_key()
+        if key is None:
+            yield record
+            continue
+        repeat = seen[key, record.path]
+        seen[key, record.path] = repeat + 1
+        batches[type(record), key, repeat].append(record)
+    for batch in batches.values():
         for start in range(0, len(batch), BATCH_MAX_RECORDS):
-            yield spans.SPAN_READ_FILE, batch[start : start + BATCH_MAX_RECORDS]
+            yield batch[start : start + BATCH_MAX_RECORDS]

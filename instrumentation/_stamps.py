@@ -75,9 +75,13 @@ def producer_attributes(producer: SpanContext, digest: str | None) -> dict:
     return attributes
 
 
-def link(producer: SpanContext, uri: str) -> Link:
-    """A span link to the producer of the artifact `uri` (named, as a batch links many)."""
-    return Link(producer, {attr.PROVENANCE_ARTIFACT_URI: uri})
+def link(producer: SpanContext, digest: str | None, uri: str) -> Link:
+    """A span link to the producer of the artifact `uri` (named, as a batch links many),
+    with the digest its stamp gave."""
+    attributes = {attr.PROVENANCE_ARTIFACT_URI: uri}
+    if digest:
+        attributes[attr.PROVENANCE_PRODUCER_DIGEST] = digest
+    return Link(producer, attributes)
 
 
 def read_file(path: str) -> tuple[SpanContext, str | None] | None:

@@ -266,7 +266,8 @@ In a batched span, the digests, parallel to `provenance.artifacts.uri` ('' when 
 
 PROVENANCE_ARTIFACTS_SIZE: Final = "provenance.artifacts.size"
 """
-In a batched span, the sizes, parallel to `provenance.artifacts.uri`.
+In a batched span, the sizes, parallel to `provenance.artifacts.uri` (-1 when an object store did
+not give one).
 """
 
 PROVENANCE_ARTIFACTS_IDENTITY: Final = "provenance.artifacts.identity"
@@ -281,6 +282,30 @@ In a batched span, how many times each artifact was accessed, parallel to
 `provenance.artifacts.uri`; left out when every count is 1.
 """
 
+PROVENANCE_ARTIFACTS_VERSION: Final = "provenance.artifacts.version"
+"""
+In a batched object read, each object's version (S3 VersionId, GCS generation), parallel to
+`provenance.artifacts.uri` ('' when the store gave none); left out when no object has one.
+"""
+
+PROVENANCE_ARTIFACTS_ETAG: Final = "provenance.artifacts.etag"
+"""
+In a batched object read, each object's ETag, parallel to `provenance.artifacts.uri` ('' when
+unknown); left out when none is known.
+"""
+
+PROVENANCE_ARTIFACTS_CHECKSUMS: Final = "provenance.artifacts.checksums"
+"""
+In a batched object read, the checksums the store reported for each object, as in
+`provenance.artifact.checksums` but joined with `,` ('' when none); left out when no object has one.
+"""
+
+PROVENANCE_ARTIFACTS_BYTES: Final = "provenance.artifacts.bytes"
+"""
+In a batched object read, the bytes each object's reads transferred (summed over ranged reads),
+parallel to `provenance.artifacts.uri`.
+"""
+
 PROVENANCE_PRODUCER_STAMPED: Final = "provenance.producer.stamped"
 """
 On a write, whether the producer stamp was written into the artifact's metadata (S3 user metadata,
@@ -290,7 +315,7 @@ GCS metadata, a local user xattr).
 PROVENANCE_PRODUCER_TRACE_ID: Final = "provenance.producer.trace_id"
 """
 On a read, the trace id (run id) of the span that wrote the content, from the artifact's stamp; the
-read span also links to it.
+read span also links to it (a batched read only links, each link naming its artifact's URI).
 """
 
 PROVENANCE_PRODUCER_SPAN_ID: Final = "provenance.producer.span_id"
@@ -300,7 +325,8 @@ On a read, the span id of the write that produced the content, from the artifact
 
 PROVENANCE_PRODUCER_DIGEST: Final = "provenance.producer.digest"
 """
-On a read, the content digest the producer stamped, when it knew one.
+On a read, the content digest the producer stamped, when it knew one; a batched read gives it on the
+span link to that producer instead.
 """
 
 PROVENANCE_RANK: Final = "provenance.rank"

@@ -151,6 +151,54 @@ s3.put_object(Bucket=sys.argv[1], Key="model.bin", Body=b"weights")
     assert read.attributes[attr.PROVENANCE_PRODUCER_DIGEST] == write.attributes[attr.PROVENANCE_ARTIFACT_DIGEST]
 
 
+SHARDS = """
+import json, sys
+import boto3
+bucket = sys.argv[1]
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=bucket)
+s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+puts = [s3.put_object(Bucket=bucket, Key=f"shards/{i}.bin", Body=b"shard %d" % i) for i in range(3)]
+puts.append(s3.put_object(Bucket=bucket, Key="shards/0.bin", Body=b"shard 0, again"))
+for i in range(3):
+    s3.get_object(Bucket=bucket, Key=f"shards/{i}.bin")["Body"].read()
+s3.get_object(Bucket=bucket, Key="shards/0.bin", VersionId=puts[0]["VersionId"])["Body"].read()
+print(json.dumps([[p["VersionId"], p["ETag"]] for p in puts]))
+"""
+
+
+def test_small_object_reads_share_a_span_and_the_store_has_a_row_for_each(
+    run_instrumented, spool, clew_cli, moto_s3
+):
+    """Reads of small objects are batched like small file reads: one span per prefix, its
+    arrays parallel. Two versions of one key read in one flush go to two spans (a link names
+    its object by URI), and clew_io has each read with its own version, ETag, bytes and
+    producer."""
+    bucket = unique("shards")
+    result = run_instrumented(SHARDS, bucket, env=s3_env(moto_s3))
+    check_run(result)
+    puts = json.loads(result.stdout)
+    spans = spool.spans()
+    batches = [s for s in spans if s.name == span_names.SPAN_READ_S3]
+    assert sorted(len(s.attributes[attr.PROVENANCE_ARTIFACTS_URI]) for s in batches) == [1, 3]
+    assert all(s.attributes[attr.AWS_S3_BUCKET] == bucket for s in batches)
+
+    # The write spans, by the (key, version) they wrote: each read must link to its own.
+    writes = {(w.attributes[attr.AWS_S3_KEY], w.attributes[attr.PROVENANCE_ARTIFACT_VERSION]): w
+              for w in object_spans(spans, operation="write")}
+    expected = sorted(
+        (f"s3://{bucket}/shards/{key}.bin", version, etag, len(body), writes[f"shards/{key}.bin", version].span_id)
+        for key, (version, etag), body in (
+            (0, puts[3], b"shard 0, again"), (1, puts[1], b"shard 1"), (2, puts[2], b"shard 2"),
+            (0, puts[0], b"shard 0"),
+        )
+    )
+    found = clew_cli("sql", "--format", "json", "SELECT Uri, Version, ETag, Bytes, ProducerSpanId "
+                     "FROM clew_io WHERE Operation = 'read' ORDER BY Uri, Version")
+    assert found.code == 0, found.err
+    assert sorted(tuple(row.values()) for row in found.json()["rows"]) == expected
+
+
 def test_aiobotocore_used_directly_reads_its_bytes(run_instrumented, spool, moto_s3):
     """aiobotocore's body is a StreamingBody whose read is a coroutine: clew leaves it to the
     program (a sync read in its place raised TypeError in the program) and records the read."""

@@ -398,6 +398,50 @@ def test_a_batch_without_identities_or_counts_fills_the_same_rows(client, tmp_pa
     assert found == {"full": expected, "compact": expected}
 
 
+@pytest.mark.parametrize("form", ["collector", "rotel"])
+def test_a_batched_object_read_gives_each_object_its_version_etag_bytes_and_producer(
+    client, form
+):
+    """A batched "read s3" span as a Collector (pdata AsString JSON arrays) or rotel (OTLP
+    JSON ArrayValues) writes it: each object's row takes its own entry of every array, and the
+    producer of the link that names its URI; an object without a producer has none."""
+    uris = ["s3://b/shards/0.bin", "s3://b/shards/1.bin"]
+    arrays = {
+        "provenance.artifacts.uri": uris, "provenance.artifacts.digest": ["", DIGESTS[1]],
+        "provenance.artifacts.size": [7, -1], "provenance.artifacts.version": ["v1", ""],
+        "provenance.artifacts.etag": ['"e0"', '"e1"'], "provenance.artifacts.bytes": [7, 3],
+        "provenance.artifacts.checksums": ["crc32:0a0b0c0d", ""],
+    }
+
+    def encode(values: list) -> str:
+        if form == "collector":
+            return json.dumps(values, separators=(",", ":"))
+        kind = "stringValue" if isinstance(values[0], str) else "intValue"
+        return json.dumps({"values": [{kind: v if kind == "stringValue" else str(v)} for v in values]})
+
+    attributes = {
+        "process.pid": "4242", "provenance.io.operation": "read", "provenance.io.count": "2",
+        "provenance.object.store": "s3", "aws.s3.bucket": "b",
+        "provenance.artifact.identity": "etag", **{k: encode(v) for k, v in arrays.items()},
+    }
+    producer_trace, producer_span = "9" * 32, "8" * 16
+    row = [T0, TRACE, READ_SPAN, RUN_SPAN, "", "read s3", "SPAN_KIND_INTERNAL", "trainer", {},
+           "clew", "0.1.0", dict(sorted(attributes.items())), 1, "STATUS_CODE_UNSET", "",
+           [], [], [], [producer_trace], [producer_span], [""],
+           [{"provenance.artifact.uri": uris[0], "provenance.producer.digest": DIGESTS[0]}]]
+    options = SchemaOptions(database=f"object_batch_{form}")
+    database = options.database
+    create_schema(client, options)
+    create_lineage_tables(client, options)
+    client.insert(f"{database}.otel_traces", [row], column_names=list(INSERT_COLUMNS))
+    found = rows(client, f"SELECT Uri, Digest, Size, Version, ETag, Bytes, Identity, "
+                         f"ProducerRunId, ProducerSpanId FROM {database}.clew_io ORDER BY Uri")
+    assert found == [
+        (uris[0], "", 7, "v1", '"e0"', 7, "etag", producer_trace, producer_span),
+        (uris[1], DIGESTS[1], -1, "", '"e1"', 3, "etag", "", ""),
+    ]
+
+
 def test_tables_made_after_the_spans_are_filled_from_them(client):
     """A Collector wrote spans before clew was pointed at its database: making the lineage
     tables fills them from otel_traces (docs/deploy.md), once."""
