@@ -37,8 +37,8 @@ def learn_details(record: ObjectRecord, details: object) -> None:
         size=details.get("size"),
         metadata=details.get("metadata"),
     )
-    record.add_checksum(_objects.hex_checksum("md5", details.get("md5Hash")))
-    record.add_checksum(_objects.hex_checksum("crc32c", details.get("crc32c")))
+    record.add_checksum("md5", details.get("md5Hash"))
+    record.add_checksum("crc32c", details.get("crc32c"))
 
 
 def follow(file: Any, record: ObjectRecord, mode: str) -> None:

@@ -41,6 +41,20 @@ def digest(data: bytes | bytearray | memoryview) -> str:
     return "blake3:" + blake3.blake3(data).hexdigest()
 
 
+def small(data: bytes | bytearray | memoryview) -> bool:
+    """Whether a chunk is hashed on the calling thread rather than handed off."""
+    return len(data) < _BACKGROUND_MIN
+
+
+def digest_here(data: bytes | bytearray | memoryview) -> str | None:
+    """`digest`, for a hook: a failure is recorded and gives None, never raises."""
+    try:
+        return digest(data)
+    except Exception as error:  # noqa: BLE001 - never harm the host
+        _report(error)
+        return None
+
+
 class _Worker:
     """The one background hashing thread of this process and its bounded queue."""
 
@@ -197,10 +211,14 @@ class Stream:
 
     def _fail(self, error: BaseException) -> None:
         self.failed = True
-        from ._lifecycle import current_recorder  # not at import: _lifecycle imports the core
+        _report(error)
 
-        recorder = current_recorder()
-        if recorder is not None:
-            recorder.failed("hashing", error)
-        else:
-            _logger.warning("clew: hashing failed: %r (the program goes on)", error)
+
+def _report(error: BaseException) -> None:
+    from ._lifecycle import current_recorder  # not at import: _lifecycle imports the core
+
+    recorder = current_recorder()
+    if recorder is not None:
+        recorder.failed("hashing", error)
+    else:
+        _logger.warning("clew: hashing failed: %r (the program goes on)", error)

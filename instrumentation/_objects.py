@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextvars
 import os
+import re
 import threading
 import time
 from collections.abc import Hashable
@@ -36,6 +37,7 @@ from ._recorder import Recorder
 S3, GCS = "s3", "gcs"
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _URI_SAFE = "/:@!$&()*+,;=~-._"
+_needs_no_quoting = re.compile(r"[A-Za-z0-9/:@!$&()*+,;=~\-._]*").fullmatch
 _FOLDED = ("read", "list")  # one record per object version per process, counts summed
 _SPAN_NAMES = {
     (S3, "read"): spans.SPAN_READ_S3, (S3, "write"): spans.SPAN_WRITE_S3,
@@ -62,13 +64,12 @@ def object_uri(store: str, bucket: str, name: str) -> str:
     """`s3://bucket/key`, `gs://bucket/object`, or `<protocol>://bucket/name` (fsspec)."""
     scheme = "gs" if store == GCS else store
     path = f"{bucket}/{name}" if name else bucket
-    return f"{scheme}://{quote(path, safe=_URI_SAFE)}"
+    # Most keys need no escaping; checking costs a third of quote() on every GET.
+    return f"{scheme}://{path if _needs_no_quoting(path) else quote(path, safe=_URI_SAFE)}"
 
 
-def hex_checksum(algorithm: str, value: object) -> str | None:
+def _hex_checksum(algorithm: str, value: str) -> str | None:
     """A store's base64 checksum (S3 ChecksumCRC32, GCS md5Hash) as `<algorithm>:<hex>`."""
-    if not isinstance(value, str) or not value:
-        return None
     try:
         return f"{algorithm}:{base64.b64decode(value, validate=True).hex()}"
     except ValueError:
@@ -89,7 +90,7 @@ class ObjectRecord(Record):
         self.endpoint: tuple[str, int | None] | None = None  # host and port, never userinfo
         self.version: str | None = None
         self.etag: str | None = None
-        self.checksums: dict[str, str] = {}
+        self.checksums: dict[str, str] = {}  # algorithm -> the store's base64 value
         self.io_bytes = 0
         self.object_size: int | None = None
         self.copy_source: str | None = None  # S3 "bucket/key" (aws.s3.copy_source)
@@ -127,7 +128,7 @@ class ObjectRecord(Record):
         optional = {
             attr.PROVENANCE_ARTIFACTS_VERSION: [r.version or "" for r in records],
             attr.PROVENANCE_ARTIFACTS_ETAG: [r.etag or "" for r in records],
-            attr.PROVENANCE_ARTIFACTS_CHECKSUMS: [",".join(sorted(r.checksums.values())) for r in records],
+            attr.PROVENANCE_ARTIFACTS_CHECKSUMS: [",".join(r.checksum_values()) for r in records],
         }
         attributes.update((key, values) for key, values in optional.items() if any(values))
         attributes.update(first._endpoint_attributes())
@@ -142,10 +143,15 @@ class ObjectRecord(Record):
     def matches(self, bucket: str, name: str) -> bool:
         return self.bucket == bucket and self.name == name
 
-    def add_checksum(self, checksum: str | None) -> None:
-        if checksum:
-            algorithm = checksum.partition(":")[0]
-            self.checksums[algorithm] = checksum
+    def add_checksum(self, algorithm: str, value: object) -> None:
+        """Keep a checksum the store gave in base64 (decoded when the span is built, off the
+        program's thread); the first answer for an algorithm stands."""
+        if isinstance(value, str) and value:
+            self.checksums.setdefault(algorithm, value)
+
+    def checksum_values(self) -> list[str]:
+        """The checksums as `<algorithm>:<hex>`, sorted, leaving out any that is not base64."""
+        return sorted(filter(None, (_hex_checksum(a, v) for a, v in self.checksums.items())))
 
     def learn(self, *, version: object = None, etag: object = None, size: object = None,
               metadata: object = None) -> None:
@@ -185,8 +191,9 @@ class ObjectRecord(Record):
             attr.PROVENANCE_PRODUCER_STAMPED: self.stamped or None,
         }
         attributes.update((key, value) for key, value in optional.items() if value is not None)
-        if self.checksums:
-            attributes[attr.PROVENANCE_ARTIFACT_CHECKSUMS] = sorted(self.checksums.values())
+        checksums = self.checksum_values()
+        if checksums:
+            attributes[attr.PROVENANCE_ARTIFACT_CHECKSUMS] = checksums
         attributes.update(self._endpoint_attributes())
         if self.producer is not None:
             attributes.update(_stamps.producer_attributes(*self.producer))
@@ -216,8 +223,8 @@ class ObjectRecord(Record):
         self.etag = self.etag or other.etag
         self.digest = self.digest or other.digest
         self.producer = self.producer or other.producer
-        for checksum in other.checksums.values():
-            self.checksums.setdefault(checksum.partition(":")[0], checksum)
+        for algorithm, value in other.checksums.items():
+            self.checksums.setdefault(algorithm, value)
 
 
 class _Tracker:
@@ -360,37 +367,42 @@ def digest_of(data: bytes | bytearray | memoryview) -> str | None:
 
 class StreamDigest:
     """blake3 of an object read sequentially from offset 0 to its end, as it passes; given
-    up at the first read out of order (a seek, a ranged reader). Large chunks are hashed on
-    the background hasher (`_hashing`); the record waits in `pending` until its digest is
-    set, so it is never emitted before (unless the process ends first)."""
+    up at the first read out of order (a seek, a ranged reader). An object read in one small
+    chunk (a whole GET body) is hashed there and then; otherwise the chunks feed a
+    `_hashing.Stream`, which hashes large ones on the background hasher. The record waits in
+    `pending` until its digest is set, so it is never emitted before (unless the process
+    ends first)."""
 
-    __slots__ = ("record", "position", "stream", "size")
+    __slots__ = ("record", "position", "stream", "size", "following")
 
     def __init__(self, record: ObjectRecord, size: int | None) -> None:
         self.record = record
         self.position = 0
         self.size = size
+        self.stream: _hashing.Stream | None = None  # from the first chunk short of the end
         limit = hash_max_bytes()
-        usable = limit is not None and size is not None and size <= limit
-        self.stream = _hashing.Stream() if usable else None
-        if usable:
+        self.following = limit is not None and size is not None and size <= limit
+        if self.following:
             record.pending.add(self)  # set.add: atomic under the GIL, no lock to fork with
 
-    @property
-    def following(self) -> bool:
-        return self.stream is not None
-
     def update(self, offset: int, data: bytes | memoryview) -> None:
-        stream = self.stream
-        if stream is None:
+        if not self.following:
             return
         if offset != self.position:
             self.close()
             return
+        end = offset + len(data)
+        stream = self.stream
+        if stream is None:
+            if end == self.size and _hashing.small(data):
+                self.following = False
+                self._done(_hashing.digest_here(data))
+                return
+            stream = self.stream = _hashing.Stream()
         stream.update(data)
-        self.position += len(data)
-        if self.position == self.size:
-            self.stream = None  # the digest's callback takes the record out of pending
+        self.position = end
+        if end == self.size:
+            self.following, self.stream = False, None  # the digest's callback ends `pending`
             stream.finish(self._done)
 
     def _done(self, digest: str | None) -> None:
@@ -400,7 +412,9 @@ class StreamDigest:
 
     def close(self) -> None:
         """Stop following the stream (at its end, or when it is abandoned)."""
-        if self.stream is not None:
-            self.stream.cancel()
-            self.stream = None
+        if self.following:
+            self.following = False
+            if self.stream is not None:
+                self.stream.cancel()
+                self.stream = None
             self.record.pending.discard(self)

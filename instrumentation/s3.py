@@ -185,7 +185,7 @@ def _learn(record: ObjectRecord, parsed: dict, operation: str) -> None:
     for field, algorithm in _CHECKSUMS.items():
         value = parsed.get(field) or result.get(field)
         if value:  # most responses carry one checksum or none
-            record.add_checksum(_objects.hex_checksum(algorithm, value))
+            record.add_checksum(algorithm, value)
 
 
 def _object_size(parsed: dict) -> int | None:
