@@ -235,6 +235,7 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     Records AggregateFunction(uniq, String, String),
     Ranks SimpleAggregateFunction(groupUniqArrayArray, Array(Int32))
 ) ENGINE = {engine(options, "AggregatingMergeTree")} ORDER BY RunId
+SETTINGS index_granularity = 16
 COMMENT '{_COMMENT}'""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {run_io_mv}{cluster} TO {run_io} AS
 SELECT

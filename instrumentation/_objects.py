@@ -103,8 +103,9 @@ class ObjectRecord(Record):
         return self.object_size
 
     def batch_key(self) -> Hashable | None:
-        # Small whole-object reads, per prefix and endpoint: a span each cost the reading
-        # program more than the rest of recording them (benchmarks/RESULTS.md).
+        # Reads of small objects, per prefix and endpoint, as small file reads are batched
+        # per directory: a job reading millions of objects would otherwise send millions of
+        # spans, and building them cost the recorder 2.5 times its CPU (RESULTS.md).
         if self.operation == "read" and self.span is None and (self.object_size or 0) < BATCH_MAX_SIZE:
             return self.store, self.bucket, self.name.rpartition("/")[0], self.endpoint
         return None
@@ -203,7 +204,9 @@ class ObjectRecord(Record):
         if self.endpoint is None:
             return {}
         host, port = self.endpoint
-        return {attr.SERVER_ADDRESS: host} if port is None else {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
+        if port is None:
+            return {attr.SERVER_ADDRESS: host}
+        return {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
 
     def _identity(self) -> str:
         # The store's own immutable name for the content first (issue 4), then its ETag,
