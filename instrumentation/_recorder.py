@@ -38,8 +38,7 @@ _logger = logging.getLogger(__name__)
 # Bounds memory on programs that touch millions of files: past this many distinct reads the
 # dedupe table starts over (later re-reads make a second record; none is lost).
 _MAX_TRACKED = 1_000_000
-# After a first new record wakes the worker, how long it lets the ones that follow gather: a
-# program opening thousands of files a second wakes it at most 50 times a second.
+# The worker is woken by new records at most once in this long (see _work).
 _GATHER = 0.02
 SYNC_HASH_MAX_BYTES = 1 << 20
 _STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
@@ -113,7 +112,8 @@ class Recorder:
         self._new: deque[Record] = deque()
         self._ready: deque[Record] = deque()
         self._worker: threading.Thread | None = None
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # set by a first new record, and at close
+        self._stopped = threading.Event()
         self._stopping = False
         # Last: until this process's own state is in place, the state is its parent's.
         self._pid = os.getpid()
@@ -311,6 +311,7 @@ class Recorder:
     def _work(self) -> None:
         otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
         next_flush = time.monotonic() + self.settings.flush_interval
+        woken = 0.0  # when a first new record last woke this thread
         while not self._stopping:
             try:
                 with self._work_lock:
@@ -325,10 +326,16 @@ class Recorder:
             except Exception as error:  # noqa: BLE001 - never harm the host
                 self.failed("recorder", error)
                 busy = False
-            if not busy and self._wake.wait(max(next_flush - time.monotonic(), _GATHER)):
+            if busy:
+                continue
+            # At most one wake by new records per _GATHER: a program opening thousands of
+            # files a second has them identified in batches, not with a GIL hand-off each.
+            pause = woken + _GATHER - time.monotonic()
+            if pause > 0 and self._stopped.wait(pause):
+                break
+            if self._wake.wait(max(next_flush - time.monotonic(), _GATHER)):
                 self._wake.clear()
-                if not self._stopping:
-                    self._wake.wait(_GATHER)
+                woken = time.monotonic()
 
     def _identify(self, record: Record) -> None:
         key = record.key
@@ -458,6 +465,7 @@ class Recorder:
             return
         self._closed = True
         self._stopping = True
+        self._stopped.set()
         self._wake.set()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
