@@ -99,22 +99,16 @@ def _link(column: str) -> str:
 
 
 def _io_select(source: str) -> str:
-    """One row per artifact of every I/O span; expressions are repeated rather than put in a
-    subquery so the view's source table is plainly `source`."""
+    """One row per artifact of every I/O span. The arrays are parsed once per span and joined
+    side by side, each resized to the URIs' length (a batch leaves out arrays that would say
+    nothing: the missing entries take the column's default); indexing them after a join of
+    positions instead parsed every array again for each of a batch's rows."""
     uris = _array(attr.PROVENANCE_ARTIFACTS_URI, attr.PROVENANCE_ARTIFACT_URI, "String", "''")
-    digests = _array(
-        attr.PROVENANCE_ARTIFACTS_DIGEST, attr.PROVENANCE_ARTIFACT_DIGEST, "String", "''"
-    )
-    sizes = _array(attr.PROVENANCE_ARTIFACTS_SIZE, attr.PROVENANCE_ARTIFACT_SIZE, "Int64", "-1")
-    identities = _array(
-        attr.PROVENANCE_ARTIFACTS_IDENTITY, attr.PROVENANCE_ARTIFACT_IDENTITY, "String", "''"
-    )
-    counts = _array(attr.PROVENANCE_ARTIFACTS_COUNT, attr.PROVENANCE_IO_COUNT, "Int64", "1")
-    versions = _array(
-        attr.PROVENANCE_ARTIFACTS_VERSION, attr.PROVENANCE_ARTIFACT_VERSION, "String", "''"
-    )
-    etags = _array(attr.PROVENANCE_ARTIFACTS_ETAG, attr.PROVENANCE_ARTIFACT_ETAG, "String", "''")
-    io_bytes = _array(attr.PROVENANCE_ARTIFACTS_BYTES, attr.PROVENANCE_IO_BYTES, "Int64", "-1")
+
+    def parallel(batched: str, single: str, kind: str, default: str) -> str:
+        return f"arrayResize({_array(batched, single, kind, default)}, length({uris}), {default})"
+
+    shared_identity = _attribute(attr.PROVENANCE_ARTIFACT_IDENTITY)
     return f"""
 SELECT
     TraceId AS RunId,
@@ -125,20 +119,27 @@ SELECT
     toUInt32OrZero({_attribute(attr.PROCESS_PID)}) AS Pid,
     toInt32OrDefault(ResourceAttributes['{attr.PROVENANCE_RANK}'], toInt32(-1)) AS Rank,
     {_attribute(attr.PROVENANCE_IO_OPERATION)} AS Operation,
-    arrayElement({uris}, i) AS Uri,
-    arrayElement({digests}, i) AS Digest,
-    if(i <= length({versions}), arrayElement({versions}, i), '') AS Version,
-    if(i <= length({etags}), arrayElement({etags}, i), '') AS ETag,
-    if(i <= length({sizes}), arrayElement({sizes}, i), -1) AS Size,
-    if(i <= length({identities}), arrayElement({identities}, i),
-       {_attribute(attr.PROVENANCE_ARTIFACT_IDENTITY)}) AS Identity,
-    toUInt64(if(i <= length({counts}), arrayElement({counts}, i), 1)) AS Count,
+    Uri,
+    Digest,
+    Version,
+    ETag,
+    Size,
+    Identity,
+    toUInt64(item_count) AS Count,
     {_attribute(attr.PROVENANCE_SOURCE_URI)} AS SourceUri,
-    if(i <= length({io_bytes}), arrayElement({io_bytes}, i), -1) AS Bytes,
+    Bytes,
     {_link('TraceId')} AS ProducerRunId,
     {_link('SpanId')} AS ProducerSpanId
 FROM {source}
-ARRAY JOIN arrayEnumerate({uris}) AS i
+ARRAY JOIN
+    {uris} AS Uri,
+    {parallel(attr.PROVENANCE_ARTIFACTS_DIGEST, attr.PROVENANCE_ARTIFACT_DIGEST, "String", "''")} AS Digest,
+    {parallel(attr.PROVENANCE_ARTIFACTS_VERSION, attr.PROVENANCE_ARTIFACT_VERSION, "String", "''")} AS Version,
+    {parallel(attr.PROVENANCE_ARTIFACTS_ETAG, attr.PROVENANCE_ARTIFACT_ETAG, "String", "''")} AS ETag,
+    {parallel(attr.PROVENANCE_ARTIFACTS_SIZE, attr.PROVENANCE_ARTIFACT_SIZE, "Int64", "-1")} AS Size,
+    {parallel(attr.PROVENANCE_ARTIFACTS_IDENTITY, attr.PROVENANCE_ARTIFACT_IDENTITY, "String", shared_identity)} AS Identity,
+    {parallel(attr.PROVENANCE_ARTIFACTS_COUNT, attr.PROVENANCE_IO_COUNT, "Int64", "1")} AS item_count,
+    {parallel(attr.PROVENANCE_ARTIFACTS_BYTES, attr.PROVENANCE_IO_BYTES, "Int64", "-1")} AS Bytes
 WHERE {_attribute(attr.PROVENANCE_IO_OPERATION)} != ''"""
 
 

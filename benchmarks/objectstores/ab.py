@@ -4,6 +4,7 @@ Usage, from the checkout (each prints its figures; RESULTS.md quotes them with t
 
     .venv/bin/python benchmarks/objectstores/ab.py hooks [--rounds 40]
     .venv/bin/python benchmarks/objectstores/ab.py venvs A_VENV B_VENV [--runs 11]
+    .venv/bin/python benchmarks/objectstores/ab.py cpu A_VENV B_VENV [--runs 7]
 
 `hooks`: one process under opentelemetry-instrument with clew's defaults reads 100 objects of
 64 KiB per batch, alternating batches with clew's botocore hooks on and off
@@ -14,6 +15,12 @@ time and of wall time, on and off. Set CLEW_HASH=0 to see the share of the diges
 clew's hooks disabled) and clew from A_VENV and from B_VENV (e.g. a clean clone's venv and a
 checkout carrying a change), a fresh CLEW_HOME each run; prints each clew's median ratio to
 plain. Noise on this machine is about +-0.01 in that ratio.
+
+`cpu`: the same workload's 1,000 GETs, plain and with clew from A_VENV and B_VENV, each
+timed inside the program for wall time, the reading thread's CPU and the CPU of the process's
+other threads (clew's recorder and exporter) over the reads; prints the medians. Set
+OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=clew_botocore to see what clew costs a program whose
+I/O it does not record.
 """
 
 from __future__ import annotations
@@ -56,6 +63,38 @@ for index, name in ((0, "reading thread's CPU"), (1, "wall")):
 """
 
 
+CPU = """
+import time
+import boto3
+client = boto3.client("s3")
+client.head_bucket(Bucket="bench")
+wall, cpu, process = time.perf_counter(), time.thread_time(), time.process_time()
+for i in range(1000):
+    client.get_object(Bucket="bench", Key=f"small/{i:04d}.bin")["Body"].read()
+wall, cpu, process = time.perf_counter() - wall, time.thread_time() - cpu, time.process_time() - process
+print(wall, cpu, process - cpu)
+"""
+
+
+def cpu(endpoint: str, root: Path, a: Path, b: Path, runs: int) -> None:
+    disabled = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    variants = {"plain": (a, run.PLAIN),
+                "A": (a, {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled}),
+                "B": (b, {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled})}
+    found: dict[str, list[list[float]]] = {name: [] for name in variants}
+    for index in range(runs):
+        for name, (venv, extra) in variants.items():
+            done = subprocess.run(
+                [str(venv / "bin" / "opentelemetry-instrument"), str(venv / "bin" / "python"), "-c", CPU],
+                env=run._env(endpoint, CLEW_HOME=str(root / f"cpu-{name}{index}"), **extra),
+                capture_output=True, text=True, check=True,
+            )
+            found[name].append([float(x) for x in done.stdout.split()])
+    for name, (venv, _) in variants.items():
+        wall, reader, others = (statistics.median(r[i] for r in found[name]) * 1000 for i in range(3))
+        print(f"{name} ({venv}): wall {wall:.0f} ms, reading thread {reader:.0f} ms, other threads {others:.0f} ms")
+
+
 def hooks(endpoint: str, root: Path, rounds: int) -> None:
     done = subprocess.run(
         [str(run.BIN / "opentelemetry-instrument"), sys.executable, "-c", HOOKS, str(rounds)],
@@ -93,6 +132,10 @@ def main() -> None:
     venvs_parser.add_argument("a", type=Path)
     venvs_parser.add_argument("b", type=Path)
     venvs_parser.add_argument("--runs", type=int, default=11)
+    cpu_parser = commands.add_parser("cpu")
+    cpu_parser.add_argument("a", type=Path)
+    cpu_parser.add_argument("b", type=Path)
+    cpu_parser.add_argument("--runs", type=int, default=7)
     options = parser.parse_args()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="clew-bench-s3-ab-") as tmp:
@@ -102,6 +145,8 @@ def main() -> None:
             run._upload(endpoint, "bench", large=False)
             if options.command == "hooks":
                 hooks(endpoint, root, options.rounds)
+            elif options.command == "cpu":
+                cpu(endpoint, root, options.a.absolute(), options.b.absolute(), options.runs)
             else:
                 venvs(endpoint, root, options.a.absolute(), options.b.absolute(), options.runs)
         finally:

@@ -30,6 +30,9 @@ BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- BEGIN objectstores/run.py -->", "<!-- END objectstores/run.py -->"
 DISABLED = "clew_files,clew_processes,clew_torch,clew_botocore,clew_fsspec,clew_gcs"
+# The plain variant's environment: clew installed, its hooks and every exporter off.
+PLAIN = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": DISABLED, "OTEL_TRACES_EXPORTER": "none",
+         "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
 WORKLOADS = [("boto3", "small"), ("boto3", "large"), ("s3fs", "small"), ("s3fs", "large")]
 TARGET = 1.05
 
@@ -98,8 +101,7 @@ def _time(endpoint: str, client: str, shape: str, bucket: str, clew: bool, home:
     if clew:
         env = _env(endpoint, CLEW_HOME=str(home))
     else:
-        env = _env(endpoint, OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=DISABLED, OTEL_TRACES_EXPORTER="none",
-                   OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+        env = _env(endpoint, **PLAIN)
     result = subprocess.run(
         [str(bin_dir / "opentelemetry-instrument"), str(bin_dir / "python"), str(HERE / "workload.py"), client, shape, bucket],
         env=env, capture_output=True, text=True, check=True, cwd=home.parent,
