@@ -91,7 +91,8 @@ def cpu(endpoint: str, root: Path, a: Path, b: Path, runs: int) -> None:
             )
             found[name].append([float(x) for x in done.stdout.split()])
     for name, (venv, _) in variants.items():
-        wall, reader, others = (statistics.median(r[i] for r in found[name]) * 1000 for i in range(3))
+        wall, reader, others = (max(statistics.median(r[i] for r in found[name]) * 1000, 0.0)
+                                for i in range(3))
         print(f"{name} ({venv}): wall {wall:.0f} ms, reading thread {reader:.0f} ms, other threads {others:.0f} ms")
 
 
