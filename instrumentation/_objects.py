@@ -31,13 +31,13 @@ from clew.semconv import spans
 
 from . import _hashing, _records, _stamps
 from ._lifecycle import get_recorder
-from ._records import BATCH_MAX_SIZE, Record
+from ._records import Record
 from ._recorder import Recorder
 
 S3, GCS = "s3", "gcs"
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _URI_SAFE = "/:@!$&()*+,;=~-._"
-_needs_no_quoting = re.compile(r"[A-Za-z0-9/:@!$&()*+,;=~\-._]*").fullmatch
+_needs_no_quoting = re.compile(f"[A-Za-z0-9{re.escape(_URI_SAFE)}]*").fullmatch
 _FOLDED = ("read", "list")  # one record per object version per process, counts summed
 _SPAN_NAMES = {
     (S3, "read"): spans.SPAN_READ_S3, (S3, "write"): spans.SPAN_WRITE_S3,
@@ -106,7 +106,7 @@ class ObjectRecord(Record):
         # Reads of small objects, per prefix and endpoint, as small file reads are batched
         # per directory: a job reading millions of objects would otherwise send millions of
         # spans, and building them cost the recorder 2.5 times its CPU (RESULTS.md).
-        if self.operation == "read" and self.span is None and (self.object_size or 0) < BATCH_MAX_SIZE:
+        if self.operation == "read" and (self.object_size or 0) < _records.BATCH_MAX_SIZE:
             return self.store, self.bucket, self.name.rpartition("/")[0], self.endpoint
         return None
 

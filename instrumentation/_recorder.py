@@ -113,8 +113,7 @@ class Recorder:
         self._ready: deque[Record] = deque()
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # set by a first new record, and at close
-        self._stopped = threading.Event()
-        self._stopping = False
+        self._stopping = threading.Event()
         # Last: until this process's own state is in place, the state is its parent's.
         self._pid = os.getpid()
 
@@ -312,10 +311,10 @@ class Recorder:
         otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
         next_flush = time.monotonic() + self.settings.flush_interval
         woken = 0.0  # when a first new record last woke this thread
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 with self._work_lock:
-                    if self._stopping:
+                    if self._stopping.is_set():
                         break
                     busy = self._identify_new(limit=256)
                     # A torchrun agent's records wait for its run's trace (issue 5).
@@ -331,7 +330,7 @@ class Recorder:
             # At most one wake by new records per _GATHER: a program opening thousands of
             # files a second has them identified in batches, not with a GIL hand-off each.
             pause = woken + _GATHER - time.monotonic()
-            if pause > 0 and self._stopped.wait(pause):
+            if pause > 0 and self._stopping.wait(pause):
                 break
             if self._wake.wait(max(next_flush - time.monotonic(), _GATHER)):
                 self._wake.clear()
@@ -464,8 +463,7 @@ class Recorder:
         if self._closed:
             return
         self._closed = True
-        self._stopping = True
-        self._stopped.set()
+        self._stopping.set()
         self._wake.set()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
