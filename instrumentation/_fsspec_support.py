@@ -56,7 +56,6 @@ def _follow_read(file: Any, record: ObjectRecord) -> None:
     size = record.object_size if record.object_size is not None else getattr(file, "size", None)
     digest = _objects.StreamDigest(record, size if isinstance(size, int) else None)
     read, close, tell = file.read, file.close, file.tell
-    done = False
 
     def reading(*args: Any, **kwargs: Any) -> Any:
         position = tell()
@@ -67,10 +66,7 @@ def _follow_read(file: Any, record: ObjectRecord) -> None:
         return data
 
     def closing() -> None:
-        nonlocal done
-        if done:
-            return close()
-        done = True
+        restore()  # a second close is the file's own
         digest.close()
         try:
             with _objects.operation(record):
@@ -78,14 +74,13 @@ def _follow_read(file: Any, record: ObjectRecord) -> None:
         finally:
             _objects.finish(record)
 
-    file.read, file.close = reading, closing
+    restore = _objects.replace_methods(file, read=reading, close=closing)
 
 
 def _follow_write(file: Any, record: ObjectRecord, *, append: bool) -> None:
     limit = _objects.hash_max_bytes()
     stream = _hashing.Stream() if limit is not None and not append else None
     write, flush, close = file.write, file.flush, file.close
-    done = False
 
     def writing(data: Any) -> Any:
         nonlocal stream
@@ -103,16 +98,13 @@ def _follow_write(file: Any, record: ObjectRecord, *, append: bool) -> None:
             return flush(*args, **kwargs)
 
     def closing() -> None:
-        nonlocal done
-        if done:
-            return close()
-        done = True
         if stream is not None:
             record.digest = stream.result()  # a small object's PUT carries it
         if not append:
             record.object_size = record.io_bytes
         if record.store == GCS and isinstance(getattr(file, "metadata", None), dict):
             stamp_gcs_kwargs(record, vars(file))  # with the digest, for an upload at close
+        restore()  # a second close is the file's own
         with _objects.operation(record):
             try:
                 result = close()
@@ -123,7 +115,7 @@ def _follow_write(file: Any, record: ObjectRecord, *, append: bool) -> None:
         _objects.finish(record)
         return result
 
-    file.write, file.flush, file.close = writing, flushing, closing
+    restore = _objects.replace_methods(file, write=writing, flush=flushing, close=closing)
 
 
 def learn_gcs_response(record: ObjectRecord, headers: Any, contents: object) -> None:

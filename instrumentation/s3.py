@@ -289,6 +289,8 @@ def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
         digest.update(digest.position, data)
         if not data:
             digest.close()  # end of stream short of the size: no digest
+        if not digest.following:
+            restore()
         return data
 
     def hashing_readinto(buffer: Any) -> int:
@@ -296,13 +298,16 @@ def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
         digest.update(digest.position, memoryview(buffer)[:count])
         if not count:
             digest.close()
+        if not digest.following:
+            restore()
         return count
 
     def closing() -> None:
+        restore()
         digest.close()
         close()
 
-    body.read, body.readinto, body.close = hashing_read, hashing_readinto, closing
+    restore = _objects.replace_methods(body, read=hashing_read, readinto=hashing_readinto, close=closing)
 
 
 _SYNC_BODIES: dict[type, bool] = {}

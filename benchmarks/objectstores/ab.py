@@ -1,9 +1,9 @@
-"""Where boto3's small-object overhead goes: two A/B measurements against one SeaweedFS.
+"""Where the small-object overhead goes: A/B measurements against one SeaweedFS.
 
 Usage, from the checkout (each prints its figures; RESULTS.md quotes them with the command):
 
     .venv/bin/python benchmarks/objectstores/ab.py hooks [--rounds 40]
-    .venv/bin/python benchmarks/objectstores/ab.py venvs A_VENV B_VENV [--runs 11]
+    .venv/bin/python benchmarks/objectstores/ab.py venvs A_VENV B_VENV [--runs 11] [--client s3fs]
     .venv/bin/python benchmarks/objectstores/ab.py cpu A_VENV B_VENV [--runs 7]
 
 `hooks`: one process under opentelemetry-instrument with clew's defaults reads 100 objects of
@@ -11,7 +11,7 @@ Usage, from the checkout (each prints its figures; RESULTS.md quotes them with t
 (`clew.instrumentation.s3._active`); prints the medians per GET of the reading thread's CPU
 time and of wall time, on and off. Set CLEW_HASH=0 to see the share of the digest.
 
-`venvs`: `workload.py boto3 small` (run.py's small boto3 workload), in turn plain (A_VENV,
+`venvs`: `workload.py CLIENT small` (run.py's small workload, boto3 unless --client), in turn plain (A_VENV,
 clew's hooks disabled) and clew from A_VENV and from B_VENV (e.g. a clean clone's venv and a
 checkout carrying a change), a fresh CLEW_HOME each run; prints each clew's median ratio to
 plain. Noise on this machine is about +-0.01 in that ratio.
@@ -106,16 +106,16 @@ def hooks(endpoint: str, root: Path, rounds: int) -> None:
     print(done.stdout, end="")
 
 
-def venvs(endpoint: str, root: Path, a: Path, b: Path, runs: int) -> None:
+def venvs(endpoint: str, root: Path, a: Path, b: Path, runs: int, client: str) -> None:
     variants = {"plain": (a, False), "A": (a, True), "B": (b, True)}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for name, (venv, clew) in variants.items():  # one warm-up each
-        run._time(endpoint, "boto3", "small", "bench", clew, root / f"warm-{name}", venv / "bin")
+        run._time(endpoint, client, "small", "bench", clew, root / f"warm-{name}", venv / "bin")
     for index in range(runs):
         order = ["plain", "A", "B"] if index % 2 else ["plain", "B", "A"]
         for name in order:
             venv, clew = variants[name]
-            times[name].append(run._time(endpoint, "boto3", "small", "bench", clew,
+            times[name].append(run._time(endpoint, client, "small", "bench", clew,
                                          root / f"{name}{index}", venv / "bin"))
     plain = statistics.median(times["plain"])
     for name in ("A", "B"):
@@ -133,6 +133,7 @@ def main() -> None:
     venvs_parser.add_argument("a", type=Path)
     venvs_parser.add_argument("b", type=Path)
     venvs_parser.add_argument("--runs", type=int, default=11)
+    venvs_parser.add_argument("--client", choices=("boto3", "s3fs"), default="boto3")
     cpu_parser = commands.add_parser("cpu")
     cpu_parser.add_argument("a", type=Path)
     cpu_parser.add_argument("b", type=Path)
@@ -149,7 +150,8 @@ def main() -> None:
             elif options.command == "cpu":
                 cpu(endpoint, root, options.a.absolute(), options.b.absolute(), options.runs)
             else:
-                venvs(endpoint, root, options.a.absolute(), options.b.absolute(), options.runs)
+                venvs(endpoint, root, options.a.absolute(), options.b.absolute(), options.runs,
+                      options.client)
         finally:
             process.terminate()
             try:

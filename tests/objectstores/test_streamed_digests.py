@@ -5,6 +5,7 @@ digests."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import blake3
@@ -128,3 +129,55 @@ def test_a_fork_while_hashing_does_not_hang(run_instrumented, spool, seaweedfs):
     children = object_spans(spans, f"s3://{bucket}/child", "read")
     assert len(children) == 2  # one per child, each with its own bytes' digest
     assert {s.attributes.get(attr.PROVENANCE_ARTIFACT_DIGEST) for s in children} == {expected("child")}
+
+
+FREED = """
+import gc, json, sys, weakref
+import boto3, fsspec, s3fs
+
+gc.disable()  # what stays alive now is held by a reference, not waiting for a collection
+bucket = sys.argv[1]
+s3 = boto3.client("s3")
+s3.create_bucket(Bucket=bucket)
+s3.put_object(Bucket=bucket, Key="a.bin", Body=b"a" * 5000)
+followed = {}
+body = s3.get_object(Bucket=bucket, Key="a.bin")["Body"]
+body.read()
+followed["boto3 body read whole"] = weakref.ref(body)
+body = s3.get_object(Bucket=bucket, Key="a.bin")["Body"]
+body.read(10)
+body.close()
+followed["boto3 body closed early"] = weakref.ref(body)
+del body
+for protocol, root in (("s3", bucket), ("memory", "/mem")):
+    fs = fsspec.filesystem(protocol)
+    with fs.open(f"{root}/b.bin", "wb") as handle:
+        handle.write(b"b" * 5000)
+    followed[f"{protocol} file written"] = weakref.ref(handle)
+    with fs.open(f"{root}/b.bin", "rb") as handle:
+        handle.read()
+    followed[f"{protocol} file read"] = weakref.ref(handle)
+    del handle
+print(json.dumps(sorted(name for name, ref in followed.items() if ref() is not None)))
+"""
+
+
+def test_followed_files_and_bodies_are_freed_when_the_program_lets_go(
+    run_instrumented, run_plain, spool, moto_s3
+):
+    """clew replaces a few methods on each file and body it follows; those replacements hold
+    the object's own methods. Kept after close, that cycle left every file, with its buffers,
+    to the garbage collector, and a program reading many small objects paid for the extra
+    collections (benchmarks/RESULTS.md, session 7)."""
+    plain = run_plain(FREED, unique("freed"), env=s3_env(moto_s3))
+    check_run(plain)
+    bucket = unique("freed")
+    result = run_instrumented(FREED, bucket, env=s3_env(moto_s3))
+    check_run(result)
+    # The memory filesystem keeps the file it wrote, and opens that same one to read.
+    assert json.loads(result.stdout) == json.loads(plain.stdout) == ["memory file read", "memory file written"]
+    spans = spool.spans()
+    for uri in (f"s3://{bucket}/b.bin", "memory://mem/b.bin"):
+        written = only(spans, uri, "write").attributes[attr.PROVENANCE_ARTIFACT_DIGEST]
+        assert only(spans, uri, "read").attributes[attr.PROVENANCE_ARTIFACT_DIGEST] == written
+    assert only(spans, f"s3://{bucket}/a.bin", "read").attributes[attr.PROVENANCE_IO_COUNT] == 2
