@@ -13,7 +13,8 @@ session, fsspec's own nested calls) run suppressed and add what their responses 
 ETag, checksums, producer stamp) to this layer's record; versions and ETags an open file
 already knows (S3File.details, GCSFile.details) are used as they are, with no extra request.
 A file read from its start to its end, and every whole `cat_file`/`pipe_file`, gets a blake3
-digest of the bytes in passing. The local filesystem is left to the files instrumentor, whose
+digest of the bytes in passing (under s3fs, from the botocore layer, which hashes a whole GET's
+body as it arrives: also when the program reads part of an object s3fs fetched whole). The local filesystem is left to the files instrumentor, whose
 audit hooks see every one of its operations (with digests, xattr stamps and settling).
 
 fsspec is patched when the program imports it, never imported by clew.
@@ -140,7 +141,8 @@ def _complete(method: str, records: list[ObjectRecord], result: Any, args: tuple
         record.io_bytes = len(result)
         if _whole(args, kwargs):
             record.object_size = len(result)
-            record.digest = _objects.digest_of(result)
+            if record.digest is None and not record.pending:  # else an inner layer hashes them
+                record.digest = _objects.digest_of(result)
     recorder = get_recorder()
     if method == "get_file":
         local = absolute(_arg(args, kwargs, 1, "lpath"))

@@ -13,7 +13,8 @@ the VersionId, ETag, size, the checksums S3 returned, and the endpoint's host an
 GetObject body read whole from start to end gets a blake3 digest as it streams.
 
 Under an outer layer (s3fs over aiobotocore) nothing is recorded here: what the response
-tells (version, ETag, producer stamp) is added to the outer layer's record instead.
+tells (version, ETag, producer stamp) is added to the outer layer's record instead, and a
+whole GET's body is hashed for that record here, on the event loop's thread, as it arrives.
 
 botocore is patched when the program imports it, never imported by clew.
 """
@@ -226,6 +227,11 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
         if isinstance(held, ObjectRecord):  # the outer layer's record: add to it
             if http_response.status_code < 300:
                 _learn(held, parsed, operation)
+                size = _object_size(parsed)
+                if (operation == "GetObject" and held.operation == "read" and size == held.object_size
+                        and _whole(parsed, size)):
+                    # Hashed here, where the bytes arrive; the outer layer leaves it to this.
+                    _follow_body(parsed.get("Body"), _objects.StreamDigest(held, size))
             return
         if http_response.status_code >= 300:
             for record in held:
@@ -276,55 +282,67 @@ def _whole(parsed: dict, size: int | None) -> bool:
 def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
     """Hash a StreamingBody as the program reads it: its read and readinto are replaced on
     this one object (iter_chunks and iteration call them), so the bytes are hashed once, in
-    passing, never fetched again. Async bodies (aiobotocore's AioStreamingBody, a subclass
-    whose read is a coroutine) are left alone: a sync read in its place would hand the
-    program an error instead of its bytes."""
-    if not _sync_body(body) or not digest.following:
+    passing, never fetched again. An aiobotocore body's read is a coroutine: its
+    replacements are coroutines too, so the bytes are hashed on the event loop's thread as
+    they arrive (under s3fs, a third of what hashing them on the reading thread cost)."""
+    asynchronous = _async_body(body)
+    if asynchronous is None or not digest.following:
         digest.close()
         return
     read, readinto, close = body.read, body.readinto, body.close
 
-    def hashing_read(amt: int | None = None) -> bytes:
-        data = read(amt)
-        digest.update(digest.position, data)
-        if not data:
+    def passed(chunk: bytes | memoryview) -> None:
+        digest.update(digest.position, chunk)
+        if not len(chunk):
             digest.close()  # end of stream short of the size: no digest
         if not digest.following:
             restore()
+
+    def hashing_read(amt: int | None = None) -> bytes:
+        data = read(amt)
+        passed(data)
         return data
 
     def hashing_readinto(buffer: Any) -> int:
         count = readinto(buffer)
-        digest.update(digest.position, memoryview(buffer)[:count])
-        if not count:
-            digest.close()
-        if not digest.following:
-            restore()
+        passed(memoryview(buffer)[:count])
         return count
 
-    def closing() -> None:
+    async def hashing_read_async(amt: int | None = None) -> bytes:
+        data = await read(amt)
+        passed(data)
+        return data
+
+    async def hashing_readinto_async(buffer: Any) -> int:
+        count = await readinto(buffer)
+        passed(memoryview(buffer)[:count])
+        return count
+
+    def closing() -> None:  # aiobotocore's aclose calls it too
         restore()
         digest.close()
         close()
 
+    if asynchronous:
+        hashing_read, hashing_readinto = hashing_read_async, hashing_readinto_async  # type: ignore[assignment]
     restore = _objects.replace_methods(body, read=hashing_read, readinto=hashing_readinto, close=closing)
 
 
-_SYNC_BODIES: dict[type, bool] = {}
+_ASYNC_BODIES: dict[type, bool | None] = {}
 
 
-def _sync_body(body: object) -> bool:
-    """Whether `body` is a botocore StreamingBody read synchronously (answered once a type)."""
+def _async_body(body: object) -> bool | None:
+    """Whether `body`, a botocore StreamingBody, is read with coroutines (aiobotocore's);
+    None for anything else. Answered once a type."""
     kind = type(body)
-    known = _SYNC_BODIES.get(kind)
-    if known is None:
+    if kind not in _ASYNC_BODIES:
         import botocore.response  # already imported: the program is running botocore
 
-        known = issubclass(kind, botocore.response.StreamingBody) and not (
+        _ASYNC_BODIES[kind] = (
             inspect.iscoroutinefunction(getattr(kind, "read", None))
+            if issubclass(kind, botocore.response.StreamingBody) else None
         )
-        _SYNC_BODIES[kind] = known
-    return known
+    return _ASYNC_BODIES[kind]
 
 
 def _after_call_error(context: dict, **kwargs: Any) -> None:

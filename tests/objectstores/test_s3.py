@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import blake3
 import pytest
 
 from clew.semconv import attributes as attr
@@ -200,8 +201,8 @@ def test_small_object_reads_share_a_span_and_the_store_has_a_row_for_each(
 
 
 def test_aiobotocore_used_directly_reads_its_bytes(run_instrumented, spool, moto_s3):
-    """aiobotocore's body is a StreamingBody whose read is a coroutine: clew leaves it to the
-    program (a sync read in its place raised TypeError in the program) and records the read."""
+    """aiobotocore's body is a StreamingBody whose read is a coroutine: clew's replacement is a
+    coroutine too (a sync one raised TypeError in the program), and hashes the bytes."""
     bucket = unique("aio")
     program = """
 import asyncio, sys
@@ -222,6 +223,7 @@ asyncio.run(main(sys.argv[1]))
     assert result.stdout.strip() == "async bytes"
     read = only(spool.spans(), f"s3://{bucket}/k", "read")
     assert read.attributes[attr.PROVENANCE_ARTIFACT_SIZE] == len(b"async bytes")
+    assert read.attributes[attr.PROVENANCE_ARTIFACT_DIGEST] == "blake3:" + blake3.blake3(b"async bytes").hexdigest()
 
 
 def test_stamps_can_be_turned_off(run_instrumented, spool, moto_s3):
