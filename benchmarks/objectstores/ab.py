@@ -5,6 +5,7 @@ Usage, from the checkout (each prints its figures; RESULTS.md quotes them with t
     .venv/bin/python benchmarks/objectstores/ab.py hooks [--rounds 40]
     .venv/bin/python benchmarks/objectstores/ab.py venvs A_VENV B_VENV [--runs 11] [--client s3fs]
     .venv/bin/python benchmarks/objectstores/ab.py cpu A_VENV B_VENV [--runs 7]
+    .venv/bin/python benchmarks/objectstores/ab.py threads VENV [--rounds 3]
 
 `hooks`: one process under opentelemetry-instrument with clew's defaults reads 100 objects of
 64 KiB per batch, alternating batches with clew's botocore hooks on and off
@@ -21,6 +22,11 @@ timed inside the program for wall time, the reading thread's CPU and the CPU of 
 other threads (clew's recorder and exporter) over the reads; prints the medians. Set
 OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=clew_botocore to see what clew costs a program whose
 I/O it does not record.
+
+`threads`: s3fs, in one process with VENV's clew, batches of 1,000 reads of 64 KiB with
+clew's fsspec and botocore hooks off and on in turn; prints the CPU per object (user and
+system, from /proc) that clew adds to the reading thread and to s3fs's event-loop thread.
+Steadier than wall-time ratios on a busy machine: run it once for each of two installs.
 """
 
 from __future__ import annotations
@@ -74,6 +80,47 @@ for i in range(1000):
 wall, cpu, process = time.perf_counter() - wall, time.thread_time() - cpu, time.process_time() - process
 print(wall, cpu, process - cpu)
 """
+
+
+THREADS = """
+import os, statistics, sys, threading
+import s3fs
+from clew.instrumentation import fsspec, s3
+
+def cpu():
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    found = {}
+    for tid in os.listdir("/proc/self/task"):
+        fields = open(f"/proc/self/task/{tid}/stat").read().rpartition(")")[2].split()
+        found[names.get(int(tid))] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return found
+
+fs = s3fs.S3FileSystem()
+fs.ls("bench")
+added = {"MainThread": [], "fsspecIO": []}
+for _ in range(int(sys.argv[1])):
+    used = {}
+    for active in (False, True):
+        fsspec._active = s3._active = active
+        before = cpu()
+        for i in range(1000):
+            with fs.open(f"bench/small/{i:04d}.bin", "rb") as handle:
+                handle.read()
+        used[active] = {name: cpu()[name] - before[name] for name in added}
+    for name in added:
+        added[name].append((used[True][name] - used[False][name]) * 1000)
+for name, label in (("MainThread", "the reading thread"), ("fsspecIO", "s3fs's loop thread")):
+    print(f"clew adds to {label}: median {statistics.median(added[name]):.0f} us per object; "
+          f"rounds {', '.join(f'{x:.0f}' for x in added[name])}")
+"""
+
+
+def threads(endpoint: str, root: Path, venv: Path, rounds: int) -> None:
+    done = subprocess.run(
+        [str(venv / "bin" / "opentelemetry-instrument"), str(venv / "bin" / "python"), "-c", THREADS, str(rounds)],
+        env=run._env(endpoint, CLEW_HOME=str(root / "threads")), capture_output=True, text=True, check=True,
+    )
+    print(done.stdout, end="")
 
 
 def cpu(endpoint: str, root: Path, a: Path, b: Path, runs: int) -> None:
@@ -138,6 +185,9 @@ def main() -> None:
     cpu_parser.add_argument("a", type=Path)
     cpu_parser.add_argument("b", type=Path)
     cpu_parser.add_argument("--runs", type=int, default=7)
+    threads_parser = commands.add_parser("threads")
+    threads_parser.add_argument("venv", type=Path)
+    threads_parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="clew-bench-s3-ab-") as tmp:
@@ -147,6 +197,8 @@ def main() -> None:
             run._upload(endpoint, "bench", large=False)
             if options.command == "hooks":
                 hooks(endpoint, root, options.rounds)
+            elif options.command == "threads":
+                threads(endpoint, root, options.venv.absolute(), options.rounds)
             elif options.command == "cpu":
                 cpu(endpoint, root, options.a.absolute(), options.b.absolute(), options.runs)
             else:
