@@ -84,6 +84,9 @@ def test_s3fs_operations_are_one_record_each(run_instrumented, spool, moto_s3):
     # The stamp went into S3 through aiobotocore: the read links to the write.
     assert [link.span_id for link in opened_read.links] == [opened_write.span_id]
     assert [link.span_id for link in read.links] == [piped.span_id]
+    # get streams the object through the program: hashed as it arrives, as boto3's download is.
+    got = only(spans, f"s3://{bucket}/put.bin", "read")
+    assert got.attributes[attr.PROVENANCE_ARTIFACT_DIGEST] == "blake3:" + blake3.blake3(b"l" * 500).hexdigest()
 
 
 def test_gcsfs_operations_are_one_record_each(run_instrumented, spool, fake_gcs):
