@@ -1,9 +1,9 @@
 """What the fsspec instrumentor does to an open file, and what it learns from gcsfs.
 
 An fsspec file is followed by replacing a few methods on that one object (read, write,
-flush, close) until it closes: its class, and every other file, stay untouched. The file's own calls to
-`self.read`/`self.flush` (readinto, readline, a write that fills a block) reach the
-replacements, so the store's requests run as part of the file's record.
+flush, close) until it closes: its class, and every other file, stay untouched. The file's
+own calls to `self.read`/`self.flush` (readinto, readline, a write that fills a block) reach
+the replacements, so the store's requests run as part of the file's record.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def _follow_read(file: Any, record: ObjectRecord) -> None:
         with _objects.operation(record):
             data = read(*args, **kwargs)
         record.io_bytes += len(data)
-        if digest.following and (record.digest is not None or len(record.pending) > 1):
-            digest.close()  # an inner layer hashed these bytes as they arrived (aiobotocore)
+        if digest.following and record.digest_coming(besides=digest):
+            digest.close()  # the inner layer hashes these bytes
         digest.update(position, data)
         return data
 

@@ -141,6 +141,11 @@ class ObjectRecord(Record):
     def span_name(self) -> str:
         return _SPAN_NAMES.get((self.store, self.operation)) or _OTHER_SPAN_NAMES[self.operation]
 
+    def digest_coming(self, besides: StreamDigest | None = None) -> bool:
+        """Whether this record has its digest, or a StreamDigest other than `besides` is
+        computing it: an inner layer (aiobotocore under s3fs) hashing the bytes as they arrive."""
+        return self.digest is not None or any(d is not besides for d in self.pending)
+
     def matches(self, bucket: str, name: str) -> bool:
         return self.bucket == bucket and self.name == name
 

@@ -13,8 +13,9 @@ session, fsspec's own nested calls) run suppressed and add what their responses 
 ETag, checksums, producer stamp) to this layer's record; versions and ETags an open file
 already knows (S3File.details, GCSFile.details) are used as they are, with no extra request.
 A file read from its start to its end, and every whole `cat_file`/`pipe_file`, gets a blake3
-digest of the bytes in passing (under s3fs, from the botocore layer, which hashes a whole GET's
-body as it arrives: also when the program reads part of an object s3fs fetched whole). The local filesystem is left to the files instrumentor, whose
+digest of the bytes in passing. Under s3fs the botocore layer computes it, hashing a whole
+GET's body as it arrives (so a short read of an object s3fs fetched whole has it too), and
+this layer leaves it to that. The local filesystem is left to the files instrumentor, whose
 audit hooks see every one of its operations (with digests, xattr stamps and settling).
 
 fsspec is patched when the program imports it, never imported by clew.
@@ -141,7 +142,7 @@ def _complete(method: str, records: list[ObjectRecord], result: Any, args: tuple
         record.io_bytes = len(result)
         if _whole(args, kwargs):
             record.object_size = len(result)
-            if record.digest is None and not record.pending:  # else an inner layer hashes them
+            if not record.digest_coming():
                 record.digest = _objects.digest_of(result)
     recorder = get_recorder()
     if method == "get_file":

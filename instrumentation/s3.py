@@ -227,11 +227,8 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
         if isinstance(held, ObjectRecord):  # the outer layer's record: add to it
             if http_response.status_code < 300:
                 _learn(held, parsed, operation)
-                size = _object_size(parsed)
-                if (operation == "GetObject" and held.operation == "read" and size == held.object_size
-                        and _whole(parsed, size)):
-                    # Hashed here, where the bytes arrive; the outer layer leaves it to this.
-                    _follow_body(parsed.get("Body"), _objects.StreamDigest(held, size))
+                if operation == "GetObject" and held.operation == "read":
+                    _hash_for_outer(held, parsed)
             return
         if http_response.status_code >= 300:
             for record in held:
@@ -258,6 +255,15 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
             _follow_body(parsed.get("Body"), _objects.StreamDigest(carrier, carrier.object_size))
     except Exception as error:  # noqa: BLE001 - never harm the host
         get_recorder().failed("s3 response", error)
+
+
+def _hash_for_outer(record: ObjectRecord, parsed: dict) -> None:
+    """Hash a whole GET's body where its bytes arrive (s3fs's event loop) for the outer
+    layer's read, which leaves the digest to this (`ObjectRecord.digest_coming`); not when
+    the object's size changed since the outer layer learned it (replaced between HEAD and GET)."""
+    size = _object_size(parsed)
+    if size == record.object_size and _whole(parsed, size):
+        _follow_body(parsed.get("Body"), _objects.StreamDigest(record, size))
 
 
 def _finish_deletes(records: list[ObjectRecord], parsed: dict) -> None:
@@ -298,33 +304,32 @@ def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
         if not digest.following:
             restore()
 
-    def hashing_read(amt: int | None = None) -> bytes:
-        data = read(amt)
-        passed(data)
-        return data
+    if asynchronous:
+        async def hashing_read(amt: int | None = None) -> bytes:
+            data = await read(amt)
+            passed(data)
+            return data
 
-    def hashing_readinto(buffer: Any) -> int:
-        count = readinto(buffer)
-        passed(memoryview(buffer)[:count])
-        return count
+        async def hashing_readinto(buffer: Any) -> int:
+            count = await readinto(buffer)
+            passed(memoryview(buffer)[:count])
+            return count
+    else:
+        def hashing_read(amt: int | None = None) -> bytes:  # type: ignore[misc]
+            data = read(amt)
+            passed(data)
+            return data
 
-    async def hashing_read_async(amt: int | None = None) -> bytes:
-        data = await read(amt)
-        passed(data)
-        return data
-
-    async def hashing_readinto_async(buffer: Any) -> int:
-        count = await readinto(buffer)
-        passed(memoryview(buffer)[:count])
-        return count
+        def hashing_readinto(buffer: Any) -> int:  # type: ignore[misc]
+            count = readinto(buffer)
+            passed(memoryview(buffer)[:count])
+            return count
 
     def closing() -> None:  # aiobotocore's aclose calls it too
         restore()
         digest.close()
         close()
 
-    if asynchronous:
-        hashing_read, hashing_readinto = hashing_read_async, hashing_readinto_async  # type: ignore[assignment]
     restore = _objects.replace_methods(body, read=hashing_read, readinto=hashing_readinto, close=closing)
 
 
