@@ -119,7 +119,7 @@ class ProvenanceSpanProcessor(SpanProcessor):
         if result is not SpanExportResult.SUCCESS:
             self._failed_spans += len(batch)
             _logger.warning(
-                "clew: %s could not export %d spans (%d so far); the spool keeps them",
+                "clew: %s could not export %d spans (%d so far); they are lost",
                 type(self.exporter).__name__,
                 len(batch),
                 self._failed_spans,

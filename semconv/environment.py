@@ -30,6 +30,11 @@ CLEW_FLUSH_INTERVAL: Final = "CLEW_FLUSH_INTERVAL"
 """Seconds between flushes of records to the exporters. Default 1.0; a crash loses at most
 about this much."""
 
+CLEW_SPOOL_PENDING_MAX_BYTES: Final = "CLEW_SPOOL_PENDING_MAX_BYTES"
+"""Bytes of spool lines that could not be written (disk full, a file-size limit) kept in
+memory for the next try. Default 64 MiB; past it the oldest are dropped, counted and
+reported at exit."""
+
 CLEW_RUN_ID: Final = "CLEW_RUN_ID"
 """Set by clew in children's environment: the trace id of the run they belong to."""
 

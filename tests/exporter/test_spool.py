@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from clew.exporter.otlp_json import iter_spans
 from clew.exporter.spool import SpoolProblems, SpoolSpanExporter, read_spool, spool_files
+from clew.semconv import attributes as attr
+from clew.semconv import environment
+from clew.semconv import spans as span_names
 
 
 def _provider(directory):
@@ -64,11 +72,127 @@ def test_torn_last_line_is_skipped_and_corrupt_lines_are_counted(tmp_path):
     assert len(problems.corrupt) == 1 and problems.torn == [exporter.path]
 
 
-def test_export_failure_is_reported_not_raised(tmp_path):
+def test_export_failure_is_reported_not_raised(tmp_path, capfd):
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("")
     exporter = SpoolSpanExporter(blocked / "spool")
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.get_tracer("clew").start_span("x").end()  # must not raise
+    provider.get_tracer("clew").start_span("y").end()
     assert exporter.path is None
+    provider.shutdown()
+    count, where, _ = _loss_report(capfd.readouterr().err)
+    assert count == 2 and where == blocked / "spool"
+
+
+# A real fault, not a mock: the program limits the size of the files it writes
+# (RLIMIT_FSIZE) to a little more than its spool file has, so clew's next spool write is cut
+# short and later ones fail with EFBIG, as on a full disk. SIGXFSZ is ignored, as a program
+# running under such a limit does, or the kernel would kill it at the first write past it.
+FILLS_UP = """
+import os, resource, signal, sys, time
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+spool = os.path.join(os.environ["CLEW_HOME"], "spool")
+mine = f"-{os.getpid()}-"
+
+def spool_file():
+    names = os.listdir(spool) if os.path.isdir(spool) else []
+    return next((os.path.join(spool, n) for n in names if mine in n), None)
+
+def write(name):
+    with open(name, "w") as handle:
+        handle.write(name)
+    time.sleep(0.15)  # a few flushes apart: each file's record goes in a line of its own
+
+for i in range(3):
+    write(f"before-{i}.txt")
+while spool_file() is None:
+    time.sleep(0.05)
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+limit = os.path.getsize(spool_file()) + 100  # less than any line: the next write is torn
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+for i in range(8):
+    write(f"full-{i}.txt")
+with open(spool_file()) as handle:
+    text = handle.read()
+print("recorded while full:", sum(f"full-{i}.txt" in text for i in range(8)))
+if sys.argv[1] == "recovers":
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    for i in range(3):
+        write(f"after-{i}.txt")
+"""
+
+FULL = [f"full-{i}.txt" for i in range(8)]
+_LOSS = re.compile(
+    r"clew: (\d+) spans of provenance records could not be written to (\S+) and are lost: .+"
+)
+
+
+def _loss_report(stderr: str) -> tuple[int, Path, str]:
+    """(count, spool file, the line) of the one loss report in `stderr`."""
+    ((line, match),) = [(ln, m) for ln in stderr.splitlines() if (m := _LOSS.fullmatch(ln))]
+    return int(match[1]), Path(match[2]), line
+
+
+def _run_filling_up(run_instrumented, mode, **env):
+    result = run_instrumented(
+        FILLS_UP, mode, env={environment.CLEW_FLUSH_INTERVAL: "0.05", **env}
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split(":")[1]) < len(FULL), "the spool never filled up"
+    return result
+
+
+def _written(spool) -> list[str]:
+    return sorted(
+        Path(urlsplit(a.uri).path).name for run in spool.runs() for a in run.accesses
+        if a.operation == "write"
+    )
+
+
+@pytest.mark.integration
+def test_a_spool_write_cut_short_leaves_whole_lines_and_is_retried(run_instrumented, spool):
+    result = _run_filling_up(run_instrumented, "recovers")
+    assert "could not be written" not in result.stderr, result.stderr
+    assert "spool keeps" not in result.stderr
+    spool.lines()  # no corrupt line, no torn one: nothing was glued to a fragment
+    before, after = [f"before-{i}.txt" for i in range(3)], [f"after-{i}.txt" for i in range(3)]
+    assert _written(spool) == sorted(before + FULL + after)
+    assert spool.run().status == "ok"
+
+
+@pytest.mark.integration
+def test_spans_that_could_never_be_written_are_counted_once(run_instrumented, spool):
+    """The limit stays to the end: what waited is lost, and stderr says exactly how much."""
+    result = _run_filling_up(run_instrumented, "stays full")
+    count, where, _ = _loss_report(result.stderr)
+    assert where.parent == spool.directory
+    spool.lines()
+    spans = spool.spans()
+    assert {s.name for s in spans} <= {span_names.SPAN_RUN, span_names.SPAN_WRITE_FILE}
+    # The program made one span per file it wrote and one for itself: the rest are missing.
+    missing = (3 + len(FULL) + 1) - len(spans)
+    assert missing > 0 and count == missing
+
+
+@pytest.mark.integration
+def test_past_the_memory_bound_spans_are_dropped_and_counted(run_instrumented, spool):
+    """With room for no waiting line, every line that fails is dropped at once; lines
+    after the space returns are written, and the loss is counted truthfully."""
+    result = _run_filling_up(
+        run_instrumented, "recovers", **{environment.CLEW_SPOOL_PENDING_MAX_BYTES: "0"}
+    )
+    count, _, line = _loss_report(result.stderr)
+    spool.lines()
+    written = _written(spool)
+    assert {f"after-{i}.txt" for i in range(3)} <= set(written)
+    missing = (3 + len(FULL) + 3) - len(written)
+    assert missing > 0 and count == missing
+    # The space came back before the exit: the loss is in the spool too, under the run.
+    spans = spool.spans()
+    (loss,) = [s for s in spans if s.name == span_names.SPAN_SPOOL_LOSS]
+    (run,) = [s for s in spans if s.name == span_names.SPAN_RUN]
+    assert loss.attributes[attr.PROVENANCE_CAPTURE_LOST_SPANS] == missing
+    assert loss.parent_span_id == run.span_id and loss.trace_id == run.trace_id
+    assert loss.attributes[attr.PROVENANCE_CAPTURE_ERRORS] == [line]
