@@ -66,7 +66,11 @@ class SpoolSpanExporter(SpanExporter):
     ) -> None:
         self._directory = Path(directory) if directory is not None else None
         self._pending_max = (
-            pending_max_bytes if pending_max_bytes is not None else _pending_max_from_environment()
+            pending_max_bytes
+            if pending_max_bytes is not None
+            else environment.positive_number(
+                environment.CLEW_SPOOL_PENDING_MAX_BYTES, DEFAULT_PENDING_MAX_BYTES, int
+            )
         )
         self.path: Path | None = None
         self._start_in_this_process()
@@ -239,15 +243,6 @@ def _loss_message(count: int, where: Path | None, error: BaseException | None) -
         f"clew: {count} spans of provenance records could not be written{place} and are "
         f"lost{reason}"
     )
-
-
-def _pending_max_from_environment() -> int:
-    raw = os.environ.get(environment.CLEW_SPOOL_PENDING_MAX_BYTES, "")
-    try:
-        value = int(raw) if raw.strip() else DEFAULT_PENDING_MAX_BYTES
-    except ValueError:
-        return DEFAULT_PENDING_MAX_BYTES
-    return value if value >= 0 else DEFAULT_PENDING_MAX_BYTES
 
 
 @dataclass(frozen=True)

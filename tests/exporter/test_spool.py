@@ -181,7 +181,7 @@ def test_past_the_memory_bound_spans_are_dropped_and_counted(run_instrumented, s
     """With room for no waiting line, every line that fails is dropped at once; lines
     after the space returns are written, and the loss is counted truthfully."""
     result = _run_filling_up(
-        run_instrumented, "recovers", **{environment.CLEW_SPOOL_PENDING_MAX_BYTES: "0"}
+        run_instrumented, "recovers", **{environment.CLEW_SPOOL_PENDING_MAX_BYTES: "1"}
     )
     count, _, line = _loss_report(result.stderr)
     spool.lines()
