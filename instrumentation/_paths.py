@@ -31,14 +31,20 @@ _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 
 
-def _quote(text: str) -> str:
-    return quote(text, safe=_URI_SAFE, encoding=_FS_ENCODING, errors=_FS_ERRORS)
+def quote_uri_path(text: str) -> str:
+    """`text` percent-encoded for a URI's path, as the bytes os.fsencode gives; never raises."""
+    try:
+        return quote(text, safe=_URI_SAFE, encoding=_FS_ENCODING, errors=_FS_ERRORS)
+    except UnicodeEncodeError:
+        # A lone surrogate no OS name decodes to (a str made in the program, an object key
+        # in memory): its UTF-16 code unit, UTF-8 encoded, so the URI still names it.
+        return quote(text, safe=_URI_SAFE, errors="surrogatepass")
 
 
 def file_uri(path: str) -> str:
     """`file://<host>/<absolute path>`, percent-encoded where a URI needs it: the path's
     bytes on disk, so `path_of_file_uri` gives back the very path."""
-    return f"file://{_HOST}{_quote(path)}"
+    return f"file://{_HOST}{quote_uri_path(path)}"
 
 
 def path_of_file_uri(uri: str) -> str:
@@ -52,7 +58,7 @@ def file_uris(directory: str, names: list[str]) -> list[str]:
     """`file_uri` of each of `names` in `directory`, quoting the directory once."""
     prefix = file_uri(directory).rstrip("/") + "/"
     return [
-        prefix + (_quote(name) if _NEEDS_QUOTING(name) else name)
+        prefix + (quote_uri_path(name) if _NEEDS_QUOTING(name) else name)
         for name in names
     ]
 

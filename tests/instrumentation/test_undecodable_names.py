@@ -1,5 +1,7 @@
-"""Names that are not valid UTF-8: a file, an argument, a working directory. Python carries
-their bytes as lone surrogates (os.fsdecode); clew records them, and everything around them.
+"""Names that are not valid UTF-8 (a file, an argument, a working directory, an object key)
+and records that cannot become spans: clew records what it can, sets the rest aside alone,
+and never lets one bad value take a flush, or the program, down. Python carries the bytes of
+an OS name that is not UTF-8 as lone surrogates (os.fsdecode).
 """
 
 from __future__ import annotations
@@ -88,3 +90,56 @@ def test_a_file_named_with_bytes_that_are_not_utf8_is_recorded_with_the_rest(
     stale = clew_cli("check", "model.pt", "--stale", "--format", "json")
     assert stale.code == ExitStatus.OK, stale.out + stale.err
     assert json.loads(stale.out)["findings"] == []
+
+
+# An object key is any str: in fsspec's memory filesystem even one with a lone surrogate,
+# which no OS name decodes to. The hook made its URI with strict UTF-8 and raised into the
+# program; now the key is kept (its UTF-16 code unit, UTF-8 encoded) and the program goes on.
+MEMORY_KEY = """
+import fsspec
+fs = fsspec.filesystem("memory")
+with fs.open("/bucket/odd-\\ud800.bin", "wb") as handle:
+    handle.write(b"odd")
+with fs.open("/bucket/fine.bin", "wb") as handle:
+    handle.write(b"fine")
+with open("model.pt", "wb") as handle:
+    handle.write(fs.cat("/bucket/odd-\\ud800.bin"))
+"""
+
+
+def test_an_object_key_with_a_lone_surrogate_is_recorded(workdir, run_instrumented, spool):
+    result = run_instrumented(MEMORY_KEY)
+    assert result.returncode == 0, result.stderr
+    run = spool.run()
+    uris = {a.uri for a in run.accesses}
+    assert {"memory://bucket/odd-%ED%A0%80.bin", "memory://bucket/fine.bin"} <= uris
+    spool.only(run, "write", workdir / "model.pt")
+
+
+# A record whose attributes cannot be made: nothing in clew makes one any more, so the
+# program hands the recorder one itself (a constructed fault). It is set aside, with a
+# capture error on the process span; the records around it are recorded.
+BAD_RECORD = """
+from clew.instrumentation._lifecycle import get_recorder
+from clew.instrumentation._records import Record
+
+class Broken(Record):
+    def span_attributes(self, pid):
+        raise RuntimeError("no attributes for this record")
+
+with open("before.txt", "w") as handle:
+    handle.write("before")
+get_recorder().finished(Broken("write", "/nowhere"))
+with open("model.pt", "w") as handle:
+    handle.write("model")
+"""
+
+
+def test_a_record_that_cannot_become_a_span_is_set_aside_alone(workdir, run_instrumented, spool):
+    result = run_instrumented(BAD_RECORD)
+    assert result.returncode == 0, result.stderr
+    assert "recording a span failed: RuntimeError('no attributes for this record')" in result.stderr
+    run = spool.run()
+    spool.only(run, "write", workdir / "before.txt")
+    spool.only(run, "write", workdir / "model.pt")
+    assert any("no attributes for this record" in error for error in run.capture_errors)
