@@ -252,6 +252,7 @@ def test_past_the_memory_bound_spans_are_dropped_and_counted(run_instrumented, s
     assert loss.attributes[attr.PROVENANCE_CAPTURE_LOST_SPANS] == missing
     assert loss.parent_span_id == run.span_id and loss.trace_id == run.trace_id
     assert loss.attributes[attr.PROVENANCE_CAPTURE_ERRORS] == [line]
+    assert spool.run().capture_errors == [line]  # what `clew spool RUN` shows
     found = clew_cli("sql", "--format", "json", "SELECT SpanAttributes['"
                      f"{attr.PROVENANCE_CAPTURE_LOST_SPANS}'] AS lost FROM otel_traces "
                      f"WHERE SpanName = '{span_names.SPAN_SPOOL_LOSS}'")
