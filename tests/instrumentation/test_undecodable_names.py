@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from clew.instrumentation._paths import file_uri, path_of_file_uri
 from clew.query.cli import ExitStatus
 from clew.semconv import attributes as attr
 from clew.semconv import spans as span_names
@@ -143,3 +144,13 @@ def test_a_record_that_cannot_become_a_span_is_set_aside_alone(workdir, run_inst
     spool.only(run, "write", workdir / "before.txt")
     spool.only(run, "write", workdir / "model.pt")
     assert any("no attributes for this record" in error for error in run.capture_errors)
+
+
+@pytest.mark.parametrize(
+    "name", [b"\xff\xfe.bin", "é 100%.bin".encode(), b"plain.txt", "\U0001f600.npy".encode()]
+)
+def test_a_file_uri_gives_back_the_path_it_was_made_from(name):
+    path = os.fsdecode(b"/data/" + name)
+    uri = file_uri(path)
+    assert unquote_to_bytes(urlsplit(uri).path) == b"/data/" + name
+    assert path_of_file_uri(uri) == path
