@@ -4,8 +4,8 @@ Each line is one ExportTraceServiceRequest (TracesData) in OTLP's JSON encoding,
 OpenTelemetry's file exporter writes it, so the Collector's otlpjsonfile receiver reads it
 too. A line is written with a single O_APPEND write: readers see whole lines or, after a
 crash mid-write, one torn last line that they skip (a write cut short by a full disk is cut
-back off by the writer itself). One file per process means any number
-of processes, ranks or hosts on a shared filesystem write without a server.
+back off by the writer itself). One file per process means any number of processes, ranks
+or hosts on a shared filesystem write without a server.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ class SpoolSpanExporter(SpanExporter):
     keeps whole lines only. Its line waits in memory, with any before it, for the next export
     (at most `pending_max_bytes`, else CLEW_SPOOL_PENDING_MAX_BYTES, of them: past that the
     oldest are dropped). Spans dropped so, still unwritten at shutdown or impossible to
-    encode are lost: counted, and reported in one line on stderr at shutdown. `export`
-    reports success once the exporter has taken the spans, as it accounts for them itself.
+    encode are lost: counted, and reported at shutdown in one line on stderr and, if the
+    spool takes it, a `spool loss` span under the process span. `export` reports success
+    once the exporter has taken the spans, as it accounts for them itself.
     """
 
     def __init__(
