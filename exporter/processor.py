@@ -48,7 +48,13 @@ class ProvenanceSpanProcessor(SpanProcessor):
         if max_queue_size < 1 or max_export_batch_size < 1:
             raise ValueError("max_queue_size and max_export_batch_size must be positive")
         self.exporter = exporter
-        self._delay = schedule_delay if schedule_delay is not None else _delay_from_environment()
+        self._delay = (
+            schedule_delay
+            if schedule_delay is not None
+            else environment.positive_number(
+                environment.CLEW_FLUSH_INTERVAL, DEFAULT_SCHEDULE_DELAY, float
+            )
+        )
         self._max_queue = max_queue_size
         self._batch = max_export_batch_size
         self._failed_spans = 0
@@ -119,7 +125,7 @@ class ProvenanceSpanProcessor(SpanProcessor):
         if result is not SpanExportResult.SUCCESS:
             self._failed_spans += len(batch)
             _logger.warning(
-                "clew: %s could not export %d spans (%d so far); the spool keeps them",
+                "clew: %s could not export %d spans (%d so far); they are lost",
                 type(self.exporter).__name__,
                 len(batch),
                 self._failed_spans,
@@ -140,12 +146,3 @@ class ProvenanceSpanProcessor(SpanProcessor):
         with self._condition:
             self._condition.notify_all()
         self.exporter.shutdown()
-
-
-def _delay_from_environment() -> float:
-    raw = os.environ.get(environment.CLEW_FLUSH_INTERVAL, "")
-    try:
-        value = float(raw) if raw.strip() else DEFAULT_SCHEDULE_DELAY
-    except ValueError:
-        return DEFAULT_SCHEDULE_DELAY
-    return value if value > 0 else DEFAULT_SCHEDULE_DELAY

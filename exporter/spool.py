@@ -3,8 +3,9 @@
 Each line is one ExportTraceServiceRequest (TracesData) in OTLP's JSON encoding, as
 OpenTelemetry's file exporter writes it, so the Collector's otlpjsonfile receiver reads it
 too. A line is written with a single O_APPEND write: readers see whole lines or, after a
-crash mid-write, one torn last line that they skip. One file per process means any number
-of processes, ranks or hosts on a shared filesystem write without a server.
+crash mid-write, one torn last line that they skip (a write cut short by a full disk is cut
+back off by the writer itself). One file per process means any number of processes, ranks
+or hosts on a shared filesystem write without a server.
 """
 
 from __future__ import annotations
@@ -13,22 +14,32 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import SpanContext, TraceFlags
 
+from clew.semconv import attributes as attr
 from clew.semconv import environment
+from clew.semconv import spans as span_names
 
 from .otlp_encode import encode_json
 
 _logger = logging.getLogger(__name__)
+_ids = RandomIdGenerator()
+_PROCESS_SPANS = (span_names.SPAN_RUN, span_names.SPAN_PROCESS)
 
 SUFFIX = ".jsonl"
+# Lines that could not be written wait in memory up to this many bytes (a few batches).
+DEFAULT_PENDING_MAX_BYTES = 64 << 20
 
 
 def spool_directory(home: Path | None = None) -> Path:
@@ -37,13 +48,45 @@ def spool_directory(home: Path | None = None) -> Path:
 
 
 class SpoolSpanExporter(SpanExporter):
-    """Writes spans to this process's spool file. Never raises; reports failure."""
+    """Writes spans to this process's spool file. Never raises, and loses nothing silently.
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+    A write cut short (disk full, a file-size limit) is cut back off the file, so the spool
+    keeps whole lines only. Its line waits in memory, with any before it, for the next export
+    (at most `pending_max_bytes`, else CLEW_SPOOL_PENDING_MAX_BYTES, of them: past that the
+    oldest are dropped). Spans dropped so, still unwritten at shutdown or impossible to
+    encode are lost: counted, and reported at shutdown in one line on stderr and, if the
+    spool takes it, a `spool loss` span under the process span. `export` reports success
+    once the exporter has taken the spans, as it accounts for them itself.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str] | None = None,
+        *,
+        pending_max_bytes: int | None = None,
+    ) -> None:
         self._directory = Path(directory) if directory is not None else None
-        self._fd: int | None = None
-        self._pid: int | None = None
+        self._pending_max = (
+            pending_max_bytes
+            if pending_max_bytes is not None
+            else environment.positive_number(
+                environment.CLEW_SPOOL_PENDING_MAX_BYTES, DEFAULT_PENDING_MAX_BYTES, int
+            )
+        )
         self.path: Path | None = None
+        self._start_in_this_process()
+
+    def _start_in_this_process(self) -> None:
+        # A forked child starts clean: its parent writes the parent's lines, and reports the
+        # parent's losses, itself.
+        self._pid = os.getpid()
+        self._fd: int | None = None
+        self._pending: deque[tuple[bytes, int]] = deque()  # (line, spans in it), oldest first
+        self._pending_bytes = 0
+        self._torn = False  # a cut-short write could not be cut off: start the next line anew
+        self.lost = 0
+        self._last_error: BaseException | None = None
+        self._anchor: ReadableSpan | None = None
 
     def _open(self) -> int:
         directory = self._directory or spool_directory()
@@ -56,33 +99,151 @@ class SpoolSpanExporter(SpanExporter):
         self.path = directory / name
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self._fd = os.open(self.path, flags, 0o644)
-        self._pid = os.getpid()
         return self._fd
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
+        if self._pid != os.getpid():
+            self._start_in_this_process()
+        rejected: list[ReadableSpan] = []
         try:
-            fd = self._fd if self._pid == os.getpid() else self._open()
-            data = (encode_json(spans) + "\n").encode("utf-8")
-            while data:
-                written = os.write(fd, data)
-                data = data[written:]
+            line = (encode_json(spans, rejected) + "\n").encode("ascii")
         except Exception as error:  # noqa: BLE001 - export never raises
-            _logger.warning("clew: writing %d spans to the spool failed: %r", len(spans), error)
-            return SpanExportResult.FAILURE
+            self._lose(len(spans), error)
+            return SpanExportResult.SUCCESS
+        if rejected:
+            self._lose(len(rejected), None)
+            names = sorted({span.name for span in rejected})
+            _logger.warning(
+                "clew: %d spans (%s) could not be encoded and are left out; the rest of their "
+                "batch is written",
+                len(rejected),
+                ", ".join(names),
+            )
+        # Where a loss record would go: under this process's span, the parent of its records.
+        self._anchor = spans[-1]
+        if len(rejected) < len(spans):
+            self._pending.append((line, len(spans) - len(rejected)))
+            self._pending_bytes += len(line)
+        self._write_pending()
+        self._bound_pending()
         return SpanExportResult.SUCCESS
 
+    def _write_pending(self) -> None:
+        """Write the waiting lines, oldest first, until one fails."""
+        try:
+            fd = self._fd if self._fd is not None else self._open()
+            while self._pending:
+                line, _ = self._pending[0]
+                self._write_line(fd, line)
+                self._pending.popleft()
+                self._pending_bytes -= len(line)
+        except OSError as error:
+            self._last_error = error
+
+    def _write_line(self, fd: int, line: bytes) -> None:
+        if self._torn:
+            os.write(fd, b"\n")  # the fragment before becomes a line of its own, skipped
+            self._torn = False
+        end = os.fstat(fd).st_size  # where the line starts: the file is this process's alone
+        data = memoryview(line)
+        written = 0
+        try:
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except OSError:
+            if written:
+                self._cut_back(fd, end)
+            raise
+
+    def _cut_back(self, fd: int, end: int) -> None:
+        """Remove the start of a line whose write was cut short: a reader would glue the
+        next line to it, and lose both."""
+        try:
+            os.ftruncate(fd, end)
+        except OSError:
+            self._torn = True
+
+    def _bound_pending(self) -> None:
+        while self._pending_bytes > self._pending_max:
+            line, count = self._pending.popleft()
+            self._pending_bytes -= len(line)
+            self._lose(count, self._last_error)
+
+    def _lose(self, count: int, error: BaseException | None) -> None:
+        self.lost += count
+        if error is not None:
+            self._last_error = error
+
+    def _record_loss(self, message: str) -> None:
+        """Put the loss in the spool itself, where the store shows it, if it can be written
+        now (after the space came back); a failure here changes nothing."""
+        anchor = self._anchor
+        if anchor is None or self._fd is None:
+            return
+        now = time.time_ns()
+        context = SpanContext(
+            anchor.context.trace_id,
+            _ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+        record = ReadableSpan(
+            name=span_names.SPAN_SPOOL_LOSS,
+            context=context,
+            parent=anchor.context if anchor.name in _PROCESS_SPANS else anchor.parent,
+            resource=anchor.resource,
+            attributes={
+                attr.PROVENANCE_CAPTURE_LOST_SPANS: self.lost,
+                attr.PROVENANCE_CAPTURE_ERRORS: (message,),
+            },
+            start_time=now,
+            end_time=now,
+            instrumentation_scope=anchor.instrumentation_scope,
+        )
+        try:
+            self._write_line(self._fd, (encode_json([record]) + "\n").encode("ascii"))
+        except Exception:  # noqa: BLE001 - stderr still says it
+            pass
+
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True  # every export is written through; nothing is buffered here
+        if self._pid == os.getpid() and self._pending:
+            self._write_pending()
+        return not self._pending
 
     def shutdown(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
+        if self._pid != os.getpid():
+            return  # a forked child that never exported: nothing of its own to close
+        self.force_flush()
+        if self._pending:
+            self._lose(sum(count for _, count in self._pending), self._last_error)
+            self._pending.clear()
+            self._pending_bytes = 0
+        if self.lost:
+            message = _loss_message(self.lost, self.path or self._directory, self._last_error)
+            self._record_loss(message)
+            try:
+                sys.stderr.write(message + "\n")  # not logging: the host's may go anywhere
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):
+                pass  # stderr closed or gone
+            self.lost = 0
+        if self._fd is not None:
             try:
                 os.close(self._fd)
             except OSError:
                 pass
         self._fd = None
+
+
+def _loss_message(count: int, where: Path | None, error: BaseException | None) -> str:
+    reason = f": {error}" if error is not None else ""
+    place = f" to {where}" if where is not None else ""
+    return (
+        f"clew: {count} spans of provenance records could not be written{place} and are "
+        f"lost{reason}"
+    )
 
 
 @dataclass(frozen=True)

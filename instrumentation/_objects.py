@@ -21,7 +21,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Hashable
-from urllib.parse import quote
 
 from opentelemetry import context as otel_context
 from opentelemetry.util.types import Attributes
@@ -31,6 +30,7 @@ from clew.semconv import spans
 
 from . import _hashing, _records, _stamps
 from ._lifecycle import get_recorder
+from ._paths import quote_uri_path
 from ._records import Record
 from ._recorder import Recorder
 
@@ -65,7 +65,7 @@ def object_uri(store: str, bucket: str, name: str) -> str:
     scheme = "gs" if store == GCS else store
     path = f"{bucket}/{name}" if name else bucket
     # Most keys need no escaping; checking costs a third of quote() on every GET.
-    return f"{scheme}://{path if _needs_no_quoting(path) else quote(path, safe=_URI_SAFE)}"
+    return f"{scheme}://{path if _needs_no_quoting(path) else quote_uri_path(path)}"
 
 
 def _hex_checksum(algorithm: str, value: str) -> str | None:

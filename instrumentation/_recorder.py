@@ -415,25 +415,32 @@ class Recorder:
         parent = self.process.context()
         pid = os.getpid()
         for item in _records.group_for_spans(records):
-            if isinstance(item, list):
-                name, attributes = item[0].batch_span(item, pid)
-                start = min(r.first_ns for r in item)
-                end = max(r.last_ns for r in item)
-                span, links = None, _records.links(item)
-            else:
-                name, attributes = item.span_name(), item.span_attributes(pid)
-                start, end = item.first_ns, item.last_ns
-                span, links = item.span, _records.links((item,))
-            if span is None:
-                span = self._tracer.start_span(
-                    name, context=parent, start_time=start, attributes=attributes, links=links
-                )
-            else:
-                span.set_attributes(attributes)
-            if isinstance(item, Record) and item.key is not None:
-                self._stamp_file(item, span)
-            span.end(end_time=max(end, start))
+            try:
+                self._emit(item, parent, pid)
+            except Exception as error:  # noqa: BLE001 - one bad record never takes its flush
+                self.failed("recording a span", error)
         self._cache.save()
+
+    def _emit(self, item: Record | list[Record], parent: otel_context.Context, pid: int) -> None:
+        """End the span of one record, or of one batch of records."""
+        if isinstance(item, list):
+            name, attributes = item[0].batch_span(item, pid)
+            start = min(r.first_ns for r in item)
+            end = max(r.last_ns for r in item)
+            span, links = None, _records.links(item)
+        else:
+            name, attributes = item.span_name(), item.span_attributes(pid)
+            start, end = item.first_ns, item.last_ns
+            span, links = item.span, _records.links((item,))
+        if span is None:
+            span = self._tracer.start_span(
+                name, context=parent, start_time=start, attributes=attributes, links=links
+            )
+        else:
+            span.set_attributes(attributes)
+        if isinstance(item, Record) and item.key is not None:
+            self._stamp_file(item, span)
+        span.end(end_time=max(end, start))
 
     def _stamp_file(self, record: Record, span: trace.Span) -> None:
         """Stamp a local file this process produced with the span that records it."""

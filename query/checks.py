@@ -18,10 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from clew.exporter.schema import SchemaOptions
-from clew.instrumentation._paths import file_uri
+from clew.instrumentation._paths import file_uri, path_of_file_uri
 
 from .lineage import IDENTITY_SQL, Artifact, Graph, Tables, lineage, resolve
 
@@ -94,7 +93,7 @@ def contamination(
 
 
 def _changed_on_disk(artifact: Artifact) -> Finding | None:
-    path = "/" + unquote(artifact.uri.split("/", 3)[3])
+    path = path_of_file_uri(artifact.uri)
     if not os.path.isfile(path):
         return Finding("stale", artifact.uri, artifact.digest, "missing", "the input is gone")
     now = resolve(path).digest

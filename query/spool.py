@@ -162,6 +162,8 @@ def _run_from_spans(run_id: str, spans: list[Span]) -> SpoolRun:
                     a.get(attr.PROCESS_PID),
                 )
             )
+        elif span.name == span_names.SPAN_SPOOL_LOSS:
+            run.capture_errors += list(a.get(attr.PROVENANCE_CAPTURE_ERRORS, []))
         else:
             run.accesses += _accesses(span)
     return run

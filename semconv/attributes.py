@@ -385,6 +385,12 @@ PROVENANCE_CAPTURE_ERRORS: Final = "provenance.capture.errors"
 Failures inside clew's hooks during this process, one line each.
 """
 
+PROVENANCE_CAPTURE_LOST_SPANS: Final = "provenance.capture.lost_spans"
+"""
+How many spans of this process could not be written to the spool (a full disk, a file-size limit)
+and are lost.
+"""
+
 
 class ProvenanceProcessRoleValues(Enum):
     """Values of `provenance.process.role`."""

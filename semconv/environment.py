@@ -6,9 +6,14 @@ spool, store, CLI), so they live with the rest of the shared vocabulary.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
+
+_logger = logging.getLogger(__name__)
+_Number = TypeVar("_Number", int, float)
+_warned: set[tuple[str, str]] = set()
 
 CLEW_HOME: Final = "CLEW_HOME"
 """Directory for the spool, the digest cache and the embedded store. Default: `.clew` at the
@@ -29,6 +34,11 @@ CLEW_EXCLUDE: Final = "CLEW_EXCLUDE"
 CLEW_FLUSH_INTERVAL: Final = "CLEW_FLUSH_INTERVAL"
 """Seconds between flushes of records to the exporters. Default 1.0; a crash loses at most
 about this much."""
+
+CLEW_SPOOL_PENDING_MAX_BYTES: Final = "CLEW_SPOOL_PENDING_MAX_BYTES"
+"""Bytes of spool lines that could not be written (disk full, a file-size limit) kept in
+memory for the next try. Default 64 MiB; past it the oldest are dropped, counted and
+reported at exit."""
 
 CLEW_RUN_ID: Final = "CLEW_RUN_ID"
 """Set by clew in children's environment: the trace id of the run they belong to."""
@@ -53,6 +63,26 @@ node, launcher), which clew's distro adds to OTEL_EXPERIMENTAL_RESOURCE_DETECTOR
 HOME_DIRNAME: Final = ".clew"
 SPOOL_DIRNAME: Final = "spool"
 CACHE_DIRNAME: Final = "cache"
+
+
+def positive_number(variable: str, default: _Number, kind: type[_Number]) -> _Number:
+    """The positive `kind` in `variable`, else `default`: a bad value falls back with a
+    warning, as OpenTelemetry's own settings do (a typo must not stop a training job)."""
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        problem = "not a number"
+    else:
+        if value > 0:
+            return value
+        problem = "must be positive"
+    if (variable, raw) not in _warned:  # several layers read one setting: one warning
+        _warned.add((variable, raw))
+        _logger.warning("clew: ignoring %s=%r (%s); using %s", variable, raw, problem, default)
+    return default
 
 
 def resolve_home(cwd: str | os.PathLike[str] | None = None) -> Path:

@@ -162,6 +162,13 @@ Span group `span.provenance.io`. An I/O record (one file, or one object-store op
 of small reads from one directory.
 """
 
+SPAN_SPOOL_LOSS: Final = "spool loss"
+"""
+Span group `span.provenance.spool_loss`. Written at a process's exit when some of its spans could
+not be written to the spool (a full disk, a file-size limit) and are lost, if the spool takes a line
+by then; a child of the process span.
+"""
+
 SPAN_EXEC: Final = "exec"
 """
 Span group `span.provenance.exec`. A program started by the observed process.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as proto_encode
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, set_span_in_context
 
 from clew.exporter.otlp_encode import encode_json, encode_spans
+from clew.exporter.otlp_json import iter_spans
 
 
 def _spans():
@@ -99,3 +101,63 @@ def test_the_spool_text_is_the_mapping():
     spans = _spans()
     assert json.loads(encode_json(spans)) == encode_spans(spans)
     assert encode_json([]) == '{"resourceSpans":[]}'
+
+
+def _span_with(attributes, name="read file"):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.get_tracer("clew").start_span(name, attributes=attributes).end()
+    (span,) = exporter.get_finished_spans()
+    return span
+
+
+def test_names_that_are_not_utf8_are_written_as_valid_unicode():
+    """Python holds the bytes of a name that is not UTF-8 as lone surrogates (os.fsdecode):
+    each such byte is written as the text \\xNN, so the line is Unicode that protobuf parses,
+    and characters beyond the BMP (written as surrogate pairs) are kept as they are."""
+    name = os.fsdecode(b"/data/\xff\xfe.bin")
+    span = _span_with({
+        "file.path": name,
+        "process.command_args": ["python", os.fsdecode(b"--tag=\xfc"), "\U0001f600", "\\udcff"],
+        "lone": "a\ud800b",
+    })
+    text = encode_json([span])
+    assert text.isascii()
+    request = _parse_otlp_json(text)  # refuses text that is not valid Unicode
+    assert len(request.resource_spans[0].scope_spans[0].spans) == 1
+    assert json.loads(text) == encode_spans([span])
+    (encoded,) = iter_spans(json.loads(text))
+    assert encoded.attributes == {
+        "file.path": "/data/\\xff\\xfe.bin",
+        "process.command_args": ["python", "--tag=\\xfc", "\U0001f600", "\\udcff"],
+        "lone": "a\\ud800b",
+    }
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this value")
+
+
+def test_a_span_that_cannot_be_encoded_is_set_aside_alone():
+    """The SDK only lets str, bool, int, float and their sequences into attributes, so the
+    unencodable value is put straight into a finished span here: a fault nothing else makes."""
+    good = _span_with({"n": 1}, name="before")
+    bad = _span_with({"n": 2}, name="broken")
+    bad._attributes = {"value": _Unprintable()}
+    after = _span_with({"n": 3}, name="after")
+    rejected = []
+    data = json.loads(encode_json([good, bad, after], rejected))
+    assert [s.name for s in iter_spans(data)] == ["before", "after"]
+    assert rejected == [bad]
+
+
+def test_nan_and_infinity_are_spelled_as_otlp_json_spells_them():
+    span = _span_with({"loss": float("nan"), "up": float("inf"), "down": float("-inf")})
+    text = encode_json([span])
+    (parsed,) = _parse_otlp_json(text).resource_spans[0].scope_spans[0].spans
+    values = {kv.key: kv.value.double_value for kv in parsed.attributes}
+    assert values["up"] == float("inf") and values["down"] == float("-inf")
+    assert values["loss"] != values["loss"]  # NaN
+    assert json.loads(text) == encode_spans([span])

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from clew.exporter.otlp_json import iter_spans
 from clew.exporter.spool import SpoolProblems, SpoolSpanExporter, read_spool, spool_files
+from clew.semconv import attributes as attr
+from clew.semconv import environment
+from clew.semconv import spans as span_names
 
 
 def _provider(directory):
@@ -64,11 +73,188 @@ def test_torn_last_line_is_skipped_and_corrupt_lines_are_counted(tmp_path):
     assert len(problems.corrupt) == 1 and problems.torn == [exporter.path]
 
 
-def test_export_failure_is_reported_not_raised(tmp_path):
+def test_export_failure_is_reported_not_raised(tmp_path, capfd):
     blocked = tmp_path / "file-not-dir"
     blocked.write_text("")
     exporter = SpoolSpanExporter(blocked / "spool")
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.get_tracer("clew").start_span("x").end()  # must not raise
+    provider.get_tracer("clew").start_span("y").end()
     assert exporter.path is None
+    provider.shutdown()
+    count, where, _ = _loss_report(capfd.readouterr().err)
+    assert count == 2 and where == blocked / "spool"
+
+
+# Real faults, not mocks. "size limit": the program limits the size of the files it writes
+# (RLIMIT_FSIZE) to a little more than its spool file has, so clew's next spool write is cut
+# short and later ones fail with EFBIG; SIGXFSZ is ignored, as a program running under such
+# a limit does, or the kernel would kill it at the first write past it. "full disk": CLEW_HOME
+# is a small tmpfs that the program fills (clew never records its own home), so spool writes
+# fail with ENOSPC, after a short one into the last page's slack.
+FILLS_UP = """
+import os, resource, signal, sys, time
+fault, outcome = sys.argv[1:]
+home = os.environ["CLEW_HOME"]
+spool = os.path.join(home, "spool")
+mine = f"-{os.getpid()}-"
+
+def spool_file():
+    names = os.listdir(spool) if os.path.isdir(spool) else []
+    return next((os.path.join(spool, n) for n in names if mine in n), None)
+
+def write(name):
+    with open(name, "w") as handle:
+        handle.write(name)
+    time.sleep(0.15)  # a few flushes apart: each file's record goes in a line of its own
+
+def limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    limit = os.path.getsize(spool_file()) + 100  # less than any line: the next write is torn
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+
+def fill_disk():
+    filler = os.path.join(home, "filler")
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(bytes(4096))
+        except OSError:
+            pass
+    return lambda: os.remove(filler)
+
+for i in range(3):
+    write(f"before-{i}.txt")
+while spool_file() is None:
+    time.sleep(0.05)
+give_back = limit_file_size() if fault == "size limit" else fill_disk()
+for i in range(8):
+    write(f"full-{i}.txt")
+with open(spool_file()) as handle:
+    text = handle.read()
+print("recorded while full:", sum(f"full-{i}.txt" in text for i in range(8)))
+if outcome == "recovers":
+    give_back()
+    for i in range(3):
+        write(f"after-{i}.txt")
+"""
+
+FULL = [f"full-{i}.txt" for i in range(8)]
+_LOSS = re.compile(
+    r"clew: (\d+) spans of provenance records could not be written to (\S+) and are lost: .+"
+)
+
+
+def _loss_report(stderr: str) -> tuple[int, Path, str]:
+    """(count, spool file, the line) of the one loss report in `stderr`."""
+    ((line, match),) = [(ln, m) for ln in stderr.splitlines() if (m := _LOSS.fullmatch(ln))]
+    return int(match[1]), Path(match[2]), line
+
+
+def _run_filling_up(run_instrumented, fault, outcome, **env):
+    result = run_instrumented(
+        FILLS_UP, fault, outcome, env={environment.CLEW_FLUSH_INTERVAL: "0.05", **env}
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split(":")[1]) < len(FULL), "the spool never filled up"
+    return result
+
+
+def _written(spool) -> list[str]:
+    return sorted(
+        Path(urlsplit(a.uri).path).name for run in spool.runs() for a in run.accesses
+        if a.operation == "write"
+    )
+
+
+def _assert_all_recorded_after_recovery(result, spool) -> None:
+    assert "could not be written" not in result.stderr, result.stderr
+    assert "spool keeps" not in result.stderr
+    spool.lines()  # no corrupt line, no torn one: nothing was glued to a fragment
+    before, after = [f"before-{i}.txt" for i in range(3)], [f"after-{i}.txt" for i in range(3)]
+    assert _written(spool) == sorted(before + FULL + after)
+    assert spool.run().status == "ok"
+
+
+def _assert_lost_spans_are_counted(result, spool) -> None:
+    count, where, line = _loss_report(result.stderr)
+    assert where.parent == spool.directory
+    spool.lines()
+    spans = [s for s in spool.spans() if s.name != span_names.SPAN_SPOOL_LOSS]
+    assert {s.name for s in spans} <= {span_names.SPAN_RUN, span_names.SPAN_WRITE_FILE}
+    # The program made one span per file it wrote and one for itself: the rest are missing.
+    missing = (3 + len(FULL) + 1) - len(spans)
+    assert missing > 0 and count == missing
+    # Whatever the last page of the spool had room for: the loss is recorded there too.
+    for loss in (s for s in spool.spans() if s.name == span_names.SPAN_SPOOL_LOSS):
+        assert loss.attributes[attr.PROVENANCE_CAPTURE_LOST_SPANS] == missing
+        assert loss.attributes[attr.PROVENANCE_CAPTURE_ERRORS] == [line]
+
+
+@pytest.mark.integration
+def test_a_spool_write_cut_short_leaves_whole_lines_and_is_retried(run_instrumented, spool):
+    result = _run_filling_up(run_instrumented, "size limit", "recovers")
+    _assert_all_recorded_after_recovery(result, spool)
+
+
+@pytest.mark.integration
+class TestOnAFullDisk:
+    @pytest.fixture
+    def clew_home(self, tmp_path):
+        """CLEW_HOME on a tmpfs of 1 MiB, mounted for this test (it needs root)."""
+        home = tmp_path / "small-disk"
+        home.mkdir()
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(home)],
+            capture_output=True, text=True, check=False,
+        )
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        yield home
+        subprocess.run(["umount", str(home)], check=True)
+
+    def test_the_spool_recovers_when_space_returns(self, run_instrumented, spool):
+        result = _run_filling_up(run_instrumented, "full disk", "recovers")
+        _assert_all_recorded_after_recovery(result, spool)
+
+    def test_what_never_fit_is_counted(self, run_instrumented, spool):
+        result = _run_filling_up(run_instrumented, "full disk", "stays full")
+        _assert_lost_spans_are_counted(result, spool)
+
+
+@pytest.mark.integration
+def test_spans_that_could_never_be_written_are_counted_once(run_instrumented, spool):
+    """The limit stays to the end: what waited is lost, and stderr says exactly how much."""
+    result = _run_filling_up(run_instrumented, "size limit", "stays full")
+    _assert_lost_spans_are_counted(result, spool)
+
+
+@pytest.mark.integration
+def test_past_the_memory_bound_spans_are_dropped_and_counted(run_instrumented, spool, clew_cli):
+    """With room for no waiting line, every line that fails is dropped at once; lines
+    after the space returns are written, and the loss is counted truthfully."""
+    result = _run_filling_up(
+        run_instrumented, "size limit", "recovers", **{environment.CLEW_SPOOL_PENDING_MAX_BYTES: "1"}
+    )
+    count, _, line = _loss_report(result.stderr)
+    spool.lines()
+    written = _written(spool)
+    assert {f"after-{i}.txt" for i in range(3)} <= set(written)
+    missing = (3 + len(FULL) + 3) - len(written)
+    assert missing > 0 and count == missing
+    # The space came back before the exit: the loss is in the spool too, under the run.
+    spans = spool.spans()
+    (loss,) = [s for s in spans if s.name == span_names.SPAN_SPOOL_LOSS]
+    (run,) = [s for s in spans if s.name == span_names.SPAN_RUN]
+    assert loss.attributes[attr.PROVENANCE_CAPTURE_LOST_SPANS] == missing
+    assert loss.parent_span_id == run.span_id and loss.trace_id == run.trace_id
+    assert loss.attributes[attr.PROVENANCE_CAPTURE_ERRORS] == [line]
+    assert spool.run().capture_errors == [line]  # what `clew spool RUN` shows
+    found = clew_cli("sql", "--format", "json", "SELECT SpanAttributes['"
+                     f"{attr.PROVENANCE_CAPTURE_LOST_SPANS}'] AS lost FROM otel_traces "
+                     f"WHERE SpanName = '{span_names.SPAN_SPOOL_LOSS}'")
+    assert found.code == 0, found.err
+    assert found.json()["rows"] == [{"lost": str(missing)}]
