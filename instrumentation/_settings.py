@@ -30,6 +30,7 @@ class Settings:
     hash_max_bytes: int
     flush_interval: float
     stamp: bool = True  # write producer stamps, and look for them on local reads
+    preload: bool = True  # record what non-Python children do, through the LD_PRELOAD library
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -43,4 +44,5 @@ class Settings:
                 environment.CLEW_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL, float
             ),
             stamp=_flag(environment.CLEW_STAMP),
+            preload=_flag(environment.CLEW_PRELOAD),
         )

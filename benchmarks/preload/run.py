@@ -1,0 +1,172 @@
+"""What clew's LD_PRELOAD library costs programs that are not Python, run as children.
+
+    .venv/bin/python benchmarks/preload/run.py [--pairs N] [--no-write]
+
+Two workloads, each a Python program under `opentelemetry-instrument` that runs one child:
+`tar czf` of 1,000 files of 4 KiB, and `cp -r` of 10,000 files of 1 KiB. Each is run bare
+(OpenTelemetry with clew's hooks disabled and every exporter set to none, as benchmarks/run.py's
+baseline) and under clew's defaults (the child's every read and write recorded, with digests),
+alternating which goes first, a fresh CLEW_HOME and output directory per run, after one
+untimed warm-up of each. The median of the clew/bare ratios of the pairs is compared with the
+target (<= 1.25). Every clew run is checked: one write record with the right digest per file
+the child wrote. The table goes into benchmarks/RESULTS.md, replacing its previous section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import blake3
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import run as main_run  # noqa: E402 - benchmarks/run.py: the baseline, machine, RESULTS.md
+
+WORK = main_run.BENCH / ".work" / "preload"
+TARGET = 1.25
+PROGRAM = """
+import subprocess, sys
+subprocess.run(sys.argv[1:], check=True)
+"""
+WORKLOADS = {
+    "tar": ("`tar czf` of 1,000 files of 4 KiB", 1000, 4096),
+    "cp": ("`cp -r` of 10,000 files of 1 KiB", 10000, 1024),
+}
+
+
+def prepare(name: str, count: int, size: int) -> Path:
+    source = WORK / f"{name}-source"
+    if source.is_dir() and len(list(source.iterdir())) == count:
+        return source
+    shutil.rmtree(source, ignore_errors=True)
+    source.mkdir(parents=True)
+    for i in range(count):
+        (source / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+    return source
+
+
+def command(name: str, source: Path, out: Path) -> list[str]:
+    if name == "tar":
+        return ["tar", "czf", str(out / "archive.tgz"), "-C", str(source.parent), source.name]
+    return ["cp", "-r", str(source), str(out / "copy")]
+
+
+def once(name: str, source: Path, script: Path, clew: bool) -> tuple[float, list[str]]:
+    """Wall time of one run, and the problems its check found (clew runs only)."""
+    scratch = Path(tempfile.mkdtemp(dir=WORK))
+    out = scratch / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLEW_"))}
+    env["CLEW_HOME"] = str(scratch / "home")
+    if not clew:
+        env.update(main_run.BASELINE_ENV)
+    argv = [main_run.INSTRUMENT, sys.executable, str(script), *command(name, source, out)]
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=scratch, check=True)
+    elapsed = time.perf_counter() - start
+    problems = check(name, source, out, scratch / "home") if clew else []
+    shutil.rmtree(scratch)
+    return elapsed, problems
+
+
+def check(name: str, source: Path, out: Path, home: Path) -> list[str]:
+    from clew.query.spool import spool_runs
+
+    (run,) = spool_runs(home)
+    writes = {a.uri.rsplit("/", 1)[1]: a.digest for a in run.accesses if a.operation == "write"}
+    reads = [a for a in run.accesses if a.operation == "read"]
+    if name == "tar":
+        expected = {"archive.tgz": out / "archive.tgz"}
+    else:
+        expected = {p.name: p for p in (out / "copy").iterdir()}
+    problems = []
+    for file_name, path in expected.items():
+        digest = "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
+        if writes.get(file_name) != digest:
+            problems.append(f"{file_name}: recorded {writes.get(file_name)}, is {digest}")
+    if len(reads) != len(list(source.iterdir())) or not all(a.digest for a in reads):
+        problems.append(f"{len(reads)} reads recorded, not all with digests")
+    return problems[:5]
+
+
+def measure(name: str, pairs: int) -> dict:
+    title, count, size = WORKLOADS[name]
+    source = prepare(name, count, size)
+    script = WORK / "program.py"
+    script.write_text(PROGRAM)
+    once(name, source, script, clew=False)
+    once(name, source, script, clew=True)
+    bare, clew, ratios, problems = [], [], [], []
+    for pair in range(pairs):
+        order = (False, True) if pair % 2 == 0 else (True, False)
+        times = {}
+        for variant in order:
+            times[variant], found = once(name, source, script, clew=variant)
+            problems += found
+        bare.append(times[False])
+        clew.append(times[True])
+        ratios.append(times[True] / times[False])
+    return {"title": title, "bare": bare, "clew": clew, "ratio": statistics.median(ratios),
+            "problems": problems}
+
+
+def report(results: dict[str, dict], pairs: int, began: float) -> str:
+    info = main_run.machine()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=main_run.ROOT, check=False).stdout.strip()
+    lines = [
+        "## .venv/bin/python benchmarks/preload/run.py",
+        "",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC "
+        f"(took {(time.monotonic() - began) / 60:.0f} min), commit {commit}",
+        f"- machine: nproc {info['nproc']}, {info['cpu']}, RAM {info['ram']}, {info['python']}, "
+        f"Linux {info['kernel']}, {info['packages']}",
+        f"- load average (1 min) at the end: {os.getloadavg()[0]:.2f} "
+        "(a 2-core machine shared with other sessions)",
+        "- each: `opentelemetry-instrument python program.py CHILD...` (the program runs the "
+        "child with subprocess.run); bare = clew's hooks disabled, exporters none; clew = "
+        "defaults (LD_PRELOAD library, digests of every file read and written, spool)",
+        f"- {pairs} pairs, alternating which runs first, after one warm-up of each; median of "
+        "the per-pair ratios; data in the page cache, fresh CLEW_HOME per run (cold digest cache)",
+        "",
+        "| workload | bare median | clew median | clew / bare (median of pairs) | target | result "
+        "| records check |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for result in results.values():
+        verdict = "ok" if result["ratio"] <= TARGET else "**FAIL**"
+        checked = "ok" if not result["problems"] else "; ".join(result["problems"][:3])
+        lines.append(
+            f"| {result['title']} | {statistics.median(result['bare']):.3f} s "
+            f"| {statistics.median(result['clew']):.3f} s | {result['ratio']:.3f} "
+            f"| <= {TARGET} | {verdict} | {checked} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=9, help="timed pairs per workload (>= 9)")
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = parser.parse_args()
+    if args.pairs < 9:
+        parser.error("--pairs must be at least 9")
+    WORK.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    results = {name: measure(name, args.pairs) for name in WORKLOADS}
+    section = report(results, args.pairs, began)
+    print(section)
+    if not args.no_write:
+        main_run.write_results(section, "preload/run.py")
+
+
+if __name__ == "__main__":
+    main()
