@@ -30,10 +30,19 @@ from pathlib import Path
 from opentelemetry.context import Context
 from opentelemetry.util.types import Attributes
 
-from clew.semconv import environment, spans
+from clew.semconv import attributes as attr
+from clew.semconv import environment
 
 from ._digests import StatKey, stat_key
-from ._records import BATCH_MAX_SIZE, Record, batch_attributes, directory_of, single_attributes
+from ._paths import absolute
+from ._records import (
+    BATCH_MAX_SIZE,
+    SPAN_NAMES,
+    Record,
+    batch_attributes,
+    directory_of,
+    single_attributes,
+)
 from ._recorder import Recorder
 
 _logger = logging.getLogger(__name__)
@@ -41,6 +50,7 @@ _logger = logging.getLogger(__name__)
 _HEADER = struct.Struct("=IB3xQQqq")  # the C library's record header (_preload_shim.c)
 _READ, _WRITE, _RENAME, _DELETE = (ord(c) for c in "RWND")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
+_BATCHED = ("read", "write")
 # The variables a child started through os.environ (os.system, os.spawn*) inherits.
 CARRIED = (_PRELOAD_VARIABLE, environment.CLEW_PRELOAD_DIR)
 
@@ -85,15 +95,19 @@ class ChildRecord(Record):
         self.parent = parent
 
     def batch_key(self) -> Hashable | None:
-        if self.operation == "read" and (self.size or 0) < BATCH_MAX_SIZE:
-            return self.pid, directory_of(self.path)
+        # Writes of small files are batched too, unlike the file hook's: `cp -r` of a tree
+        # writes as many files as it reads, and a span each cost clew more than the copy
+        # (docs/architecture.md). A batch carries no producer stamp on its files.
+        if self.operation in _BATCHED and (self.size or 0) < BATCH_MAX_SIZE:
+            return self.pid, self.operation, directory_of(self.path)
         return None
 
     @staticmethod
     def batch_span(records: list[Record], pid: int) -> tuple[str, Attributes]:
-        first = records[0]
-        pid = first.pid  # type: ignore[attr-defined]
-        return spans.SPAN_READ_FILE, batch_attributes(directory_of(first.path), records, pid)
+        first: ChildRecord = records[0]  # type: ignore[assignment]
+        attributes = dict(batch_attributes(directory_of(first.path), records, first.pid))
+        attributes[attr.PROVENANCE_IO_OPERATION] = first.operation
+        return SPAN_NAMES[first.operation], attributes
 
     def span_attributes(self, pid: int) -> Attributes:
         return single_attributes(self, self.pid)
@@ -167,9 +181,9 @@ def _parse(data: mmap.mmap, image: _Image, wanted) -> None:  # noqa: ANN001 - Pa
             break  # the unused rest of the file, or a record its process died writing
         names = data[offset + _HEADER.size : offset + length].split(b"\0")
         offset += length
-        path = os.path.normpath(os.fsdecode(names[0]))
-        second = os.path.normpath(os.fsdecode(names[1])) if len(names) > 2 and names[1] else None
-        if not wanted(path):
+        path = absolute(os.fsdecode(names[0]))  # normalised: the library does not
+        second = absolute(os.fsdecode(names[1])) if len(names) > 2 and names[1] else None
+        if path is None or not wanted(path):
             continue
         if second is not None and not wanted(second):
             second = None

@@ -111,6 +111,8 @@ def measure(name: str, pairs: int) -> dict:
         for variant in order:
             times[variant], found = once(name, source, script, clew=variant)
             problems += found
+        print(f"{name} pair {pair + 1}: bare {times[False]:.3f} s, clew {times[True]:.3f} s",
+              file=sys.stderr, flush=True)
         bare.append(times[False])
         clew.append(times[True])
         ratios.append(times[True] / times[False])
