@@ -52,6 +52,7 @@ static char *chunk;                /* the current record file, mapped */
 static size_t used;                /* bytes of `chunk` reserved so far (atomic) */
 static pthread_mutex_t switching = PTHREAD_MUTEX_INITIALIZER;
 static unsigned files_made;
+static int forked; /* a forked child without a record file yet: made at its first record */
 
 /* Paths no record is made for: the kernel's and the devices' files, the loader's and libc's
  * libraries and data, and clew's own home. The Python side applies clew's other exclusions. */
@@ -117,8 +118,16 @@ static char *new_chunk(void) {
 static char *reserve(size_t length) {
     for (int attempt = 0; attempt < 2; attempt++) {
         char *current = __atomic_load_n(&chunk, __ATOMIC_ACQUIRE);
-        if (current == NULL)
-            return NULL;
+        if (current == NULL) {
+            if (!__atomic_load_n(&forked, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&switching) != 0)
+                return NULL;
+            if (__atomic_load_n(&chunk, __ATOMIC_ACQUIRE) == NULL) {
+                __atomic_store_n(&chunk, new_chunk(), __ATOMIC_RELEASE);
+                __atomic_store_n(&forked, 0, __ATOMIC_RELEASE);
+            }
+            pthread_mutex_unlock(&switching);
+            continue;
+        }
         size_t at = __atomic_fetch_add(&used, length, __ATOMIC_ACQ_REL);
         if (at + length <= CHUNK_BYTES)
             return current + at;
@@ -137,10 +146,12 @@ static char *reserve(size_t length) {
 }
 
 static void append(int operation, const struct stat *st, const char *path, const char *second) {
+    int saved = errno; /* a new record file's system calls must not show */
     size_t first_length = strlen(path) + 1;
     size_t second_length = second ? strlen(second) + 1 : 0;
     size_t length = (HEADER_BYTES + first_length + second_length + 7) & ~(size_t)7;
     char *at = reserve(length);
+    errno = saved;
     if (at == NULL)
         return;
     uint32_t length32 = (uint32_t)length;
@@ -399,17 +410,20 @@ static int is_instrumented_python(void) {
     return strncmp(name, "python", 6) == 0 || strncmp(name, "pypy", 4) == 0;
 }
 
-/* A forked child notes into files of its own: its parent's mapping is shared with it. */
+/* A forked child notes into files of its own: its parent's mapping is shared with it. The
+ * file is made at its first record: a shell forks for every pipeline element and subshell,
+ * and most of those children exec at once (the new image makes its own) or open nothing. */
 static void after_fork_in_child(void) {
     if (!enabled)
         return;
     files_made = 0;
     __atomic_store_n(&used, 0, __ATOMIC_RELEASE);
     pthread_mutex_init(&switching, NULL);
-    __atomic_store_n(&chunk, new_chunk(), __ATOMIC_RELEASE);
+    __atomic_store_n(&chunk, NULL, __ATOMIC_RELEASE);
+    __atomic_store_n(&forked, 1, __ATOMIC_RELEASE);
 }
 
-__attribute__((constructor)) static void start(void) {
+static void configure(void) {
     const char *configured = getenv(DIR_VARIABLE);
     if (configured == NULL || configured[0] != '/' || strlen(configured) >= sizeof directory)
         return;
@@ -430,4 +444,10 @@ __attribute__((constructor)) static void start(void) {
         return;
     pthread_atfork(NULL, NULL, after_fork_in_child);
     enabled = 1;
+}
+
+__attribute__((constructor)) static void start(void) {
+    int saved = errno;
+    configure();
+    errno = saved;
 }

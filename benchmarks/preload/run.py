@@ -7,7 +7,8 @@ Two workloads, each a Python program under `opentelemetry-instrument` that runs 
 (OpenTelemetry with clew's hooks disabled and every exporter set to none, as benchmarks/run.py's
 baseline) and under clew's defaults (the child's every read and write recorded, with digests),
 alternating which goes first, a fresh CLEW_HOME and output directory per run, after one
-untimed warm-up of each. The median of the clew/bare ratios of the pairs is compared with the
+untimed warm-up of each; data, outputs and CLEW_HOME on tmpfs (/dev/shm) when there is one,
+removed at the end. The median of the clew/bare ratios of the pairs is compared with the
 target (<= 1.25). Every clew run is checked: one write record with the right digest per file
 the child wrote. The table goes into benchmarks/RESULTS.md, replacing its previous section.
 """
@@ -30,7 +31,10 @@ import blake3
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import run as main_run  # noqa: E402 - benchmarks/run.py: the baseline, machine, RESULTS.md
 
-WORK = main_run.BENCH / ".work" / "preload"
+# On tmpfs where there is one: creating 10,000 files on this machine's disk, shared with other
+# sessions, took 5-15 s from run to run, which drowned what clew adds (CPU, a few stats).
+SHM = Path("/dev/shm")
+WORK = SHM / "clew-preload-bench" if SHM.is_dir() else main_run.BENCH / ".work" / "preload"
 TARGET = 1.25
 PROGRAM = """
 import subprocess, sys
@@ -137,7 +141,8 @@ def report(results: dict[str, dict], pairs: int, began: float) -> str:
         "child with subprocess.run); bare = clew's hooks disabled, exporters none; clew = "
         "defaults (LD_PRELOAD library, digests of every file read and written, spool)",
         f"- {pairs} pairs, alternating which runs first, after one warm-up of each; median of "
-        "the per-pair ratios; data in the page cache, fresh CLEW_HOME per run (cold digest cache)",
+        f"the per-pair ratios; data, outputs and a fresh CLEW_HOME per run (cold digest cache) "
+        f"under {WORK}",
         "",
         "| workload | bare median | clew median | clew / bare (median of pairs) | target | result "
         "| records check |",
@@ -163,7 +168,11 @@ def main() -> None:
         parser.error("--pairs must be at least 9")
     WORK.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    results = {name: measure(name, args.pairs) for name in WORKLOADS}
+    try:
+        results = {name: measure(name, args.pairs) for name in WORKLOADS}
+    finally:
+        if WORK.is_relative_to(SHM):
+            shutil.rmtree(WORK)
     section = report(results, args.pairs, began)
     print(section)
     if not args.no_write:
