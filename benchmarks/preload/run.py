@@ -32,9 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import run as main_run  # noqa: E402 - benchmarks/run.py: the baseline, machine, RESULTS.md
 
 # On tmpfs where there is one: creating 10,000 files on this machine's disk, shared with other
-# sessions, took 5-15 s from run to run, which drowned what clew adds (CPU, a few stats).
-SHM = Path("/dev/shm")
-WORK = SHM / "clew-preload-bench" if SHM.is_dir() else main_run.BENCH / ".work" / "preload"
+# sessions, took 5-15 s from run to run, which drowned what clew adds (CPU, a few stats). It
+# is reached through a symlink, as clew (rightly) records nothing under /dev.
+SHM = Path("/dev/shm/clew-preload-bench")
+WORK = main_run.BENCH / ".work" / "preload"
 TARGET = 1.25
 PROGRAM = """
 import subprocess, sys
@@ -59,7 +60,9 @@ def prepare(name: str, count: int, size: int) -> Path:
 
 def command(name: str, source: Path, out: Path) -> list[str]:
     if name == "tar":
-        return ["tar", "czf", str(out / "archive.tgz"), "-C", str(source.parent), source.name]
+        # Absolute member names (-P), not -C: the library makes a relative name absolute
+        # with getcwd(), which resolves the tmpfs symlink to a path under /dev.
+        return ["tar", "-czPf", str(out / "archive.tgz"), str(source)]
     return ["cp", "-r", str(source), str(out / "copy")]
 
 
@@ -142,7 +145,7 @@ def report(results: dict[str, dict], pairs: int, began: float) -> str:
         "defaults (LD_PRELOAD library, digests of every file read and written, spool)",
         f"- {pairs} pairs, alternating which runs first, after one warm-up of each; median of "
         f"the per-pair ratios; data, outputs and a fresh CLEW_HOME per run (cold digest cache) "
-        f"under {WORK}",
+        f"under {WORK}" + (f" (a symlink to tmpfs, {SHM})" if WORK.is_symlink() else ""),
         "",
         "| workload | bare median | clew median | clew / bare (median of pairs) | target | result "
         "| records check |",
@@ -166,13 +169,18 @@ def main() -> None:
     args = parser.parse_args()
     if args.pairs < 9:
         parser.error("--pairs must be at least 9")
+    if SHM.parent.is_dir() and not WORK.exists():
+        SHM.mkdir(exist_ok=True)
+        WORK.parent.mkdir(parents=True, exist_ok=True)
+        WORK.symlink_to(SHM)
     WORK.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     try:
         results = {name: measure(name, args.pairs) for name in WORKLOADS}
     finally:
-        if WORK.is_relative_to(SHM):
-            shutil.rmtree(WORK)
+        if WORK.is_symlink():
+            shutil.rmtree(SHM)
+            WORK.unlink()
     section = report(results, args.pairs, began)
     print(section)
     if not args.no_write:
