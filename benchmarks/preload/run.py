@@ -7,8 +7,8 @@ Two workloads, each a Python program under `opentelemetry-instrument` that runs 
 (OpenTelemetry with clew's hooks disabled and every exporter set to none, as benchmarks/run.py's
 baseline) and under clew's defaults (the child's every read and write recorded, with digests),
 alternating which goes first, a fresh CLEW_HOME and output directory per run, after one
-untimed warm-up of each; data, outputs and CLEW_HOME on tmpfs (/dev/shm) when there is one,
-removed at the end. The median of the clew/bare ratios of the pairs is compared with the
+untimed warm-up of each. Data, outputs and CLEW_HOME live in the temporary directory, outside
+any git work tree (cp's on tmpfs, /dev/shm, when there is one), removed at the end. The median of the clew/bare ratios of the pairs is compared with the
 target (<= 1.25). Every clew run is checked: one write record with the right digest per file
 the child wrote. The table goes into benchmarks/RESULTS.md, replacing its previous section.
 """
@@ -31,24 +31,41 @@ import blake3
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import run as main_run  # noqa: E402 - benchmarks/run.py: the baseline, machine, RESULTS.md
 
-# On tmpfs where there is one: creating 10,000 files on this machine's disk, shared with other
-# sessions, took 5-15 s from run to run, which drowned what clew adds (CPU, a few stats). It
-# is reached through a symlink, as clew (rightly) records nothing under /dev.
+# Outside any git work tree, as a user's data directory may be: clew's start-up cost in a
+# checkout (git state, gathered in the background) is benchmarks/run.py's "startup" workload,
+# not this one's.
+WORK = Path(tempfile.gettempdir()) / "clew-preload-bench"
+# cp -r runs on tmpfs where there is one: creating 10,000 files on this machine's disk, shared
+# with other sessions, took 5-15 s from run to run, which drowned what clew adds (CPU, a few
+# stats). It is reached through a symlink, as clew (rightly) records nothing under /dev. tar
+# stays on disk: it opens its inputs relative to a directory descriptor, which the library
+# resolves (/proc/self/fd) to the real path, under /dev.
 SHM = Path("/dev/shm/clew-preload-bench")
-WORK = main_run.BENCH / ".work" / "preload"
+TMPFS_LINK = WORK / "tmpfs"
 TARGET = 1.25
 PROGRAM = """
 import subprocess, sys
 subprocess.run(sys.argv[1:], check=True)
 """
-WORKLOADS = {
-    "tar": ("`tar czf` of 1,000 files of 4 KiB", 1000, 4096),
-    "cp": ("`cp -r` of 10,000 files of 1 KiB", 10000, 1024),
+WORKLOADS = {  # name: (title, files, bytes each, on tmpfs)
+    "tar": ("`tar czf` of 1,000 files of 4 KiB", 1000, 4096, False),
+    "cp": ("`cp -r` of 10,000 files of 1 KiB", 10000, 1024, True),
 }
 
 
-def prepare(name: str, count: int, size: int) -> Path:
-    source = WORK / f"{name}-source"
+def workdir(on_tmpfs: bool) -> Path:
+    if on_tmpfs and SHM.parent.is_dir():
+        if not TMPFS_LINK.is_symlink():
+            SHM.mkdir(exist_ok=True)
+            TMPFS_LINK.parent.mkdir(parents=True, exist_ok=True)
+            TMPFS_LINK.symlink_to(SHM)
+        return TMPFS_LINK
+    WORK.mkdir(parents=True, exist_ok=True)
+    return WORK
+
+
+def prepare(name: str, count: int, size: int, work: Path) -> Path:
+    source = work / f"{name}-source"
     if source.is_dir() and len(list(source.iterdir())) == count:
         return source
     shutil.rmtree(source, ignore_errors=True)
@@ -60,15 +77,13 @@ def prepare(name: str, count: int, size: int) -> Path:
 
 def command(name: str, source: Path, out: Path) -> list[str]:
     if name == "tar":
-        # Absolute member names (-P), not -C: the library makes a relative name absolute
-        # with getcwd(), which resolves the tmpfs symlink to a path under /dev.
-        return ["tar", "-czPf", str(out / "archive.tgz"), str(source)]
+        return ["tar", "czf", str(out / "archive.tgz"), "-C", str(source.parent), source.name]
     return ["cp", "-r", str(source), str(out / "copy")]
 
 
 def once(name: str, source: Path, script: Path, clew: bool) -> tuple[float, list[str]]:
     """Wall time of one run, and the problems its check found (clew runs only)."""
-    scratch = Path(tempfile.mkdtemp(dir=WORK))
+    scratch = Path(tempfile.mkdtemp(dir=source.parent))
     out = scratch / "out"
     out.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "CLEW_"))}
@@ -105,9 +120,10 @@ def check(name: str, source: Path, out: Path, home: Path) -> list[str]:
 
 
 def measure(name: str, pairs: int) -> dict:
-    title, count, size = WORKLOADS[name]
-    source = prepare(name, count, size)
-    script = WORK / "program.py"
+    title, count, size, on_tmpfs = WORKLOADS[name]
+    work = workdir(on_tmpfs)
+    source = prepare(name, count, size, work)
+    script = work / "program.py"
     script.write_text(PROGRAM)
     once(name, source, script, clew=False)
     once(name, source, script, clew=True)
@@ -123,8 +139,9 @@ def measure(name: str, pairs: int) -> dict:
         bare.append(times[False])
         clew.append(times[True])
         ratios.append(times[True] / times[False])
+    where = f"{work} -> {SHM} (tmpfs)" if work.is_symlink() else str(work)
     return {"title": title, "bare": bare, "clew": clew, "ratio": statistics.median(ratios),
-            "problems": problems}
+            "problems": problems, "where": where}
 
 
 def report(results: dict[str, dict], pairs: int, began: float) -> str:
@@ -144,8 +161,8 @@ def report(results: dict[str, dict], pairs: int, began: float) -> str:
         "child with subprocess.run); bare = clew's hooks disabled, exporters none; clew = "
         "defaults (LD_PRELOAD library, digests of every file read and written, spool)",
         f"- {pairs} pairs, alternating which runs first, after one warm-up of each; median of "
-        f"the per-pair ratios; data, outputs and a fresh CLEW_HOME per run (cold digest cache) "
-        f"under {WORK}" + (f" (a symlink to tmpfs, {SHM})" if WORK.is_symlink() else ""),
+        "the per-pair ratios; data, outputs and a fresh CLEW_HOME per run (cold digest cache) "
+        "under: " + "; ".join(f"{name} {r['where']}" for name, r in results.items()),
         "",
         "| workload | bare median | clew median | clew / bare (median of pairs) | target | result "
         "| records check |",
@@ -169,18 +186,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.pairs < 9:
         parser.error("--pairs must be at least 9")
-    if SHM.parent.is_dir() and not WORK.exists():
-        SHM.mkdir(exist_ok=True)
-        WORK.parent.mkdir(parents=True, exist_ok=True)
-        WORK.symlink_to(SHM)
-    WORK.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     try:
         results = {name: measure(name, args.pairs) for name in WORKLOADS}
     finally:
-        if WORK.is_symlink():
+        if TMPFS_LINK.is_symlink():
             shutil.rmtree(SHM)
-            WORK.unlink()
+        shutil.rmtree(WORK, ignore_errors=True)
     section = report(results, args.pairs, began)
     print(section)
     if not args.no_write:
