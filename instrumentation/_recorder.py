@@ -429,7 +429,8 @@ class Recorder:
     def _emit(self, item: Record | list[Record], parent: otel_context.Context, pid: int) -> None:
         """End the span of one record, or of one batch of records."""
         first = item[0] if isinstance(item, list) else item
-        parent = first.parent or parent
+        if first.parent is not None:  # a non-Python child's record: under its exec span
+            parent = first.parent
         if isinstance(item, list):
             name, attributes = item[0].batch_span(item, pid)
             start = min(r.first_ns for r in item)
