@@ -333,3 +333,48 @@ def test_static_programs_and_the_setting_leave_children_opaque(run_instrumented,
     cp = exec_of(spans, ["cp", "in.bin", "copy.bin"])
     assert cp.attributes[attr.PROVENANCE_EXEC_TRACED] is False
     assert under(io_records(spans), cp) == []
+
+
+CHANGED_SINCE = """
+import subprocess
+subprocess.run(["bash", "-c", "cat a.txt > /dev/null; echo more >> a.txt"], check=True)
+"""
+
+
+def test_a_file_changed_since_the_child_read_it_keeps_stat_identity(run_instrumented, spool,
+                                                                   workdir):
+    """cat reads a.txt, then the shell appends to it: the read's digest cannot be taken from
+    the file any more, so the read says stat identity (no digest), and the write has the
+    digest of the content the shell left."""
+    (workdir / "a.txt").write_text("first\n")
+    result = run_instrumented(CHANGED_SINCE)
+    assert result.returncode == 0, result.stderr
+    records = [r for r in io_records(spool.spans()) if r.uri == spool.uri(workdir / "a.txt")]
+    read = next(r for r in records if r.operation == "read")
+    write = next(r for r in records if r.operation == "write")
+    assert (read.identity, read.digest) == ("stat", None)
+    assert (write.identity, write.digest) == ("content", digest_of(b"first\nmore\n"))
+
+
+NOT_BUILT = """
+import subprocess
+from clew.instrumentation import _preload
+# The library missing from the install cannot be produced under a shared install: its lookup
+# is made to find nothing, as on a machine without a C compiler.
+_preload._find_library = lambda: None
+for _ in range(2):
+    done = subprocess.run(["cat", "a.txt"], capture_output=True, text=True)
+    print(done.returncode, done.stdout.strip())
+"""
+
+
+def test_without_the_library_children_are_opaque_with_one_warning(run_instrumented, spool,
+                                                                   workdir):
+    (workdir / "a.txt").write_text("content")
+    result = run_instrumented(NOT_BUILT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["0 content", "0 content"]
+    assert result.stderr.count("LD_PRELOAD library was not built") == 1, result.stderr
+    spans = spool.spans()
+    assert [s.attributes[attr.PROVENANCE_EXEC_TRACED] for s in exec_spans(spans)] == [False] * 2
+    assert not [r for r in io_records(spans) if r.uri == spool.uri(workdir / "a.txt")]
