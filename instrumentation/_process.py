@@ -337,5 +337,6 @@ class ProcessSpan:
         elif exit_code:
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"exit code {exit_code}"))
         if errors:
-            span.set_attribute(attr.PROVENANCE_CAPTURE_ERRORS, [redact_text(e) for e in errors[:100]])
+            redacted = [redact_text(message) for message in errors[:100]]
+            span.set_attribute(attr.PROVENANCE_CAPTURE_ERRORS, redacted)
         span.end()

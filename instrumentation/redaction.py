@@ -32,6 +32,7 @@ import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from clew.semconv import environment
 
@@ -39,6 +40,7 @@ __all__ = ["REDACTED", "is_secret_name", "redact_argv", "redact_command", "redac
            "redact_uri"]
 
 REDACTED = "REDACTED"
+_T = TypeVar("_T")
 
 _logger = logging.getLogger(__name__)
 
@@ -91,6 +93,26 @@ class _Policy:
     hints: tuple[str, ...]  # lowercase text that every secret this policy finds contains
 
 
+def _never_raises(
+    fallback: Callable[[], _T],
+) -> Callable[[Callable[[Any], _T]], Callable[[Any], _T]]:
+    """Run a public function at the boundary: any failure inside gives `fallback()`, never an
+    exception, because redaction runs in every program's start-up and on every subprocess."""
+
+    def guard(function: Callable[[Any], _T]) -> Callable[[Any], _T]:
+        @functools.wraps(function)
+        def guarded(value: Any) -> _T:
+            try:
+                return function(value)
+            except Exception as error:  # noqa: BLE001 - never harm the host
+                _logger.debug("clew: redaction failed: %s", type(error).__name__)
+                return fallback()
+
+        return guarded
+
+    return guard
+
+
 def _normalised(name: str) -> str:
     """`--Secret-Key`, `SECRET_KEY`, `secretKey` -> `secret_key`."""
     spaced = _CAMEL.sub(r"\1_\2", name.lstrip("-+~"))
@@ -136,23 +158,21 @@ def _may_hold_secret(text: str) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
+@_never_raises(lambda: True)  # when in doubt, it is a secret
 def is_secret_name(name: str) -> bool:
     """Whether an option, variable, header, parameter or key of this name holds a secret."""
-    try:
-        normalised = _normalised(name)
-        if not normalised:
-            return False
-        policy = _policy()
-        if normalised in policy.keep:
-            return False
-        joined = normalised.replace("_", "")
-        return (
-            normalised.rpartition("_")[2] in _SECRET_WORDS
-            or joined.endswith(_SECRET_SUFFIXES)
-            or any(normalised == n or normalised.endswith("_" + n) for n in policy.extra)
-        )
-    except Exception:  # noqa: BLE001 - when in doubt, it is a secret
-        return True
+    normalised = _normalised(name)
+    if not normalised:
+        return False
+    policy = _policy()
+    if normalised in policy.keep:
+        return False
+    joined = normalised.replace("_", "")
+    return (
+        normalised.rpartition("_")[2] in _SECRET_WORDS
+        or joined.endswith(_SECRET_SUFFIXES)
+        or any(normalised == n or normalised.endswith("_" + n) for n in policy.extra)
+    )
 
 
 def _secret_option(option: str, value: str) -> bool:
@@ -207,14 +227,11 @@ def _redact_text(text: str) -> str:
     return _BARE_AUTH.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
 
 
+@_never_raises(lambda: REDACTED)
 def redact_text(text: str) -> str:
     """Free text (an error message, a JSON argument, a line of code) with every secret value
     it shows replaced by REDACTED."""
-    try:
-        return _redact_text(text)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        _logger.debug("clew: redaction failed: %s", type(error).__name__)
-        return REDACTED
+    return _redact_text(text)
 
 
 def _redact_argument(argument: str) -> str:
@@ -255,14 +272,11 @@ def _redact_argv(argv: list[str]) -> list[str]:
     return redacted
 
 
+@_never_raises(lambda: [REDACTED])
 def redact_argv(argv: list[str] | tuple[str, ...]) -> list[str]:
     """A copy of `argv` with every secret replaced by REDACTED: option values, assignments,
     headers, URL userinfo and signatures, keys in JSON, and the words of a shell's `-c`."""
-    try:
-        return _redact_argv([a if isinstance(a, str) else os.fsdecode(a) for a in argv])
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        _logger.debug("clew: redaction failed: %s", type(error).__name__)
-        return [REDACTED]
+    return _redact_argv([a if isinstance(a, str) else os.fsdecode(a) for a in argv])
 
 
 def _split_shell(command: str) -> list[str]:
@@ -288,25 +302,19 @@ def _redact_command(command: str) -> str:
     return shlex.join(redacted)  # a secret was quoted or escaped: show the words instead
 
 
+@_never_raises(lambda: REDACTED)
 def redact_command(command: str) -> str:
     """A shell command line (os.system, `sh -c`) with each of its words redacted."""
-    try:
-        return _redact_command(command)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        _logger.debug("clew: redaction failed: %s", type(error).__name__)
-        return REDACTED
+    return _redact_command(command)
 
 
+@_never_raises(lambda: REDACTED)
 def redact_uri(uri: str) -> str:
     """A URL recorded as an identifier (a git remote): its userinfo dropped, secret query
     parameters redacted, the rest as it was. Never parses the port, which may be anything."""
-    try:
-        start = uri.find("://")
-        if start >= 0:
-            start += 3
-            end = next((i for i, c in enumerate(uri[start:], start) if c in "/?#"), len(uri))
-            uri = uri[:start] + uri[start:end].rpartition("@")[2] + uri[end:]
-        return _redact_text(uri)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        _logger.debug("clew: redaction failed: %s", type(error).__name__)
-        return REDACTED
+    start = uri.find("://")
+    if start >= 0:
+        start += 3
+        end = next((i for i, c in enumerate(uri[start:], start) if c in "/?#"), len(uri))
+        uri = uri[:start] + uri[start:end].rpartition("@")[2] + uri[end:]
+    return _redact_text(uri)
