@@ -90,7 +90,7 @@ class _Policy:
     extra: tuple[str, ...]  # normalised names from CLEW_REDACT
     keep: frozenset[str]  # normalised names from CLEW_REDACT_KEEP
     short: frozenset[str]  # single letters whose value is a secret
-    hints: tuple[str, ...]  # lowercase text that every secret this policy finds contains
+    hints: re.Pattern[str]  # lowercase text that every secret this policy finds contains
 
 
 def _never_raises(
@@ -136,9 +136,10 @@ def _policy() -> _Policy:
     short = (_SHORT_SECRETS | {letter for letter in map(_short_letter, extra) if letter})
     extra_names = tuple(filter(None, (_normalised(e) for e in extra if not _short_letter(e))))
     letters = short - kept_letters
-    # Substring tests are the cheap gate in front of the regular expressions: each of
-    # these is in every text that holds a secret the rules below find ("pass" in
-    # "passwd", "key" in "apikey", "@" in userinfo, "-p" before a short option's value).
+    # The cheap gate in front of the rules below: every text that holds a secret they find
+    # holds one of these ("pass" in "passwd", "key" in "apikey", "@" in userinfo, "-p"
+    # before a short option's value). Literals on lowercased text: no IGNORECASE, which
+    # made the search several times slower.
     hints = (
         "pass", "pwd", "secret", "token", "key", "auth", "credential", "bearer", "basic",
         "sig", "cookie", "@", *(n.rpartition("_")[2] for n in extra_names),
@@ -148,13 +149,12 @@ def _policy() -> _Policy:
         extra=extra_names,
         keep=frozenset(n for n in map(_normalised, keep) if n),
         short=frozenset(letters),
-        hints=hints,
+        hints=re.compile("|".join(map(re.escape, hints))),
     )
 
 
 def _may_hold_secret(text: str) -> bool:
-    lowered = text.lower()
-    return any(hint in lowered for hint in _policy().hints)
+    return _policy().hints.search(text.lower()) is not None
 
 
 @functools.lru_cache(maxsize=4096)
