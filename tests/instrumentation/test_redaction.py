@@ -248,6 +248,14 @@ def test_bad_urls_are_reported_redacted(clew_cli):
     assert "grpc://REDACTED@collector:4317" in replay.err, replay.err
 
 
+def test_clew_doctor_shows_the_store_url_redacted(clew_cli, monkeypatch):
+    """`clew doctor` shows CLEW_STORE as set, without a password someone put in it."""
+    monkeypatch.setenv("CLEW_STORE", "http://alice:canary-doctor-86@ch.example.com:8123/db")
+    done = clew_cli("doctor", "--format", "json")
+    assert done.json()["store"] == "http://REDACTED@ch.example.com:8123/db"
+    assert _canaries(done.out + done.err) == []
+
+
 def test_redaction_never_raises():
     """Whatever a program's argv or a URL holds, redaction returns text and never raises:
     it runs in every program's start-up and on every subprocess."""
