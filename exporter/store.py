@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
+from clew.instrumentation.redaction import is_secret_name, redact_text
 from clew.semconv import environment
 
 CLEW_STORE = "CLEW_STORE"
@@ -66,31 +67,50 @@ def default_url(home: Path | None = None) -> str:
     return f"chdb://{(home or environment.resolve_home()) / 'db'}"
 
 
+def _carries_password(parts: SplitResult) -> bool:
+    """A password in the URL: after the user name (also percent-encoded, `user%3Apw@`), or
+    as a query parameter such as `?password=`."""
+    if parts.password is not None or ":" in unquote(parts.username or ""):
+        return True
+    return any(is_secret_name(name) for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+
+
 def parse_url(url: str) -> StoreURL:
-    """Parse and check a store URL; ValueError says what is wrong and how to write it."""
-    parts = urlsplit(url)
+    """Parse and check a store URL; ValueError says what is wrong and how to write it.
+    Messages show the URL redacted: it may hold the password it is refused for."""
+    shown = redact_text(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(
+            f"store URL {shown!r} is not a valid URL: use chdb:///abs/path or "
+            "http(s)://user@host:8123/db"
+        ) from None
+    if _carries_password(parts):
+        raise ValueError("store URL must not contain a password: put it in CLEW_STORE_PASSWORD")
     if parts.scheme == "chdb":
         raw = unquote(parts.netloc + parts.path)
         if not raw.startswith("/"):
-            raise ValueError(f"store URL {url!r}: chdb needs an absolute path, e.g. chdb:///data/db")
+            raise ValueError(
+                f"store URL {shown!r}: chdb needs an absolute path, e.g. chdb:///data/db"
+            )
         return StoreURL("chdb", path=Path(raw))
     if parts.scheme in ("http", "https"):
-        if parts.password is not None:
-            raise ValueError(
-                "store URL must not contain a password: put it in CLEW_STORE_PASSWORD"
-            )
         if not parts.hostname:
-            raise ValueError(f"store URL {url!r} has no host, e.g. http://default@localhost:8123/")
+            raise ValueError(
+                f"store URL {shown!r} has no host, e.g. http://default@localhost:8123/"
+            )
         database = parts.path.strip("/") or "default"
         return StoreURL(
             parts.scheme,
             host=parts.hostname,
-            port=parts.port or (8443 if parts.scheme == "https" else 8123),
+            port=port or (8443 if parts.scheme == "https" else 8123),
             username=unquote(parts.username) if parts.username else None,
             database=database,
         )
     raise ValueError(
-        f"store URL {url!r} is not supported: use chdb:///abs/path or http(s)://user@host:8123/db"
+        f"store URL {shown!r} is not supported: use chdb:///abs/path or http(s)://user@host:8123/db"
     )
 
 

@@ -40,6 +40,15 @@ CLEW_SPOOL_PENDING_MAX_BYTES: Final = "CLEW_SPOOL_PENDING_MAX_BYTES"
 memory for the next try. Default 64 MiB; past it the oldest are dropped, counted and
 reported at exit."""
 
+CLEW_REDACT: Final = "CLEW_REDACT"
+"""Comma-separated names whose values clew redacts, added to its own (password, token, key,
+...): option, variable, header, query-parameter or JSON-key names such as `db-url`, or a
+single-letter option such as `-a`. docs/security.md gives the rules."""
+
+CLEW_REDACT_KEEP: Final = "CLEW_REDACT_KEEP"
+"""Comma-separated names whose values clew records although they look secret, e.g.
+`sort-key` or `-p` (for programs where `-p` is never a password)."""
+
 CLEW_RUN_ID: Final = "CLEW_RUN_ID"
 """Set by clew in children's environment: the trace id of the run they belong to."""
 
