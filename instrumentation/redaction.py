@@ -55,6 +55,16 @@ _SECRET_SUFFIXES = ("password", "passwd", "passphrase", "secret", "token", "apik
                     "accesskey", "privatekey", "secretkey", "credential", "credentials")
 # Single-letter options whose value is a secret (mysql, sshpass, mongo: `-p PASSWORD`).
 _SHORT_SECRETS = frozenset({"p"})
+# Programs whose `-p` is a flag or a value that is no secret (`mkdir -p out`, `cp -p`,
+# `pytest -p no:cacheprovider`, `scp -p`): their next word is kept. Any other program's `-p`
+# value is hidden, since a password is the costlier mistake.
+_SHORT_KEPT_BY = frozenset({
+    "mkdir", "cp", "install", "tar", "cpio", "rsync", "patch", "ls", "diff", "git", "scp",
+    "sftp", "ssh", "unzip", "xargs", "read", "ps", "pgrep", "pkill", "nc", "pytest",
+    "py.test",
+})
+_PYTHONS = re.compile(r"^python[\d.]*$")
+_OPERATOR = re.compile(r"^[;&|()]+$")
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})
 # shlex builds each word a character at a time (quadratic in a word's length): longer shell
 # lines get the text rules, which find the same options and pairs without the words.
@@ -175,19 +185,21 @@ def is_secret_name(name: str) -> bool:
     )
 
 
-def _secret_option(option: str, value: str) -> bool:
+def _secret_option(option: str, value: str, program: str = "") -> bool:
     """Whether `value` given to `option` (`--password`, `-p`) is a secret. A value that is
     itself a long option means `option` was a flag (`--no-auth --verbose`)."""
     if len(option) == 2 and option[0] == "-":
-        return option[1] in _policy().short and not (_PORT.match(value) or value[:1] == "-")
+        return (option[1] in _policy().short and program not in _SHORT_KEPT_BY
+                and not (_PORT.match(value) or value[:1] == "-"))
     return value[:2] != "--" and is_secret_name(option)
 
 
-def _attached_secret(argument: str) -> bool:
+def _attached_secret(argument: str, program: str) -> bool:
     """`-pSECRET` (mysql's spelling); not `-p8080` (a port) nor `-project` (a single-dash
     long option, all lowercase)."""
     return (
         len(argument) > 2 and argument[0] == "-" and argument[1] in _policy().short
+        and program not in _SHORT_KEPT_BY
         and not _PORT.match(argument[2:]) and not _LONG_OPTION.match(argument[2:])
     )
 
@@ -234,8 +246,8 @@ def redact_text(text: str) -> str:
     return _redact_text(text)
 
 
-def _redact_argument(argument: str) -> str:
-    if _attached_secret(argument):
+def _redact_argument(argument: str, program: str) -> str:
+    if _attached_secret(argument, program):
         return argument[:2] + REDACTED
     whole = _WHOLE_PAIR.match(argument)
     if whole and is_secret_name(whole.group(1)):
@@ -252,8 +264,17 @@ def _redact_argv(argv: list[str]) -> list[str]:
     option: str | None = None  # the previous argument, when it may take a secret value
     command_next = False  # the previous argument was a shell's -c
     shell = bool(argv) and _is_shell(argv[0])
+    program = ""  # whose options these are: a `-p` value is judged by its program
+    program_next = True  # the first word, or the first after `;`, `&&`, `|` in a shell line
     for index, argument in enumerate(argv):
-        if option is not None and _secret_option(option, argument):
+        if program_next:
+            program = os.path.basename(argument)
+            program_next = "=" in argument  # `VAR=v cmd`: the command comes next
+        elif _OPERATOR.match(argument):
+            program_next = True
+        elif index and argv[index - 1] == "-m" and _PYTHONS.match(program):
+            program = argument  # `python -m pytest`: pytest's options
+        if option is not None and _secret_option(option, argument, program):
             redacted.append(REDACTED)
             option = None
             continue
@@ -268,7 +289,7 @@ def _redact_argv(argv: list[str]) -> list[str]:
             command_next = True
         elif argument[:1] == "-" and "=" not in argument:
             option = argument
-        redacted.append(_redact_argument(argument))
+        redacted.append(_redact_argument(argument, program))
     return redacted
 
 
@@ -296,9 +317,11 @@ def _redact_command(command: str) -> str:
     changed = [(word, new) for word, new in zip(words, redacted) if word != new]
     if all(word in command for word, _ in changed):
         # Keep the line as written (its quoting, `&&`, redirections), secrets replaced.
+        # Each word was judged with its program and neighbours; a text pass over the line
+        # would judge `-p` without its program and take `;` into a value.
         for word, new in changed:
             command = command.replace(word, new)
-        return _redact_text(command)
+        return command
     return shlex.join(redacted)  # a secret was quoted or escaped: show the words instead
 
 

@@ -155,14 +155,16 @@ def test_a_url_clew_cannot_parse_leaves_the_run_recorded(run_instrumented, run_p
 
 def test_short_options_keep_ports_and_hide_passwords(run_instrumented, spool):
     """`-p` is a password for mysql or sshpass and a port for ssh or docker: a port is kept,
-    anything else is hidden; a single-dash long option (`-project`) is no `-p`."""
+    anything else is hidden; a single-dash long option (`-project`) is no `-p`, and programs
+    whose `-p` is a flag (`mkdir -p`, `cp -p`) keep the word after it."""
     result = run_instrumented(
         """
         import subprocess
         for argv in (["true", "-p", "2222", "host"], ["true", "-p", "8080:80", "image"],
                      ["true", "-p", "canary-short-71"], ["true", "-uroot", "-pcanary-short-72"],
-                     ["true", "-project", "vision"]):
+                     ["true", "-project", "vision"], ["mkdir", "-p", "out/a"]):
             subprocess.run(argv)
+        subprocess.run("mkdir -p out/b && true -p canary-short-73; cp -p out/b out/c", shell=True)
         """
     )
 
@@ -170,7 +172,8 @@ def test_short_options_keep_ports_and_hide_passwords(run_instrumented, spool):
     assert sorted(e.command for e in spool.run().execs) == sorted([
         ["true", "-p", "2222", "host"], ["true", "-p", "8080:80", "image"],
         ["true", "-p", "REDACTED"], ["true", "-uroot", "-pREDACTED"],
-        ["true", "-project", "vision"],
+        ["true", "-project", "vision"], ["mkdir", "-p", "out/a"],
+        ["/bin/sh", "-c", "mkdir -p out/b && true -p REDACTED; cp -p out/b out/c"],
     ])
 
 
