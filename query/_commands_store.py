@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -183,5 +184,5 @@ def sql(obj: CliContext, query: str, write: bool, fmt: str) -> None:
     for name in names:
         table.add_column(name)
     for row in result.result_rows:
-        table.add_row(*(str(value) for value in row))
+        table.add_row(*(escape(str(value)) for value in row))  # `[red]` in a value is text
     obj.out.print(table)
