@@ -13,6 +13,7 @@ the tree. The formatted statement, the one checked, is the one that runs.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,8 @@ class _Node:
     name: str
     children: list[_Node] = field(default_factory=list)
 
-    def walk(self, parent: _Node | None = None) -> Any:
+    def walk(self, parent: _Node | None = None) -> Iterator[tuple[_Node, _Node | None]]:
+        """Every node of the tree with its parent, this one first."""
         yield self, parent
         for child in self.children:
             yield from child.walk(self)

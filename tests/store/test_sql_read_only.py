@@ -8,33 +8,23 @@ and the file it aimed at is unchanged and was not read (its content is not in th
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from clew.exporter.spool import spool_directory
 
 pytestmark = pytest.mark.integration
 
 SECRET = "the-secret-line-clew-must-not-show"
 
 
-@pytest.fixture(scope="module")
-def home(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CLEW_HOME holding the pipeline's spool; the first `clew sql` ingests it."""
-    home = tmp_path_factory.mktemp("sqlro") / "home"
-    shutil.copytree(pipeline.spool, spool_directory(home))
-    return home
-
-
 @pytest.fixture
-def sql(home, run_clew):
-    """`sql(statement, *options)`: `clew sql STATEMENT` as a subprocess."""
+def sql(module_home, run_clew):
+    """`sql(statement, *options)`: `clew sql STATEMENT` as a subprocess (the first ingests
+    the pipeline's spool)."""
 
     def run(statement: str, *options: str) -> subprocess.CompletedProcess:
-        return run_clew("sql", statement, *options, home=home)
+        return run_clew("sql", statement, *options, home=module_home)
 
     return run
 
