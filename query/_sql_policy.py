@@ -35,12 +35,15 @@ _OUTSIDE_FUNCTIONS = frozenset({"file"})
 _IN_FUNCTIONS = frozenset({"in", "notIn", "globalIn", "globalNotIn", "nullIn", "notNullIn",
                            "globalNullIn", "globalNotNullIn"})
 _NEEDS_WRITE = "runs only with --write"
+# A string literal as ClickHouse formats it (quotes in it escaped), or a quoted name (group
+# 1), matched too so that a `'` inside a name does not start a string.
+_STRINGS = re.compile(r"'(?:[^'\\]|\\.)*'|(`(?:[^`\\]|\\.)*`)")
 
 
 @dataclass
 class _Node:
     """One line of `EXPLAIN AST`: `Function file (alias f) (children 1)` is kind `Function`,
-    name `file`."""
+    name `file`; `TableIdentifier system.one` is kind `TableIdentifier`, name `system.one`."""
 
     kind: str
     name: str
@@ -62,10 +65,16 @@ def read_only_statement(client: Any, query: str, *, database: str) -> str:
             message names what and says that --write runs it.
     """
     statement = _formatted(client, query)
+    if "\\" in _STRINGS.sub(lambda found: found[1] or "", statement):
+        # `EXPLAIN AST` prints names as they are: a line break in one would forge lines of
+        # the tree. ClickHouse writes a name's control characters as backslash escapes.
+        raise PermissionError("names with escapes (`a\\nb`) are refused: clew sql "
+                              f"{_NEEDS_WRITE}")
     keyword = statement.split(" ", 1)[0]
     if keyword not in _READING_KEYWORDS:
-        raise PermissionError(f"{keyword} changes the store or the server: clew sql {_NEEDS_WRITE} "
-                              "(without it: SELECT, WITH, SHOW, DESCRIBE, EXISTS, EXPLAIN)")
+        raise PermissionError(f"{keyword} changes the store or the server: clew sql "
+                              f"{_NEEDS_WRITE} (without it: SELECT, WITH, SHOW, DESCRIBE, "
+                              "EXISTS, EXPLAIN)")
     tree = _tree(client.query(f"EXPLAIN AST {statement}").result_rows)
     root = tree.children[0] if tree.kind == "Explain" and tree.children else tree
     if root.kind not in _READING_STATEMENTS:
@@ -95,10 +104,10 @@ def _tree(lines: list[tuple[str, ...]]) -> _Node:
     stack: list[_Node] = []
     for (line,) in lines:
         depth = len(line) - len(line.lstrip(" "))
-        head = re.sub(r" \((alias [^)]*|children \d+)\)", "", line.strip())
-        kind, _, name = head.partition(" ")
-        node = _Node(kind, name.strip())
-        del stack[depth:]
+        # The name is the second word: an alias after it may hold anything.
+        kind, name, *_ = (*line.split(), "")
+        node = _Node(kind, name)
+        del stack[max(depth, 1):]  # one root: what follows it is below it
         if stack:
             stack[-1].children.append(node)
         stack.append(node)

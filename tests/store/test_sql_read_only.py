@@ -71,6 +71,10 @@ REFUSED = {
     "explain an insert": (
         "EXPLAIN INSERT INTO FUNCTION file('{target}', 'LineAsString') SELECT 'forged'",
         "not a read"),
+    "an alias hiding file()": ("SELECT file('{target}') AS `a)b`", "file()"),
+    "a line break in a name forging the parsed tree": (
+        "SELECT 1 AS `x\nSelectWithUnionQuery`, 'forged' INTO OUTFILE '{target}' APPEND",
+        "escapes"),
     "another database": ("SELECT * FROM system.processes", "system.processes"),
     "another database in IN": ("SELECT 1 WHERE 'x' IN system.one", "system.one"),
     "show processlist": ("SHOW PROCESSLIST", "SHOW PROCESSLIST"),
