@@ -42,6 +42,8 @@ def printable(text: str) -> str:
     """`text` with each control character written as its escape (`\\n`, `\\x1b`): a file
     name with a newline or an escape sequence shows as one line and cannot drive the
     terminal. JSON output keeps names as they are."""
+    if text.isprintable():  # the common case, without a regex (a tree has 100,000s of labels)
+        return text
     return _UNPRINTABLE.sub(lambda found: _NAMED.get(found[0]) or _escape(found[0]), text)
 
 
