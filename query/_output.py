@@ -32,9 +32,10 @@ class CliContext:
     ingest: bool = True  # query commands ingest the pending spool first
 
 
-# C0 and C1 control characters and the bidirectional overrides, which would reorder the text
-# a terminal shows.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 control characters, the bidirectional overrides, which would reorder the text a
+# terminal shows, and lone surrogates (bytes of a name that is not UTF-8), which no stream
+# can encode.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
