@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from clew.exporter.spool import SpoolProblems
@@ -65,11 +66,12 @@ def _print_runs(obj: CliContext, runs: list[SpoolRun]) -> None:
 
 def _print_run(obj: CliContext, run: SpoolRun) -> None:
     obj.out.print(f"[bold]run {run.run_id}[/bold]  {run.status}  exit={run.exit_code}")
-    obj.out.print(f"command: {' '.join(run.command)}")
-    obj.out.print(f"started: {format_time(run.start_ns)}  host: {run.host}  cwd: {run.cwd}")
+    obj.out.print(f"command: {escape(' '.join(run.command))}")
+    obj.out.print(f"started: {format_time(run.start_ns)}  host: {escape(run.host)}  "
+                  f"cwd: {escape(run.cwd)}")
     if run.git_commit:
-        dirty = f" dirty: {', '.join(run.git_diff_files)}" if run.git_dirty else " clean"
-        obj.out.print(f"git: {run.git_commit[:12]} ({run.git_branch}){dirty}")
+        dirty = f" dirty: {escape(', '.join(run.git_diff_files))}" if run.git_dirty else " clean"
+        obj.out.print(f"git: {run.git_commit[:12]} ({escape(run.git_branch)}){dirty}")
     table = Table(title="artifacts")
     for column in ("operation", "uri", "digest", "size", "count", "pid"):
         # A URI cut with "…" loses the file name: long ones wrap instead.
@@ -78,7 +80,7 @@ def _print_run(obj: CliContext, run: SpoolRun) -> None:
         digest = a.digest[:20] + "…" if a.digest else f"({a.identity})"
         uri = a.uri if not a.source_uri else f"{a.source_uri} -> {a.uri}"
         size = "" if a.size is None else str(a.size)
-        table.add_row(a.operation, uri, digest, size, str(a.count), str(a.pid))
+        table.add_row(a.operation, escape(uri), digest, size, str(a.count), str(a.pid))
     obj.out.print(table)
     for e in run.execs:
         kind = "traced" if e.traced else "opaque"

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
@@ -17,6 +18,7 @@ from clew.exporter.schema import SchemaOptions
 from clew.exporter.store import close, connect, default_url, is_open, parse_url
 
 from ._output import CliContext, format_command, json_option, write_json
+from ._sql_policy import READ_ONLY_SETTINGS, read_only_statement
 from .runs import list_runs
 
 _PROGRESS_MIN_BYTES = 8 << 20  # below this an ingest is too quick for a bar to help
@@ -155,12 +157,17 @@ def runs(obj: CliContext, command: str | None, since: str | None, until: str | N
 @json_option
 @click.pass_obj
 def sql(obj: CliContext, query: str, write: bool, fmt: str) -> None:
-    """Run SQL against the store (read-only unless --write). Tables: otel_traces, clew_io,
-    clew_runs, clew_run_io; see docs/sql.md."""
-    client, _, _ = _open(obj, quiet=True, writes=write)
-    settings = {} if write else {"readonly": 2}
+    """Run SQL against the store. Without --write: one SELECT, WITH, SHOW, DESCRIBE, EXISTS
+    or EXPLAIN that reads only the store's tables (no files, URLs, other servers or
+    databases, settings); see docs/security.md. --write runs QUERY as given. Tables:
+    otel_traces, clew_io, clew_runs, clew_run_io; see docs/sql.md."""
+    client, options, _ = _open(obj, quiet=True, writes=write)
     try:
-        result = client.query(query, settings=settings)
+        if write:
+            result = client.query(query)
+        else:
+            statement = read_only_statement(client, query, database=options.database)
+            result = client.query(statement, settings=READ_ONLY_SETTINGS)
     except Exception:
         if not write:
             # chDB's session stays read-only after a refused statement (the driver's SET that
@@ -177,5 +184,5 @@ def sql(obj: CliContext, query: str, write: bool, fmt: str) -> None:
     for name in names:
         table.add_column(name)
     for row in result.result_rows:
-        table.add_row(*(str(value) for value in row))
+        table.add_row(*(escape(str(value)) for value in row))  # `[red]` in a value is text
     obj.out.print(table)

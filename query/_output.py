@@ -6,12 +6,15 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote
 
 import click
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from clew.instrumentation._paths import file_uri
 
@@ -27,6 +30,36 @@ class CliContext:
     stdout: IO[str]
     wait: float = 30.0  # seconds to wait for an embedded store another process holds
     ingest: bool = True  # query commands ingest the pending spool first
+
+
+# C0 and C1 control characters, the bidirectional overrides, which would reorder the text a
+# terminal shows, and lone surrogates (bytes of a name that is not UTF-8), which no stream
+# can encode.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` with each control character written as its escape (`\\n`, `\\x1b`): a file
+    name with a newline or an escape sequence shows as one line and cannot drive the
+    terminal. JSON output keeps names as they are."""
+    if text.isprintable():  # the common case, without a regex (a tree has 100,000s of labels)
+        return text
+    return _UNPRINTABLE.sub(lambda found: _NAMED.get(found[0]) or _escape(found[0]), text)
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class PrintableConsole(Console):
+    """A rich Console that escapes control characters in every string it renders: printed
+    text, table cells and titles, tree labels. Everything human-readable that clew writes
+    goes through one of these (the error line of cli.py through `printable`)."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        return super().render_str(printable(text), **options)
 
 
 def format_time(ns: int) -> str:
@@ -57,19 +90,21 @@ def _plain(value: Any) -> Any:
 
 
 def format_command(argv: list[str], width: int = 60) -> str:
+    """A command line for rich output, cut at `width` (square brackets in it stay text)."""
     text = " ".join(argv)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def shown_uri(uri: str) -> str:
     """A file URI of this host as the path a user would type from here (relative under the
-    current directory); any other URI as it is. Tables print these; JSON keeps the URIs."""
+    current directory); any other URI as it is; for rich output. JSON keeps the URIs."""
     local = file_uri("/")
     if not uri.startswith(local):
-        return uri
+        return escape(uri)
     path = unquote(uri[len(local) - 1:])
     relative = os.path.relpath(path) + ("/" if path.endswith("/") else "")  # a directory
-    return path if relative.startswith("..") else relative
+    # rich reads `[red]` in a file name as markup, and `[/]` as an error.
+    return escape(path if relative.startswith("..") else relative)
 
 
 def json_option(function: Any) -> Any:

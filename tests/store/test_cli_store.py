@@ -12,7 +12,6 @@ import datetime as dt
 import io
 import json
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -51,14 +50,6 @@ class Cli:
 
     def close(self) -> None:
         store.close(f"chdb://{self.home / 'db'}")
-
-
-@pytest.fixture(scope="module")
-def module_home(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CLEW_HOME holding the pipeline's spool, shared by the read-only tests here."""
-    home = tmp_path_factory.mktemp("cli") / "home"
-    shutil.copytree(pipeline.spool, spool_directory(home))
-    return home
 
 
 @pytest.fixture
