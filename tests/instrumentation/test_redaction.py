@@ -71,13 +71,15 @@ ARGV_CANARIES = [
 def _store_text(clew_cli) -> str:
     """Every text a table of the store holds, as JSON: every column but aggregate states
     (hashes and counts, which the CLI cannot show)."""
-    listed = clew_cli("sql", "--format", "json", "SELECT table, name, type FROM system.columns "
-                      "WHERE database = currentDatabase()")
+    listed = clew_cli("sql", "--format", "json", "SHOW TABLES")
     assert listed.code == 0, listed.err
     columns: dict[str, list[str]] = {}
-    for row in listed.json()["rows"]:
-        if "AggregateFunction" not in row["type"]:
-            columns.setdefault(row["table"], []).append(f"`{row['name']}`")
+    for table in (row["name"] for row in listed.json()["rows"]):
+        described = clew_cli("sql", "--format", "json", f"DESCRIBE TABLE {table}")
+        assert described.code == 0, described.err
+        for row in described.json()["rows"]:
+            if "AggregateFunction" not in row["type"]:
+                columns.setdefault(table, []).append(f"`{row['name']}`")
     assert "otel_traces" in columns, columns
     dumps = []
     for table, names in columns.items():
