@@ -106,6 +106,7 @@ def ingest(obj: CliContext, fmt: str) -> None:
     obj.out.print(
         f"ingested {result.spans:,} spans from {result.files} spool files in "
         f"{result.seconds:.2f}s ({result.spans_per_second:,.0f} spans/s)"
+        + (f"; {result.corrupt} lines set aside" if result.corrupt else "")
         + (f"; {result.torn} files end in a line still being written" if result.torn else "")
     )
 
