@@ -50,7 +50,8 @@ _REASON_CHARS = 160
 # A line does not convert when it is no JSON, no OTLP (a missing key, a list for an object),
 # holds a value out of range, or nests deeper than the parsers recurse.
 _LINE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
-_QUARANTINED = re.compile(rb"^# offset (\d+),", re.MULTILINE)
+# The comment before each line set aside; older ones end after the offset.
+_QUARANTINED = re.compile(rb"^# offset (\d+)[,\n]", re.MULTILINE)
 
 
 @dataclass
