@@ -140,11 +140,15 @@ def _import_driver() -> Any:
 
 
 @contextmanager
-def _stderr_captured() -> Iterator[list[bytes]]:
-    """Capture what is written to file descriptor 2 inside the block. chDB's engine writes
-    an error to it itself (not through Python) each time it finds its directory locked:
-    waiting for a held store would print one every attempt. The capture is handed to the
-    caller, which keeps or replays it."""
+def _engine_output(capture: bool) -> Iterator[list[bytes]]:
+    """What is written to file descriptor 2 inside the block, when `capture`. chDB's engine
+    writes an error there itself (not through Python) each time it finds its directory
+    locked: waiting for a held store would print one every attempt. The caller drops or
+    replays the capture. The redirection is process-wide (a thread's writes, a child started
+    meanwhile), so only a clew command asks for it, never an observed program."""
+    if not capture:
+        yield [b""]
+        return
     captured: list[bytes] = []
     with tempfile.TemporaryFile() as sink:
         saved = os.dup(2)
@@ -189,8 +193,11 @@ def connect(
     """A clickhouse-connect client for the store at `url` (default: `default_url()`).
 
     Embedded stores are opened once per process and shared. When another process holds an
-    embedded store, retry for up to `wait` seconds, then raise StoreBusy naming it; once
-    the wait has lasted a second, `on_wait` is called once with the holder (`pid N: CMD`).
+    embedded store, retry for up to `wait` seconds, then raise StoreBusy naming it.
+
+    `on_wait` is for a clew command, which reports the wait itself: it is called once with
+    the holder (`pid N: CMD`) when the wait has lasted a second, and the engine's own lock
+    errors on stderr are left out (see `_engine_output`).
     """
     parsed = url if isinstance(url, StoreURL) else parse_url(url or default_url())
     key = str(parsed)
@@ -214,7 +221,7 @@ def connect(
     announced = False
     while True:
         try:
-            with _stderr_captured() as engine_output:
+            with _engine_output(capture=on_wait is not None) as engine_output:
                 client = driver.get_client(dsn=f"chdb://{parsed.path}")
             break
         except Exception as error:  # noqa: BLE001 - chDB reports a held lock generically
