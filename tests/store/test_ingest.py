@@ -207,6 +207,23 @@ def test_a_corrupt_line_is_set_aside_counted_and_later_lines_still_arrive(tmp_pa
     assert quarantine.read_bytes() == set_aside
 
 
+def test_many_bad_lines_are_each_set_aside_and_the_warnings_end_in_a_count(tmp_path,
+                                                                          store_url):
+    spool = tmp_path / "spool"
+    target = spool_file(spool, 1)
+    bad = [b'{"resourceSpans": %d}\n' % number for number in range(1, 26)]
+    target.write_bytes(b"".join(span_line(1, 2 * n, 2) + line for n, line in enumerate(bad)))
+
+    result = ingest(store.connect(store_url), spool)
+
+    assert (result.spans, result.corrupt) == (50, 25)
+    quarantine = spool / QUARANTINE_DIRNAME
+    named = [f"spool file {target}, line {2 * n + 2}: TypeError: 'int' object is not "
+             f"iterable; set aside in {quarantine / target.name}" for n in range(20)]
+    assert result.warnings == [*named, f"and 5 more spool lines set aside in {quarantine}"]
+    assert (quarantine / target.name).read_bytes().splitlines(keepends=True)[1::2] == bad
+
+
 # --- crashes ---------------------------------------------------------------------------------
 
 INGEST_SCRIPT = """
