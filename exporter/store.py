@@ -13,8 +13,12 @@ This is the only module that imports clickhouse-connect (the `store` extra).
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ from clew.semconv import environment
 CLEW_STORE = "CLEW_STORE"
 CLEW_STORE_PASSWORD = "CLEW_STORE_PASSWORD"
 DEFAULT_WAIT = 30.0
+# A wait this short goes unannounced: a store held that briefly is no news.
+_ANNOUNCE_AFTER = 1.0
 _EXTRA_HINT = "pip install 'clew[store]'"
 
 
@@ -114,16 +120,51 @@ def parse_url(url: str) -> StoreURL:
     )
 
 
+class _RaisedAnyway(logging.Filter):
+    """Drops the driver's log of a value it cannot serialize: it logs the traceback, then
+    raises the same error to the caller (an ingest sets the line aside and names it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Error serializing column")
+
+
 def _import_driver() -> Any:
     try:
         import clickhouse_connect
     except ImportError as error:
         raise ImportError(f"the ClickHouse store needs clickhouse-connect: {_EXTRA_HINT}") from error
+    transform = logging.getLogger("clickhouse_connect.driver.transform")
+    if not any(isinstance(f, _RaisedAnyway) for f in transform.filters):
+        transform.addFilter(_RaisedAnyway())
     return clickhouse_connect
 
 
-def _holder(path: Path) -> str | None:
-    """The process that holds an embedded store, from ClickHouse's status file."""
+@contextmanager
+def _engine_output(capture: bool) -> Iterator[list[bytes]]:
+    """What is written to file descriptor 2 inside the block, when `capture`. chDB's engine
+    writes an error there itself (not through Python) each time it finds its directory
+    locked: waiting for a held store would print one every attempt. The caller drops or
+    replays the capture. The redirection is process-wide (a thread's writes, a child started
+    meanwhile), so only a clew command asks for it, never an observed program."""
+    if not capture:
+        yield [b""]
+        return
+    captured: list[bytes] = []
+    with tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read())
+
+
+def _holder(path: Path) -> tuple[str, str] | None:
+    """The process that holds an embedded store (its pid and command line), from
+    ClickHouse's status file."""
     try:
         status = (path / "status").read_text()
     except OSError:
@@ -136,19 +177,27 @@ def _holder(path: Path) -> str | None:
             except OSError:
                 return None  # that process is gone: the lock is stale
             # One line: the message is a CLI error line, and `python -c` scripts hold newlines.
-            command_line = " ".join(command.decode(errors="replace").split())
-            return f"pid {pid} ({command_line[:120]})"
+            return pid, " ".join(command.decode(errors="replace").split())[:120]
     return None
 
 
 _clients: dict[str, Any] = {}
 
 
-def connect(url: str | StoreURL | None = None, *, wait: float = DEFAULT_WAIT) -> Any:
+def connect(
+    url: str | StoreURL | None = None,
+    *,
+    wait: float = DEFAULT_WAIT,
+    on_wait: Callable[[str], None] | None = None,
+) -> Any:
     """A clickhouse-connect client for the store at `url` (default: `default_url()`).
 
     Embedded stores are opened once per process and shared. When another process holds an
     embedded store, retry for up to `wait` seconds, then raise StoreBusy naming it.
+
+    `on_wait` is for a clew command, which reports the wait itself: it is called once with
+    the holder (`pid N: CMD`) when the wait has lasted a second, and the engine's own lock
+    errors on stderr are left out (see `_engine_output`).
     """
     parsed = url if isinstance(url, StoreURL) else parse_url(url or default_url())
     key = str(parsed)
@@ -168,21 +217,30 @@ def connect(url: str | StoreURL | None = None, *, wait: float = DEFAULT_WAIT) ->
         return client
     assert parsed.path is not None
     parsed.path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + wait
+    started = time.monotonic()
+    announced = False
     while True:
         try:
-            client = driver.get_client(dsn=f"chdb://{parsed.path}")
+            with _engine_output(capture=on_wait is not None) as engine_output:
+                client = driver.get_client(dsn=f"chdb://{parsed.path}")
             break
         except Exception as error:  # noqa: BLE001 - chDB reports a held lock generically
             holder = _holder(parsed.path)
             if holder is None:
+                os.write(2, engine_output[0])  # not the lock: what the engine said may help
                 raise StoreError(f"cannot open the store {parsed}: {error}") from error
-            if time.monotonic() >= deadline:
+            pid, command = holder
+            waited = time.monotonic() - started
+            if waited >= wait:
                 raise StoreBusy(
-                    f"the store {parsed} is in use by {holder}; wait for it to finish, "
-                    f"or point CLEW_STORE elsewhere"
+                    f"the store {parsed} is in use by pid {pid} ({command}); wait for it to "
+                    f"finish, or point CLEW_STORE elsewhere"
                 ) from error
+            if on_wait is not None and not announced and waited >= _ANNOUNCE_AFTER:
+                on_wait(f"pid {pid}: {command}")
+                announced = True
             time.sleep(0.25)
+    os.write(2, engine_output[0])
     _clients[key] = client
     return client
 

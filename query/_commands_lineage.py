@@ -104,8 +104,11 @@ def impact_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
     Outputs that no recorded run read, when a run wrote more than 50 to one directory, show
     as that directory and their number; --all-files lists each one."""
     client, options = open_store(obj, quiet=fmt == "json")
-    graph = impact(client, artifact, options=options, depth=depth,
-                   group_above=None if all_files else GROUP_ABOVE)
+    try:
+        graph = impact(client, artifact, options=options, depth=depth,
+                       group_above=None if all_files else GROUP_ABOVE)
+    except LookupError as error:
+        raise click.UsageError(str(error)) from None
     _show(obj, graph, fmt, upstream=False)
 
 

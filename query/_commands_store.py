@@ -32,7 +32,8 @@ def _open(
     changes the store itself."""
     url = obj.store or default_url(obj.home)
     parsed = parse_url(url)
-    client = connect(url, wait=obj.wait)
+    client = connect(url, wait=obj.wait, on_wait=lambda holder: obj.err.print(
+        f"waiting for the store, held by {holder}", markup=False, highlight=False))
     # The tables live in the URL's database (`default` in an embedded store).
     options = SchemaOptions(database=parsed.database)
     if not (obj.ingest or always_ingest):
@@ -83,7 +84,7 @@ def _ingest(obj: CliContext, client: Any, options: SchemaOptions, *, quiet: bool
 
             result = ingest_spool(client, spool, options=options, progress=advance)
     for warning in result.warnings:
-        obj.err.print(f"[yellow]warning:[/yellow] {warning}")
+        obj.err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     return result
 
 
@@ -105,6 +106,7 @@ def ingest(obj: CliContext, fmt: str) -> None:
     obj.out.print(
         f"ingested {result.spans:,} spans from {result.files} spool files in "
         f"{result.seconds:.2f}s ({result.spans_per_second:,.0f} spans/s)"
+        + (f"; {result.corrupt} lines set aside" if result.corrupt else "")
         + (f"; {result.torn} files end in a line still being written" if result.torn else "")
     )
 

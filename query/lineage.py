@@ -629,6 +629,16 @@ def impact(
     """Everything downstream of the artifact `name`: the runs that read it (by content
     digest, or by URI when it has none), what they wrote, who read that, and so on. The
     outputs a run wrote to one directory that no run read, when more than `group_above`
-    (None: never), are one node."""
-    return _downstream(_Tables(client, options or SchemaOptions()), resolve(name), depth,
-                       group_above)
+    (None: never), are one node.
+
+    Raises:
+        LookupError: no run in the store read or wrote that artifact (one that a run wrote
+            and none read has an empty impact, not an unknown one).
+    """
+    tables = _Tables(client, options or SchemaOptions())
+    target = resolve(name)
+    graph = _downstream(tables, target, depth, group_above)
+    if not graph.edges and not tables.producers([target]):
+        raise LookupError(
+            f"no run in the store read or wrote {name}: `clew runs` lists what is recorded")
+    return graph

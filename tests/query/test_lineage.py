@@ -156,6 +156,19 @@ def test_an_unknown_artifact_is_a_usage_error(pipeline):
     assert "no run in the store wrote nothing-wrote-this.bin" in err
 
 
+def test_the_impact_of_an_unknown_artifact_is_a_usage_error(pipeline):
+    code, out, err = clew(pipeline, "impact", "nothing-read-this.bin")
+    assert (code, out) == (ExitStatus.USAGE, "")
+    assert err == ("clew: no run in the store read or wrote nothing-read-this.bin: "
+                   "`clew runs` lists what is recorded\n")
+
+
+def test_an_output_no_run_read_has_an_empty_impact(pipeline):
+    document = graph(pipeline, "impact", "report.txt")
+    assert document["edges"] == [] and len(document["nodes"]) == 1
+    assert document["nodes"][0]["uri"].endswith("/report.txt")
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A training run that reads a directory of 60 raw shards and one shard that an
