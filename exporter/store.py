@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
-from clew.instrumentation.redaction import is_secret_name, redact_text
+from clew.instrumentation.redaction import is_secret_name, redact_argv, redact_text
 from clew.semconv import environment
 
 CLEW_STORE = "CLEW_STORE"
@@ -173,11 +173,12 @@ def _holder(path: Path) -> tuple[str, str] | None:
         if line.startswith("PID:"):
             pid = line.split(":", 1)[1].strip()
             try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
             except OSError:
                 return None  # that process is gone: the lock is stale
+            command = " ".join(redact_argv([os.fsdecode(word) for word in argv]))
             # One line: the message is a CLI error line, and `python -c` scripts hold newlines.
-            return pid, " ".join(command.decode(errors="replace").split())[:120]
+            return pid, " ".join(command.split())[:120]
     return None
 
 

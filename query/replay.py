@@ -94,6 +94,7 @@ _TYPES: Final[Mapping[str, str]] = {
     attr.PROVENANCE_EXEC_TRACED: "boolean",
     attr.PROVENANCE_EXEC_REPLACED: "boolean",
     attr.PROVENANCE_CAPTURE_ERRORS: "string[]",
+    attr.PROVENANCE_CAPTURE_LOST_SPANS: "int",
 }
 """Attributes clew records whose type is not string; the rest of its vocabulary is strings."""
 
