@@ -156,3 +156,39 @@ open("model.txt", "w").write(str(len(data)))
     assert finding["uri"] == f"s3://{bucket}/train/part2.csv"
     assert finding["evidence"] == "digest"
     assert finding["detail"] == f"same content as test file s3://{bucket}/test/holdout.csv"
+
+
+def test_a_stamp_does_not_outrank_a_later_recorded_write_to_the_same_uri(
+    run_instrumented, clew_cli, moto_s3
+):
+    """A recorded run copies an object by GET and PUT, carrying its metadata (the first
+    writer's stamp) along, without stamping objects itself: the copy is that run's, not the
+    first writer's, though the stamp and the digest agree."""
+    bucket = unique("carried")
+    env = s3_env(moto_s3)
+    check_run(run_instrumented(WRITER, bucket, "plain", "payload", name="writer.py",
+                               env={**env, "CLEW_STAMP_OBJECTS": "1"}))
+    carry = """
+import sys, boto3
+s3 = boto3.client("s3")
+source = s3.get_object(Bucket=sys.argv[1], Key="features.bin")
+assert "clew-producer" in source["Metadata"], source["Metadata"]
+s3.put_object(Bucket=sys.argv[1], Key="copy.bin", Body=source["Body"].read(),
+              Metadata=source["Metadata"])
+"""
+    check_run(run_instrumented(carry, bucket, name="carry.py", env=env))
+    reader = """
+import sys, boto3
+data = boto3.client("s3").get_object(Bucket=sys.argv[1], Key="copy.bin")["Body"].read()
+open("model.txt", "w").write(str(len(data)))
+"""
+    check_run(run_instrumented(reader, bucket, name="reader.py", env=env))
+
+    runs = clew_cli("runs", "--format", "json").json()["runs"]
+    carrier = runs[1]["run_id"]  # newest first: reader, carrier, writer
+    result = clew_cli("lineage", "model.txt", "--format", "json")
+    assert result.code == ExitStatus.OK, result.err
+    graph = result.json()
+    (node,) = [n for n in graph["nodes"] if n["uri"] == f"s3://{bucket}/copy.bin"]
+    assert {(e["source"], e["evidence"]) for e in graph["edges"]
+            if e["target"] == node["id"] and e["kind"] == "wrote"} == {(carrier, "digest")}
