@@ -35,11 +35,12 @@ def _sdist(project: str, version: str) -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     archive = CACHE / f"{project}-{version}.tar.gz"
     if not archive.exists():
-        subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
              "--no-deps", "--no-binary", ":all:", f"{project}=={version}", "-d", str(CACHE)],
-            check=True, timeout=900,
+            capture_output=True, text=True, timeout=900, check=False,
         )
+        assert result.returncode == 0, f"pip download {project}=={version} failed:\n{result.stderr[-3000:]}"
     return archive
 
 

@@ -39,7 +39,8 @@ def test_s3fs_suite_sees_no_difference_under_clew(s3fs_source: Path, run_suite, 
     assert any(s.attributes.get(attr.PROVENANCE_OBJECT_STORE) == "s3" for s in spool.spans())
 
 
-def test_fsspec_abstract_suite_sees_no_difference_under_clew(fsspec_backends: Path, run_suite):
+def test_fsspec_abstract_suite_sees_no_difference_under_clew(fsspec_backends: Path, run_suite,
+                                                             spool):
     plain = run_suite(fsspec_backends, "test_fsspec_backends.py", instrumented=False)
     assert list(plain.outcomes.values()).count("passed") > 100, plain.output
     clew = run_suite(fsspec_backends, "test_fsspec_backends.py", instrumented=True)
