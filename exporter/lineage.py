@@ -103,7 +103,8 @@ def _link(column: str) -> str:
     uris = f"arrayMap(a -> a['{attr.PROVENANCE_ARTIFACT_URI}'], `Links.Attributes`)"
     position = f"indexOf({uris}, Uri)"
     stamped = f"arrayElement(`Links.Attributes`, {position})['{attr.PROVENANCE_PRODUCER_DIGEST}']"
-    return f"if(Digest != '' AND {stamped} = Digest, arrayElement(`Links.{column}`, {position}), '')"
+    producer = f"arrayElement(`Links.{column}`, {position})"
+    return f"if(Digest != '' AND {stamped} = Digest, {producer}, '')"
 
 
 def _io_select(source: str) -> str:

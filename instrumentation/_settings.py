@@ -45,5 +45,6 @@ class Settings:
             ),
             stamp=_flag(environment.CLEW_STAMP),
             # CLEW_STAMP=0 turns every stamp off, these included.
-            stamp_objects=_flag(environment.CLEW_STAMP) and _flag(environment.CLEW_STAMP_OBJECTS, "0"),
+            stamp_objects=(_flag(environment.CLEW_STAMP)
+                           and _flag(environment.CLEW_STAMP_OBJECTS, default="0")),
         )

@@ -1,7 +1,7 @@
 """Lineage across runs through S3: a read is matched to the run that wrote the object by the
 strongest evidence the records carry — the producer stamp (opt-in for objects, and only with
-the digest the read saw), the content digest, the object version, the ETag — and `check --stale` flags an object overwritten after a
-model was built from it. Separate runs under opentelemetry-instrument, against moto.
+the digest the read saw), the content digest, the object version, the ETag — and
+`check --stale` flags an object overwritten after a model was built from it. Separate runs under opentelemetry-instrument, against moto.
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ def _sdist(project: str, version: str) -> Path:
              "--no-deps", "--no-binary", ":all:", f"{project}=={version}", "-d", str(CACHE)],
             capture_output=True, text=True, timeout=900, check=False,
         )
-        assert result.returncode == 0, f"pip download {project}=={version} failed:\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, (
+            f"pip download {project}=={version} failed:\n{result.stderr[-3000:]}")
     return archive
 
 

@@ -51,4 +51,5 @@ SUITES = {
 }
 for _backend, _fixtures in (("Local", LocalFixtures), ("Memory", MemoryFixtures)):
     for _name, _suite in SUITES.items():
-        globals()[f"Test{_backend}{_name}"] = type(f"Test{_backend}{_name}", (_suite, _fixtures), {})
+        _test = f"Test{_backend}{_name}"
+        globals()[_test] = type(_test, (_suite, _fixtures), {})

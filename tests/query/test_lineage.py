@@ -260,7 +260,8 @@ with open('changed.bin', 'r+b') as f:  # in place: the copied xattr stays
     writer = next(r["run_id"] for r in clew_cli("runs", "--format", "json").json()["runs"]
                   if r["command"][-1].endswith("writer.py"))
     ids = {n["uri"].rsplit("/", 1)[-1]: n["id"] for n in graph["nodes"] if n["kind"] == "artifact"}
-    wrote = {(e["source"], e["target"], e["evidence"]) for e in graph["edges"] if e["kind"] == "wrote"}
+    wrote = {(e["source"], e["target"], e["evidence"])
+             for e in graph["edges"] if e["kind"] == "wrote"}
     # ...but credits it only with the copy that holds what it wrote.
     assert (writer, ids["same.bin"], "stamp") in wrote
     assert not [edge for edge in wrote if edge[1] == ids["changed.bin"]]
