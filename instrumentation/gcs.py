@@ -99,7 +99,7 @@ def _learn_resource(record: ObjectRecord, resource: dict) -> None:
     size = resource.get("size")
     learn_details(record, {
         **resource, "size": int(size) if str(size).isdigit() else None,
-        # Before a write the metadata is the program's own plus clew's stamp: not a producer.
+        # A write's metadata is the program's own (and this write's stamp): not a producer.
         "metadata": resource.get("metadata") if record.operation == "read" else None,
     })
 
