@@ -5,7 +5,9 @@ scales with it): from an artifact to the run that wrote it, from that run to wha
 from each input to the run that produced it, and so on. A read is matched to its producing
 write by the strongest evidence available, named on the edge:
 
-- "stamp": the read found the producer's stamp on the artifact (its metadata or xattr);
+- "stamp": the read found the producer's stamp on the artifact (its xattr, or object
+  metadata where object stamps are on) with the digest the read saw, and no other run
+  wrote or copied to that URI after it (copies carry stamps along);
 - "digest": the last write, before the read, of the same content digest;
 - "version": the last write of the same URI with the same object version (S3, GCS);
 - "etag": the last write of the same URI with the same ETag before the read;
@@ -275,12 +277,16 @@ class _Tables(Tables):
             by_uri.setdefault(write.uri, []).append(write)
         found = []
         for artifact in artifacts:
+            same_uri = by_uri.get(artifact.uri, [])
             if artifact.producer:
-                found.append((artifact, artifact.producer, "stamp"))
-                continue
+                # A stamp travels with a copy: a later recorded write or copy to this URI
+                # by another run made what was read, whatever stamp it carries.
+                last = _latest(same_uri, artifact.time)
+                if last is None or last.run == artifact.producer:
+                    found.append((artifact, artifact.producer, "stamp"))
+                    continue
             if artifact.uri not in by_uri and artifact.digest not in by_digest:
                 continue  # nothing wrote it: raw data
-            same_uri = by_uri.get(artifact.uri, [])
             candidates = (
                 ("digest", by_digest.get(artifact.digest, []) if artifact.digest else []),
                 ("version", [w for w in same_uri if artifact.version
