@@ -17,7 +17,7 @@ from clew.exporter.spool import spool_directory, spool_sizes
 from clew.exporter.schema import SchemaOptions
 from clew.exporter.store import close, connect, default_url, is_open, parse_url
 
-from ._output import CliContext, format_command, json_option, write_json
+from ._output import CliContext, json_option, write_json
 from ._sql_policy import READ_ONLY_SETTINGS, read_only_statement
 from .runs import list_runs
 
@@ -148,7 +148,7 @@ def runs(obj: CliContext, command: str | None, since: str | None, until: str | N
         status = run.status if run.exit_code is None else f"{run.status} ({run.exit_code})"
         git = (run.git_commit[:10] + ("+dirty" if run.git_dirty else "")) if run.git_commit else ""
         table.add_row(run.run_id[:12], run.start[:19].replace("T", " "),
-                      f"{run.duration_s:.2f}s", status, format_command(run.command, 50), git,
+                      f"{run.duration_s:.2f}s", status, obj.command(run.command, 50), git,
                       str(run.inputs), str(run.outputs))
     obj.out.print(table)
 

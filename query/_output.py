@@ -31,6 +31,14 @@ class CliContext:
     wait: float = 30.0  # seconds to wait for an embedded store another process holds
     ingest: bool = True  # query commands ingest the pending spool first
 
+    def command(self, argv: list[str], width: int = 60) -> str:
+        """A command line for a table or tree (square brackets in it stay text): cut at
+        `width` on a terminal, whole off one, where a pipe or file gets every value."""
+        text = " ".join(argv)
+        if len(text) > width and self.out.is_terminal:
+            text = text[: width - 1] + "…"
+        return escape(text)
+
 
 # C0 and C1 control characters, the bidirectional overrides, which would reorder the text a
 # terminal shows, and lone surrogates (bytes of a name that is not UTF-8), which no stream
@@ -53,10 +61,23 @@ def _escape(character: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# The width of a console that is not a terminal: wider than any line clew prints.
+_UNBOUNDED = 1 << 20
+
+
 class PrintableConsole(Console):
     """A rich Console that escapes control characters in every string it renders: printed
     text, table cells and titles, tree labels. Everything human-readable that clew writes
-    goes through one of these (the error line of cli.py through `printable`)."""
+    goes through one of these (the error line of cli.py through `printable`).
+
+    Off a terminal (a pipe, a file) it has no width to fit: rich would render at 80
+    columns, folding a long path over two lines or cutting a value with "…", so that
+    `clew diff | grep PATH` finds nothing. There, every line is as long as its values."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if not self.is_terminal and "width" not in options:
+            self.width = _UNBOUNDED
 
     def render_str(self, text: str, **options: Any) -> Text:
         return super().render_str(printable(text), **options)
@@ -87,12 +108,6 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return str(value)
-
-
-def format_command(argv: list[str], width: int = 60) -> str:
-    """A command line for rich output, cut at `width` (square brackets in it stay text)."""
-    text = " ".join(argv)
-    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def shown_uri(uri: str) -> str:
