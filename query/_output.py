@@ -87,21 +87,22 @@ def format_time(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def write_json(value: Any, stream: IO[str]) -> None:
-    """`value` as indented JSON; dataclasses as objects of their fields."""
+def write_json(value: Any, stream: IO[str], *, indent: bool = True) -> None:
+    """`value` as JSON, indented or on one line; dataclasses as objects of their fields."""
+    spaces = 2 if indent else None
     try:
         import orjson  # the store extra; writing a 200,000-node graph: benchmarks/RESULTS.md
     except ImportError:
-        stream.write(json.dumps(value, indent=2, default=_plain) + "\n")
+        stream.write(json.dumps(value, indent=spaces, default=_plain) + "\n")
         return
     # Datetimes through `str` as the json module writes them; orjson refuses integers wider
     # than 64 bits (ClickHouse's UInt128), which the json module writes.
-    option = (orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-              | orjson.OPT_PASSTHROUGH_DATETIME)
+    option = (orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+              | orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_INDENT_2 if indent else 0))
     try:
         stream.write(orjson.dumps(value, option=option, default=str).decode())
     except orjson.JSONEncodeError:
-        stream.write(json.dumps(value, indent=2, default=_plain) + "\n")
+        stream.write(json.dumps(value, indent=spaces, default=_plain) + "\n")
 
 
 def _plain(value: Any) -> Any:
