@@ -134,8 +134,9 @@ def _diff_table(result: RunDiff) -> Table:
         table.add_column(column, overflow="fold")
     for change in sorted(result.changes, key=lambda c: c.section not in CAUSES):
         role = "cause" if change.section in CAUSES else "effect"
-        name = shown_uri(change.name) if change.section in ("input", "output") else escape(change.name)
-        values = (change.before, change.after)
+        name, values = escape(change.name), (change.before, change.after)
+        if change.section in ("input", "output"):  # an artifact
+            name = shown_uri(change.name)
         if change.section in ("input", "output", "code"):  # digests, versions, commits
             values = tuple(_short(value) for value in values)
         table.add_row(role, change.section, change.kind, name, *map(escape, values))

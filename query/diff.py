@@ -265,8 +265,8 @@ def diff(
               + _compare("argument", _named(a), _named(b))
               + _compare("environment", _environment(a), _environment(b)))
     if _own_code_unchanged(a, b, code):
-        # Another program's commit, say: the commit is no cause of this program's change
-        # before everything that did change.
+        # A commit of other code (another step of the pipeline, say): it names a new
+        # version without this program's code having changed, so it comes last of the causes.
         for change in code:
             change.note = (f"{program(list(b['Command']))}'s own code is unchanged: every "
                            "source file it imported has the same content")

@@ -224,14 +224,14 @@ def test_a_commit_of_another_programs_code_ranks_below_the_changed_input(
     workdir, base_env, clew_cli
 ):
     """A pipeline in one git repository: a commit changes only prepare.py. train.py's diff
-    names the input that changed first, then the new commit, which it says left train.py's
-    own code unchanged."""
+    names the input and the argument that changed first, then the new commit, which it says
+    left train.py's own code unchanged."""
     def git(*args: str) -> None:
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
                        cwd=workdir, check=True, capture_output=True)
 
-    def run(script: str) -> None:
-        done = subprocess.run([str(OTEL_INSTRUMENT), sys.executable, script], cwd=workdir,
+    def run(script: str, *args: str) -> None:
+        done = subprocess.run([str(OTEL_INSTRUMENT), sys.executable, script, *args], cwd=workdir,
                               env=base_env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
 
@@ -243,15 +243,16 @@ def test_a_commit_of_another_programs_code_ranks_below_the_changed_input(
     git("add", ".")
     git("commit", "-q", "-m", "pipeline")
     run("prepare.py")
-    run("train.py")
+    run("train.py", "--epochs", "1")
     (workdir / "prepare.py").write_text(PIPELINE_PREPARE.replace(".upper()", " * 2"))
     git("commit", "-q", "-am", "prepare: twice the rows")
     run("prepare.py")
-    run("train.py")
+    run("train.py", "--epochs", "2")
 
     document = clew_cli("diff", "--format", "json").json()
-    assert [c["command"][-1] for c in (document["a"], document["b"])] == ["train.py"] * 2
+    assert [c["command"][-3] for c in (document["a"], document["b"])] == ["train.py"] * 2
     assert causes(document) == [("input", "changed", "features.csv"),
+                                ("argument", "changed", "--epochs"),
                                 ("code", "changed", "git commit")]
     (commit,) = [c for c in document["changes"] if c["name"] == "git commit"]
     assert len(commit["before"]) == len(commit["after"]) == 40
@@ -259,8 +260,10 @@ def test_a_commit_of_another_programs_code_ranks_below_the_changed_input(
                               "imported has the same content")
     lines = clew_cli("diff").out.splitlines()
     (input_row,) = [n for n, line in enumerate(lines) if "features.csv" in line]
+    (argument_row,) = [n for n, line in enumerate(lines) if "--epochs" in line]
     (commit_row,) = [n for n, line in enumerate(lines) if "git commit" in line and "│" in line]
-    assert input_row < commit_row
+    assert input_row < argument_row < commit_row
     assert lines[-1] == f"git commit changed, but {commit['note']}"
     # The commit shows as `clew runs` shows commits; JSON keeps all 40 digits.
-    assert f"│ {commit['before'][:10]} │ {commit['after'][:10]} │" in lines[commit_row]
+    assert re.search(rf"│ {commit['before'][:10]} +│ {commit['after'][:10]} +│$",
+                     lines[commit_row]), lines[commit_row]
