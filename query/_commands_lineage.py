@@ -114,8 +114,9 @@ def impact_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
     _show(obj, graph, fmt, upstream=False)
 
 
-# A git commit as `clew runs` shows it (10 digits), a digest as `clew lineage` (12).
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+# A git commit (SHA-1 or SHA-256) as `clew runs` shows it (10 digits), a digest as `clew
+# lineage` (12).
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _short(identity: str) -> str:

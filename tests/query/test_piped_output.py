@@ -82,6 +82,10 @@ def test_piped_sql_is_tab_separated_with_every_value_whole(two_runs, base_env, c
     assert lines[0].split("\t") == expected["columns"]
     assert [line.split("\t")[0] for line in lines[1:]] == [
         row["Uri"] for row in expected["rows"]]
+    # Asked for, the table in a pipe cuts nothing either.
+    table = piped(two_runs, base_env, "sql", QUERY, "--format", "table").stdout
+    for row in expected["rows"]:
+        assert f"│ {row['Uri']} │" in table, table
 
 
 def _unescape_tsv(field: str) -> str:
