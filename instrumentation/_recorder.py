@@ -67,6 +67,13 @@ class _Watch:
         self.quiet = 0  # flushes since it last changed
 
 
+def _export_now() -> None:
+    """Have the tracer provider's processors export the spans ended so far."""
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if callable(force_flush):
+        force_flush()
+
+
 def _stat_regular(path: str) -> os.stat_result | None:
     """stat() a path, None unless it is a regular file: clew never reads sockets, FIFOs or
     devices."""
@@ -320,11 +327,17 @@ class Recorder:
                     if self._stopping.is_set():
                         break
                     busy = self._identify_new(limit=256)
+                    emitted = False
                     # A torchrun agent's records wait for its run's trace (issue 5).
                     if time.monotonic() >= next_flush and not self.process.waiting:
                         self._collect(final=False)
-                        self._emit_ready()
+                        emitted = self._emit_ready()
                         next_flush = time.monotonic() + self.settings.flush_interval
+                if emitted:
+                    # Out of the lock, so the hooks' `_before_change` never waits on an
+                    # export. Without it the spans waited for the span processor's own
+                    # schedule too, and a SIGKILL lost up to two flush intervals of records.
+                    _export_now()
             except Exception as error:  # noqa: BLE001 - never harm the host
                 self.failed("recorder", error)
                 busy = False
@@ -403,10 +416,11 @@ class Recorder:
                     self._settled[path] = self._watches.pop(path)
             watch.seen = key
 
-    def _emit_ready(self) -> None:
+    def _emit_ready(self) -> bool:
+        """End a span for every finished record; True if there were any."""
         if not self._ready:
             self._cache.save()
-            return
+            return False
         records = []
         while self._ready:
             records.append(self._ready.popleft())
@@ -423,6 +437,7 @@ class Recorder:
             except Exception as error:  # noqa: BLE001 - one bad record never takes its flush
                 self.failed("recording a span", error)
         self._cache.save()
+        return True
 
     def _emit(self, item: Record | list[Record], parent: otel_context.Context, pid: int) -> None:
         """End the span of one record, or of one batch of records."""
@@ -500,10 +515,7 @@ class Recorder:
             )
         except Exception as error:  # noqa: BLE001
             _logger.warning("clew: ending the process span failed: %r", error)
-        provider = trace.get_tracer_provider()
-        force_flush = getattr(provider, "force_flush", None)
-        if callable(force_flush):
-            force_flush()
+        _export_now()
 
     def _code_files(self) -> tuple[list[str], list[str]]:
         """The project's own source files that were imported, with their digests."""
