@@ -187,9 +187,11 @@ def _is_root_span() -> str:
 
 
 def _incomplete_runs_select(source: str) -> str:
-    """One row per run from its spans other than the root: what is known of a run whose root
-    span has not arrived. Only clew's I/O and process spans count, so the other traces a
-    Collector writes into the same table make no runs."""
+    """One row per run whose root span is not among `source`'s (an insert block's) spans,
+    from its other spans: what is known of a run whose root span has not arrived. A run
+    whose spans come in one block with its root (clew's ingest of a finished run) gets no
+    such row. Only clew's I/O and process spans count, so the other traces a Collector
+    writes into the same table make no runs."""
     return f"""
 SELECT
     TraceId AS RunId,
@@ -213,9 +215,10 @@ SELECT
     emptyArrayString() AS DiffFiles,
     {_STARTED_PRECEDENCE} AS Precedence
 FROM {source}
-WHERE NOT ({_is_root_span()}) AND ({_attribute(attr.PROVENANCE_IO_OPERATION)} != ''
-    OR {_attribute(attr.PROVENANCE_PROCESS_ROLE)} != '')
-GROUP BY TraceId"""
+WHERE {_attribute(attr.PROVENANCE_IO_OPERATION)} != ''
+    OR {_attribute(attr.PROVENANCE_PROCESS_ROLE)} != ''
+GROUP BY TraceId
+HAVING countIf({_is_root_span()}) = 0"""
 
 
 def lineage_ddl(options: SchemaOptions) -> list[str]:
