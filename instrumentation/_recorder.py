@@ -37,8 +37,13 @@ from .redaction import redact_text
 _logger = logging.getLogger(__name__)
 
 # Bounds memory on programs that touch millions of files: past this many distinct reads the
-# dedupe table starts over (later re-reads make a second record; none is lost).
-_MAX_TRACKED = 1_000_000
+# dedupe table starts over (later re-reads make a second record; none is lost). An entry
+# holds its record, ~600 bytes.
+_MAX_TRACKED = 1 << 15
+# Records that finish faster than this many per flush interval are emitted as soon as this
+# many are waiting: the records, and the spans made of them, would otherwise all be held
+# until the next flush (a loader opening 100,000 small files a second held ~100 MB).
+_SPILL_RECORDS = 4096
 # The worker is woken by new records at most once in this long (see _work).
 _GATHER = 0.02
 SYNC_HASH_MAX_BYTES = 1 << 20
@@ -200,7 +205,12 @@ class Recorder:
         if digest is not None:
             record.digest = digest
             record.identity = "content"
-        self._ready.append(record)
+        ready = self._ready
+        ready.append(record)
+        if len(ready) == _SPILL_RECORDS:
+            # Two threads appending at once may both miss it: the records then wait for
+            # the next flush, as before.
+            self._wake.set()
         if self._worker is None:
             self._start_worker()
 
@@ -329,10 +339,14 @@ class Recorder:
                     busy = self._identify_new(limit=256)
                     emitted = False
                     # A torchrun agent's records wait for its run's trace (issue 5).
-                    if time.monotonic() >= next_flush and not self.process.waiting:
-                        self._collect(final=False)
-                        emitted = self._emit_ready()
-                        next_flush = time.monotonic() + self.settings.flush_interval
+                    if not self.process.waiting:
+                        if time.monotonic() >= next_flush:
+                            self._collect(final=False)
+                            emitted = self._emit_ready()
+                            next_flush = time.monotonic() + self.settings.flush_interval
+                        elif len(self._ready) >= _SPILL_RECORDS:
+                            # Not a flush: watched writes settle over whole flush intervals.
+                            emitted = self._emit_ready()
                 if emitted:
                     # Out of the lock, so the hooks' `_before_change` never waits on an
                     # export. Without it the spans waited for the span processor's own
