@@ -188,9 +188,10 @@ def _is_root_span() -> str:
 
 def _incomplete_runs_select(source: str) -> str:
     """One row per run whose root span is not among `source`'s (an insert block's) spans,
-    from its other spans: what is known of a run whose root span has not arrived. A run
-    whose spans come in one block with its root (clew's ingest of a finished run) gets no
-    such row. Only clew's I/O and process spans count, so the other traces a Collector
+    from its other spans: what is known of a run whose root span has not arrived. Its
+    command is that of its first span's resource (clew's resource detector puts it there).
+    A run whose spans come in one block with its root (clew's ingest of a finished run) gets
+    no such row. Only clew's I/O and process spans count, so the other traces a Collector
     writes into the same table make no runs."""
     return f"""
 SELECT
@@ -198,7 +199,8 @@ SELECT
     min(Timestamp) AS Start,
     fromUnixTimestamp64Nano(max(toUnixTimestamp64Nano(Timestamp) + Duration)) AS End,
     any(ServiceName) AS ServiceName,
-    emptyArrayString() AS Command,
+    {_json_array(f"argMin(ResourceAttributes['{attr.PROCESS_COMMAND_ARGS}'], Timestamp)",
+                 "String")} AS Command,
     '' AS StatusCode,
     toInt64(-1) AS ExitCode,
     '' AS ErrorType,

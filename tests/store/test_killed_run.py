@@ -7,6 +7,7 @@ code, although its root span never arrived.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 
 import pytest
@@ -28,7 +29,7 @@ print("read", flush=True); time.sleep(60)
 
 
 def test_a_killed_run_keeps_its_records_and_is_listed(
-    start_instrumented, workdir, spool, clew_cli
+    start_instrumented, scripts, workdir, spool, clew_cli
 ):
     (workdir / "input.txt").write_text("the input")
     process = start_instrumented(KILLED)
@@ -49,3 +50,4 @@ def test_a_killed_run_keeps_its_records_and_is_listed(
         assert (listed["run_id"], listed["status"], listed["exit_code"]) == (
             run.run_id, "incomplete", None), command
     assert listed["inputs"] == 1  # `clew runs` counts what the store holds of the run
+    assert listed["command"] == [sys.executable, str(scripts / "prog.py")]
