@@ -9,8 +9,8 @@ Under `opentelemetry-instrument python train.py` they load themselves through th
     FilesInstrumentor().instrument()
     ProcessesInstrumentor().instrument()
 
-Nothing here imports a database client, nor boto3, fsspec or google-cloud-storage: those are
-patched when the program imports them. A training job carries only the OpenTelemetry SDK,
+Nothing here imports a database client, nor boto3, fsspec, google-cloud-storage or the
+native-I/O libraries (pyarrow, polars, duckdb): those are patched when the program imports them. A training job carries only the OpenTelemetry SDK,
 blake3 and wrapt.
 """
 
@@ -30,6 +30,7 @@ _LAZY = {
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
     "ProcessesInstrumentor": ".processes",
+    "PyarrowInstrumentor": ".pyarrow",
     "S3Instrumentor": ".s3",
 }
 
@@ -46,6 +47,7 @@ __all__ = [
     "FsspecInstrumentor",
     "GcsInstrumentor",
     "ProcessesInstrumentor",
+    "PyarrowInstrumentor",
     "S3Instrumentor",
     "__version__",
 ]

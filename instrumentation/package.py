@@ -3,3 +3,4 @@
 # standard library, which is always present: those instrumentors require no library.
 _instruments: tuple[str, ...] = ()
 _instruments_torch = ("torch >= 1.13",)
+_instruments_pyarrow = ("pyarrow >= 15.0",)
