@@ -26,9 +26,11 @@ from .version import __version__
 # clew instrumentor is disabled, and importing a submodule runs this file first.
 _LAZY = {
     "ClewResourceDetector": ".resource",
+    "DuckdbInstrumentor": ".duckdb",
     "FilesInstrumentor": ".files",
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
+    "PolarsInstrumentor": ".polars",
     "ProcessesInstrumentor": ".processes",
     "PyarrowInstrumentor": ".pyarrow",
     "S3Instrumentor": ".s3",
@@ -43,9 +45,11 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ClewResourceDetector",
+    "DuckdbInstrumentor",
     "FilesInstrumentor",
     "FsspecInstrumentor",
     "GcsInstrumentor",
+    "PolarsInstrumentor",
     "ProcessesInstrumentor",
     "PyarrowInstrumentor",
     "S3Instrumentor",

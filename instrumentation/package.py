@@ -4,3 +4,5 @@
 _instruments: tuple[str, ...] = ()
 _instruments_torch = ("torch >= 1.13",)
 _instruments_pyarrow = ("pyarrow >= 15.0",)
+_instruments_polars = ("polars >= 1.0",)
+_instruments_duckdb = ("duckdb >= 1.3",)
