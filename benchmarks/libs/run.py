@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -58,13 +59,21 @@ def make_files(directory: Path, count: int) -> dict[str, str]:
     return digests
 
 
-def timed(command: list[str], env: dict[str, str], cwd: Path) -> float:
+def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, the process and its children) of one run:
+    the CPU time is the steadier of the two on a loaded machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def scan(work: Path, pairs: int, count: int) -> tuple[list[float], list[float], list[str]]:
+Times = list[tuple[float, float]]  # (wall, CPU) of each run
+
+
+def scan(work: Path, pairs: int, count: int) -> tuple[Times, Times, list[str]]:
     data = work / "data"
     data.mkdir()
     digests = make_files(data, count)
@@ -84,7 +93,7 @@ def scan(work: Path, pairs: int, count: int) -> tuple[list[float], list[float], 
     return bare_times, clew_times, sorted(set(problems))
 
 
-def startup(work: Path, pairs: int) -> tuple[list[float], list[float]]:
+def startup(work: Path, pairs: int) -> tuple[Times, Times]:
     base_env = {**_clean_environment(work), "OTEL_TRACES_EXPORTER": "none"}
     without = {**base_env, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": ",".join(LIBRARY_HOOKS)}
     command = [INSTRUMENT, PYTHON, "-c", "pass"]
@@ -99,34 +108,40 @@ def startup(work: Path, pairs: int) -> tuple[list[float], list[float]]:
     return without_times, with_times
 
 
+def _medians(times: Times) -> tuple[float, float]:
+    return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
+
+
 def report(args: argparse.Namespace, took: float, scanned: tuple, started: tuple) -> str:
     bare, clew, problems = scanned
-    ratios = [c / b for b, c in zip(bare, clew)]
+    ratios = [c[0] / b[0] for b, c in zip(bare, clew)]
     ratio = statistics.median(ratios)
-    without, with_hooks = started
+    (bare_wall, bare_cpu), (clew_wall, clew_cpu) = _medians(bare), _medians(clew)
+    (without_wall, without_cpu), (with_wall, with_cpu) = map(_medians, started)
     info = machine()
     return "\n".join([
         f"## .venv/bin/python benchmarks/libs/run.py --pairs {args.pairs} --files {args.files}",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (took {took / 60:.0f} min)",
         f"- machine: nproc {info['nproc']}, {info['cpu']}, RAM {info['ram']}, {info['python']}, "
-        f"Linux {info['kernel']}; load average (1 min) {os.getloadavg()[0]:.2f} at the end",
+        f"Linux {info['kernel']}; load average (1 min) {os.getloadavg()[0]:.2f} at the end "
+        "(a 2-core machine shared with other engineers: wall times are noisy, CPU times steadier)",
         f"- clew commit measured: {git_state()}",
         f"- bare: `{' '.join(f'{k}={v}' for k, v in baseline_environment().items())} "
         "opentelemetry-instrument python -c SCAN DIR`; clew: `CLEW_HOME=<fresh dir> "
         "opentelemetry-instrument python -c SCAN DIR`, alternating, after a warm-up pair",
         "",
-        "| workload | bare median | clew median | clew / bare (median of pairs) | target | result | records check |",
+        "| workload | bare / clew median wall | clew / bare wall (median of pairs) | target | result "
+        "| bare / clew median CPU (user+sys) | records check |",
         "|---|---|---|---|---|---|---|",
         f"| `pyarrow.dataset` scan of {args.files:,} small Parquet files ({args.pairs} pairs) | "
-        f"{statistics.median(bare):.3f} s | {statistics.median(clew):.3f} s | {ratio:.2f} "
-        f"(pairs {min(ratios):.2f}-{max(ratios):.2f}) | <= {TARGET:.2f} | "
-        f"{'pass' if ratio <= TARGET else '**FAIL**'} | {'; '.join(problems) or 'ok'} |",
+        f"{bare_wall:.3f} / {clew_wall:.3f} s | {ratio:.2f} (pairs {min(ratios):.2f}-{max(ratios):.2f}) "
+        f"| <= {TARGET:.2f} | {'pass' if ratio <= TARGET else '**FAIL**'} | "
+        f"{bare_cpu:.3f} / {clew_cpu:.3f} s (x{clew_cpu / bare_cpu:.2f}) | {'; '.join(problems) or 'ok'} |",
         f"| `python -c pass` under clew, without / with the library hooks "
         f"(`OTEL_PYTHON_DISABLED_INSTRUMENTATIONS={','.join(LIBRARY_HOOKS)}`; {args.pairs} pairs) | "
-        f"{statistics.median(without) * 1e3:.0f} ms | {statistics.median(with_hooks) * 1e3:.0f} ms | "
-        f"{(statistics.median(with_hooks) - statistics.median(without)) * 1e3:+.0f} ms | "
-        "no change | | |",
+        f"{without_wall * 1e3:.0f} / {with_wall * 1e3:.0f} ms | {(with_wall - without_wall) * 1e3:+.0f} ms "
+        f"| no change | | {without_cpu * 1e3:.0f} / {with_cpu * 1e3:.0f} ms ({(with_cpu - without_cpu) * 1e3:+.0f}) | |",
     ])
 
 

@@ -138,7 +138,10 @@ CASES = {
         pd.read_feather("out.feather")
         frame.to_parquet("parts", partition_cols=["part"])
         pd.read_parquet("parts")
-        """, ["in.parquet", "out.feather", "parts/"], ["out.parquet", "out.feather", "parts/"]),
+        frame.to_orc("out.orc")
+        pd.read_orc("out.orc")
+        """, ["in.parquet", "out.feather", "parts/", "out.orc"],
+        ["out.parquet", "out.feather", "parts/", "out.orc"]),
 }
 
 
