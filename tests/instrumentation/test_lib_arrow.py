@@ -1,5 +1,6 @@
 """pyarrow's native reads and writes, and pandas through its engines: real programs under
-opentelemetry-instrument, and the instrumentor in code (STYLE.md, "For clew" 11).
+opentelemetry-instrument, and the instrumentor in code: uninstrumented and errors passing
+through (every library's span, suppressed and hook-failure cases: test_lib_instrumentors.py).
 
 Each program works on files the test made beforehand (outside clew); the test checks that
 every file the program read or wrote is recorded exactly once, by the program's process,
@@ -8,23 +9,18 @@ with the blake3 digest of its content, and that nothing else is recorded for the
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import blake3
 import pytest
 
 from clew.semconv import attributes as attr
-from instrumentor_cases import io_spans, process_span, run_case
+from instrumentor_cases import io_spans, process_span
+from library_cases import check_program, library_case
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 pytestmark = pytest.mark.integration
-
-
-def digest_of(path: Path) -> str:
-    return "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
 
 
 def table(rows: int = 30, offset: int = 0):
@@ -145,32 +141,12 @@ CASES = {
 }
 
 
-def files_named(workdir: Path, names: list[str]) -> list[Path]:
-    found: list[Path] = []
-    for name in names:
-        path = workdir / name
-        found.extend(sorted(p for p in path.rglob("*") if p.is_file()) if name.endswith("/") else [path])
-    return found
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_file_is_one_record_with_its_digest(case, run_instrumented, spool, workdir):
     make_inputs, program, reads, writes = CASES[case]
     make_inputs(workdir)
 
-    result = run_instrumented("import os\nprint(os.getpid())\n" + textwrap.dedent(program))
-
-    assert result.returncode == 0, result.stderr
-    pid = int(result.stdout.split()[0])
-    run = spool.run()
-    expected = {("read", p) for p in files_named(workdir, reads)}
-    expected |= {("write", p) for p in files_named(workdir, writes)}
-    assert len(expected) >= len(reads) + len(writes)
-    for operation, path in sorted(expected):
-        access = spool.only(run, operation, path)
-        assert (access.digest, access.count, access.pid) == (digest_of(path), 1, pid), path
-    recorded = {(a.operation, a.uri) for a in run.accesses if a.uri.startswith(spool.uri(workdir))}
-    assert recorded == {(operation, spool.uri(path)) for operation, path in expected}
+    check_program(run_instrumented, spool, workdir, program, reads, writes)
 
 
 # -- the instrumentor in code ------------------------------------------------------------------
@@ -183,51 +159,12 @@ def read():
 """
 
 
-def arrow_case(body: str, base_env: dict, workdir: Path) -> dict:
-    return run_case(ARROW + textwrap.dedent(body), base_env, workdir)
-
-
-def read_uris(outcome: dict) -> list[str]:
-    return [uri for s in io_spans(outcome) for uri in s["attributes"].get(attr.PROVENANCE_ARTIFACTS_URI, [])]
-
-
-def test_instrumentor_records_a_read_under_the_process_span(base_env, workdir, spool):
-    """Instrumented before pyarrow is imported: patched at its import, the read recorded."""
-    make_parquet(workdir)
-
-    outcome = arrow_case("""
-        PyarrowInstrumentor().instrument()
-        imported_early = "pyarrow" in sys.modules
-        finish(rows=read(), imported_early=imported_early)
-        """, base_env, workdir)
-
-    assert (outcome["rows"], outcome["imported_early"]) == (30, False)
-    (span,) = io_spans(outcome)
-    assert span["attributes"][attr.PROVENANCE_ARTIFACTS_URI] == [spool.uri(workdir / "in.parquet")]
-    assert span["attributes"][attr.PROVENANCE_ARTIFACTS_DIGEST] == [digest_of(workdir / "in.parquet")]
-    assert span["parent"] == process_span(outcome)["span_id"]
-
-
-def test_instrumentor_suppressed_records_nothing(base_env, workdir):
-    make_parquet(workdir)
-
-    outcome = arrow_case("""
-        PyarrowInstrumentor().instrument()
-        with suppress_instrumentation():
-            rows = read()
-        finish(rows=rows)
-        """, base_env, workdir)
-
-    assert outcome["rows"] == 30
-    assert io_spans(outcome) == []
-
-
 def test_instrumentor_uninstrumented_restores_pyarrow(base_env, workdir):
     """uninstrument() puts pyarrow's own functions back and records nothing; instrumenting
     again, with pyarrow imported, patches it at once."""
     make_parquet(workdir)
 
-    outcome = arrow_case("""
+    outcome = library_case(ARROW, """
         import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as ds
         originals = lambda: (pq.ParquetFile.__init__, pq.ParquetDataset.__init__, ds.dataset,
                              pa.memory_map, pa.OSFile, pa.lib.input_stream)
@@ -254,7 +191,7 @@ def test_instrumentor_passes_pyarrows_errors_through(base_env, workdir):
     clew; the missing file is not recorded."""
     (workdir / "not.parquet").write_text("not parquet")
 
-    outcome = arrow_case("""
+    outcome = library_case(ARROW, """
         import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as ds
         calls = {
             "missing": lambda: pq.read_table("missing.parquet"),
@@ -271,25 +208,8 @@ def test_instrumentor_passes_pyarrows_errors_through(base_env, workdir):
     assert outcome["after"] == outcome["before"]
     assert outcome["before"]["missing"][0] == "FileNotFoundError"
     assert outcome["before"]["corrupt"][0] == "ArrowInvalid"
-    assert not any("missing" in uri for uri in read_uris(outcome))
-
-
-def test_instrumentor_failing_hook_is_swallowed(base_env, workdir):
-    make_parquet(workdir)
-
-    outcome = arrow_case("""
-        PyarrowInstrumentor().instrument()
-        recorder = _lifecycle.get_recorder()
-        def broken(path):
-            raise RuntimeError("simulated capture bug")
-        recorder.read = broken
-        finish(rows=[read() for _ in range(3)])
-        """, base_env, workdir)
-
-    assert outcome["rows"] == [30] * 3
-    assert outcome["stderr"].count("simulated capture bug") == 1
-    errors = process_span(outcome)["attributes"][attr.PROVENANCE_CAPTURE_ERRORS]
-    assert any("simulated capture bug" in e for e in errors)
+    uris = [u for s in io_spans(outcome) for u in s["attributes"][attr.PROVENANCE_ARTIFACTS_URI]]
+    assert [u.rpartition("/")[2] for u in uris] == ["not.parquet"]  # opened, then refused
 
 
 def test_unsupported_pyarrow_is_left_unpatched_and_said_so(base_env, workdir):
@@ -298,7 +218,7 @@ def test_unsupported_pyarrow_is_left_unpatched_and_said_so(base_env, workdir):
     at once; opentelemetry-instrument skips that check, as here.)"""
     make_parquet(workdir)
 
-    outcome = arrow_case("""
+    outcome = library_case(ARROW, """
         class Future(PyarrowInstrumentor):
             _instruments = ("pyarrow >= 999",)
         Future().instrument(skip_dep_check=True)

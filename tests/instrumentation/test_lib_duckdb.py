@@ -1,5 +1,6 @@
 """The files DuckDB's SQL reads and writes: real programs under opentelemetry-instrument, and
-the instrumentor in code (STYLE.md, "For clew" 11).
+the instrumentor in code: uninstrumented and errors passing through (the span, suppressed
+and hook-failure cases of every library are in test_lib_instrumentors.py).
 
 Each program queries files the test made beforehand (outside clew); the test checks that
 every file the program's SQL read or wrote is recorded exactly once, by the program's
@@ -8,22 +9,16 @@ process, with the blake3 digest of its content, and that nothing else is recorde
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import blake3
 import pytest
 
-from clew.semconv import attributes as attr
-from instrumentor_cases import io_spans, process_span, run_case
+from instrumentor_cases import io_spans
+from library_cases import check_program, library_case
 
 duckdb = pytest.importorskip("duckdb")
 
 pytestmark = pytest.mark.integration
-
-
-def digest_of(path: Path) -> str:
-    return "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
 
 
 def make_inputs(workdir: Path) -> None:
@@ -57,32 +52,12 @@ CASES = {
 }
 
 
-def files_named(workdir: Path, names: list[str]) -> list[Path]:
-    found: list[Path] = []
-    for name in names:
-        path = workdir / name
-        found.extend(sorted(p for p in path.rglob("*") if p.is_file()) if name.endswith("/") else [path])
-    return found
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_file_is_one_record_with_its_digest(case, run_instrumented, spool, workdir):
     make_inputs(workdir)
     program, reads, writes = CASES[case]
 
-    result = run_instrumented("import os\nprint(os.getpid())\n" + textwrap.dedent(program))
-
-    assert result.returncode == 0, result.stderr
-    pid = int(result.stdout.split()[0])
-    run = spool.run()
-    expected = {("read", p) for p in files_named(workdir, reads)}
-    expected |= {("write", p) for p in files_named(workdir, writes)}
-    for operation, path in sorted(expected):
-        access = spool.only(run, operation, path)
-        assert (access.digest, access.count, access.pid) == (digest_of(path), 1, pid), path
-    recorded = {(a.operation, a.uri) for a in run.accesses if a.uri.startswith(spool.uri(workdir))}
-    assert recorded == {(operation, spool.uri(path)) for operation, path in expected}
-    assert run.capture_errors == []
+    check_program(run_instrumented, spool, workdir, program, reads, writes)
 
 
 def test_a_program_using_duckdb_logging_itself_is_left_alone(run_instrumented, spool, workdir):
@@ -111,44 +86,10 @@ def query():
 """
 
 
-def duckdb_case(body: str, base_env: dict, workdir: Path) -> dict:
-    return run_case(DUCKDB + textwrap.dedent(body), base_env, workdir)
-
-
-def test_instrumentor_records_a_read_under_the_process_span(base_env, workdir, spool):
-    make_inputs(workdir)
-
-    outcome = duckdb_case("""
-        DuckdbInstrumentor().instrument()
-        imported_early = "duckdb" in sys.modules
-        finish(rows=query(), imported_early=imported_early)
-        """, base_env, workdir)
-
-    assert (outcome["rows"], outcome["imported_early"]) == (5, False)
-    (span,) = io_spans(outcome)
-    assert span["attributes"][attr.PROVENANCE_ARTIFACTS_URI] == [spool.uri(workdir / "in.csv")]
-    assert span["attributes"][attr.PROVENANCE_ARTIFACTS_DIGEST] == [digest_of(workdir / "in.csv")]
-    assert span["parent"] == process_span(outcome)["span_id"]
-
-
-def test_instrumentor_suppressed_records_nothing(base_env, workdir):
-    make_inputs(workdir)
-
-    outcome = duckdb_case("""
-        DuckdbInstrumentor().instrument()
-        with suppress_instrumentation():
-            rows = query()
-        finish(rows=rows)
-        """, base_env, workdir)
-
-    assert outcome["rows"] == 5
-    assert io_spans(outcome) == []
-
-
 def test_instrumentor_uninstrumented_restores_duckdb(base_env, workdir):
     make_inputs(workdir)
 
-    outcome = duckdb_case("""
+    outcome = library_case(DUCKDB, """
         import duckdb
         originals = lambda: (duckdb.connect, duckdb.sql, duckdb.DuckDBPyConnection.execute,
                              duckdb.DuckDBPyConnection.close)
@@ -168,7 +109,7 @@ def test_instrumentor_uninstrumented_restores_duckdb(base_env, workdir):
 
 
 def test_instrumentor_passes_duckdbs_errors_through(base_env, workdir):
-    outcome = duckdb_case("""
+    outcome = library_case(DUCKDB, """
         import duckdb
         con = duckdb.connect()
         calls = {
@@ -187,19 +128,3 @@ def test_instrumentor_passes_duckdbs_errors_through(base_env, workdir):
     assert outcome["before"]["syntax"][0] == "ParserException"
 
 
-def test_instrumentor_failing_hook_is_swallowed(base_env, workdir):
-    make_inputs(workdir)
-
-    outcome = duckdb_case("""
-        DuckdbInstrumentor().instrument()
-        recorder = _lifecycle.get_recorder()
-        def broken(path):
-            raise RuntimeError("simulated capture bug")
-        recorder.read = broken
-        finish(rows=[query() for _ in range(3)])
-        """, base_env, workdir)
-
-    assert outcome["rows"] == [5] * 3
-    assert outcome["stderr"].count("simulated capture bug") == 1
-    errors = process_span(outcome)["attributes"][attr.PROVENANCE_CAPTURE_ERRORS]
-    assert any("simulated capture bug" in e for e in errors)

@@ -1,5 +1,6 @@
 """polars' native reads, lazy scans and writes: real programs under opentelemetry-instrument,
-and the instrumentor in code (STYLE.md, "For clew" 11).
+and the instrumentor in code: uninstrumented and errors passing through (every library's
+span, suppressed and hook-failure cases: test_lib_instrumentors.py).
 
 Each program works on files the test made beforehand (outside clew); the test checks that
 every file the program read or wrote is recorded exactly once, by the program's process,
@@ -8,22 +9,16 @@ with the blake3 digest of its content, and that nothing else is recorded for the
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import blake3
 import pytest
 
-from clew.semconv import attributes as attr
-from instrumentor_cases import io_spans, process_span, run_case
+from instrumentor_cases import io_spans
+from library_cases import check_program, library_case
 
 pl = pytest.importorskip("polars")
 
 pytestmark = pytest.mark.integration
-
-
-def digest_of(path: Path) -> str:
-    return "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
 
 
 def make_inputs(workdir: Path) -> None:
@@ -67,33 +62,12 @@ CASES = {
 COUNTS = {"scan_* recorded when collected, sink_*": {"shards/": 2}}
 
 
-def files_named(workdir: Path, names: list[str]) -> dict[Path, str]:
-    found: dict[Path, str] = {}
-    for name in names:
-        path = workdir / name
-        for item in sorted(p for p in path.rglob("*") if p.is_file()) if name.endswith("/") else [path]:
-            found[item] = name
-    return found
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_file_is_one_record_with_its_digest(case, run_instrumented, spool, workdir):
     make_inputs(workdir)
     program, reads, writes = CASES[case]
 
-    result = run_instrumented("import os\nprint(os.getpid())\n" + textwrap.dedent(program))
-
-    assert result.returncode == 0, result.stderr
-    pid = int(result.stdout.split()[0])
-    run = spool.run()
-    counts = COUNTS.get(case, {})
-    expected = {("read", p): counts.get(n, 1) for p, n in files_named(workdir, reads).items()}
-    expected |= {("write", p): 1 for p in files_named(workdir, writes)}
-    for (operation, path), count in sorted(expected.items()):
-        access = spool.only(run, operation, path)
-        assert (access.digest, access.count, access.pid) == (digest_of(path), count, pid), path
-    recorded = {(a.operation, a.uri) for a in run.accesses if a.uri.startswith(spool.uri(workdir))}
-    assert recorded == {(operation, spool.uri(path)) for operation, path in expected}
+    check_program(run_instrumented, spool, workdir, program, reads, writes, COUNTS.get(case))
 
 
 # -- the instrumentor in code ------------------------------------------------------------------
@@ -106,44 +80,10 @@ def read():
 """
 
 
-def polars_case(body: str, base_env: dict, workdir: Path) -> dict:
-    return run_case(POLARS + textwrap.dedent(body), base_env, workdir)
-
-
-def test_instrumentor_records_a_read_under_the_process_span(base_env, workdir, spool):
-    make_inputs(workdir)
-
-    outcome = polars_case("""
-        PolarsInstrumentor().instrument()
-        imported_early = "polars" in sys.modules
-        finish(rows=read(), imported_early=imported_early)
-        """, base_env, workdir)
-
-    assert (outcome["rows"], outcome["imported_early"]) == (20, False)
-    (span,) = io_spans(outcome)
-    assert span["attributes"][attr.PROVENANCE_ARTIFACTS_URI] == [spool.uri(workdir / "in.parquet")]
-    assert span["attributes"][attr.PROVENANCE_ARTIFACTS_DIGEST] == [digest_of(workdir / "in.parquet")]
-    assert span["parent"] == process_span(outcome)["span_id"]
-
-
-def test_instrumentor_suppressed_records_nothing(base_env, workdir):
-    make_inputs(workdir)
-
-    outcome = polars_case("""
-        PolarsInstrumentor().instrument()
-        with suppress_instrumentation():
-            rows = read()
-        finish(rows=rows)
-        """, base_env, workdir)
-
-    assert outcome["rows"] == 20
-    assert io_spans(outcome) == []
-
-
 def test_instrumentor_uninstrumented_restores_polars(base_env, workdir):
     make_inputs(workdir)
 
-    outcome = polars_case("""
+    outcome = library_case(POLARS, """
         import polars as pl
         originals = lambda: (pl.read_parquet, pl.scan_csv, pl.DataFrame.write_csv,
                              pl.LazyFrame.collect, pl.LazyFrame.sink_parquet)
@@ -165,7 +105,7 @@ def test_instrumentor_uninstrumented_restores_polars(base_env, workdir):
 def test_instrumentor_passes_polars_errors_through(base_env, workdir):
     (workdir / "not.parquet").write_text("not parquet")
 
-    outcome = polars_case("""
+    outcome = library_case(POLARS, """
         import polars as pl
         calls = {
             "missing": lambda: pl.read_parquet("missing.parquet"),
@@ -184,19 +124,3 @@ def test_instrumentor_passes_polars_errors_through(base_env, workdir):
     assert all(outcome["before"][name] is not None for name in outcome["before"])
 
 
-def test_instrumentor_failing_hook_is_swallowed(base_env, workdir):
-    make_inputs(workdir)
-
-    outcome = polars_case("""
-        PolarsInstrumentor().instrument()
-        recorder = _lifecycle.get_recorder()
-        def broken(path):
-            raise RuntimeError("simulated capture bug")
-        recorder.read = broken
-        finish(rows=[read() for _ in range(3)])
-        """, base_env, workdir)
-
-    assert outcome["rows"] == [20] * 3
-    assert outcome["stderr"].count("simulated capture bug") == 1
-    errors = process_span(outcome)["attributes"][attr.PROVENANCE_CAPTURE_ERRORS]
-    assert any("simulated capture bug" in e for e in errors)
