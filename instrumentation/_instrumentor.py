@@ -7,39 +7,44 @@ it itself), and removes every wrapper it put in place at `uninstrument()`.
 
 A hook for a new library is a module in this package with a subclass::
 
-    from clew.instrumentation.package import _instruments_parquet
+    from . import _file_arguments as files
+    from ._instrumentor import ClewInstrumentor
+    from clew.instrumentation.package import _instruments_parquetlib
 
-    from ._instrumentor import ClewInstrumentor, Wrapper
 
-
-    class ParquetInstrumentor(ClewInstrumentor):
+    class ParquetlibInstrumentor(ClewInstrumentor):
         '''Instrumentor for parquetlib's native reads and writes.'''
 
-        _instruments = _instruments_parquet  # ("parquetlib >= 2",): data only, in package.py
+        _instruments = _instruments_parquetlib  # ("parquetlib >= 2",): data only, package.py
 
-        def _patches(self) -> dict[str, Callable[[ModuleType], None]]:
-            # Run when the program imports the module (at once if it already has).
+        def _patches(self) -> Mapping[str, Callable[[ModuleType], None]]:
+            # Each runs when the program imports its module (at once if it already has).
             return {"parquetlib.io": self._patch_io}
 
         def _patch_io(self, module: ModuleType) -> None:
-            self.wrap(module, "read", self._read)  # wrapt; unwrapped at uninstrument()
+            # wrapt wrappers, removed at uninstrument(). `files.reads`/`writes`/`opens` find
+            # the path among the arguments (position, keyword) and record a read or a write.
+            self.wrap(module, "load", files.reads(self, "parquetlib.load", 0, "path"))
+            self.wrap(module.Writer, "__init__", files.writes(self, "parquetlib.Writer", 0, "path"))
 
-        def _read(self, wrapped, instance, args, kwargs):
-            if not recording():  # suppressed: an outer layer records this operation
-                return wrapped(*args, **kwargs)
-            path = local_path(args[0])  # None: not a local file (leave it to inner layers)
-            if path is None:
-                return wrapped(*args, **kwargs)
-            self.record("parquetlib.read", lambda recorder: recorder.read(path))
-            with inner_layers_suppressed():  # Python opens inside are this read's
-                return wrapped(*args, **kwargs)
+plus a data-only line in package.py, an `opentelemetry_instrumentor` entry point in
+pyproject.toml, a name in `__init__`'s `_LAZY`, and a test module like
+tests/instrumentation/test_lib_arrow.py (`library_cases.check_program` checks a program's
+exact records) with the library added to test_lib_instrumentors.py.
 
-plus a data-only line in package.py and an `opentelemetry_instrumentor` entry point in
-pyproject.toml. Wrappers record through the recorder (`read`, `opened_for_write`, ...), which
-gives local files their identity, digest, batching and exclusions; `record` swallows and
-notes clew's own failures, and the wrapped call's result and exceptions pass through
-unchanged. A patch whose library is installed in a version `_instruments` does not name is
-not applied, and the process span says so among its capture errors.
+A wrapper of its own (see pyarrow.py's datasets, duckdb.py's log) follows the same rules:
+call straight through when `recording()` is False (suppressed, or under an outer layer);
+record only what is local (`_file_arguments.local_path`, `local_filesystem`), leaving file
+objects, remote URIs and filesystems to the hooks that see their I/O; record through the
+recorder (`read`, `opened_for_write`, ...; `_file_arguments.record_paths`), which gives
+each file its identity, digest, batching and exclusions, inside `self.record(...)`, which
+notes clew's own failures and never raises; run the call under `inner_layers_suppressed()`
+when the hook records it, so the Python opens and other hooks under it add nothing; let
+the call's result and exceptions pass through unchanged. A file read in pieces is one
+`recorder.read` of it: the record carries the whole file's digest.
+
+A patch whose library is installed in a version `_instruments` does not name is not applied,
+and the process span says so among its capture errors.
 
 `instrument()` without the library installed does nothing (OpenTelemetry's dependency check);
 under `opentelemetry-instrument` the patch simply never runs, as the module is never imported.
@@ -120,6 +125,8 @@ class ClewInstrumentor(BaseInstrumentor):
         get_recorder(kwargs.get("tracer_provider"))
         self.active = True
         if not hasattr(self, "_wrapped"):
+            # Here, not in __init__: OpenTelemetry runs __init__ again on the singleton at
+            # every `Instrumentor()`, which would forget the wrappers to remove.
             self._wrapped: list[tuple[Any, str]] = []
             self._hooked: set[str] = set()
         self._start(**kwargs)
