@@ -42,7 +42,8 @@ _LOG_TYPE = "FileSystem"
 # The log entries clew turns into records: each file once per operation.
 _HARVEST = (
     "SELECT DISTINCT message->>'path', message->>'op' FROM duckdb_logs "
-    f"WHERE type = '{_LOG_TYPE}' AND message->>'op' IN ('READ', 'WRITE')"
+    f"WHERE type = '{_LOG_TYPE}' AND message->>'op' IN ('READ', 'WRITE') "
+    "AND message->>'fs' = 'LocalFileSystem'"
 )
 _ACTIONS = {"READ": record_read, "WRITE": record_write}
 
