@@ -5,15 +5,14 @@
   once each with its whole-file digest;
 - `scan_parquet`, `scan_csv`, `scan_ipc`, `scan_ndjson`: nothing when the scan is made; its
   files are recorded as read each time a query plan holding the scan is run
-  (`LazyFrame.collect`, `sink_*`), and never when it is not;
+  (`LazyFrame.collect`, `collect_async`, `sink_*`, `collect_all`), and never when it is not;
 - `DataFrame.write_parquet`, `write_csv`, `write_ipc`, `write_ipc_stream`, `write_ndjson`,
   and `LazyFrame.sink_parquet`, `sink_csv`, `sink_ipc`, `sink_ndjson` to a path: the file
   written, digested once its content settles.
 
 Not recorded here: file objects and bytes (Python's open recorded the file, if any), cloud
-URIs and `storage_options` (remote), partitioned writes (`partition_by`, `PartitionBy`), and
-`collect_async`/`collect_all`. A scan is recorded with all its files even when hive
-partition pruning or a slice skips some.
+URIs and `storage_options` (remote), and partitioned writes (`partition_by`, `PartitionBy`).
+A scan is recorded with all its files even when hive partition pruning or a slice skips some.
 
 polars is patched when the program imports it, never imported by clew.
 """
@@ -81,7 +80,11 @@ class PolarsInstrumentor(ClewInstrumentor):
             self.wrap(polars.DataFrame, name, files.writes(self, f"polars.{name}", 0, "file"))
         for name in _SINKS:
             self.wrap(polars.LazyFrame, name, self._sink)
-        self.wrap(polars.LazyFrame, "collect", self._collect)
+        for name in ("collect", "collect_async"):
+            self.wrap(polars.LazyFrame, name, self._collect)
+        for name in ("collect_all", "collect_all_async"):
+            if hasattr(polars, name):
+                self.wrap(polars, name, self._collect_all)
 
     def _read(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's
         source = _local_source(args, kwargs) if recording() else None
@@ -120,6 +123,18 @@ class PolarsInstrumentor(ClewInstrumentor):
         if not recording():
             return wrapped(*args, **kwargs)
         self.record("polars collect", lambda recorder: self._record_scans_run(instance))
+        with inner_layers_suppressed():
+            return wrapped(*args, **kwargs)
+
+    def _collect_all(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
+        if not recording():
+            return wrapped(*args, **kwargs)
+        frames = list(argument(args, kwargs, 0, "lazy_frames") or ())  # may be an iterator
+        self.record("polars collect", lambda recorder: [self._record_scans_run(f) for f in frames])
+        if args:
+            args = (frames, *args[1:])
+        else:
+            kwargs = {**kwargs, "lazy_frames": frames}
         with inner_layers_suppressed():
             return wrapped(*args, **kwargs)
 

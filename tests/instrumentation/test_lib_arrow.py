@@ -58,6 +58,13 @@ def make_text_files(workdir: Path) -> None:
     (workdir / "in.txt").write_bytes(b"streamed in")
 
 
+def make_streamed_inputs(workdir: Path) -> None:
+    import pyarrow.orc as orc
+
+    make_text_files(workdir)
+    orc.write_table(table(), str(workdir / "in.orc"))
+
+
 def no_input(workdir: Path) -> None:
     return None
 
@@ -126,6 +133,16 @@ CASES = {
         with pa.output_stream("out.txt") as stream:
             stream.write(b"streamed")
         """, ["in.csv", "in.jsonl", "in.bin", "in.txt"], ["out.csv", "out.bin", "out.txt"]),
+    "open_csv, open_json, CSVWriter, create_memory_map, ORC": (make_streamed_inputs, """
+        import pyarrow as pa, pyarrow.csv as csv, pyarrow.json as json, pyarrow.orc as orc
+        table = csv.open_csv("in.csv").read_all()
+        json.open_json("in.jsonl").read_all()
+        with csv.CSVWriter("out.csv", table.schema) as writer:
+            writer.write_table(table)
+        with pa.create_memory_map("out.bin", 64) as mapped:
+            mapped.write(b"mapped")
+        orc.write_table(orc.ORCFile("in.orc").read(), "out.orc")
+        """, ["in.csv", "in.jsonl", "in.orc"], ["out.csv", "out.bin", "out.orc"]),
     "pandas through pyarrow": (make_parquet, """
         import pandas as pd
         frame = pd.read_parquet("in.parquet")

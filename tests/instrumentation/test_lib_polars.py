@@ -57,6 +57,15 @@ CASES = {
         pl.scan_parquet("in.parquet").sink_ndjson("sunk.jsonl")
         """, ["shards/", "in.jsonl", "in.arrow", "in.parquet"],
         ["sunk.parquet", "sunk.csv", "sunk.arrow", "sunk.jsonl"]),
+    "collect_all and collect_async": ("""
+        import asyncio
+        import polars as pl
+        csv, parquet = pl.scan_csv("in.csv"), pl.scan_parquet("in.parquet")
+        assert [f.height for f in pl.collect_all(iter([csv, parquet.head(3)]))] == [20, 3]
+        async def collect():
+            return await pl.scan_ipc("in.arrow").collect_async()
+        assert asyncio.run(collect()).height == 20
+        """, ["in.csv", "in.parquet", "in.arrow"], []),
 }
 # Reads the program makes more than once (a scan run twice), by file.
 COUNTS = {"scan_* recorded when collected, sink_*": {"shards/": 2}}
