@@ -19,7 +19,7 @@ polars is patched when the program imports it, never imported by clew.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -35,6 +35,19 @@ _READS = (*(f"read_{f}" for f in _FORMATS), "read_ipc_stream")
 _SCANS = tuple(f"scan_{f}" for f in _FORMATS)
 _WRITES = (*(f"write_{f}" for f in _FORMATS), "write_ipc_stream")
 _SINKS = tuple(f"sink_{f}" for f in _FORMATS)
+_SCAN = "SCAN ["  # how a plan's text shows a scan, before its files
+_MAX_SCANS = 100_000
+
+
+def _scans_in(plan: str) -> Iterator[str]:
+    """The file lists of the scans in a plan's text, each from its first file to the end of
+    its line: `Parquet SCAN [a.parquet, ... 3 other sources]`."""
+    start = plan.find(_SCAN)
+    while start >= 0:
+        start += len(_SCAN)
+        end = plan.find("\n", start)
+        yield plan[start:] if end < 0 else plan[start:end]
+        start = plan.find(_SCAN, start)
 
 
 def _local_source(args: tuple, kwargs: dict) -> object | None:
@@ -107,17 +120,25 @@ class PolarsInstrumentor(ClewInstrumentor):
 
     def _remember_scan(self, source: object, kwargs: dict) -> None:
         found = _expanded(source, kwargs.get("glob", True))
-        if found:
-            self._scans[found[0]] = [p for p in map(absolute, found) if p is not None]
+        if not found:
+            return
+        if len(self._scans) >= _MAX_SCANS:
+            # Bounded memory for programs that make a scan per file: the oldest scan is
+            # forgotten, and the process span says so.
+            forgotten = next(iter(self._scans))
+            del self._scans[forgotten]
+            self.recorder.failed("polars scan", RuntimeError(f"too many scans, {forgotten} forgotten"))
+        self._scans[found[0]] = [p for p in map(absolute, found) if p is not None]
 
     def _record_scans_run(self, frame: Any) -> None:
         """Record the files of every scan the plan of `frame` holds."""
         if not self._scans:
             return
-        plan = frame._ldf.describe_plan()
-        for first, paths in list(self._scans.items()):
-            if f"SCAN [{first}" in plan:
-                record_paths(self, "polars collect", paths, record_read)
+        for listed in _scans_in(frame._ldf.describe_plan()):
+            paths = self._scans.get(listed.partition(", ")[0].partition("]")[0])
+            if paths is None:  # a first file whose name holds ", " or "]"
+                paths = next((p for f, p in self._scans.items() if listed.startswith(f)), [])
+            record_paths(self, "polars collect", paths, record_read)
 
     def _collect(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
         if not recording():
