@@ -8,14 +8,13 @@ cursor of its own, never through the program's connection, whose pending result 
 was), and after each `execute` and `executemany` (of a connection or the module), before
 `close()`, and at exit reads the new entries and empties the log. `sql` and `query` make
 relations, which read when their rows are fetched: their files are recorded at the
-connection's next `execute`, its close, or exit. Each file read is one read record with its whole-file digest; each file
-written is one write record, digested once its content settles.
+connection's next `execute`, its close, or exit. Each file read is one read record with its
+whole-file digest; each file written is one write record, digested once its content settles.
 
 Limits: reads of several relations between two `execute`s make one record per file. Once the
 program configures DuckDB's logging or reads `duckdb_logs` itself, clew leaves that
 connection's log alone and records nothing more from it (emptying the log would change what
-the program sees). Remote files (httpfs, S3) are left to the object stores'
-hooks.
+the program sees). Remote files (httpfs, S3) are left to the object stores' hooks.
 
 duckdb is patched when the program imports it, never imported by clew.
 """

@@ -127,7 +127,8 @@ class PolarsInstrumentor(ClewInstrumentor):
             # forgotten, and the process span says so.
             forgotten = next(iter(self._scans))
             del self._scans[forgotten]
-            self.recorder.failed("polars scan", RuntimeError(f"too many scans, {forgotten} forgotten"))
+            error = RuntimeError(f"too many scans, {forgotten} forgotten")
+            self.recorder.failed("polars scan", error)
         self._scans[found[0]] = [p for p in map(absolute, found) if p is not None]
 
     def _record_scans_run(self, frame: Any) -> None:

@@ -97,11 +97,14 @@ class PyarrowInstrumentor(ClewInstrumentor):
     def _patch_module(self, module: ModuleType) -> None:
         name = module.__name__
         for attribute, position, keyword in _READS.get(name, ()):
-            self._wrap_attribute(module, attribute, files.reads(self, attribute, position, keyword))
+            wrapper = files.reads(self, f"{name}.{attribute}", position, keyword)
+            self._wrap_attribute(module, attribute, wrapper)
         for attribute, position, keyword in _WRITES.get(name, ()):
-            self._wrap_attribute(module, attribute, files.writes(self, attribute, position, keyword))
-        for attribute, *where in _OPENS.get(name, ()):
-            self._wrap_attribute(module, attribute, files.opens(self, attribute, *where))
+            wrapper = files.writes(self, f"{name}.{attribute}", position, keyword)
+            self._wrap_attribute(module, attribute, wrapper)
+        for attribute, *arguments in _OPENS.get(name, ()):
+            wrapper = files.opens(self, f"{name}.{attribute}", *arguments)
+            self._wrap_attribute(module, attribute, wrapper)
         if name == "pyarrow.parquet.core":
             self.wrap(module.ParquetDataset, "__init__", self._parquet_dataset)
 
