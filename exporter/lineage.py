@@ -46,7 +46,7 @@ LINKS_TABLE = "clew_links"
 RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 6
+LINEAGE_VERSION = 7
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
@@ -93,9 +93,18 @@ def _array(batched: str, single: str, kind: str, default: str) -> str:
 
 def _link(column: str) -> str:
     """`column` of the span link to the producer of this row's artifact: clew names the
-    artifact in each link's attributes, so one batched span can link many producers."""
+    artifact in each link's attributes, so one batched span can link many producers.
+
+    Empty unless the stamp agrees with the read: copies carry stamps along (`shutil.copy2`
+    copies xattrs, S3 CopyObject the metadata), and a stamp on content other than what its
+    producer wrote names the wrong run. So the stamp's digest must equal the digest the read
+    saw; a stamp or a read without a digest (a ranged read, hashing off) proves nothing, and
+    the read is matched by version, ETag or place and time instead."""
     uris = f"arrayMap(a -> a['{attr.PROVENANCE_ARTIFACT_URI}'], `Links.Attributes`)"
-    return f"arrayElement(`Links.{column}`, indexOf({uris}, Uri))"
+    position = f"indexOf({uris}, Uri)"
+    stamped = f"arrayElement(`Links.Attributes`, {position})['{attr.PROVENANCE_PRODUCER_DIGEST}']"
+    producer = f"arrayElement(`Links.{column}`, {position})"
+    return f"if(Digest != '' AND {stamped} = Digest, {producer}, '')"
 
 
 def _io_select(source: str) -> str:

@@ -28,7 +28,7 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
 
 from ._git import git_attributes
-from ._redact import redact_argv
+from .redaction import redact_argv, redact_text
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _Role = attr.ProvenanceProcessRoleValues
@@ -330,10 +330,13 @@ class ProcessSpan:
             span.set_attribute(attr.PROCESS_EXIT_CODE, exit_code)
         if exception is not None:
             span.set_attribute(attr.ERROR_TYPE, type(exception).__qualname__)
-            span.set_attribute(attr.PROVENANCE_EXCEPTION_MESSAGE, str(exception)[:4096])
+            span.set_attribute(
+                attr.PROVENANCE_EXCEPTION_MESSAGE, redact_text(str(exception)[:4096])
+            )
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(exception).__qualname__))
         elif exit_code:
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"exit code {exit_code}"))
         if errors:
-            span.set_attribute(attr.PROVENANCE_CAPTURE_ERRORS, errors[:100])
+            redacted = [redact_text(message) for message in errors[:100]]
+            span.set_attribute(attr.PROVENANCE_CAPTURE_ERRORS, redacted)
         span.end()

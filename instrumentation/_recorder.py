@@ -32,6 +32,7 @@ from ._paths import PathFilter, is_project_source, project_root
 from ._process import ProcessSpan
 from ._records import Record
 from ._settings import Settings
+from .redaction import redact_text
 
 _logger = logging.getLogger(__name__)
 
@@ -130,7 +131,9 @@ class Recorder:
         kind = f"{where}: {type(error).__name__}"
         if kind not in self._error_kinds:
             self._error_kinds.add(kind)
-            _logger.warning("clew: %s failed: %r (the program goes on)", where, error)
+            _logger.warning(
+                "clew: %s failed: %s (the program goes on)", where, redact_text(repr(error))
+            )
         if len(self.errors) < 100:
             self.errors.append(f"{kind}: {error}"[:500])
 

@@ -37,6 +37,7 @@ from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import GCS, S3, ObjectRecord
 from ._paths import absolute
+from .redaction import redact_uri
 
 _instruments = ("fsspec >= 2023.1.0",)
 # Operation of each wrapped method, for its sync and async (`_`-prefixed) spelling.
@@ -73,6 +74,9 @@ def begin(fs: Any, operation: str, path: object, *, stamp: bool = False) -> Obje
     if isinstance(stripped, list):
         return None
     store = _store(fs)
+    scheme, url, rest = stripped.partition("://")
+    if url:  # a URL filesystem (http): the URL names the object, without its credentials
+        store, stripped = scheme, redact_uri(stripped).partition("://")[2]
     name = stripped.lstrip("/").partition("?versionId=")[0]
     bucket, _, key = name.partition("/")
     return _objects.begin(operation, store, bucket, key, stamp=stamp)

@@ -9,9 +9,10 @@ Each record carries the object's generation, ETag, md5Hash and crc32c as the Blo
 after the call (the download and upload responses set them: no extra request), the bytes, and
 a blake3 digest of a whole download_as_bytes or upload_from_string.
 
-Uploads stamp the producer into the blob's metadata before they are sent; a download that
-finds a stamp (in metadata the Blob already holds, or the x-goog-meta-* headers of the
-download response) links to the producer.
+With CLEW_STAMP_OBJECTS, uploads stamp the producer into the blob's metadata before they are
+sent (by default the program's metadata is left as it set it); a download that finds a stamp
+(in metadata the Blob already holds, or the x-goog-meta-* headers of the download response)
+links to the producer.
 
 google-cloud-storage is patched when the program imports it, never imported by clew.
 """
@@ -97,7 +98,7 @@ def _learn_resource(record: ObjectRecord, resource: dict) -> None:
     size = resource.get("size")
     learn_details(record, {
         **resource, "size": int(size) if str(size).isdigit() else None,
-        # Before a write the metadata is the program's own plus clew's stamp: not a producer.
+        # A write's metadata is the program's own (and this write's stamp): not a producer.
         "metadata": resource.get("metadata") if record.operation == "read" else None,
     })
 

@@ -17,12 +17,17 @@ import re
 import shutil
 import subprocess
 import sys
+import traceback
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.semconv.attributes.exception_attributes import (
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+)
 
 from clew.instrumentation.package import _instruments
 from clew.semconv import attributes as attr
@@ -32,7 +37,7 @@ from ._instrumentor import ClewInstrumentor
 from ._lifecycle import close as close_recording
 from ._lifecycle import get_recorder
 from ._process import child_environment
-from ._redact import redact_argv
+from .redaction import redact_argv, redact_text
 
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID)
@@ -115,7 +120,12 @@ class _Exec:
         self.span.set_attribute(attr.PROCESS_PID, pid)
 
     def failed(self, error: BaseException) -> None:
-        self.span.record_exception(error)
+        # The message and traceback may show the command line (a missing program's path).
+        stacktrace = "".join(traceback.format_exception(error))
+        self.span.record_exception(error, attributes={
+            EXCEPTION_MESSAGE: redact_text(str(error)),
+            EXCEPTION_STACKTRACE: redact_text(stacktrace),
+        })
         self.span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__qualname__))
         self.span.end()
 

@@ -1,8 +1,9 @@
 """Records S3 object operations made through botocore (boto3, s3transfer, aiobotocore).
 
 Hooks botocore's event system on every session the program creates, so every client is
-covered without touching boto3: `provide-client-params.s3` opens a record (and stamps a
-write's metadata before the request is built), `after-call.s3` completes it from the response.
+covered without touching boto3: `provide-client-params.s3` opens a record (and, with
+CLEW_STAMP_OBJECTS, stamps a write's metadata before the request is built), `after-call.s3`
+completes it from the response.
 
 Recorded, one record per logical operation: GetObject (ranged GETs of one object version in
 one process fold into one read, bytes summed: a download_file is one read), PutObject,

@@ -243,6 +243,15 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     return _record_pipeline(tmp_path_factory.mktemp("pipeline").resolve())
 
 
+@pytest.fixture(scope="module")
+def module_home(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CLEW_HOME holding a copy of the pipeline's spool, shared by a module's tests that
+    only read the store."""
+    home = tmp_path_factory.mktemp("cli") / "home"
+    shutil.copytree(pipeline.spool, spool_directory(home))
+    return home
+
+
 @pytest.fixture
 def pipeline_home(pipeline: Pipeline, tmp_path: Path) -> Callable[[], Path]:
     """`pipeline_home()`: a fresh CLEW_HOME holding a copy of the pipeline's spool."""
