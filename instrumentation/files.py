@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from clew.instrumentation.package import _instruments
 
-from ._lifecycle import get_recorder
+from ._instrumentor import ClewInstrumentor
 from ._paths import absolute
 from ._recorder import Recorder, own_io
 
@@ -184,18 +183,17 @@ _handler_for = _HOOK.handlers.get
 _hook_added = False
 
 
-class FilesInstrumentor(BaseInstrumentor):
+class FilesInstrumentor(ClewInstrumentor):
     """Instrumentor for local file I/O through CPython's audit hooks."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _start(self, **kwargs: Any) -> None:
         global _hook_added
-        _HOOK.recorder = get_recorder()
-        if not _hook_added:
+        _HOOK.recorder = self.recorder
+        if not _hook_added:  # an audit hook is the interpreter's, for good
             sys.addaudithook(_audit)
             _hook_added = True
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def _stop(self) -> None:
         _HOOK.recorder = None
