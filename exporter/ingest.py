@@ -6,7 +6,10 @@ whole lines is logged as pending, inserted in one block, then logged as done. Af
 (even kill -9) the next ingest deletes whatever of a pending chunk reached the store and
 inserts the chunk again, so every span, and every lineage row derived from it, lands exactly
 once. A torn last line (its writer is mid-write, or died) is left for the next
-ingest; a line that does not parse is set aside in `spool/quarantine/` and counted.
+ingest. A line that cannot be stored (it does not parse, is not OTLP, or the store refuses
+its rows) is set aside in `spool/quarantine/`, counted and named in a warning, and every
+other line lands: when the store refuses an insert, its halves are inserted on their own,
+down to the lines it refuses.
 
 Speed (benchmarks/store/, RESULTS.md): one spool file per process means thousands of small
 files, so chunks of many files go into one insert (each insert costs parts in every table
@@ -18,9 +21,9 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
+import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,8 +36,6 @@ from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
 from .spool import spool_sizes
 
-_logger = logging.getLogger(__name__)
-
 LOG_TABLE = "clew_ingest_log"
 QUARANTINE_DIRNAME = "quarantine"
 # Bigger inserts make fewer parts to write and merge: 64 MiB took ~15 % less CPU than 16 MiB
@@ -44,6 +45,13 @@ _LOG_COLUMNS = ["File", "Start", "End", "Spans", "Done"]
 _TRACE_ID = rows.INSERT_COLUMNS.index("TraceId")
 _SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
 _IDS_PER_QUERY = 2000  # ~60 bytes each as SQL text: ~120 KiB a statement
+_WARNED_LINES = 20  # lines set aside that one ingest names; a summary says how many more
+_REASON_CHARS = 160
+# A line does not convert when it is no JSON, no OTLP (a missing key, a list for an object),
+# holds a value out of range, or nests deeper than the parsers recurse.
+_LINE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+# The comment before each line set aside; older ones end after the offset.
+_QUARANTINED = re.compile(rb"^# offset (\d+)[,\n]", re.MULTILINE)
 
 
 @dataclass
@@ -65,16 +73,41 @@ class IngestResult:
 
 
 @dataclass(frozen=True)
+class _BadLine:
+    """A spool line that cannot be stored, where it starts in its file, and why."""
+
+    offset: int
+    raw: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
 class _Chunk:
     start: int
     end: int
-    lines: int
     rows: list[tuple[Any, ...]]
-    corrupt: list[tuple[int, bytes]]
+    lines: list[tuple[int, int]]  # per line converted: its offset, where its rows end in `rows`
+    corrupt: list[_BadLine]
 
     @property
     def span_ids(self) -> list[tuple[str, str]]:
-        return [(row[_TRACE_ID], row[_SPAN_ID]) for row in self.rows]
+        return _span_ids(self.rows)
+
+    def line_rows(self, index: int) -> list[tuple[Any, ...]]:
+        first = self.lines[index - 1][1] if index else 0
+        return self.rows[first : self.lines[index][1]]
+
+
+def _span_ids(rows_: list[tuple[Any, ...]]) -> list[tuple[str, str]]:
+    return [(row[_TRACE_ID], row[_SPAN_ID]) for row in rows_]
+
+
+def _reason(error: BaseException) -> str:
+    """Why a line was set aside, on one short line."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
 
 
 _T = TypeVar("_T")
@@ -154,20 +187,26 @@ def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
             else:
                 handle.seek(offset + cut + 1)
             converted: list[tuple[Any, ...]] = []
-            corrupt: list[tuple[int, bytes]] = []
-            lines = 0
+            lines: list[tuple[int, int]] = []
+            corrupt: list[_BadLine] = []
             position = offset
             for raw in data[: cut + 1].splitlines(keepends=True):
                 try:
                     line_rows = rows.spans_to_rows(_loads(raw))
-                except (ValueError, TypeError, KeyError, AttributeError):
-                    corrupt.append((position, raw))
+                except _LINE_ERRORS as error:
+                    corrupt.append(_BadLine(position, raw, _reason(error)))
                 else:
                     converted += line_rows
-                    lines += 1
+                    lines.append((position, len(converted)))
                 position += len(raw)
-            yield _Chunk(offset, offset + cut + 1, lines, converted, corrupt)
+            yield _Chunk(offset, offset + cut + 1, converted, lines, corrupt)
             offset += cut + 1
+
+
+def _read_line(path: Path, offset: int) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.readline()
 
 
 def _batches(offsets: dict[Path, int], limit: int) -> Iterator[list[tuple[Path, _Chunk]]]:
@@ -196,6 +235,7 @@ class _Ingester:
         self.outputs_table = qualified_name(options, OUTPUTS_TABLE)
         self.touched: set[str] = set()  # runs this ingest brought records of
         self.quarantine = spool / QUARANTINE_DIRNAME
+        self._counted: dict[Path, tuple[int, int]] = {}  # per file: an offset, lines before it
 
     def state(
         self, names: list[str] | None
@@ -225,32 +265,103 @@ class _Ingester:
             column_names=_LOG_COLUMNS,
         )
 
-    def _insert(self, chunks: Iterable[_Chunk]) -> int:
-        """Insert the chunks' rows in one block. clickhouse-connect's insert context keeps
-        the block in a reference cycle, which only the (paused) collector would free: the
-        block is emptied afterwards so that its rows go with their chunks."""
-        block = [row for chunk in chunks for row in chunk.rows]
-        if block:
-            self.client.insert(self.table, block, column_names=rows.INSERT_COLUMNS)
-        inserted = len(block)
-        block.clear()
-        return inserted
+    def _insert(
+        self, batch: list[tuple[Path, _Chunk]]
+    ) -> tuple[int, list[tuple[Path, _BadLine]]]:
+        """Insert the batch's rows in one block; returns the rows inserted and the lines the
+        store refused, which are left out.
 
-    def _set_aside(self, name: str, chunk: _Chunk) -> None:
+        A refused insert is taken apart: what of it landed is deleted (a view can fail
+        after the table took its rows), then each half is inserted on its own, down to
+        single lines. So a bad line costs a few inserts, and the usual insert stays one.
+        """
+        parts = [[(path, chunk, index) for path, chunk in batch
+                  for index in range(len(chunk.lines))]]
+        inserted = 0
+        refused: list[tuple[Path, _BadLine]] = []
+        while parts:
+            part = parts.pop()
+            block = [row for _, chunk, index in part for row in chunk.line_rows(index)]
+            try:
+                if block:
+                    self.client.insert(self.table, block, column_names=rows.INSERT_COLUMNS)
+                inserted += len(block)
+            except Exception as error:  # noqa: BLE001 - whatever the driver or store refuses
+                if not self._answers():
+                    raise  # the store failed, not these rows
+                self._delete_spans(_span_ids(block))
+                if len(part) > 1:
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]
+                else:
+                    path, chunk, index = part[0]
+                    offset = chunk.lines[index][0]
+                    refused.append(
+                        (path, _BadLine(offset, _read_line(path, offset), _reason(error))))
+            finally:
+                # clickhouse-connect's insert context keeps the block in a reference cycle,
+                # which only the (paused) collector would free: emptied, its rows go with
+                # their chunks.
+                block.clear()
+        return inserted, refused
+
+    def _answers(self) -> bool:
+        """Whether the store still answers: a refused insert is then about its rows."""
+        try:
+            self.client.command("SELECT 1")
+        except Exception:  # noqa: BLE001 - any failure means the store is gone
+            return False
+        return True
+
+    def _line_number(self, path: Path, offset: int) -> int:
+        """The number of the line at `offset` of `path`, counted only for lines set aside
+        (a chunk does not know how many lines come before it)."""
+        at, before = self._counted.get(path, (0, 0))
+        if offset < at:
+            at, before = 0, 0
+        with open(path, "rb") as handle:
+            handle.seek(at)
+            while at < offset and (block := handle.read(min(offset - at, 1 << 20))):
+                before += block.count(b"\n")
+                at += len(block)
+        self._counted[path] = (offset, before)
+        return before + 1
+
+    def _set_aside(self, path: Path, bad: list[_BadLine], result: IngestResult) -> None:
+        """Copy bad lines to the quarantine file of their spool file, each after a comment
+        saying where it was and why, count them and warn. A line already there (set aside
+        before a crash left its chunk pending) is not copied or counted again."""
+        if not bad:
+            return
+        target = self.quarantine / path.name
+        try:
+            there = {int(offset) for offset in _QUARANTINED.findall(target.read_bytes())}
+        except FileNotFoundError:
+            there = set()
+        new = [line for line in bad if line.offset not in there]
+        if not new:
+            return
         self.quarantine.mkdir(parents=True, exist_ok=True)
-        with open(self.quarantine / name, "ab") as handle:
-            for position, raw in chunk.corrupt:
-                handle.write(f"# offset {position}\n".encode() + raw.rstrip(b"\n") + b"\n")
+        with open(target, "ab") as handle:
+            for line in new:
+                number = self._line_number(path, line.offset)
+                handle.write(f"# offset {line.offset}, line {number}: {line.reason}\n".encode()
+                             + line.raw.rstrip(b"\n") + b"\n")
+                result.corrupt += 1
+                if result.corrupt <= _WARNED_LINES:
+                    result.warnings.append(
+                        f"spool file {path}, line {number}: {line.reason}; set aside in {target}")
 
     def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult) -> None:
         """Insert chunks of one or more files in one block, each logged pending, then done."""
         self._log(batch, 0)
         for path, chunk in batch:
-            if chunk.corrupt:
-                self._set_aside(path.name, chunk)
-                result.corrupt += len(chunk.corrupt)
-            result.lines += chunk.lines
-        result.spans += self._insert(chunk for _, chunk in batch)
+            self._set_aside(path, chunk.corrupt, result)
+        inserted, refused = self._insert(batch)
+        for path, line in refused:
+            self._set_aside(path, [line], result)
+        result.spans += inserted
+        result.lines += sum(len(chunk.lines) for _, chunk in batch) - len(refused)
         self._unlink([chunk for _, chunk in batch])
         self._log(batch, 1)
 
@@ -278,15 +389,15 @@ class _Ingester:
         chunk = next(_read_chunks(path, start, end - start), None)
         if chunk is None or chunk.end != end:
             raise RuntimeError(f"{path.name}: pending chunk {start}-{end} no longer matches")
-        ids = chunk.span_ids
+        self._delete_spans(chunk.span_ids)
+        self.take([(path, chunk)], result)
+        result.recovered_chunks += 1
+
+    def _delete_spans(self, ids: list[tuple[str, str]]) -> None:
+        """Delete these spans where a second copy would count twice."""
         for table, columns in ((self.table, "TraceId, SpanId"), (self.io_table, "RunId, SpanId"),
                                (self.outputs_table, "RunId, SpanId")):
             self._delete(table, columns, ids)
-        result.spans += self._insert([chunk])
-        self._unlink([chunk])
-        result.lines += chunk.lines
-        self._log([(path, chunk)], 1)
-        result.recovered_chunks += 1
 
     def _delete(self, table: str, columns: str, ids: list[tuple[str, str]]) -> None:
         """Delete the rows whose (`columns`) are among `ids`, if there are any. The ids are
@@ -323,7 +434,8 @@ def ingest(
 
     Args:
         client: A clickhouse-connect client (see `clew.exporter.store.connect`).
-        spool: The spool directory; corrupt lines are set aside under it.
+        spool: The spool directory; lines that cannot be stored are set aside under it
+            (`quarantine/`), each named in the result's warnings.
         files: Only these spool files (default: every file in `spool`).
         options: Where the tables are.
         progress: Called as `progress(done_bytes, total_bytes)` after each insert, then
@@ -344,6 +456,7 @@ def ingest(
         name: path.stat().st_size for name, path in chosen.items()}
     total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
     reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
+    recovered: set[str] = set()
     for name, size in sizes.items():
         offset = done.get(name, 0)
         if size <= offset and name not in pending:
@@ -351,10 +464,11 @@ def ingest(
         path = chosen.get(name) or spool / name
         for start, end in sorted(pending.get(name, [])):
             ingester.recover(path, start, end, result)
+            recovered.add(name)
             offset = max(offset, end)
         if size > offset:
             reached[path] = offset
-    result.files = len(reached)
+    result.files = len(recovered | {path.name for path in reached})
     taken = 0
     with _collector_paused():
         # _batches runs in another thread: it gets its own copy of the offsets
@@ -369,11 +483,8 @@ def ingest(
         progress(-1, len(ingester.touched))
     ingester.link()
     result.torn = sum(1 for path, end in reached.items() if end < sizes[path.name])
-    if result.corrupt:
-        message = (
-            f"{result.corrupt} corrupt spool lines set aside in {ingester.quarantine}"
-        )
-        result.warnings.append(message)
-        _logger.warning("clew: %s", message)
+    if result.corrupt > _WARNED_LINES:
+        result.warnings.append(f"and {result.corrupt - _WARNED_LINES} more spool lines set "
+                               f"aside in {ingester.quarantine}")
     result.seconds = time.perf_counter() - started
     return result

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .rows import unix_nano
+
 _KINDS = {0: "Unspecified", 1: "Internal", 2: "Server", 3: "Client", 4: "Producer", 5: "Consumer"}
 _STATUS = {0: "Unset", 1: "Ok", 2: "Error"}
 
@@ -88,13 +90,18 @@ class Span:
 
 
 def iter_spans(traces_data: dict[str, Any]) -> Iterator[Span]:
-    """Every span of one TracesData / ExportTraceServiceRequest in JSON form."""
-    for resource_spans in traces_data.get("resourceSpans", []):
-        resource = decode_attributes(resource_spans.get("resource", {}).get("attributes", []))
-        for scope_spans in resource_spans.get("scopeSpans", []):
-            scope = scope_spans.get("scope", {})
-            for raw in scope_spans.get("spans", []):
-                status = raw.get("status", {})
+    """Every span of one TracesData / ExportTraceServiceRequest in JSON form.
+
+    Raises ValueError, TypeError, KeyError, AttributeError or RecursionError on what is not
+    OTLP JSON (as `rows.spans_to_rows` does); an absent list may also be null.
+    """
+    for resource_spans in traces_data.get("resourceSpans") or []:
+        resource = decode_attributes(
+            (resource_spans.get("resource") or {}).get("attributes") or [])
+        for scope_spans in resource_spans.get("scopeSpans") or []:
+            scope = scope_spans.get("scope") or {}
+            for raw in scope_spans.get("spans") or []:
+                status = raw.get("status") or {}
                 yield Span(
                     trace_id=_hex_id(raw.get("traceId")),
                     span_id=_hex_id(raw.get("spanId")),
@@ -102,29 +109,29 @@ def iter_spans(traces_data: dict[str, Any]) -> Iterator[Span]:
                     trace_state=raw.get("traceState", ""),
                     name=raw.get("name", ""),
                     kind=_KINDS.get(int(raw.get("kind", 0)), "Unspecified"),
-                    start_ns=int(raw.get("startTimeUnixNano", 0)),
-                    end_ns=int(raw.get("endTimeUnixNano", 0)),
+                    start_ns=unix_nano(raw.get("startTimeUnixNano", 0)),
+                    end_ns=unix_nano(raw.get("endTimeUnixNano", 0)),
                     status_code=_STATUS.get(int(status.get("code", 0)), "Unset"),
                     status_message=status.get("message", ""),
-                    attributes=decode_attributes(raw.get("attributes", [])),
+                    attributes=decode_attributes(raw.get("attributes") or []),
                     resource=resource,
                     scope_name=scope.get("name", ""),
                     scope_version=scope.get("version", ""),
                     events=[
                         Event(
-                            int(e.get("timeUnixNano", 0)),
+                            unix_nano(e.get("timeUnixNano", 0)),
                             e.get("name", ""),
-                            decode_attributes(e.get("attributes", [])),
+                            decode_attributes(e.get("attributes") or []),
                         )
-                        for e in raw.get("events", [])
+                        for e in raw.get("events") or []
                     ],
                     links=[
                         Link(
                             _hex_id(link.get("traceId")),
                             _hex_id(link.get("spanId")),
                             link.get("traceState", ""),
-                            decode_attributes(link.get("attributes", [])),
+                            decode_attributes(link.get("attributes") or []),
                         )
-                        for link in raw.get("links", [])
+                        for link in raw.get("links") or []
                     ],
                 )

@@ -25,7 +25,6 @@ lost what the encoding needs (an int from a double, a list's element types).
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 from collections.abc import Mapping
@@ -86,6 +85,7 @@ _STATUS: Final = {
 
 _ZERO_TRACE_ID: Final = "0" * 32
 _ZERO_SPAN_ID: Final = "0" * 16
+_TIME_LIMIT: Final = 1 << 63
 _NO_VALUE: Final[Mapping[str, Any]] = {}
 _by_key = itemgetter("key")
 
@@ -238,16 +238,37 @@ def attributes_map(pairs: Any) -> dict[str, str]:
 
 
 def _id(raw: str, hex_length: int, zero: str) -> str:
-    """A trace or span id as lowercase hex, '' when all zero."""
+    """A trace or span id as lowercase hex, '' when all zero. Anything else that is not
+    `hex_length` hex digits (or their bytes in base64) raises ValueError, as the Collector
+    refuses such a request: an id that is no id would join nothing, or the wrong run."""
     if len(raw) != hex_length:
         # protobuf's generic JSON mapping writes ids as base64 (24 or 12 characters)
         try:
-            raw = base64.b64decode(raw, validate=True).hex()
-        except binascii.Error as error:
-            raise ValueError(f"not a trace or span id: {raw!r}") from error
+            decoded = base64.b64decode(raw, validate=True)
+        except ValueError as error:  # not base64, or characters beyond ASCII
+            raise ValueError(f"not a trace or span id: {raw!r:.80}") from error
+        if len(decoded) * 2 != hex_length:
+            raise ValueError(f"not a trace or span id: {raw!r:.80}")
+        raw = decoded.hex()
     else:
+        # fromhex takes spaces between bytes, but 16 bytes from 32 characters leave no room
+        try:
+            valid = len(bytes.fromhex(raw)) * 2 == hex_length
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(f"not a trace or span id: {raw!r}")
         raw = raw.lower()
     return "" if raw == zero else raw
+
+
+def unix_nano(raw: Any) -> int:
+    """An OTLP JSON time, in ns since the epoch; ValueError outside what DateTime64(9)
+    holds (OTLP's fixed64 is never negative, and the column ends in 2262, at 2**63 ns)."""
+    value = int(raw)
+    if not 0 <= value < _TIME_LIMIT:
+        raise ValueError(f"time out of range: {value}")
+    return value
 
 
 def spans_to_rows(
@@ -268,8 +289,9 @@ def spans_to_rows(
 
     Raises:
         ValueError, TypeError, KeyError, AttributeError: The request is not OTLP JSON (a
-            malformed id, timestamp or attribute). `rows` may then hold part of it: convert
-            into a fresh list to set a bad line aside cleanly.
+            malformed id, a timestamp out of range, a malformed attribute). `rows` may then
+            hold part of it: convert into a fresh list to set a bad line aside cleanly.
+        RecursionError: An attribute value nested too deeply (likewise).
     """
     if rows is None:
         rows = []
@@ -293,10 +315,12 @@ def spans_to_rows(
                 parent_id = _id(raw, 16, _ZERO_SPAN_ID) if raw else ""
                 start = int(span.get("startTimeUnixNano", 0))
                 end = int(span.get("endTimeUnixNano", 0))
+                if not (0 <= start < _TIME_LIMIT and 0 <= end < _TIME_LIMIT):  # unix_nano, inline
+                    raise ValueError(f"span time out of range: {start} to {end}")
                 status = span.get("status") or _NO_VALUE
                 events = span.get("events")
                 if events:
-                    event_times = [int(event.get("timeUnixNano", 0)) for event in events]
+                    event_times = [unix_nano(event.get("timeUnixNano", 0)) for event in events]
                     event_names = [event.get("name", "") for event in events]
                     event_attributes = [
                         attributes_map(event.get("attributes")) for event in events

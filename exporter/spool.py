@@ -290,7 +290,8 @@ def read_spool(directory: Path, problems: SpoolProblems | None = None) -> Iterat
     """Yield every whole, valid line of every spool file.
 
     A last line without its newline is being written (or its writer crashed): it is skipped
-    and noted as torn. A line that does not parse is skipped and noted as corrupt.
+    and noted as torn. A line that does not parse (or nests deeper than the parser
+    recurses) is skipped and noted as corrupt.
     """
     for path in spool_files(directory):
         offset = 0
@@ -304,7 +305,7 @@ def read_spool(directory: Path, problems: SpoolProblems | None = None) -> Iterat
                     break
                 try:
                     data = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     if problems is not None:
                         problems.corrupt.append((path, start))
                     continue

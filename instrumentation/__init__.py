@@ -9,8 +9,8 @@ Under `opentelemetry-instrument python train.py` they load themselves through th
     FilesInstrumentor().instrument()
     ProcessesInstrumentor().instrument()
 
-Nothing here imports a database client, nor boto3, fsspec or google-cloud-storage: those are
-patched when the program imports them. A training job carries only the OpenTelemetry SDK,
+Nothing here imports a database client, nor boto3, fsspec, google-cloud-storage or the
+native-I/O libraries (pyarrow, polars, duckdb): those are patched when the program imports them. A training job carries only the OpenTelemetry SDK,
 blake3 and wrapt.
 """
 
@@ -26,10 +26,13 @@ from .version import __version__
 # clew instrumentor is disabled, and importing a submodule runs this file first.
 _LAZY = {
     "ClewResourceDetector": ".resource",
+    "DuckdbInstrumentor": ".duckdb",
     "FilesInstrumentor": ".files",
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
+    "PolarsInstrumentor": ".polars",
     "ProcessesInstrumentor": ".processes",
+    "PyarrowInstrumentor": ".pyarrow",
     "S3Instrumentor": ".s3",
 }
 
@@ -42,10 +45,13 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ClewResourceDetector",
+    "DuckdbInstrumentor",
     "FilesInstrumentor",
     "FsspecInstrumentor",
     "GcsInstrumentor",
+    "PolarsInstrumentor",
     "ProcessesInstrumentor",
+    "PyarrowInstrumentor",
     "S3Instrumentor",
     "__version__",
 ]

@@ -10,7 +10,7 @@ import blake3
 from clew.semconv import attributes as attr
 
 from ._paths import project_root
-from ._redact import redact_uri
+from .redaction import redact_uri
 
 _TIMEOUT = 10.0
 

@@ -292,16 +292,14 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def settings_allow_stamp() -> bool:
-    return get_recorder().settings.stamp
-
-
 def begin(operation: str, store: str, bucket: str, name: str, *,
           endpoint: tuple[str, int | None] | None = None, stamp: bool = False) -> ObjectRecord:
-    """Open a record. `stamp` starts its span now, so a write can carry the span's id."""
+    """Open a record. `stamp` starts its span now, so a write can carry the span's id, when
+    object stamps are opted in (CLEW_STAMP_OBJECTS): by default nothing is written into
+    the object's metadata, and `stamp_value` gives None."""
     record = ObjectRecord(operation, store, bucket, name)
     record.endpoint = endpoint
-    if stamp and settings_allow_stamp():
+    if stamp and get_recorder().settings.stamp_objects:
         record.span = get_recorder().start_span(record.span_name(), record.first_ns)
     return record
 

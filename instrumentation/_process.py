@@ -28,7 +28,7 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
 
 from ._git import git_attributes
-from ._redact import redact_argv
+from .redaction import redact_argv, redact_text
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _Role = attr.ProvenanceProcessRoleValues
@@ -153,6 +153,11 @@ def _installed_packages() -> list[str]:
     return sorted(packages)
 
 
+def command_args() -> list[str]:
+    """This process's command line as the interpreter got it, redacted."""
+    return redact_argv(list(getattr(sys, "orig_argv", sys.argv)))
+
+
 def _start_attributes(role: str) -> dict:
     try:
         user = getpass.getuser()
@@ -162,7 +167,7 @@ def _start_attributes(role: str) -> dict:
         attr.PROVENANCE_PROCESS_ROLE: role,
         attr.PROCESS_PID: os.getpid(),
         attr.PROCESS_PARENT_PID: os.getppid(),
-        attr.PROCESS_COMMAND_ARGS: redact_argv(list(getattr(sys, "orig_argv", sys.argv))),
+        attr.PROCESS_COMMAND_ARGS: command_args(),
         attr.PROCESS_EXECUTABLE_PATH: sys.executable,
         attr.PROCESS_WORKING_DIRECTORY: os.getcwd(),
         attr.PROCESS_OWNER: user,
@@ -330,10 +335,13 @@ class ProcessSpan:
             span.set_attribute(attr.PROCESS_EXIT_CODE, exit_code)
         if exception is not None:
             span.set_attribute(attr.ERROR_TYPE, type(exception).__qualname__)
-            span.set_attribute(attr.PROVENANCE_EXCEPTION_MESSAGE, str(exception)[:4096])
+            span.set_attribute(
+                attr.PROVENANCE_EXCEPTION_MESSAGE, redact_text(str(exception)[:4096])
+            )
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(exception).__qualname__))
         elif exit_code:
             span.set_status(trace.Status(trace.StatusCode.ERROR, f"exit code {exit_code}"))
         if errors:
-            span.set_attribute(attr.PROVENANCE_CAPTURE_ERRORS, errors[:100])
+            redacted = [redact_text(message) for message in errors[:100]]
+            span.set_attribute(attr.PROVENANCE_CAPTURE_ERRORS, redacted)
         span.end()

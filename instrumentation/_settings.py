@@ -17,8 +17,8 @@ DEFAULT_HASH_MAX_BYTES = 4 << 30
 DEFAULT_FLUSH_INTERVAL = 1.0
 
 
-def _flag(variable: str) -> bool:
-    return os.environ.get(variable, "1").strip().lower() not in ("0", "false", "no", "off")
+def _flag(variable: str, default: str = "1") -> bool:
+    return os.environ.get(variable, default).strip().lower() not in ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,8 @@ class Settings:
     hashing: bool
     hash_max_bytes: int
     flush_interval: float
-    stamp: bool = True  # write producer stamps, and look for them on local reads
+    stamp: bool = True  # stamp local files, and look for stamps on local reads
+    stamp_objects: bool = False  # stamp S3 and GCS objects (their user metadata): opt-in
     preload: bool = True  # record what non-Python children do, through the LD_PRELOAD library
 
     @classmethod
@@ -44,5 +45,8 @@ class Settings:
                 environment.CLEW_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL, float
             ),
             stamp=_flag(environment.CLEW_STAMP),
+            # CLEW_STAMP=0 turns every stamp off, these included.
+            stamp_objects=(_flag(environment.CLEW_STAMP)
+                           and _flag(environment.CLEW_STAMP_OBJECTS, default="0")),
             preload=_flag(environment.CLEW_PRELOAD),
         )

@@ -1,9 +1,13 @@
 """Producer stamps: the span that wrote an artifact, kept with the artifact itself.
 
 A write puts its span (a W3C traceparent) and, when known, the content digest into the
-artifact's metadata: S3 user metadata, GCS metadata, or a user extended attribute on a local
-file. A later read, in any run, finds the stamp and links its span to the producer's, so
-lineage across runs needs no guessing (DESIGN.md, "Writes stamp the producer").
+artifact's metadata: a user extended attribute on a local file, and, only when opted in with
+CLEW_STAMP_OBJECTS (a program sees its objects' metadata), S3 user metadata or GCS metadata.
+A later read, in any run, finds the stamp and links its span to the producer's.
+
+Copies carry stamps along (`shutil.copy2` copies xattrs, S3 CopyObject the metadata), so a
+stamp is evidence only for content it agrees with: the lineage tables credit the producer
+only when the stamp's digest equals the digest the read saw (`clew.exporter.lineage`).
 
 The value is one string, the same in every store: ``00-<trace id>-<span id>-01`` followed by a
 space and ``<algorithm>:<hex>`` when the digest is known.

@@ -20,25 +20,28 @@ import re
 import shutil
 import subprocess
 import sys
+import traceback
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.semconv.attributes.exception_attributes import (
+    EXCEPTION_MESSAGE,
+    EXCEPTION_STACKTRACE,
+)
 
 from clew.instrumentation.package import _instruments
 from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
 
-from ._lifecycle import close as close_recording
 from . import _preload
+from ._instrumentor import ClewInstrumentor
+from ._lifecycle import close as close_recording
 from ._lifecycle import get_recorder
 from ._process import child_environment
-from ._redact import redact_argv
+from .redaction import redact_argv, redact_text
 
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID, *_preload.CARRIED)
@@ -158,7 +161,12 @@ class _Exec:
 
     def failed(self, error: BaseException) -> None:
         self._collect()  # nothing ran; the directory goes
-        self.span.record_exception(error)
+        # The message and traceback may show the command line (a missing program's path).
+        stacktrace = "".join(traceback.format_exception(error))
+        self.span.record_exception(error, attributes={
+            EXCEPTION_MESSAGE: redact_text(str(error)),
+            EXCEPTION_STACKTRACE: redact_text(stacktrace),
+        })
         self.span.set_status(trace.Status(trace.StatusCode.ERROR, type(error).__qualname__))
         self.span.end()
 
@@ -363,29 +371,21 @@ _OS_WRAPPERS = {
 }
 
 
-class ProcessesInstrumentor(BaseInstrumentor):
+class ProcessesInstrumentor(ClewInstrumentor):
     """Instrumentor for subprocess, os.system, os.exec*, os.spawn* and os.posix_spawn*."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
-        recorder = get_recorder()
-        recorder.on_close.append(_end_running_children)
-        wrapt.wrap_function_wrapper(subprocess, "Popen.__init__", _popen_init)
-        wrapt.wrap_function_wrapper(subprocess, "Popen.wait", _popen_settled)
-        wrapt.wrap_function_wrapper(subprocess, "Popen.poll", _popen_settled)
+    def _start(self, **kwargs: Any) -> None:
+        self.recorder.on_close.append(_end_running_children)
+        self.wrap(subprocess.Popen, "__init__", _popen_init)
+        self.wrap(subprocess.Popen, "wait", _popen_settled)
+        self.wrap(subprocess.Popen, "poll", _popen_settled)
         for name, wrapper in _OS_WRAPPERS.items():
             if hasattr(os, name):
-                wrapt.wrap_function_wrapper(os, name, wrapper)
+                self.wrap(os, name, wrapper)
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap(subprocess.Popen, "__init__")
-        unwrap(subprocess.Popen, "wait")
-        unwrap(subprocess.Popen, "poll")
-        for name in _OS_WRAPPERS:
-            if hasattr(os, name):
-                unwrap(os, name)
-        recorder = get_recorder()
+    def _stop(self) -> None:
+        recorder = self.recorder
         if _end_running_children in recorder.on_close:
             recorder.on_close.remove(_end_running_children)

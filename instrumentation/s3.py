@@ -1,8 +1,9 @@
 """Records S3 object operations made through botocore (boto3, s3transfer, aiobotocore).
 
 Hooks botocore's event system on every session the program creates, so every client is
-covered without touching boto3: `provide-client-params.s3` opens a record (and stamps a
-write's metadata before the request is built), `after-call.s3` completes it from the response.
+covered without touching boto3: `provide-client-params.s3` opens a record (and, with
+CLEW_STAMP_OBJECTS, stamps a write's metadata before the request is built), `after-call.s3`
+completes it from the response.
 
 Recorded, one record per logical operation: GetObject (ranged GETs of one object version in
 one process fold into one read, bytes summed: a download_file is one read), PutObject,
@@ -24,17 +25,17 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import wrapt
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from clew.semconv import environment
 
 from . import _objects
+from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import S3, ObjectRecord
 
@@ -54,7 +55,6 @@ _DESCRIBES = {
     "write": ("PutObject", "CompleteMultipartUpload"), "copy": ("CopyObject",),
     "rename": ("CopyObject",),
 }
-_active = False
 # Multipart uploads under way in this process: UploadId -> the write being assembled.
 _uploads: dict[str, ObjectRecord] = {}
 _uploads_lock = threading.Lock()
@@ -145,7 +145,7 @@ def _add_part(operation: str, params: dict) -> None:
 
 
 def _before_request(params: dict, model: Any, context: dict, **kwargs: Any) -> None:
-    if not _active:
+    if not _instrumentor.active:
         return
     try:
         operation = model.name
@@ -220,7 +220,7 @@ def _endpoint(http_response: Any) -> tuple[str, int | None] | None:
 
 def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **kwargs: Any) -> None:
     held = context.pop(_CONTEXT_KEY, None)
-    if held is None or not _active:
+    if held is None or not _instrumentor.active:
         return
     try:
         operation = model.name
@@ -376,21 +376,19 @@ def _patch(module: Any) -> None:
         wrapt.wrap_function_wrapper(session, "_register_builtin_handlers", _register)
 
 
-class S3Instrumentor(BaseInstrumentor):
-    """Instrumentor for S3 through botocore's event system."""
+class S3Instrumentor(ClewInstrumentor):
+    """Instrumentor for S3 through botocore's event system. Uninstrumented, the handlers
+    already on live sessions do nothing (`active`)."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = True
-        get_recorder()
-        wrapt.register_post_import_hook(_patch, "botocore.session")
+    def _patches(self) -> dict[str, Callable[[Any], None]]:
+        return {"botocore.session": _patch}
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = False  # handlers already on live sessions become no-ops
+    def _stop(self) -> None:
         module = sys.modules.get("botocore.session")
         if module is not None:
             unwrap(module.Session, "_register_builtin_handlers")
+
+
+_instrumentor = S3Instrumentor()

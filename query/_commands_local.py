@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from clew.exporter.spool import SpoolProblems
 from clew.semconv import environment
 
-from ._output import CliContext, format_command, format_time, json_option, write_json
+from ._output import CliContext, format_time, json_option, write_json
 from .doctor import diagnose
 from .spool import SpoolRun, spool_runs
 
@@ -55,7 +56,7 @@ def _print_runs(obj: CliContext, runs: list[SpoolRun]) -> None:
             format_time(run.start_ns),
             duration,
             status,
-            format_command(run.command),
+            obj.command(run.command),
             str(len(run.uris("read"))),
             str(len({a.uri for a in run.accesses if a.operation in ("write", "copy", "rename")})),
             str(len(run.execs)),
@@ -65,11 +66,12 @@ def _print_runs(obj: CliContext, runs: list[SpoolRun]) -> None:
 
 def _print_run(obj: CliContext, run: SpoolRun) -> None:
     obj.out.print(f"[bold]run {run.run_id}[/bold]  {run.status}  exit={run.exit_code}")
-    obj.out.print(f"command: {' '.join(run.command)}")
-    obj.out.print(f"started: {format_time(run.start_ns)}  host: {run.host}  cwd: {run.cwd}")
+    obj.out.print(f"command: {escape(' '.join(run.command))}")
+    obj.out.print(f"started: {format_time(run.start_ns)}  host: {escape(run.host)}  "
+                  f"cwd: {escape(run.cwd)}")
     if run.git_commit:
-        dirty = f" dirty: {', '.join(run.git_diff_files)}" if run.git_dirty else " clean"
-        obj.out.print(f"git: {run.git_commit[:12]} ({run.git_branch}){dirty}")
+        dirty = f" dirty: {escape(', '.join(run.git_diff_files))}" if run.git_dirty else " clean"
+        obj.out.print(f"git: {run.git_commit[:12]} ({escape(run.git_branch)}){dirty}")
     table = Table(title="artifacts")
     for column in ("operation", "uri", "digest", "size", "count", "pid"):
         # A URI cut with "…" loses the file name: long ones wrap instead.
@@ -78,11 +80,11 @@ def _print_run(obj: CliContext, run: SpoolRun) -> None:
         digest = a.digest[:20] + "…" if a.digest else f"({a.identity})"
         uri = a.uri if not a.source_uri else f"{a.source_uri} -> {a.uri}"
         size = "" if a.size is None else str(a.size)
-        table.add_row(a.operation, uri, digest, size, str(a.count), str(a.pid))
+        table.add_row(a.operation, escape(uri), digest, size, str(a.count), str(a.pid))
     obj.out.print(table)
     for e in run.execs:
         kind = "traced" if e.traced else "opaque"
-        obj.out.print(f"exec ({kind}, exit={e.exit_code}): {format_command(e.command, 100)}")
+        obj.out.print(f"exec ({kind}, exit={e.exit_code}): {obj.command(e.command, 100)}")
     for error in run.capture_errors:
         obj.out.print(f"[yellow]capture error:[/yellow] {error}")
 

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import IO
 
 import click
-from rich.console import Console
 
 from clew.exporter.store import DEFAULT_WAIT, holds_embedded
 from clew.semconv import environment
 
-from ._output import CliContext
+from ._output import CliContext, PrintableConsole, printable
 
 # Each command's module, imported when that command runs (or `--help` lists it): `clew runs`
 # need not import what lineage, export or doctor use.
@@ -101,8 +100,8 @@ def cli(
     ctx.obj = CliContext(
         home=(home.absolute() if home else environment.resolve_home()),
         store=store,
-        out=Console(file=streams["stdout"], soft_wrap=True),
-        err=Console(file=streams["stderr"], soft_wrap=True),
+        out=PrintableConsole(file=streams["stdout"], soft_wrap=True),
+        err=PrintableConsole(file=streams["stderr"], soft_wrap=True),
         stdout=streams["stdout"],
         wait=wait,
         ingest=not no_ingest,
@@ -134,7 +133,7 @@ def main(
         return int(done.exit_code)
     except (click.UsageError, ValueError) as error:
         message = error.format_message() if isinstance(error, click.UsageError) else str(error)
-        stderr.write(f"clew: {message}\n")
+        stderr.write(f"clew: {printable(message)}\n")
         return ExitStatus.USAGE
     except click.Abort:
         stderr.write("clew: aborted\n")
@@ -142,7 +141,7 @@ def main(
     except Exception as error:  # noqa: BLE001 - one handler for every failure
         if debug:
             traceback.print_exc(file=stderr)
-        stderr.write(f"clew: error: {error}\n")
+        stderr.write(f"clew: error: {printable(str(error))}\n")
         return ExitStatus.ERROR
     return ExitStatus.OK
 

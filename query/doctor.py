@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from clew.exporter.spool import spool_directory, spool_files
+from clew.instrumentation.redaction import redact_text
 from clew.semconv import environment
 
 _OTEL_DISTRO = "OTEL_PYTHON_DISTRO"
@@ -54,7 +55,7 @@ def diagnose(home: Path | None = None) -> Report:
         spool=str(spool),
         spool_files=len(files),
         spool_bytes=sum(f.stat().st_size for f in files),
-        store=os.environ.get("CLEW_STORE", f"chdb://{home / 'db'}"),
+        store=redact_text(os.environ.get("CLEW_STORE", f"chdb://{home / 'db'}")),
         hooks=sorted(hooks),
         distros=_entry_point_names("opentelemetry_distro"),
         configurators=_entry_point_names("opentelemetry_configurator"),

@@ -5,7 +5,9 @@ scales with it): from an artifact to the run that wrote it, from that run to wha
 from each input to the run that produced it, and so on. A read is matched to its producing
 write by the strongest evidence available, named on the edge:
 
-- "stamp": the read found the producer's stamp on the artifact (its metadata or xattr);
+- "stamp": the read found the producer's stamp on the artifact (its xattr, or object
+  metadata where object stamps are on) with the digest the read saw, and no other run
+  wrote or copied to that URI after it (copies carry stamps along);
 - "digest": the last write, before the read, of the same content digest;
 - "version": the last write of the same URI with the same object version (S3, GCS);
 - "etag": the last write of the same URI with the same ETag before the read;
@@ -275,12 +277,16 @@ class _Tables(Tables):
             by_uri.setdefault(write.uri, []).append(write)
         found = []
         for artifact in artifacts:
+            same_uri = by_uri.get(artifact.uri, [])
             if artifact.producer:
-                found.append((artifact, artifact.producer, "stamp"))
-                continue
+                # A stamp travels with a copy: a later recorded write or copy to this URI
+                # by another run made what was read, whatever stamp it carries.
+                last = _latest(same_uri, artifact.time)
+                if last is None or last.run == artifact.producer:
+                    found.append((artifact, artifact.producer, "stamp"))
+                    continue
             if artifact.uri not in by_uri and artifact.digest not in by_digest:
                 continue  # nothing wrote it: raw data
-            same_uri = by_uri.get(artifact.uri, [])
             candidates = (
                 ("digest", by_digest.get(artifact.digest, []) if artifact.digest else []),
                 ("version", [w for w in same_uri if artifact.version
@@ -629,6 +635,16 @@ def impact(
     """Everything downstream of the artifact `name`: the runs that read it (by content
     digest, or by URI when it has none), what they wrote, who read that, and so on. The
     outputs a run wrote to one directory that no run read, when more than `group_above`
-    (None: never), are one node."""
-    return _downstream(_Tables(client, options or SchemaOptions()), resolve(name), depth,
-                       group_above)
+    (None: never), are one node.
+
+    Raises:
+        LookupError: no run in the store read or wrote that artifact (one that a run wrote
+            and none read has an empty impact, not an unknown one).
+    """
+    tables = _Tables(client, options or SchemaOptions())
+    target = resolve(name)
+    graph = _downstream(tables, target, depth, group_above)
+    if not graph.edges and not tables.producers([target]):
+        raise LookupError(
+            f"no run in the store read or wrote {name}: `clew runs` lists what is recorded")
+    return graph

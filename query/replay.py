@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from clew.exporter.otlp_json import decode_value
 from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.instrumentation.redaction import redact_text
 from clew.semconv import attributes as attr
 
 try:
@@ -93,6 +94,7 @@ _TYPES: Final[Mapping[str, str]] = {
     attr.PROVENANCE_EXEC_TRACED: "boolean",
     attr.PROVENANCE_EXEC_REPLACED: "boolean",
     attr.PROVENANCE_CAPTURE_ERRORS: "string[]",
+    attr.PROVENANCE_CAPTURE_LOST_SPANS: "int",
 }
 """Attributes clew records whose type is not string; the rest of its vocabulary is strings."""
 
@@ -241,7 +243,7 @@ def traces_url(endpoint: str) -> str:
     """
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"OTLP endpoint {endpoint!r} is not an http(s) URL like "
+        raise ValueError(f"OTLP endpoint {redact_text(endpoint)!r} is not an http(s) URL like "
                          "http://localhost:4318")
     if parts.username is not None or parts.password is not None:
         raise ValueError("put credentials for the OTLP endpoint in a header "

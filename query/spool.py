@@ -170,10 +170,18 @@ def _run_from_spans(run_id: str, spans: list[Span]) -> SpoolRun:
 
 
 def spool_runs(home: Path | None = None, problems: SpoolProblems | None = None) -> list[SpoolRun]:
-    """Every run found in the spool under `home`, newest first."""
+    """Every run found in the spool under `home`, newest first. A line that is JSON but no
+    OTLP (a time out of range, a null for an object) is skipped and noted as corrupt, as
+    an ingest sets it aside."""
     by_trace: dict[str, list[Span]] = defaultdict(list)
     for line in read_spool(spool_directory(home), problems):
-        for span in iter_spans(line.data):
+        try:
+            spans = list(iter_spans(line.data))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            if problems is not None:
+                problems.corrupt.append((line.path, line.offset))
+            continue
+        for span in spans:
             by_trace[span.trace_id].append(span)
     runs = [_run_from_spans(trace_id, spans) for trace_id, spans in by_trace.items()]
     return sorted(runs, key=lambda r: r.start_ns, reverse=True)

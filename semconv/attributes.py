@@ -326,7 +326,8 @@ On a read, the span id of the write that produced the content, from the artifact
 PROVENANCE_PRODUCER_DIGEST: Final = "provenance.producer.digest"
 """
 On a read, the content digest the producer stamped, when it knew one; a batched read gives it on the
-span link to that producer instead.
+span link to that producer instead. Lineage counts the stamp only when this equals the digest the
+read saw (copies carry stamps along).
 """
 
 PROVENANCE_RANK: Final = "provenance.rank"

@@ -40,13 +40,28 @@ CLEW_SPOOL_PENDING_MAX_BYTES: Final = "CLEW_SPOOL_PENDING_MAX_BYTES"
 memory for the next try. Default 64 MiB; past it the oldest are dropped, counted and
 reported at exit."""
 
+CLEW_REDACT: Final = "CLEW_REDACT"
+"""Comma-separated names whose values clew redacts, added to its own (password, token, key,
+...): option, variable, header, query-parameter or JSON-key names such as `db-url`, or a
+single-letter option such as `-a`. docs/security.md gives the rules."""
+
+CLEW_REDACT_KEEP: Final = "CLEW_REDACT_KEEP"
+"""Comma-separated names whose values clew records although they look secret, e.g.
+`sort-key` or `-p` (for programs where `-p` is never a password)."""
+
 CLEW_RUN_ID: Final = "CLEW_RUN_ID"
 """Set by clew in children's environment: the trace id of the run they belong to."""
 
 CLEW_STAMP: Final = "CLEW_STAMP"
-"""`1` (default) to stamp every write with its producer (S3 and GCS object metadata, a user
-xattr on local files) and to look for stamps on local reads; `0` to do neither. Stamps that
-an object store returns anyway are still read."""
+"""`1` (default) to stamp local files a run writes with their producer (a user xattr) and to
+look for stamps on local reads; `0` to do neither, and to write no object stamps either.
+Stamps that an object store returns are still read."""
+
+CLEW_STAMP_OBJECTS: Final = "CLEW_STAMP_OBJECTS"
+"""`1` to also stamp S3 and GCS writes with their producer, in the object's user metadata;
+`0` (default): clew never writes into a user's objects or their metadata (a program sees that
+metadata: HEAD and `metadata()` would return the stamp). Lineage across runs then rests on
+digests, object versions and ETags."""
 
 CLEW_PRELOAD: Final = "CLEW_PRELOAD"
 """`1` (default) to load clew's LD_PRELOAD library into the programs a run starts that are not

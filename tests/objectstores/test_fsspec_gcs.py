@@ -67,12 +67,15 @@ def _check_fsspec_records(spans, scheme, root, store_span):
 
 
 S3_SPANS = {"write": span_names.SPAN_WRITE_S3}
+# Object stamps are opt-in; the tests of what a stamp links turn them on.
+STAMP_OBJECTS = {"CLEW_STAMP_OBJECTS": "1"}
 GCS_SPANS = {"write": span_names.SPAN_WRITE_GCS}
 
 
 def test_s3fs_operations_are_one_record_each(run_instrumented, spool, moto_s3):
     bucket = unique("s3fs")
-    result = run_instrumented(FSSPEC_PROGRAM, "s3", bucket, "{}", env=s3_env(moto_s3))
+    result = run_instrumented(FSSPEC_PROGRAM, "s3", bucket, "{}",
+                              env={**s3_env(moto_s3), **STAMP_OBJECTS})
     check_run(result)
     info = json.loads(result.stdout.strip().splitlines()[-1])
     spans = spool.spans()
@@ -92,7 +95,8 @@ def test_s3fs_operations_are_one_record_each(run_instrumented, spool, moto_s3):
 def test_gcsfs_operations_are_one_record_each(run_instrumented, spool, fake_gcs):
     bucket = unique("gcsfs")
     options = json.dumps({"token": "anon", "project": "test"})
-    result = run_instrumented(FSSPEC_PROGRAM, "gs", bucket, options, env=gcs_env(fake_gcs))
+    result = run_instrumented(FSSPEC_PROGRAM, "gs", bucket, options,
+                              env={**gcs_env(fake_gcs), **STAMP_OBJECTS})
     check_run(result)
     info = json.loads(result.stdout.strip().splitlines()[-1])
     spans = spool.spans()
@@ -143,7 +147,7 @@ print(json.dumps([blob.generation, blob.etag, blob.md5_hash, blob.crc32c]))
 
 def test_google_cloud_storage_operations(run_instrumented, spool, fake_gcs):
     bucket = unique("gcs")
-    result = run_instrumented(GCS_PROGRAM, bucket, env=gcs_env(fake_gcs))
+    result = run_instrumented(GCS_PROGRAM, bucket, env={**gcs_env(fake_gcs), **STAMP_OBJECTS})
     check_run(result)
     generation, etag, md5, crc32c = json.loads(result.stdout.strip().splitlines()[-1])
     spans = spool.spans()
@@ -171,6 +175,62 @@ def test_google_cloud_storage_operations(run_instrumented, spool, fake_gcs):
     assert opened[attr.PROVENANCE_PRODUCER_STAMPED] is True
 
 
+# Every way a program writes a GCS object, with its own metadata; prints what the server holds.
+GCS_WRITES = """
+import json, sys
+import gcsfs
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+own = {"owner": "team-a"}
+client = storage.Client(project="test", credentials=AnonymousCredentials())
+bucket = client.create_bucket(sys.argv[1])
+blob = bucket.blob("string.bin")
+blob.metadata = own
+blob.upload_from_string(b"s")
+bucket.blob("plain.bin").upload_from_string(b"p")
+with open("local.bin", "wb") as f:
+    f.write(b"local")
+blob = bucket.blob("file.bin")
+blob.metadata = own
+blob.upload_from_filename("local.bin")
+blob = bucket.blob("opened.bin")
+blob.metadata = own
+with blob.open("wb") as f:
+    f.write(b"o" * 100)
+fs = gcsfs.GCSFileSystem(token="anon", project="test")
+fs.pipe_file(f"{sys.argv[1]}/gcsfs-pipe.bin", b"g", metadata=own)
+with fs.open(f"{sys.argv[1]}/gcsfs-open.bin", "wb", metadata=own) as f:
+    f.write(b"h")
+names = ["string.bin", "plain.bin", "file.bin", "opened.bin", "gcsfs-pipe.bin", "gcsfs-open.bin"]
+print(json.dumps({n: client.bucket(sys.argv[1]).get_blob(n).metadata for n in names}))
+print(json.dumps(own))
+"""
+GCS_PROGRAMS_METADATA = {
+    "string.bin": {"owner": "team-a"}, "plain.bin": None, "file.bin": {"owner": "team-a"},
+    "opened.bin": {"owner": "team-a"}, "gcsfs-pipe.bin": {"owner": "team-a"},
+    "gcsfs-open.bin": {"owner": "team-a"},
+}
+
+
+@pytest.mark.parametrize("stamp_objects", ["0", "1"])
+def test_gcs_writes_leave_the_objects_metadata_as_the_program_set_it(run_instrumented, fake_gcs,
+                                                                      stamp_objects):
+    """By default clew writes nothing into a GCS object's metadata; with CLEW_STAMP_OBJECTS=1
+    every write carries the stamp beside the program's own metadata."""
+    bucket = unique("gcsmeta")
+    result = run_instrumented(GCS_WRITES, bucket,
+                              env={**gcs_env(fake_gcs), "CLEW_STAMP_OBJECTS": stamp_objects})
+    check_run(result)
+    held, own = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert own == {"owner": "team-a"}
+    if stamp_objects == "0":
+        assert held == GCS_PROGRAMS_METADATA
+        return
+    assert all("clew-producer" in (found or {}) for found in held.values()), held
+    assert {name: {k: v for k, v in found.items() if k != "clew-producer"} or None
+            for name, found in held.items()} == GCS_PROGRAMS_METADATA
+
+
 def test_gcs_read_in_a_later_run_links_to_its_writer(run_instrumented, spool, fake_gcs):
     bucket = unique("gcslink")
     writer = """
@@ -186,8 +246,9 @@ import gcsfs
 fs = gcsfs.GCSFileSystem(token="anon", project="test")
 fs.cat_file(f"{sys.argv[1]}/data.csv")
 """
-    check_run(run_instrumented(writer, bucket, env=gcs_env(fake_gcs), name="writer.py"))
-    check_run(run_instrumented(reader, bucket, env=gcs_env(fake_gcs), name="reader.py"))
+    env = {**gcs_env(fake_gcs), **STAMP_OBJECTS}
+    check_run(run_instrumented(writer, bucket, env=env, name="writer.py"))
+    check_run(run_instrumented(reader, bucket, env=env, name="reader.py"))
     spans = spool.spans()
     write = only(spans, f"gs://{bucket}/data.csv", "write")
     read = only(spans, f"gs://{bucket}/data.csv", "read")

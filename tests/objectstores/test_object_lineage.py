@@ -1,7 +1,7 @@
-"""Lineage across runs through S3 (issue 6): a read is matched to the run that wrote the
-object by the strongest evidence the records carry — the producer stamp, the content digest,
-the object version, the ETag — and `check --stale` flags an object overwritten after a
-model was built from it. Separate runs under opentelemetry-instrument, against moto.
+"""Lineage across runs through S3: a read is matched to the run that wrote the object by the
+strongest evidence the records carry — the producer stamp (opt-in for objects, and only with
+the digest the read saw), the content digest, the object version, the ETag — and
+`check --stale` flags an object overwritten after a model was built from it. Separate runs under opentelemetry-instrument, against moto.
 """
 
 from __future__ import annotations
@@ -47,19 +47,21 @@ def producer_evidence(clew_cli, bucket: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    ("stamp", "versioned", "read", "expected"),
+    ("stamp_objects", "versioned", "read", "expected"),
     [
-        ("1", "versioned", "ranged", "stamp"),
+        ("1", "versioned", "whole", "stamp"),
+        # A ranged read has no digest to hold the stamp's against: the stamp proves nothing.
+        ("1", "versioned", "ranged", "version"),
         ("0", "plain", "whole", "digest"),
         ("0", "versioned", "ranged", "version"),
         ("0", "plain", "ranged", "etag"),
     ],
 )
 def test_a_read_is_linked_to_its_writer_by_the_strongest_evidence(
-    run_instrumented, clew_cli, moto_s3, stamp, versioned, read, expected
+    run_instrumented, clew_cli, moto_s3, stamp_objects, versioned, read, expected
 ):
     bucket = unique("lineage")
-    env = {**s3_env(moto_s3), "CLEW_STAMP": stamp}
+    env = {**s3_env(moto_s3), "CLEW_STAMP_OBJECTS": stamp_objects}
     check_run(run_instrumented(WRITER, bucket, versioned, "first", name="writer.py", env=env))
     # A second write of other content, and the reader after it reads that one.
     check_run(run_instrumented(WRITER, bucket, versioned, "second!", name="writer.py", env=env))
@@ -70,10 +72,37 @@ def test_a_read_is_linked_to_its_writer_by_the_strongest_evidence(
     assert producer_evidence(clew_cli, bucket) == (expected, second_writer)
 
 
+def test_a_stamp_on_content_its_producer_did_not_write_is_not_evidence(
+    run_plain, run_instrumented, clew_cli, moto_s3
+):
+    """A tool that rewrites an object keeping its metadata carries the stamp over to content
+    the stamp's producer never wrote: the read is not credited to that producer."""
+    bucket = unique("restamped")
+    env = {**s3_env(moto_s3), "CLEW_STAMP_OBJECTS": "1"}
+    check_run(run_instrumented(WRITER, bucket, "plain", "first", name="writer.py", env=env))
+    rewrite = """
+import sys, boto3
+s3 = boto3.client("s3")
+bucket = sys.argv[1]
+kept = s3.head_object(Bucket=bucket, Key="features.bin")["Metadata"]
+assert "clew-producer" in kept, kept
+s3.put_object(Bucket=bucket, Key="features.bin", Body=b"other bytes", Metadata=kept)
+"""
+    check_run(run_plain(rewrite, bucket, name="rewrite.py", env=env))  # not recorded
+    check_run(run_instrumented(READER, bucket, "whole", name="reader.py", env=env))
+
+    result = clew_cli("lineage", "model.txt", "--format", "json")
+    assert result.code == ExitStatus.OK, result.err
+    graph = result.json()
+    (node,) = [n for n in graph["nodes"] if n["uri"] == f"s3://{bucket}/features.bin"]
+    assert [e for e in graph["edges"] if e["target"] == node["id"]] == []  # raw data
+    assert len([n for n in graph["nodes"] if n["kind"] == "run"]) == 1  # the reader alone
+
+
 def test_an_object_overwritten_after_the_model_read_it_is_stale(run_instrumented, clew_cli,
                                                                  moto_s3):
     bucket = unique("stale")
-    env = {**s3_env(moto_s3), "CLEW_STAMP": "0"}
+    env = s3_env(moto_s3)
     check_run(run_instrumented(WRITER, bucket, "versioned", "first", name="writer.py", env=env))
     check_run(run_instrumented(READER, bucket, "ranged", name="reader.py", env=env))
     fresh = clew_cli("check", "model.txt", "--stale")
@@ -93,7 +122,7 @@ def test_a_test_object_copied_into_the_training_data_is_found_by_digest(
     """The test set lives in S3; someone copied one test object under train/. The store
     knows the test object's digest from the evaluation run that read it."""
     bucket = unique("contamination")
-    env = {**s3_env(moto_s3), "CLEW_STAMP": "0"}
+    env = s3_env(moto_s3)
     setup = """
 import sys, boto3
 s3 = boto3.client("s3")
@@ -127,3 +156,39 @@ open("model.txt", "w").write(str(len(data)))
     assert finding["uri"] == f"s3://{bucket}/train/part2.csv"
     assert finding["evidence"] == "digest"
     assert finding["detail"] == f"same content as test file s3://{bucket}/test/holdout.csv"
+
+
+def test_a_stamp_does_not_outrank_a_later_recorded_write_to_the_same_uri(
+    run_instrumented, clew_cli, moto_s3
+):
+    """A recorded run copies an object by GET and PUT, carrying its metadata (the first
+    writer's stamp) along, without stamping objects itself: the copy is that run's, not the
+    first writer's, though the stamp and the digest agree."""
+    bucket = unique("carried")
+    env = s3_env(moto_s3)
+    check_run(run_instrumented(WRITER, bucket, "plain", "payload", name="writer.py",
+                               env={**env, "CLEW_STAMP_OBJECTS": "1"}))
+    carry = """
+import sys, boto3
+s3 = boto3.client("s3")
+source = s3.get_object(Bucket=sys.argv[1], Key="features.bin")
+assert "clew-producer" in source["Metadata"], source["Metadata"]
+s3.put_object(Bucket=sys.argv[1], Key="copy.bin", Body=source["Body"].read(),
+              Metadata=source["Metadata"])
+"""
+    check_run(run_instrumented(carry, bucket, name="carry.py", env=env))
+    reader = """
+import sys, boto3
+data = boto3.client("s3").get_object(Bucket=sys.argv[1], Key="copy.bin")["Body"].read()
+open("model.txt", "w").write(str(len(data)))
+"""
+    check_run(run_instrumented(reader, bucket, name="reader.py", env=env))
+
+    runs = clew_cli("runs", "--format", "json").json()["runs"]
+    carrier = runs[1]["run_id"]  # newest first: reader, carrier, writer
+    result = clew_cli("lineage", "model.txt", "--format", "json")
+    assert result.code == ExitStatus.OK, result.err
+    graph = result.json()
+    (node,) = [n for n in graph["nodes"] if n["uri"] == f"s3://{bucket}/copy.bin"]
+    assert {(e["source"], e["evidence"]) for e in graph["edges"]
+            if e["target"] == node["id"] and e["kind"] == "wrote"} == {(carrier, "digest")}

@@ -51,6 +51,10 @@ print(json.dumps({
 """
 
 
+# Object stamps are opt-in; the tests of what a stamp links turn them on.
+STAMP_OBJECTS = {"CLEW_STAMP_OBJECTS": "1"}
+
+
 @pytest.fixture(params=["moto_s3", "seaweedfs"])
 def s3_endpoint(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(request.param)
@@ -58,7 +62,7 @@ def s3_endpoint(request: pytest.FixtureRequest) -> str:
 
 def test_each_boto3_operation_is_one_record(run_instrumented, spool, s3_endpoint):
     bucket = unique("ops")
-    result = run_instrumented(PROGRAM, bucket, env=s3_env(s3_endpoint))
+    result = run_instrumented(PROGRAM, bucket, env={**s3_env(s3_endpoint), **STAMP_OBJECTS})
     check_run(result)
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     spans = spool.spans()
@@ -141,8 +145,9 @@ s3 = boto3.client("s3")
 s3.create_bucket(Bucket=sys.argv[1])
 s3.put_object(Bucket=sys.argv[1], Key="model.bin", Body=b"weights")
 """
-    check_run(run_instrumented(writer, bucket, env=s3_env(seaweedfs), name="writer.py"))
-    check_run(run_instrumented(READER, bucket, env=s3_env(seaweedfs), name="reader.py"))
+    env = {**s3_env(seaweedfs), **STAMP_OBJECTS}
+    check_run(run_instrumented(writer, bucket, env=env, name="writer.py"))
+    check_run(run_instrumented(READER, bucket, env=env, name="reader.py"))
     spans = spool.spans()
     write = only(spans, f"s3://{bucket}/model.bin", "write")
     read = only(spans, f"s3://{bucket}/model.bin", "read")
@@ -176,7 +181,7 @@ def test_small_object_reads_share_a_span_and_the_store_has_a_row_for_each(
     its object by URI), and clew_io has each read with its own version, ETag, bytes and
     producer."""
     bucket = unique("shards")
-    result = run_instrumented(SHARDS, bucket, env=s3_env(moto_s3))
+    result = run_instrumented(SHARDS, bucket, env={**s3_env(moto_s3), **STAMP_OBJECTS})
     check_run(result)
     puts = json.loads(result.stdout)
     spans = spool.spans()
@@ -226,20 +231,77 @@ asyncio.run(main(sys.argv[1]))
     assert read.attributes[attr.PROVENANCE_ARTIFACT_DIGEST] == "blake3:" + blake3.blake3(b"async bytes").hexdigest()
 
 
-def test_stamps_can_be_turned_off(run_instrumented, spool, moto_s3):
-    bucket = unique("nostamp")
-    program = """
-import sys
-import boto3
+# Every way a program writes an object, each with the metadata the program gave it (or none);
+# it prints what HEAD returns for each, and its own Metadata dict after the calls.
+WRITES = """
+import json, sys
+import boto3, s3fs
+from boto3.s3.transfer import TransferConfig
+bucket = sys.argv[1]
+own = {"owner": "team-a"}
 s3 = boto3.client("s3")
-s3.create_bucket(Bucket=sys.argv[1])
-s3.put_object(Bucket=sys.argv[1], Key="k", Body=b"v")
-print(s3.head_object(Bucket=sys.argv[1], Key="k")["Metadata"])
+s3.create_bucket(Bucket=bucket)
+s3.put_object(Bucket=bucket, Key="put-own", Body=b"x", Metadata=own)
+s3.put_object(Bucket=bucket, Key="put", Body=b"x")
+with open("big.bin", "wb") as f:
+    f.write(b"b" * (6 << 20))
+config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+s3.upload_file("big.bin", bucket, "upload", ExtraArgs={"Metadata": own}, Config=config)
+s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "put"})
+s3.copy_object(Bucket=bucket, Key="copy-replace", CopySource={"Bucket": bucket, "Key": "put"},
+               MetadataDirective="REPLACE", Metadata=own)
+fs = s3fs.S3FileSystem()
+fs.pipe(f"{bucket}/s3fs-pipe", b"y")
+with fs.open(f"{bucket}/s3fs-open", "wb") as f:
+    f.write(b"z")
+fs.pipe(f"{bucket}/s3fs-xattr", b"w")
+fs.setxattr(f"{bucket}/s3fs-xattr", owner="team-a")
+keys = ["put-own", "put", "upload", "copy", "copy-replace", "s3fs-pipe", "s3fs-open", "s3fs-xattr"]
+print(json.dumps({key: s3.head_object(Bucket=bucket, Key=key)["Metadata"] for key in keys}))
+print(json.dumps(own))
 """
-    result = run_instrumented(program, bucket, env={**s3_env(moto_s3), "CLEW_STAMP": "0"})
+# What HEAD returns for each when nothing but the program wrote into the metadata.
+PROGRAMS_METADATA = {
+    "put-own": {"owner": "team-a"}, "put": {}, "upload": {"owner": "team-a"}, "copy": {},
+    "copy-replace": {"owner": "team-a"}, "s3fs-pipe": {}, "s3fs-open": {},
+    "s3fs-xattr": {"owner": "team-a"},
+}
+
+
+def test_writes_leave_the_objects_metadata_as_the_program_set_it(run_instrumented, spool,
+                                                                  s3_endpoint):
+    """A program sees its objects' metadata (s3fs's own tests fail when it changes): by
+    default clew writes nothing into it, whichever way the object was written."""
+    bucket = unique("metadata")
+    result = run_instrumented(WRITES, bucket, env=s3_env(s3_endpoint))
     check_run(result)
-    assert result.stdout.strip() == "{}"
-    assert attr.PROVENANCE_PRODUCER_STAMPED not in only(spool.spans(), f"s3://{bucket}/k", "write").attributes
+    heads, own = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert heads == PROGRAMS_METADATA
+    assert own == {"owner": "team-a"}
+    writes = [s for s in object_spans(spool.spans()) if s.attributes[attr.PROVENANCE_IO_OPERATION]
+              in ("write", "copy")]
+    assert len(writes) >= len(PROGRAMS_METADATA)  # recorded all the same
+    assert not [s for s in writes if attr.PROVENANCE_PRODUCER_STAMPED in s.attributes]
+
+
+@pytest.mark.parametrize(("settings", "stamped"), [
+    ({"CLEW_STAMP_OBJECTS": "1"}, True),
+    ({"CLEW_STAMP_OBJECTS": "1", "CLEW_STAMP": "0"}, False),  # CLEW_STAMP=0: no stamp at all
+])
+def test_object_stamps_are_opt_in(run_instrumented, moto_s3, settings, stamped):
+    bucket = unique("stamped")
+    result = run_instrumented(WRITES, bucket, env={**s3_env(moto_s3), **settings})
+    check_run(result)
+    heads, own = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    assert own == {"owner": "team-a"}  # the stamp went into a copy of the program's dict
+    if not stamped:
+        assert heads == PROGRAMS_METADATA
+        return
+    # Every write carries the stamp beside the program's own metadata; the plain copy too,
+    # as S3 copies the source's metadata (its stamp included).
+    assert {key: {k: v for k, v in found.items() if k != "clew-producer"}
+            for key, found in heads.items()} == PROGRAMS_METADATA
+    assert all("clew-producer" in found for found in heads.values()), heads
 
 
 def test_suppressed_disabled_and_failing_calls(run_instrumented, spool, moto_s3):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from clew.query.cli import ExitStatus
+from clew.semconv import attributes as attr
 from clew_test_helpers import invoke_clew, takes_xattrs
 
 pytestmark = pytest.mark.integration
@@ -156,6 +157,19 @@ def test_an_unknown_artifact_is_a_usage_error(pipeline):
     assert "no run in the store wrote nothing-wrote-this.bin" in err
 
 
+def test_the_impact_of_an_unknown_artifact_is_a_usage_error(pipeline):
+    code, out, err = clew(pipeline, "impact", "nothing-read-this.bin")
+    assert (code, out) == (ExitStatus.USAGE, "")
+    assert err == ("clew: no run in the store read or wrote nothing-read-this.bin: "
+                   "`clew runs` lists what is recorded\n")
+
+
+def test_an_output_no_run_read_has_an_empty_impact(pipeline):
+    document = graph(pipeline, "impact", "report.txt")
+    assert document["edges"] == [] and len(document["nodes"]) == 1
+    assert document["nodes"][0]["uri"].endswith("/report.txt")
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A training run that reads a directory of 60 raw shards and one shard that an
@@ -228,3 +242,39 @@ def test_outputs_nobody_read_of_one_directory_are_one_node(dataset):
     assert any(n["uri"].endswith("/score.txt") for n in artifacts)
     every = graph(dataset, "impact", "shards/made.bin", "--all-files")
     assert len([n for n in every["nodes"] if "/out/" in n["uri"]]) == 60
+
+
+def test_a_stamp_copied_onto_other_content_is_not_evidence(run_instrumented, run_plain, clew_cli,
+                                                           workdir, spool):
+    """shutil.copy2 copies a file's xattrs, clew's stamp among them. An exact copy is what the
+    stamp's producer wrote; a copy changed afterwards is not, and is not credited to it."""
+    if not takes_xattrs(workdir):
+        pytest.skip("this filesystem takes no user xattrs: no local stamps")
+    assert run_instrumented("open('data.bin', 'wb').write(b'original')\n",
+                            name="writer.py").returncode == 0
+    copy = """
+import shutil
+shutil.copy2('data.bin', 'same.bin')
+shutil.copy2('data.bin', 'changed.bin')
+with open('changed.bin', 'r+b') as f:  # in place: the copied xattr stays
+    f.write(b'O')
+"""
+    assert run_plain(copy, name="copy.py").returncode == 0
+    read = "open('model.txt', 'w').write(open('same.bin').read() + open('changed.bin').read())\n"
+    assert run_instrumented(read, name="reader.py").returncode == 0
+    # The reader found the writer's stamp on both copies...
+    linked = {link.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[-1]
+              for span in spool.spans() for link in span.links}
+    assert linked == {"same.bin", "changed.bin"}
+
+    result = clew_cli("lineage", "model.txt", "--format", "json")
+    assert result.code == ExitStatus.OK, result.err
+    graph = result.json()
+    writer = next(r["run_id"] for r in clew_cli("runs", "--format", "json").json()["runs"]
+                  if r["command"][-1].endswith("writer.py"))
+    ids = {n["uri"].rsplit("/", 1)[-1]: n["id"] for n in graph["nodes"] if n["kind"] == "artifact"}
+    wrote = {(e["source"], e["target"], e["evidence"])
+             for e in graph["edges"] if e["kind"] == "wrote"}
+    # ...but credits it only with the copy that holds what it wrote.
+    assert (writer, ids["same.bin"], "stamp") in wrote
+    assert not [edge for edge in wrote if edge[1] == ids["changed.bin"]]

@@ -189,7 +189,9 @@ def _record_pipeline(root: Path) -> Pipeline:
     _git(work, "commit", "-q", "-m", "pipeline")
     commit = _git(work, "rev-parse", "HEAD")
     pipeline = Pipeline(home=home, work=work)
-    env = _clean_env(home)
+    # One flush at exit: the tests count the reads of each batched span, which a flush
+    # between two reads (a slow child start on a loaded machine) would split.
+    env = {**_clean_env(home), environment.CLEW_FLUSH_INTERVAL: "3600"}
 
     def state(operation: str, path: str, count: int = 1) -> tuple[str, str, str, int, int]:
         file = work / path
@@ -241,6 +243,15 @@ def _record_pipeline(root: Path) -> Pipeline:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     """The pipeline, recorded once per session. Treat it as read-only: copy its spool."""
     return _record_pipeline(tmp_path_factory.mktemp("pipeline").resolve())
+
+
+@pytest.fixture(scope="module")
+def module_home(pipeline: Pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CLEW_HOME holding a copy of the pipeline's spool, shared by a module's tests that
+    only read the store."""
+    home = tmp_path_factory.mktemp("cli") / "home"
+    shutil.copytree(pipeline.spool, spool_directory(home))
+    return home
 
 
 @pytest.fixture

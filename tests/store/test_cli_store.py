@@ -12,12 +12,11 @@ import datetime as dt
 import io
 import json
 import shlex
-import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,6 +30,7 @@ from clew.query.runs import Run
 pytestmark = pytest.mark.integration
 
 OTEL_INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
+CLEW = Path(sys.executable).parent / "clew"
 
 
 class Cli:
@@ -51,14 +51,6 @@ class Cli:
 
     def close(self) -> None:
         store.close(f"chdb://{self.home / 'db'}")
-
-
-@pytest.fixture(scope="module")
-def module_home(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CLEW_HOME holding the pipeline's spool, shared by the read-only tests here."""
-    home = tmp_path_factory.mktemp("cli") / "home"
-    shutil.copytree(pipeline.spool, spool_directory(home))
-    return home
 
 
 @pytest.fixture
@@ -251,7 +243,7 @@ def test_clew_sql_json_shape(clew, pipeline):
 
 
 def test_clew_sql_table(clew, pipeline):
-    code, out, _ = clew("sql", "SELECT count() AS runs FROM clew_runs")
+    code, out, _ = clew("sql", "SELECT count() AS runs FROM clew_runs", "--format", "table")
     assert code == ExitStatus.OK and "runs" in out and str(len(pipeline.runs)) in out
 
 
@@ -302,7 +294,7 @@ def test_a_read_only_command_leaves_the_store_writable_for_the_same_process(tmp_
     done = subprocess.run([sys.executable, "-c", SAME_PROCESS, str(home)], capture_output=True,
                           text=True, env=clean_env(home), timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.rstrip().splitlines()[-2].split() == ["│", "5", "│"], done.stdout
+    assert done.stdout.rstrip().splitlines()[-1] == "5", done.stdout  # tsv: piped
 
 
 def test_clew_sql_reports_a_bad_query_on_one_line(clew):
@@ -336,37 +328,69 @@ import sys, time
 from clew.exporter.store import connect
 connect(sys.argv[1])
 print("holding", flush=True)
-time.sleep(120)
+sys.stdin.readline()  # hold the store until told to let go
 """
+
+
+@contextmanager
+def held_store(home: Path, clean_env) -> Iterator[subprocess.Popen]:
+    """Another process holding the embedded store of `home` open, until its stdin gets a
+    line (or the block ends)."""
+    url = f"chdb://{home / 'db'}"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=clean_env(home))
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdin.close()
+        holder.stdout.close()
+
+
+def holder_line(holder: subprocess.Popen) -> str:
+    """The holder's pid and command line as clew names them (newlines folded)."""
+    return f"pid {holder.pid}: {sys.executable} -c import sys, time from clew.exporter.store "
 
 
 def test_a_store_held_by_another_process_names_it(tmp_path, run_clew, clean_env):
     home = tmp_path / "home"
     url = f"chdb://{home / 'db'}"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url], stdout=subprocess.PIPE,
-                              text=True, env=clean_env(home))
-    try:
-        assert holder.stdout.readline() == "holding\n"
-        for args, env in ((["--wait", "1"], {}), ([], {"CLEW_STORE_WAIT": "0.5"})):
+    with held_store(home, clean_env) as holder:
+        for args, env in ((["--wait", "0.5"], {}), ([], {"CLEW_STORE_WAIT": "0.5"})):
             started = time.monotonic()
             done = run_clew(*args, "runs", home=home, env=env, timeout=60)
             waited = time.monotonic() - started
             assert done.returncode == ExitStatus.ERROR
-            # chDB itself may print its lock errors first; clew's own message is one line
-            mine = [line for line in done.stderr.splitlines() if line.startswith("clew")]
-            assert len(mine) == 1 and done.stderr.rstrip().endswith(mine[0])
-            # the holder's pid and command line (its newlines folded), on that line
-            assert mine[0].startswith(f"clew: error: the store {url} is in use by pid "
-                                      f"{holder.pid} ({sys.executable} -c import sys, time ")
-            assert float(args[1] if args else env["CLEW_STORE_WAIT"]) <= waited < 30
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-        holder.stdout.close()
+            # one line: no waiting message for so short a wait, none of chDB's lock errors
+            line = one_line_error(done.stderr)
+            assert line.startswith(f"clew: error: the store {url} is in use by pid "
+                                   f"{holder.pid} ({sys.executable} -c import sys, time ")
+            assert 0.5 <= waited < 30
     # once it is gone, the store opens at once
     done = run_clew("--wait", "0", "runs", "--format", "json", home=home)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"schema": 1, "runs": []}
+
+
+def test_a_command_waits_for_a_held_store_says_so_once_then_answers(tmp_path, clean_env):
+    home = tmp_path / "home"
+    with held_store(home, clean_env) as holder:
+        waiting = subprocess.Popen([str(CLEW), "runs", "--format", "json"],
+                                   env=clean_env(home), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            said = waiting.stderr.readline()
+            assert said.startswith(f"waiting for the store, held by {holder_line(holder)}")
+            holder.stdin.write("let go\n")
+            holder.stdin.flush()
+            out, err = waiting.communicate(timeout=60)
+        finally:
+            waiting.kill()
+            waiting.wait()
+    assert (waiting.returncode, err) == (ExitStatus.OK, "")  # nothing after the one line
+    assert json.loads(out) == {"schema": 1, "runs": []}
 
 
 def test_the_databases_named_by_a_server_url_hold_the_tables(pipeline, pipeline_home, tmp_path,
@@ -378,7 +402,7 @@ def test_the_databases_named_by_a_server_url_hold_the_tables(pipeline, pipeline_
     stand_in = f"chdb://{tmp_path / 'server'}"
     opened: list[tuple[str, float]] = []
 
-    def connect(url: str, *, wait: float) -> object:
+    def connect(url: str, *, wait: float, on_wait: object) -> object:
         opened.append((url, wait))
         return store.connect(stand_in)
 

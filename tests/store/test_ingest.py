@@ -10,7 +10,6 @@ bytes are read. Spans are counted from the spool's raw JSON, not through clew's 
 from __future__ import annotations
 
 import json
-import logging
 import random
 import signal
 import subprocess
@@ -174,9 +173,7 @@ def spool_ids_of_line(raw: bytes) -> Counter:
                    for sc in r["scopeSpans"] for s in sc["spans"])
 
 
-def test_a_corrupt_line_is_set_aside_counted_and_later_lines_still_arrive(
-    tmp_path, store_url, caplog
-):
+def test_a_corrupt_line_is_set_aside_counted_and_later_lines_still_arrive(tmp_path, store_url):
     spool = tmp_path / "spool"
     target = spool_file(spool, 1)
     not_json = b'{"resourceSpans": [{"scopeSpans": oops\n'
@@ -186,23 +183,45 @@ def test_a_corrupt_line_is_set_aside_counted_and_later_lines_still_arrive(
     target.write_bytes(before + not_json + span_line(1, 2, 3) + bad_id + span_line(1, 5, 1))
     client = store.connect(store_url)
 
-    with caplog.at_level(logging.WARNING, logger="clew.exporter.ingest"):
-        result = ingest(client, spool)
+    result = ingest(client, spool)
     assert (result.spans, result.lines, result.corrupt) == (6, 3, 2)
-    quarantine = spool / QUARANTINE_DIRNAME
-    assert result.warnings == [f"2 corrupt spool lines set aside in {quarantine}"]
-    assert any("2 corrupt spool lines" in r.getMessage() for r in caplog.records)
-    set_aside = (quarantine / target.name).read_bytes()
+    quarantine = spool / QUARANTINE_DIRNAME / target.name
+    not_json_reason = "JSONDecodeError: Expecting value: line 1 column 35 (char 34)"
+    bad_id_reason = "ValueError: not a trace or span id: 'not hex'"
+    assert result.warnings == [
+        f"spool file {target}, line 2: {not_json_reason}; set aside in {quarantine}",
+        f"spool file {target}, line 4: {bad_id_reason}; set aside in {quarantine}",
+    ]
+    set_aside = quarantine.read_bytes()
     offset_bad = len(before) + len(not_json) + len(span_line(1, 2, 3))
-    assert set_aside == (f"# offset {len(before)}\n".encode() + not_json
-                         + f"# offset {offset_bad}\n".encode() + bad_id)
+    assert set_aside == (f"# offset {len(before)}, line 2: {not_json_reason}\n".encode()
+                         + not_json
+                         + f"# offset {offset_bad}, line 4: {bad_id_reason}\n".encode()
+                         + bad_id)
     good = spool_ids_of_line(before) + spool_ids_of_line(span_line(1, 2, 3)) + spool_ids_of_line(
         span_line(1, 5, 1))
     assert stored_ids(client) == good and len(good) == 6
 
     again = ingest(client, spool)  # counted once, set aside once
     assert (again.spans, again.corrupt, again.warnings) == (0, 0, [])
-    assert (quarantine / target.name).read_bytes() == set_aside
+    assert quarantine.read_bytes() == set_aside
+
+
+def test_many_bad_lines_are_each_set_aside_and_the_warnings_end_in_a_count(tmp_path,
+                                                                          store_url):
+    spool = tmp_path / "spool"
+    target = spool_file(spool, 1)
+    bad = [b'{"resourceSpans": %d}\n' % number for number in range(1, 26)]
+    target.write_bytes(b"".join(span_line(1, 2 * n, 2) + line for n, line in enumerate(bad)))
+
+    result = ingest(store.connect(store_url), spool)
+
+    assert (result.spans, result.corrupt) == (50, 25)
+    quarantine = spool / QUARANTINE_DIRNAME
+    named = [f"spool file {target}, line {2 * n + 2}: TypeError: 'int' object is not "
+             f"iterable; set aside in {quarantine / target.name}" for n in range(20)]
+    assert result.warnings == [*named, f"and 5 more spool lines set aside in {quarantine}"]
+    assert (quarantine / target.name).read_bytes().splitlines(keepends=True)[1::2] == bad
 
 
 # --- crashes ---------------------------------------------------------------------------------

@@ -404,10 +404,11 @@ def test_a_batched_object_read_gives_each_object_its_version_etag_bytes_and_prod
 ):
     """A batched "read s3" span as a Collector (pdata AsString JSON arrays) or rotel (OTLP
     JSON ArrayValues) writes it: each object's row takes its own entry of every array, and the
-    producer of the link that names its URI; an object without a producer has none."""
+    producer of the link that names its URI when the link's stamped digest is the one the read
+    saw; a stamp on other content (copies carry stamps along) names no producer."""
     uris = ["s3://b/shards/0.bin", "s3://b/shards/1.bin"]
     arrays = {
-        "provenance.artifacts.uri": uris, "provenance.artifacts.digest": ["", DIGESTS[1]],
+        "provenance.artifacts.uri": uris, "provenance.artifacts.digest": DIGESTS[:2],
         "provenance.artifacts.size": [7, -1], "provenance.artifacts.version": ["v1", ""],
         "provenance.artifacts.etag": ['"e0"', '"e1"'], "provenance.artifacts.bytes": [7, 3],
         "provenance.artifacts.checksums": ["crc32:0a0b0c0d", ""],
@@ -427,8 +428,9 @@ def test_a_batched_object_read_gives_each_object_its_version_etag_bytes_and_prod
     producer_trace, producer_span = "9" * 32, "8" * 16
     row = [T0, TRACE, READ_SPAN, RUN_SPAN, "", "read s3", "SPAN_KIND_INTERNAL", "trainer", {},
            "clew", "0.1.0", dict(sorted(attributes.items())), 1, "STATUS_CODE_UNSET", "",
-           [], [], [], [producer_trace], [producer_span], [""],
-           [{"provenance.artifact.uri": uris[0], "provenance.producer.digest": DIGESTS[0]}]]
+           [], [], [], [producer_trace] * 2, [producer_span] * 2, [""] * 2,
+           [{"provenance.artifact.uri": uris[0], "provenance.producer.digest": DIGESTS[0]},
+            {"provenance.artifact.uri": uris[1], "provenance.producer.digest": "blake3:" + "0" * 64}]]
     options = SchemaOptions(database=f"object_batch_{form}")
     database = options.database
     create_schema(client, options)
@@ -437,7 +439,7 @@ def test_a_batched_object_read_gives_each_object_its_version_etag_bytes_and_prod
     found = rows(client, f"SELECT Uri, Digest, Size, Version, ETag, Bytes, Identity, "
                          f"ProducerRunId, ProducerSpanId FROM {database}.clew_io ORDER BY Uri")
     assert found == [
-        (uris[0], "", 7, "v1", '"e0"', 7, "etag", producer_trace, producer_span),
+        (uris[0], DIGESTS[0], 7, "v1", '"e0"', 7, "etag", producer_trace, producer_span),
         (uris[1], DIGESTS[1], -1, "", '"e1"', 3, "etag", "", ""),
     ]
 

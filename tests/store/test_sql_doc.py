@@ -9,6 +9,8 @@ tables of docs/sql.md must list exactly the columns the store has.
 
 from __future__ import annotations
 
+import io
+import json
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ from clew.exporter.lineage import (
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
+from clew.query.cli import ExitStatus, main
 from clew_test_helpers import takes_xattrs
 
 pytestmark = pytest.mark.integration
@@ -58,12 +61,17 @@ QUERIES = _queries()
 
 
 @pytest.fixture(scope="module")
-def client(pipeline, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    url = f"chdb://{tmp_path_factory.mktemp('sqldoc') / 'db'}"
-    client = store.connect(url)
+def doc_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of the store the doc's queries run against."""
+    return f"chdb://{tmp_path_factory.mktemp('sqldoc') / 'db'}"
+
+
+@pytest.fixture(scope="module")
+def client(pipeline, doc_store) -> Iterator[Any]:
+    client = store.connect(doc_store)
     ingest(client, pipeline.spool)
     yield client
-    store.close(url)
+    store.close(doc_store)
 
 
 def _uri(pipeline, path: str) -> str:
@@ -105,6 +113,24 @@ def test_every_query_runs(client, pipeline, heading, index, sql):
     check = EXPECTED.get((heading, index))
     if check is not None:
         check(pipeline, rows)
+
+
+def _with_literals(sql: str, parameters: dict[str, str]) -> str:
+    """The query as the doc says to give it to `clew sql`: each {name:Type} a quoted literal."""
+    return re.sub(r"\{(\w+):\w+\}", lambda found: f"'{parameters[found[1]]}'", sql)
+
+
+@pytest.mark.parametrize(("heading", "index", "sql"), QUERIES,
+                         ids=[f"{h}-{i}" for h, i, _ in QUERIES])
+def test_every_query_runs_through_read_only_clew_sql(client, doc_store, pipeline, heading,
+                                                    index, sql):
+    """`clew sql` without --write accepts every documented query and gives the same rows."""
+    parameters = _parameters(pipeline)
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["--store", doc_store, "--no-ingest", "sql",
+                 _with_literals(sql, parameters), "--format", "json"], stdout=out, stderr=err)
+    assert code == ExitStatus.OK, err.getvalue()
+    assert len(json.loads(out.getvalue())["rows"]) == len(run(client, sql, parameters))
 
 
 # --- what the key queries must answer ------------------------------------------------------

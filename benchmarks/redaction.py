@@ -1,0 +1,53 @@
+"""Cost of redacting what clew records: at every program's start-up (its argv) and on every
+program it starts (the child's argv, or its shell line).
+
+    .venv/bin/python benchmarks/redaction.py
+
+Times `redact_argv` on a training command without secrets, one with secrets, a shell line
+(`sh -c`, as os.system records it), a JSON argument, and the longest single argument Linux
+allows (128 KiB), in this process, after one warm-up call. Prints markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from clew.instrumentation.redaction import redact_argv
+
+TRAINING = ["/usr/bin/python3", "train.py", "--config", "configs/base.yaml", "--epochs", "10",
+            "--lr", "3e-4", "--data", "s3://bucket/data/train", "--output", "/tmp/out",
+            "--seed", "42"]
+CASES = {
+    "training argv, no secret (14 words)": TRAINING,
+    "training argv with secrets (20 words)": [
+        *TRAINING, "--api-key", "k-123", "--db", "postgresql://u:pw@db/x", "-p", "hunter2"],
+    "shell line (sh -c, 12 words)": [
+        "/bin/sh", "-c",
+        "mkdir -p out && aws s3 cp s3://b/k out/ --profile ml && tool --token=abc > log.txt"],
+    "JSON argument (1 KiB)": ["tool", "--config", json.dumps(
+        {f"field{i}": f"value{i}" for i in range(60)} | {"password": "x"})],
+    "one 128 KiB argument": ["tool", "--data", "a1/" * (128 * 1024 // 3)],
+}
+
+
+def _per_call(argv: list[str]) -> float:
+    redact_argv(argv)
+    calls, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 0.5:
+        redact_argv(argv)
+        calls += 1
+    return (time.perf_counter() - started) / calls
+
+
+def main() -> None:
+    print("| argv | per call |")
+    print("|---|---|")
+    for label, argv in CASES.items():
+        seconds = _per_call(argv)
+        shown = f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.1f} ms"
+        print(f"| {label} | {shown} |")
+
+
+if __name__ == "__main__":
+    main()
