@@ -215,7 +215,8 @@ static int writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
 
 /* A successful open of `path` (relative to `dirfd`) that gave `fd`. */
 static void opened(int dirfd, const char *path, int flags, int fd) {
-    if (!enabled || fd < 0 || (flags & O_PATH))
+    /* O_PATH opens no content; O_TMPFILE names a directory, its file has no name yet. */
+    if (!enabled || fd < 0 || (flags & O_PATH) || (flags & O_TMPFILE) == O_TMPFILE)
         return;
     int saved = errno;
     char full[PATH_MAX];
