@@ -378,3 +378,24 @@ def test_without_the_library_children_are_opaque_with_one_warning(run_instrument
     spans = spool.spans()
     assert [s.attributes[attr.PROVENANCE_EXEC_TRACED] for s in exec_spans(spans)] == [False] * 2
     assert not [r for r in io_records(spans) if r.uri == spool.uri(workdir / "a.txt")]
+
+
+NEVER_WAITED = """
+import os, shutil
+pid = os.posix_spawn(shutil.which("cp"), ["cp", "a.txt", "b.txt"], os.environ)
+os.waitpid(pid, 0)  # not through subprocess: clew never sees this child end
+"""
+
+
+def test_a_child_never_waited_for_is_collected_at_exit(run_instrumented, spool, workdir):
+    """os.posix_spawn's span ends at once; what the child did is recorded when the parent
+    exits, under that span."""
+    (workdir / "a.txt").write_text("spawned")
+    result = run_instrumented(NEVER_WAITED)
+    assert result.returncode == 0, result.stderr
+    spans = spool.spans()
+    spawned = exec_of(spans, ["cp", "a.txt", "b.txt"])
+    assert under(io_records(spans), spawned) == [
+        ("read", spool.uri(workdir / "a.txt"), digest_of(b"spawned")),
+        ("write", spool.uri(workdir / "b.txt"), digest_of(b"spawned")),
+    ]
