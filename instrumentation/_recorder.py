@@ -188,6 +188,11 @@ class Recorder:
         else:
             self._queue(record)
 
+    def recorded(self, record: Record) -> None:
+        """A record another capture source made after the fact (a non-Python child's, from its
+        LD_PRELOAD records): identified by the worker like the hooks' own."""
+        self._queue(record)
+
     def finished(self, record: Record) -> None:
         """A record complete as it is (an object-store operation): a span at the next flush."""
         self._ready.append(record)
@@ -455,6 +460,9 @@ class Recorder:
 
     def _emit(self, item: Record | list[Record], parent: otel_context.Context, pid: int) -> None:
         """End the span of one record, or of one batch of records."""
+        first = item[0] if isinstance(item, list) else item
+        if first.parent is not None:  # a non-Python child's record: under its exec span
+            parent = first.parent
         if isinstance(item, list):
             name, attributes = item[0].batch_span(item, pid)
             start = min(r.first_ns for r in item)
