@@ -4,8 +4,8 @@
 #   make test   create .venv, install clew with the test, store and export extras, run the tests
 #
 # Installs are remembered by a stamp file inside .venv whose name carries a digest of
-# pyproject.toml, setup.py and the C library's source, so a second run installs nothing until one changes (and deleting
-# .venv starts over). Pass extra pytest arguments with `make test PYTEST_ARGS='-k spool -x'`.
+# pyproject.toml, setup.py and the C library's source, so a second run installs nothing until
+# one of them changes (and deleting .venv starts over). Pass extra pytest arguments with `make test PYTEST_ARGS='-k spool -x'`.
 
 PYTHON ?= python3
 VENV ?= .venv
