@@ -48,7 +48,7 @@ from ._recorder import Recorder
 _logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("=IB3xQQqq")  # the C library's record header (_preload_shim.c)
-_READ, _WRITE, _RENAME, _DELETE = (ord(c) for c in "RWND")
+READ, WRITE, RENAME, DELETE = (ord(c) for c in "RWND")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
 _BATCHED = ("read", "write")
 # The variables a child started through os.environ (os.system, os.spawn*) inherits.
@@ -134,19 +134,19 @@ class _Image:
         return ChildRecord(operation, path, key, self.pid, self.parent)
 
     def note(self, operation: int, key: StatKey, path: str, second: str | None) -> None:
-        if operation == _READ:
+        if operation == READ:
             record = self.reads.get((path, key))
             if record is None:
                 self.reads[path, key] = self.record("read", path, key)
             else:
                 record.count += 1
-        elif operation == _WRITE:
+        elif operation == WRITE:
             record = self.writes.get(path)
             if record is None:
                 self.writes[path] = self.record("write", path, None)
             else:
                 record.count += 1
-        elif operation == _RENAME:
+        elif operation == RENAME:
             written = self.writes.pop(second, None) if second else None
             if written is not None:
                 # A temporary file written and renamed into place (rsync, atomic saves): the
@@ -159,7 +159,7 @@ class _Image:
                 self.done.append(record)
             else:  # moved in from a place clew does not record
                 self.done.append(self.record("write", path, key))
-        elif operation == _DELETE:
+        elif operation == DELETE:
             written = self.writes.pop(path, None)
             if written is not None:  # written, then removed: its last content, by stat
                 written.key = key
@@ -173,8 +173,11 @@ class _Image:
         return [*self.reads.values(), *self.done, *self.writes.values()]
 
 
-def _parse(data: mmap.mmap, image: _Image, wanted) -> None:  # noqa: ANN001 - PathFilter.wants
-    offset, end = 0, len(data) - _HEADER.size
+def parse(data: mmap.mmap, image, wanted, offset: int = 0) -> int:  # noqa: ANN001
+    """Hand the records of a record file from `offset` on to `image.note` (operation, stat
+    key, path, second path), those `wanted` (PathFilter.wants) accepts; returns the offset of
+    the first record not there yet."""
+    end = len(data) - _HEADER.size
     while offset <= end:
         length, operation, dev, ino, size, mtime = _HEADER.unpack_from(data, offset)
         if operation == 0 or length < _HEADER.size or offset + length > len(data):
@@ -188,6 +191,7 @@ def _parse(data: mmap.mmap, image: _Image, wanted) -> None:  # noqa: ANN001 - Pa
         if second is not None and not wanted(second):
             second = None
         image.note(operation, (dev, ino, size, mtime), path, second)
+    return offset
 
 
 def _image_order(path: Path) -> tuple[int, int]:
@@ -233,7 +237,7 @@ class ChildRecords:
                 with open(path, "rb") as handle, mmap.mmap(
                     handle.fileno(), 0, access=mmap.ACCESS_READ
                 ) as data:
-                    _parse(data, image, recorder.filter.wants)
+                    parse(data, image, recorder.filter.wants)
             except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
                 recorder.failed("reading a child's records", error)
                 continue

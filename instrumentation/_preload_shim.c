@@ -12,6 +12,10 @@
  * memcpy, nothing is buffered in the process, so a child killed by SIGKILL loses no record
  * (the kernel's page cache holds them), and there is nothing to flush at exit.
  *
+ * clew also loads it into its own Python process (CLEW_NATIVE=1, instrumentation/_native.py):
+ * there nothing is preloaded; clew_native_start() redirects the loaded shared objects' calls
+ * to these wrappers (_got_patch.c), but not the interpreter's, whose opens the audit hook sees.
+ *
  * Record layout (native byte order, each record 8-byte aligned):
  *   u32 length of the whole record, u8 operation, u8 pad[3],
  *   u64 st_dev, u64 st_ino, i64 st_size, i64 st_mtime in ns, path NUL [second path NUL]
@@ -35,6 +39,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "_got_patch.h"
 
 #define CHUNK_BYTES (8u << 20) /* one record file's size: sparse, only used pages cost */
 #define HEADER_BYTES 40u
@@ -169,9 +175,18 @@ static void append(int operation, const struct stat *st, const char *path, const
 
 /* -- paths --------------------------------------------------------------------------------- */
 
+/* In clew's own process: the prefixes clew's Python side excludes too (the interpreter's
+ * trees, site-packages, clew's home), so that what imports open costs no record. */
+#define MAX_EXTRA 64
+static char *extra_excluded[MAX_EXTRA];
+static size_t extra_count;
+
 static int is_excluded(const char *path) {
     for (size_t i = 0; i < sizeof excluded / sizeof *excluded; i++)
         if (strncmp(path, excluded[i], strlen(excluded[i])) == 0)
+            return 1;
+    for (size_t i = 0; i < extra_count; i++)
+        if (strncmp(path, extra_excluded[i], strlen(extra_excluded[i])) == 0)
             return 1;
     return home_length && strncmp(path, home, home_length) == 0 &&
            (path[home_length] == '/' || path[home_length] == 0);
@@ -445,6 +460,62 @@ static void configure(void) {
         return;
     pthread_atfork(NULL, NULL, after_fork_in_child);
     enabled = 1;
+}
+
+/* -- inside clew's own Python process ----------------------------------------------------- */
+
+/* The wrappers' own addresses: `open` itself would name libc's (it comes first in the
+ * process's global scope, and this library is not preloaded here). */
+#define LOCAL(name) extern __typeof__(name) local_##name \
+    __attribute__((copy(name), visibility("hidden"), alias(#name)));
+LOCAL(open) LOCAL(open64) LOCAL(openat) LOCAL(openat64) LOCAL(creat) LOCAL(creat64)
+LOCAL(__open_2) LOCAL(__open64_2) LOCAL(__openat_2) LOCAL(__openat64_2)
+LOCAL(fopen) LOCAL(fopen64) LOCAL(freopen) LOCAL(freopen64)
+LOCAL(rename) LOCAL(renameat) LOCAL(renameat2) LOCAL(unlink) LOCAL(unlinkat)
+
+#define PATCH(name) {#name, (void *)local_##name}
+static const struct got_patch wrappers[] = {
+    PATCH(open), PATCH(open64), PATCH(openat), PATCH(openat64), PATCH(creat), PATCH(creat64),
+    PATCH(__open_2), PATCH(__open64_2), PATCH(__openat_2), PATCH(__openat64_2),
+    PATCH(fopen), PATCH(fopen64), PATCH(freopen), PATCH(freopen64),
+    PATCH(rename), PATCH(renameat), PATCH(renameat2), PATCH(unlink), PATCH(unlinkat),
+};
+
+/* Objects whose calls are left alone: libc and the loader (their calls are internal anyway),
+ * and the interpreter, whose opens Python's audit hook reports (once is enough). */
+static int left_alone(const char *name) {
+    static const char *const names[] = {"/libc.so", "/ld-linux", "/ld-musl", "linux-vdso",
+                                        "/libpython"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strstr(name, names[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+/* Called by clew's Python side (ctypes): note native opens into record files in `dir`,
+ * skipping paths under `prefixes`. Returns 1 when the calls are redirected, 0 when not
+ * (an unsupported platform, no record file). Later calls patch newly loaded objects only. */
+int clew_native_start(const char *dir, const char *const *prefixes, int count) {
+    int saved = errno;
+    int started = 0;
+    if (enabled) {
+        got_patch_loaded();
+        started = 1;
+    } else if (got_patch_supported() && dir != NULL && strlen(dir) < sizeof directory) {
+        strcpy(directory, dir);
+        for (int i = 0; i < count && extra_count < MAX_EXTRA; i++)
+            if ((extra_excluded[extra_count] = strdup(prefixes[i])) != NULL)
+                extra_count++;
+        chunk = new_chunk();
+        if (chunk != NULL) {
+            pthread_atfork(NULL, NULL, after_fork_in_child);
+            enabled = 1;
+            got_patch_install(wrappers, sizeof wrappers / sizeof *wrappers, left_alone);
+            started = 1;
+        }
+    }
+    errno = saved;
+    return started;
 }
 
 __attribute__((constructor)) static void start(void) {
