@@ -14,6 +14,7 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -54,25 +55,28 @@ static uintptr_t address(uintptr_t base, ElfW(Addr) value) {
     return value < base ? base + value : value;
 }
 
-/* Writes `target` into the GOT entry `slot`, which full RELRO made read-only: the page is
- * made writable for the write and given its protection back after. */
+/* Writes `target` into the GOT entry `slot`. With RELRO the loader made the entry's page
+ * read-only: it is made writable for the write and read-only again after. The loader
+ * protects only the whole pages of the RELRO segment (its start rounded down, its end
+ * rounded down too), so a slot in its last, partial page is in a page left writable, which
+ * must stay so (it holds .data too). */
 static void write_slot(void **slot, void *target, const struct dl_phdr_info *info) {
     if (*slot == target)
         return;
     uintptr_t page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
     uintptr_t page = (uintptr_t)slot & ~(page_size - 1);
-    int in_relro = 0;
+    int protected = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *header = &info->dlpi_phdr[i];
-        uintptr_t start = info->dlpi_addr + header->p_vaddr;
-        if (header->p_type == PT_GNU_RELRO && (uintptr_t)slot >= start &&
-            (uintptr_t)slot < start + header->p_memsz)
-            in_relro = 1;
+        uintptr_t start = (info->dlpi_addr + header->p_vaddr) & ~(page_size - 1);
+        uintptr_t end = (info->dlpi_addr + header->p_vaddr + header->p_memsz) & ~(page_size - 1);
+        if (header->p_type == PT_GNU_RELRO && page >= start && page < end)
+            protected = 1;
     }
-    if (in_relro && mprotect((void *)page, page_size, PROT_READ | PROT_WRITE) != 0)
+    if (protected && mprotect((void *)page, page_size, PROT_READ | PROT_WRITE) != 0)
         return;
     __atomic_store_n(slot, target, __ATOMIC_RELEASE);
-    if (in_relro)
+    if (protected)
         mprotect((void *)page, page_size, PROT_READ);
 }
 
@@ -92,6 +96,8 @@ static void patch_table(const struct dl_phdr_info *info, const Rela *table, size
     }
 }
 
+static unsigned long long unloads_seen; /* objects unloaded so far, as the loader counts */
+
 static int seen_before(uintptr_t base) {
     for (size_t i = 0; i < patched_count; i++)
         if (patched_bases[i] == base)
@@ -102,8 +108,15 @@ static int seen_before(uintptr_t base) {
 }
 
 static int patch_object(struct dl_phdr_info *info, size_t size, void *unused) {
-    (void)size, (void)unused;
+    (void)unused;
     const char *name = info->dlpi_name ? info->dlpi_name : "";
+    /* An object unloaded since: another may now sit at its base, so every base is looked
+     * at again (patching a slot twice writes nothing). The loader's lock is held here. */
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs &&
+        info->dlpi_subs != unloads_seen) {
+        unloads_seen = info->dlpi_subs;
+        patched_count = 0;
+    }
     /* The main program has no name. */
     if (info->dlpi_addr == own_base || seen_before(info->dlpi_addr) || name[0] == 0 ||
         skip_object(name))

@@ -197,8 +197,9 @@ class Recorder:
 
     def native_read(self, path: str, key: StatKey) -> None:
         """Native code in this process read version `key` of `path`: nothing new when this
-        version was recorded already (a library hook reported the same operation)."""
-        if key in self._reads:
+        version was recorded already (a library hook reported the same operation), nor when
+        this process is writing the file (a read-write open of its own output)."""
+        if key in self._reads or path in self._watches:
             return
         if len(self._reads) >= _MAX_TRACKED:
             self._reads = {}

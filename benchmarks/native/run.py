@@ -88,10 +88,9 @@ VARIANTS = ("bare", "clew", "clew, CLEW_NATIVE=1")
 
 
 def build(work: Path) -> Path:
-    source = work / "opens.c"
-    source.write_text(LIBRARY_SOURCE)
     built = work / "libopens.so"
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(built), str(source)], check=True)
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-x", "c", "-", "-o", str(built)],
+                   input=LIBRARY_SOURCE, text=True, check=True)
     return built
 
 
@@ -178,9 +177,8 @@ def main() -> None:
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="clew-native-bench-") as scratch:
         work = Path(scratch).resolve()
-        opened = per_open(work, args.opens)
-        started = startup(work, args.pairs)
-    section = report(args, time.monotonic() - start, opened, started)
+        measured = per_open(work, args.opens), startup(work, args.pairs)
+    section = report(args, time.monotonic() - start, *measured)
     print(section)
     if not args.no_write:
         write_results(section, MARKER)
