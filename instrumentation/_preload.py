@@ -78,7 +78,8 @@ def library() -> str | None:
         if _library is None:
             _logger.warning(
                 "clew: the LD_PRELOAD library was not built with this install (no C compiler?): "
-                "programs that are not Python are recorded as opaque execs"
+                "programs that are not Python are recorded as opaque execs, and native code's "
+                "opens inside Python are not recorded"
             )
     return _library
 

@@ -12,7 +12,7 @@
  * memcpy, nothing is buffered in the process, so a child killed by SIGKILL loses no record
  * (the kernel's page cache holds them), and there is nothing to flush at exit.
  *
- * clew also loads it into its own Python process (CLEW_NATIVE=1, instrumentation/_native.py):
+ * clew also loads it into its own Python process (CLEW_NATIVE, instrumentation/native.py):
  * there nothing is preloaded; clew_native_start() redirects the loaded shared objects' calls
  * to these wrappers (_got_patch.c), but not the interpreter's, whose opens the audit hook sees.
  *

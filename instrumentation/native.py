@@ -1,8 +1,8 @@
 """Records the files native code inside this Python process opens: a C, C++ or Rust library
 that no clew hook names (image, audio, model-format and index readers, sqlite3, ...).
 
-Opt-in, with `CLEW_NATIVE=1` (docs/architecture.md, "Native opens inside Python", says why it
-is not the default). clew loads its interposition library (`_preload_shim.c`, the one it
+On by default; `CLEW_NATIVE=0` turns it off (docs/architecture.md, "Native opens inside
+Python"). clew loads its interposition library (`_preload_shim.c`, the one it
 preloads into non-Python children) into this process with ctypes, and redirects the loaded
 shared objects' calls to libc's open, openat, creat, fopen, freopen, rename and unlink
 families to that library's wrappers by rewriting their global offset table entries
@@ -107,7 +107,7 @@ class _Notes:
 
 
 class NativeInstrumentor(ClewInstrumentor):
-    """Instrumentor for native code's file opens inside this process (CLEW_NATIVE=1)."""
+    """Instrumentor for native code's file opens inside this process (CLEW_NATIVE)."""
 
     _instruments = _instruments
     _notes: _Notes | None = None

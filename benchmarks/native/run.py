@@ -6,8 +6,8 @@ Per native open: a C library compiled here (gcc) and loaded with ctypes times, i
 (clock_gettime around the loop), N open+close pairs of three paths: a file of the program's
 (recorded), a file in site-packages (excluded in native code) and a missing file; and N
 fopen+fclose of the program's file. Run in three processes under `opentelemetry-instrument`:
-bare (clew's hooks disabled, exporters none, as benchmarks/run.py's baseline), clew's
-defaults, and clew with CLEW_NATIVE=1; each process's CPU time (user + system, including
+bare (clew's hooks disabled, exporters none, as benchmarks/run.py's baseline), clew with
+CLEW_NATIVE=0, and clew with CLEW_NATIVE=1 (its default); each process's CPU time (user + system, including
 clew's collection of the notes at exit) is reported too. Start-up: `python -c pass` under
 clew with CLEW_NATIVE=0 and =1, alternating, after a warm-up pair; medians. The section goes
 into benchmarks/RESULTS.md, replacing its previous one.
@@ -84,7 +84,7 @@ for name, function, path in [("open, recorded file", library.opens, sys.argv[3])
     function(path.encode(), 1000)  # warm-up
     print(name, function(path.encode(), count) / count)
 """
-VARIANTS = ("bare", "clew", "clew, CLEW_NATIVE=1")
+VARIANTS = ("bare", "clew, CLEW_NATIVE=0", "clew, CLEW_NATIVE=1 (default)")
 
 
 def build(work: Path) -> Path:
@@ -105,9 +105,8 @@ def per_open(work: Path, opens: int) -> dict[str, tuple[dict[str, float], float]
     base_env = _clean_environment(work)
     envs = {
         "bare": {**base_env, **baseline_environment()},
-        "clew": {**base_env, "CLEW_HOME": str(work / "home-clew")},
-        "clew, CLEW_NATIVE=1": {**base_env, "CLEW_HOME": str(work / "home-native"),
-                                "CLEW_NATIVE": "1"},
+        VARIANTS[1]: {**base_env, "CLEW_HOME": str(work / "home-clew"), "CLEW_NATIVE": "0"},
+        VARIANTS[2]: {**base_env, "CLEW_HOME": str(work / "home-native"), "CLEW_NATIVE": "1"},
     }
     command = [INSTRUMENT, PYTHON, "-c", PROGRAM, str(library), str(opens), str(data),
                str(excluded), str(work / "missing.bin")]

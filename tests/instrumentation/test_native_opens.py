@@ -1,4 +1,4 @@
-"""Native code inside the Python process (CLEW_NATIVE=1): a shared library no hook names,
+"""Native code inside the Python process (CLEW_NATIVE, on by default): a shared library no hook names,
 compiled here and loaded with ctypes, and sqlite3's own C opens of a database file, are
 recorded with blake3 digests, once; Python's `open` is not doubled; the interpreter's imports
 are not recorded; what the native calls return (values, errno) is unchanged.
@@ -21,8 +21,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("gcc") is None, reason="the test compiles a C library"),
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="GOT patching is Linux's"),
 ]
-
-NATIVE = {environment.CLEW_NATIVE: "1"}
 
 # Copies with C stdio in, a bare open() out; reports a failed open's errno.
 LIBRARY_SOURCE = r"""
@@ -96,7 +94,7 @@ def test_native_reads_and_writes_are_recorded_once(
     own open recorded once; no import of the interpreter's recorded; output unchanged."""
     data = bytes(range(256)) * 64
     (workdir / "in.bin").write_bytes(data)
-    result = run_instrumented(PROGRAM, str(library), env=NATIVE)
+    result = run_instrumented(PROGRAM, str(library))  # the default
     assert result.returncode == 0, result.stderr
     run = spool.run()
 
@@ -123,10 +121,11 @@ def test_native_reads_and_writes_are_recorded_once(
     assert "errno 2" in result.stdout
 
 
-def test_native_opens_are_not_recorded_by_default(run_instrumented, spool, workdir, library):
-    """Without CLEW_NATIVE=1 native code's opens stay unrecorded; Python's are recorded."""
+def test_native_opens_are_not_recorded_when_turned_off(run_instrumented, spool, workdir,
+                                                        library):
+    """With CLEW_NATIVE=0 native code's opens stay unrecorded; Python's are recorded."""
     (workdir / "in.bin").write_bytes(b"native")
-    result = run_instrumented(PROGRAM, str(library))
+    result = run_instrumented(PROGRAM, str(library), env={environment.CLEW_NATIVE: "0"})
     assert result.returncode == 0, result.stderr
     run = spool.run()
     assert not spool.accesses(run, "read", workdir / "in.bin")
