@@ -10,7 +10,8 @@ Under `opentelemetry-instrument python train.py` they load themselves through th
     ProcessesInstrumentor().instrument()
 
 Nothing here imports a database client, nor boto3, fsspec, google-cloud-storage or the
-native-I/O libraries (pyarrow, polars, duckdb): those are patched when the program imports them. A training job carries only the OpenTelemetry SDK,
+native-I/O libraries (pyarrow, polars, duckdb, safetensors, h5py, tokenizers): those are
+patched when the program imports them. A training job carries only the OpenTelemetry SDK,
 blake3 and wrapt.
 """
 
@@ -31,9 +32,12 @@ _LAZY = {
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
     "PolarsInstrumentor": ".polars",
+    "H5pyInstrumentor": ".h5py",
     "ProcessesInstrumentor": ".processes",
     "PyarrowInstrumentor": ".pyarrow",
     "S3Instrumentor": ".s3",
+    "SafetensorsInstrumentor": ".safetensors",
+    "TokenizersInstrumentor": ".tokenizers",
 }
 
 
@@ -50,8 +54,11 @@ __all__ = [
     "FsspecInstrumentor",
     "GcsInstrumentor",
     "PolarsInstrumentor",
+    "H5pyInstrumentor",
     "ProcessesInstrumentor",
     "PyarrowInstrumentor",
     "S3Instrumentor",
+    "SafetensorsInstrumentor",
+    "TokenizersInstrumentor",
     "__version__",
 ]
