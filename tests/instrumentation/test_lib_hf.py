@@ -1,6 +1,8 @@
 """The Hugging Face family's files: safetensors, h5py and tokenizers (their hooks), and
 datasets and transformers through them, the pyarrow hooks and the files hook. Real programs
-under opentelemetry-instrument, and the instrumentors in code (STYLE.md, "For clew" 11).
+under opentelemetry-instrument, and the instrumentors in code: uninstrumented and errors
+passing through (every library's span, suppressed and hook-failure cases:
+test_lib_instrumentors.py).
 
 Each program works on files the test made beforehand (outside clew); the test checks that
 every file the program read or wrote is one record of that operation, by the program's
@@ -14,14 +16,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import blake3
 import pytest
 
 from clew.semconv import attributes as attr
-from instrumentor_cases import io_spans, process_span, run_case
+from instrumentor_cases import io_spans
+from library_cases import check_program, library_case
 
 np = pytest.importorskip("numpy")
 pytest.importorskip("safetensors")
@@ -31,10 +32,6 @@ pytest.importorskip("tokenizers")
 pytestmark = pytest.mark.integration
 
 OFFLINE = {"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def digest_of(path: Path) -> str:
-    return "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
 
 
 def make_weights(workdir: Path) -> None:
@@ -102,7 +99,7 @@ def make_pretrained_inputs(workdir: Path) -> None:
 
 # name: (make the inputs, the program, the files it reads, the files it writes, whether each
 # file is opened once: else the library opens it several times, one record all the same).
-# Names are globs under the working directory.
+# Names as library_cases.files_named takes them ("d/", globs).
 CASES = {
     "safetensors numpy and torch": (make_weights, """
         from pathlib import Path
@@ -173,36 +170,15 @@ CASES = {
 }
 
 
-def files_matching(workdir: Path, globs: list[str]) -> list[Path]:
-    return sorted({p for glob in globs for p in workdir.glob(glob) if p.is_file()})
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_file_is_one_record_with_its_digest(case, run_instrumented, spool, workdir):
     make_inputs, program, reads, writes, opened_once = CASES[case]
     if case.startswith(("datasets", "transformers")):
         pytest.importorskip(case.split()[0])
     make_inputs(workdir)
-    before = {path: digest_of(path) for path in workdir.rglob("*") if path.is_file()}
 
-    result = run_instrumented("import os\nprint(os.getpid())\n" + textwrap.dedent(program), env=OFFLINE)
-
-    assert result.returncode == 0, result.stderr
-    pid = int(result.stdout.split()[0])
-    run = spool.run()
-    expected = {("read", p) for p in files_matching(workdir, reads)}
-    expected |= {("write", p) for p in files_matching(workdir, writes)}
-    assert len(expected) >= len(reads) + len(writes)
-    for operation, path in sorted(expected):
-        access = spool.only(run, operation, path)
-        digest = before.get(path) if operation == "read" else None
-        assert (access.digest, access.pid) == (digest or digest_of(path), pid), (operation, path)
-        assert access.count == 1 or not opened_once, (operation, path, access.count)
-    recorded = {
-        (a.operation, a.uri) for a in run.accesses
-        if a.uri.startswith(spool.uri(workdir) + "/") and a.operation != "list"
-    }
-    assert recorded == {(operation, spool.uri(path)) for operation, path in expected}
+    check_program(run_instrumented, spool, workdir, program, reads, writes, env=OFFLINE,
+                  any_count=not opened_once)
 
 
 # -- the instrumentors in code -----------------------------------------------------------------
@@ -230,43 +206,11 @@ def hooks_case(body: str, base_env: dict, workdir: Path) -> dict:
     make_weights(workdir)
     make_hdf5(workdir)
     make_tokenizer_files(workdir)
-    return run_case(HOOKS + textwrap.dedent(body), base_env, workdir)
+    return library_case(HOOKS, body, base_env, workdir)
 
 
 def read_uris(outcome: dict) -> list[str]:
     return [uri for s in io_spans(outcome) for uri in s["attributes"].get(attr.PROVENANCE_ARTIFACTS_URI, [])]
-
-
-def test_instrumentors_record_reads_under_the_process_span(base_env, workdir, spool):
-    """Instrumented before the libraries are imported: patched at their import, each read
-    recorded once with its digest, under the process span."""
-    outcome = hooks_case("""
-        instrument()
-        imported_early = [m for m in ("safetensors", "h5py", "tokenizers") if m in sys.modules]
-        finish(size=read(), imported_early=imported_early)
-        """, base_env, workdir)
-
-    assert (outcome["size"], outcome["imported_early"]) == (7, [])
-    spans = io_spans(outcome)
-    recorded = {
-        uri: digest for s in spans for uri, digest in zip(
-            s["attributes"][attr.PROVENANCE_ARTIFACTS_URI],
-            s["attributes"][attr.PROVENANCE_ARTIFACTS_DIGEST])
-    }
-    assert recorded == {spool.uri(workdir / name): digest_of(workdir / name) for name in INPUTS}
-    assert {s["parent"] for s in spans} == {process_span(outcome)["span_id"]}
-
-
-def test_instrumentors_suppressed_record_nothing(base_env, workdir):
-    outcome = hooks_case("""
-        instrument()
-        with suppress_instrumentation():
-            size = read()
-        finish(size=size)
-        """, base_env, workdir)
-
-    assert outcome["size"] == 7
-    assert io_spans(outcome) == []
 
 
 def test_instrumentors_uninstrumented_restore_the_libraries(base_env, workdir, spool):
@@ -330,25 +274,6 @@ def test_instrumentors_pass_the_libraries_errors_through(base_env, workdir):
     assert all(outcome["before"].values()), outcome["before"]
     assert outcome["before"]["h5py missing"][0] == "FileNotFoundError"
     assert not any("missing" in uri for uri in read_uris(outcome))
-
-
-def test_instrumentors_failing_hook_is_swallowed(base_env, workdir):
-    outcome = hooks_case("""
-        instrument()
-        recorder = _lifecycle.get_recorder()
-        def broken(path):
-            raise RuntimeError("simulated capture bug")
-        recorder.read = broken
-        finish(sizes=[read() for _ in range(3)])
-        """, base_env, workdir)
-
-    assert outcome["sizes"] == [7] * 3
-    # Logged once for each entry point, though each failed three times.
-    for where in ("safetensors.numpy.load_file", "h5py.File", "Tokenizer.from_file"):
-        assert outcome["stderr"].count(f"clew: {where} failed") == 1, outcome["stderr"]
-    assert outcome["stderr"].count("simulated capture bug") == 3
-    errors = process_span(outcome)["attributes"][attr.PROVENANCE_CAPTURE_ERRORS]
-    assert any("simulated capture bug" in e for e in errors)
 
 
 def test_a_program_that_never_imports_them_does_not_import_them(run_instrumented):
