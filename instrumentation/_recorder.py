@@ -268,8 +268,19 @@ class Recorder:
         if self._worker is None:
             self._start_worker()
 
+    def opened_for_update(self, path: str) -> None:
+        """The program opened `path` to change it in place (h5py's "r+" and "a"): its current
+        content is read, digested now as the change may come before the background hasher,
+        and what it holds once it settles is written."""
+        self.read(path)
+        self._before_change(path)
+        self.opened_for_write(path, keeps_content=True)
+
     def renamed(self, source: str, destination: str) -> None:
         """`source` is about to be renamed to `destination`."""
+        if os.path.isdir(source):
+            self._directory_renamed(source, destination)
+            return
         self._before_change(source)  # its content leaves the path a pending read names
         self._before_change(destination)  # replaced, if it exists
         watch = self._watches.pop(source, None) or self._settled.pop(source, None)
@@ -284,6 +295,16 @@ class Recorder:
         self._watches[destination] = _Watch(record, None)
         if self._worker is None:
             self._start_worker()
+
+    def _directory_renamed(self, source: str, destination: str) -> None:
+        """A directory is about to be renamed: the files this process is writing in it are
+        followed to their new names. Files written into a temporary directory renamed into
+        place as a whole (datasets' `.incomplete` build directories) are recorded once, at
+        their final names, as a single file renamed into place is."""
+        prefix = source.rstrip("/") + "/"
+        moving = [path for path in (*self._watches, *self._settled) if path.startswith(prefix)]
+        for path in moving:
+            self.renamed(path, destination.rstrip("/") + "/" + path[len(prefix):])
 
     def copied(self, source: str, destination: str) -> None:
         """shutil is about to copy `source` to `destination`: a derive edge."""
