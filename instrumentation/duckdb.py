@@ -63,9 +63,13 @@ class DuckdbInstrumentor(ClewInstrumentor):
     def _start(self, **kwargs: Any) -> None:
         # Connections seen, by id: (a weak reference, whether clew reads its log).
         self._connections: dict[int, tuple[weakref.ref, bool]] = {}
+        # The module's default connection, held: DuckDB drops its own reference at exit
+        # before clew's last harvest, which would lose the files of its last statements.
+        self._default_connection: Any = None
         self.recorder.on_close.append(self._harvest_all)
 
     def _stop(self) -> None:
+        self._default_connection = None
         if self._harvest_all in self.recorder.on_close:
             self.recorder.on_close.remove(self._harvest_all)
 
@@ -90,7 +94,9 @@ class DuckdbInstrumentor(ClewInstrumentor):
     def _module_statement(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
         import duckdb
 
-        connection = kwargs.get("connection") or duckdb.default_connection()
+        connection = kwargs.get("connection")
+        if connection is None:
+            connection = self._default_connection = duckdb.default_connection()
         return self._run(connection, wrapped, args, kwargs)
 
     def _close(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202

@@ -49,6 +49,11 @@ CASES = {
         assert relation.fetchall() == [(3135,)]
         duckdb.execute("COPY (SELECT * FROM read_csv('in.csv')) TO 'out.parquet' (FORMAT parquet)")
         """, ["shards/", "in.csv"], ["out.parquet"]),
+    "module-level statements last, recorded at exit": ("""
+        import duckdb
+        assert len(duckdb.sql("SELECT * FROM read_csv('in.csv')").df()) == 5
+        duckdb.sql("COPY (SELECT * FROM 'shards/*.parquet') TO 'out.parquet' (FORMAT parquet)")
+        """, ["shards/", "in.csv"], ["out.parquet"]),
 }
 
 
