@@ -21,6 +21,7 @@ duckdb is patched when the program imports it, never imported by clew.
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -45,6 +46,18 @@ _HARVEST = (
     "AND message->>'fs' = 'LocalFileSystem'"
 )
 _ACTIONS = {"READ": record_read, "WRITE": record_write}
+# `COPY ... TO` a file that exists writes "tmp_<name>" beside it and moves that into place;
+# the log names only the temporary file.
+_TEMPORARY_PREFIX = "tmp_"
+
+
+def _written(path: str) -> str:
+    """The file a logged write left behind: the final name of DuckDB's temporary file."""
+    folder, name = os.path.split(path)
+    final = os.path.join(folder, name[len(_TEMPORARY_PREFIX):])
+    if name.startswith(_TEMPORARY_PREFIX) and not os.path.exists(path) and os.path.exists(final):
+        return final
+    return path
 
 
 def _about_logging(query: object) -> bool:
@@ -157,6 +170,8 @@ class DuckdbInstrumentor(ClewInstrumentor):
                     cursor.close()
             for path, operation in entries:
                 found = absolute(path)
+                if found is not None and operation == "WRITE":
+                    found = _written(found)
                 if found is not None:
                     record_paths(self, "duckdb", (found,), _ACTIONS[operation])
 
