@@ -8,8 +8,10 @@ program's output directory afterwards (each must be a write record with the dige
 now), plus the outputs the program reads back (a read record with that digest). All gaps
 are reported together, so a failure lists every file clew missed.
 
-Excluded from the set, and why: none at present. datasets' lock files are recorded like
-any other file the program writes, so they stay in the set.
+Nothing under the output directory is excluded: datasets' lock files are recorded like any
+other file the program writes, so they stay in the set. Outside the set: files outside the
+working directory (a library's temporary file in /tmp, the system's time zone data), which
+are not the job's data.
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ def make_shards(workdir: Path) -> None:
     (workdir / "train").mkdir()
     (workdir / "test").mkdir()
     for index in range(2):
-        pq.write_table(pa.table({"x": [index, index + 1]}), workdir / "train" / f"part-{index}.parquet")
+        shard = workdir / "train" / f"part-{index}.parquet"
+        pq.write_table(pa.table({"x": [index, index + 1]}), shard)
     pq.write_table(pa.table({"x": [99, 98]}), workdir / "test" / "test.parquet")
 
 
