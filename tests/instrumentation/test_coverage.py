@@ -58,6 +58,7 @@ pq.write_table(base, "out/base_copy.parquet")
 extra = pd.read_parquet("in/pandas.parquet")
 extra.to_parquet("out/pandas.parquet")
 labels = pl.read_parquet("in/labels.parquet")
+assert pl.read_ipc_stream("in/labels.arrows").equals(labels)
 shards = pl.scan_parquet("in/shards/*.parquet").filter(pl.col("id") >= 0).collect()
 pl.concat([shards, labels]).write_parquet("out/polars.parquet")
 duckdb.sql("COPY (SELECT * FROM read_parquet('in/duck.parquet') ORDER BY id) "
@@ -97,14 +98,16 @@ model.save_pretrained("out/bert")
 BertModel.from_pretrained("out/bert")
 save_file({"pooler_bias": model.pooler.dense.bias.detach().numpy()}, "out/pooler.safetensors")
 torch.save(model.state_dict(), "out/model.pt")
+model.load_state_dict(torch.load("out/model.pt", mmap=True, weights_only=True))
 
 # Non-Python children: a copy and an archive of the saved model.
 subprocess.run(["cp", "in/notes.txt", "out/notes.txt"], check=True)
 subprocess.run(["tar", "czf", "out/bert.tgz", "out/bert"], check=True)
 """
 
-# Outputs the program reads back after writing them (from_pretrained; tar).
+# Outputs read back after they were written: by the program (from_pretrained) and tar.
 READ_BACK = ["out/bert/config.json", "out/bert/model.safetensors"]
+CHECKPOINT = "out/model.pt"  # read back by the program alone (torch.load with mmap)
 
 
 def make_inputs(workdir: Path) -> None:
@@ -121,6 +124,9 @@ def make_inputs(workdir: Path) -> None:
         table = pa.table({"id": [offset, offset + 1], "text": ["a b", "b a"],
                           "label": [0, 1]})
         pq.write_table(table, inputs / f"{name}.parquet")
+        if name == "labels":
+            with pa.ipc.new_stream(str(inputs / "labels.arrows"), table.schema) as writer:
+                writer.write_table(table)
     (inputs / "hf.csv").write_text("id,text\n1,a\n2,b\n")
     (inputs / "notes.txt").write_text("data card: two sources, one split\n")
     vocab = {"[UNK]": 0, "[PAD]": 1, "a": 2, "b": 3}
@@ -146,7 +152,8 @@ def test_every_file_of_a_fine_tuning_job_is_recorded(run_instrumented, spool, wo
     outputs = files_under(workdir / "out")
     expected = {("read", path): digest for path, digest in inputs.items()}
     expected |= {("write", path): digest_of(path) for path in outputs}
-    expected |= {("read", workdir / name): digest_of(workdir / name) for name in READ_BACK}
+    expected |= {("read", workdir / name): digest_of(workdir / name)
+                 for name in [*READ_BACK, CHECKPOINT]}
     # What the test knows the program made: a file missing here would shrink the set.
     assert {"model.pt", "bert.tgz", "notes.txt", "projected.f32", "stats.h5", "duck.parquet",
             "polars.parquet", "pandas.parquet", "base_copy.parquet", "pooler.safetensors",
