@@ -54,6 +54,7 @@ print(os.getpid())
 
 # Tabular sources, through each engine.
 base = pq.read_table("in/base.parquet")
+assert pq.read_schema("in/base.parquet") == base.schema
 pq.write_table(base, "out/base_copy.parquet")
 extra = pd.read_parquet("in/pandas.parquet")
 extra.to_parquet("out/pandas.parquet")
