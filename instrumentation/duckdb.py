@@ -9,7 +9,9 @@ was), and after each `execute` and `executemany` (of a connection or the module)
 `close()`, and at exit reads the new entries and empties the log. `sql` and `query` make
 relations, which read when their rows are fetched: their files are recorded at the
 connection's next `execute`, its close, or exit. Each file read is one read record with its
-whole-file digest; each file written is one write record, digested once its content settles.
+whole-file digest; each file written is one write record, digested once its content settles
+(a file `COPY ... TO` replaces, which DuckDB writes beside it and moves into place, at its
+own name). The module's statements run on its default connection, which clew holds to exit.
 
 Limits: reads of several relations between two `execute`s make one record per file. Once the
 program configures DuckDB's logging or reads `duckdb_logs` itself, clew leaves that
