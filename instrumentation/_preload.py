@@ -12,7 +12,9 @@ exec span, with the pid of the process that did the I/O.
 Reads carry the (device, inode, size, mtime) the library saw on the opened descriptor: the
 digest is taken from the file when clew collects, only if it is still that version (else the
 record keeps stat identity). Writes are identified by the file as it is when collected: the
-child has ended, so it is its final content.
+child has ended, so it is its final content. A write the library saw to be a whole copy of a
+file the child read (cp's copy_file_range of all of it), still that version when collected,
+takes the source's digest instead of being hashed again.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from ._recorder import Recorder
 _logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("=IB3xQQqq")  # the C library's record header (_preload_shim.c)
-_READ, _WRITE, _RENAME, _DELETE = (ord(c) for c in "RWND")
+_READ, _WRITE, _RENAME, _DELETE, _COPY = (ord(c) for c in "RWNDC")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
 _BATCHED = ("read", "write")
 # The variables a child started through os.environ (os.system, os.spawn*) inherits.
@@ -86,13 +88,15 @@ def library() -> str | None:
 class ChildRecord(Record):
     """A record of what a process started by this one did: under its exec span, with its pid."""
 
-    __slots__ = ("pid", "parent")
+    __slots__ = ("pid", "parent", "copy_of")
 
     def __init__(self, operation: str, path: str, key: StatKey | None, pid: int,
                  parent: Context) -> None:
         super().__init__(operation, path, key)
         self.pid = pid
         self.parent = parent
+        # The version of the file this one is a whole copy of: its content, so its digest.
+        self.copy_of: StatKey | None = None
 
     def batch_key(self) -> Hashable | None:
         # Writes of small files are batched too, unlike the file hook's: `cp -r` of a tree
@@ -166,14 +170,18 @@ class _Image:
                 self.done.append(written)
             self.done.append(self.record("delete", path, key))
 
-    def records(self) -> list[ChildRecord]:
+    def records(self, copies: dict[StatKey, StatKey]) -> list[ChildRecord]:
+        """The image's records; `copies` maps each whole copy's key to its source's."""
         for path, record in self.writes.items():
             record.key = _key_now(path)
             record.identity = "stat" if record.key else "none"
+            # Only while it is the very version the copy left (key equal): else it changed.
+            record.copy_of = copies.get(record.key) if record.key else None
         return [*self.reads.values(), *self.done, *self.writes.values()]
 
 
-def _parse(data: mmap.mmap, image: _Image, wanted) -> None:  # noqa: ANN001 - PathFilter.wants
+def _parse(data: mmap.mmap, image: _Image, wanted,  # noqa: ANN001 - PathFilter.wants
+           copies: dict[StatKey, StatKey]) -> None:
     offset, end = 0, len(data) - _HEADER.size
     while offset <= end:
         length, operation, dev, ino, size, mtime = _HEADER.unpack_from(data, offset)
@@ -181,6 +189,11 @@ def _parse(data: mmap.mmap, image: _Image, wanted) -> None:  # noqa: ANN001 - Pa
             break  # the unused rest of the file, or a record its process died writing
         names = data[offset + _HEADER.size : offset + length].split(b"\0")
         offset += length
+        if operation == _COPY:  # its name is the source's key, as text
+            source = tuple(int(field) for field in names[0].split())
+            if len(source) == 4 and source[2] == size:
+                copies[dev, ino, size, mtime] = source  # type: ignore[assignment]
+            continue
         path = absolute(os.fsdecode(names[0]))  # normalised: the library does not
         second = absolute(os.fsdecode(names[1])) if len(names) > 2 and names[1] else None
         if path is None or not wanted(path):
@@ -224,6 +237,7 @@ class ChildRecords:
         # os.system's child has no known pid: any process of it that loaded the library
         loaded = child_pid is None and bool(files)
         images: list[_Image] = []
+        copies: dict[StatKey, StatKey] = {}  # across images: a forked child may close a copy
         for path in files:
             pid = int(path.name.split("-", 1)[0])
             loaded = loaded or pid == child_pid
@@ -233,13 +247,13 @@ class ChildRecords:
                 with open(path, "rb") as handle, mmap.mmap(
                     handle.fileno(), 0, access=mmap.ACCESS_READ
                 ) as data:
-                    _parse(data, image, recorder.filter.wants)
+                    _parse(data, image, recorder.filter.wants, copies)
             except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
                 recorder.failed("reading a child's records", error)
                 continue
             images.append(image)
         for image in images:
-            for record in image.records():
+            for record in image.records(copies):
                 recorder.recorded(record)
         shutil.rmtree(self.directory, ignore_errors=True)
         return loaded

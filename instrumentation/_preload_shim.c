@@ -18,6 +18,9 @@
  * The operation byte is stored last: a reader stops at the first record whose operation is 0,
  * which is where the file's unused (zero) part begins, or a record a dying process left half
  * written.
+ *
+ * A copy record ('C') says that a file was, when the program closed it, a whole copy of
+ * another: its key is the copy's, its one name the source's key as text ("dev ino size mtime").
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -42,7 +45,8 @@
 #define CLEW_HOME_VARIABLE "CLEW_HOME"
 #define AUTO_INSTRUMENTATION "opentelemetry/instrumentation/auto_instrumentation"
 
-enum { OP_READ = 'R', OP_WRITE = 'W', OP_RENAME = 'N', OP_DELETE = 'D' };
+enum { OP_READ = 'R', OP_WRITE = 'W', OP_RENAME = 'N', OP_DELETE = 'D', OP_COPY = 'C' };
+#define COPY_TRACKED_FDS 1024 /* descriptors below this are followed for whole copies */
 
 static int enabled;
 static char directory[PATH_MAX];
@@ -75,6 +79,7 @@ REAL(open); REAL(open64); REAL(openat); REAL(openat64); REAL(creat); REAL(creat6
 REAL(__open_2); REAL(__open64_2); REAL(__openat_2); REAL(__openat64_2);
 REAL(fopen); REAL(fopen64); REAL(freopen); REAL(freopen64);
 REAL(rename); REAL(renameat); REAL(renameat2); REAL(unlink); REAL(unlinkat);
+REAL(copy_file_range); REAL(close);
 
 static void *next(const char *name) { return dlsym(RTLD_NEXT, name); }
 
@@ -109,7 +114,7 @@ static char *new_chunk(void) {
         if (mapped == MAP_FAILED)
             mapped = NULL;
     }
-    close(fd);
+    syscall(SYS_close, fd); /* not through the close wrapper: no copy of the program's */
     return mapped;
 }
 
@@ -213,6 +218,78 @@ static int absolute(int dirfd, const char *path, char *out) {
 
 static int writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
 
+/* -- whole copies ----------------------------------------------------------------------------
+ * A file opened for writing whose every byte came from one source by copy_file_range (cp's
+ * way), contiguously from offset 0 of both, and that is exactly the source's size when the
+ * program closes it, has the source's content: clew then takes the source's digest for it
+ * instead of hashing it again. Anything else (a write, a seek, a second source, a source that
+ * changed, a copy of part of it) leaves the file to be hashed, as every other write is. */
+
+enum { COPY_NONE, COPY_WHOLE, COPY_SPOILED };
+
+struct copying {
+    int state;
+    int64_t copied;        /* bytes copied so far, from offset 0 */
+    struct stat source;    /* the source as it was after the first chunk */
+    struct stat copy;      /* the copy as it was after the last chunk */
+};
+
+static struct copying copies[COPY_TRACKED_FDS];
+
+static int same_version(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* `fd` was just opened: a copy into it may begin (for writing), and nothing of an earlier
+ * file that had this descriptor number carries over. */
+static void copy_reset(int fd, int flags) {
+    if (fd >= 0 && fd < COPY_TRACKED_FDS) {
+        copies[fd].state = writes(flags) ? COPY_WHOLE : COPY_NONE;
+        copies[fd].copied = 0;
+    }
+}
+
+/* copy_file_range moved `count` bytes into `out`, starting at `in_at` of the source and
+ * `out_at` of `out`. */
+static void copy_chunk(int in, int out, int64_t in_at, int64_t out_at, ssize_t count) {
+    struct copying *c = &copies[out];
+    struct stat source, copy;
+    if (in_at != c->copied || out_at != c->copied || fstat(in, &source) != 0 ||
+        fstat(out, &copy) != 0 || !S_ISREG(source.st_mode)) {
+        c->state = COPY_SPOILED;
+        return;
+    }
+    if (c->copied == 0)
+        c->source = source;
+    /* Only the size may differ from the first chunk's view, and only if it did not change:
+     * a source written to meanwhile is not the content the read record names. */
+    else if (!same_version(&source, &c->source))
+        c->state = COPY_SPOILED;
+    c->copied += count;
+    c->copy = copy;
+}
+
+/* `fd` is about to be closed: note a whole copy, if it is one. */
+static void copy_closing(int fd) {
+    struct copying *c = &copies[fd];
+    int whole = c->state == COPY_WHOLE && c->copied > 0 && c->copied == c->source.st_size;
+    c->state = COPY_NONE;
+    if (!whole)
+        return;
+    struct stat now;
+    /* Unchanged since the last chunk (a pwrite or a write through another descriptor
+     * would show in its size or mtime), and nothing of an earlier content past the end. */
+    if (fstat(fd, &now) != 0 || !same_version(&now, &c->copy) || now.st_size != c->copied)
+        return;
+    char source[96];
+    snprintf(source, sizeof source, "%llu %llu %lld %lld",
+             (unsigned long long)c->source.st_dev, (unsigned long long)c->source.st_ino,
+             (long long)c->source.st_size,
+             (long long)c->source.st_mtim.tv_sec * 1000000000LL + c->source.st_mtim.tv_nsec);
+    append(OP_COPY, &now, source, NULL);
+}
+
 /* A successful open of `path` (relative to `dirfd`) that gave `fd`. */
 static void opened(int dirfd, const char *path, int flags, int fd) {
     /* O_PATH opens no content; O_TMPFILE names a directory, its file has no name yet. */
@@ -221,6 +298,7 @@ static void opened(int dirfd, const char *path, int flags, int fd) {
     int saved = errno;
     char full[PATH_MAX];
     struct stat st;
+    copy_reset(fd, flags);
     if (absolute(dirfd, path, full) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
         /* Opened read-write without truncation: the existing content is read too. */
         if (!writes(flags) || ((flags & O_ACCMODE) == O_RDWR && !(flags & O_TRUNC)))
@@ -391,6 +469,34 @@ int unlinkat(int dirfd, const char *path, int flags) {
     if (wanted && result == 0)
         append(OP_DELETE, &st, full, NULL);
     return result;
+}
+
+ssize_t copy_file_range(int in, loff_t *in_offset, int out, loff_t *out_offset, size_t length,
+                        unsigned flags) {
+    int followed = enabled && out >= 0 && out < COPY_TRACKED_FDS && copies[out].state == COPY_WHOLE;
+    int64_t in_at = -1, out_at = -1;
+    if (followed) {
+        int saved = errno;
+        in_at = in_offset ? *in_offset : lseek(in, 0, SEEK_CUR);
+        out_at = out_offset ? *out_offset : lseek(out, 0, SEEK_CUR);
+        errno = saved;
+    }
+    ssize_t count = RESOLVE(copy_file_range)(in, in_offset, out, out_offset, length, flags);
+    if (followed && count > 0) {
+        int saved = errno;
+        copy_chunk(in, out, in_at, out_at, count);
+        errno = saved;
+    }
+    return count;
+}
+
+int close(int fd) {
+    if (enabled && fd >= 0 && fd < COPY_TRACKED_FDS && copies[fd].state != COPY_NONE) {
+        int saved = errno;
+        copy_closing(fd);
+        errno = saved;
+    }
+    return RESOLVE(close)(fd);
 }
 
 /* -- start-up and fork ---------------------------------------------------------------------- */

@@ -381,16 +381,21 @@ class Recorder:
         if record.operation == "delete":
             record.digest = record.digest or self._cache.get(key)
         elif self.settings.hashing and key[2] <= self.settings.hash_max_bytes:
-            digest = record.digest or self._content_digest(record.path, key)
+            digest = record.digest or self._content_digest(record.path, key, record.copy_of)
             # Not `record.digest = digest`: the host may have set it while this hash ran and
             # found the file changing (`_before_change`).
             record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
 
-    def _content_digest(self, path: str, key: StatKey) -> str | None:
-        """The digest of the file version `key` names: remembered, or hashed and remembered."""
-        digest = self._cache.get(key) or hash_file(path, key)
+    def _content_digest(self, path: str, key: StatKey, copy_of: StatKey | None = None) -> str | None:
+        """The digest of the file version `key` names: remembered, that of the version it is a
+        whole copy of (`copy_of`) when that one was hashed, or hashed; then remembered."""
+        digest = (
+            self._cache.get(key)
+            or (copy_of is not None and self._cache.get(copy_of))
+            or hash_file(path, key)
+        )
         if digest is not None:
             self._cache.put(key, digest)
         return digest
