@@ -35,7 +35,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sendfile.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,7 +81,9 @@ REAL(open); REAL(open64); REAL(openat); REAL(openat64); REAL(creat); REAL(creat6
 REAL(__open_2); REAL(__open64_2); REAL(__openat_2); REAL(__openat64_2);
 REAL(fopen); REAL(fopen64); REAL(freopen); REAL(freopen64);
 REAL(rename); REAL(renameat); REAL(renameat2); REAL(unlink); REAL(unlinkat);
-REAL(copy_file_range); REAL(close);
+REAL(copy_file_range); REAL(close); REAL(write); REAL(pwrite); REAL(pwrite64); REAL(writev);
+REAL(pwritev); REAL(pwritev64); REAL(pwritev2); REAL(ftruncate); REAL(ftruncate64);
+REAL(fallocate); REAL(fallocate64); REAL(sendfile); REAL(sendfile64);
 
 static void *next(const char *name) { return dlsym(RTLD_NEXT, name); }
 
@@ -489,6 +493,37 @@ ssize_t copy_file_range(int in, loff_t *in_offset, int out, loff_t *out_offset, 
     }
     return count;
 }
+
+/* Any other change made through a followed descriptor means it is not a plain copy. Changes
+ * through another descriptor, or a shared mapping (mmap is not wrapped: an allocator calling
+ * it before the real one is resolved would recurse), show at close in the copy's size or
+ * mtime, as far as stat identity can tell (the digest cache's own limit). */
+static void changed_through(int fd) {
+    if (fd >= 0 && fd < COPY_TRACKED_FDS && copies[fd].state == COPY_WHOLE)
+        copies[fd].state = COPY_SPOILED;
+}
+
+#define CHANGE_WRAPPER(type, name, parameters, arguments)                                     \
+    type name parameters {                                                                     \
+        changed_through(fd);                                                                   \
+        return RESOLVE(name) arguments;                                                        \
+    }
+CHANGE_WRAPPER(ssize_t, write, (int fd, const void *data, size_t n), (fd, data, n))
+CHANGE_WRAPPER(ssize_t, pwrite, (int fd, const void *data, size_t n, off_t at), (fd, data, n, at))
+CHANGE_WRAPPER(ssize_t, pwrite64, (int fd, const void *data, size_t n, off64_t at),
+               (fd, data, n, at))
+CHANGE_WRAPPER(ssize_t, writev, (int fd, const struct iovec *v, int n), (fd, v, n))
+CHANGE_WRAPPER(ssize_t, pwritev, (int fd, const struct iovec *v, int n, off_t at), (fd, v, n, at))
+CHANGE_WRAPPER(ssize_t, pwritev64, (int fd, const struct iovec *v, int n, off64_t at),
+               (fd, v, n, at))
+CHANGE_WRAPPER(ssize_t, pwritev2, (int fd, const struct iovec *v, int n, off_t at, int flags),
+               (fd, v, n, at, flags))
+CHANGE_WRAPPER(int, ftruncate, (int fd, off_t length), (fd, length))
+CHANGE_WRAPPER(int, ftruncate64, (int fd, off64_t length), (fd, length))
+CHANGE_WRAPPER(int, fallocate, (int fd, int mode, off_t at, off_t n), (fd, mode, at, n))
+CHANGE_WRAPPER(int, fallocate64, (int fd, int mode, off64_t at, off64_t n), (fd, mode, at, n))
+CHANGE_WRAPPER(ssize_t, sendfile, (int fd, int in, off_t *at, size_t n), (fd, in, at, n))
+CHANGE_WRAPPER(ssize_t, sendfile64, (int fd, int in, off64_t *at, size_t n), (fd, in, at, n))
 
 int close(int fd) {
     if (enabled && fd >= 0 && fd < COPY_TRACKED_FDS && copies[fd].state != COPY_NONE) {
