@@ -231,6 +231,11 @@ class Recorder:
         finally:
             own_io.active = False
 
+    def hash_ahead(self, path: str, key: StatKey) -> None:
+        """Hash the version `key` of `path` into the digest cache ahead of its record (a
+        non-Python child's read, while the child still runs): the record then finds it."""
+        self._digest_now(path, key)
+
     def _before_change(self, path: str, key: StatKey | None = None) -> str | None:
         """`path` is about to be removed, moved or overwritten: a read of its current content
         still waiting for the background hasher gets its digest now. Returns the digest of
