@@ -396,13 +396,11 @@ class Recorder:
     def _content_digest(self, path: str, key: StatKey, copy_of: StatKey | None = None) -> str | None:
         """The digest of the file version `key` names: remembered, that of the version it is a
         whole copy of (`copy_of`) when that one was hashed, or hashed; then remembered."""
-        digest = (
-            self._cache.get(key)
-            or (copy_of is not None and self._cache.get(copy_of))
-            or hash_file(path, key)
-        )
-        if digest is not None:
-            self._cache.put(key, digest)
+        digest = self._cache.get(key)
+        if digest is None:  # a remembered one is not put again: one look-up, not three
+            digest = (copy_of is not None and self._cache.get(copy_of)) or hash_file(path, key)
+            if digest is not None:
+                self._cache.put(key, digest)
         return digest
 
     def _identify_new(self, limit: int | None = None) -> bool:
