@@ -457,3 +457,28 @@ def test_a_whole_copy_has_its_content_digest_and_a_partial_or_changed_one_too(
     assert contents["patched.bin"] == b"X" + source[1:]
     assert written == {spool.uri(workdir / name): digest_of(data)
                        for name, data in contents.items()}
+
+
+SLOW_CHILD = """
+import subprocess
+subprocess.run(["sh", "-c", "read x < a.txt; sleep 1; read y < b.txt; read z < a.txt"], check=True)
+"""
+
+
+def test_a_child_read_while_it_runs_is_recorded_once_per_file(run_instrumented, spool, workdir):
+    """A shell that reads a file, waits long enough for clew to read its notes while it runs,
+    then reads another and the first again: each file recorded once, with its digest, and
+    the first counted twice (what was read mid-run is neither lost nor noted again)."""
+    (workdir / "a.txt").write_text("first\n")
+    (workdir / "b.txt").write_text("second\n")
+    result = run_instrumented(SLOW_CHILD)
+    assert result.returncode == 0, result.stderr
+    spans = spool.spans()
+    shell = exec_of(spans, ["sh", "-c", "read x < a.txt; sleep 1; read y < b.txt; read z < a.txt"])
+    assert under(io_records(spans), shell) == [
+        ("read", spool.uri(workdir / "a.txt"), digest_of(b"first\n")),
+        ("read", spool.uri(workdir / "b.txt"), digest_of(b"second\n")),
+    ]
+    reads = [s for s in spans if s.parent_span_id == shell.span_id
+             and s.attributes.get(attr.PROVENANCE_IO_OPERATION) == "read"]
+    assert sum(s.attributes[attr.PROVENANCE_IO_COUNT] for s in reads) == 3
