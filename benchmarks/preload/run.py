@@ -84,12 +84,22 @@ def command(name: str, source: Path, out: Path) -> list[str]:
 
 
 def stat_and_hash(directories: list[Path]) -> float:
-    """Seconds to stat and blake3 every file under `directories` (their contents cached)."""
+    """Seconds to stat and blake3 every file under `directories` (their contents cached), the
+    leanest way Python has: a descriptor, one read of the whole file."""
     start = time.perf_counter()
-    for directory in directories:
-        for path in directory.rglob("*"):
-            if path.is_file():  # is_file stats it
-                blake3.blake3(path.read_bytes()).hexdigest()
+    pending = [str(d) for d in directories]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                    continue
+                size = os.stat(entry.path).st_size
+                fd = os.open(entry.path, os.O_RDONLY)
+                try:
+                    blake3.blake3(os.read(fd, size)).hexdigest()
+                finally:
+                    os.close(fd)
     return time.perf_counter() - start
 
 
