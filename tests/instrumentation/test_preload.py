@@ -82,6 +82,14 @@ def under(records: list[Io], span) -> list[tuple[str, str, str | None]]:  # noqa
                   if r.parent_span_id == span.span_id)
 
 
+def child_run(result, spool, command: list[str]):  # noqa: ANN001, ANN201
+    """A successful run's spans, the exec span of `command`, and the records under it."""
+    assert result.returncode == 0, result.stderr
+    spans = spool.spans()
+    span = exec_of(spans, command)
+    return spans, span, under(io_records(spans), span)
+
+
 # Each command's output and exit code is printed, so an instrumented run can be compared with
 # a plain one.
 COREUTILS = """
@@ -391,11 +399,8 @@ def test_a_child_never_waited_for_is_collected_at_exit(run_instrumented, spool, 
     """os.posix_spawn's span ends at once; what the child did is recorded when the parent
     exits, under that span."""
     (workdir / "a.txt").write_text("spawned")
-    result = run_instrumented(NEVER_WAITED)
-    assert result.returncode == 0, result.stderr
-    spans = spool.spans()
-    spawned = exec_of(spans, ["cp", "a.txt", "b.txt"])
-    assert under(io_records(spans), spawned) == [
+    _, _, records = child_run(run_instrumented(NEVER_WAITED), spool, ["cp", "a.txt", "b.txt"])
+    assert records == [
         ("read", spool.uri(workdir / "a.txt"), digest_of(b"spawned")),
         ("write", spool.uri(workdir / "b.txt"), digest_of(b"spawned")),
     ]
@@ -459,9 +464,10 @@ def test_a_whole_copy_has_its_content_digest_and_a_partial_or_changed_one_too(
                        for name, data in contents.items()}
 
 
-SLOW_CHILD = """
+SLOW_SHELL = ["sh", "-c", "read x < a.txt; sleep 1; read y < b.txt; read z < a.txt"]
+SLOW_CHILD = f"""
 import subprocess
-subprocess.run(["sh", "-c", "read x < a.txt; sleep 1; read y < b.txt; read z < a.txt"], check=True)
+subprocess.run({SLOW_SHELL!r}, check=True)
 """
 
 
@@ -471,11 +477,8 @@ def test_a_child_read_while_it_runs_is_recorded_once_per_file(run_instrumented, 
     the first counted twice (what was read mid-run is neither lost nor noted again)."""
     (workdir / "a.txt").write_text("first\n")
     (workdir / "b.txt").write_text("second\n")
-    result = run_instrumented(SLOW_CHILD)
-    assert result.returncode == 0, result.stderr
-    spans = spool.spans()
-    shell = exec_of(spans, ["sh", "-c", "read x < a.txt; sleep 1; read y < b.txt; read z < a.txt"])
-    assert under(io_records(spans), shell) == [
+    spans, shell, records = child_run(run_instrumented(SLOW_CHILD), spool, SLOW_SHELL)
+    assert records == [
         ("read", spool.uri(workdir / "a.txt"), digest_of(b"first\n")),
         ("read", spool.uri(workdir / "b.txt"), digest_of(b"second\n")),
     ]
