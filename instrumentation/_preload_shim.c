@@ -588,8 +588,19 @@ static void configure(void) {
     enabled = 1;
 }
 
+/* The wrappers of calls a program may make from a signal handler, or that its allocator may
+ * make, find the real function now rather than at their first call (dlsym is neither
+ * async-signal-safe nor allocation-free). */
+static void resolve_early(void) {
+    RESOLVE(close); RESOLVE(write); RESOLVE(pwrite); RESOLVE(pwrite64); RESOLVE(writev);
+    RESOLVE(pwritev); RESOLVE(pwritev64); RESOLVE(pwritev2); RESOLVE(ftruncate);
+    RESOLVE(ftruncate64); RESOLVE(fallocate); RESOLVE(fallocate64); RESOLVE(sendfile);
+    RESOLVE(sendfile64); RESOLVE(copy_file_range);
+}
+
 __attribute__((constructor)) static void start(void) {
     int saved = errno;
+    resolve_early();
     configure();
     errno = saved;
 }
