@@ -21,6 +21,7 @@
  *
  * A copy record ('C') says that a file was, when the program closed it, a whole copy of
  * another: its key is the copy's, its one name the source's key as text ("dev ino size mtime").
+ * Whole copies are followed in _preload_copies.c.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -35,11 +36,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sendfile.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "_preload_shim.h"
 
 #define CHUNK_BYTES (8u << 20) /* one record file's size: sparse, only used pages cost */
 #define HEADER_BYTES 40u
@@ -47,10 +48,8 @@
 #define CLEW_HOME_VARIABLE "CLEW_HOME"
 #define AUTO_INSTRUMENTATION "opentelemetry/instrumentation/auto_instrumentation"
 
-enum { OP_READ = 'R', OP_WRITE = 'W', OP_RENAME = 'N', OP_DELETE = 'D', OP_COPY = 'C' };
-#define COPY_TRACKED_FDS 1024 /* descriptors below this are followed for whole copies */
 
-static int enabled;
+int enabled;
 static char directory[PATH_MAX];
 static char home[PATH_MAX];
 static size_t home_length;
@@ -76,23 +75,10 @@ int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
 
-#define REAL(name) static __typeof__(name) *real_##name
 REAL(open); REAL(open64); REAL(openat); REAL(openat64); REAL(creat); REAL(creat64);
 REAL(__open_2); REAL(__open64_2); REAL(__openat_2); REAL(__openat64_2);
 REAL(fopen); REAL(fopen64); REAL(freopen); REAL(freopen64);
 REAL(rename); REAL(renameat); REAL(renameat2); REAL(unlink); REAL(unlinkat);
-REAL(copy_file_range); REAL(close); REAL(write); REAL(pwrite); REAL(pwrite64); REAL(writev);
-REAL(pwritev); REAL(pwritev64); REAL(pwritev2); REAL(ftruncate); REAL(ftruncate64);
-REAL(fallocate); REAL(fallocate64); REAL(sendfile); REAL(sendfile64);
-
-static void *next(const char *name) { return dlsym(RTLD_NEXT, name); }
-
-#define RESOLVE(name)                                                                         \
-    ({                                                                                         \
-        if (real_##name == NULL)                                                               \
-            real_##name = next(#name);                                                         \
-        real_##name;                                                                           \
-    })
 
 /* -- record files -------------------------------------------------------------------------- */
 
@@ -154,7 +140,7 @@ static char *reserve(size_t length) {
     return NULL;
 }
 
-static void append(int operation, const struct stat *st, const char *path, const char *second) {
+void append(int operation, const struct stat *st, const char *path, const char *second) {
     int saved = errno; /* a new record file's system calls must not show */
     size_t first_length = strlen(path) + 1;
     size_t second_length = second ? strlen(second) + 1 : 0;
@@ -220,79 +206,6 @@ static int absolute(int dirfd, const char *path, char *out) {
 
 /* -- what is noted ------------------------------------------------------------------------- */
 
-static int writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
-
-/* -- whole copies ----------------------------------------------------------------------------
- * A file opened for writing whose every byte came from one source by copy_file_range (cp's
- * way), contiguously from offset 0 of both, and that is exactly the source's size when the
- * program closes it, has the source's content: clew then takes the source's digest for it
- * instead of hashing it again. Anything else (a write, a seek, a second source, a source that
- * changed, a copy of part of it) leaves the file to be hashed, as every other write is. */
-
-enum { COPY_NONE, COPY_WHOLE, COPY_SPOILED };
-
-struct copying {
-    int state;
-    int64_t copied;        /* bytes copied so far, from offset 0 */
-    struct stat source;    /* the source as it was after the first chunk */
-    struct stat copy;      /* the copy as it was after the last chunk */
-};
-
-static struct copying copies[COPY_TRACKED_FDS];
-
-static int same_version(const struct stat *a, const struct stat *b) {
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* `fd` was just opened: a copy into it may begin (for writing), and nothing of an earlier
- * file that had this descriptor number carries over. */
-static void copy_reset(int fd, int flags) {
-    if (fd >= 0 && fd < COPY_TRACKED_FDS) {
-        copies[fd].state = writes(flags) ? COPY_WHOLE : COPY_NONE;
-        copies[fd].copied = 0;
-    }
-}
-
-/* copy_file_range moved `count` bytes into `out`, starting at `in_at` of the source and
- * `out_at` of `out`. */
-static void copy_chunk(int in, int out, int64_t in_at, int64_t out_at, ssize_t count) {
-    struct copying *c = &copies[out];
-    struct stat source, copy;
-    if (in_at != c->copied || out_at != c->copied || fstat(in, &source) != 0 ||
-        fstat(out, &copy) != 0 || !S_ISREG(source.st_mode)) {
-        c->state = COPY_SPOILED;
-        return;
-    }
-    if (c->copied == 0)
-        c->source = source;
-    /* Only the size may differ from the first chunk's view, and only if it did not change:
-     * a source written to meanwhile is not the content the read record names. */
-    else if (!same_version(&source, &c->source))
-        c->state = COPY_SPOILED;
-    c->copied += count;
-    c->copy = copy;
-}
-
-/* `fd` is about to be closed: note a whole copy, if it is one. */
-static void copy_closing(int fd) {
-    struct copying *c = &copies[fd];
-    int whole = c->state == COPY_WHOLE && c->copied > 0 && c->copied == c->source.st_size;
-    c->state = COPY_NONE;
-    if (!whole)
-        return;
-    struct stat now;
-    /* Unchanged since the last chunk (a pwrite or a write through another descriptor
-     * would show in its size or mtime), and nothing of an earlier content past the end. */
-    if (fstat(fd, &now) != 0 || !same_version(&now, &c->copy) || now.st_size != c->copied)
-        return;
-    char source[96];
-    snprintf(source, sizeof source, "%llu %llu %lld %lld",
-             (unsigned long long)c->source.st_dev, (unsigned long long)c->source.st_ino,
-             (long long)c->source.st_size,
-             (long long)c->source.st_mtim.tv_sec * 1000000000LL + c->source.st_mtim.tv_nsec);
-    append(OP_COPY, &now, source, NULL);
-}
 
 /* A successful open of `path` (relative to `dirfd`) that gave `fd`. */
 static void opened(int dirfd, const char *path, int flags, int fd) {
@@ -475,65 +388,6 @@ int unlinkat(int dirfd, const char *path, int flags) {
     return result;
 }
 
-ssize_t copy_file_range(int in, loff_t *in_offset, int out, loff_t *out_offset, size_t length,
-                        unsigned flags) {
-    int followed = enabled && out >= 0 && out < COPY_TRACKED_FDS && copies[out].state == COPY_WHOLE;
-    int64_t in_at = -1, out_at = -1;
-    if (followed) {
-        int saved = errno;
-        in_at = in_offset ? *in_offset : lseek(in, 0, SEEK_CUR);
-        out_at = out_offset ? *out_offset : lseek(out, 0, SEEK_CUR);
-        errno = saved;
-    }
-    ssize_t count = RESOLVE(copy_file_range)(in, in_offset, out, out_offset, length, flags);
-    if (followed && count > 0) {
-        int saved = errno;
-        copy_chunk(in, out, in_at, out_at, count);
-        errno = saved;
-    }
-    return count;
-}
-
-/* Any other change made through a followed descriptor means it is not a plain copy. Changes
- * through another descriptor, or a shared mapping (mmap is not wrapped: an allocator calling
- * it before the real one is resolved would recurse), show at close in the copy's size or
- * mtime, as far as stat identity can tell (the digest cache's own limit). */
-static void changed_through(int fd) {
-    if (fd >= 0 && fd < COPY_TRACKED_FDS && copies[fd].state == COPY_WHOLE)
-        copies[fd].state = COPY_SPOILED;
-}
-
-#define CHANGE_WRAPPER(type, name, parameters, arguments)                                     \
-    type name parameters {                                                                     \
-        changed_through(fd);                                                                   \
-        return RESOLVE(name) arguments;                                                        \
-    }
-CHANGE_WRAPPER(ssize_t, write, (int fd, const void *data, size_t n), (fd, data, n))
-CHANGE_WRAPPER(ssize_t, pwrite, (int fd, const void *data, size_t n, off_t at), (fd, data, n, at))
-CHANGE_WRAPPER(ssize_t, pwrite64, (int fd, const void *data, size_t n, off64_t at),
-               (fd, data, n, at))
-CHANGE_WRAPPER(ssize_t, writev, (int fd, const struct iovec *v, int n), (fd, v, n))
-CHANGE_WRAPPER(ssize_t, pwritev, (int fd, const struct iovec *v, int n, off_t at), (fd, v, n, at))
-CHANGE_WRAPPER(ssize_t, pwritev64, (int fd, const struct iovec *v, int n, off64_t at),
-               (fd, v, n, at))
-CHANGE_WRAPPER(ssize_t, pwritev2, (int fd, const struct iovec *v, int n, off_t at, int flags),
-               (fd, v, n, at, flags))
-CHANGE_WRAPPER(int, ftruncate, (int fd, off_t length), (fd, length))
-CHANGE_WRAPPER(int, ftruncate64, (int fd, off64_t length), (fd, length))
-CHANGE_WRAPPER(int, fallocate, (int fd, int mode, off_t at, off_t n), (fd, mode, at, n))
-CHANGE_WRAPPER(int, fallocate64, (int fd, int mode, off64_t at, off64_t n), (fd, mode, at, n))
-CHANGE_WRAPPER(ssize_t, sendfile, (int fd, int in, off_t *at, size_t n), (fd, in, at, n))
-CHANGE_WRAPPER(ssize_t, sendfile64, (int fd, int in, off64_t *at, size_t n), (fd, in, at, n))
-
-int close(int fd) {
-    if (enabled && fd >= 0 && fd < COPY_TRACKED_FDS && copies[fd].state != COPY_NONE) {
-        int saved = errno;
-        copy_closing(fd);
-        errno = saved;
-    }
-    return RESOLVE(close)(fd);
-}
-
 /* -- start-up and fork ---------------------------------------------------------------------- */
 
 /* A Python interpreter that clew instruments (its PYTHONPATH has OpenTelemetry's
@@ -588,19 +442,9 @@ static void configure(void) {
     enabled = 1;
 }
 
-/* The wrappers of calls a program may make from a signal handler, or that its allocator may
- * make, find the real function now rather than at their first call (dlsym is neither
- * async-signal-safe nor allocation-free). */
-static void resolve_early(void) {
-    RESOLVE(close); RESOLVE(write); RESOLVE(pwrite); RESOLVE(pwrite64); RESOLVE(writev);
-    RESOLVE(pwritev); RESOLVE(pwritev64); RESOLVE(pwritev2); RESOLVE(ftruncate);
-    RESOLVE(ftruncate64); RESOLVE(fallocate); RESOLVE(fallocate64); RESOLVE(sendfile);
-    RESOLVE(sendfile64); RESOLVE(copy_file_range);
-}
-
 __attribute__((constructor)) static void start(void) {
     int saved = errno;
-    resolve_early();
+    resolve_copies_early();
     configure();
     errno = saved;
 }
