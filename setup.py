@@ -13,7 +13,8 @@ from setuptools import Extension, setup
 shim = [
     Extension(
         "clew.instrumentation._preload_shim",
-        sources=["instrumentation/_preload_shim.c"],
+        sources=["instrumentation/_preload_shim.c", "instrumentation/_preload_copies.c"],
+        depends=["instrumentation/_preload_shim.h"],
         extra_compile_args=["-O2", "-fvisibility=default", "-Wall"],
         libraries=["dl"],
         optional=True,

@@ -231,6 +231,11 @@ class Recorder:
         finally:
             own_io.active = False
 
+    def hash_ahead(self, path: str, key: StatKey) -> None:
+        """Hash the version `key` of `path` into the digest cache ahead of its record (a
+        non-Python child's read, while the child still runs): the record then finds it."""
+        self._digest_now(path, key)
+
     def _before_change(self, path: str, key: StatKey | None = None) -> str | None:
         """`path` is about to be removed, moved or overwritten: a read of its current content
         still waiting for the background hasher gets its digest now. Returns the digest of
@@ -402,18 +407,21 @@ class Recorder:
         if record.operation == "delete":
             record.digest = record.digest or self._cache.get(key)
         elif self.settings.hashing and key[2] <= self.settings.hash_max_bytes:
-            digest = record.digest or self._content_digest(record.path, key)
+            digest = record.digest or self._content_digest(record.path, key, record.copy_of)
             # Not `record.digest = digest`: the host may have set it while this hash ran and
             # found the file changing (`_before_change`).
             record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
 
-    def _content_digest(self, path: str, key: StatKey) -> str | None:
-        """The digest of the file version `key` names: remembered, or hashed and remembered."""
-        digest = self._cache.get(key) or hash_file(path, key)
-        if digest is not None:
-            self._cache.put(key, digest)
+    def _content_digest(self, path: str, key: StatKey, copy_of: StatKey | None = None) -> str | None:
+        """The digest of the file version `key` names: remembered, that of the version it is a
+        whole copy of (`copy_of`) when that one was hashed, or hashed; then remembered."""
+        digest = self._cache.get(key)
+        if digest is None:  # a remembered one is not put again: one look-up, not three
+            digest = (copy_of is not None and self._cache.get(copy_of)) or hash_file(path, key)
+            if digest is not None:
+                self._cache.put(key, digest)
         return digest
 
     def _identify_new(self, limit: int | None = None) -> bool:
