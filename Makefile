@@ -14,8 +14,8 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 VPY := $(BIN)/python
 # Content digest, not mtime: a fresh clone or a `touch` must not force a reinstall, an edit must.
-# setup.py and the C source count too: an edit there must rebuild the LD_PRELOAD library.
-BUILD_INPUTS := pyproject.toml setup.py instrumentation/_preload_shim.c instrumentation/_got_patch.c instrumentation/_got_patch.h
+# setup.py and the C sources count too: an edit there must rebuild the LD_PRELOAD library.
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard instrumentation/_preload_*.[ch])
 PYPROJECT_KEY := $(shell $(PYTHON) -c "import hashlib, sys; print(hashlib.sha256(b''.join(open(p,'rb').read() for p in sys.argv[1:])).hexdigest()[:16])" $(BUILD_INPUTS))
 PIP := $(VPY) -m pip --disable-pip-version-check
 

@@ -10,7 +10,8 @@ Under `opentelemetry-instrument python train.py` they load themselves through th
     ProcessesInstrumentor().instrument()
 
 Nothing here imports a database client, nor boto3, fsspec, google-cloud-storage or the
-native-I/O libraries (pyarrow, polars, duckdb): those are patched when the program imports them. A training job carries only the OpenTelemetry SDK,
+native-I/O libraries (pyarrow, polars, duckdb, safetensors, h5py, tokenizers): those are
+patched when the program imports them. A training job carries only the OpenTelemetry SDK,
 blake3 and wrapt.
 """
 
@@ -30,11 +31,14 @@ _LAZY = {
     "FilesInstrumentor": ".files",
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
+    "H5pyInstrumentor": ".h5py",
     "NativeInstrumentor": ".native",
     "PolarsInstrumentor": ".polars",
     "ProcessesInstrumentor": ".processes",
     "PyarrowInstrumentor": ".pyarrow",
     "S3Instrumentor": ".s3",
+    "SafetensorsInstrumentor": ".safetensors",
+    "TokenizersInstrumentor": ".tokenizers",
 }
 
 
@@ -50,10 +54,13 @@ __all__ = [
     "FilesInstrumentor",
     "FsspecInstrumentor",
     "GcsInstrumentor",
+    "H5pyInstrumentor",
     "NativeInstrumentor",
     "PolarsInstrumentor",
     "ProcessesInstrumentor",
     "PyarrowInstrumentor",
     "S3Instrumentor",
+    "SafetensorsInstrumentor",
+    "TokenizersInstrumentor",
     "__version__",
 ]

@@ -101,7 +101,9 @@ def _path_wrapper(
     action: Callable[[tuple, dict], Callable[[Recorder, str], None]],
 ) -> Wrapper:
     def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
-        if not recording():
+        # Not active: a wrapper `uninstrument()` could not remove, as a module bound it by
+        # name at import (`from safetensors import safe_open`).
+        if not recording() or not instrumentor.active:
             return wrapped(*args, **kwargs)
         path = local_path(argument(args, kwargs, position, keyword))
         if path is None or not local_filesystem(kwargs.get("filesystem")):

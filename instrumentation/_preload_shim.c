@@ -14,7 +14,7 @@
  *
  * clew also loads it into its own Python process (CLEW_NATIVE, instrumentation/native.py):
  * there nothing is preloaded; clew_native_start() redirects the loaded shared objects' calls
- * to these wrappers (_got_patch.c), but not the interpreter's, whose opens the audit hook sees.
+ * to these wrappers (_preload_got.c), but not the interpreter's, whose opens the audit hook sees.
  *
  * Record layout (native byte order, each record 8-byte aligned):
  *   u32 length of the whole record, u8 operation, u8 pad[3],
@@ -22,6 +22,10 @@
  * The operation byte is stored last: a reader stops at the first record whose operation is 0,
  * which is where the file's unused (zero) part begins, or a record a dying process left half
  * written.
+ *
+ * A copy record ('C') says that a file was, when the program closed it, a whole copy of
+ * another: its key is the copy's, its one name the source's key as text ("dev ino size mtime").
+ * Whole copies are followed in _preload_copies.c.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -40,7 +44,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "_got_patch.h"
+#include "_preload_shim.h"
+#include "_preload_got.h"
 
 #define CHUNK_BYTES (8u << 20) /* one record file's size: sparse, only used pages cost */
 #define HEADER_BYTES 40u
@@ -48,9 +53,8 @@
 #define CLEW_HOME_VARIABLE "CLEW_HOME"
 #define AUTO_INSTRUMENTATION "opentelemetry/instrumentation/auto_instrumentation"
 
-enum { OP_READ = 'R', OP_WRITE = 'W', OP_RENAME = 'N', OP_DELETE = 'D' };
 
-static int enabled;
+int enabled;
 static char directory[PATH_MAX];
 static char home[PATH_MAX];
 static size_t home_length;
@@ -76,20 +80,10 @@ int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
 int __openat64_2(int dirfd, const char *path, int flags);
 
-#define REAL(name) static __typeof__(name) *real_##name
 REAL(open); REAL(open64); REAL(openat); REAL(openat64); REAL(creat); REAL(creat64);
 REAL(__open_2); REAL(__open64_2); REAL(__openat_2); REAL(__openat64_2);
 REAL(fopen); REAL(fopen64); REAL(freopen); REAL(freopen64);
 REAL(rename); REAL(renameat); REAL(renameat2); REAL(unlink); REAL(unlinkat);
-
-static void *next(const char *name) { return dlsym(RTLD_NEXT, name); }
-
-#define RESOLVE(name)                                                                         \
-    ({                                                                                         \
-        if (real_##name == NULL)                                                               \
-            real_##name = next(#name);                                                         \
-        real_##name;                                                                           \
-    })
 
 /* -- record files -------------------------------------------------------------------------- */
 
@@ -115,7 +109,7 @@ static char *new_chunk(void) {
         if (mapped == MAP_FAILED)
             mapped = NULL;
     }
-    close(fd);
+    syscall(SYS_close, fd); /* not through the close wrapper: no copy of the program's */
     return mapped;
 }
 
@@ -151,7 +145,7 @@ static char *reserve(size_t length) {
     return NULL;
 }
 
-static void append(int operation, const struct stat *st, const char *path, const char *second) {
+void append(int operation, const struct stat *st, const char *path, const char *second) {
     int saved = errno; /* a new record file's system calls must not show */
     size_t first_length = strlen(path) + 1;
     size_t second_length = second ? strlen(second) + 1 : 0;
@@ -226,7 +220,6 @@ static int absolute(int dirfd, const char *path, char *out) {
 
 /* -- what is noted ------------------------------------------------------------------------- */
 
-static int writes(int flags) { return (flags & O_ACCMODE) != O_RDONLY; }
 
 /* A successful open of `path` (relative to `dirfd`) that gave `fd`. */
 static void opened(int dirfd, const char *path, int flags, int fd) {
@@ -236,6 +229,7 @@ static void opened(int dirfd, const char *path, int flags, int fd) {
     int saved = errno;
     char full[PATH_MAX];
     struct stat st;
+    copy_reset(fd, flags);
     if (absolute(dirfd, path, full) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
         /* Opened read-write without truncation: the existing content is read too. */
         if (!writes(flags) || ((flags & O_ACCMODE) == O_RDWR && !(flags & O_TRUNC)))
@@ -520,6 +514,7 @@ int clew_native_start(const char *dir, const char *const *prefixes, int count) {
 
 __attribute__((constructor)) static void start(void) {
     int saved = errno;
+    resolve_copies_early();
     configure();
     errno = saved;
 }

@@ -260,6 +260,11 @@ class Recorder:
         finally:
             own_io.active = False
 
+    def hash_ahead(self, path: str, key: StatKey) -> None:
+        """Hash the version `key` of `path` into the digest cache ahead of its record (a
+        non-Python child's read, while the child still runs): the record then finds it."""
+        self._digest_now(path, key)
+
     def _before_change(self, path: str, key: StatKey | None = None) -> str | None:
         """`path` is about to be removed, moved or overwritten: a read of its current content
         still waiting for the background hasher gets its digest now. Returns the digest of
@@ -297,8 +302,19 @@ class Recorder:
         if self._worker is None:
             self._start_worker()
 
+    def opened_for_update(self, path: str) -> None:
+        """The program opened `path` to change it in place (h5py's "r+" and "a"): its current
+        content is read, digested now as the change may come before the background hasher,
+        and what it holds once it settles is written."""
+        self.read(path)
+        self._before_change(path)
+        self.opened_for_write(path, keeps_content=True)
+
     def renamed(self, source: str, destination: str) -> None:
         """`source` is about to be renamed to `destination`."""
+        if os.path.isdir(source):
+            self._directory_renamed(source, destination)
+            return
         self._before_change(source)  # its content leaves the path a pending read names
         self._before_change(destination)  # replaced, if it exists
         watch = self._watches.pop(source, None) or self._settled.pop(source, None)
@@ -313,6 +329,16 @@ class Recorder:
         self._watches[destination] = _Watch(record, None)
         if self._worker is None:
             self._start_worker()
+
+    def _directory_renamed(self, source: str, destination: str) -> None:
+        """A directory is about to be renamed: the files this process is writing in it are
+        followed to their new names. Files written into a temporary directory renamed into
+        place as a whole (datasets' `.incomplete` build directories) are recorded once, at
+        their final names, as a single file renamed into place is."""
+        prefix = source.rstrip("/") + "/"
+        moving = [path for path in (*self._watches, *self._settled) if path.startswith(prefix)]
+        for path in moving:
+            self.renamed(path, destination.rstrip("/") + "/" + path[len(prefix):])
 
     def copied(self, source: str, destination: str) -> None:
         """shutil is about to copy `source` to `destination`: a derive edge."""
@@ -410,18 +436,21 @@ class Recorder:
         if record.operation == "delete":
             record.digest = record.digest or self._cache.get(key)
         elif self.settings.hashing and key[2] <= self.settings.hash_max_bytes:
-            digest = record.digest or self._content_digest(record.path, key)
+            digest = record.digest or self._content_digest(record.path, key, record.copy_of)
             # Not `record.digest = digest`: the host may have set it while this hash ran and
             # found the file changing (`_before_change`).
             record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
 
-    def _content_digest(self, path: str, key: StatKey) -> str | None:
-        """The digest of the file version `key` names: remembered, or hashed and remembered."""
-        digest = self._cache.get(key) or hash_file(path, key)
-        if digest is not None:
-            self._cache.put(key, digest)
+    def _content_digest(self, path: str, key: StatKey, copy_of: StatKey | None = None) -> str | None:
+        """The digest of the file version `key` names: remembered, that of the version it is a
+        whole copy of (`copy_of`) when that one was hashed, or hashed; then remembered."""
+        digest = self._cache.get(key)
+        if digest is None:  # a remembered one is not put again: one look-up, not three
+            digest = (copy_of is not None and self._cache.get(copy_of)) or hash_file(path, key)
+            if digest is not None:
+                self._cache.put(key, digest)
         return digest
 
     def _identify_new(self, limit: int | None = None) -> bool:

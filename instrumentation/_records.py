@@ -53,6 +53,8 @@ class Record:
     # The span the record's span goes under; None: the process span of the recording process.
     # A program clew's LD_PRELOAD library watched has its records under its exec span.
     parent: Context | None = None
+    # The file version this one is a whole copy of (a non-Python child's copy): same digest.
+    copy_of: StatKey | None = None
 
     def __init__(self, operation: str, path: str, key: StatKey | None = None) -> None:
         now = time.time_ns()

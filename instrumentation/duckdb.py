@@ -9,7 +9,9 @@ was), and after each `execute` and `executemany` (of a connection or the module)
 `close()`, and at exit reads the new entries and empties the log. `sql` and `query` make
 relations, which read when their rows are fetched: their files are recorded at the
 connection's next `execute`, its close, or exit. Each file read is one read record with its
-whole-file digest; each file written is one write record, digested once its content settles.
+whole-file digest; each file written is one write record, digested once its content settles
+(a file `COPY ... TO` replaces, which DuckDB writes beside it and moves into place, at its
+own name). The module's statements run on its default connection, which clew holds to exit.
 
 Limits: reads of several relations between two `execute`s make one record per file. Once the
 program configures DuckDB's logging or reads `duckdb_logs` itself, clew leaves that
@@ -21,6 +23,7 @@ duckdb is patched when the program imports it, never imported by clew.
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -45,6 +48,18 @@ _HARVEST = (
     "AND message->>'fs' = 'LocalFileSystem'"
 )
 _ACTIONS = {"READ": record_read, "WRITE": record_write}
+# `COPY ... TO` a file that exists writes "tmp_<name>" beside it and moves that into place;
+# the log names only the temporary file.
+_TEMPORARY_PREFIX = "tmp_"
+
+
+def _written(path: str) -> str:
+    """The file a logged write left behind: the final name of DuckDB's temporary file."""
+    folder, name = os.path.split(path)
+    final = os.path.join(folder, name[len(_TEMPORARY_PREFIX):])
+    if name.startswith(_TEMPORARY_PREFIX) and not os.path.exists(path) and os.path.exists(final):
+        return final
+    return path
 
 
 def _about_logging(query: object) -> bool:
@@ -63,9 +78,13 @@ class DuckdbInstrumentor(ClewInstrumentor):
     def _start(self, **kwargs: Any) -> None:
         # Connections seen, by id: (a weak reference, whether clew reads its log).
         self._connections: dict[int, tuple[weakref.ref, bool]] = {}
+        # The module's default connection, held: DuckDB drops its own reference at exit
+        # before clew's last harvest, which would lose the files of its last statements.
+        self._default_connection: Any = None
         self.recorder.on_close.append(self._harvest_all)
 
     def _stop(self) -> None:
+        self._default_connection = None
         if self._harvest_all in self.recorder.on_close:
             self.recorder.on_close.remove(self._harvest_all)
 
@@ -90,7 +109,9 @@ class DuckdbInstrumentor(ClewInstrumentor):
     def _module_statement(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
         import duckdb
 
-        connection = kwargs.get("connection") or duckdb.default_connection()
+        connection = kwargs.get("connection")
+        if connection is None:
+            connection = self._default_connection = duckdb.default_connection()
         return self._run(connection, wrapped, args, kwargs)
 
     def _close(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
@@ -151,6 +172,8 @@ class DuckdbInstrumentor(ClewInstrumentor):
                     cursor.close()
             for path, operation in entries:
                 found = absolute(path)
+                if found is not None and operation == "WRITE":
+                    found = _written(found)
                 if found is not None:
                     record_paths(self, "duckdb", (found,), _ACTIONS[operation])
 

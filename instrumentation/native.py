@@ -6,7 +6,7 @@ Python"). clew loads its interposition library (`_preload_shim.c`, the one it
 preloads into non-Python children) into this process with ctypes, and redirects the loaded
 shared objects' calls to libc's open, openat, creat, fopen, freopen, rename and unlink
 families to that library's wrappers by rewriting their global offset table entries
-(`_got_patch.c`), as memray installs its hooks: no LD_PRELOAD, no restart. Objects loaded
+(`_preload_got.c`), as memray installs its hooks: no LD_PRELOAD, no restart. Objects loaded
 later are patched after each extension module's import and each ctypes load, and at every
 flush (a library a native library loads by itself is seen from then on). The interpreter
 itself (the python executable, libpython) is left alone: Python's own opens, imports
@@ -58,7 +58,7 @@ class _Notes:
         self._prefixes = (ctypes.c_char_p * len(prefixes))(*prefixes)
         self._start = library.clew_native_start
         self._start.argtypes = (ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int)
-        self._offsets: dict[str, int] = {}
+        self._files: dict[str, _File] = {}
         self._pid = os.getpid()
 
     def patch(self) -> bool:
@@ -72,15 +72,13 @@ class _Notes:
         self.patch()
         pid = os.getpid()
         if pid != self._pid:  # a forked child: its files are its own, named by its pid
-            self._pid, self._offsets = pid, {}
+            self._pid, self._files = pid, {}
         for path in sorted(self.directory.glob(f"{pid}-*.rec")):
+            file = self._files.get(path.name) or self._files.setdefault(path.name, _File(self))
             with open(path, "rb") as handle, mmap.mmap(
                 handle.fileno(), 0, access=mmap.ACCESS_READ
             ) as data:
-                start = self._offsets.get(path.name, 0)
-                self._offsets[path.name] = _preload.parse(
-                    data, self, self.recorder.filter.wants, start
-                )
+                _preload.parse(data, file, self.recorder.filter.wants, {})
             if final:
                 path.unlink(missing_ok=True)
         if final:
@@ -104,6 +102,16 @@ class _Notes:
                 recorder.renamed(second, path)
         elif operation == _preload.DELETE:
             recorder.native_delete(path, key)
+
+
+class _File:
+    """One record file, read a little further at each flush."""
+
+    __slots__ = ("read_to", "note")
+
+    def __init__(self, notes: _Notes) -> None:
+        self.read_to = 0
+        self.note = notes.note
 
 
 class NativeInstrumentor(ClewInstrumentor):

@@ -142,12 +142,14 @@ class _Exec:
             recorder.failed("preparing a child's LD_PRELOAD", error)
             return
         self.children = children
+        _preload.tailing.watch(children, recorder)
 
     def _collect(self) -> None:
         """Record what the child did, from its LD_PRELOAD records (once)."""
         children, self.children = self.children, None
         if children is None:
             return
+        _preload.tailing.forget(children)
         recorder = get_recorder()
         try:
             if children.collect(recorder, self.pid):

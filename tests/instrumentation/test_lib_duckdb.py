@@ -49,6 +49,17 @@ CASES = {
         assert relation.fetchall() == [(3135,)]
         duckdb.execute("COPY (SELECT * FROM read_csv('in.csv')) TO 'out.parquet' (FORMAT parquet)")
         """, ["shards/", "in.csv"], ["out.parquet"]),
+    "module-level statements last, recorded at exit": ("""
+        import duckdb
+        assert len(duckdb.sql("SELECT * FROM read_csv('in.csv')").df()) == 5
+        duckdb.sql("COPY (SELECT * FROM 'shards/*.parquet') TO 'out.parquet' (FORMAT parquet)")
+        """, ["shards/", "in.csv"], ["out.parquet"]),
+    "COPY ... TO over a file that exists (DuckDB writes a temporary file and moves it)": ("""
+        import duckdb
+        con = duckdb.connect()
+        con.execute("COPY (FROM read_csv('in.csv')) TO 'shards/0.parquet' (FORMAT parquet)")
+        con.close()
+        """, ["in.csv"], ["shards/0.parquet"]),
 }
 
 

@@ -82,6 +82,14 @@ def under(records: list[Io], span) -> list[tuple[str, str, str | None]]:  # noqa
                   if r.parent_span_id == span.span_id)
 
 
+def child_run(result, spool, command: list[str]):  # noqa: ANN001, ANN201
+    """A successful run's spans, the exec span of `command`, and the records under it."""
+    assert result.returncode == 0, result.stderr
+    spans = spool.spans()
+    span = exec_of(spans, command)
+    return spans, span, under(io_records(spans), span)
+
+
 # Each command's output and exit code is printed, so an instrumented run can be compared with
 # a plain one.
 COREUTILS = """
@@ -393,11 +401,89 @@ def test_a_child_never_waited_for_is_collected_at_exit(run_instrumented, spool, 
     """os.posix_spawn's span ends at once; what the child did is recorded when the parent
     exits, under that span."""
     (workdir / "a.txt").write_text("spawned")
-    result = run_instrumented(NEVER_WAITED)
-    assert result.returncode == 0, result.stderr
-    spans = spool.spans()
-    spawned = exec_of(spans, ["cp", "a.txt", "b.txt"])
-    assert under(io_records(spans), spawned) == [
+    _, _, records = child_run(run_instrumented(NEVER_WAITED), spool, ["cp", "a.txt", "b.txt"])
+    assert records == [
         ("read", spool.uri(workdir / "a.txt"), digest_of(b"spawned")),
         ("write", spool.uri(workdir / "b.txt"), digest_of(b"spawned")),
     ]
+
+
+C_COPIER = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+/* copier SOURCE DESTINATION whole|half|patched: copy_file_range of all of SOURCE, of its first
+ * half, or of all of it and then one byte overwritten in place (same size). */
+int main(int argc, char **argv) {
+    int in = open(argv[1], O_RDONLY), out = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (in < 0 || out < 0) return 3;
+    off_t size = lseek(in, 0, SEEK_END);
+    lseek(in, 0, SEEK_SET);
+    size_t wanted = strcmp(argv[3], "half") == 0 ? (size_t)size / 2 : (size_t)size;
+    while (wanted > 0) {
+        ssize_t n = copy_file_range(in, NULL, out, NULL, wanted, 0);
+        if (n <= 0) return 4;
+        wanted -= (size_t)n;
+    }
+    if (strcmp(argv[3], "patched") == 0 && pwrite(out, "X", 1, 0) != 1) return 5;
+    close(out);
+    close(in);
+    return 0;
+}
+"""
+
+COPIES = """
+import subprocess, sys
+copier = sys.argv[1]
+for command in [["cp", "src.bin", "cp.bin"], [copier, "src.bin", "whole.bin", "whole"],
+                [copier, "src.bin", "half.bin", "half"],
+                [copier, "src.bin", "patched.bin", "patched"]]:
+    print(subprocess.run(command).returncode)
+"""
+
+
+def test_a_whole_copy_has_its_content_digest_and_a_partial_or_changed_one_too(
+        run_instrumented, spool, workdir, tmp_path):
+    """A copy made whole by copy_file_range (cp's way, and a compiled program's) is recorded
+    with the digest of its content, which is its source's; a copy of half the source, and a
+    whole copy overwritten in place before it was closed, with the digest of what they hold."""
+    copier = tmp_path / "copier"
+    (tmp_path / "copier.c").write_text(C_COPIER)
+    subprocess.run(["gcc", "-o", str(copier), str(tmp_path / "copier.c")], check=True)
+    source = bytes(range(256)) * 64
+    (workdir / "src.bin").write_bytes(source)
+    result = run_instrumented(COPIES, str(copier))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0"] * 4
+    written = {r.uri: r.digest for r in io_records(spool.spans()) if r.operation == "write"}
+    contents = {name: (workdir / name).read_bytes()
+                for name in ("cp.bin", "whole.bin", "half.bin", "patched.bin")}
+    assert contents["cp.bin"] == contents["whole.bin"] == source
+    assert contents["half.bin"] == source[: len(source) // 2]
+    assert contents["patched.bin"] == b"X" + source[1:]
+    assert written == {spool.uri(workdir / name): digest_of(data)
+                       for name, data in contents.items()}
+
+
+SLOW_SHELL = ["sh", "-c", "read x < a.txt; sleep 1; read y < b.txt; read z < a.txt"]
+SLOW_CHILD = f"""
+import subprocess
+subprocess.run({SLOW_SHELL!r}, check=True)
+"""
+
+
+def test_a_child_read_while_it_runs_is_recorded_once_per_file(run_instrumented, spool, workdir):
+    """A shell that reads a file, waits long enough for clew to read its notes while it runs,
+    then reads another and the first again: each file recorded once, with its digest, and
+    the first counted twice (what was read mid-run is neither lost nor noted again)."""
+    (workdir / "a.txt").write_text("first\n")
+    (workdir / "b.txt").write_text("second\n")
+    spans, shell, records = child_run(run_instrumented(SLOW_CHILD), spool, SLOW_SHELL)
+    assert records == [
+        ("read", spool.uri(workdir / "a.txt"), digest_of(b"first\n")),
+        ("read", spool.uri(workdir / "b.txt"), digest_of(b"second\n")),
+    ]
+    reads = [s for s in spans if s.parent_span_id == shell.span_id
+             and s.attributes.get(attr.PROVENANCE_IO_OPERATION) == "read"]
+    assert sum(s.attributes[attr.PROVENANCE_IO_COUNT] for s in reads) == 3

@@ -131,8 +131,10 @@ def test_each_poison_line_is_set_aside_and_named_and_every_good_line_lands(pipel
     again = clew(home, "ingest", "--format", "json")
     assert again.code == ExitStatus.OK and again.err == ""
     assert (again.json()["spans"], again.json()["corrupt"]) == (0, 0)
+    # the planted good lines belong to runs whose root span never came: listed as incomplete
     runs = clew(home, "runs", "--format", "json")
-    assert runs.code == ExitStatus.OK and len(runs.json()["runs"]) == 6, runs.err
+    assert runs.code == ExitStatus.OK, runs.err
+    assert len([r for r in runs.json()["runs"] if r["status"] != "incomplete"]) == 6
     shown = clew(home, "spool", "--format", "json")
     assert shown.code == ExitStatus.OK, shown.err
     assert len([r for r in shown.json()["runs"] if r["status"] != "incomplete"]) == 6

@@ -1,7 +1,10 @@
-/* Run-time redirection of loaded objects' calls to libc (_got_patch.c). */
+/* Run-time redirection of loaded objects' calls to libc (_preload_got.c). */
 #ifndef CLEW_GOT_PATCH_H
 #define CLEW_GOT_PATCH_H
 #include <stddef.h>
+
+/* Internal to the library: it exports only the functions it wraps and clew_native_start. */
+#pragma GCC visibility push(hidden)
 
 struct got_patch {
     const char *name; /* the imported function, e.g. "open64" */
@@ -18,5 +21,7 @@ void got_patch_install(const struct got_patch *table, size_t count,
 
 /* Patch the objects loaded since the last call. */
 void got_patch_loaded(void);
+
+#pragma GCC visibility pop
 
 #endif
