@@ -221,6 +221,32 @@ static int absolute(int dirfd, const char *path, char *out) {
 /* -- what is noted ------------------------------------------------------------------------- */
 
 
+/* In clew's own process a file version read (or written) again adds nothing to its record
+ * (the Python side keeps one per version, uncounted): a small table of the versions noted
+ * last spares those notes, which cost the Python side ~6 us each to parse and drop. A torn
+ * entry (two threads at once) can only cost a note, never skip a new version: all its
+ * fields must match. Not in a child under LD_PRELOAD, whose records count repeated opens. */
+#define RECENT 256
+static struct recent_note {
+    uint64_t dev, ino, size, mtime, operation;
+} recent[RECENT];
+static int in_process;
+
+static int noted_recently(int operation, const struct stat *st) {
+    if (!in_process)
+        return 0;
+    struct recent_note note = {
+        (uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
+        (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec,
+        (uint64_t)operation,
+    };
+    struct recent_note *entry = &recent[(note.ino * 31 + note.dev + note.operation) % RECENT];
+    if (memcmp(entry, &note, sizeof note) == 0)
+        return 1;
+    *entry = note;
+    return 0;
+}
+
 /* A successful open of `path` (relative to `dirfd`) that gave `fd`. */
 static void opened(int dirfd, const char *path, int flags, int fd) {
     /* O_PATH opens no content; O_TMPFILE names a directory, its file has no name yet. */
@@ -232,9 +258,10 @@ static void opened(int dirfd, const char *path, int flags, int fd) {
     copy_reset(fd, flags);
     if (absolute(dirfd, path, full) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
         /* Opened read-write without truncation: the existing content is read too. */
-        if (!writes(flags) || ((flags & O_ACCMODE) == O_RDWR && !(flags & O_TRUNC)))
+        if ((!writes(flags) || ((flags & O_ACCMODE) == O_RDWR && !(flags & O_TRUNC))) &&
+            !noted_recently(OP_READ, &st))
             append(OP_READ, &st, full, NULL);
-        if (writes(flags))
+        if (writes(flags) && !noted_recently(OP_WRITE, &st))
             append(OP_WRITE, &st, full, NULL);
     }
     errno = saved;
@@ -427,6 +454,7 @@ static void after_fork_in_child(void) {
     if (!enabled)
         return;
     files_made = 0;
+    memset(recent, 0, sizeof recent); /* the child's recorder has none of the parent's records */
     __atomic_store_n(&used, 0, __ATOMIC_RELEASE);
     pthread_mutex_init(&switching, NULL);
     __atomic_store_n(&chunk, NULL, __ATOMIC_RELEASE);
@@ -503,6 +531,7 @@ int clew_native_start(const char *dir, const char *const *prefixes, int count) {
         chunk = new_chunk();
         if (chunk != NULL) {
             pthread_atfork(NULL, NULL, after_fork_in_child);
+            in_process = 1;
             enabled = 1;
             got_patch_install(wrappers, sizeof wrappers / sizeof *wrappers, left_alone);
             started = 1;
