@@ -516,8 +516,12 @@ static int left_alone(const char *name) {
 
 /* Called by clew's Python side (ctypes): note native opens into record files in `dir`,
  * skipping paths under `prefixes`. Returns 1 when the calls are redirected, 0 when not
- * (an unsupported platform, no record file). Later calls patch newly loaded objects only. */
+ * (an unsupported platform, no record file), -1 when this library was preloaded into the
+ * process: its wrappers then come first for every object, the interpreter's too, whose
+ * opens are the audit hook's. Later calls patch newly loaded objects only. */
 int clew_native_start(const char *dir, const char *const *prefixes, int count) {
+    if (!enabled && dlsym(RTLD_DEFAULT, "open") == (void *)local_open)
+        return -1;
     int saved = errno;
     int started = 0;
     if (enabled) {

@@ -61,9 +61,10 @@ class _Notes:
         self._files: dict[str, _File] = {}
         self._pid = os.getpid()
 
-    def patch(self) -> bool:
-        """Redirect the calls of the objects loaded since last time (all, the first time)."""
-        return bool(self._start(os.fsencode(self.directory), self._prefixes, len(self._prefixes)))
+    def patch(self) -> int:
+        """Redirect the calls of the objects loaded since last time (all, the first time):
+        1 when they are, 0 when they cannot be, -1 when the library was preloaded."""
+        return self._start(os.fsencode(self.directory), self._prefixes, len(self._prefixes))
 
     def collect(self, final: bool) -> list[Record]:
         """A recorder source: hands the notes made since the last flush to the recorder."""
@@ -134,10 +135,16 @@ class NativeInstrumentor(ClewInstrumentor):
             return None
         try:
             notes = _Notes(recorder, ctypes.CDLL(shim))
-            if not notes.patch():
+            patched = notes.patch()
+            if patched == 0:
                 raise OSError("no record file, or this platform's objects cannot be patched")
         except (OSError, AttributeError) as error:
             recorder.failed("native opens", error)
+            return None
+        if patched < 0:
+            # Preloaded by a non-Python parent (an instrumented Python a traced shell
+            # started): its wrappers would see the interpreter's own opens too. Off here.
+            notes.directory.rmdir()
             return None
         recorder.sources.append(notes.collect)
         return notes

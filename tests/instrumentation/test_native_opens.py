@@ -14,6 +14,7 @@ from pathlib import Path
 import blake3
 import pytest
 
+from clew.instrumentation import _preload
 from clew.semconv import environment
 
 pytestmark = [
@@ -131,3 +132,18 @@ def test_native_opens_are_not_recorded_when_turned_off(run_instrumented, spool, 
     assert not spool.accesses(run, "read", workdir / "in.bin")
     assert not spool.accesses(run, "write", workdir / "out.bin")
     assert spool.only(run, "write", workdir / "python.txt").digest == digest_of(b"from python")
+
+
+def test_off_in_a_python_the_library_was_preloaded_into(run_instrumented, spool, workdir,
+                                                        library):
+    """An instrumented Python that a traced shell started has clew's library preloaded: its
+    wrappers come first for the interpreter too, so native opens stay off there, quietly,
+    and Python's own opens are recorded once, by the audit hook."""
+    (workdir / "in.bin").write_bytes(b"native")
+    result = run_instrumented(PROGRAM, str(library), env={"LD_PRELOAD": _preload.library()})
+    assert result.returncode == 0, result.stderr
+    run = spool.run()
+    assert run.capture_errors == []
+    assert not spool.accesses(run, "read", workdir / "in.bin")
+    assert spool.only(run, "write", workdir / "python.txt").digest == digest_of(b"from python")
+    assert spool.only(run, "read", workdir / "python.txt").digest == digest_of(b"from python")
