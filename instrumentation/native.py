@@ -75,7 +75,9 @@ class _Notes:
         if pid != self._pid:  # a forked child: its files are its own, named by its pid
             self._pid, self._files = pid, {}
         for path in sorted(self.directory.glob(f"{pid}-*.rec")):
-            file = self._files.get(path.name) or self._files.setdefault(path.name, _File(self))
+            file = self._files.get(path.name)
+            if file is None:
+                file = self._files[path.name] = _File(self)
             with open(path, "rb") as handle, mmap.mmap(
                 handle.fileno(), 0, access=mmap.ACCESS_READ
             ) as data:
