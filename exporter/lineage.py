@@ -46,7 +46,7 @@ LINKS_TABLE = "clew_links"
 RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 7
+LINEAGE_VERSION = 8
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds

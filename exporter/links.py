@@ -45,6 +45,23 @@ _MAX_RUNS_PER_STATEMENT = 1_000
 _COLUMNS = "RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, Timestamp"
 # A run's inputs from one directory, when more than this, are one node of a lineage graph.
 GROUP_ABOVE = 50
+# What a run copied or renamed it also read: the source, with the identities the copy record
+# carries (a copy holds the source's content; an object's version is the destination's own).
+COPY_OPERATIONS = ("copy", "rename")
+
+
+def reads_sql(options: SchemaOptions) -> str:
+    """A relation of clew_io's columns holding every read: the read records, and the source
+    of each copy or rename as read by the run that copied it, so that lineage, impact and
+    check follow a copy from its source to its destination through the copying run."""
+    io = qualified_name(options, IO_TABLE)
+    # The copies are selected in a subquery: a WHERE beside the REPLACE would see its aliases.
+    return (
+        f"(SELECT * FROM {io} WHERE Operation = 'read' UNION ALL "
+        f"SELECT * REPLACE (SourceUri AS Uri, 'read' AS Operation, '' AS Version, "
+        f"'' AS ProducerRunId, '' AS ProducerSpanId) FROM (SELECT * FROM {io} "
+        f"WHERE Operation IN {COPY_OPERATIONS!r} AND SourceUri != ''))"
+    )
 
 
 def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> str:
@@ -54,7 +71,7 @@ def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> st
     `%(since)s` (ns since the epoch)."""
     io = qualified_name(options, IO_TABLE)
     outputs = qualified_name(options, OUTPUTS_TABLE)
-    reads = f"FROM {io} WHERE RunId IN %(runs)s AND Operation = 'read'"
+    reads = f"FROM {reads_sql(options)} WHERE RunId IN %(runs)s"
     if written_since:
         recent = f"FROM {outputs} WHERE Inserted >= fromUnixTimestamp64Nano(%(since)s)"
         match = (f"Uri IN (SELECT Uri {recent}) "
@@ -79,7 +96,10 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
     total size, the weakest identity any carries (0 URI only, 1 ETag, 2 version, 3 digest)
     and, when there are at most `group_above` (None: always), each (Uri, Digest, Version,
     ETag, Size)."""
-    operation = f"Operation IN {OUTPUT_OPERATIONS!r}" if written else "Operation = 'read'"
+    if written:
+        source = f"{qualified_name(options, IO_TABLE)} WHERE Operation IN {OUTPUT_OPERATIONS!r} AND"
+    else:
+        source = f"{reads_sql(options)} WHERE"
     # groupUniqArray's cap is a literal: one more than a small directory can hold
     every, capped = ("1", "groupUniqArray") if group_above is None else (
         f"Files <= {int(group_above)}", f"groupUniqArray({int(group_above) + 1})")
@@ -89,7 +109,7 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
         "arraySum(x -> greatest(x.2, 0), groupUniqArray((Uri, Size))) AS Bytes, "
         "min(multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0)) AS Strength, "
         f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items "
-        f"FROM {qualified_name(options, IO_TABLE)} WHERE RunId IN %(runs)s AND {operation} "
+        f"FROM {source} RunId IN %(runs)s "
         "GROUP BY RunId, Dir"
     )
 
