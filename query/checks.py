@@ -54,14 +54,30 @@ def _inputs(graph: Graph) -> dict[Artifact, list[str]]:
     return dict(sorted(found.items(), key=lambda item: (item[0].uri, item[0].digest)))
 
 
-def _test_files(paths: list[str], tables: Tables) -> dict[str, tuple[str, str]]:
-    """URI -> (digest, ETag) of every test file: local files (or the files under a
-    directory) as they are now; objects (a URI, or a prefix of URIs) by the identities the
-    store recorded for them, from any run that read, wrote or copied them."""
-    files: dict[str, tuple[str, str]] = {}
+@dataclass
+class _TestSet:
+    """The test files' URIs, and which test file has each content digest and ETag."""
+
+    uris: set[str] = field(default_factory=set)
+    digest: dict[str, str] = field(default_factory=dict)
+    etag: dict[str, str] = field(default_factory=dict)
+
+    def add(self, uri: str, digest: str, etag: str = "") -> None:
+        self.uris.add(uri)
+        if digest:
+            self.digest[digest] = uri
+        if etag:
+            self.etag[etag] = uri
+
+
+def _test_files(paths: list[str], tables: Tables) -> _TestSet:
+    """Every test file: local files (or the files under a directory) as they are now;
+    objects (a URI, or a prefix of URIs) by the identities the store recorded for them, from
+    any run that read, wrote or copied them."""
+    found = _TestSet()
     for name in paths:
         if "://" in name:
-            files[name] = ("", "")
+            found.add(name, "")
             prefix = name.rstrip("/") + "/"
             for uri, digest, etag in tables.rows(
                 # every record at the URI, and copies' sources (a copy's own identities)
@@ -71,7 +87,7 @@ def _test_files(paths: list[str], tables: Tables) -> dict[str, tuple[str, str]]:
                 "AND (Uri = %(uri)s OR startsWith(Uri, %(prefix)s))",
                 uri=name, prefix=prefix,
             ):
-                files[uri] = (digest, etag)
+                found.add(uri, digest, etag)
             continue
         root = Path(name)
         if not root.exists():
@@ -79,8 +95,8 @@ def _test_files(paths: list[str], tables: Tables) -> dict[str, tuple[str, str]]:
         candidates = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         for path in candidates:
             artifact = resolve(str(path))
-            files[artifact.uri] = (artifact.digest, "")
-    return files
+            found.add(artifact.uri, artifact.digest)
+    return found
 
 
 def contamination(
@@ -88,11 +104,7 @@ def contamination(
 ) -> list[Finding]:
     """Upstream inputs of `model` that are test data, by content digest, by ETag or by
     location."""
-    test_files = _test_files(tests, Tables(client, options))
-    same = {
-        "digest": {digest: uri for uri, (digest, _) in test_files.items() if digest},
-        "etag": {etag: uri for uri, (_, etag) in test_files.items() if etag},
-    }
+    test_set = _test_files(tests, Tables(client, options))
     prefixes = tuple(
         (t if "://" in t else resolve(os.path.abspath(t)).uri).rstrip("/") + "/" for t in tests
     )
@@ -101,15 +113,16 @@ def contamination(
     for artifact, runs in _inputs(graph).items():
         uri, digest = artifact.uri, artifact.digest
         read_by = f"read by {', '.join('run ' + run[:12] for run in runs)}"
-        if uri in test_files or uri.startswith(prefixes):
+        if uri in test_set.uris or uri.startswith(prefixes):
             findings.append(Finding("test-data", uri, digest, "uri",
                                     f"a test file itself, {read_by}", runs))
             continue
-        for evidence, value in (("digest", digest), ("etag", artifact.etag)):
-            if value and value in same[evidence]:
+        for evidence, value, same in (("digest", digest, test_set.digest),
+                                      ("etag", artifact.etag, test_set.etag)):
+            if value and value in same:
                 findings.append(Finding(
                     "test-data", uri, digest, evidence,
-                    f"same content as test file {same[evidence][value]}, {read_by}", runs))
+                    f"same content as test file {same[value]}, {read_by}", runs))
                 break
     return findings
 
