@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clew.exporter.schema import SchemaOptions
+from clew.exporter.schema import SchemaOptions, qualified_name
 from clew.instrumentation._paths import file_uri, path_of_file_uri
+from clew.semconv import attributes as attr
 
 from .lineage import IDENTITY_SQL, Artifact, Graph, Tables, lineage, resolve
 
@@ -99,12 +100,38 @@ def _test_files(paths: list[str], tables: Tables) -> _TestSet:
     return found
 
 
+def _readers(tables: Tables, uri: str, runs: list[str]) -> str:
+    """`runs`, each with the processes of it that read `uri`: "run 1a2b3c4d5e6f (rank 1,
+    DataLoader worker 0, pid 4242)", as the records have them."""
+    traces = qualified_name(tables.options, tables.options.traces_table)
+    processes: dict[str, set[tuple[int, str, int]]] = {}
+    for run, pid, rank, worker in tables.rows(
+        f"SELECT r.RunId, r.Pid, r.Rank, t.ResourceAttributes['{attr.PROVENANCE_WORKER_ID}'] "
+        f"FROM (SELECT DISTINCT RunId, SpanId, Pid, Rank FROM {tables.reads} "
+        "WHERE Uri = %(uri)s AND RunId IN %(runs)s) AS r LEFT JOIN (SELECT TraceId, SpanId, "
+        f"ResourceAttributes FROM {traces} WHERE TraceId IN %(runs)s) AS t "
+        "ON t.TraceId = r.RunId AND t.SpanId = r.SpanId", uri=uri, runs=runs,
+    ):
+        processes.setdefault(run, set()).add((rank, worker, pid))
+    named = []
+    for run in runs:
+        labels = []
+        for rank, worker, pid in sorted(processes.get(run, ())):
+            parts = ([f"rank {rank}"] if rank >= 0 else []) + (
+                [f"DataLoader worker {worker}"] if worker else []) + ([f"pid {pid}"] if pid else [])
+            labels.append(", ".join(parts))
+        shown = "; ".join(label for label in labels if label)
+        named.append(f"run {run[:12]}" + (f" ({shown})" if shown else ""))
+    return ", ".join(named)
+
+
 def contamination(
     client: Any, model: str, tests: list[str], *, options: SchemaOptions | None = None
 ) -> list[Finding]:
     """Upstream inputs of `model` that are test data, by content digest, by ETag or by
     location."""
-    test_set = _test_files(tests, Tables(client, options))
+    tables = Tables(client, options)
+    test_set = _test_files(tests, tables)
     prefixes = tuple(
         (t if "://" in t else resolve(os.path.abspath(t)).uri).rstrip("/") + "/" for t in tests
     )
@@ -112,7 +139,7 @@ def contamination(
     graph = lineage(client, model, options=options, group_above=None)
     for artifact, runs in _inputs(graph).items():
         uri, digest = artifact.uri, artifact.digest
-        read_by = f"read by {', '.join('run ' + run[:12] for run in runs)}"
+        read_by = f"read by {_readers(tables, uri, runs)}"
         if uri in test_set.uris or uri.startswith(prefixes):
             findings.append(Finding("test-data", uri, digest, "uri",
                                     f"a test file itself, {read_by}", runs))

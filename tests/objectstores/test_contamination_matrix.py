@@ -215,9 +215,10 @@ def test_check_finds_the_test_set_however_it_reached_training(
              for f in findings for reader, run in runs.items() if f["read_by"] == [run]}
     assert found == row.expected, findings
     for finding in findings:
-        assert finding["uri"] in finding["detail"] or "test file" in finding["detail"]
-        if row.process:
-            assert row.process in finding["detail"], finding
+        (reader,) = finding["read_by"]
+        # the run that read it and the process, as the records have them
+        assert f"read by run {reader[:12]} (" in finding["detail"], finding
+        assert row.process in finding["detail"] and "pid " in finding["detail"], finding
 
 
 def newest_run(clew_cli: Callable) -> str:
