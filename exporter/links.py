@@ -64,6 +64,22 @@ def reads_sql(options: SchemaOptions) -> str:
     )
 
 
+def outputs_sql(options: SchemaOptions) -> str:
+    """A relation of clew_io's columns holding what the runs `%(runs)s` wrote, copied or
+    renamed into place and left there: a URI the run deleted after its last write to it
+    (`tempfile`'s probe that `import torch` writes, a scratch file) is no output of the
+    run; its records stay in clew_io."""
+    io = qualified_name(options, IO_TABLE)
+    written = f"{OUTPUT_OPERATIONS!r}"
+    return (
+        f"(SELECT * FROM {io} WHERE RunId IN %(runs)s AND Operation IN {written} "
+        f"AND (RunId, Uri) NOT IN (SELECT RunId, Uri FROM {io} WHERE RunId IN %(runs)s "
+        f"AND Uri IN (SELECT Uri FROM {io} WHERE RunId IN %(runs)s AND Operation = 'delete') "
+        f"GROUP BY RunId, Uri HAVING maxIf(Timestamp, Operation = 'delete') "
+        f">= maxIf(Timestamp, Operation IN {written})))"
+    )
+
+
 def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> str:
     """SELECT _COLUMNS (the last three as MaxSize, Producer, LastRead): the candidate inputs
     of the runs `%(runs)s`, one row per distinct artifact version read. With
@@ -96,10 +112,7 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
     total size, the weakest identity any carries (0 URI only, 1 ETag, 2 version, 3 digest)
     and, when there are at most `group_above` (None: always), each (Uri, Digest, Version,
     ETag, Size)."""
-    if written:
-        source = f"{qualified_name(options, IO_TABLE)} WHERE Operation IN {OUTPUT_OPERATIONS!r} AND"
-    else:
-        source = f"{reads_sql(options)} WHERE"
+    source = f"{outputs_sql(options) if written else reads_sql(options)} WHERE"
     # groupUniqArray's cap is a literal: one more than a small directory can hold
     every, capped = ("1", "groupUniqArray") if group_above is None else (
         f"Files <= {int(group_above)}", f"groupUniqArray({int(group_above) + 1})")

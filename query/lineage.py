@@ -44,7 +44,13 @@ from clew.exporter.lineage import (
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
-from clew.exporter.links import GROUP_ABOVE, artifacts_sql, candidates_sql, reads_sql
+from clew.exporter.links import (
+    GROUP_ABOVE,
+    artifacts_sql,
+    candidates_sql,
+    outputs_sql,
+    reads_sql,
+)
 from clew.exporter.schema import SchemaOptions, qualified_name
 from clew.instrumentation._paths import file_uri
 
@@ -404,9 +410,8 @@ class _Tables(Tables):
             for start in range(0, len(values), _CHUNK):
                 for run, uri, digest, version, etag, size, time in self.rows(
                     f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), "
-                    f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
-                    f"WHERE RunId IN %(runs)s AND Operation IN {OUTPUT_OPERATIONS!r} "
-                    f"AND {column} IN %(values)s GROUP BY RunId, Uri, Digest, Version, ETag",
+                    f"max(toUnixTimestamp64Nano(Timestamp)) FROM {outputs_sql(self.options)} "
+                    f"WHERE {column} IN %(values)s GROUP BY RunId, Uri, Digest, Version, ETag",
                     runs=runs, values=values[start:start + _CHUNK],
                 ):
                     found[(run, uri, digest, version, etag)] = Artifact(
