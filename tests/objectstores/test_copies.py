@@ -113,3 +113,18 @@ def test_impact_of_the_test_object_reaches_the_model_through_the_copy(copied_tes
     assert {n["id"] for n in graph["nodes"] if n["kind"] == "run"} == {
         runs["copy.py"], runs["train.py"]}
     assert f"s3://{bucket}/model.pt" in {n["uri"] for n in graph["nodes"]}
+
+
+def test_the_model_asked_by_uri_is_its_last_write_with_its_evidence_and_size(
+    copied_test_set, clew_cli
+):
+    """Asked by URI alone, the model is what its last write left: the edge from the run that
+    wrote it carries that record's digest, and the node its size."""
+    bucket, _ = copied_test_set
+    runs = runs_by_program(clew_cli)
+    graph = clew_cli("lineage", f"s3://{bucket}/model.pt", "--format", "json").json()
+    (root,) = [n for n in graph["nodes"] if n["id"] == graph["root"]]
+    assert root["uri"] == f"s3://{bucket}/model.pt"
+    assert root["digest"].startswith("blake3:") and root["etag"]
+    assert root["size"] == len(b"300")  # the rows training counted
+    assert edges_into(graph, root["uri"], "wrote") == {(runs["train.py"], "digest")}
