@@ -88,16 +88,20 @@ def test_lineage_goes_through_the_copy_run_to_the_test_object(copied_test_set, c
         (runs["upload.py"], "stamp")}  # its own stamp, with the digest the read saw
 
 
-def test_check_finds_the_copied_test_object_and_names_its_readers(copied_test_set, clew_cli):
+def test_check_finds_the_copied_test_object_and_names_its_readers(copied_test_set, clew_cli,
+                                                                  workdir, spool):
     bucket, _ = copied_test_set
     runs = runs_by_program(clew_cli)
     result = clew_cli("check", f"s3://{bucket}/model.pt", "--test", f"s3://{bucket}/test/",
                       "--format", "json")
     assert result.code == ExitStatus.CHECK_FAILED, result.out + result.err
     found = {(f["uri"], f["evidence"], tuple(f["read_by"])) for f in result.json()["findings"]}
+    # The upload carries the local file's digest: the copy is found by content, and so is
+    # the local file the test object was uploaded from.
     assert found == {
         (f"s3://{bucket}/test/holdout.csv", "uri", (runs["copy.py"],)),
-        (f"s3://{bucket}/train/part-2.csv", "etag", (runs["train.py"],)),
+        (f"s3://{bucket}/train/part-2.csv", "digest", (runs["train.py"],)),
+        (spool.uri(workdir / "data" / "raw" / "holdout.csv"), "digest", (runs["upload.py"],)),
     }
     clean = clew_cli("check", f"s3://{bucket}/model.pt", "--test", f"s3://{bucket}/eval/")
     assert clean.code == ExitStatus.OK, clean.out + clean.err
