@@ -34,20 +34,16 @@ open("model.txt", "w").write(str(rows))
 """
 TRAIN_WORKER = """
 import glob, sys
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-class Files(Dataset):
-    def __init__(self, paths):
-        self.paths = paths
-    def __len__(self):
-        return len(self.paths)
-    def __getitem__(self, index):
-        return open(self.paths[index], "rb").read().count(b"\\n")
+
+def count_rows(batch):  # runs in the worker: the worker reads the files
+    return sum(open(path, "rb").read().count(b"\\n") for path in batch)
+
 
 if __name__ == "__main__":
     paths = sorted(glob.glob(sys.argv[1]))
-    rows = sum(int(b.sum()) for b in DataLoader(Files(paths), batch_size=1, num_workers=1))
+    rows = sum(DataLoader(paths, batch_size=1, num_workers=1, collate_fn=count_rows))
     open("model.txt", "w").write(str(rows))
 """
 # Rank 1 reads the first file of the glob (the test file), rank 0 the rest and saves.
