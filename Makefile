@@ -4,8 +4,8 @@
 #   make test   create .venv, install clew with the test, store and export extras, run the tests
 #
 # Installs are remembered by a stamp file inside .venv whose name carries a digest of
-# pyproject.toml, so a second run installs nothing until pyproject.toml changes (and deleting
-# .venv starts over). Pass extra pytest arguments with `make test PYTEST_ARGS='-k spool -x'`.
+# pyproject.toml, setup.py and the C library's source, so a second run installs nothing until
+# one of them changes (and deleting .venv starts over). Pass extra pytest arguments with `make test PYTEST_ARGS='-k spool -x'`.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -14,7 +14,9 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 VPY := $(BIN)/python
 # Content digest, not mtime: a fresh clone or a `touch` must not force a reinstall, an edit must.
-PYPROJECT_KEY := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml','rb').read()).hexdigest()[:16])")
+# setup.py and the C source count too: an edit there must rebuild the LD_PRELOAD library.
+BUILD_INPUTS := pyproject.toml setup.py instrumentation/_preload_shim.c
+PYPROJECT_KEY := $(shell $(PYTHON) -c "import hashlib, sys; print(hashlib.sha256(b''.join(open(p,'rb').read() for p in sys.argv[1:])).hexdigest()[:16])" $(BUILD_INPUTS))
 PIP := $(VPY) -m pip --disable-pip-version-check
 
 .PHONY: demo test help clean-demo mpirun-available chromium-available

@@ -5,7 +5,9 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
 
 - `clew_io`: one row per I/O record (batched spans exploded back into one row per artifact),
   ordered by URI and indexed by digest and run, for lineage lookups.
-- `clew_runs`: one row per run, from its root span.
+- `clew_runs`: one row per run, from its root span; until that arrives (it never does when
+  the run was killed with SIGKILL), from the run's other clew spans, with no status or exit
+  code and `StatusCode` empty.
 - `clew_run_io`: per run, the distinct inputs and outputs, the I/O records and the ranks seen,
   aggregated from `clew_io` as it fills. Every aggregate is a distinct count or a set, so a
   row that reaches it twice (an ingest recovering from a crash inserts a chunk again) counts
@@ -46,7 +48,13 @@ LINKS_TABLE = "clew_links"
 RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 8
+LINEAGE_VERSION = 9
+# clew_runs keeps, of a run's rows, the one with the largest `Precedence`: its root span's,
+# else the one from the earliest other spans (each insert block's give one row).
+_ROOT_PRECEDENCE = "toUInt64(18446744073709551615)"
+_STARTED_PRECEDENCE = "toUInt64(9223372036854775807 - toUnixTimestamp64Nano(min(Timestamp)))"
+# Fills clew_runs from the runs' other spans, alongside clew_runs_mv.
+_INCOMPLETE_RUNS_VIEW = f"{RUNS_TABLE}_incomplete_mv"
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
 # Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
@@ -176,9 +184,52 @@ SELECT
     {_json_array(_attribute(attr.PROVENANCE_ENV_PACKAGES), "String")} AS Packages,
     {_json_array(_attribute(attr.PROVENANCE_CODE_FILES), "String")} AS CodeFiles,
     {_json_array(_attribute(attr.PROVENANCE_CODE_DIGESTS), "String")} AS CodeDigests,
-    {_json_array(_attribute(attr.PROVENANCE_VCS_DIFF_FILES), "String")} AS DiffFiles
+    {_json_array(_attribute(attr.PROVENANCE_VCS_DIFF_FILES), "String")} AS DiffFiles,
+    {_ROOT_PRECEDENCE} AS Precedence
 FROM {source}
-WHERE SpanName = '{spans.SPAN_RUN}' AND {_attribute(attr.PROVENANCE_PROCESS_ROLE)} = '{ROLE_RUN}'"""
+WHERE {_is_root_span()}"""
+
+
+def _is_root_span() -> str:
+    return (f"SpanName = '{spans.SPAN_RUN}' "
+            f"AND {_attribute(attr.PROVENANCE_PROCESS_ROLE)} = '{ROLE_RUN}'")
+
+
+def _incomplete_runs_select(source: str) -> str:
+    """One row per run whose root span is not among `source`'s (an insert block's) spans,
+    from its other spans: what is known of a run whose root span has not arrived. Its
+    command is that of its first span's resource (clew's resource detector puts it there).
+    A run whose spans come in one block with its root (clew's ingest of a finished run) gets
+    no such row. Only clew's I/O and process spans count, so the other traces a Collector
+    writes into the same table make no runs."""
+    return f"""
+SELECT
+    TraceId AS RunId,
+    min(Timestamp) AS Start,
+    fromUnixTimestamp64Nano(max(toUnixTimestamp64Nano(Timestamp) + Duration)) AS End,
+    any(ServiceName) AS ServiceName,
+    {_json_array(f"argMin(ResourceAttributes['{attr.PROCESS_COMMAND_ARGS}'], Timestamp)",
+                 "String")} AS Command,
+    '' AS StatusCode,
+    toInt64(-1) AS ExitCode,
+    '' AS ErrorType,
+    '' AS GitCommit,
+    '' AS GitBranch,
+    0 AS GitDirty,
+    '' AS GitDiffDigest,
+    any(ResourceAttributes['{attr.HOST_NAME}']) AS Host,
+    '' AS Cwd,
+    '' AS Runtime,
+    emptyArrayString() AS Packages,
+    emptyArrayString() AS CodeFiles,
+    emptyArrayString() AS CodeDigests,
+    emptyArrayString() AS DiffFiles,
+    {_STARTED_PRECEDENCE} AS Precedence
+FROM {source}
+WHERE {_attribute(attr.PROVENANCE_IO_OPERATION)} != ''
+    OR {_attribute(attr.PROVENANCE_PROCESS_ROLE)} != ''
+GROUP BY TraceId
+HAVING countIf({_is_root_span()}) = 0"""
 
 
 def lineage_ddl(options: SchemaOptions) -> list[str]:
@@ -233,11 +284,15 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     Packages Array(String),
     CodeFiles Array(String),
     CodeDigests Array(String),
-    DiffFiles Array(String)
-) ENGINE = {engine(options, "ReplacingMergeTree")} ORDER BY RunId
+    DiffFiles Array(String),
+    Precedence UInt64
+) ENGINE = {engine(options, "ReplacingMergeTree", "Precedence")} ORDER BY RunId
 {ttl(options, "Start")}COMMENT '{_COMMENT}'""",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {runs_mv}{cluster} TO {runs} AS "
         f"{_runs_select(traces)}",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS "
+        f"{qualified_name(options, _INCOMPLETE_RUNS_VIEW)}{cluster} TO {runs} AS "
+        f"{_incomplete_runs_select(traces)}",
         f"""CREATE TABLE IF NOT EXISTS {run_io}{cluster} (
     RunId String,
     Inputs AggregateFunction(uniq, String),
@@ -318,8 +373,8 @@ def create_lineage_tables(client: Any, options: SchemaOptions) -> bool:
     if installed is not None:
         # Views first, so no insert lands in a table about to go.
         cluster = on_cluster(options)
-        for table in reversed(_TABLES):
-            client.command(f"DROP VIEW IF EXISTS {qualified_name(options, table + '_mv')}{cluster}")
+        for view in (*(table + "_mv" for table in reversed(_TABLES)), _INCOMPLETE_RUNS_VIEW):
+            client.command(f"DROP VIEW IF EXISTS {qualified_name(options, view)}{cluster}")
         for table in reversed(_ALL_TABLES):
             client.command(f"DROP TABLE IF EXISTS {qualified_name(options, table)}{cluster}")
     for statement in lineage_ddl(options):
@@ -327,5 +382,7 @@ def create_lineage_tables(client: Any, options: SchemaOptions) -> bool:
     traces = qualified_name(options, options.traces_table)
     # clew_run_io and clew_outputs fill from these inserts through their own views.
     client.command(f"INSERT INTO {qualified_name(options, IO_TABLE)} {_io_select(traces)}")
-    client.command(f"INSERT INTO {qualified_name(options, RUNS_TABLE)} {_runs_select(traces)}")
+    runs = qualified_name(options, RUNS_TABLE)
+    client.command(f"INSERT INTO {runs} {_incomplete_runs_select(traces)}")
+    client.command(f"INSERT INTO {runs} {_runs_select(traces)}")
     return True

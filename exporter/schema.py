@@ -166,11 +166,12 @@ def on_cluster(options: SchemaOptions) -> str:
     return f" ON CLUSTER {quote_identifier(options.cluster)}" if options.cluster else ""
 
 
-def engine(options: SchemaOptions, family: str) -> str:
-    """The table engine of `family`, Replicated on a cluster."""
-    # No arguments: a Replicated engine then takes the server's default_replica_path and
-    # default_replica_name, which is what ON CLUSTER deployments configure.
-    return f"Replicated{family}()" if options.cluster else f"{family}()"
+def engine(options: SchemaOptions, family: str, *arguments: str) -> str:
+    """The table engine of `family` with the engine's own `arguments` (a ReplacingMergeTree's
+    version column), Replicated on a cluster."""
+    # No path arguments: a Replicated engine then takes the server's default_replica_path
+    # and default_replica_name, which is what ON CLUSTER deployments configure.
+    return f"{'Replicated' if options.cluster else ''}{family}({', '.join(arguments)})"
 
 
 def ttl(options: SchemaOptions, column: str) -> str:

@@ -9,7 +9,8 @@ Under `opentelemetry-instrument python train.py` they load themselves through th
     FilesInstrumentor().instrument()
     ProcessesInstrumentor().instrument()
 
-Nothing here imports a database client, nor boto3, fsspec or google-cloud-storage: those are
+Nothing here imports a database client, nor boto3, fsspec, google-cloud-storage or the
+native-I/O libraries (pyarrow, polars, duckdb, safetensors, h5py, tokenizers): those are
 patched when the program imports them. A training job carries only the OpenTelemetry SDK,
 blake3 and wrapt.
 """
@@ -26,11 +27,17 @@ from .version import __version__
 # clew instrumentor is disabled, and importing a submodule runs this file first.
 _LAZY = {
     "ClewResourceDetector": ".resource",
+    "DuckdbInstrumentor": ".duckdb",
     "FilesInstrumentor": ".files",
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
+    "H5pyInstrumentor": ".h5py",
+    "PolarsInstrumentor": ".polars",
     "ProcessesInstrumentor": ".processes",
+    "PyarrowInstrumentor": ".pyarrow",
     "S3Instrumentor": ".s3",
+    "SafetensorsInstrumentor": ".safetensors",
+    "TokenizersInstrumentor": ".tokenizers",
 }
 
 
@@ -42,10 +49,16 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ClewResourceDetector",
+    "DuckdbInstrumentor",
     "FilesInstrumentor",
     "FsspecInstrumentor",
     "GcsInstrumentor",
+    "H5pyInstrumentor",
+    "PolarsInstrumentor",
     "ProcessesInstrumentor",
+    "PyarrowInstrumentor",
     "S3Instrumentor",
+    "SafetensorsInstrumentor",
+    "TokenizersInstrumentor",
     "__version__",
 ]

@@ -19,6 +19,10 @@ StatKey = tuple[int, int, int, int]
 _LARGE = 1 << 20  # below this, one read() of the whole file
 _CHUNK = 8 << 20
 _CACHE_FILENAME = "digests-v1.txt"
+# Digests kept in memory: between this many and twice as many. An entry costs ~350 bytes, and
+# a program that reads a million files held them all (and the whole file, loaded). A file
+# whose entry was dropped is hashed again, ~7 us for a small one.
+MEMORY_ENTRIES = 1 << 15
 
 
 def stat_key(result: os.stat_result) -> StatKey:
@@ -66,33 +70,59 @@ def hash_file(path: str, expected: StatKey) -> str | None:
     return "blake3:" + hasher.hexdigest()
 
 
+class _Memo:
+    """A map that keeps its most recently used entries only: two generations of at most
+    `size` entries, the older dropped whole when the newer fills (a hit in the older moves
+    the entry to the newer). Cheaper in the hook than a true LRU, and as bounded."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._new: dict[StatKey, str] = {}
+        self._old: dict[StatKey, str] = {}
+
+    def get(self, key: StatKey) -> str | None:
+        value = self._new.get(key)
+        if value is None:
+            value = self._old.pop(key, None)
+            if value is not None:
+                self[key] = value
+        return value
+
+    def __setitem__(self, key: StatKey, value: str) -> None:
+        if len(self._new) >= self._size:
+            self._old, self._new = self._new, {}
+        self._new[key] = value
+
+
 class DigestCache:
-    """Persistent (device, inode, size, mtime_ns) -> digest map under `<home>/cache/`."""
+    """Persistent (device, inode, size, mtime_ns) -> digest map under `<home>/cache/`, of
+    which the most recently used entries are kept in memory."""
 
     def __init__(self, directory: Path) -> None:
         self._path = directory / _CACHE_FILENAME
         self._directory = directory
-        self._entries: dict[StatKey, str] | None = None
+        self._entries: _Memo | None = None
         # Formatted only at save, on clew's worker: put() runs in the host's file hook.
         self._unsaved: list[tuple[StatKey, str]] = []
 
-    def _load(self) -> dict[StatKey, str]:
-        entries: dict[StatKey, str] = {}
+    def _load(self) -> _Memo:
+        """The newest entries of the cache file (it keeps growing, run after run)."""
+        entries = _Memo(MEMORY_ENTRIES)
         try:
-            with open(self._path, "rb") as handle:
-                data = handle.read()
+            handle = open(self._path, "rb")
         except FileNotFoundError:
             return entries
-        # A last line without its newline is torn (its writer crashed): left out.
-        for line in data[: data.rfind(b"\n") + 1].split(b"\n"):
-            fields = line.split()
-            if len(fields) != 5:
-                continue
-            try:
-                key = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
-            except ValueError:
-                continue
-            entries[key] = fields[4].decode("ascii", "replace")
+        with handle:
+            for line in handle:
+                fields = line.split()
+                # A last line without its newline is torn (its writer crashed): left out.
+                if len(fields) != 5 or not line.endswith(b"\n"):
+                    continue
+                try:
+                    key = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
+                except ValueError:
+                    continue
+                entries[key] = fields[4].decode("ascii", "replace")
         return entries
 
     def get(self, key: StatKey) -> str | None:

@@ -31,6 +31,9 @@ from ._settings import Settings
 _logger = logging.getLogger(__name__)
 
 _recorder: Recorder | None = None
+# The tracer provider given to the instrumentor that made the recorder; None: the global one,
+# which the recorder flushes itself at close.
+_provider: trace.TracerProvider | None = None
 _lock = threading.Lock()
 _exit_code: int | None = None
 _real_exit = sys.exit
@@ -46,13 +49,15 @@ _close_lock = threading.RLock()
 _quiet_sigterm: Callable[[], bool] | None = None
 
 
-def get_recorder() -> Recorder:
-    """This process's recorder, created (with its process span) on first call."""
+def get_recorder(tracer_provider: trace.TracerProvider | None = None) -> Recorder:
+    """This process's recorder, created (with its process span) on first call: its spans go
+    to `tracer_provider`, else to the global provider. One recorder serves every
+    instrumentor, so the first call's provider is the process's."""
     global _recorder
     if _recorder is None:
         with _lock:
             if _recorder is None:
-                _recorder = _create()
+                _recorder = _create(tracer_provider)
     return _recorder
 
 
@@ -61,8 +66,10 @@ def current_recorder() -> Recorder | None:
     return _recorder
 
 
-def _create() -> Recorder:
-    tracer = trace.get_tracer("clew", __version__)
+def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
+    global _provider
+    _provider = tracer_provider
+    tracer = trace.get_tracer("clew", __version__, tracer_provider=tracer_provider)
     join = join_run(tracer)
     process = ProcessSpan(
         tracer,
@@ -103,8 +110,19 @@ def close(exit_code: int | None, exception: BaseException | None = None) -> None
             _logger.warning("clew: flushing at exit failed: %r", error)
         finally:
             _closing = False
+        _flush_provider()
     if _deferred_signal is not None:
         _end_by(_deferred_signal)
+
+
+def _flush_provider() -> None:
+    """Export what the recorder ended to a provider given to `instrument()`."""
+    force_flush = getattr(_provider, "force_flush", None)
+    if callable(force_flush) and _provider is not trace.get_tracer_provider():
+        try:
+            force_flush()
+        except Exception as error:  # noqa: BLE001 - never harm the host
+            _logger.warning("clew: flushing the tracer provider failed: %r", error)
 
 
 def _exit_status(code: object) -> int:

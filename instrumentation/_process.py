@@ -153,6 +153,11 @@ def _installed_packages() -> list[str]:
     return sorted(packages)
 
 
+def command_args() -> list[str]:
+    """This process's command line as the interpreter got it, redacted."""
+    return redact_argv(list(getattr(sys, "orig_argv", sys.argv)))
+
+
 def _start_attributes(role: str) -> dict:
     try:
         user = getpass.getuser()
@@ -162,7 +167,7 @@ def _start_attributes(role: str) -> dict:
         attr.PROVENANCE_PROCESS_ROLE: role,
         attr.PROCESS_PID: os.getpid(),
         attr.PROCESS_PARENT_PID: os.getppid(),
-        attr.PROCESS_COMMAND_ARGS: redact_argv(list(getattr(sys, "orig_argv", sys.argv))),
+        attr.PROCESS_COMMAND_ARGS: command_args(),
         attr.PROCESS_EXECUTABLE_PATH: sys.executable,
         attr.PROCESS_WORKING_DIRECTORY: os.getcwd(),
         attr.PROCESS_OWNER: user,

@@ -37,8 +37,13 @@ from .redaction import redact_text
 _logger = logging.getLogger(__name__)
 
 # Bounds memory on programs that touch millions of files: past this many distinct reads the
-# dedupe table starts over (later re-reads make a second record; none is lost).
-_MAX_TRACKED = 1_000_000
+# dedupe table starts over (later re-reads make a second record; none is lost). An entry
+# holds its record, ~600 bytes.
+_MAX_TRACKED = 1 << 15
+# Records that finish faster than this many per flush interval are emitted as soon as this
+# many are waiting: the records, and the spans made of them, would otherwise all be held
+# until the next flush (a loader opening 100,000 small files a second held ~100 MB).
+_SPILL_RECORDS = 4096
 # The worker is woken by new records at most once in this long (see _work).
 _GATHER = 0.02
 SYNC_HASH_MAX_BYTES = 1 << 20
@@ -65,6 +70,13 @@ class _Watch:
         self.seen: StatKey | None = None  # stat key at the previous flush
         self.emitted = emitted  # stat key of the last version recorded
         self.quiet = 0  # flushes since it last changed
+
+
+def _export_now() -> None:
+    """Have the tracer provider's processors export the spans ended so far."""
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if callable(force_flush):
+        force_flush()
 
 
 def _stat_regular(path: str) -> os.stat_result | None:
@@ -176,6 +188,11 @@ class Recorder:
         else:
             self._queue(record)
 
+    def recorded(self, record: Record) -> None:
+        """A record another capture source made after the fact (a non-Python child's, from its
+        LD_PRELOAD records): identified by the worker like the hooks' own."""
+        self._queue(record)
+
     def finished(self, record: Record) -> None:
         """A record complete as it is (an object-store operation): a span at the next flush."""
         self._ready.append(record)
@@ -193,7 +210,12 @@ class Recorder:
         if digest is not None:
             record.digest = digest
             record.identity = "content"
-        self._ready.append(record)
+        ready = self._ready
+        ready.append(record)
+        if len(ready) == _SPILL_RECORDS:
+            # Two threads appending at once may both miss it: the records then wait for
+            # the next flush, as before.
+            self._wake.set()
         if self._worker is None:
             self._start_worker()
 
@@ -253,8 +275,19 @@ class Recorder:
         if self._worker is None:
             self._start_worker()
 
+    def opened_for_update(self, path: str) -> None:
+        """The program opened `path` to change it in place (h5py's "r+" and "a"): its current
+        content is read, digested now as the change may come before the background hasher,
+        and what it holds once it settles is written."""
+        self.read(path)
+        self._before_change(path)
+        self.opened_for_write(path, keeps_content=True)
+
     def renamed(self, source: str, destination: str) -> None:
         """`source` is about to be renamed to `destination`."""
+        if os.path.isdir(source):
+            self._directory_renamed(source, destination)
+            return
         self._before_change(source)  # its content leaves the path a pending read names
         self._before_change(destination)  # replaced, if it exists
         watch = self._watches.pop(source, None) or self._settled.pop(source, None)
@@ -269,6 +302,16 @@ class Recorder:
         self._watches[destination] = _Watch(record, None)
         if self._worker is None:
             self._start_worker()
+
+    def _directory_renamed(self, source: str, destination: str) -> None:
+        """A directory is about to be renamed: the files this process is writing in it are
+        followed to their new names. Files written into a temporary directory renamed into
+        place as a whole (datasets' `.incomplete` build directories) are recorded once, at
+        their final names, as a single file renamed into place is."""
+        prefix = source.rstrip("/") + "/"
+        moving = [path for path in (*self._watches, *self._settled) if path.startswith(prefix)]
+        for path in moving:
+            self.renamed(path, destination.rstrip("/") + "/" + path[len(prefix):])
 
     def copied(self, source: str, destination: str) -> None:
         """shutil is about to copy `source` to `destination`: a derive edge."""
@@ -327,11 +370,21 @@ class Recorder:
                     if self._stopping.is_set():
                         break
                     busy = self._identify_new(limit=256)
+                    emitted = False
                     # A torchrun agent's records wait for its run's trace (issue 5).
-                    if time.monotonic() >= next_flush and not self.process.waiting:
-                        self._collect(final=False)
-                        self._emit_ready()
-                        next_flush = time.monotonic() + self.settings.flush_interval
+                    if not self.process.waiting:
+                        if time.monotonic() >= next_flush:
+                            self._collect(final=False)
+                            emitted = self._emit_ready()
+                            next_flush = time.monotonic() + self.settings.flush_interval
+                        elif len(self._ready) >= _SPILL_RECORDS:
+                            # Not a flush: watched writes settle over whole flush intervals.
+                            emitted = self._emit_ready()
+                if emitted:
+                    # Out of the lock, so the hooks' `_before_change` never waits on an
+                    # export. Without it the spans waited for the span processor's own
+                    # schedule too, and a SIGKILL lost up to two flush intervals of records.
+                    _export_now()
             except Exception as error:  # noqa: BLE001 - never harm the host
                 self.failed("recorder", error)
                 busy = False
@@ -410,10 +463,11 @@ class Recorder:
                     self._settled[path] = self._watches.pop(path)
             watch.seen = key
 
-    def _emit_ready(self) -> None:
+    def _emit_ready(self) -> bool:
+        """End a span for every finished record; True if there were any."""
         if not self._ready:
             self._cache.save()
-            return
+            return False
         records = []
         while self._ready:
             records.append(self._ready.popleft())
@@ -430,9 +484,13 @@ class Recorder:
             except Exception as error:  # noqa: BLE001 - one bad record never takes its flush
                 self.failed("recording a span", error)
         self._cache.save()
+        return True
 
     def _emit(self, item: Record | list[Record], parent: otel_context.Context, pid: int) -> None:
         """End the span of one record, or of one batch of records."""
+        first = item[0] if isinstance(item, list) else item
+        if first.parent is not None:  # a non-Python child's record: under its exec span
+            parent = first.parent
         if isinstance(item, list):
             name, attributes = item[0].batch_span(item, pid)
             start = min(r.first_ns for r in item)
@@ -507,10 +565,7 @@ class Recorder:
             )
         except Exception as error:  # noqa: BLE001
             _logger.warning("clew: ending the process span failed: %r", error)
-        provider = trace.get_tracer_provider()
-        force_flush = getattr(provider, "force_flush", None)
-        if callable(force_flush):
-            force_flush()
+        _export_now()
 
     def _code_files(self) -> tuple[list[str], list[str]]:
         """The project's own source files that were imported, with their digests."""

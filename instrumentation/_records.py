@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Iterator
 
+from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext
 from opentelemetry.util.types import Attributes
 
@@ -38,8 +39,9 @@ SPAN_NAMES = {
 class Record:
     """One operation on one content version of one file, within one process.
 
-    Object stores subclass it (`_objects.ObjectRecord`): a record names its span, gives its
-    attributes and its links, and may carry a span started early (a write whose span id is
+    Object stores and non-Python children subclass it (`_objects.ObjectRecord`,
+    `_preload.ChildRecord`): a record names its span, gives its attributes and its links, may
+    name the span it goes under, and may carry a span started early (a write whose span id is
     stamped on the artifact before the span ends).
     """
 
@@ -48,6 +50,9 @@ class Record:
         "producer",
     )
     span: Span | None = None
+    # The span the record's span goes under; None: the process span of the recording process.
+    # A program clew's LD_PRELOAD library watched has its records under its exec span.
+    parent: Context | None = None
 
     def __init__(self, operation: str, path: str, key: StatKey | None = None) -> None:
         now = time.time_ns()

@@ -31,6 +31,7 @@ class Settings:
     flush_interval: float
     stamp: bool = True  # stamp local files, and look for stamps on local reads
     stamp_objects: bool = False  # stamp S3 and GCS objects (their user metadata): opt-in
+    preload: bool = True  # record what non-Python children do, through the LD_PRELOAD library
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -47,4 +48,5 @@ class Settings:
             # CLEW_STAMP=0 turns every stamp off, these included.
             stamp_objects=(_flag(environment.CLEW_STAMP)
                            and _flag(environment.CLEW_STAMP_OBJECTS, default="0")),
+            preload=_flag(environment.CLEW_PRELOAD),
         )

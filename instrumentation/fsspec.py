@@ -26,21 +26,20 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import wrapt
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from . import _fsspec_support, _objects
+from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import GCS, S3, ObjectRecord
 from ._paths import absolute
 from .redaction import redact_uri
 
 _instruments = ("fsspec >= 2023.1.0",)
-_active = False
 # Operation of each wrapped method, for its sync and async (`_`-prefixed) spelling.
 _OPERATIONS = {
     "cat_file": "read", "pipe_file": "write", "get_file": "read", "put_file": "write",
@@ -64,7 +63,7 @@ def _local(cls: type) -> bool:
 
 def _skipped(fs: Any) -> bool:
     """Pass straight through: not active, an outer layer records, or a local filesystem."""
-    return not _active or _objects.suppressed() or _local(type(fs))
+    return not _instrumentor.active or _objects.suppressed() or _local(type(fs))
 
 
 def begin(fs: Any, operation: str, path: object, *, stamp: bool = False) -> ObjectRecord | None:
@@ -273,7 +272,7 @@ def _open(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's si
 def _gcs_request(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
     """gcsfs's one HTTP entry point: its responses fill in the enclosing record."""
     record = _objects.enclosing()
-    if not _active or record is None:
+    if not _instrumentor.active or record is None:
         return wrapped(*args, **kwargs)
     return _learning(wrapped(*args, **kwargs), record)
 
@@ -315,7 +314,7 @@ def _patch_class(cls: type) -> None:
 
 def _subclass_hook(cls: type, **kwargs: Any) -> None:
     """Runs as each filesystem class is defined, inside the program's import."""
-    if not _active:
+    if not _instrumentor.active:
         return
     try:
         _patch_class(cls)
@@ -337,22 +336,15 @@ def _patch(module: Any) -> None:
         _patch_class(cls)
 
 
-class FsspecInstrumentor(BaseInstrumentor):
+class FsspecInstrumentor(ClewInstrumentor):
     """Instrumentor for every fsspec filesystem."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = True
-        get_recorder()
-        wrapt.register_post_import_hook(_patch, "fsspec")
-        wrapt.register_post_import_hook(_patch_gcsfs, "gcsfs.core")
+    def _patches(self) -> dict[str, Callable[[Any], None]]:
+        return {"fsspec": _patch, "gcsfs.core": _patch_gcsfs}
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = False
+    def _stop(self) -> None:
         spec = sys.modules.get("fsspec.spec")
         if spec is None:
             return
@@ -364,3 +356,6 @@ class FsspecInstrumentor(BaseInstrumentor):
         while _patched:
             cls, name = _patched.pop()
             unwrap(cls, name)
+
+
+_instrumentor = FsspecInstrumentor()

@@ -21,23 +21,22 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 import wrapt
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from clew.semconv import environment
 
 from . import _objects
 from ._fsspec_support import follow, learn_details
+from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import GCS, ObjectRecord
 from ._paths import absolute
 
 _instruments = ("google-cloud-storage >= 2.0",)
-_active = False
 _BLOB_METHODS = {
     "download_as_bytes": "read", "download_to_file": "read", "download_to_filename": "read",
     "upload_from_string": "write", "upload_from_file": "write", "upload_from_filename": "write",
@@ -131,7 +130,7 @@ def _complete(method: str, record: ObjectRecord, result: Any, instance: Any, arg
 
 def _wrapper(method: str) -> Callable:
     def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
-        if not _active or _objects.suppressed():
+        if not _instrumentor.active or _objects.suppressed():
             return wrapped(*args, **kwargs)
         try:
             record = _begin(method, instance, args, kwargs)
@@ -159,7 +158,7 @@ def _download_headers(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
     """A download response's x-goog-meta-* headers carry the producer stamp."""
     result = wrapped(*args, **kwargs)
     record = _objects.enclosing()
-    if _active and record is not None and record.operation == "read":
+    if _instrumentor.active and record is not None and record.operation == "read":
         try:
             headers = _arg(args, kwargs, 0, "response").headers
             record.learn(metadata={
@@ -174,7 +173,7 @@ def _download_headers(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
 def _open(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
     """open("wb"): one write, recorded when the writer closes, digested as it is written."""
     mode = _arg(args, kwargs, 0, "mode") or "r"
-    if not _active or _objects.suppressed() or "w" not in mode:
+    if not _instrumentor.active or _objects.suppressed() or "w" not in mode:
         return wrapped(*args, **kwargs)
     record = _objects.begin("write", GCS, instance.bucket.name, instance.name, stamp=True)
     _stamp(instance, record)
@@ -188,7 +187,7 @@ def _upload_response(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
     resource: its generation, ETag and checksums, which the Blob itself never learns."""
     response = wrapped(*args, **kwargs)
     record = _objects.enclosing()
-    if _active and record is not None and record.operation == "write" and instance.finished:
+    if _instrumentor.active and record is not None and record.operation == "write" and instance.finished:
         try:
             resource = response.json()
             if isinstance(resource, dict) and record.matches(resource.get("bucket"),
@@ -222,24 +221,19 @@ def _patch_bucket(module: Any) -> None:
             wrapt.wrap_function_wrapper(bucket_cls, name, _wrapper(name))
 
 
-class GcsInstrumentor(BaseInstrumentor):
+class GcsInstrumentor(ClewInstrumentor):
     """Instrumentor for google-cloud-storage's Blob and Bucket."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = True
-        get_recorder()
-        wrapt.register_post_import_hook(_patch, "google.cloud.storage.blob")
-        wrapt.register_post_import_hook(_patch_bucket, "google.cloud.storage.bucket")
-        for module in _UPLOAD_MODULES:
-            wrapt.register_post_import_hook(_patch_upload, module)
+    def _patches(self) -> dict[str, Callable[[Any], None]]:
+        return {
+            "google.cloud.storage.blob": _patch,
+            "google.cloud.storage.bucket": _patch_bucket,
+            **{module: _patch_upload for module in _UPLOAD_MODULES},
+        }
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = False
+    def _stop(self) -> None:
         blob = sys.modules.get("google.cloud.storage.blob")
         if blob is not None:
             for name in (*_BLOB_METHODS, "open", "_extract_headers_from_download"):
@@ -250,3 +244,6 @@ class GcsInstrumentor(BaseInstrumentor):
                 unwrap(bucket.Bucket, name)
         for module in filter(None, map(sys.modules.get, _UPLOAD_MODULES)):
             unwrap(module.ResumableUpload, "transmit_next_chunk")
+
+
+_instrumentor = GcsInstrumentor()

@@ -5,8 +5,11 @@ os.execve (every os.exec* ends there), os.spawnv/spawnve/spawnvp/spawnvpe (every
 os.posix_spawn and os.posix_spawnp. Each start gives an "exec" span with the redacted argv,
 the working directory, the exit code and the duration. The child's environment gets
 TRACEPARENT/TRACESTATE (OpenTelemetry's environment-variable carrier), so an instrumented
-Python child joins the trace under that span. Any other child is opaque — what it read and
-wrote is unknown — and its span says so (`provenance.exec.traced` false).
+Python child joins the trace under that span. Any other child gets clew's LD_PRELOAD library
+(`_preload`), which notes the files it and its own children read, write, rename and delete:
+recorded under the exec span when the child has ended. A child the library cannot see into (a
+statically linked program, or with CLEW_PRELOAD=0) is opaque — what it read and wrote is
+unknown — and its span says so (`provenance.exec.traced` false).
 """
 
 from __future__ import annotations
@@ -19,14 +22,11 @@ import subprocess
 import sys
 import traceback
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.semconv.attributes.exception_attributes import (
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
@@ -36,13 +36,15 @@ from clew.instrumentation.package import _instruments
 from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
 
+from . import _preload
+from ._instrumentor import ClewInstrumentor
 from ._lifecycle import close as close_recording
 from ._lifecycle import get_recorder
 from ._process import child_environment
 from .redaction import redact_argv, redact_text
 
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
-_CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID)
+_CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID, *_preload.CARRIED)
 _PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")
 _SITECUSTOMIZE_DIR = "opentelemetry/instrumentation/auto_instrumentation"
 _POPEN_SIGNATURE = inspect.signature(subprocess.Popen.__init__)
@@ -106,22 +108,59 @@ class _Exec:
         )
         self.context = trace.set_span_in_context(self.span, otel_context.Context())
         self.argv = argv
+        self.pid: int | None = None
+        self.children: _preload.ChildRecords | None = None  # when the child gets the library
 
-    def environment(self, base: Mapping[str, str] | None) -> dict[str, str]:
-        """A copy of `base` (default: os.environ) that carries this span to the child."""
+    def environment(
+        self, base: Mapping[str, str] | None, *, watched: bool = True
+    ) -> dict[str, str]:
+        """A copy of `base` (default: os.environ) that carries this span to the child, and
+        unless the child is an instrumented Python (or not `watched`: it replaces this
+        process, and nobody would collect its records), loads clew's LD_PRELOAD library."""
         env = child_environment(self.context, dict(os.environ if base is None else base))
         token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
         try:  # looking at the program's shebang is clew's read, not the host's
             traced = _traced(self.argv, env)
+            if not traced and watched:
+                self._watch(env)
         finally:
             otel_context.detach(token)
         self.span.set_attribute(attr.PROVENANCE_EXEC_TRACED, traced)
         return env
 
+    def _watch(self, env: dict[str, str]) -> None:
+        recorder = get_recorder()
+        shim = _preload.library() if recorder.settings.preload else None
+        if shim is None:
+            return
+        children = _preload.ChildRecords(
+            recorder.settings.home, self.span.get_span_context().span_id, self.context
+        )
+        try:
+            children.prepare(env, shim)
+        except OSError as error:
+            recorder.failed("preparing a child's LD_PRELOAD", error)
+            return
+        self.children = children
+
+    def _collect(self) -> None:
+        """Record what the child did, from its LD_PRELOAD records (once)."""
+        children, self.children = self.children, None
+        if children is None:
+            return
+        recorder = get_recorder()
+        try:
+            if children.collect(recorder, self.pid):
+                self.span.set_attribute(attr.PROVENANCE_EXEC_TRACED, True)
+        except Exception as error:  # noqa: BLE001 - never harm the host
+            recorder.failed("recording a child's I/O", error)
+
     def started(self, pid: int) -> None:
+        self.pid = pid
         self.span.set_attribute(attr.PROCESS_PID, pid)
 
     def failed(self, error: BaseException) -> None:
+        self._collect()  # nothing ran; the directory goes
         # The message and traceback may show the command line (a missing program's path).
         stacktrace = "".join(traceback.format_exception(error))
         self.span.record_exception(error, attributes={
@@ -132,6 +171,12 @@ class _Exec:
         self.span.end()
 
     def ended(self, exit_code: int | None) -> None:
+        """The span ends; the child's records are collected now when it has exited (an exit
+        code), else at this process's exit (it may still be running)."""
+        if exit_code is not None:
+            self._collect()
+        elif self.children is not None:
+            _uncollected.append(self)
         if exit_code is not None:
             self.span.set_attribute(attr.PROCESS_EXIT_CODE, exit_code)
             if exit_code != 0:
@@ -225,13 +270,20 @@ _open_execs: weakref.WeakSet = weakref.WeakSet()
 os.register_at_fork(after_in_child=_open_execs.clear)
 
 
+_uncollected: list[_Exec] = []  # children whose exit this process never saw
+os.register_at_fork(after_in_child=_uncollected.clear)
+
+
 def _end_running_children() -> None:
-    """At exit, children still running end their spans without an exit code."""
+    """At exit, children still running end their spans without an exit code, and what every
+    child never waited for did so far is recorded."""
     for instance in list(_open_execs):
         started = instance.__dict__.pop("_clew_exec", None)
         if started is not None:
             started.ended(None)
     _open_execs.clear()
+    while _uncollected:
+        _uncollected.pop()._collect()
 
 
 # -- os ----------------------------------------------------------------------------------------
@@ -256,9 +308,9 @@ def _exec(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
         started.span.set_attribute(attr.PROVENANCE_EXEC_REPLACED, True)
         try:
             if len(args) > 2:
-                args = (path, argv, started.environment(args[2]))
+                args = (path, argv, started.environment(args[2], watched=False))
             else:
-                os.environ.update(started.environment(None))
+                os.environ.update(started.environment(None, watched=False))
         finally:
             started.ended(None)
     close_recording(None)
@@ -319,29 +371,21 @@ _OS_WRAPPERS = {
 }
 
 
-class ProcessesInstrumentor(BaseInstrumentor):
+class ProcessesInstrumentor(ClewInstrumentor):
     """Instrumentor for subprocess, os.system, os.exec*, os.spawn* and os.posix_spawn*."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
-        recorder = get_recorder()
-        recorder.on_close.append(_end_running_children)
-        wrapt.wrap_function_wrapper(subprocess, "Popen.__init__", _popen_init)
-        wrapt.wrap_function_wrapper(subprocess, "Popen.wait", _popen_settled)
-        wrapt.wrap_function_wrapper(subprocess, "Popen.poll", _popen_settled)
+    def _start(self, **kwargs: Any) -> None:
+        self.recorder.on_close.append(_end_running_children)
+        self.wrap(subprocess.Popen, "__init__", _popen_init)
+        self.wrap(subprocess.Popen, "wait", _popen_settled)
+        self.wrap(subprocess.Popen, "poll", _popen_settled)
         for name, wrapper in _OS_WRAPPERS.items():
             if hasattr(os, name):
-                wrapt.wrap_function_wrapper(os, name, wrapper)
+                self.wrap(os, name, wrapper)
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        unwrap(subprocess.Popen, "__init__")
-        unwrap(subprocess.Popen, "wait")
-        unwrap(subprocess.Popen, "poll")
-        for name in _OS_WRAPPERS:
-            if hasattr(os, name):
-                unwrap(os, name)
-        recorder = get_recorder()
+    def _stop(self) -> None:
+        recorder = self.recorder
         if _end_running_children in recorder.on_close:
             recorder.on_close.remove(_end_running_children)

@@ -3,7 +3,9 @@
 Registered as the `clew` entry point of the `opentelemetry_resource_detector` group, which
 clew's distro adds to OTEL_EXPERIMENTAL_RESOURCE_DETECTORS (ahead of the user's own, so
 theirs and OTEL_RESOURCE_ATTRIBUTES win on a conflict). The resource it detects carries
-`host.name` and, under a launcher (torchrun, SLURM, Open MPI, PMIx, MPICH, the RANK /
+`host.name`, `process.command_args` (redacted, as on the process span: it names the run of
+records whose process span never arrived, the process killed with SIGKILL) and, under a
+launcher (torchrun, SLURM, Open MPI, PMIx, MPICH, the RANK /
 WORLD_SIZE convention), `provenance.rank`, `provenance.local_rank`,
 `provenance.world_size`, `provenance.node_rank`, `provenance.launcher.name` and
 `provenance.launcher.run_id`. Every span of the process carries them, so a record names its
@@ -26,6 +28,7 @@ from opentelemetry.sdk.resources import Resource, ResourceDetector
 from clew.semconv import attributes as attr
 
 from . import _ranks
+from ._process import command_args
 
 _logger = logging.getLogger(__name__)
 
@@ -44,7 +47,10 @@ class ClewResourceDetector(ResourceDetector):
     """Detects the host and the distributed-run placement from the launcher's environment."""
 
     def detect(self) -> Resource:
-        attributes: dict[str, str | int] = {attr.HOST_NAME: socket.gethostname()}
+        attributes: dict[str, str | int | list[str]] = {
+            attr.HOST_NAME: socket.gethostname(),
+            attr.PROCESS_COMMAND_ARGS: command_args(),
+        }
         attributes.update(placement_attributes(_ranks.detect(), agent=_ranks.is_elastic_agent()))
         return Resource(attributes)
 

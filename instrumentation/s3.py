@@ -26,17 +26,17 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import Collection
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import wrapt
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import unwrap
 
 from clew.semconv import environment
 
 from . import _objects
+from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import S3, ObjectRecord
 
@@ -56,7 +56,6 @@ _DESCRIBES = {
     "write": ("PutObject", "CompleteMultipartUpload"), "copy": ("CopyObject",),
     "rename": ("CopyObject",),
 }
-_active = False
 # Multipart uploads under way in this process: UploadId -> the write being assembled.
 _uploads: dict[str, ObjectRecord] = {}
 _uploads_lock = threading.Lock()
@@ -175,7 +174,7 @@ def _add_part(operation: str, params: dict) -> None:
 
 
 def _before_request(params: dict, model: Any, context: dict, **kwargs: Any) -> None:
-    if not _active:
+    if not _instrumentor.active:
         return
     try:
         operation = model.name
@@ -250,7 +249,7 @@ def _endpoint(http_response: Any) -> tuple[str, int | None] | None:
 
 def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **kwargs: Any) -> None:
     held = context.pop(_CONTEXT_KEY, None)
-    if held is None or not _active:
+    if held is None or not _instrumentor.active:
         return
     try:
         operation = model.name
@@ -406,21 +405,19 @@ def _patch(module: Any) -> None:
         wrapt.wrap_function_wrapper(session, "_register_builtin_handlers", _register)
 
 
-class S3Instrumentor(BaseInstrumentor):
-    """Instrumentor for S3 through botocore's event system."""
+class S3Instrumentor(ClewInstrumentor):
+    """Instrumentor for S3 through botocore's event system. Uninstrumented, the handlers
+    already on live sessions do nothing (`active`)."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = True
-        get_recorder()
-        wrapt.register_post_import_hook(_patch, "botocore.session")
+    def _patches(self) -> dict[str, Callable[[Any], None]]:
+        return {"botocore.session": _patch}
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = False  # handlers already on live sessions become no-ops
+    def _stop(self) -> None:
         module = sys.modules.get("botocore.session")
         if module is not None:
             unwrap(module.Session, "_register_builtin_handlers")
+
+
+_instrumentor = S3Instrumentor()

@@ -16,30 +16,27 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Collection
+from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
-import wrapt
-from opentelemetry import context as otel_context
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
+from clew.instrumentation.package import _instruments_torch
 
 from . import _dataloader, _elastic
+from ._instrumentor import ClewInstrumentor, recording
 from ._lifecycle import get_recorder
 from ._paths import absolute
 
-_instruments = ("torch >= 1.13",)
 # Submodules patched when the program imports them, with their patch and unpatch.
 _SUBMODULE_HOOKS = {
     "torch.utils.data._utils.worker": (_dataloader.patch, _dataloader.unpatch),
     "torch.distributed.elastic.agent.server.api": (_elastic.patch, _elastic.unpatch),
 }
-_active = False
 
 
 def _save(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
     result = wrapped(*args, **kwargs)
-    if not _active or otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
+    if not recording():
         return result
     destination = args[1] if len(args) > 1 else kwargs.get("f")
     if isinstance(destination, (str, bytes, os.PathLike)):
@@ -53,38 +50,25 @@ def _save(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's si
     return result
 
 
-def _patch(torch: Any) -> None:
-    if not isinstance(getattr(torch, "save", None), wrapt.ObjectProxy):
-        wrapt.wrap_function_wrapper(torch, "save", _save)
-    serialization = sys.modules.get("torch.serialization")
-    if serialization is not None and not isinstance(serialization.save, wrapt.ObjectProxy):
-        wrapt.wrap_function_wrapper(serialization, "save", _save)
-
-
-class TorchInstrumentor(BaseInstrumentor):
+class TorchInstrumentor(ClewInstrumentor):
     """Instrumentor for torch.save's native file writes, DataLoader workers and torchrun
     agents."""
 
-    def instrumentation_dependencies(self) -> Collection[str]:
-        return _instruments
+    _instruments = _instruments_torch
 
-    def _instrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = True
-        get_recorder()
-        wrapt.register_post_import_hook(_patch, "torch")
-        for name, (patch, _unpatch) in _SUBMODULE_HOOKS.items():
-            wrapt.register_post_import_hook(patch, name)
+    def _patches(self) -> Mapping[str, Callable[[ModuleType], None]]:
+        return {
+            "torch": self._patch_torch,
+            **{name: patch for name, (patch, _unpatch) in _SUBMODULE_HOOKS.items()},
+        }
 
-    def _uninstrument(self, **kwargs: Any) -> None:
-        global _active
-        _active = False
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            unwrap(torch, "save")
-            serialization = sys.modules.get("torch.serialization")
-            if serialization is not None:
-                unwrap(serialization, "save")
+    def _patch_torch(self, torch: Any) -> None:
+        self.wrap(torch, "save", _save)
+        serialization = sys.modules.get("torch.serialization")
+        if serialization is not None:
+            self.wrap(serialization, "save", _save)
+
+    def _stop(self) -> None:
         for name, (_patch_module, unpatch) in _SUBMODULE_HOOKS.items():
             module = sys.modules.get(name)
             if module is not None:

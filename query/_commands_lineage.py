@@ -4,24 +4,26 @@ store."""
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import click
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
 from ._commands_store import open_store
-from ._output import CliContext, format_command, json_option, shown_uri, write_json
+from ._output import CliContext, json_option, shown_uri, write_json
 from .checks import contamination, staleness
 from .diff import CAUSES, RunDiff, diff
 from .lineage import GROUP_ABOVE, MAX_DEPTH, Graph, Node, impact, lineage
 
 
-def _label(node: Node) -> str:
+def _label(obj: CliContext, node: Node) -> str:
     if node.kind == "run":
         dirty = "+dirty" if node.git_dirty else ""
         git = f" git {node.git_commit[:10]}{dirty}" if node.git_commit else ""
         ranks = f" ranks {node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else ""
-        return (f"[bold]run {node.id[:12]}[/bold] {format_command(node.command, 70)} "
+        return (f"[bold]run {node.id[:12]}[/bold] {obj.command(node.command, 70)} "
                 f"({node.status}){git}{ranks}")
     if node.files > 1:
         return f"{shown_uri(node.uri)} [dim]({node.files:,} files)[/dim]"
@@ -29,14 +31,14 @@ def _label(node: Node) -> str:
     return f"{shown_uri(node.uri)}{digest}"
 
 
-def _tree(graph: Graph, upstream: bool) -> Tree:
+def _tree(obj: CliContext, graph: Graph, upstream: bool) -> Tree:
     """The graph as a tree from its root; a node already shown is not expanded again."""
     nodes = {node.id: node for node in graph.nodes}
     children: dict[str, list[tuple[str, str]]] = {}
     for edge in graph.edges:
         parent, child = (edge.target, edge.source) if upstream else (edge.source, edge.target)
         children.setdefault(parent, []).append((child, edge.evidence))
-    tree = Tree(_label(nodes[graph.root]))
+    tree = Tree(_label(obj, nodes[graph.root]))
     shown = {graph.root}
 
     def grow(branch: Tree, node_id: str) -> None:
@@ -44,10 +46,10 @@ def _tree(graph: Graph, upstream: bool) -> Tree:
             weak = " [yellow](by uri+time: weak)[/yellow]" if evidence == "uri+time" else ""
             if child in shown:
                 # e.g. a run that read what its own subprocess wrote
-                branch.add(f"[dim]{_label(nodes[child])} (shown above)[/dim]{weak}")
+                branch.add(f"[dim]{_label(obj, nodes[child])} (shown above)[/dim]{weak}")
                 continue
             shown.add(child)
-            grow(branch.add(_label(nodes[child]) + weak), child)
+            grow(branch.add(_label(obj, nodes[child]) + weak), child)
 
     grow(tree, graph.root)
     return tree
@@ -58,7 +60,7 @@ def _show(obj: CliContext, graph: Graph, fmt: str, upstream: bool) -> None:
         write_json({"root": graph.root, "nodes": graph.nodes, "edges": graph.edges,
                     "schema": graph.schema}, obj.stdout)
     else:
-        obj.out.print(_tree(graph, upstream))
+        obj.out.print(_tree(obj, graph, upstream))
 
 
 _all_files = click.option(
@@ -112,8 +114,17 @@ def impact_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
     _show(obj, graph, fmt, upstream=False)
 
 
+# A git commit (SHA-1 or SHA-256) as `clew runs` shows it (10 digits), a digest as `clew
+# lineage` (12).
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
 def _short(identity: str) -> str:
-    return identity if len(identity) <= 28 else identity[:27] + "…"
+    """Digests and commits in one short style, each of several space-separated ones (JSON
+    has them whole); other identities (versions, ETags, sizes) and values as they are."""
+    return " ".join(word[:19] + "…" if word.startswith("blake3:") and len(word) > 20
+                    else word[:10] if _COMMIT.fullmatch(word) else word
+                    for word in identity.split(" "))
 
 
 def _diff_table(result: RunDiff) -> Table:
@@ -124,11 +135,12 @@ def _diff_table(result: RunDiff) -> Table:
         table.add_column(column, overflow="fold")
     for change in sorted(result.changes, key=lambda c: c.section not in CAUSES):
         role = "cause" if change.section in CAUSES else "effect"
-        if change.section in ("input", "output"):  # an artifact and its digest or version
-            row = (shown_uri(change.name), _short(change.before), _short(change.after))
-        else:
-            row = (change.name, change.before, change.after)
-        table.add_row(role, change.section, change.kind, *row)
+        name, values = escape(change.name), (change.before, change.after)
+        if change.section in ("input", "output"):  # an artifact
+            name = shown_uri(change.name)
+        if change.section in ("input", "output", "code"):  # digests, versions, commits
+            values = tuple(_short(value) for value in values)
+        table.add_row(role, change.section, change.kind, name, *map(escape, values))
     return table
 
 
@@ -152,10 +164,19 @@ def diff_command(obj: CliContext, runs: tuple[str, ...], fmt: str) -> None:
         result = diff(client, run_b, run_a, options=options)
     except LookupError as error:
         raise click.UsageError(str(error)) from None
+    if result.chosen and fmt != "json":
+        obj.err.print(result.chosen, markup=False, highlight=False)
     if fmt == "json":
         write_json(dataclasses.asdict(result), obj.stdout)
     elif result.changes:
         obj.out.print(_diff_table(result))
+        noted: dict[str, list[str]] = {}  # one line per note, naming what it is about
+        for change in result.changes:
+            if change.note:
+                noted.setdefault(change.note, []).append(change.name)
+        for note, names in noted.items():
+            obj.out.print(f"{' and '.join(names)} changed, but {note}", markup=False,
+                          highlight=False)
     else:
         obj.out.print(f"no difference between run {result.a.run_id[:12]} and run "
                       f"{result.b.run_id[:12]}")

@@ -11,7 +11,7 @@ from rich.table import Table
 from clew.exporter.spool import SpoolProblems
 from clew.semconv import environment
 
-from ._output import CliContext, format_command, format_time, json_option, write_json
+from ._output import CliContext, format_time, json_option, write_json
 from .doctor import diagnose
 from .spool import SpoolRun, spool_runs
 
@@ -56,7 +56,7 @@ def _print_runs(obj: CliContext, runs: list[SpoolRun]) -> None:
             format_time(run.start_ns),
             duration,
             status,
-            format_command(run.command),
+            obj.command(run.command),
             str(len(run.uris("read"))),
             str(len({a.uri for a in run.accesses if a.operation in ("write", "copy", "rename")})),
             str(len(run.execs)),
@@ -84,7 +84,7 @@ def _print_run(obj: CliContext, run: SpoolRun) -> None:
     obj.out.print(table)
     for e in run.execs:
         kind = "traced" if e.traced else "opaque"
-        obj.out.print(f"exec ({kind}, exit={e.exit_code}): {format_command(e.command, 100)}")
+        obj.out.print(f"exec ({kind}, exit={e.exit_code}): {obj.command(e.command, 100)}")
     for error in run.capture_errors:
         obj.out.print(f"[yellow]capture error:[/yellow] {error}")
 

@@ -17,7 +17,8 @@ from clew.exporter.spool import spool_directory, spool_sizes
 from clew.exporter.schema import SchemaOptions
 from clew.exporter.store import close, connect, default_url, is_open, parse_url
 
-from ._output import CliContext, format_command, json_option, write_json
+from ._output import CliContext, json_option, write_json
+from ._rows import ROW_FORMATS, write_rows
 from ._sql_policy import READ_ONLY_SETTINGS, read_only_statement
 from .runs import list_runs
 
@@ -148,7 +149,7 @@ def runs(obj: CliContext, command: str | None, since: str | None, until: str | N
         status = run.status if run.exit_code is None else f"{run.status} ({run.exit_code})"
         git = (run.git_commit[:10] + ("+dirty" if run.git_dirty else "")) if run.git_commit else ""
         table.add_row(run.run_id[:12], run.start[:19].replace("T", " "),
-                      f"{run.duration_s:.2f}s", status, format_command(run.command, 50), git,
+                      f"{run.duration_s:.2f}s", status, obj.command(run.command, 50), git,
                       str(run.inputs), str(run.outputs))
     obj.out.print(table)
 
@@ -156,9 +157,12 @@ def runs(obj: CliContext, command: str | None, since: str | None, until: str | N
 @click.command()
 @click.argument("query")
 @click.option("--write", is_flag=True, help="Allow statements that change the store.")
-@json_option
+@click.option("--format", "fmt", type=click.Choice(["table", *ROW_FORMATS, "json"]),
+              help="table (the default on a terminal), tsv (the default elsewhere), csv and "
+              "tsv with a first line of column names, jsonl (an object per row), or json: the "
+              "documented, versioned schema (docs/cli.md).")
 @click.pass_obj
-def sql(obj: CliContext, query: str, write: bool, fmt: str) -> None:
+def sql(obj: CliContext, query: str, write: bool, fmt: str | None) -> None:
     """Run SQL against the store. Without --write: one SELECT, WITH, SHOW, DESCRIBE, EXISTS
     or EXPLAIN that reads only the store's tables (no files, URLs, other servers or
     databases, settings); see docs/security.md. --write runs QUERY as given. Tables:
@@ -178,13 +182,17 @@ def sql(obj: CliContext, query: str, write: bool, fmt: str) -> None:
             close(obj.store or default_url(obj.home))
         raise
     names = list(result.column_names)
+    # As clickhouse-client: a table for a person at a terminal, tab-separated for a pipe.
+    fmt = fmt or ("table" if obj.out.is_terminal else "tsv")
     if fmt == "json":
         write_json({"schema": 1, "columns": names,
                     "rows": [dict(zip(names, row)) for row in result.result_rows]}, obj.stdout)
-        return
-    table = Table()
-    for name in names:
-        table.add_column(name)
-    for row in result.result_rows:
-        table.add_row(*(escape(str(value)) for value in row))  # `[red]` in a value is text
-    obj.out.print(table)
+    elif fmt in ROW_FORMATS:
+        write_rows(fmt, names, result.result_rows, obj.stdout)
+    else:
+        table = Table()
+        for name in names:
+            table.add_column(name)
+        for row in result.result_rows:
+            table.add_row(*(escape(str(value)) for value in row))  # `[red]` in a value is text
+        obj.out.print(table)

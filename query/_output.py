@@ -31,6 +31,14 @@ class CliContext:
     wait: float = 30.0  # seconds to wait for an embedded store another process holds
     ingest: bool = True  # query commands ingest the pending spool first
 
+    def command(self, argv: list[str], width: int = 60) -> str:
+        """A command line for a table or tree (square brackets in it stay text): cut at
+        `width` on a terminal, whole off one, where a pipe or file gets every value."""
+        text = " ".join(argv)
+        if len(text) > width and self.out.is_terminal:
+            text = text[: width - 1] + "…"
+        return escape(text)
+
 
 # C0 and C1 control characters, the bidirectional overrides, which would reorder the text a
 # terminal shows, and lone surrogates (bytes of a name that is not UTF-8), which no stream
@@ -53,10 +61,23 @@ def _escape(character: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+# The width of a console that is not a terminal: wider than any line clew prints.
+_UNBOUNDED = 1 << 20
+
+
 class PrintableConsole(Console):
     """A rich Console that escapes control characters in every string it renders: printed
     text, table cells and titles, tree labels. Everything human-readable that clew writes
-    goes through one of these (the error line of cli.py through `printable`)."""
+    goes through one of these (the error line of cli.py through `printable`).
+
+    Off a terminal (a pipe, a file) it has no width to fit: rich would render at 80
+    columns, folding a long path over two lines or cutting a value with "…", so that
+    `clew diff | grep PATH` finds nothing. There, every line is as long as its values."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if not self.is_terminal and "width" not in options:
+            self.width = _UNBOUNDED
 
     def render_str(self, text: str, **options: Any) -> Text:
         return super().render_str(printable(text), **options)
@@ -66,33 +87,28 @@ def format_time(ns: int) -> str:
     return dt.datetime.fromtimestamp(ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def write_json(value: Any, stream: IO[str]) -> None:
-    """`value` as indented JSON; dataclasses as objects of their fields."""
+def write_json(value: Any, stream: IO[str], *, indent: bool = True) -> None:
+    """`value` as JSON, indented or on one line; dataclasses as objects of their fields."""
+    spaces = 2 if indent else None
     try:
         import orjson  # the store extra; writing a 200,000-node graph: benchmarks/RESULTS.md
     except ImportError:
-        stream.write(json.dumps(value, indent=2, default=_plain) + "\n")
+        stream.write(json.dumps(value, indent=spaces, default=_plain) + "\n")
         return
     # Datetimes through `str` as the json module writes them; orjson refuses integers wider
     # than 64 bits (ClickHouse's UInt128), which the json module writes.
-    option = (orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
-              | orjson.OPT_PASSTHROUGH_DATETIME)
+    option = (orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+              | orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_INDENT_2 if indent else 0))
     try:
         stream.write(orjson.dumps(value, option=option, default=str).decode())
     except orjson.JSONEncodeError:
-        stream.write(json.dumps(value, indent=2, default=_plain) + "\n")
+        stream.write(json.dumps(value, indent=spaces, default=_plain) + "\n")
 
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     return str(value)
-
-
-def format_command(argv: list[str], width: int = 60) -> str:
-    """A command line for rich output, cut at `width` (square brackets in it stay text)."""
-    text = " ".join(argv)
-    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def shown_uri(uri: str) -> str:

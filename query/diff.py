@@ -6,13 +6,13 @@ are compared in SQL over `clew_io` (one GROUP BY over both runs' records, return
 URIs that differ), the rest from the two rows of `clew_runs`.
 
 `--format json` schema 1: `{"schema": 1, "a": RUN, "b": RUN, "changes": [{"section", "kind",
-"name", "before", "after"}]}` where section is one of SECTIONS and kind "added", "removed"
-or "changed".
+"name", "before", "after", "note"}], "chosen"}` where section is one of SECTIONS and kind
+"added", "removed" or "changed".
 """
 
 from __future__ import annotations
 
-import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from .runs import iso_utc, program_arguments, resolve_run, run_status
 CAUSES = ("input", "code", "package", "argument", "environment")
 EFFECTS = ("output", "outcome")
 SECTIONS = CAUSES + EFFECTS
-# How far back `clew diff RUN` looks for the previous run of the same program.
+# How far back `clew diff` looks for the previous run of the same program.
 _CANDIDATES = 1000
 _RUN_COLUMNS = (
     "RunId, Start, Command, StatusCode, ExitCode, GitCommit, GitBranch, "
@@ -36,13 +36,15 @@ _RUN_COLUMNS = (
 
 @dataclass
 class Change:
-    """One difference; `before`/`after` are "" for an added/removed item."""
+    """One difference; `before`/`after` are "" for an added/removed item; `note` says what
+    else a reader should know of it."""
 
     section: str
     kind: str
     name: str
     before: str = ""
     after: str = ""
+    note: str = ""
 
 
 @dataclass
@@ -57,6 +59,9 @@ class RunDiff:
     a: RunSummary
     b: RunSummary
     changes: list[Change] = field(default_factory=list)
+    # Set when no run was named and the newest run is the first of its program: which run
+    # is compared instead, and why.
+    chosen: str = ""
     schema: int = 1
 
     def causes(self) -> list[Change]:
@@ -82,17 +87,42 @@ def _compare(section: str, before: dict[str, str], after: dict[str, str]) -> lis
     return changes
 
 
-def _arguments(before: list[str], after: list[str]) -> list[Change]:
-    """Argument changes, by position in the command line (argv[0] is the interpreter)."""
-    changes = []
-    matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
+# A word that is a value even though it starts with "-": a negative number (`--shift -1`).
+_NUMBER = re.compile(r"-\.?\d[\d.e+-]*")
+
+
+def _is_option(word: str) -> bool:
+    return word.startswith("-") and word != "-" and not _NUMBER.fullmatch(word)
+
+
+def arguments_by_name(command: list[str]) -> dict[str, str]:
+    """The program's arguments by name, as `clew diff` compares them: each option with its
+    value (`--lr 0.1` and `--lr=0.1` alike; a word after an option is its value unless it is
+    an option itself; a repeated option has its values space-separated), a flag with ""
+    (present or absent), and each positional argument as `positional N`, by its place among
+    the positionals, so that an option added before it does not shift it."""
+    arguments = program_arguments(command)
+    words = arguments[2 if arguments[:1] == ["-m"] else 1:]
+    named: dict[str, list[str]] = {}
+    positionals: list[str] = []
+    at = 0
+    while at < len(words):
+        word = words[at]
+        at += 1
+        if word == "--":  # the end of options: the rest are positional
+            positionals += words[at:]
+            break
+        if not _is_option(word):
+            positionals.append(word)
             continue
-        kind = {"replace": "changed", "delete": "removed", "insert": "added"}[tag]
-        changes.append(Change("argument", kind, f"argv[{min(i1, j1) if tag != 'insert' else j1}]",
-                              " ".join(before[i1:i2]), " ".join(after[j1:j2])))
-    return changes
+        name, equals, value = word.partition("=")
+        if not equals and at < len(words) and not _is_option(words[at]):
+            value = words[at]
+            at += 1
+        named.setdefault(name, []).append(value)
+    found = {name: " ".join(value for value in values if value) for name, values in named.items()}
+    found.update({f"positional {n}": word for n, word in enumerate(positionals, 1)})
+    return found
 
 
 class _Differ(Tables):
@@ -117,6 +147,31 @@ class _Differ(Tables):
             f"no earlier run of {program(list(run['Command']))} to compare run "
             f"{run['RunId'][:12]} with: name both runs (`clew runs` lists them)"
         )
+
+    def newest_pair(self) -> tuple[str, str, str]:
+        """The newest run that has an earlier run of its program, that earlier run, and,
+        when the newest run of all is the first of its program, a sentence saying so."""
+        found = self.rows(f"SELECT RunId, Command FROM {self.runs} FINAL "
+                          "ORDER BY Start DESC LIMIT %(limit)s", limit=_CANDIDATES)
+        if not found:
+            raise LookupError("the store holds no runs yet: run a program under "
+                              "opentelemetry-instrument first")
+        places: dict[str, list[int]] = {}  # each program's runs, newest first
+        for place, (_, command) in enumerate(found):
+            places.setdefault(program(list(command)), []).append(place)
+        newest_id, newest_command = found[0]
+        repeated = [runs for runs in places.values() if len(runs) > 1]
+        if not repeated:
+            raise LookupError(
+                f"no earlier run of {program(list(newest_command))} to compare run "
+                f"{newest_id[:12]} with, nor of any other program: name both runs "
+                "(`clew runs` lists them)")
+        b, a = min(repeated)[:2]  # the program whose newest run is the newest
+        chosen = "" if b == 0 else (
+            f"the newest run, {newest_id[:12]}, is the first run of "
+            f"{program(list(newest_command))}: comparing run {found[b][0][:12]}, the newest "
+            f"run of {program(list(found[b][1]))}, with its previous run")
+        return found[b][0], found[a][0], chosen
 
     def data_files(self, paths: list[str], *runs: str) -> set[str]:
         """Those of `paths` (relative to the checkout) that the runs read or wrote."""
@@ -144,8 +199,12 @@ class _Differ(Tables):
         return changes
 
 
+# What names a version of the code without being code.
+_GIT_LABELS = ("git commit", "git branch")
+
+
 def _git(run: dict[str, Any], data_files: set[str]) -> dict[str, str]:
-    values = {"git commit": run["GitCommit"], "git branch": run["GitBranch"]}
+    values = dict(zip(_GIT_LABELS, (run["GitCommit"], run["GitBranch"])))
     # A file that became (or stopped being) different from the commit is named, unless a
     # run read or wrote it: then it is data, and its change is already an input or output.
     for path in run["DiffFiles"]:
@@ -154,6 +213,17 @@ def _git(run: dict[str, Any], data_files: set[str]) -> dict[str, str]:
     for path, digest in zip(run["CodeFiles"], run["CodeDigests"]):
         values[f"source: {path}"] = digest
     return {name: value for name, value in values.items() if value}
+
+
+def _own_code_unchanged(a: dict[str, Any], b: dict[str, Any], code: list[Change]) -> bool:
+    """Whether the only code changes are the git commit or branch, while both runs recorded
+    their source files (which were then the same, with the same digests)."""
+    return bool(code and a["CodeFiles"] and b["CodeFiles"]
+                and all(change.name in _GIT_LABELS for change in code))
+
+
+def _named(run: dict[str, Any]) -> dict[str, str]:
+    return {"program": program(list(run["Command"])), **arguments_by_name(list(run["Command"]))}
 
 
 def _packages(run: dict[str, Any]) -> dict[str, str]:
@@ -184,25 +254,30 @@ def diff(
         LookupError: a run is unknown or ambiguous, or there is no previous run to compare.
     """
     differ = _Differ(client, options)
+    chosen = ""
     if run_b is None:
-        newest = differ.rows(f"SELECT RunId FROM {differ.runs} FINAL ORDER BY Start DESC LIMIT 1")
-        if not newest:
-            raise LookupError("the store holds no runs yet: run a program under "
-                              "opentelemetry-instrument first")
-        run_b = newest[0][0]
+        run_b, run_a, chosen = differ.newest_pair()
     b = differ.run(resolve_run(client, run_b, options=options))
     a = differ.run(resolve_run(client, run_a, options=options) if run_a else differ.previous(b))
-    changes = differ.artifacts(a["RunId"], b["RunId"], "input", ("read",))
     data = differ.data_files(sorted({*a["DiffFiles"], *b["DiffFiles"]}), a["RunId"], b["RunId"])
-    changes += _compare("code", _git(a, data), _git(b, data))
-    changes += _compare("package", _packages(a), _packages(b))
-    changes += _arguments(list(a["Command"]), list(b["Command"]))
-    changes += _compare("environment", _environment(a), _environment(b))
-    changes += differ.artifacts(a["RunId"], b["RunId"], "output", OUTPUT_OPERATIONS)
-    changes += _compare("outcome", _outcome(a), _outcome(b))
+    code = _compare("code", _git(a, data), _git(b, data))
+    others = (_compare("package", _packages(a), _packages(b))
+              + _compare("argument", _named(a), _named(b))
+              + _compare("environment", _environment(a), _environment(b)))
+    if _own_code_unchanged(a, b, code):
+        # A commit of other code (another step of the pipeline, say): it names a new
+        # version without this program's code having changed, so it comes last of the causes.
+        for change in code:
+            change.note = (f"{program(list(b['Command']))}'s own code is unchanged: every "
+                           "source file it imported has the same content")
+        causes = others + code
+    else:
+        causes = code + others
     return RunDiff(
         a=RunSummary(a["RunId"], iso_utc(a["Start"]), list(a["Command"])),
         b=RunSummary(b["RunId"], iso_utc(b["Start"]), list(b["Command"])),
-        changes=changes,
+        changes=(differ.artifacts(a["RunId"], b["RunId"], "input", ("read",)) + causes
+                 + differ.artifacts(a["RunId"], b["RunId"], "output", OUTPUT_OPERATIONS)
+                 + _compare("outcome", _outcome(a), _outcome(b))),
+        chosen=chosen,
     )
-

@@ -20,7 +20,7 @@ class Run:
     end: str
     duration_s: float
     command: list[str]
-    status: str  # "ok" or "failed"
+    status: str  # "ok", "failed", or "incomplete" when its root span never arrived
     exit_code: int | None
     error_type: str
     git_commit: str
@@ -65,7 +65,11 @@ def program_arguments(command: list[str]) -> list[str]:
 
 
 def run_status(status_code: str, exit_code: int) -> str:
-    """"failed" for an error status or a non-zero exit code (-1: none recorded), else "ok"."""
+    """"failed" for an error status or a non-zero exit code (-1: none recorded), "incomplete"
+    for a run known only from spans other than its root (no status at all: it was killed
+    with SIGKILL, or is still running), else "ok"."""
+    if not status_code:
+        return "incomplete"
     return "failed" if status_code == "Error" or exit_code not in (0, -1) else "ok"
 
 

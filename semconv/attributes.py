@@ -368,7 +368,8 @@ Id of the data-loading worker process within its rank (torch DataLoader's worker
 
 PROVENANCE_EXEC_TRACED: Final = "provenance.exec.traced"
 """
-Whether the child is an instrumented Python that records its own I/O; false means it is opaque.
+Whether the child's I/O is recorded, by itself (an instrumented Python) or by clew's LD_PRELOAD
+library (a dynamically linked program); false means it is opaque.
 """
 
 PROVENANCE_EXEC_REPLACED: Final = "provenance.exec.replaced"

@@ -63,6 +63,15 @@ CLEW_STAMP_OBJECTS: Final = "CLEW_STAMP_OBJECTS"
 metadata: HEAD and `metadata()` would return the stamp). Lineage across runs then rests on
 digests, object versions and ETags."""
 
+CLEW_PRELOAD: Final = "CLEW_PRELOAD"
+"""`1` (default) to load clew's LD_PRELOAD library into the programs a run starts that are not
+an instrumented Python (cp, tar, a shell pipeline, a compiled tool), so their file reads,
+writes, renames and deletes are recorded under their exec span; `0` to leave them opaque."""
+
+CLEW_PRELOAD_DIR: Final = "CLEW_PRELOAD_DIR"
+"""Set by clew in such a program's environment: where its LD_PRELOAD library writes its records
+(read by the process that started the program)."""
+
 STAMP_METADATA_KEY: Final = "clew-producer"
 """Object metadata key of the producer stamp (S3 `x-amz-meta-clew-producer`, GCS metadata).
 Its value: the producer span as a W3C traceparent, then a space and the content digest when
@@ -78,6 +87,7 @@ node, launcher), which clew's distro adds to OTEL_EXPERIMENTAL_RESOURCE_DETECTOR
 HOME_DIRNAME: Final = ".clew"
 SPOOL_DIRNAME: Final = "spool"
 CACHE_DIRNAME: Final = "cache"
+PRELOAD_DIRNAME: Final = "preload"
 
 
 def positive_number(variable: str, default: _Number, kind: type[_Number]) -> _Number:

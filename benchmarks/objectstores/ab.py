@@ -9,7 +9,7 @@ Usage, from the checkout (each prints its figures; RESULTS.md quotes them with t
 
 `hooks`: one process under opentelemetry-instrument with clew's defaults reads 100 objects of
 64 KiB per batch, alternating batches with clew's botocore hooks on and off
-(`clew.instrumentation.s3._active`); prints the medians per GET of the reading thread's CPU
+(`clew.instrumentation.s3._instrumentor.active`); prints the medians per GET of the reading thread's CPU
 time and of wall time, on and off. Set CLEW_HASH=0 to see the share of the digest.
 
 `venvs`: `workload.py CLIENT small` (run.py's small workload, boto3 unless --client), in turn plain (A_VENV,
@@ -59,9 +59,9 @@ def batch():
 
 on, off = [], []
 for _ in range(int(sys.argv[1])):
-    hooks._active = False
+    hooks._instrumentor.active = False
     off.append(batch())
-    hooks._active = True
+    hooks._instrumentor.active = True
     on.append(batch())
 for index, name in ((0, "reading thread's CPU"), (1, "wall")):
     a, b = (statistics.median(x[index] for x in runs) for runs in (off, on))
@@ -101,7 +101,7 @@ added = {"MainThread": [], "fsspecIO": []}
 for _ in range(int(sys.argv[1])):
     used = {}
     for active in (False, True):
-        fsspec._active = s3._active = active
+        fsspec._instrumentor.active = s3._instrumentor.active = active
         before = cpu()
         for i in range(1000):
             with fs.open(f"bench/small/{i:04d}.bin", "rb") as handle:

@@ -29,7 +29,8 @@ ROOT = HERE.parent.parent
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- BEGIN objectstores/run.py -->", "<!-- END objectstores/run.py -->"
-DISABLED = "clew_files,clew_processes,clew_torch,clew_botocore,clew_fsspec,clew_gcs"
+DISABLED = ("clew_files,clew_processes,clew_torch,clew_botocore,clew_fsspec,clew_gcs,clew_pyarrow,"
+            "clew_polars,clew_duckdb,clew_safetensors,clew_h5py,clew_tokenizers")
 # The plain variant's environment: clew installed, its hooks and every exporter off.
 PLAIN = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": DISABLED, "OTEL_TRACES_EXPORTER": "none",
          "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}

@@ -364,13 +364,13 @@ def test_cluster_ddl_uses_on_cluster_and_replicated_engines():
 def test_lineage_tables_follow_the_cluster_and_ttl_options():
     options = SchemaOptions(database="otel", cluster="prod", ttl_days=30)
     statements = lineage_ddl(options)
-    (io, io_view, runs, runs_view, run_io, run_io_view, outputs, outputs_view, links,
-     run_inputs) = statements
+    (io, io_view, runs, runs_view, incomplete_runs_view, run_io, run_io_view, outputs,
+     outputs_view, links, run_inputs) = statements
     for statement in statements:
         assert " ON CLUSTER `prod` " in statement.split("\n", 1)[0]
     assert "ENGINE = ReplicatedMergeTree()" in io
     assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in io
-    assert "ENGINE = ReplicatedReplacingMergeTree()" in runs
+    assert "ENGINE = ReplicatedReplacingMergeTree(Precedence)" in runs
     assert "\nTTL toDateTime(Start) + toIntervalDay(30)\n" in runs
     # per-run aggregates have no time to expire by: a run's counts outlive its spans
     assert "ENGINE = ReplicatedAggregatingMergeTree()" in run_io and "TTL" not in run_io

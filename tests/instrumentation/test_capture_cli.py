@@ -12,6 +12,7 @@ import blake3
 import pytest
 
 from clew.query.cli import ExitStatus, main
+from clew.semconv import environment
 
 PROGRAM = """
 import os, subprocess, sys
@@ -36,7 +37,8 @@ def _cli(*args: str) -> tuple[int, str, str]:
 def recorded(run_instrumented, spool, workdir, monkeypatch):
     """A spool holding one run of PROGRAM; the CLI sees this test's CLEW_HOME only."""
     (workdir / "raw.csv").write_text("a,b\n1,2\n")
-    result = run_instrumented(PROGRAM)
+    # Without clew's LD_PRELOAD library the shell is an opaque exec, as the CLI shows it.
+    result = run_instrumented(PROGRAM, env={environment.CLEW_PRELOAD: "0"})
     assert result.returncode == 0, result.stderr
     for name in OTEL_SETTINGS:
         monkeypatch.delenv(name, raising=False)

@@ -420,6 +420,33 @@ def test_atomic_write_is_one_write_record_at_the_final_name(run_instrumented, sp
     assert not [a for a in run.accesses if a.operation == "rename"]
 
 
+def test_directory_written_and_renamed_into_place_records_each_file_at_its_final_name(
+    run_instrumented, spool, workdir
+):
+    """Write files into a temporary directory and rename the directory into place (as
+    datasets builds its cache): one write per file at its final name, with its digest;
+    nothing recorded under the temporary directory."""
+    result = run_instrumented(
+        """
+        import os
+        os.makedirs("build.incomplete/part")
+        with open("build.incomplete/a.arrow", "wb") as handle:
+            handle.write(b"first shard")
+        with open("build.incomplete/part/b.json", "wb") as handle:
+            handle.write(b"{}")
+        os.rename("build.incomplete", "build")
+        """
+    )
+
+    assert_succeeded(result)
+    run = spool.run()
+    for name, content in (("a.arrow", b"first shard"), ("part/b.json", b"{}")):
+        assert spool.only(run, "write", workdir / "build" / name).digest == digest_of(content)
+    temporary = spool.uri(workdir / "build.incomplete")
+    assert not [a for a in run.accesses if a.uri.startswith(temporary)]
+    assert not [a for a in run.accesses if a.operation == "rename"]
+
+
 def test_renamed_input_is_a_rename_record_from_its_source(run_instrumented, spool, workdir):
     """Moving a file the program did not write: a rename record at the destination whose
     source is the old name, with the digest of the (unchanged) content."""

@@ -8,93 +8,15 @@ as JSON for the test to check.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import textwrap
-
-import blake3
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans as span_names
-
-PRELUDE = """
-import json, os, subprocess, sys
-from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from clew.instrumentation import FilesInstrumentor, ProcessesInstrumentor
-from clew.instrumentation import _lifecycle
-
-exporter = InMemorySpanExporter()
-provider = TracerProvider()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
-trace.set_tracer_provider(provider)
-
-
-def failure(call):
-    try:
-        call()
-    except BaseException as error:
-        return [type(error).__name__, getattr(error, "errno", None),
-                getattr(error, "filename", None), str(error)]
-    return None
-
-
-def finish(**results):
-    # What exit does: flush this process's recorder and end its process span.
-    _lifecycle.close(0)
-    spans = [
-        {
-            "name": s.name,
-            "attributes": dict(s.attributes),
-            "status": s.status.status_code.name,
-            "span_id": s.context.span_id,
-            "parent": s.parent.span_id if s.parent else None,
-            "events": [e.name for e in s.events],
-        }
-        for s in exporter.get_finished_spans()
-    ]
-    print("RESULT" + json.dumps({"spans": spans, **results}))
-"""
-
-
-def _run_case(body: str, base_env, workdir) -> dict:
-    code = PRELUDE + textwrap.dedent(body)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=workdir,
-        env=base_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT"))
-    outcome = json.loads(line[len("RESULT") :])
-    outcome["stderr"] = result.stderr
-    return outcome
-
-
-def _io_spans(outcome: dict) -> list[dict]:
-    return [s for s in outcome["spans"] if attr.PROVENANCE_IO_OPERATION in s["attributes"]]
-
-
-def _exec_spans(outcome: dict) -> list[dict]:
-    return [s for s in outcome["spans"] if s["name"] == span_names.SPAN_EXEC]
-
-
-def _process_span(outcome: dict) -> dict:
-    (span,) = [s for s in outcome["spans"] if s["name"] == span_names.SPAN_RUN]
-    return span
-
-
-def _digest(data: bytes) -> str:
-    return "blake3:" + blake3.blake3(data).hexdigest()
+from instrumentor_cases import digest as _digest
+from instrumentor_cases import exec_spans as _exec_spans
+from instrumentor_cases import io_spans as _io_spans
+from instrumentor_cases import process_span as _process_span
+from instrumentor_cases import run_case as _run_case
 
 
 # -- FilesInstrumentor ------------------------------------------------------------------------
@@ -257,7 +179,8 @@ def test_processes_instrumentor_records_exec_spans(base_env, workdir):
     assert python["status"] == "ERROR"
     echo = by_args[("echo", "hello")]
     assert echo["attributes"][attr.PROCESS_EXIT_CODE] == 0
-    assert echo["attributes"][attr.PROVENANCE_EXEC_TRACED] is False
+    # Not Python, but dynamically linked: clew's LD_PRELOAD library recorded its I/O.
+    assert echo["attributes"][attr.PROVENANCE_EXEC_TRACED] is True
     system = by_args[("/bin/sh", "-c", "exit 3")]
     assert system["attributes"][attr.PROCESS_EXIT_CODE] == 3
     assert system["attributes"][attr.PROVENANCE_EXEC_API] == "os.system"
@@ -357,3 +280,30 @@ def test_processes_instrumentor_failing_hook_is_swallowed(base_env, workdir):
     assert _exec_spans(outcome) == []
     errors = _process_span(outcome)["attributes"][attr.PROVENANCE_CAPTURE_ERRORS]
     assert any("simulated capture bug" in e for e in errors)
+
+
+# -- the shared base --------------------------------------------------------------------------
+
+
+def test_instrumentor_honours_the_tracer_provider_given(base_env, workdir):
+    """instrument(tracer_provider=...) sends the records and the process span to that
+    provider, not to the global one, and flushes it at the end."""
+    (workdir / "in.txt").write_text("input data")
+
+    outcome = _run_case(
+        """
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        given_exporter = InMemorySpanExporter()
+        given = TracerProvider()
+        given.add_span_processor(BatchSpanProcessor(given_exporter))
+        FilesInstrumentor().instrument(tracer_provider=given)
+        open("in.txt").read()
+        _lifecycle.close(0)
+        finish(given=[s.name for s in given_exporter.get_finished_spans()])
+        """,
+        base_env,
+        workdir,
+    )
+
+    assert outcome["spans"] == []
+    assert sorted(outcome["given"]) == sorted([span_names.SPAN_READ_FILE, span_names.SPAN_RUN])

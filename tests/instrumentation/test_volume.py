@@ -9,6 +9,8 @@ import shutil
 
 import pytest
 
+from clew.semconv import environment
+
 pytestmark = pytest.mark.integration
 
 DIRECTORIES = 200
@@ -29,6 +31,40 @@ def many_files(workdir):
             os.close(fd)
     yield data
     shutil.rmtree(data, ignore_errors=True)  # don't leave 200,000 files in the temp dir
+
+
+SPILLED_FILES = 20_000
+
+
+@pytest.mark.slow
+def test_reads_faster_than_the_flush_interval_are_spilled_and_all_arrive(
+    workdir, run_instrumented, spool
+):
+    """20,000 distinct files read with an hour-long flush interval: the records are not held
+    until exit (they reach the spool in several writes while the program runs, which is what
+    bounds clew's memory), and every one arrives."""
+    data = workdir / "spill"
+    data.mkdir()
+    for i in range(SPILLED_FILES):
+        (data / f"{i:05d}.bin").write_bytes(b"%d" % i)
+    result = run_instrumented(
+        f"""
+        for i in range({SPILLED_FILES}):
+            with open(f"spill/{{i:05d}}.bin", "rb") as handle:
+                handle.read()
+        print("done")
+        """,
+        env={environment.CLEW_FLUSH_INTERVAL: "3600"},
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    reads = [a for a in spool.run().accesses if a.operation == "read"]
+    prefix = spool.uri(data) + "/"
+    uris = {a.uri for a in reads if a.uri.startswith(prefix)}
+    assert len(uris) == SPILLED_FILES
+    assert all(a.digest for a in reads if a.uri.startswith(prefix))
+    assert len(spool.lines()) > 2, "the records were spilled before exit, not all held"
 
 
 def test_200000_reads_all_reach_the_spool(many_files, run_instrumented, spool):

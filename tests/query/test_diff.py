@@ -7,7 +7,9 @@ among its causes and nothing else, and what lineage and `check --stale` say abou
 
 from __future__ import annotations
 
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ import pytest
 from clew.query.cli import ExitStatus
 
 pytestmark = pytest.mark.integration
+
+OTEL_INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
 TRAIN = """
 import os, sys
@@ -29,6 +33,10 @@ open('features.csv', 'w').write(open('raw.csv').read().upper() + sys.argv[1])
 FIT = """
 import sys
 open(sys.argv[1], 'w').write(str(len(open('features.csv').read())))
+"""
+EVALUATE = """
+import sys
+open(sys.argv[2], 'w').write(str(len(open(sys.argv[1]).read()) > 0))
 """
 
 
@@ -159,3 +167,103 @@ def test_diff_of_a_first_run_says_there_is_nothing_to_compare(training, run_inst
     result = clew_cli("diff")
     assert result.code == ExitStatus.USAGE
     assert "no earlier run of prog.py" in result.err
+
+
+def test_arguments_are_named_by_their_options(training, run_instrumented, clew_cli):
+    assert run_instrumented(TRAIN, "model.txt", "--lr", "0.05", "--epochs", "3").returncode == 0
+    # --epochs=3 is the same option and value as --epochs 3; --verbose is a flag.
+    assert run_instrumented(TRAIN, "model-2.txt", "--lr", "0.2", "--epochs=3",
+                            "--verbose").returncode == 0
+
+    document = clew_cli("diff", "--format", "json").json()
+    arguments = [(c["kind"], c["name"], c["before"], c["after"])
+                 for c in document["changes"] if c["section"] == "argument"]
+    assert sorted(arguments) == [("added", "--verbose", "", ""),
+                                 ("changed", "--lr", "0.05", "0.2"),
+                                 ("changed", "positional 1", "model.txt", "model-2.txt")]
+    table = clew_cli("diff").out
+    assert re.search(r"│ argument │ changed +│ --lr +│ 0\.05 +│ 0\.2 +│", table), table
+    assert re.search(r"│ argument │ added +│ --verbose +│", table), table
+    assert "argv[" not in table
+
+
+def test_diff_without_runs_skips_a_newest_run_that_is_the_first_of_its_program(
+    training, run_instrumented, clew_cli
+):
+    assert run_instrumented(TRAIN, "model.txt", "--epochs", "3").returncode == 0
+    assert run_instrumented(TRAIN, "model.txt", "--epochs", "4").returncode == 0
+    assert run_instrumented(EVALUATE, "model.txt", "score.txt", name="evaluate.py"
+                            ).returncode == 0
+    first, second, evaluation = run_ids(clew_cli)
+
+    result = clew_cli("diff")
+    assert result.code == ExitStatus.OK, result.err
+    assert result.err == (f"the newest run, {evaluation[:12]}, is the first run of evaluate.py: "
+                          f"comparing run {second[:12]}, the newest run of prog.py, with its "
+                          "previous run\n")
+    assert f"from run {first[:12]}" in result.out and f"to run {second[:12]}" in result.out
+    document = clew_cli("diff", "--format", "json").json()
+    assert (document["a"]["run_id"], document["b"]["run_id"]) == (first, second)
+    assert document["chosen"] == result.err.rstrip("\n")
+    # Naming the newest run still says it has nothing to compare with.
+    named = clew_cli("diff", evaluation[:12])
+    assert named.code == ExitStatus.USAGE and "no earlier run of evaluate.py" in named.err
+
+
+PIPELINE_PREPARE = """
+import sys
+open('features.csv', 'w').write(open('raw.csv').read().upper())
+"""
+PIPELINE_TRAIN = """
+import sys
+open('model.txt', 'w').write(str(len(open('features.csv').read())))
+"""
+
+
+def test_a_commit_of_another_programs_code_ranks_below_the_changed_input(
+    workdir, base_env, clew_cli
+):
+    """A pipeline in one git repository: a commit changes only prepare.py. train.py's diff
+    names the input and the argument that changed first, then the new commit, which it says
+    left train.py's own code unchanged."""
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                       cwd=workdir, check=True, capture_output=True)
+
+    def run(script: str, *args: str) -> None:
+        done = subprocess.run([str(OTEL_INSTRUMENT), sys.executable, script, *args], cwd=workdir,
+                              env=base_env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    (workdir / "raw.csv").write_text("a,1\n")
+    (workdir / "prepare.py").write_text(PIPELINE_PREPARE)
+    (workdir / "train.py").write_text(PIPELINE_TRAIN)
+    (workdir / ".gitignore").write_text("*.csv\nmodel.txt\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "pipeline")
+    run("prepare.py")
+    run("train.py", "--epochs", "1")
+    (workdir / "prepare.py").write_text(PIPELINE_PREPARE.replace(".upper()", " * 2"))
+    git("commit", "-q", "-am", "prepare: twice the rows")
+    run("prepare.py")
+    run("train.py", "--epochs", "2")
+
+    document = clew_cli("diff", "--format", "json").json()
+    assert [c["command"][-3] for c in (document["a"], document["b"])] == ["train.py"] * 2
+    assert causes(document) == [("input", "changed", "features.csv"),
+                                ("argument", "changed", "--epochs"),
+                                ("code", "changed", "git commit")]
+    (commit,) = [c for c in document["changes"] if c["name"] == "git commit"]
+    assert len(commit["before"]) == len(commit["after"]) == 40
+    assert commit["note"] == ("train.py's own code is unchanged: every source file it "
+                              "imported has the same content")
+    lines = clew_cli("diff").out.splitlines()
+    (input_row,) = [n for n, line in enumerate(lines) if "features.csv" in line]
+    (argument_row,) = [n for n, line in enumerate(lines) if "--epochs" in line]
+    (commit_row,) = [n for n, line in enumerate(lines) if "git commit" in line and "│" in line]
+    assert input_row < argument_row < commit_row
+    assert lines[-1] == f"git commit changed, but {commit['note']}"
+    # The commit shows as `clew runs` shows commits; JSON keeps all 40 digits.
+    assert re.search(rf"│ {commit['before'][:10]} +│ {commit['after'][:10]} +│$",
+                     lines[commit_row]), lines[commit_row]

@@ -105,7 +105,8 @@ def test_an_error_naming_a_path_is_one_escaped_line(runs, workdir, clew_cli):
 
 
 def test_sql_table_shows_values_escaped(runs, clew_cli):
-    done = clew_cli("sql", "SELECT arrayStringConcat(Command, ' ') AS command FROM clew_runs")
+    done = clew_cli("sql", "SELECT arrayStringConcat(Command, ' ') AS command FROM clew_runs",
+                    "--format", "table")
     assert done.code == ExitStatus.OK, done.err
     assert_printable(done.out, INPUT, *OUTPUTS)
 

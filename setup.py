@@ -1,0 +1,23 @@
+"""Builds clew's LD_PRELOAD library; everything else is declared in pyproject.toml.
+
+The library is plain C against libc (no Python API, no libpython): it is loaded into programs
+that are not Python. It is built as an extension only so that `pip install` and wheels compile
+it with the machine's compiler; `optional` lets an install without a compiler go on, and
+capture then falls back to recording such programs as opaque execs.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+shim = [
+    Extension(
+        "clew.instrumentation._preload_shim",
+        sources=["instrumentation/_preload_shim.c"],
+        extra_compile_args=["-O2", "-fvisibility=default", "-Wall"],
+        libraries=["dl"],
+        optional=True,
+    )
+] if sys.platform.startswith("linux") else []
+
+setup(ext_modules=shim)
