@@ -129,8 +129,9 @@ ROWS = {
     "glob": Row("local", "", TRAIN, "*/*.csv", {("test/holdout.csv", "uri", "train")}),
     "shutil.copy": Row("local", "shutil.copy", TRAIN, "train/*.csv", {
         ("train/part-2.csv", "digest", "train"), ("test/holdout.csv", "uri", "prep")}),
+    # `cp` reads the test file under the prep run (clew's LD_PRELOAD library)
     "shell cp": Row("local", "shell cp", TRAIN, "train/*.csv", {
-        ("train/part-2.csv", "digest", "train")}),
+        ("train/part-2.csv", "digest", "train"), ("test/holdout.csv", "uri", "prep")}),
     # The test file is gone from the test directory: only the rename names it.
     "rename": Row("local", "rename", TRAIN, "train/*.csv", {
         ("test/holdout.csv", "uri", "prep")}),
