@@ -54,8 +54,6 @@ def test_files_made_and_removed_in_the_run_are_not_its_outputs(two_runs, workdir
     assert uris == {two_runs.uri(workdir / "model.pt")}
 
 
-@pytest.mark.xfail(strict=True, reason="query/diff.py, being changed on another branch, lists "
-                   "outputs from clew_io itself; it should read exporter.links.outputs_sql")
 def test_diff_of_two_torch_runs_shows_no_transient_output(two_runs, clew_cli):
     result = clew_cli("diff", "--format", "json")
     assert result.code == ExitStatus.OK, result.err
