@@ -48,7 +48,7 @@ LINKS_TABLE = "clew_links"
 RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 8
+LINEAGE_VERSION = 9
 # clew_runs keeps, of a run's rows, the one with the largest `Precedence`: its root span's,
 # else the one from the earliest other spans (each insert block's give one row).
 _ROOT_PRECEDENCE = "toUInt64(18446744073709551615)"

@@ -45,6 +45,39 @@ _MAX_RUNS_PER_STATEMENT = 1_000
 _COLUMNS = "RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, Timestamp"
 # A run's inputs from one directory, when more than this, are one node of a lineage graph.
 GROUP_ABOVE = 50
+# What a run copied or renamed it also read: the source, with the identities the copy record
+# carries (a copy holds the source's content; an object's version is the destination's own).
+COPY_OPERATIONS = ("copy", "rename")
+
+
+def reads_sql(options: SchemaOptions) -> str:
+    """A relation of clew_io's columns holding every read: the read records, and the source
+    of each copy or rename as read by the run that copied it, so that lineage, impact and
+    check follow a copy from its source to its destination through the copying run."""
+    io = qualified_name(options, IO_TABLE)
+    # The copies are selected in a subquery: a WHERE beside the REPLACE would see its aliases.
+    return (
+        f"(SELECT * FROM {io} WHERE Operation = 'read' UNION ALL "
+        f"SELECT * REPLACE (SourceUri AS Uri, 'read' AS Operation, '' AS Version, "
+        f"'' AS ProducerRunId, '' AS ProducerSpanId) FROM (SELECT * FROM {io} "
+        f"WHERE Operation IN {COPY_OPERATIONS!r} AND SourceUri != ''))"
+    )
+
+
+def outputs_sql(options: SchemaOptions) -> str:
+    """A relation of clew_io's columns holding what the runs `%(runs)s` wrote, copied or
+    renamed into place and left there: a URI the run deleted after its last write to it
+    (`tempfile`'s probe that `import torch` writes, a scratch file) is no output of the
+    run; its records stay in clew_io."""
+    io = qualified_name(options, IO_TABLE)
+    written = f"{OUTPUT_OPERATIONS!r}"
+    return (
+        f"(SELECT * FROM {io} WHERE RunId IN %(runs)s AND Operation IN {written} "
+        f"AND (RunId, Uri) NOT IN (SELECT RunId, Uri FROM {io} WHERE RunId IN %(runs)s "
+        f"AND Uri IN (SELECT Uri FROM {io} WHERE RunId IN %(runs)s AND Operation = 'delete') "
+        f"GROUP BY RunId, Uri HAVING maxIf(Timestamp, Operation = 'delete') "
+        f">= maxIf(Timestamp, Operation IN {written})))"
+    )
 
 
 def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> str:
@@ -54,7 +87,7 @@ def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> st
     `%(since)s` (ns since the epoch)."""
     io = qualified_name(options, IO_TABLE)
     outputs = qualified_name(options, OUTPUTS_TABLE)
-    reads = f"FROM {io} WHERE RunId IN %(runs)s AND Operation = 'read'"
+    reads = f"FROM {reads_sql(options)} WHERE RunId IN %(runs)s"
     if written_since:
         recent = f"FROM {outputs} WHERE Inserted >= fromUnixTimestamp64Nano(%(since)s)"
         match = (f"Uri IN (SELECT Uri {recent}) "
@@ -79,7 +112,7 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
     total size, the weakest identity any carries (0 URI only, 1 ETag, 2 version, 3 digest)
     and, when there are at most `group_above` (None: always), each (Uri, Digest, Version,
     ETag, Size)."""
-    operation = f"Operation IN {OUTPUT_OPERATIONS!r}" if written else "Operation = 'read'"
+    source = f"{outputs_sql(options) if written else reads_sql(options)} WHERE"
     # groupUniqArray's cap is a literal: one more than a small directory can hold
     every, capped = ("1", "groupUniqArray") if group_above is None else (
         f"Files <= {int(group_above)}", f"groupUniqArray({int(group_above) + 1})")
@@ -89,7 +122,7 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
         "arraySum(x -> greatest(x.2, 0), groupUniqArray((Uri, Size))) AS Bytes, "
         "min(multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0)) AS Strength, "
         f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items "
-        f"FROM {qualified_name(options, IO_TABLE)} WHERE RunId IN %(runs)s AND {operation} "
+        f"FROM {source} RunId IN %(runs)s "
         "GROUP BY RunId, Dir"
     )
 

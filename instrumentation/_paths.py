@@ -15,6 +15,9 @@ from urllib.parse import quote, unquote
 from clew.semconv import environment
 
 _ALWAYS_EXCLUDED = ("/proc/", "/sys/", "/dev/")
+# The operating system's own files, read by libraries on a program's behalf (timezone and
+# locale data, certificates, /etc/os-release): not the program's data.
+_SYSTEM_FILES = ("/etc/", "/usr/share/", "/usr/lib/", "/usr/lib64/", "/lib/", "/lib64/")
 _HOST = socket.gethostname()
 
 
@@ -100,14 +103,15 @@ class PathFilter:
     """Decides, cheaply, whether an absolute path is recorded.
 
     Excluded by default: the interpreter's standard library and site-packages, /proc, /sys,
-    /dev, `__pycache__`, clew's home and clew's own package. `CLEW_INCLUDE` globs win over
+    /dev, the operating system's files (/etc, /usr/share, /usr/lib, /lib: timezone and locale
+    data, certificates), `__pycache__`, clew's home and clew's own package. `CLEW_INCLUDE` globs win over
     every exclusion; `CLEW_EXCLUDE` globs add to them.
     """
 
     def __init__(self, home: Path) -> None:
         prefixes = _interpreter_prefixes() | {str(home)} | _clew_package_dirs()
         resolved = {os.path.realpath(prefix) for prefix in prefixes} | prefixes
-        self._excluded_prefixes = _ALWAYS_EXCLUDED + tuple(
+        self._excluded_prefixes = _ALWAYS_EXCLUDED + _SYSTEM_FILES + tuple(
             sorted(prefix.rstrip("/") + "/" for prefix in resolved if prefix)
         )
         self._include = _globs(environment.CLEW_INCLUDE)

@@ -265,6 +265,13 @@ class Recorder:
         non-Python child's read, while the child still runs): the record then finds it."""
         self._digest_now(path, key)
 
+    def file_digest(self, path: str) -> str | None:
+        """blake3 of the regular file `path` as it is now, remembered or hashed on the
+        calling thread (None with hashing off, or past its size limit): for content the
+        program sends elsewhere whole, such as a local file it uploads."""
+        result = _stat_regular(path)
+        return None if result is None else self._digest_now(path, stat_key(result))
+
     def _before_change(self, path: str, key: StatKey | None = None) -> str | None:
         """`path` is about to be removed, moved or overwritten: a read of its current content
         still waiting for the background hasher gets its digest now. Returns the digest of

@@ -6,7 +6,8 @@ os.rename/os.replace, shutil's copies, os.remove/os.unlink, os.listdir and os.sc
 
 Recorded: one record per distinct (file, content version) per process, repeated opens
 counted on it, with a blake3 content digest. Not recorded: the import system's own reads,
-the interpreter's standard library and site-packages, /proc, /sys, /dev, clew's files, and
+the interpreter's standard library and site-packages, /proc, /sys, /dev, the operating
+system's files (/etc, /usr/share, /usr/lib, /lib), clew's files, and
 I/O that native code does without going through Python (see the README's coverage table).
 
 Audit hooks cannot be removed once added, so `uninstrument()` turns the hook into a no-op.

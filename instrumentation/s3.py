@@ -23,6 +23,7 @@ botocore is patched when the program imports it, never imported by clew.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -108,9 +109,13 @@ def _open_records(operation: str, params: dict) -> list[ObjectRecord]:
     if operation in _STAMPED:
         record = _objects.begin("write", S3, bucket, key, stamp=True)
         body = params.get("Body")
+        size = _body_size(body) if body is not None else 0
         if isinstance(body, (bytes, bytearray)):
             record.digest = _objects.digest_of(body)
-        size = _body_size(body) if body is not None else 0
+        elif operation == "PutObject":
+            path = _whole_file(body, size)
+            if path is not None:
+                record.digest = get_recorder().file_digest(path)
         if operation == "PutObject" and size is not None:
             record.io_bytes = record.object_size = size
         _stamp(record, params)
@@ -122,6 +127,30 @@ def _open_records(operation: str, params: dict) -> list[ObjectRecord]:
             _stamp(record, params)  # else S3 copies the source's metadata, its stamp too
         return [record]
     return []
+
+
+# How deep s3transfer wraps the file it uploads: ReadFileChunk, then InterruptReader.
+_FILE_WRAPPERS = 2
+
+
+def _whole_file(body: object, size: int | None) -> str | None:
+    """The local file a PutObject body sends whole, or None: s3transfer's ReadFileChunk
+    (upload_file, upload_fileobj of an open file) from byte 0 for the file's full size,
+    around an InterruptReader around the file."""
+    if getattr(body, "_start_byte", None) != 0:
+        return None
+    inner, name = body, None
+    for _ in range(_FILE_WRAPPERS):
+        inner = getattr(inner, "_fileobj", None)
+        name = getattr(inner, "name", None)
+        if isinstance(name, str):
+            break
+    if not isinstance(name, str):
+        return None
+    try:
+        return name if size == os.stat(name).st_size else None
+    except (OSError, ValueError):
+        return None
 
 
 def _set_source(record: ObjectRecord, source: object) -> None:

@@ -3,9 +3,11 @@
 Both checks walk the model's lineage (query/lineage.py) and compare what was read upstream
 with the files as they are now:
 
-- test-set contamination: an upstream input whose content digest equals a test file's (so a
-  test file copied or renamed into the training data is caught), or whose URI is a test file
-  or lies under a test directory;
+- test-set contamination: an upstream input whose content digest (or, for objects, ETag)
+  equals a test file's (so a test file copied or renamed into the training data is caught),
+  or whose URI is a test file or lies under a test directory (a test file a run copied is an
+  input of that run, so a recorded copy is caught whatever its content); each finding names
+  the runs that read it;
 - staleness: an upstream local input whose current content differs from the content the
   model was built from (or that no longer exists); an upstream input elsewhere (an object)
   whose URI the store shows holding other content after it was last seen as the input
@@ -15,52 +17,78 @@ with the files as they are now:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clew.exporter.schema import SchemaOptions
+from clew.exporter.schema import SchemaOptions, qualified_name
 from clew.instrumentation._paths import file_uri, path_of_file_uri
+from clew.semconv import attributes as attr
 
 from .lineage import IDENTITY_SQL, Artifact, Graph, Tables, lineage, resolve
 
 
 @dataclass
 class Finding:
-    """One problem: `kind` is "test-data" or "stale"."""
+    """One problem: `kind` is "test-data" or "stale"; `read_by` the runs that read it."""
 
     kind: str
     uri: str
     digest: str
-    # "digest", "uri" (contamination); "content changed", "missing", "overwritten" (stale)
+    # "digest", "etag", "uri" (contamination); "content changed", "missing", "overwritten"
     evidence: str
     detail: str
+    read_by: list[str] = field(default_factory=list)
 
 
-def _inputs(graph: Graph) -> list[Artifact]:
-    """Every artifact version some run upstream read."""
-    read = {edge.source for edge in graph.edges if edge.kind == "read"}
-    return sorted(
-        {Artifact(n.uri, n.digest, n.version, n.etag, n.size) for n in graph.nodes if n.id in read},
-        key=lambda a: (a.uri, a.digest),
-    )
+def _inputs(graph: Graph) -> dict[Artifact, list[str]]:
+    """Every artifact version some run upstream read, with the runs that read it."""
+    readers: dict[str, list[str]] = {}
+    for edge in graph.edges:
+        if edge.kind == "read":
+            readers.setdefault(edge.source, []).append(edge.target)
+    found: dict[Artifact, list[str]] = {}
+    for node in graph.nodes:
+        if node.id in readers:
+            artifact = Artifact(node.uri, node.digest, node.version, node.etag, node.size)
+            found[artifact] = sorted({*found.get(artifact, []), *readers[node.id]})
+    return dict(sorted(found.items(), key=lambda item: (item[0].uri, item[0].digest)))
 
 
-def _test_files(paths: list[str], tables: Tables) -> dict[str, str]:
-    """URI -> digest of every test file: local files (or the files under a directory) as
-    they are now; objects (a URI, or a prefix of URIs) by the digests the store recorded
-    for them, from any run that read or wrote them."""
-    files: dict[str, str] = {}
+@dataclass
+class _TestSet:
+    """The test files' URIs, and which test file has each content digest and ETag."""
+
+    uris: set[str] = field(default_factory=set)
+    digest: dict[str, str] = field(default_factory=dict)
+    etag: dict[str, str] = field(default_factory=dict)
+
+    def add(self, uri: str, digest: str, etag: str = "") -> None:
+        self.uris.add(uri)
+        if digest:
+            self.digest[digest] = uri
+        if etag:
+            self.etag[etag] = uri
+
+
+def _test_files(paths: list[str], tables: Tables) -> _TestSet:
+    """Every test file: local files (or the files under a directory) as they are now;
+    objects (a URI, or a prefix of URIs) by the identities the store recorded for them, from
+    any run that read, wrote or copied them."""
+    found = _TestSet()
     for name in paths:
         if "://" in name:
-            files[name] = ""
+            found.add(name, "")
             prefix = name.rstrip("/") + "/"
-            for uri, digest in tables.rows(
-                f"SELECT DISTINCT Uri, Digest FROM {tables.io} WHERE Digest != '' "
+            for uri, digest, etag in tables.rows(
+                # every record at the URI, and copies' sources (a copy's own identities)
+                f"SELECT DISTINCT Uri, Digest, ETag FROM (SELECT Uri, Digest, ETag FROM "
+                f"{tables.io} UNION ALL SELECT Uri, Digest, ETag FROM {tables.reads}) "
+                "WHERE (Digest != '' OR ETag != '') "
                 "AND (Uri = %(uri)s OR startsWith(Uri, %(prefix)s))",
                 uri=name, prefix=prefix,
             ):
-                files[uri] = digest
+                found.add(uri, digest, etag)
             continue
         root = Path(name)
         if not root.exists():
@@ -68,27 +96,61 @@ def _test_files(paths: list[str], tables: Tables) -> dict[str, str]:
         candidates = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
         for path in candidates:
             artifact = resolve(str(path))
-            files[artifact.uri] = artifact.digest
-    return files
+            found.add(artifact.uri, artifact.digest)
+    return found
+
+
+def _readers(tables: Tables, uri: str, runs: list[str]) -> str:
+    """`runs`, each with the processes of it that read `uri`: "run 1a2b3c4d5e6f (rank 1,
+    DataLoader worker 0, pid 4242)", as the records have them."""
+    traces = qualified_name(tables.options, tables.options.traces_table)
+    processes: dict[str, set[tuple[int, str, int]]] = {}
+    for run, pid, rank, worker in tables.rows(
+        f"SELECT r.RunId, r.Pid, r.Rank, t.ResourceAttributes['{attr.PROVENANCE_WORKER_ID}'] "
+        f"FROM (SELECT DISTINCT RunId, SpanId, Pid, Rank FROM {tables.reads} "
+        "WHERE Uri = %(uri)s AND RunId IN %(runs)s) AS r LEFT JOIN (SELECT TraceId, SpanId, "
+        f"ResourceAttributes FROM {traces} WHERE TraceId IN %(runs)s) AS t "
+        "ON t.TraceId = r.RunId AND t.SpanId = r.SpanId", uri=uri, runs=runs,
+    ):
+        processes.setdefault(run, set()).add((rank, worker, pid))
+    named = []
+    for run in runs:
+        labels = []
+        for rank, worker, pid in sorted(processes.get(run, ())):
+            parts = ([f"rank {rank}"] if rank >= 0 else []) + (
+                [f"DataLoader worker {worker}"] if worker else []) + ([f"pid {pid}"] if pid else [])
+            labels.append(", ".join(parts))
+        shown = "; ".join(label for label in labels if label)
+        named.append(f"run {run[:12]}" + (f" ({shown})" if shown else ""))
+    return ", ".join(named)
 
 
 def contamination(
     client: Any, model: str, tests: list[str], *, options: SchemaOptions | None = None
 ) -> list[Finding]:
-    """Upstream inputs of `model` that are test data, by content digest or by location."""
-    test_files = _test_files(tests, Tables(client, options))
-    by_digest = {digest: uri for uri, digest in test_files.items() if digest}
+    """Upstream inputs of `model` that are test data, by content digest, by ETag or by
+    location."""
+    tables = Tables(client, options)
+    test_set = _test_files(tests, tables)
     prefixes = tuple(
         (t if "://" in t else resolve(os.path.abspath(t)).uri).rstrip("/") + "/" for t in tests
     )
     findings = []
-    for artifact in _inputs(lineage(client, model, options=options, group_above=None)):
+    graph = lineage(client, model, options=options, group_above=None)
+    for artifact, runs in _inputs(graph).items():
         uri, digest = artifact.uri, artifact.digest
-        if uri in test_files or uri.startswith(prefixes):
-            findings.append(Finding("test-data", uri, digest, "uri", "a test file itself"))
-        elif digest and digest in by_digest:
-            findings.append(Finding("test-data", uri, digest, "digest",
-                                    f"same content as test file {by_digest[digest]}"))
+        read_by = f"read by {_readers(tables, uri, runs)}"
+        if uri in test_set.uris or uri.startswith(prefixes):
+            findings.append(Finding("test-data", uri, digest, "uri",
+                                    f"a test file itself, {read_by}", runs))
+            continue
+        for evidence, value, same in (("digest", digest, test_set.digest),
+                                      ("etag", artifact.etag, test_set.etag)):
+            if value and value in same:
+                findings.append(Finding(
+                    "test-data", uri, digest, evidence,
+                    f"same content as test file {same[value]}, {read_by}", runs))
+                break
     return findings
 
 
@@ -132,7 +194,7 @@ def staleness(client: Any, model: str, *, options: SchemaOptions | None = None) 
     """Upstream inputs of `model` whose content is no longer what the model was built from:
     local files by their content now, other artifacts by what the store saw after."""
     options = options or SchemaOptions()
-    inputs = _inputs(lineage(client, model, options=options, group_above=None))
+    inputs = list(_inputs(lineage(client, model, options=options, group_above=None)))
     here = file_uri("/")
     local = [a for a in inputs if a.uri.startswith(here) and a.digest]
     findings = [f for f in map(_changed_on_disk, local) if f is not None]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clew.exporter.lineage import OUTPUT_OPERATIONS
+from clew.exporter.links import outputs_sql
 from clew.exporter.schema import SchemaOptions
 
 from .lineage import IDENTITY_SQL, Tables
@@ -183,16 +184,19 @@ class _Differ(Tables):
             paths=paths, runs=list(runs))}
 
     def artifacts(self, a: str, b: str, section: str, operations: tuple[str, ...]) -> list[Change]:
-        """The URIs whose content differs between the two runs' records, in one GROUP BY."""
+        """The URIs whose content differs between the two runs' records, in one GROUP BY.
+        Outputs are what each run left in place: a file it wrote and deleted again (a
+        scratch file, `tempfile`'s probe) is no output to compare."""
+        records = outputs_sql(self.options) if section == "output" else self.io
         changes = []
         for uri, before, after in self.rows(
             f"SELECT Uri, arrayStringConcat(arraySort(groupUniqArrayIf(identity, RunId = %(a)s)), "
             f"' ') AS before, arrayStringConcat(arraySort(groupUniqArrayIf(identity, "
             f"RunId = %(b)s)), ' ') AS after "
-            f"FROM (SELECT RunId, Uri, {IDENTITY_SQL} AS identity FROM {self.io} "
+            f"FROM (SELECT RunId, Uri, {IDENTITY_SQL} AS identity FROM {records} "
             "WHERE RunId IN (%(a)s, %(b)s) AND Operation IN %(operations)s) "
             "GROUP BY Uri HAVING before != after ORDER BY Uri",
-            a=a, b=b, operations=list(operations),
+            a=a, b=b, runs=[a, b], operations=list(operations),
         ):
             kind = "added" if not before else "removed" if not after else "changed"
             changes.append(Change(section, kind, uri, before, after))

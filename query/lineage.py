@@ -2,16 +2,21 @@
 
 The graph is walked one level per query over `clew_io` (so the work stays in ClickHouse and
 scales with it): from an artifact to the run that wrote it, from that run to what it read,
-from each input to the run that produced it, and so on. A read is matched to its producing
-write by the strongest evidence available, named on the edge:
+from each input to the run that produced it, and so on. A copy or rename is an edge too: the
+copying run read the source and wrote the destination. A read is matched to its producing
+write by the strongest evidence available, named on the edge. The last recorded write or
+copy to the read's URI before the read is its producer unless their identities disagree,
+whatever stamp the object carries (copies carry stamps along); its evidence is the strongest
+identity both records carry:
 
-- "stamp": the read found the producer's stamp on the artifact (its xattr, or object
-  metadata where object stamps are on) with the digest the read saw, and no other run
-  wrote or copied to that URI after it (copies carry stamps along);
-- "digest": the last write, before the read, of the same content digest;
-- "version": the last write of the same URI with the same object version (S3, GCS);
-- "etag": the last write of the same URI with the same ETag before the read;
-- "uri+time": the last write of the same URI before the read (weak, and marked as such).
+- "stamp": the read found that run's stamp on the artifact (its xattr, or object metadata
+  where object stamps are on) with the digest the read saw (with no recorded write to the
+  URI, a stamp alone names the producer);
+- "digest", "version", "etag": the same content digest, object version, ETag; with no
+  agreeing write to the URI, the last write before the read of the same content digest
+  anywhere, or of the same version or ETag at that URI;
+- "uri+time": the last write of the same URI before the read, no identity shared (weak, and
+  marked as such).
 
 Upstream, the inputs of a run that no run produced (raw data) are many: a training run reads
 a dataset of 100,000 files. A directory from which a run read more than `GROUP_ABOVE` of them
@@ -39,14 +44,19 @@ from clew.exporter.lineage import (
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
-from clew.exporter.links import GROUP_ABOVE, artifacts_sql, candidates_sql
+from clew.exporter.links import (
+    GROUP_ABOVE,
+    artifacts_sql,
+    candidates_sql,
+    outputs_sql,
+    reads_sql,
+)
 from clew.exporter.schema import SchemaOptions, qualified_name
 from clew.instrumentation._paths import file_uri
 
 from .runs import iso_utc, run_status
 
 MAX_DEPTH = 50
-_READ = "read"
 # Values bound into one statement: a digest list is bound twice (hash and value), and chDB
 # refuses SQL text over 256 KiB (max_query_size).
 _CHUNK = 1000
@@ -226,6 +236,7 @@ class Tables:
         self.outputs = qualified_name(options, OUTPUTS_TABLE)
         self.links = qualified_name(options, LINKS_TABLE)
         self.run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
+        self.reads = reads_sql(options)
         self.options = options
 
     def rows(self, sql: str, **parameters: Any) -> list[tuple]:
@@ -266,9 +277,13 @@ class _Tables(Tables):
         ]
 
     def producers(self, artifacts: list[Artifact]) -> list[tuple[Artifact, str, str]]:
-        """(artifact, run, evidence) for the run that produced each artifact, matched by the
-        strongest evidence: its producer stamp, then the last write before the read of the
-        same content digest, of the same object version, of the same ETag, of the same URI."""
+        """(artifact, run, evidence) for the run that produced each artifact. The last
+        recorded write or copy to its URI before the read put there what was read, unless
+        their identities disagree: it wins over a producer stamp (copies carry stamps along)
+        and over the same content written elsewhere, with the strongest identity they share
+        as evidence ("stamp" when the stamp names that run). Failing that, a stamp with no
+        recorded write to its URI; then the last write before the read of the same content
+        digest, of the same object version, of the same ETag, of the same URI."""
         by_digest: dict[str, list[_Write]] = {}
         for write in self._writes("Digest", sorted({a.digest for a in artifacts if a.digest})):
             by_digest.setdefault(write.digest, []).append(write)
@@ -278,22 +293,19 @@ class _Tables(Tables):
         found = []
         for artifact in artifacts:
             same_uri = by_uri.get(artifact.uri, [])
-            if artifact.producer:
-                # A stamp travels with a copy: a later recorded write or copy to this URI
-                # by another run made what was read, whatever stamp it carries.
-                last = _latest(same_uri, artifact.time)
-                if last is None or last.run == artifact.producer:
-                    found.append((artifact, artifact.producer, "stamp"))
-                    continue
-            if artifact.uri not in by_uri and artifact.digest not in by_digest:
-                continue  # nothing wrote it: raw data
+            last = _latest(same_uri, artifact.time)
+            if artifact.producer and (last is None or last.run == artifact.producer):
+                found.append((artifact, artifact.producer, "stamp"))
+                continue
+            agreed = _agreement(last, artifact) if last is not None else ""
+            if agreed:
+                found.append((artifact, last.run, agreed))
+                continue
             candidates = (
                 ("digest", by_digest.get(artifact.digest, []) if artifact.digest else []),
                 ("version", [w for w in same_uri if artifact.version
                              and w.version == artifact.version]),
                 ("etag", [w for w in same_uri if artifact.etag and w.etag == artifact.etag]),
-                # A write recorded without a digest can only be matched by place and time.
-                ("uri+time", [w for w in same_uri if not (artifact.digest and w.digest)]),
             )
             for evidence, writes in candidates:
                 write = _latest(writes, artifact.time)
@@ -301,6 +313,21 @@ class _Tables(Tables):
                     found.append((artifact, write.run, evidence))
                     break
         return found
+
+    def as_written(self, target: Artifact) -> Artifact:
+        """`target` with the identities and size of its last recorded write (of its digest,
+        when it has one): asked by URI alone, an object is the content last written there,
+        and its producer's edge carries the strongest evidence that write's record holds."""
+        if not target.uri:
+            return target
+        rows = self.rows(
+            f"SELECT Digest, Version, ETag, Size FROM {self.io} WHERE Uri = %(uri)s "
+            f"AND Operation IN {OUTPUT_OPERATIONS!r} AND (%(digest)s = '' OR Digest = %(digest)s) "
+            "ORDER BY Timestamp DESC LIMIT 1", uri=target.uri, digest=target.digest)
+        if not rows:
+            return target
+        digest, version, etag, size = rows[0]
+        return Artifact(target.uri, target.digest or digest, version, etag, size)
 
     def produced_inputs(self, runs: list[str]) -> tuple[dict[str, list[Artifact]], set[str]]:
         """What `runs` read that a run may have produced: it carries a producer stamp, or its
@@ -383,9 +410,8 @@ class _Tables(Tables):
             for start in range(0, len(values), _CHUNK):
                 for run, uri, digest, version, etag, size, time in self.rows(
                     f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), "
-                    f"max(toUnixTimestamp64Nano(Timestamp)) FROM {self.io} "
-                    f"WHERE RunId IN %(runs)s AND Operation IN {OUTPUT_OPERATIONS!r} "
-                    f"AND {column} IN %(values)s GROUP BY RunId, Uri, Digest, Version, ETag",
+                    f"max(toUnixTimestamp64Nano(Timestamp)) FROM {outputs_sql(self.options)} "
+                    f"WHERE {column} IN %(values)s GROUP BY RunId, Uri, Digest, Version, ETag",
                     runs=runs, values=values[start:start + _CHUNK],
                 ):
                     found[(run, uri, digest, version, etag)] = Artifact(
@@ -424,10 +450,9 @@ class _Tables(Tables):
             # One statement per key, not one with OR: the OR keeps ClickHouse from using
             # the primary key (Uri) for the URI half (at 10M spans 2.8 s, against 0.15 s +
             # 1.4 s). A group's rows share its Uri and Digest: one both find is one row.
-            others = f"AND RunId NOT IN {fresh} " if fresh else ""
+            others = f"RunId NOT IN {fresh} AND " if fresh else ""
             rows.update(dict.fromkeys(self.rows(
-                f"{select} FROM {self.io} WHERE Operation = '{_READ}' {others}AND {where} "
-                f"{group}", **bound)))
+                f"{select} FROM {self.reads} WHERE {others}{where} {group}", **bound)))
         return list(rows)
 
     def readers(self, artifacts: list[Artifact], runs: list[str] | None = None
@@ -489,6 +514,17 @@ class _Tables(Tables):
         }
         # A stamp can name a run whose root span is not in this store (yet): still a node.
         return [nodes.get(run, Node(id=run, kind="run", status="unknown")) for run in runs]
+
+
+def _agreement(write: _Write, read: Artifact) -> str:
+    """The strongest identity `write` and `read` both carry when none of those they both
+    carry differs ("uri+time" when they share none), else ""."""
+    shared = [(kind, written, seen) for kind, written, seen in (
+        ("digest", write.digest, read.digest), ("version", write.version, read.version),
+        ("etag", write.etag, read.etag)) if written and seen]
+    if any(written != seen for _, written, seen in shared):
+        return ""
+    return shared[0][0] if shared else "uri+time"
 
 
 def _read_of(written: Artifact, read: Artifact) -> str:
@@ -617,8 +653,8 @@ def lineage(
     Raises:
         LookupError: no run in the store wrote that artifact.
     """
-    graph = _upstream(_Tables(client, options or SchemaOptions()), resolve(name), depth,
-                      group_above)
+    tables = _Tables(client, options or SchemaOptions())
+    graph = _upstream(tables, tables.as_written(resolve(name)), depth, group_above)
     if not graph.edges:
         raise LookupError(f"no run in the store wrote {name}: `clew runs` lists what is recorded")
     return graph

@@ -37,9 +37,13 @@ class Exec:
     pid: int | None
 
 
+# The role a DataLoader worker is shown with, whether forked or spawned.
+DATALOADER_WORKER = "dataloader-worker"
+
+
 @dataclass
 class Process:
-    """One process of the run."""
+    """One process of the run; a DataLoader worker has its `worker_id`."""
 
     pid: int | None
     role: str
@@ -47,6 +51,7 @@ class Process:
     exit_code: int | None
     start_ns: int
     end_ns: int | None
+    worker_id: int | None = None
 
 
 @dataclass
@@ -141,14 +146,17 @@ def _run_from_spans(run_id: str, spans: list[Span]) -> SpoolRun:
     for span in sorted(spans, key=lambda s: s.start_ns):
         a = span.attributes
         if span.name in (span_names.SPAN_RUN, span_names.SPAN_PROCESS):
+            worker = a.get(attr.PROVENANCE_WORKER_ID)
             run.processes.append(
                 Process(
                     a.get(attr.PROCESS_PID),
-                    a.get(attr.PROVENANCE_PROCESS_ROLE, ""),
+                    DATALOADER_WORKER if worker is not None
+                    else a.get(attr.PROVENANCE_PROCESS_ROLE, ""),
                     list(a.get(attr.PROCESS_COMMAND_ARGS, [])),
                     a.get(attr.PROCESS_EXIT_CODE),
                     span.start_ns,
                     span.end_ns,
+                    worker,
                 )
             )
             run.capture_errors += list(a.get(attr.PROVENANCE_CAPTURE_ERRORS, []))

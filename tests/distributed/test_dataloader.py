@@ -26,6 +26,7 @@ from distributed_support import (
 )
 
 from clew.semconv import attributes as attr
+from clew_test_helpers import invoke_clew
 
 pytestmark = pytest.mark.integration
 
@@ -140,6 +141,20 @@ def test_workers_are_processes_of_the_run(launches, mode):
         assert process.role == expected_role
         assert process.span.attributes[attr.PROVENANCE_WORKER_ID] == worker
         assert process.exit_code == 0
+
+
+@pytest.mark.parametrize("mode", MODES, ids=IDS)
+def test_clew_spool_labels_each_worker_with_its_id(launches, scenario, mode):
+    done, observed = launches
+    said = _said(done[mode].stdout)
+    run = _run_of(observed, said)
+    result = invoke_clew(scenario.home, scenario.workdir, "spool", run.trace_id, "--format",
+                         "json")
+    assert result.code == 0, result.err
+    (shown,) = result.json()["runs"]
+    workers = {p["pid"]: (p["role"], p["worker_id"]) for p in shown["processes"]
+               if p["worker_id"] is not None}
+    assert workers == {pid: ("dataloader-worker", worker) for worker, pid, _ in said}
 
 
 def test_killed_worker_fails_the_run_and_the_rest_is_whole(launches):

@@ -155,7 +155,11 @@ open("model.txt", "w").write(str(len(data)))
     (finding,) = found.json()["findings"]
     assert finding["uri"] == f"s3://{bucket}/train/part2.csv"
     assert finding["evidence"] == "digest"
-    assert finding["detail"] == f"same content as test file s3://{bucket}/test/holdout.csv"
+    trainer = clew_cli("runs", "--format", "json").json()["runs"][0]["run_id"]
+    assert finding["read_by"] == [trainer]
+    assert finding["detail"].startswith(
+        f"same content as test file s3://{bucket}/test/holdout.csv, read by run {trainer[:12]} "
+        "(pid "), finding["detail"]
 
 
 def test_a_stamp_does_not_outrank_a_later_recorded_write_to_the_same_uri(

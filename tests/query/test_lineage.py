@@ -111,6 +111,12 @@ def test_lineage_of_the_report_reaches_the_raw_data(pipeline):
     assert {e["kind"] for e in document["edges"]} == {"read", "wrote"}
 
 
+def test_the_root_artifact_has_the_size_its_write_recorded(pipeline):
+    document = graph(pipeline, "lineage", "report.txt")
+    (root,) = [n for n in document["nodes"] if n["id"] == document["root"]]
+    assert root["size"] == (pipeline[0] / "report.txt").stat().st_size
+
+
 def test_impact_of_the_raw_data_reaches_the_report(pipeline):
     names = uris(graph(pipeline, "impact", "raw/data.csv"))
     assert any(name.endswith("/report.txt") for name in names)
