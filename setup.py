@@ -13,8 +13,9 @@ from setuptools import Extension, setup
 shim = [
     Extension(
         "clew.instrumentation._preload_shim",
-        sources=["instrumentation/_preload_shim.c", "instrumentation/_preload_copies.c"],
-        depends=["instrumentation/_preload_shim.h"],
+        sources=["instrumentation/_preload_shim.c", "instrumentation/_preload_copies.c",
+                 "instrumentation/_preload_got.c"],
+        depends=["instrumentation/_preload_shim.h", "instrumentation/_preload_got.h"],
         extra_compile_args=["-O2", "-fvisibility=default", "-Wall"],
         libraries=["dl"],
         optional=True,

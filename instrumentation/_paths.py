@@ -117,6 +117,12 @@ class PathFilter:
         self._include = _globs(environment.CLEW_INCLUDE)
         self._exclude = _globs(environment.CLEW_EXCLUDE)
 
+    @property
+    def excluded_prefixes(self) -> tuple[str, ...]:
+        """The directories (each ending in "/") whose files are never recorded, unless a
+        `CLEW_INCLUDE` glob names them."""
+        return self._excluded_prefixes
+
     def wants(self, path: str) -> bool:
         """True when `path` (absolute, normalised) should be recorded."""
         if self._include and any(fnmatch.fnmatchcase(path, glob) for glob in self._include):

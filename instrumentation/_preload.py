@@ -56,7 +56,7 @@ from ._recorder import Recorder
 _logger = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("=IB3xQQqq")  # the C library's record header (_preload_shim.c)
-_READ, _WRITE, _RENAME, _DELETE, _COPY = (ord(c) for c in "RWNDC")
+READ, WRITE, RENAME, DELETE, COPY = (ord(c) for c in "RWNDC")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
 _BATCHED = ("read", "write")
 # How often a running child's new notes are read. Each look costs a directory listing and a
@@ -90,7 +90,8 @@ def library() -> str | None:
         if _library is None:
             _logger.warning(
                 "clew: the LD_PRELOAD library was not built with this install (no C compiler?): "
-                "programs that are not Python are recorded as opaque execs"
+                "programs that are not Python are recorded as opaque execs, and native code's "
+                "opens inside Python are not recorded"
             )
     return _library
 
@@ -150,20 +151,20 @@ class _Image:
         return ChildRecord(operation, path, key, self.pid, self.parent)
 
     def note(self, operation: int, key: StatKey, path: str, second: str | None) -> None:
-        if operation == _READ:
+        if operation == READ:
             record = self.reads.get((path, key))
             if record is None:
                 self.reads[path, key] = record = self.record("read", path, key)
                 self.unhashed.append(record)
             else:
                 record.count += 1
-        elif operation == _WRITE:
+        elif operation == WRITE:
             record = self.writes.get(path)
             if record is None:
                 self.writes[path] = self.record("write", path, None)
             else:
                 record.count += 1
-        elif operation == _RENAME:
+        elif operation == RENAME:
             written = self.writes.pop(second, None) if second else None
             if written is not None:
                 # A temporary file written and renamed into place (rsync, atomic saves): the
@@ -176,7 +177,7 @@ class _Image:
                 self.done.append(record)
             else:  # moved in from a place clew does not record
                 self.done.append(self.record("write", path, key))
-        elif operation == _DELETE:
+        elif operation == DELETE:
             written = self.writes.pop(path, None)
             if written is not None:  # written, then removed: its last content, by stat
                 written.key = key
@@ -193,9 +194,10 @@ class _Image:
         return [*self.reads.values(), *self.done, *self.writes.values()]
 
 
-def _parse(data: mmap.mmap, image: _Image, wanted,  # noqa: ANN001 - PathFilter.wants
-           copies: dict[StatKey, StatKey]) -> None:
-    """Note the records of `data` from where the image's last read stopped."""
+def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; PathFilter.wants
+          copies: dict[StatKey, StatKey]) -> None:
+    """Hand the records of `data` from where the image's last read stopped (`read_to`) to its
+    `note` (operation, stat key, path, second path), those `wanted` accepts."""
     # The loop runs once per file a child touched (20,000 times for `cp -r` of 10,000
     # files): its callees are bound once, and a name is decoded in place (os.fsdecode's
     # type checks cost as much again).
@@ -211,7 +213,7 @@ def _parse(data: mmap.mmap, image: _Image, wanted,  # noqa: ANN001 - PathFilter.
             break
         names = data[offset + header : offset + length].split(b"\0")
         offset += length
-        if operation == _COPY:  # its name is the source's key, as text
+        if operation == COPY:  # its name is the source's key, as text
             source = tuple(int(field) for field in names[0].split())
             if len(source) == 4 and source[2] == size:
                 copies[dev, ino, size, mtime] = source  # type: ignore[assignment]
@@ -270,7 +272,7 @@ class ChildRecords:
                 with open(path, "rb") as handle, mmap.mmap(
                     handle.fileno(), 0, access=mmap.ACCESS_READ
                 ) as data:
-                    _parse(data, image, recorder.filter.wants, self._copies)
+                    parse(data, image, recorder.filter.wants, self._copies)
             except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
                 if final:  # while the child runs, the library may be making the file
                     recorder.failed("reading a child's records", error)

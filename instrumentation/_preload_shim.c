@@ -12,6 +12,10 @@
  * memcpy, nothing is buffered in the process, so a child killed by SIGKILL loses no record
  * (the kernel's page cache holds them), and there is nothing to flush at exit.
  *
+ * clew also loads it into its own Python process (CLEW_NATIVE, instrumentation/native.py):
+ * there nothing is preloaded; clew_native_start() redirects the loaded shared objects' calls
+ * to these wrappers (_preload_got.c), but not the interpreter's, whose opens the audit hook sees.
+ *
  * Record layout (native byte order, each record 8-byte aligned):
  *   u32 length of the whole record, u8 operation, u8 pad[3],
  *   u64 st_dev, u64 st_ino, i64 st_size, i64 st_mtime in ns, path NUL [second path NUL]
@@ -41,6 +45,7 @@
 #include <unistd.h>
 
 #include "_preload_shim.h"
+#include "_preload_got.h"
 
 #define CHUNK_BYTES (8u << 20) /* one record file's size: sparse, only used pages cost */
 #define HEADER_BYTES 40u
@@ -164,9 +169,18 @@ void append(int operation, const struct stat *st, const char *path, const char *
 
 /* -- paths --------------------------------------------------------------------------------- */
 
+/* In clew's own process: the prefixes clew's Python side excludes too (the interpreter's
+ * trees, site-packages, clew's home), so that what imports open costs no record. */
+#define MAX_EXTRA 64
+static char *extra_excluded[MAX_EXTRA];
+static size_t extra_count;
+
 static int is_excluded(const char *path) {
     for (size_t i = 0; i < sizeof excluded / sizeof *excluded; i++)
         if (strncmp(path, excluded[i], strlen(excluded[i])) == 0)
+            return 1;
+    for (size_t i = 0; i < extra_count; i++)
+        if (strncmp(path, extra_excluded[i], strlen(extra_excluded[i])) == 0)
             return 1;
     return home_length && strncmp(path, home, home_length) == 0 &&
            (path[home_length] == '/' || path[home_length] == 0);
@@ -207,6 +221,32 @@ static int absolute(int dirfd, const char *path, char *out) {
 /* -- what is noted ------------------------------------------------------------------------- */
 
 
+/* In clew's own process a file version read (or written) again adds nothing to its record
+ * (the Python side keeps one per version, uncounted): a small table of the versions noted
+ * last spares those notes, which cost the Python side ~6 us each to parse and drop. A torn
+ * entry (two threads at once) can only cost a note, never skip a new version: all its
+ * fields must match. Not in a child under LD_PRELOAD, whose records count repeated opens. */
+#define RECENT 256
+static struct recent_note {
+    uint64_t dev, ino, size, mtime, operation;
+} recent[RECENT];
+static int in_process;
+
+static int noted_recently(int operation, const struct stat *st) {
+    if (!in_process)
+        return 0;
+    struct recent_note note = {
+        (uint64_t)st->st_dev, (uint64_t)st->st_ino, (uint64_t)st->st_size,
+        (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec,
+        (uint64_t)operation,
+    };
+    struct recent_note *entry = &recent[(note.ino * 31 + note.dev + note.operation) % RECENT];
+    if (memcmp(entry, &note, sizeof note) == 0)
+        return 1;
+    *entry = note;
+    return 0;
+}
+
 /* A successful open of `path` (relative to `dirfd`) that gave `fd`. */
 static void opened(int dirfd, const char *path, int flags, int fd) {
     /* O_PATH opens no content; O_TMPFILE names a directory, its file has no name yet. */
@@ -218,9 +258,10 @@ static void opened(int dirfd, const char *path, int flags, int fd) {
     copy_reset(fd, flags);
     if (absolute(dirfd, path, full) && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
         /* Opened read-write without truncation: the existing content is read too. */
-        if (!writes(flags) || ((flags & O_ACCMODE) == O_RDWR && !(flags & O_TRUNC)))
+        if ((!writes(flags) || ((flags & O_ACCMODE) == O_RDWR && !(flags & O_TRUNC))) &&
+            !noted_recently(OP_READ, &st))
             append(OP_READ, &st, full, NULL);
-        if (writes(flags))
+        if (writes(flags) && !noted_recently(OP_WRITE, &st))
             append(OP_WRITE, &st, full, NULL);
     }
     errno = saved;
@@ -413,6 +454,7 @@ static void after_fork_in_child(void) {
     if (!enabled)
         return;
     files_made = 0;
+    memset(recent, 0, sizeof recent); /* the child's recorder has none of the parent's records */
     __atomic_store_n(&used, 0, __ATOMIC_RELEASE);
     pthread_mutex_init(&switching, NULL);
     __atomic_store_n(&chunk, NULL, __ATOMIC_RELEASE);
@@ -440,6 +482,67 @@ static void configure(void) {
         return;
     pthread_atfork(NULL, NULL, after_fork_in_child);
     enabled = 1;
+}
+
+/* -- inside clew's own Python process ----------------------------------------------------- */
+
+/* The wrappers' own addresses: `open` itself would name libc's (it comes first in the
+ * process's global scope, and this library is not preloaded here). */
+#define LOCAL(name) extern __typeof__(name) local_##name \
+    __attribute__((copy(name), visibility("hidden"), alias(#name)));
+LOCAL(open) LOCAL(open64) LOCAL(openat) LOCAL(openat64) LOCAL(creat) LOCAL(creat64)
+LOCAL(__open_2) LOCAL(__open64_2) LOCAL(__openat_2) LOCAL(__openat64_2)
+LOCAL(fopen) LOCAL(fopen64) LOCAL(freopen) LOCAL(freopen64)
+LOCAL(rename) LOCAL(renameat) LOCAL(renameat2) LOCAL(unlink) LOCAL(unlinkat)
+
+#define PATCH(name) {#name, (void *)local_##name}
+static const struct got_patch wrappers[] = {
+    PATCH(open), PATCH(open64), PATCH(openat), PATCH(openat64), PATCH(creat), PATCH(creat64),
+    PATCH(__open_2), PATCH(__open64_2), PATCH(__openat_2), PATCH(__openat64_2),
+    PATCH(fopen), PATCH(fopen64), PATCH(freopen), PATCH(freopen64),
+    PATCH(rename), PATCH(renameat), PATCH(renameat2), PATCH(unlink), PATCH(unlinkat),
+};
+
+/* Objects whose calls are left alone: libc and the loader (their calls are internal anyway),
+ * and the interpreter, whose opens Python's audit hook reports (once is enough). */
+static int left_alone(const char *name) {
+    static const char *const names[] = {"/libc.so", "/ld-linux", "/ld-musl", "linux-vdso",
+                                        "/libpython"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strstr(name, names[i]) != NULL)
+            return 1;
+    return 0;
+}
+
+/* Called by clew's Python side (ctypes): note native opens into record files in `dir`,
+ * skipping paths under `prefixes`. Returns 1 when the calls are redirected, 0 when not
+ * (an unsupported platform, no record file), -1 when this library was preloaded into the
+ * process: its wrappers then come first for every object, the interpreter's too, whose
+ * opens are the audit hook's. Later calls patch newly loaded objects only. */
+int clew_native_start(const char *dir, const char *const *prefixes, int count) {
+    if (!enabled && dlsym(RTLD_DEFAULT, "open") == (void *)local_open)
+        return -1;
+    int saved = errno;
+    int started = 0;
+    if (enabled) {
+        got_patch_loaded();
+        started = 1;
+    } else if (got_patch_supported() && dir != NULL && strlen(dir) < sizeof directory) {
+        strcpy(directory, dir);
+        for (int i = 0; i < count && extra_count < MAX_EXTRA; i++)
+            if ((extra_excluded[extra_count] = strdup(prefixes[i])) != NULL)
+                extra_count++;
+        chunk = new_chunk();
+        if (chunk != NULL) {
+            pthread_atfork(NULL, NULL, after_fork_in_child);
+            in_process = 1;
+            enabled = 1;
+            got_patch_install(wrappers, sizeof wrappers / sizeof *wrappers, left_alone);
+            started = 1;
+        }
+    }
+    errno = saved;
+    return started;
 }
 
 __attribute__((constructor)) static void start(void) {

@@ -193,6 +193,35 @@ class Recorder:
         LD_PRELOAD records): identified by the worker like the hooks' own."""
         self._queue(record)
 
+    # -- native code's opens, seen after the fact (instrumentation/native.py) -----------------
+
+    def native_read(self, path: str, key: StatKey) -> None:
+        """Native code in this process read version `key` of `path`: nothing new when this
+        version was recorded already (a library hook reported the same operation), nor when
+        this process is writing the file (a read-write open of its own output)."""
+        if key in self._reads or path in self._watches:
+            return
+        if len(self._reads) >= _MAX_TRACKED:
+            self._reads = {}
+        self._reads[key] = record = Record("read", path, key)
+        self._queue(record)
+
+    def native_write(self, path: str) -> None:
+        """Native code in this process opened `path` for writing: recorded when its content
+        settles, unless a hook watches it already."""
+        if path in self._watches or path in self._settled:
+            return
+        self._watches[path] = _Watch(Record("write", path), None)
+        if self._worker is None:
+            self._start_worker()
+
+    def native_delete(self, path: str, key: StatKey) -> None:
+        """Native code in this process removed `path`, last at version `key`."""
+        watch = self._watches.pop(path, None) or self._settled.pop(path, None)
+        if watch is not None and watch.seen is None:
+            return  # made and removed between two flushes: a temporary file, no data
+        self._queue(Record("delete", path, key))
+
     def finished(self, record: Record) -> None:
         """A record complete as it is (an object-store operation): a span at the next flush."""
         self._ready.append(record)
@@ -439,9 +468,12 @@ class Recorder:
         return done > 0
 
     def _collect(self, *, final: bool) -> None:
-        self._check_watches(final=final)
+        # Sources first: one that reports after the fact (native code's opens) hands the
+        # recorder reads to identify and writes to watch, which the lines after see.
         for source in self.sources:
             self._ready.extend(source(final))
+        self._identify_new()
+        self._check_watches(final=final)
 
     def _check_watches(self, *, final: bool) -> None:
         """Record writes whose content settled (unchanged over one flush), or all at exit."""

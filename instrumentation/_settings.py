@@ -32,6 +32,7 @@ class Settings:
     stamp: bool = True  # stamp local files, and look for stamps on local reads
     stamp_objects: bool = False  # stamp S3 and GCS objects (their user metadata): opt-in
     preload: bool = True  # record what non-Python children do, through the LD_PRELOAD library
+    native: bool = True  # record native code's opens in this process (GOT patching)
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -49,4 +50,5 @@ class Settings:
             stamp_objects=(_flag(environment.CLEW_STAMP)
                            and _flag(environment.CLEW_STAMP_OBJECTS, default="0")),
             preload=_flag(environment.CLEW_PRELOAD),
+            native=_flag(environment.CLEW_NATIVE, default="1"),
         )

@@ -68,6 +68,11 @@ CLEW_PRELOAD: Final = "CLEW_PRELOAD"
 an instrumented Python (cp, tar, a shell pipeline, a compiled tool), so their file reads,
 writes, renames and deletes are recorded under their exec span; `0` to leave them opaque."""
 
+CLEW_NATIVE: Final = "CLEW_NATIVE"
+"""`1` (default) to also record the files native code inside the Python process opens (a C,
+C++ or Rust library no clew hook names), by redirecting the loaded libraries' calls to libc's
+open family to clew's wrappers; `0` to leave them unrecorded (docs/architecture.md)."""
+
 CLEW_PRELOAD_DIR: Final = "CLEW_PRELOAD_DIR"
 """Set by clew in such a program's environment: where its LD_PRELOAD library writes its records
 (read by the process that started the program)."""
