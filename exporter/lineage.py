@@ -17,8 +17,8 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
   it), keyed by a 64-bit hash of the digest: "which run wrote this content" reads 8 bytes a
   write for a large set of digests and finds a few in the primary key.
 - `clew_links`, `clew_run_inputs`: per run, the inputs some run may have produced, and its
-  inputs per directory with the processes that read them; filled by clew's ingest (links.py), not by views, and rebuilt with
-  the others.
+  inputs per directory with the processes that read them; filled by clew's ingest
+  (links.py), not by views, and rebuilt with the others.
 
 Attribute values are read the way the Collector writes them (ints as decimal strings, arrays
 as JSON; rotel's OTLP JSON arrays too), and both span-kind and status spellings are accepted.
