@@ -22,9 +22,15 @@ Upstream, the inputs of a run that no run produced (raw data) are many: a traini
 a dataset of 100,000 files. A directory from which a run read more than `GROUP_ABOVE` of them
 is one node (`files` says how many it stands for), unless the caller asks for every file.
 
+A read edge names the processes of the reading run that made it (pid, rank, DataLoader
+worker, from clew_io's rows of the read): from the run's listing, which clew_run_inputs keeps
+with them, or, for the reads the listing does not name alone (downstream, or a file on the
+walk's path inside a directory of many), one lookup per level by URI.
+
 The result is a node-link graph, `--format json` schema 1:
 `{"nodes": [{"id", "kind": "artifact"|"run", ...}], "edges": [{"source", "target",
-"kind": "read"|"wrote", "evidence": "stamp"|"digest"|"version"|"etag"|"uri+time"}]}`.
+"kind": "read"|"wrote", "evidence": "stamp"|"digest"|"version"|"etag"|"uri+time",
+"readers": [{"pid", "rank", "worker"}], "reader_count"}]}`.
 """
 
 from __future__ import annotations
@@ -120,9 +126,14 @@ class Reader:
     @property
     def label(self) -> str:
         """"rank 1, DataLoader worker 0, pid 4242", of what is known."""
-        return ", ".join([f"rank {self.rank}"] * (self.rank is not None)
-                         + [f"DataLoader worker {self.worker}"] * (self.worker is not None)
-                         + [f"pid {self.pid}"] * (self.pid is not None))
+        parts = []
+        if self.rank is not None:
+            parts.append(f"rank {self.rank}")
+        if self.worker is not None:
+            parts.append(f"DataLoader worker {self.worker}")
+        if self.pid is not None:
+            parts.append(f"pid {self.pid}")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
