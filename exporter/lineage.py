@@ -349,8 +349,7 @@ WHERE Operation IN {OUTPUT_OPERATIONS!r}""",
     Files UInt64,
     Bytes Int64,
     Strength UInt8,
-    Items Array(Tuple(String, String, String, String, Int64, Array(Tuple(Int32, Int32, UInt32)),
-                      UInt64)),
+    Items Array(Tuple(String, String, String, String, Int64)),
     Readers Array(Tuple(Int32, Int32, UInt32)),
     ReaderCount UInt64
 ) ENGINE = {engine(options, "ReplacingMergeTree")} ORDER BY (RunId, Dir)

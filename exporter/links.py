@@ -116,24 +116,22 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
     `%(runs)s` and directory, how many distinct artifact versions it read (`written`: wrote)
     there, their total size, the weakest identity any carries (0 URI only, 1 ETag, 2
     version, 3 digest), when there are at most `group_above` (None: always), each (Uri,
-    Digest, Version, ETag, Size, Readers, ReaderCount), and the processes that did it there
-    (as PROCESSES_SQL gives them: at most MAX_READERS, and how many in all)."""
+    Digest, Version, ETag, Size), and the processes that did it there (PROCESSES_SQL's, at
+    most MAX_READERS) and their number. Not per artifact: that costs a GROUP BY of every
+    read (2-4 times the time), and most directories are read by one process."""
     source = f"{outputs_sql(options) if written else reads_sql(options)} WHERE"
     # groupUniqArray's cap is a literal: one more than a small directory can hold
     every, capped = ("1", "groupUniqArray") if group_above is None else (
         f"Files <= {int(group_above)}", f"groupUniqArray({int(group_above) + 1})")
     return (
-        "WITH groupUniqArrayArray(Processes) AS InDir "
-        "SELECT RunId, replaceRegexpOne(Uri, '[^/]*$', '') AS Dir, count() AS Files, "
-        "arraySum(x -> greatest(x.2, 0), groupUniqArray((Uri, MaxSize))) AS Bytes, "
+        "SELECT RunId, replaceRegexpOne(Uri, '[^/]*$', '') AS Dir, "
+        "uniqExact(Uri, Digest, Version, ETag) AS Files, "
+        "arraySum(x -> greatest(x.2, 0), groupUniqArray((Uri, Size))) AS Bytes, "
         "min(multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0)) AS Strength, "
-        f"if({every}, {capped}((Uri, Digest, Version, ETag, MaxSize, "
-        f"arraySlice(Processes, 1, {MAX_READERS}), length(Processes))), []) AS Items, "
-        f"arraySlice(arraySort(InDir), 1, {MAX_READERS}) AS Readers, "
-        "length(InDir) AS ReaderCount "
-        "FROM (SELECT RunId, Uri, Digest, Version, ETag, max(Size) AS MaxSize, "
-        f"{PROCESSES_SQL} AS Processes FROM {source} RunId IN %(runs)s "
-        "GROUP BY RunId, Uri, Digest, Version, ETag) "
+        f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items, "
+        f"arraySlice({PROCESSES_SQL} AS Processes, 1, {MAX_READERS}) AS Readers, "
+        "length(Processes) AS ReaderCount "
+        f"FROM {source} RunId IN %(runs)s "
         "GROUP BY RunId, Dir"
     )
 

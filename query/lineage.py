@@ -23,9 +23,9 @@ a dataset of 100,000 files. A directory from which a run read more than `GROUP_A
 is one node (`files` says how many it stands for), unless the caller asks for every file.
 
 A read edge names the processes of the reading run that made it (pid, rank, DataLoader
-worker, from clew_io's rows of the read): from the run's listing, which clew_run_inputs keeps
-with them, or, for the reads the listing does not name alone (downstream, or a file on the
-walk's path inside a directory of many), one lookup per level by URI.
+worker, from clew_io's rows of the read). The run's listing (kept in clew_run_inputs) has
+them per directory: a directory one process read from names it on each of its files; the
+reads of other directories, and downstream ones, are looked up by URI, one query a level.
 
 The result is a node-link graph, `--format json` schema 1:
 `{"nodes": [{"id", "kind": "artifact"|"run", ...}], "edges": [{"source", "target",
@@ -277,7 +277,8 @@ def resolve(name: str) -> Artifact:
 @dataclass
 class _Listing:
     """What one run read or wrote: its artifacts, its directories of many (each with the
-    weakest evidence among them), and, for reads, the processes that read each, by node id."""
+    weakest evidence among them), and, for reads, the processes that read each, by node id
+    (an artifact's: one entry for each of its read records' identities)."""
 
     artifacts: list[Artifact] = field(default_factory=list)
     groups: list[tuple[Node, str]] = field(default_factory=list)
@@ -465,32 +466,45 @@ class _Tables(Tables):
                               runs=rest)
         role = "written" if written else "read"
         result: dict[str, _Listing] = {}
+        # the reads of a directory several processes read from, to look up one by one
+        shared: dict[_ReadKey, str] = {}
         for run, directory, count, size, weakest, items, readers, reader_count in sorted(
                 rows, key=lambda r: r[:2]):
             listed = result.setdefault(run, _Listing())
-            for *identities, processes, total in items:
+            for item in items:
                 # what a run wrote names it as its producer
-                artifact = Artifact(*identities, producer=run if written else "")
+                artifact = Artifact(*item, producer=run if written else "")
                 listed.artifacts.append(artifact)
-                listed.processes.setdefault(artifact.id, []).append((processes, total))
+                if reader_count == 1:  # that process read each of them
+                    listed.processes.setdefault(artifact.id, []).append((readers, 1))
+                else:
+                    shared[(run, *item[:4])] = artifact.id
             if not items:
                 group = Node(id=f"{directory}?{role}-by={run}", kind="artifact",
                              uri=directory, size=size, files=count)
                 listed.groups.append((group, _STRENGTHS[weakest]))
                 listed.processes[group.id] = [(readers, reader_count)]
+        if not written:
+            for key, processes in self.processes(set(shared)).items():
+                result[key[0]].processes.setdefault(shared[key], []).append(processes)
         return result
 
     def processes(self, keys: set[_ReadKey]) -> dict[_ReadKey, _Processes]:
-        """The processes that made each of the reads `keys` name."""
+        """The processes that made each of the reads `keys` name: looked up by URI, or, for
+        more URIs than one statement binds, by their directories (a scan of the runs'
+        reads there, cheaper than many lookups by URI)."""
         uris = sorted({key[1] for key in keys})
-        runs = sorted({key[0] for key in keys})
+        column, values = "Uri", uris
+        if len(uris) > _CHUNK:
+            column = "replaceRegexpOne(Uri, '[^/]*$', '')"
+            values = sorted({uri[:uri.rfind("/") + 1] for uri in uris})
         found: dict[_ReadKey, _Processes] = {}
-        for start in range(0, len(uris), _CHUNK):
+        for start in range(0, len(values), _CHUNK):
             for *key, processes in self.rows(
                 f"SELECT RunId, Uri, Digest, Version, ETag, {PROCESSES_SQL} FROM {self.reads} "
-                "WHERE RunId IN %(runs)s AND Uri IN %(uris)s "
+                f"WHERE RunId IN %(runs)s AND {column} IN %(values)s "
                 "GROUP BY RunId, Uri, Digest, Version, ETag",
-                runs=runs, uris=uris[start:start + _CHUNK],
+                runs=sorted({key[0] for key in keys}), values=values[start:start + _CHUNK],
             ):
                 if tuple(key) in keys:
                     found[tuple(key)] = (processes, len(processes))
