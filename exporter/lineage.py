@@ -4,7 +4,8 @@ They derive from the Collector's table alone, so they fill the same whether rows
 clew's ingest or from an OpenTelemetry Collector writing clew's spans:
 
 - `clew_io`: one row per I/O record (batched spans exploded back into one row per artifact),
-  ordered by URI and indexed by digest and run, for lineage lookups.
+  with the process that did it (pid, rank, DataLoader worker), ordered by URI and indexed by
+  digest and run, for lineage lookups.
 - `clew_runs`: one row per run, from its root span; until that arrives (it never does when
   the run was killed with SIGKILL), from the run's other clew spans, with no status or exit
   code and `StatusCode` empty.
@@ -16,8 +17,8 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
   it), keyed by a 64-bit hash of the digest: "which run wrote this content" reads 8 bytes a
   write for a large set of digests and finds a few in the primary key.
 - `clew_links`, `clew_run_inputs`: per run, the inputs some run may have produced, and its
-  inputs per directory; filled by clew's ingest (links.py), not by views, and rebuilt with
-  the others.
+  inputs per directory with the processes that read them; filled by clew's ingest
+  (links.py), not by views, and rebuilt with the others.
 
 Attribute values are read the way the Collector writes them (ints as decimal strings, arrays
 as JSON; rotel's OTLP JSON arrays too), and both span-kind and status spellings are accepted.
@@ -48,7 +49,7 @@ LINKS_TABLE = "clew_links"
 RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 9
+LINEAGE_VERSION = 10
 # clew_runs keeps, of a run's rows, the one with the largest `Precedence`: its root span's,
 # else the one from the earliest other spans (each insert block's give one row).
 _ROOT_PRECEDENCE = "toUInt64(18446744073709551615)"
@@ -135,6 +136,7 @@ SELECT
     ServiceName,
     toUInt32OrZero({_attribute(attr.PROCESS_PID)}) AS Pid,
     toInt32OrDefault(ResourceAttributes['{attr.PROVENANCE_RANK}'], toInt32(-1)) AS Rank,
+    toInt32OrDefault(ResourceAttributes['{attr.PROVENANCE_WORKER_ID}'], toInt32(-1)) AS Worker,
     {_attribute(attr.PROVENANCE_IO_OPERATION)} AS Operation,
     Uri,
     Digest,
@@ -248,6 +250,7 @@ def lineage_ddl(options: SchemaOptions) -> list[str]:
     ServiceName LowCardinality(String),
     Pid UInt32,
     Rank Int32,
+    Worker Int32,
     Operation LowCardinality(String),
     Uri String,
     Digest String,
@@ -346,7 +349,9 @@ WHERE Operation IN {OUTPUT_OPERATIONS!r}""",
     Files UInt64,
     Bytes Int64,
     Strength UInt8,
-    Items Array(Tuple(String, String, String, String, Int64))
+    Items Array(Tuple(String, String, String, String, Int64)),
+    Readers Array(Tuple(Int32, Int32, UInt32)),
+    ReaderCount UInt64
 ) ENGINE = {engine(options, "ReplacingMergeTree")} ORDER BY (RunId, Dir)
 COMMENT '{_COMMENT}'""",
     ]

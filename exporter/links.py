@@ -48,6 +48,11 @@ GROUP_ABOVE = 50
 # What a run copied or renamed it also read: the source, with the identities the copy record
 # carries (a copy holds the source's content; an object's version is the destination's own).
 COPY_OPERATIONS = ("copy", "rename")
+# The processes that made a group of clew_io rows, each (Rank, Worker, Pid) (-1: no rank, no
+# DataLoader worker; 0: no pid), in that order; lineage names at most MAX_READERS of them on
+# an edge, with their number.
+PROCESSES_SQL = "arraySort(groupUniqArray((Rank, Worker, Pid)))"
+MAX_READERS = 16
 
 
 def reads_sql(options: SchemaOptions) -> str:
@@ -107,11 +112,13 @@ def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> st
 
 def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: bool = False
                   ) -> str:
-    """SELECT RunId, Dir, Files, Bytes, Strength, Items: per run of `%(runs)s` and
-    directory, how many distinct artifact versions it read (`written`: wrote) there, their
-    total size, the weakest identity any carries (0 URI only, 1 ETag, 2 version, 3 digest)
-    and, when there are at most `group_above` (None: always), each (Uri, Digest, Version,
-    ETag, Size)."""
+    """SELECT RunId, Dir, Files, Bytes, Strength, Items, Readers, ReaderCount: per run of
+    `%(runs)s` and directory, how many distinct artifact versions it read (`written`: wrote)
+    there, their total size, the weakest identity any carries (0 URI only, 1 ETag, 2
+    version, 3 digest), when there are at most `group_above` (None: always), each (Uri,
+    Digest, Version, ETag, Size), and the processes that did it there (PROCESSES_SQL's, at
+    most MAX_READERS) and their number. Not per artifact: that costs a GROUP BY of every
+    read (2-4 times the time), and most directories are read by one process."""
     source = f"{outputs_sql(options) if written else reads_sql(options)} WHERE"
     # groupUniqArray's cap is a literal: one more than a small directory can hold
     every, capped = ("1", "groupUniqArray") if group_above is None else (
@@ -121,7 +128,9 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
         "uniqExact(Uri, Digest, Version, ETag) AS Files, "
         "arraySum(x -> greatest(x.2, 0), groupUniqArray((Uri, Size))) AS Bytes, "
         "min(multiIf(Digest != '', 3, Version != '', 2, ETag != '', 1, 0)) AS Strength, "
-        f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items "
+        f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items, "
+        f"arraySlice({PROCESSES_SQL} AS Processes, 1, {MAX_READERS}) AS Readers, "
+        "length(Processes) AS ReaderCount "
         f"FROM {source} RunId IN %(runs)s "
         "GROUP BY RunId, Dir"
     )

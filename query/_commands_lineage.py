@@ -15,7 +15,7 @@ from ._commands_store import open_store
 from ._output import CliContext, json_option, shown_uri, write_json
 from .checks import contamination, staleness
 from .diff import CAUSES, RunDiff, diff
-from .lineage import GROUP_ABOVE, MAX_DEPTH, Graph, Node, impact, lineage
+from .lineage import GROUP_ABOVE, MAX_DEPTH, Edge, Graph, Node, impact, lineage, readers_label
 
 
 def _label(obj: CliContext, node: Node) -> str:
@@ -34,22 +34,25 @@ def _label(obj: CliContext, node: Node) -> str:
 def _tree(obj: CliContext, graph: Graph, upstream: bool) -> Tree:
     """The graph as a tree from its root; a node already shown is not expanded again."""
     nodes = {node.id: node for node in graph.nodes}
-    children: dict[str, list[tuple[str, str]]] = {}
+    children: dict[str, list[tuple[str, Edge]]] = {}
     for edge in graph.edges:
         parent, child = (edge.target, edge.source) if upstream else (edge.source, edge.target)
-        children.setdefault(parent, []).append((child, edge.evidence))
+        children.setdefault(parent, []).append((child, edge))
     tree = Tree(_label(obj, nodes[graph.root]))
     shown = {graph.root}
 
     def grow(branch: Tree, node_id: str) -> None:
-        for child, evidence in children.get(node_id, []):
-            weak = " [yellow](by uri+time: weak)[/yellow]" if evidence == "uri+time" else ""
+        for child, edge in children.get(node_id, []):
+            notes = " [yellow](by uri+time: weak)[/yellow]" if edge.evidence == "uri+time" else ""
+            processes = readers_label(edge)
+            if processes:
+                notes += f" [dim](read by {escape(processes)})[/dim]"
             if child in shown:
                 # e.g. a run that read what its own subprocess wrote
-                branch.add(f"[dim]{_label(obj, nodes[child])} (shown above)[/dim]{weak}")
+                branch.add(f"[dim]{_label(obj, nodes[child])} (shown above)[/dim]{notes}")
                 continue
             shown.add(child)
-            grow(branch.add(_label(obj, nodes[child]) + weak), child)
+            grow(branch.add(_label(obj, nodes[child]) + notes), child)
 
     grow(tree, graph.root)
     return tree

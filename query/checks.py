@@ -7,7 +7,7 @@ with the files as they are now:
   equals a test file's (so a test file copied or renamed into the training data is caught),
   or whose URI is a test file or lies under a test directory (a test file a run copied is an
   input of that run, so a recorded copy is caught whatever its content); each finding names
-  the runs that read it;
+  the runs that read it and their processes (rank, DataLoader worker, pid);
 - staleness: an upstream local input whose current content differs from the content the
   model was built from (or that no longer exists); an upstream input elsewhere (an object)
   whose URI the store shows holding other content after it was last seen as the input
@@ -21,11 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.exporter.schema import SchemaOptions
 from clew.instrumentation._paths import file_uri, path_of_file_uri
-from clew.semconv import attributes as attr
 
-from .lineage import IDENTITY_SQL, Artifact, Graph, Tables, lineage, resolve
+from .lineage import (
+    IDENTITY_SQL,
+    Artifact,
+    Edge,
+    Graph,
+    Tables,
+    lineage,
+    readers_label,
+    resolve,
+)
 
 
 @dataclass
@@ -41,18 +49,30 @@ class Finding:
     read_by: list[str] = field(default_factory=list)
 
 
-def _inputs(graph: Graph) -> dict[Artifact, list[str]]:
-    """Every artifact version some run upstream read, with the runs that read it."""
-    readers: dict[str, list[str]] = {}
+def _inputs(graph: Graph) -> dict[Artifact, list[Edge]]:
+    """Every artifact version some run upstream read, with its reads (by run)."""
+    reads: dict[str, list[Edge]] = {}
     for edge in graph.edges:
         if edge.kind == "read":
-            readers.setdefault(edge.source, []).append(edge.target)
-    found: dict[Artifact, list[str]] = {}
+            reads.setdefault(edge.source, []).append(edge)
+    found: dict[Artifact, list[Edge]] = {}
     for node in graph.nodes:
-        if node.id in readers:
+        if node.id in reads:
             artifact = Artifact(node.uri, node.digest, node.version, node.etag, node.size)
-            found[artifact] = sorted({*found.get(artifact, []), *readers[node.id]})
-    return dict(sorted(found.items(), key=lambda item: (item[0].uri, item[0].digest)))
+            found.setdefault(artifact, []).extend(reads[node.id])
+    return {artifact: sorted(edges, key=lambda edge: edge.target)
+            for artifact, edges in sorted(found.items(),
+                                          key=lambda item: (item[0].uri, item[0].digest))}
+
+
+def _read_by(reads: list[Edge]) -> str:
+    """The runs of `reads`, each with the processes that read: "run 1a2b3c4d5e6f (rank 1,
+    DataLoader worker 0, pid 4242)", as the records have them."""
+    named = []
+    for edge in reads:
+        processes = readers_label(edge)
+        named.append(f"run {edge.target[:12]}" + (f" ({processes})" if processes else ""))
+    return "read by " + ", ".join(named)
 
 
 @dataclass
@@ -100,31 +120,6 @@ def _test_files(paths: list[str], tables: Tables) -> _TestSet:
     return found
 
 
-def _readers(tables: Tables, uri: str, runs: list[str]) -> str:
-    """`runs`, each with the processes of it that read `uri`: "run 1a2b3c4d5e6f (rank 1,
-    DataLoader worker 0, pid 4242)", as the records have them."""
-    traces = qualified_name(tables.options, tables.options.traces_table)
-    processes: dict[str, set[tuple[int, str, int]]] = {}
-    for run, pid, rank, worker in tables.rows(
-        f"SELECT r.RunId, r.Pid, r.Rank, t.ResourceAttributes['{attr.PROVENANCE_WORKER_ID}'] "
-        f"FROM (SELECT DISTINCT RunId, SpanId, Pid, Rank FROM {tables.reads} "
-        "WHERE Uri = %(uri)s AND RunId IN %(runs)s) AS r LEFT JOIN (SELECT TraceId, SpanId, "
-        f"ResourceAttributes FROM {traces} WHERE TraceId IN %(runs)s) AS t "
-        "ON t.TraceId = r.RunId AND t.SpanId = r.SpanId", uri=uri, runs=runs,
-    ):
-        processes.setdefault(run, set()).add((rank, worker, pid))
-    named = []
-    for run in runs:
-        labels = []
-        for rank, worker, pid in sorted(processes.get(run, ())):
-            parts = ([f"rank {rank}"] if rank >= 0 else []) + (
-                [f"DataLoader worker {worker}"] if worker else []) + ([f"pid {pid}"] if pid else [])
-            labels.append(", ".join(parts))
-        shown = "; ".join(label for label in labels if label)
-        named.append(f"run {run[:12]}" + (f" ({shown})" if shown else ""))
-    return ", ".join(named)
-
-
 def contamination(
     client: Any, model: str, tests: list[str], *, options: SchemaOptions | None = None
 ) -> list[Finding]:
@@ -137,9 +132,10 @@ def contamination(
     )
     findings = []
     graph = lineage(client, model, options=options, group_above=None)
-    for artifact, runs in _inputs(graph).items():
+    for artifact, reads in _inputs(graph).items():
         uri, digest = artifact.uri, artifact.digest
-        read_by = f"read by {_readers(tables, uri, runs)}"
+        runs = sorted({edge.target for edge in reads})
+        read_by = _read_by(reads)
         if uri in test_set.uris or uri.startswith(prefixes):
             findings.append(Finding("test-data", uri, digest, "uri",
                                     f"a test file itself, {read_by}", runs))

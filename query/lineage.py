@@ -22,14 +22,21 @@ Upstream, the inputs of a run that no run produced (raw data) are many: a traini
 a dataset of 100,000 files. A directory from which a run read more than `GROUP_ABOVE` of them
 is one node (`files` says how many it stands for), unless the caller asks for every file.
 
+A read edge names the processes of the reading run that made it (pid, rank, DataLoader
+worker, from clew_io's rows of the read). The run's listing (kept in clew_run_inputs) has
+them per directory: a directory one process read from names it on each of its files; the
+reads of other directories, and downstream ones, are looked up by URI, one query a level.
+
 The result is a node-link graph, `--format json` schema 1:
 `{"nodes": [{"id", "kind": "artifact"|"run", ...}], "edges": [{"source", "target",
-"kind": "read"|"wrote", "evidence": "stamp"|"digest"|"version"|"etag"|"uri+time"}]}`.
+"kind": "read"|"wrote", "evidence": "stamp"|"digest"|"version"|"etag"|"uri+time",
+"readers": [{"pid", "rank", "worker"}], "reader_count"}]}`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,8 @@ from clew.exporter.lineage import (
 )
 from clew.exporter.links import (
     GROUP_ABOVE,
+    MAX_READERS,
+    PROCESSES_SQL,
     artifacts_sql,
     candidates_sql,
     outputs_sql,
@@ -106,11 +115,68 @@ class Node:
 
 
 @dataclass(frozen=True)
+class Reader:
+    """A process that made a read: its pid, its distributed rank and its DataLoader worker
+    id, each where the records have it (None otherwise)."""
+
+    pid: int | None
+    rank: int | None
+    worker: int | None
+
+    @property
+    def label(self) -> str:
+        """"rank 1, DataLoader worker 0, pid 4242", of what is known."""
+        parts = []
+        if self.rank is not None:
+            parts.append(f"rank {self.rank}")
+        if self.worker is not None:
+            parts.append(f"DataLoader worker {self.worker}")
+        if self.pid is not None:
+            parts.append(f"pid {self.pid}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Edge:
+    """A run read an artifact (`source` the artifact's id, `target` the run's) or wrote one
+    (`source` the run's). A read names the reading run's processes that made it, at most
+    MAX_READERS of them in order of rank, worker and pid, and `reader_count`, how many did
+    (0: the records name none)."""
+
     source: str
     target: str
     kind: str
     evidence: str
+    readers: tuple[Reader, ...] = field(default=(), compare=False)
+    reader_count: int = field(default=0, compare=False)
+
+
+# The processes of one group of reads (PROCESSES_SQL's (Rank, Worker, Pid) tuples), and how
+# many there are (more than listed when the store listed at most MAX_READERS).
+_Processes = tuple[list[tuple[int, int, int]], int]
+# A read as a run made it: (run, URI, digest, version, ETag).
+_ReadKey = tuple[str, str, str, str, str]
+
+
+def _read_edge(source: str, run: str, evidence: str, groups: Iterable[_Processes]) -> Edge:
+    """The edge of `run`'s read of `source`, naming the processes of `groups` (one for each
+    read record it stands for)."""
+    groups = list(groups)
+    union = sorted({process for processes, _ in groups for process in processes})
+    # exact when each group is listed whole; else each one's unlisted processes count too
+    count = len(union) + sum(total - len(processes) for processes, total in groups)
+    readers = tuple(Reader(pid or None, rank if rank >= 0 else None,
+                           worker if worker >= 0 else None)
+                    for rank, worker, pid in union[:MAX_READERS])
+    return Edge(source, run, "read", evidence, readers, count)
+
+
+def readers_label(edge: Edge) -> str:
+    """The processes that made a read: "rank 1, DataLoader worker 0, pid 4242; rank 1,
+    DataLoader worker 1, pid 4243 and 3 more"; "" when the records name none."""
+    shown = "; ".join(label for label in (r.label for r in edge.readers) if label)
+    more = edge.reader_count - len(edge.readers)
+    return shown + (f" and {more} more" if shown and more > 0 else "")
 
 
 @dataclass
@@ -206,6 +272,17 @@ def resolve(name: str) -> Artifact:
         hasher.update_mmap(path)
         digest = "blake3:" + hasher.hexdigest()
     return Artifact(uri, digest)
+
+
+@dataclass
+class _Listing:
+    """What one run read or wrote: its artifacts, its directories of many (each with the
+    weakest evidence among them), and, for reads, the processes that read each, by node id
+    (an artifact's: one entry for each of its read records' identities)."""
+
+    artifacts: list[Artifact] = field(default_factory=list)
+    groups: list[tuple[Node, str]] = field(default_factory=list)
+    processes: dict[str, list[_Processes]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -373,33 +450,65 @@ class _Tables(Tables):
         )
 
     def listing(self, runs: list[str], group_above: int | None, *, written: bool = False,
-                linked: frozenset[str] = frozenset()
-                ) -> dict[str, tuple[list[Artifact], list[tuple[Node, str]]]]:
+                linked: frozenset[str] = frozenset()) -> dict[str, _Listing]:
         """Per run, what it read (`written`: wrote): one Artifact per distinct artifact
         version, except that those in a directory with more than `group_above` of them are
-        one Node, with the weakest evidence any of them carries. The inputs of the `linked`
-        runs are kept in clew_run_inputs."""
+        one Node, with the weakest evidence any of them carries; for reads, the processes
+        that made each. The inputs of the `linked` runs are kept in clew_run_inputs."""
         kept = sorted(linked) if group_above == GROUP_ABOVE and not written else []
         rows = self.rows(
-            f"SELECT RunId, Dir, Files, Bytes, Strength, Items FROM {self.run_inputs} FINAL "
+            f"SELECT RunId, Dir, Files, Bytes, Strength, Items, Readers, ReaderCount "
+            f"FROM {self.run_inputs} FINAL "
             "WHERE RunId IN %(runs)s", runs=kept) if kept else []
         rest = [run for run in runs if run not in kept]
         if rest:
             rows += self.rows(artifacts_sql(self.options, group_above, written=written),
                               runs=rest)
         role = "written" if written else "read"
-        result: dict[str, tuple[list[Artifact], list[tuple[Node, str]]]] = {}
-        for run, directory, count, size, weakest, items in sorted(rows, key=lambda r: r[:2]):
-            artifacts, groups = result.setdefault(run, ([], []))
-            if items:
+        result: dict[str, _Listing] = {}
+        # the reads of a directory several processes read from, to look up one by one
+        shared: dict[_ReadKey, str] = {}
+        for run, directory, count, size, weakest, items, readers, reader_count in sorted(
+                rows, key=lambda r: r[:2]):
+            listed = result.setdefault(run, _Listing())
+            for item in items:
                 # what a run wrote names it as its producer
-                artifacts.extend(Artifact(*item, producer=run if written else "")
-                                 for item in items)
-            else:
-                groups.append((Node(id=f"{directory}?{role}-by={run}", kind="artifact",
-                                    uri=directory, size=size, files=count),
-                               _STRENGTHS[weakest]))
+                artifact = Artifact(*item, producer=run if written else "")
+                listed.artifacts.append(artifact)
+                if reader_count == 1:  # that process read each of them
+                    listed.processes.setdefault(artifact.id, []).append((readers, 1))
+                else:
+                    shared[(run, *item[:4])] = artifact.id
+            if not items:
+                group = Node(id=f"{directory}?{role}-by={run}", kind="artifact",
+                             uri=directory, size=size, files=count)
+                listed.groups.append((group, _STRENGTHS[weakest]))
+                listed.processes[group.id] = [(readers, reader_count)]
+        if not written:
+            for key, processes in self.processes(set(shared)).items():
+                result[key[0]].processes.setdefault(shared[key], []).append(processes)
         return result
+
+    def processes(self, keys: set[_ReadKey]) -> dict[_ReadKey, _Processes]:
+        """The processes that made each of the reads `keys` name: looked up by URI, or, for
+        more URIs than one statement binds, by their directories (a scan of the runs'
+        reads there, cheaper than many lookups by URI)."""
+        uris = sorted({key[1] for key in keys})
+        column, values = "Uri", uris
+        if len(uris) > _CHUNK:
+            column = "replaceRegexpOne(Uri, '[^/]*$', '')"
+            values = sorted({uri[:uri.rfind("/") + 1] for uri in uris})
+        found: dict[_ReadKey, _Processes] = {}
+        for start in range(0, len(values), _CHUNK):
+            for *key, processes in self.rows(
+                f"SELECT RunId, Uri, Digest, Version, ETag, {PROCESSES_SQL} FROM {self.reads} "
+                f"WHERE RunId IN %(runs)s AND {column} IN %(values)s "
+                "GROUP BY RunId, Uri, Digest, Version, ETag",
+                runs=sorted({key[0] for key in keys}), values=values[start:start + _CHUNK],
+            ):
+                if tuple(key) in keys:
+                    found[tuple(key)] = (processes, len(processes))
+        return found
 
     def _written_among(self, runs: list[str], rows: list[tuple]) -> list[Artifact]:
         """What `runs` wrote that has the URI or digest of one of the read `rows`."""
@@ -456,12 +565,12 @@ class _Tables(Tables):
         return list(rows)
 
     def readers(self, artifacts: list[Artifact], runs: list[str] | None = None
-                ) -> list[tuple[Artifact, str, str]]:
-        """(artifact, run, evidence) for every run that read one of `artifacts` (as written
-        by its producer): the read names the producer in its stamp, or has the same content
-        digest, object version or ETag, or, for an artifact with none of these, the same URI
-        at or after the write. With `runs`, the artifacts are everything these runs wrote
-        (`artifacts` is not used): only what some run read is fetched."""
+                ) -> list[tuple[Artifact, str, str, _ReadKey]]:
+        """(artifact, run, evidence, read) for every run that read one of `artifacts` (as
+        written by its producer): the read names the producer in its stamp, or has the same
+        content digest, object version or ETag, or, for an artifact with none of these, the
+        same URI at or after the write. With `runs`, the artifacts are everything these runs
+        wrote (`artifacts` is not used): only what some run read is fetched."""
         digests = sorted({a.digest for a in artifacts if a.digest})
         uris = sorted({a.uri for a in artifacts if a.uri})
         by_uri = self._among("Uri", uris, runs, OUTPUT_OPERATIONS, "uris")
@@ -485,7 +594,7 @@ class _Tables(Tables):
                 artifact = artifacts[position]
                 evidence = _read_of(artifact, read)
                 if evidence:
-                    found.append((artifact, run, evidence))
+                    found.append((artifact, run, evidence, (run, uri, digest, version, etag)))
         return found
 
     def run_nodes(self, runs: list[str]) -> list[Node]:
@@ -555,13 +664,14 @@ def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | 
         links = tables.producers(frontier)
         for artifact, run, evidence in links:
             graph.add_edge(Edge(run, artifact.id, "wrote", evidence))
-        new_runs = _add_runs(tables, graph, links, seen_runs)
+        new_runs = _add_runs(tables, graph, {run for _, run, _ in links}, seen_runs)
         if not new_runs:
             break
         candidates, linked = tables.produced_inputs(new_runs)
         listing = tables.listing(new_runs, group_above, linked=frozenset(linked))
+        _add_processes(tables, listing, candidates)
         for run in new_runs:
-            _add_listing(graph, run, listing.get(run, ([], [])), candidates.get(run, []),
+            _add_listing(graph, run, listing.get(run, _Listing()), candidates.get(run, []),
                          upstream=True)
         frontier = [a for run in new_runs for a in candidates.get(run, [])
                     if a not in looked_up]
@@ -584,44 +694,58 @@ def _downstream(tables: _Tables, target: Artifact, depth: int, group_above: int 
         links = tables.readers([target], runs) if level < depth else []
         if runs:
             read: dict[str, list[Artifact]] = {}
-            for artifact, _, _ in links:
+            for artifact, *_ in links:
                 read.setdefault(artifact.producer, []).append(artifact)
             listing = tables.listing(runs, group_above, written=True)
             for run in runs:
-                _add_listing(graph, run, listing.get(run, ([], [])), read.get(run, []),
+                _add_listing(graph, run, listing.get(run, _Listing()), read.get(run, []),
                              upstream=False)
-        for artifact, run, evidence in links:
-            _add_artifact(graph, artifact, Edge(artifact.id, run, "read", evidence))
-        runs = _add_runs(tables, graph, links, seen_runs)
+        processes = tables.processes({key for *_, key in links})
+        edges: dict[tuple[Artifact, str, str], list[_Processes]] = {}
+        for artifact, run, evidence, key in links:
+            edges.setdefault((artifact, run, evidence), []).append(processes.get(key, ([], 0)))
+        for (artifact, run, evidence), groups in edges.items():
+            _add_artifact(graph, artifact, _read_edge(artifact.id, run, evidence, groups))
+        runs = _add_runs(tables, graph, {link[1] for link in links}, seen_runs)
         if not runs:
             break
     return graph
 
 
-def _add_runs(tables: _Tables, graph: Graph, links: list[tuple[Artifact, str, str]],
-              seen: set[str]) -> list[str]:
-    """The runs of `links` not `seen` before, added to the graph (and to `seen`)."""
-    runs = sorted({run for _, run, _ in links} - seen)
+def _add_runs(tables: _Tables, graph: Graph, linked: set[str], seen: set[str]) -> list[str]:
+    """The runs `linked` not `seen` before, added to the graph (and to `seen`)."""
+    runs = sorted(linked - seen)
     seen.update(runs)
     for node in tables.run_nodes(runs):
         graph.add_node(node)
     return runs
 
 
-def _add_listing(graph: Graph, run: str,
-                 listing: tuple[list[Artifact], list[tuple[Node, str]]],
-                 on_path: list[Artifact], *, upstream: bool) -> None:
-    """What `run` read (`upstream`) or wrote, as nodes and edges: its artifacts, and its
-    directories of many; an artifact on the walk's path (it has a producer, or a reader)
-    stands on its own, out of its directory's count."""
-    def edge(node_id: str, evidence: str) -> Edge:
-        return (Edge(node_id, run, "read", evidence) if upstream
-                else Edge(run, node_id, "wrote", evidence))
+def _add_processes(tables: _Tables, listing: dict[str, _Listing],
+                   candidates: dict[str, list[Artifact]]) -> None:
+    """The processes that read the `candidates` (the inputs on the walk's path) that the
+    listing does not name on their own (they are among a directory's many), added to it."""
+    keys = {(run, a.uri, a.digest, a.version, a.etag): a.id
+            for run, artifacts in candidates.items() for a in artifacts
+            if a.id not in listing.get(run, _Listing()).processes}
+    for key, processes in tables.processes(set(keys)).items():
+        listing.setdefault(key[0], _Listing()).processes.setdefault(keys[key], []).append(
+            processes)
 
-    artifacts, groups = listing
-    for artifact in artifacts:
+
+def _add_listing(graph: Graph, run: str, listing: _Listing, on_path: list[Artifact], *,
+                 upstream: bool) -> None:
+    """What `run` read (`upstream`, with the processes that read it) or wrote, as nodes and
+    edges: its artifacts, and its directories of many; an artifact on the walk's path (it
+    has a producer, or a reader) stands on its own, out of its directory's count."""
+    def edge(node_id: str, evidence: str) -> Edge:
+        if upstream:
+            return _read_edge(node_id, run, evidence, listing.processes.get(node_id, []))
+        return Edge(run, node_id, "wrote", evidence)
+
+    for artifact in listing.artifacts:
         _add_artifact(graph, artifact, edge(artifact.id, artifact.evidence))
-    for group, evidence in groups:
+    for group, evidence in listing.groups:
         inside = [a for a in on_path
                   if a.uri.startswith(group.uri) and "/" not in a.uri[len(group.uri):]]
         group.files -= len(inside)

@@ -6,7 +6,8 @@ Workers are forked, spawned or forked by a forkserver (multiprocessing_context),
 without persistent_workers. Persistent workers outlive the loop and are terminated by their
 parent at exit, which torch's own SIGTERM handler turns into an immediate `_exit(0)`: they
 must flush first and still exit quietly. A worker killed with SIGKILL cannot flush; the run
-then fails, and the other worker's records and the main process's are whole.
+then fails, and the other worker's records and the main process's are whole. `clew impact`
+of a data file names, on each run's read of it, the worker (id and pid) that read it.
 """
 
 from __future__ import annotations
@@ -172,3 +173,24 @@ def test_killed_worker_fails_the_run_and_the_rest_is_whole(launches):
     assert root.attributes[attr.ERROR_TYPE] == "RuntimeError"
     # torch says "killed by signal" or "exited unexpectedly", as its checks race.
     assert "DataLoader worker" in root.attributes[attr.PROVENANCE_EXCEPTION_MESSAGE]
+
+
+@pytest.mark.parametrize("mode", MODES, ids=IDS)
+def test_impact_names_the_worker_that_read_the_file(launches, scenario, mode):
+    done, observed = launches
+    said = _said(done[mode].stdout)
+    run = _run_of(observed, said)
+    path = sorted((scenario.workdir / "data").iterdir())[0]
+    # a persistent worker reads the file again in the second epoch: the same process
+    expected = [{"pid": pid, "rank": 0, "worker": worker}
+                for worker, pid, uri in sorted(said) if uri == file_uri(path)]
+    shown = invoke_clew(scenario.home, scenario.workdir, "impact", str(path), "--format",
+                        "json")
+    assert shown.code == 0, shown.err
+    (edge,) = [e for e in shown.json()["edges"] if e["kind"] == "read"
+               and e["target"] == run.trace_id]
+    assert (edge["readers"], edge["reader_count"]) == (expected, 1), edge
+    text = invoke_clew(scenario.home, scenario.workdir, "impact", str(path))
+    (reader,) = expected
+    assert (f"read by rank 0, DataLoader worker {reader['worker']}, pid {reader['pid']}"
+            in text.out), text.out

@@ -27,6 +27,7 @@ from distributed_support import (
 )
 
 from clew.semconv import attributes as attr
+from clew_test_helpers import invoke_clew
 
 pytestmark = pytest.mark.integration
 
@@ -144,13 +145,26 @@ def test_each_file_recorded_once_under_its_rank_and_worker(launches):
 
 
 def test_rank_zero_writes_the_checkpoint(launches, scenario):
-    first, _, observed, _ = launches
+    first, _, observed, ranks_only = launches
     run = _run_of(observed, _said_read(first.stdout))
     checkpoint = file_uri(scenario.workdir / "checkpoint.pt")
     writes = [a for a in run.accesses("write") if a.uri == checkpoint]
     assert len(writes) == 1, writes
     assert writes[0].rank == 0 and writes[0].worker is None
     assert run.process(writes[0].pid).role == "exec"
+    # its lineage names, on each shard's read, the rank and worker that read it
+    shown = invoke_clew(scenario.home, scenario.workdir, "lineage", "checkpoint.pt",
+                        "--format", "json")
+    assert shown.code == 0, shown.err
+    document = shown.json()
+    (producer,) = [e["source"] for e in document["edges"] if e["target"] == document["root"]]
+    (said,) = [said for said in map(_said_read, (first.stdout, ranks_only.stdout))
+               if _run_of(observed, said).trace_id == producer]
+    readers = {e["source"].split("@")[0]: [(r["rank"], r["worker"], r["pid"])
+                                           for r in e["readers"]]
+               for e in document["edges"] if e["kind"] == "read" and e["target"] == producer}
+    assert {uri: readers.get(uri) for *_, uri in said} == {
+        uri: [(rank, worker, pid)] for rank, worker, pid, uri in said}
 
 
 def test_failed_rank_shows_and_the_others_stay_whole(launches):

@@ -221,6 +221,12 @@ def test_raw_inputs_of_one_directory_are_one_node(dataset):
     make = next(i for i, c in runs.items() if c.endswith("make.py"))
     assert {(group["id"], train, "read"), (made["id"], train, "read"),
             (make, made["id"], "wrote")} <= edges
+    # the directory's edge and that of the shard on the path in it name the one reader
+    readers = {e["source"]: (e["readers"], e["reader_count"]) for e in document["edges"]
+               if e["target"] == train}
+    ((reader,), count) = readers[group["id"]]
+    assert count == 1 and reader["pid"] > 0 and (reader["rank"], reader["worker"]) == (None, None)
+    assert readers[made["id"]] == ([reader], 1)
     code, out, _ = clew(dataset, "lineage", "model.txt")
     assert code == ExitStatus.OK and "shards/ (60 files)" in out
 

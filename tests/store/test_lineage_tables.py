@@ -83,13 +83,13 @@ def test_batched_read_spans_are_exploded_into_one_row_per_file(client, pipeline)
 def test_clew_io_columns_say_who_and_when(client, pipeline):
     run = pipeline.run("train-1")
     found = rows(client, """
-        SELECT io.Pid, io.Rank, io.ServiceName, io.Timestamp >= r.Start,
+        SELECT io.Pid, io.Rank, io.Worker, io.ServiceName, io.Timestamp >= r.Start,
                io.Timestamp <= r.End, io.Version, io.ETag, io.SourceUri
         FROM clew_io AS io JOIN clew_runs AS r ON r.RunId = io.RunId
         WHERE io.RunId = %(run)s""", run=run.run_id)
     assert len(found) == len(run.records)
-    for pid, rank, service, after_start, before_end, version, etag, source in found:
-        assert pid > 0 and rank == -1 and service != ""
+    for pid, rank, worker, service, after_start, before_end, version, etag, source in found:
+        assert pid > 0 and rank == -1 and worker == -1 and service != ""
         assert after_start and before_end
         assert (version, etag, source) == ("", "", "")  # local files have none
 
@@ -212,7 +212,9 @@ def _spans(exit_code: int | None, status: int) -> list[dict]:
     ]
 
 
-RESOURCE = {"service.name": "trainer", "provenance.rank": 1, "host.name": "gpu-7"}
+# A DataLoader worker of rank 1.
+RESOURCE = {"service.name": "trainer", "provenance.rank": 1, "provenance.worker.id": 3,
+            "host.name": "gpu-7"}
 
 
 def _request(exit_code: int | None, status: int) -> dict:
@@ -227,7 +229,8 @@ def _collector_rows(exit_code: int | None, status_name: str) -> list[list]:
     """The spans as the Collector's exporter inserts them: pdata AsString values (compact
     JSON arrays, Go's \\u0026 and \\u003c escapes, decimal ints, `true`), sorted maps, the
     old enum names, DateTime64 as nanoseconds."""
-    resource = {"host.name": "gpu-7", "provenance.rank": "1", "service.name": "trainer"}
+    resource = {"host.name": "gpu-7", "provenance.rank": "1", "provenance.worker.id": "3",
+                "service.name": "trainer"}
 
     def row(span_id, parent, name, offset, attributes, status="STATUS_CODE_UNSET"):
         return [T0 + offset, TRACE, span_id, parent, "", name, "SPAN_KIND_INTERNAL", "trainer",
@@ -291,17 +294,18 @@ def _rotel_rows(exit_code: int | None, status_name: str) -> list[list]:
 
 
 IO_COLUMNS = ("RunId, SpanId, ParentSpanId, toUnixTimestamp64Nano(Timestamp), ServiceName, "
-              "Pid, Rank, Operation, Uri, Digest, Version, ETag, Size, Identity, Count, SourceUri")
+              "Pid, Rank, Worker, Operation, Uri, Digest, Version, ETag, Size, Identity, Count, "
+              "SourceUri")
 RUN_COLUMNS = ("RunId, toUnixTimestamp64Nano(Start), toUnixTimestamp64Nano(End), ServiceName, "
                "Command, StatusCode, ExitCode, ErrorType, GitCommit, GitBranch, GitDirty, "
                "GitDiffDigest, Host, Cwd")
 
 EXPECTED_IO = [
-    (TRACE, READ_SPAN, RUN_SPAN, T0 + 1000, "trainer", 4242, 1, "read", URIS[0], DIGESTS[0],
+    (TRACE, READ_SPAN, RUN_SPAN, T0 + 1000, "trainer", 4242, 1, 3, "read", URIS[0], DIGESTS[0],
      "", "", 10, "content", 1, ""),
-    (TRACE, READ_SPAN, RUN_SPAN, T0 + 1000, "trainer", 4242, 1, "read", URIS[1], DIGESTS[1],
+    (TRACE, READ_SPAN, RUN_SPAN, T0 + 1000, "trainer", 4242, 1, 3, "read", URIS[1], DIGESTS[1],
      "", "", 20, "content", 3, ""),
-    (TRACE, WRITE_SPAN, RUN_SPAN, T0 + 2000, "trainer", 4242, 1, "write",
+    (TRACE, WRITE_SPAN, RUN_SPAN, T0 + 2000, "trainer", 4242, 1, 3, "write",
      "s3://bucket/model.pt", "sha256:" + "4" * 64, "v7", '"abc"', 30, "version", 1, ""),
 ]
 
