@@ -8,9 +8,9 @@ import subprocess
 import blake3
 
 from clew.semconv import attributes as attr
+from clew.semconv.redaction import redact_uri
 
 from ._paths import project_root
-from .redaction import redact_uri
 
 _TIMEOUT = 10.0
 

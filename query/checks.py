@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.exporter.store.schema import SchemaOptions, qualified_name
 from clew.instrumentation._paths import file_uri, path_of_file_uri
 from clew.semconv import attributes as attr
 

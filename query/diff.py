@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from clew.exporter.lineage import OUTPUT_OPERATIONS
-from clew.exporter.links import outputs_sql
-from clew.exporter.schema import SchemaOptions
+from clew.exporter.store.lineage import OUTPUT_OPERATIONS
+from clew.exporter.store.links import outputs_sql
+from clew.exporter.store.schema import SchemaOptions
 
 from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, program_arguments, resolve_run, run_status

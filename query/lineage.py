@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from clew.exporter.lineage import (
+from clew.exporter.store.lineage import (
     IO_TABLE,
     LINKS_TABLE,
     OUTPUT_OPERATIONS,
@@ -44,14 +44,14 @@ from clew.exporter.lineage import (
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
-from clew.exporter.links import (
+from clew.exporter.store.links import (
     GROUP_ABOVE,
     artifacts_sql,
     candidates_sql,
     outputs_sql,
     reads_sql,
 )
-from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.exporter.store.schema import SchemaOptions, qualified_name
 from clew.instrumentation._paths import file_uri
 
 from .runs import iso_utc, run_status
