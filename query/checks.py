@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from clew.exporter.store.schema import SchemaOptions, qualified_name
-from clew.instrumentation._paths import file_uri, path_of_file_uri
 from clew.semconv import attributes as attr
+from clew.semconv.uris import file_uri, path_of_file_uri
 
 from .lineage import IDENTITY_SQL, Artifact, Graph, Tables, lineage, resolve
 

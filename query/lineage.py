@@ -44,16 +44,11 @@ from clew.exporter.store.lineage import (
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
-from clew.exporter.store.links import (
-    GROUP_ABOVE,
-    artifacts_sql,
-    candidates_sql,
-    outputs_sql,
-    reads_sql,
-)
+from clew.exporter.store.links import GROUP_ABOVE, candidates_sql, reads_sql
 from clew.exporter.store.schema import SchemaOptions, qualified_name
-from clew.instrumentation._paths import file_uri
+from clew.semconv.uris import file_uri
 
+from ._relations import artifacts_sql, outputs_sql
 from .runs import iso_utc, run_status
 
 MAX_DEPTH = 50
