@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 
-from clew.instrumentation.redaction import redact_argv
+from clew.semconv.redaction import redact_argv
 
 TRAINING = ["/usr/bin/python3", "train.py", "--config", "configs/base.yaml", "--epochs", "10",
             "--lr", "3e-4", "--data", "s3://bucket/data/train", "--output", "/tmp/out",

@@ -429,7 +429,7 @@ def _the_run(home: Path):  # noqa: ANN202
 
 
 def _uri(path: str) -> str:
-    from clew.instrumentation._paths import file_uri
+    from clew.semconv.uris import file_uri
 
     return file_uri(path)
 

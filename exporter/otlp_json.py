@@ -7,10 +7,19 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .rows import unix_nano
-
 _KINDS = {0: "Unspecified", 1: "Internal", 2: "Server", 3: "Client", 4: "Producer", 5: "Consumer"}
 _STATUS = {0: "Unset", 1: "Ok", 2: "Error"}
+# Where a time is kept in ns since the epoch, ClickHouse's DateTime64(9) ends: 2262, at 2**63 ns.
+TIME_LIMIT = 1 << 63
+
+
+def unix_nano(raw: Any) -> int:
+    """An OTLP JSON time, in ns since the epoch; ValueError outside what DateTime64(9)
+    holds (OTLP's fixed64 is never negative, and the column ends in 2262, at 2**63 ns)."""
+    value = int(raw)
+    if not 0 <= value < TIME_LIMIT:
+        raise ValueError(f"time out of range: {value}")
+    return value
 
 
 def decode_value(value: dict[str, Any]) -> Any:

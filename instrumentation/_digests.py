@@ -14,6 +14,8 @@ from pathlib import Path
 
 import blake3
 
+from clew.semconv.digests import blake3_id
+
 StatKey = tuple[int, int, int, int]
 
 _LARGE = 1 << 20  # below this, one read() of the whole file
@@ -67,7 +69,7 @@ def hash_file(path: str, expected: StatKey) -> str | None:
         return None
     finally:
         os.close(fd)
-    return "blake3:" + hasher.hexdigest()
+    return blake3_id(hasher.hexdigest())
 
 
 class _Memo:

@@ -8,9 +8,10 @@ import subprocess
 import blake3
 
 from clew.semconv import attributes as attr
+from clew.semconv.digests import blake3_id
+from clew.semconv.redaction import redact_uri
 
 from ._paths import project_root
-from .redaction import redact_uri
 
 _TIMEOUT = 10.0
 
@@ -87,6 +88,6 @@ def git_attributes(cwd: str) -> dict:
                     hasher.update(handle.read())
             except OSError:
                 pass
-        attributes[attr.PROVENANCE_VCS_DIFF_DIGEST] = "blake3:" + hasher.hexdigest()
+        attributes[attr.PROVENANCE_VCS_DIFF_DIGEST] = blake3_id(hasher.hexdigest())
         attributes[attr.PROVENANCE_VCS_DIFF_FILES] = changed
     return attributes

@@ -24,8 +24,11 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import blake3
+
+from clew.semconv.digests import blake3_id
 
 _logger = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ Done = Callable[[str | None], None]
 
 def digest(data: bytes | bytearray | memoryview) -> str:
     """`blake3:<hex>` of bytes held whole, on the calling thread."""
-    return "blake3:" + blake3.blake3(data).hexdigest()
+    return blake3_id(blake3.blake3(data).hexdigest())
 
 
 def small(data: bytes | bytearray | memoryview) -> bool:
@@ -197,7 +200,7 @@ class Stream:
             if data is not None and not self.failed:
                 self.hasher.update(data)
             if done is not None:
-                done(None if self.failed else "blake3:" + self.hasher.hexdigest())
+                done(None if self.failed else blake3_id(self.hasher.hexdigest()))
         except Exception as error:  # noqa: BLE001 - never harm the host
             self._fail(error)
 
@@ -214,10 +217,27 @@ class Stream:
         _report(error)
 
 
-def _report(error: BaseException) -> None:
-    from ._lifecycle import current_recorder  # not at import: _lifecycle imports the core
+class _TakesFailures(Protocol):
+    def failed(self, where: str, error: BaseException) -> None: ...
 
-    recorder = current_recorder()
+
+def _no_recorder() -> _TakesFailures | None:
+    return None
+
+
+# Finds the recorder a hashing failure is reported to, when one happens. The lifecycle module,
+# which owns the recorder, sets it: the recorder uses this module, so this one cannot import it.
+_current_recorder: Callable[[], _TakesFailures | None] = _no_recorder
+
+
+def report_failures_to(current_recorder: Callable[[], _TakesFailures | None]) -> None:
+    """Report hashing failures to the recorder `current_recorder()` returns (logged when none)."""
+    global _current_recorder
+    _current_recorder = current_recorder
+
+
+def _report(error: BaseException) -> None:
+    recorder = _current_recorder()
     if recorder is not None:
         recorder.failed("hashing", error)
     else:

@@ -22,7 +22,7 @@ from opentelemetry import trace
 
 from clew.instrumentation.version import __version__
 
-from . import _ranks, _signal_watch
+from . import _hashing, _ranks, _signal_watch
 from ._joining import join_run
 from ._process import ProcessSpan
 from ._recorder import Recorder
@@ -64,6 +64,9 @@ def get_recorder(tracer_provider: trace.TracerProvider | None = None) -> Recorde
 def current_recorder() -> Recorder | None:
     """The recorder if one exists, without creating it."""
     return _recorder
+
+
+_hashing.report_failures_to(current_recorder)
 
 
 def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:

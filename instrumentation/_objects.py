@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import contextvars
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -27,17 +26,14 @@ from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans
+from clew.semconv.uris import GCS, S3, object_uri
 
 from . import _hashing, _records, _stamps
 from ._lifecycle import get_recorder
-from ._paths import quote_uri_path
 from ._records import Record
 from ._recorder import Recorder
 
-S3, GCS = "s3", "gcs"
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
-_URI_SAFE = "/:@!$&()*+,;=~-._"
-_needs_no_quoting = re.compile(f"[A-Za-z0-9{re.escape(_URI_SAFE)}]*").fullmatch
 _FOLDED = ("read", "list")  # one record per object version per process, counts summed
 _SPAN_NAMES = {
     (S3, "read"): spans.SPAN_READ_S3, (S3, "write"): spans.SPAN_WRITE_S3,
@@ -58,14 +54,6 @@ _KEY = (attr.PROVENANCE_OBJECT_KEY, attr.AWS_S3_KEY)
 _enclosing: contextvars.ContextVar[ObjectRecord | None] = contextvars.ContextVar(
     "clew_object_record", default=None
 )
-
-
-def object_uri(store: str, bucket: str, name: str) -> str:
-    """`s3://bucket/key`, `gs://bucket/object`, or `<protocol>://bucket/name` (fsspec)."""
-    scheme = "gs" if store == GCS else store
-    path = f"{bucket}/{name}" if name else bucket
-    # Most keys need no escaping; checking costs a third of quote() on every GET.
-    return f"{scheme}://{path if _needs_no_quoting(path) else quote_uri_path(path)}"
 
 
 def _hex_checksum(algorithm: str, value: str) -> str | None:

@@ -1,16 +1,13 @@
-"""Which local paths clew records, and how a path becomes a canonical URI."""
+"""Which local paths clew records (their URIs: `clew.semconv.uris`)."""
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import re
 import site
-import socket
 import sys
 import sysconfig
 from pathlib import Path
-from urllib.parse import quote, unquote
 
 from clew.semconv import environment
 
@@ -18,52 +15,6 @@ _ALWAYS_EXCLUDED = ("/proc/", "/sys/", "/dev/")
 # The operating system's own files, read by libraries on a program's behalf (timezone and
 # locale data, certificates, /etc/os-release): not the program's data.
 _SYSTEM_FILES = ("/etc/", "/usr/share/", "/usr/lib/", "/usr/lib64/", "/lib/", "/lib64/")
-_HOST = socket.gethostname()
-
-
-_URI_SAFE = "/:@!$&()*+,;=~-._"
-# Characters quote() would encode with _URI_SAFE: most names have none, and a search is a
-# fraction of quote()'s cost.
-_NEEDS_QUOTING = re.compile(r"[^A-Za-z0-9/:@!$&()*+,;=~\-._]").search
-
-
-# A name that is not valid in the filesystem's encoding reaches Python with its undecodable
-# bytes as lone surrogates (os.fsdecode): quoted as os.fsencode would encode them, the URI
-# holds the name's real bytes, percent-encoded, where strict UTF-8 would raise.
-_FS_ENCODING = sys.getfilesystemencoding()
-_FS_ERRORS = sys.getfilesystemencodeerrors()
-
-
-def quote_uri_path(text: str) -> str:
-    """`text` percent-encoded for a URI's path, as the bytes os.fsencode gives; never raises."""
-    try:
-        return quote(text, safe=_URI_SAFE, encoding=_FS_ENCODING, errors=_FS_ERRORS)
-    except UnicodeEncodeError:
-        # A lone surrogate no OS name decodes to (a str made in the program, an object key
-        # in memory): its UTF-16 code unit, UTF-8 encoded, so the URI still names it.
-        return quote(text, safe=_URI_SAFE, errors="surrogatepass")
-
-
-def file_uri(path: str) -> str:
-    """`file://<host>/<absolute path>`, percent-encoded where a URI needs it: the path's
-    bytes on disk, so `path_of_file_uri` gives back the very path."""
-    return f"file://{_HOST}{quote_uri_path(path)}"
-
-
-def path_of_file_uri(uri: str) -> str:
-    """The local path a `file_uri` names (its host is not checked), as os.fsdecode gives it:
-    a name that is not valid UTF-8 comes back with its real bytes."""
-    path = "/" + uri.split("/", 3)[3] if uri.count("/") >= 3 else "/"
-    return unquote(path, encoding=_FS_ENCODING, errors=_FS_ERRORS)
-
-
-def file_uris(directory: str, names: list[str]) -> list[str]:
-    """`file_uri` of each of `names` in `directory`, quoting the directory once."""
-    prefix = file_uri(directory).rstrip("/") + "/"
-    return [
-        prefix + (quote_uri_path(name) if _NEEDS_QUOTING(name) else name)
-        for name in names
-    ]
 
 
 def _globs(variable: str) -> tuple[str, ...]:

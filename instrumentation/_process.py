@@ -26,9 +26,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
+from clew.semconv.redaction import redact_argv, redact_text
 
 from ._git import git_attributes
-from .redaction import redact_argv, redact_text
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 _Role = attr.ProvenanceProcessRoleValues

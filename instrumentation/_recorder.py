@@ -25,6 +25,7 @@ from opentelemetry import trace
 
 from clew.semconv import attributes as attr
 from clew.semconv import environment
+from clew.semconv.redaction import redact_text
 
 from . import _hashing, _records, _stamps
 from ._digests import DigestCache, StatKey, hash_file, stat_key
@@ -32,7 +33,6 @@ from ._paths import PathFilter, is_project_source, project_root
 from ._process import ProcessSpan
 from ._records import Record
 from ._settings import Settings
-from .redaction import redact_text
 
 _logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ A later read, in any run, finds the stamp and links its span to the producer's.
 
 Copies carry stamps along (`shutil.copy2` copies xattrs, S3 CopyObject the metadata), so a
 stamp is evidence only for content it agrees with: the lineage tables credit the producer
-only when the stamp's digest equals the digest the read saw (`clew.exporter.lineage`).
+only when the stamp's digest equals the digest the read saw (`clew.exporter.store.lineage`).
 
 The value is one string, the same in every store: ``00-<trace id>-<span id>-01`` followed by a
 space and ``<algorithm>:<hex>`` when the digest is known.

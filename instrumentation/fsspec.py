@@ -32,12 +32,13 @@ from typing import Any
 import wrapt
 from opentelemetry.instrumentation.utils import unwrap
 
+from clew.semconv.redaction import redact_uri
+
 from . import _fsspec_support, _objects
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import GCS, S3, ObjectRecord
 from ._paths import absolute
-from .redaction import redact_uri
 
 _instruments = ("fsspec >= 2023.1.0",)
 # Operation of each wrapped method, for its sync and async (`_`-prefixed) spelling.

@@ -35,13 +35,13 @@ from opentelemetry.semconv.attributes.exception_attributes import (
 from clew.instrumentation.package import _instruments
 from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
+from clew.semconv.redaction import redact_argv, redact_text
 
 from . import _preload
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import close as close_recording
 from ._lifecycle import get_recorder
 from ._process import child_environment
-from .redaction import redact_argv, redact_text
 
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID, *_preload.CARRIED)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
-from clew.instrumentation._paths import file_uri
+from clew.semconv.uris import file_uri
 
 from ._commands_store import open_store
 from ._output import CliContext

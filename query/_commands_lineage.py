@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from clew.semconv.digests import BLAKE3_PREFIX
+
 from ._commands_store import open_store
 from ._output import CliContext, json_option, shown_uri, write_json
 from .checks import contamination, staleness
@@ -125,7 +127,7 @@ _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 def _short(identity: str) -> str:
     """Digests and commits in one short style, each of several space-separated ones (JSON
     has them whole); other identities (versions, ETags, sizes) and values as they are."""
-    return " ".join(word[:19] + "…" if word.startswith("blake3:") and len(word) > 20
+    return " ".join(word[:19] + "…" if word.startswith(BLAKE3_PREFIX) and len(word) > 20
                     else word[:10] if _COMMIT.fullmatch(word) else word
                     for word in identity.split(" "))
 

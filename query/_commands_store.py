@@ -11,11 +11,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from clew.exporter.ingest import IngestResult, prepare_store
-from clew.exporter.ingest import ingest as ingest_spool
+from clew.exporter.store.ingest import IngestResult, prepare_store
+from clew.exporter.store.ingest import ingest as ingest_spool
 from clew.exporter.spool import spool_directory, spool_sizes
-from clew.exporter.schema import SchemaOptions
-from clew.exporter.store import close, connect, default_url, is_open, parse_url
+from clew.exporter.store.schema import SchemaOptions
+from clew.exporter.store.connection import close, connect, default_url, is_open, parse_url
 
 from ._output import CliContext, json_option, write_json
 from ._rows import ROW_FORMATS, write_rows

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from clew.instrumentation._paths import file_uri
+from clew.semconv.uris import file_uri
 
 
 @dataclasses.dataclass

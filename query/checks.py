@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clew.exporter.schema import SchemaOptions
-from clew.instrumentation._paths import file_uri, path_of_file_uri
+from clew.exporter.store.schema import SchemaOptions
+from clew.semconv.uris import file_uri, path_of_file_uri
 
 from .lineage import (
     IDENTITY_SQL,

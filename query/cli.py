@@ -16,7 +16,7 @@ from typing import IO
 
 import click
 
-from clew.exporter.store import DEFAULT_WAIT, holds_embedded
+from clew.exporter.store.connection import DEFAULT_WAIT, holds_embedded
 from clew.semconv import environment
 
 from ._output import CliContext, PrintableConsole, printable

@@ -16,10 +16,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from clew.exporter.lineage import OUTPUT_OPERATIONS
-from clew.exporter.links import outputs_sql
-from clew.exporter.schema import SchemaOptions
+from clew.exporter.store.lineage import OUTPUT_OPERATIONS
+from clew.exporter.store.schema import SchemaOptions
 
+from ._relations import outputs_sql
 from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, program_arguments, resolve_run, run_status
 
@@ -126,81 +126,85 @@ def arguments_by_name(command: list[str]) -> dict[str, str]:
     return found
 
 
-class _Differ(Tables):
-    def run(self, run_id: str) -> dict[str, Any]:
-        (row,) = self.client.query(
-            f"SELECT {_RUN_COLUMNS} FROM {self.runs} FINAL WHERE RunId = %(run)s",
-            parameters={"run": run_id},
-        ).named_results()
-        return row
+def _run_row(tables: Tables, run_id: str) -> dict[str, Any]:
+    (row,) = tables.client.query(
+        f"SELECT {_RUN_COLUMNS} FROM {tables.runs} FINAL WHERE RunId = %(run)s",
+        parameters={"run": run_id},
+    ).named_results()
+    return row
 
-    def previous(self, run: dict[str, Any]) -> str:
-        """The newest run of the same program that started before `run`."""
-        for run_id, command in self.rows(
-            f"SELECT RunId, Command FROM {self.runs} FINAL "
-            "WHERE toUnixTimestamp64Nano(Start) < %(start)s AND RunId != %(run)s "
-            "ORDER BY Start DESC LIMIT %(limit)s",
-            start=run["StartNs"], run=run["RunId"], limit=_CANDIDATES,
-        ):
-            if program(list(command)) == program(list(run["Command"])):
-                return run_id
+
+def _previous(tables: Tables, run: dict[str, Any]) -> str:
+    """The newest run of the same program that started before `run`."""
+    for run_id, command in tables.rows(
+        f"SELECT RunId, Command FROM {tables.runs} FINAL "
+        "WHERE toUnixTimestamp64Nano(Start) < %(start)s AND RunId != %(run)s "
+        "ORDER BY Start DESC LIMIT %(limit)s",
+        start=run["StartNs"], run=run["RunId"], limit=_CANDIDATES,
+    ):
+        if program(list(command)) == program(list(run["Command"])):
+            return run_id
+    raise LookupError(
+        f"no earlier run of {program(list(run['Command']))} to compare run "
+        f"{run['RunId'][:12]} with: name both runs (`clew runs` lists them)"
+    )
+
+
+def _newest_pair(tables: Tables) -> tuple[str, str, str]:
+    """The newest run that has an earlier run of its program, that earlier run, and,
+    when the newest run of all is the first of its program, a sentence saying so."""
+    found = tables.rows(f"SELECT RunId, Command FROM {tables.runs} FINAL "
+                      "ORDER BY Start DESC LIMIT %(limit)s", limit=_CANDIDATES)
+    if not found:
+        raise LookupError("the store holds no runs yet: run a program under "
+                          "opentelemetry-instrument first")
+    places: dict[str, list[int]] = {}  # each program's runs, newest first
+    for place, (_, command) in enumerate(found):
+        places.setdefault(program(list(command)), []).append(place)
+    newest_id, newest_command = found[0]
+    repeated = [runs for runs in places.values() if len(runs) > 1]
+    if not repeated:
         raise LookupError(
-            f"no earlier run of {program(list(run['Command']))} to compare run "
-            f"{run['RunId'][:12]} with: name both runs (`clew runs` lists them)"
-        )
+            f"no earlier run of {program(list(newest_command))} to compare run "
+            f"{newest_id[:12]} with, nor of any other program: name both runs "
+            "(`clew runs` lists them)")
+    b, a = min(repeated)[:2]  # the program whose newest run is the newest
+    chosen = "" if b == 0 else (
+        f"the newest run, {newest_id[:12]}, is the first run of "
+        f"{program(list(newest_command))}: comparing run {found[b][0][:12]}, the newest "
+        f"run of {program(list(found[b][1]))}, with its previous run")
+    return found[b][0], found[a][0], chosen
 
-    def newest_pair(self) -> tuple[str, str, str]:
-        """The newest run that has an earlier run of its program, that earlier run, and,
-        when the newest run of all is the first of its program, a sentence saying so."""
-        found = self.rows(f"SELECT RunId, Command FROM {self.runs} FINAL "
-                          "ORDER BY Start DESC LIMIT %(limit)s", limit=_CANDIDATES)
-        if not found:
-            raise LookupError("the store holds no runs yet: run a program under "
-                              "opentelemetry-instrument first")
-        places: dict[str, list[int]] = {}  # each program's runs, newest first
-        for place, (_, command) in enumerate(found):
-            places.setdefault(program(list(command)), []).append(place)
-        newest_id, newest_command = found[0]
-        repeated = [runs for runs in places.values() if len(runs) > 1]
-        if not repeated:
-            raise LookupError(
-                f"no earlier run of {program(list(newest_command))} to compare run "
-                f"{newest_id[:12]} with, nor of any other program: name both runs "
-                "(`clew runs` lists them)")
-        b, a = min(repeated)[:2]  # the program whose newest run is the newest
-        chosen = "" if b == 0 else (
-            f"the newest run, {newest_id[:12]}, is the first run of "
-            f"{program(list(newest_command))}: comparing run {found[b][0][:12]}, the newest "
-            f"run of {program(list(found[b][1]))}, with its previous run")
-        return found[b][0], found[a][0], chosen
 
-    def data_files(self, paths: list[str], *runs: str) -> set[str]:
-        """Those of `paths` (relative to the checkout) that the runs read or wrote."""
-        if not paths:
-            return set()
-        return {path for (path,) in self.rows(
-            f"SELECT DISTINCT path FROM {self.io} ARRAY JOIN %(paths)s AS path "
-            "WHERE RunId IN %(runs)s AND endsWith(Uri, concat('/', path))",
-            paths=paths, runs=list(runs))}
+def _data_files(tables: Tables, paths: list[str], *runs: str) -> set[str]:
+    """Those of `paths` (relative to the checkout) that the runs read or wrote."""
+    if not paths:
+        return set()
+    return {path for (path,) in tables.rows(
+        f"SELECT DISTINCT path FROM {tables.io} ARRAY JOIN %(paths)s AS path "
+        "WHERE RunId IN %(runs)s AND endsWith(Uri, concat('/', path))",
+        paths=paths, runs=list(runs))}
 
-    def artifacts(self, a: str, b: str, section: str, operations: tuple[str, ...]) -> list[Change]:
-        """The URIs whose content differs between the two runs' records, in one GROUP BY.
-        Outputs are what each run left in place: a file it wrote and deleted again (a
-        scratch file, `tempfile`'s probe) is no output to compare."""
-        records = outputs_sql(self.options) if section == "output" else self.io
-        changes = []
-        for uri, before, after in self.rows(
-            f"SELECT Uri, arrayStringConcat(arraySort(groupUniqArrayIf(identity, RunId = %(a)s)), "
-            f"' ') AS before, arrayStringConcat(arraySort(groupUniqArrayIf(identity, "
-            f"RunId = %(b)s)), ' ') AS after "
-            f"FROM (SELECT RunId, Uri, {IDENTITY_SQL} AS identity FROM {records} "
-            "WHERE RunId IN (%(a)s, %(b)s) AND Operation IN %(operations)s) "
-            "GROUP BY Uri HAVING before != after ORDER BY Uri",
-            a=a, b=b, runs=[a, b], operations=list(operations),
-        ):
-            kind = "added" if not before else "removed" if not after else "changed"
-            changes.append(Change(section, kind, uri, before, after))
-        return changes
+
+def _artifacts(tables: Tables, a: str, b: str, section: str, operations: tuple[str, ...]
+               ) -> list[Change]:
+    """The URIs whose content differs between the two runs' records, in one GROUP BY.
+    Outputs are what each run left in place: a file it wrote and deleted again (a
+    scratch file, `tempfile`'s probe) is no output to compare."""
+    records = outputs_sql(tables.options) if section == "output" else tables.io
+    changes = []
+    for uri, before, after in tables.rows(
+        f"SELECT Uri, arrayStringConcat(arraySort(groupUniqArrayIf(identity, RunId = %(a)s)), "
+        f"' ') AS before, arrayStringConcat(arraySort(groupUniqArrayIf(identity, "
+        f"RunId = %(b)s)), ' ') AS after "
+        f"FROM (SELECT RunId, Uri, {IDENTITY_SQL} AS identity FROM {records} "
+        "WHERE RunId IN (%(a)s, %(b)s) AND Operation IN %(operations)s) "
+        "GROUP BY Uri HAVING before != after ORDER BY Uri",
+        a=a, b=b, runs=[a, b], operations=list(operations),
+    ):
+        kind = "added" if not before else "removed" if not after else "changed"
+        changes.append(Change(section, kind, uri, before, after))
+    return changes
 
 
 # What names a version of the code without being code.
@@ -257,13 +261,15 @@ def diff(
     Raises:
         LookupError: a run is unknown or ambiguous, or there is no previous run to compare.
     """
-    differ = _Differ(client, options)
+    tables = Tables(client, options)
     chosen = ""
     if run_b is None:
-        run_b, run_a, chosen = differ.newest_pair()
-    b = differ.run(resolve_run(client, run_b, options=options))
-    a = differ.run(resolve_run(client, run_a, options=options) if run_a else differ.previous(b))
-    data = differ.data_files(sorted({*a["DiffFiles"], *b["DiffFiles"]}), a["RunId"], b["RunId"])
+        run_b, run_a, chosen = _newest_pair(tables)
+    b = _run_row(tables, resolve_run(client, run_b, options=options))
+    a = _run_row(tables, resolve_run(client, run_a, options=options) if run_a
+                 else _previous(tables, b))
+    data = _data_files(tables, sorted({*a["DiffFiles"], *b["DiffFiles"]}), a["RunId"],
+                       b["RunId"])
     code = _compare("code", _git(a, data), _git(b, data))
     others = (_compare("package", _packages(a), _packages(b))
               + _compare("argument", _named(a), _named(b))
@@ -280,8 +286,8 @@ def diff(
     return RunDiff(
         a=RunSummary(a["RunId"], iso_utc(a["Start"]), list(a["Command"])),
         b=RunSummary(b["RunId"], iso_utc(b["Start"]), list(b["Command"])),
-        changes=(differ.artifacts(a["RunId"], b["RunId"], "input", ("read",)) + causes
-                 + differ.artifacts(a["RunId"], b["RunId"], "output", OUTPUT_OPERATIONS)
+        changes=(_artifacts(tables, a["RunId"], b["RunId"], "input", ("read",)) + causes
+                 + _artifacts(tables, a["RunId"], b["RunId"], "output", OUTPUT_OPERATIONS)
                  + _compare("outcome", _outcome(a), _outcome(b))),
         chosen=chosen,
     )

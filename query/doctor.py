@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from clew.exporter.spool import spool_directory, spool_files
-from clew.instrumentation.redaction import redact_text
+from clew.semconv.redaction import redact_text
 from clew.semconv import environment
 
 _OTEL_DISTRO = "OTEL_PYTHON_DISTRO"

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-from clew.exporter.lineage import (
+from clew.exporter.store.lineage import (
     IO_TABLE,
     LINKS_TABLE,
     OUTPUT_OPERATIONS,
@@ -51,18 +51,17 @@ from clew.exporter.lineage import (
     RUN_IO_TABLE,
     RUNS_TABLE,
 )
-from clew.exporter.links import (
+from clew.exporter.store.links import (
     GROUP_ABOVE,
     MAX_READERS,
     PROCESSES_SQL,
-    artifacts_sql,
     candidates_sql,
-    outputs_sql,
     reads_sql,
 )
-from clew.exporter.schema import SchemaOptions, qualified_name
-from clew.instrumentation._paths import file_uri
+from clew.exporter.store.schema import SchemaOptions, qualified_name
+from clew.semconv.uris import file_uri
 
+from ._relations import artifacts_sql, outputs_sql
 from .runs import iso_utc, run_status
 
 MAX_DEPTH = 50

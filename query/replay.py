@@ -2,7 +2,7 @@
 
 `replay` reads every span of one run (one trace id) from `otel_traces`, rebuilds OTLP
 `ExportTraceServiceRequest`s from the rows (`rows_to_request`, the inverse of
-`clew.exporter.rows.spans_to_rows`) and POSTs them as protobuf to `{endpoint}/v1/traces`, a
+`clew.exporter.store.rows.spans_to_rows`) and POSTs them as protobuf to `{endpoint}/v1/traces`, a
 batch of spans per request. Only OTLP/HTTP is spoken; Jaeger, Tempo and the Collector all
 receive it (port 4318 by default).
 
@@ -38,8 +38,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from clew.exporter.otlp_json import decode_value
-from clew.exporter.schema import SchemaOptions, qualified_name
-from clew.instrumentation.redaction import redact_text
+from clew.exporter.store.schema import SchemaOptions, qualified_name
+from clew.semconv.redaction import redact_text
 from clew.semconv import attributes as attr
 
 try:
@@ -201,10 +201,10 @@ def _span(row: Sequence[Any]) -> Span:
 
 def rows_to_request(rows: Iterable[Sequence[Any]]) -> ExportTraceServiceRequest:
     """One ExportTraceServiceRequest holding these otel_traces rows, grouped by resource and
-    scope: the inverse of `clew.exporter.rows.spans_to_rows`.
+    scope: the inverse of `clew.exporter.store.rows.spans_to_rows`.
 
     Args:
-        rows: Tuples in `clew.exporter.rows.INSERT_COLUMNS` order with timestamps as ints of
+        rows: Tuples in `clew.exporter.store.rows.INSERT_COLUMNS` order with timestamps as ints of
             nanoseconds, as `spans_to_rows` makes them and `replay` reads them.
 
     Returns:
@@ -355,7 +355,7 @@ def replay(
     429, 502, 503 or 504 is tried again (three tries in all, after Retry-After or 1 s, 2 s).
 
     Args:
-        client: A clickhouse-connect client (`clew.exporter.store.connect`).
+        client: A clickhouse-connect client (`clew.exporter.store.connection.connect`).
         run_id: The run's trace id, 32 hex digits (`clew.query.runs.resolve_run` finds it
             from a prefix).
         endpoint: The OTLP/HTTP base URL (`http://localhost:4318`); `/v1/traces` is added

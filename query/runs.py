@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from clew.exporter.lineage import RUN_IO_TABLE, RUNS_TABLE
-from clew.exporter.schema import SchemaOptions, qualified_name
+from clew.exporter.store.lineage import RUN_IO_TABLE, RUNS_TABLE
+from clew.exporter.store.schema import SchemaOptions, qualified_name
 
 
 @dataclass

@@ -17,6 +17,11 @@ semantic-conventions YAML format). From it ``python -m clew.semconv.generate`` g
 * :mod:`clew.semconv.spans`: one ``SPAN_...`` constant per span name (``SPAN_READ_FILE``);
 * ``docs/semconv.md``: the reference for people reading the data.
 
+Beside the vocabulary, the other contracts every layer shares: :mod:`clew.semconv.environment`
+(clew's settings), :mod:`clew.semconv.uris` (how a file or object becomes the URI clew records),
+:mod:`clew.semconv.digests` (``blake3:<hex>`` content ids) and :mod:`clew.semconv.redaction`
+(what counts as a secret, and how it is left out).
+
 Code outside this package uses those constants and never spells an attribute or span name by
 hand. To change the vocabulary, edit the YAML and regenerate; ``--check`` (run by the tests)
 fails while a generated file is stale.

@@ -42,7 +42,7 @@ class CliResult:
 def invoke_clew(home: Path, workdir: Path, *args: str) -> CliResult:
     """Run `clew --home HOME ARGS` in-process in `workdir`, as a user would after their
     runs, and release the embedded store after."""
-    from clew.exporter import store
+    from clew.exporter.store import connection as store
     from clew.query.cli import main
 
     out, err = io.StringIO(), io.StringIO()

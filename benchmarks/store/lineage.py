@@ -168,7 +168,7 @@ def _shape(graph: Any, upstream: bool) -> dict[str, Any]:
 
 def task_graph(db: str, walk: str, key: str, module: str | None, log: str) -> dict[str, Any]:
     """`lineage` or `impact` of `key`: the first call, then REPEAT more."""
-    from clew.exporter.store import connect
+    from clew.exporter.store.connection import connect
 
     lineage = _module(module)
     client = connect(f"chdb://{db}")
@@ -204,7 +204,7 @@ def task_graph(db: str, walk: str, key: str, module: str | None, log: str) -> di
 def task_diff(db: str, run_a: str, run_b: str, expected: dict[str, int],
               log: str) -> dict[str, Any]:
     """`diff(b, a)`, first call and REPEAT more; the changes checked against `expected`."""
-    from clew.exporter.store import connect
+    from clew.exporter.store.connection import connect
     from clew.query.diff import diff
 
     client = connect(f"chdb://{db}")
@@ -232,7 +232,7 @@ def task_diff(db: str, run_a: str, run_b: str, expected: dict[str, int],
 
 def task_dataset(db: str, run: str, log: str) -> dict[str, Any]:
     """A raw dataset file the run `run` read (the first by URI), and how many runs read it."""
-    from clew.exporter.store import connect
+    from clew.exporter.store.connection import connect
 
     client = connect(f"chdb://{db}")
     ((uri,),) = client.query(

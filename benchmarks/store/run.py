@@ -87,8 +87,8 @@ def _count(client: Any, sql: str) -> int:
 
 
 def task_ingest(home: str) -> dict[str, Any]:
-    from clew.exporter.ingest import ingest
-    from clew.exporter.store import connect
+    from clew.exporter.store.ingest import ingest
+    from clew.exporter.store.connection import connect
 
     db = Path(home) / "db"
     shutil.rmtree(db, ignore_errors=True)
@@ -114,8 +114,8 @@ def task_ingest(home: str) -> dict[str, Any]:
 
 def task_multiply(db: str, copies: int) -> dict[str, Any]:
     """Copies 1..copies-1 of the spans that are there, with new ids, earlier in time."""
-    from clew.exporter.rows import INSERT_COLUMNS
-    from clew.exporter.store import connect
+    from clew.exporter.store.rows import INSERT_COLUMNS
+    from clew.exporter.store.connection import connect
 
     client = connect(f"chdb://{db}")
     first = client.query("SELECT toUnixTimestamp64Nano(min(Timestamp)) FROM otel_traces")
@@ -156,7 +156,7 @@ def task_multiply(db: str, copies: int) -> dict[str, Any]:
 
 
 def task_disk(db: str) -> dict[str, Any]:
-    from clew.exporter.store import connect
+    from clew.exporter.store.connection import connect
 
     client = connect(f"chdb://{db}")
     tables = client.query(
@@ -172,7 +172,7 @@ def task_disk(db: str) -> dict[str, Any]:
 
 
 def task_latency(db: str, uri: str, digest: str) -> dict[str, Any]:
-    from clew.exporter.store import connect
+    from clew.exporter.store.connection import connect
     from clew.query.runs import list_runs
 
     client = connect(f"chdb://{db}")
@@ -204,11 +204,11 @@ def task_phases(home: str, views: bool) -> dict[str, Any]:
     """The ingest's steps, one thread, timed: where the time goes."""
     from clickhouse_connect.driver._backend import chdb_backend
 
-    from clew.exporter import ingest as ingest_module
-    from clew.exporter import rows
-    from clew.exporter.ingest import CHUNK_BYTES, prepare_store
+    from clew.exporter.store import ingest as ingest_module
+    from clew.exporter.store import rows
+    from clew.exporter.store.ingest import CHUNK_BYTES, prepare_store
     from clew.exporter.spool import spool_files
-    from clew.exporter.store import connect
+    from clew.exporter.store.connection import connect
 
     spent: Counter[str] = Counter()
     run = chdb_backend.ChdbBackend._run
@@ -385,7 +385,7 @@ def report(found: dict[str, dict[str, Any]], phases: dict[str, Any] | None, comm
         "included) is steadier",
         f"- spool: `.venv/bin/python benchmarks/store/synth.py --spans N --runs {RUNS} "
         "--home DIR [--mix singles]` (seed 1); each ingest into a fresh "
-        "`chdb://DIR/db` with `clew.exporter.ingest.ingest(client, DIR/spool)` (defaults: "
+        "`chdb://DIR/db` with `clew.exporter.store.ingest.ingest(client, DIR/spool)` (defaults: "
         "64 MiB per insert), in its own process; rate = spans / `IngestResult.seconds` "
         "(schema creation included, opening chDB not)",
         f"- 10M: the 1M store copied and multiplied x{COPIES} inside ClickHouse "

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from clew.exporter.spool import SpoolSpanExporter, spool_directory
-from clew.instrumentation._paths import file_uri
+from clew.semconv.uris import file_uri
 from clew.instrumentation._records import Record, batch_attributes, directory_of
 from clew.query.spool import spool_runs
 from clew.semconv import attributes as attr

@@ -15,7 +15,7 @@ import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from clew.instrumentation._paths import file_uri, path_of_file_uri
+from clew.semconv.uris import file_uri, path_of_file_uri
 from clew.query.cli import ExitStatus
 from clew.semconv import attributes as attr
 from clew.semconv import spans as span_names

@@ -7,8 +7,9 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from clew.instrumentation._objects import GCS, S3, ObjectRecord, object_uri
+from clew.instrumentation._objects import ObjectRecord
 from clew.semconv import attributes as attr
+from clew.semconv.uris import GCS, S3, object_uri
 
 NAMES = ["data/a.bin", "shards/00001-of-00100.tfrecord", "a b/c%d.csv", "x?y#z", "ünï/cødé",
          "k=v;w,(1)*~!$&'@:+", "", "a//b/", "tab\there", "<script>"]

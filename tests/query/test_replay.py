@@ -31,9 +31,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from clew.exporter import store
+from clew.exporter.store import connection as store
 from clew.exporter.otlp_json import Span, iter_spans
-from clew.exporter.rows import spans_to_rows
+from clew.exporter.store.rows import spans_to_rows
 from clew.exporter.spool import SpoolProblems, read_spool, spool_directory
 from clew.query import replay as replay_module
 from clew.query.cli import ExitStatus

@@ -1,7 +1,7 @@
 """Fixtures for the ClickHouse store tests: embedded chDB stores and a real recorded pipeline.
 
 chDB allows one process per store directory, and one open store path per process: every
-test gets its own store under its tmp_path and closes it at teardown (`clew.exporter.store`
+test gets its own store under its tmp_path and closes it at teardown (`clew.exporter.store.connection`
 caches clients, so a store the in-process CLI opened is closed too).
 
 `pipeline` runs a small ML pipeline once per session under `opentelemetry-instrument`, in a
@@ -26,7 +26,7 @@ from urllib.parse import quote
 import blake3
 import pytest
 
-from clew.exporter import store
+from clew.exporter.store import connection as store
 from clew.exporter.spool import spool_directory
 from clew.query.spool import spool_runs
 from clew.semconv import environment

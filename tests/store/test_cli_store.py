@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from clew.exporter import store
+from clew.exporter.store import connection as store
 from clew.exporter.spool import spool_directory
 from clew.query.cli import ExitStatus, main
 from clew.query.runs import Run
@@ -325,7 +325,7 @@ def test_a_bad_store_url_is_a_usage_error(fresh_clew, url, says):
 
 HOLDER = """
 import sys, time
-from clew.exporter.store import connect
+from clew.exporter.store.connection import connect
 connect(sys.argv[1])
 print("holding", flush=True)
 sys.stdin.readline()  # hold the store until told to let go
@@ -351,7 +351,7 @@ def held_store(home: Path, clean_env) -> Iterator[subprocess.Popen]:
 
 def holder_line(holder: subprocess.Popen) -> str:
     """The holder's pid and command line as clew names them (newlines folded)."""
-    return f"pid {holder.pid}: {sys.executable} -c import sys, time from clew.exporter.store "
+    return f"pid {holder.pid}: {sys.executable} -c import sys, time from clew.exporter.store.connection "
 
 
 def test_a_store_held_by_another_process_names_it(tmp_path, run_clew, clean_env):

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from clew.exporter import store
-from clew.exporter.ingest import LOG_TABLE, QUARANTINE_DIRNAME, ingest
-from clew.exporter.rows import INSERT_COLUMNS, spans_to_rows
+from clew.exporter.store import connection as store
+from clew.exporter.store.ingest import LOG_TABLE, QUARANTINE_DIRNAME, ingest
+from clew.exporter.store.rows import INSERT_COLUMNS, spans_to_rows
 from clew.exporter.spool import spool_directory
 
 pytestmark = pytest.mark.integration
@@ -229,8 +229,8 @@ def test_many_bad_lines_are_each_set_aside_and_the_warnings_end_in_a_count(tmp_p
 INGEST_SCRIPT = """
 import sys
 from pathlib import Path
-from clew.exporter.store import connect
-from clew.exporter.ingest import ingest
+from clew.exporter.store.connection import connect
+from clew.exporter.store.ingest import ingest
 
 def progress(done, total):
     print(done, total, flush=True)

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from clew.exporter import store
-from clew.exporter.ingest import ingest
-from clew.exporter.lineage import LINEAGE_VERSION, create_lineage_tables
-from clew.exporter.rows import INSERT_COLUMNS
-from clew.exporter.schema import SchemaOptions, create_schema
+from clew.exporter.store import connection as store
+from clew.exporter.store.ingest import ingest
+from clew.exporter.store.lineage import LINEAGE_VERSION, create_lineage_tables
+from clew.exporter.store.rows import INSERT_COLUMNS
+from clew.exporter.store.schema import SchemaOptions, create_schema
 from clew.exporter.spool import spool_directory
 from clew.query.runs import list_runs
 

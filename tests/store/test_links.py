@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from clew.exporter import store
-from clew.exporter.ingest import ingest
-from clew.exporter import links
-from clew.exporter.links import unlink_runs
-from clew.exporter.schema import SchemaOptions
+from clew.exporter.store import connection as store
+from clew.exporter.store.ingest import ingest
+from clew.exporter.store import links
+from clew.exporter.store.links import unlink_runs
+from clew.exporter.store.schema import SchemaOptions
 from clew.exporter.spool import spool_directory
 from clew.query.lineage import impact, lineage
 

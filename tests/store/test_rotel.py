@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from clew.exporter import store
-from clew.exporter.ingest import ingest
-from clew.exporter.lineage import create_lineage_tables
-from clew.exporter.schema import SchemaOptions, create_schema
+from clew.exporter.store import connection as store
+from clew.exporter.store.ingest import ingest
+from clew.exporter.store.lineage import create_lineage_tables
+from clew.exporter.store.schema import SchemaOptions, create_schema
 from clew.exporter.spool import spool_directory
 
 rotel = pytest.importorskip("rotel")

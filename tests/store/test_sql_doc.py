@@ -20,9 +20,9 @@ from typing import Any
 import blake3
 import pytest
 
-from clew.exporter import store
-from clew.exporter.ingest import ingest
-from clew.exporter.lineage import (
+from clew.exporter.store import connection as store
+from clew.exporter.store.ingest import ingest
+from clew.exporter.store.lineage import (
     IO_TABLE,
     LINKS_TABLE,
     OUTPUTS_TABLE,

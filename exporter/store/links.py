@@ -69,22 +69,6 @@ def reads_sql(options: SchemaOptions) -> str:
     )
 
 
-def outputs_sql(options: SchemaOptions) -> str:
-    """A relation of clew_io's columns holding what the runs `%(runs)s` wrote, copied or
-    renamed into place and left there: a URI the run deleted after its last write to it
-    (`tempfile`'s probe that `import torch` writes, a scratch file) is no output of the
-    run; its records stay in clew_io."""
-    io = qualified_name(options, IO_TABLE)
-    written = f"{OUTPUT_OPERATIONS!r}"
-    return (
-        f"(SELECT * FROM {io} WHERE RunId IN %(runs)s AND Operation IN {written} "
-        f"AND (RunId, Uri) NOT IN (SELECT RunId, Uri FROM {io} WHERE RunId IN %(runs)s "
-        f"AND Uri IN (SELECT Uri FROM {io} WHERE RunId IN %(runs)s AND Operation = 'delete') "
-        f"GROUP BY RunId, Uri HAVING maxIf(Timestamp, Operation = 'delete') "
-        f">= maxIf(Timestamp, Operation IN {written})))"
-    )
-
-
 def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> str:
     """SELECT _COLUMNS (the last three as MaxSize, Producer, LastRead): the candidate inputs
     of the runs `%(runs)s`, one row per distinct artifact version read. With
@@ -110,16 +94,15 @@ def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> st
     )
 
 
-def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: bool = False
-                  ) -> str:
+def listing_sql(relation: str, group_above: int | None) -> str:
     """SELECT RunId, Dir, Files, Bytes, Strength, Items, Readers, ReaderCount: per run of
-    `%(runs)s` and directory, how many distinct artifact versions it read (`written`: wrote)
-    there, their total size, the weakest identity any carries (0 URI only, 1 ETag, 2
-    version, 3 digest), when there are at most `group_above` (None: always), each (Uri,
-    Digest, Version, ETag, Size), and the processes that did it there (PROCESSES_SQL's, at
-    most MAX_READERS) and their number. Not per artifact: that costs a GROUP BY of every
-    read (2-4 times the time), and most directories are read by one process."""
-    source = f"{outputs_sql(options) if written else reads_sql(options)} WHERE"
+    `%(runs)s` and directory, how many distinct artifact versions `relation` (a relation of
+    clew_io's columns) holds there, their total size, the weakest identity any carries (0 URI
+    only, 1 ETag, 2 version, 3 digest), when there are at most `group_above` (None: always),
+    each (Uri, Digest, Version, ETag, Size), and the processes that made them there
+    (PROCESSES_SQL's, at most MAX_READERS) and their number. Not per artifact: that costs a
+    GROUP BY of every read (2-4 times the time), and most directories are read by one
+    process."""
     # groupUniqArray's cap is a literal: one more than a small directory can hold
     every, capped = ("1", "groupUniqArray") if group_above is None else (
         f"Files <= {int(group_above)}", f"groupUniqArray({int(group_above) + 1})")
@@ -131,7 +114,7 @@ def artifacts_sql(options: SchemaOptions, group_above: int | None, *, written: b
         f"if({every}, {capped}((Uri, Digest, Version, ETag, Size)), []) AS Items, "
         f"arraySlice({PROCESSES_SQL} AS Processes, 1, {MAX_READERS}) AS Readers, "
         "length(Processes) AS ReaderCount "
-        f"FROM {source} RunId IN %(runs)s "
+        f"FROM {relation} WHERE RunId IN %(runs)s "
         "GROUP BY RunId, Dir"
     )
 
@@ -142,7 +125,7 @@ def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
     links = qualified_name(options, LINKS_TABLE)
     run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
     select = candidates_sql(options)
-    listing = artifacts_sql(options, GROUP_ABOVE)
+    listing = listing_sql(reads_sql(options), GROUP_ABOVE)
     # The time is taken before any candidates are computed (a write that lands meanwhile is
     # newer, so the walk matches it again) and each mark written after its runs' candidates
     # (a run whose candidates did not all make it is not marked, and is matched in full).

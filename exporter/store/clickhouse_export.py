@@ -22,8 +22,8 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from .ingest import ingest, prepare_store
 from .schema import SchemaOptions
-from .spool import SpoolSpanExporter
-from .store import CLEW_STORE, connect, default_url, parse_url
+from ..spool import SpoolSpanExporter
+from .connection import CLEW_STORE, connect, default_url, parse_url
 
 _logger = logging.getLogger(__name__)
 

@@ -32,6 +32,8 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, Final
 
+from ..otlp_json import TIME_LIMIT, unix_nano
+
 INSERT_COLUMNS: Final = (
     "Timestamp",
     "TraceId",
@@ -85,7 +87,6 @@ _STATUS: Final = {
 
 _ZERO_TRACE_ID: Final = "0" * 32
 _ZERO_SPAN_ID: Final = "0" * 16
-_TIME_LIMIT: Final = 1 << 63
 _NO_VALUE: Final[Mapping[str, Any]] = {}
 _by_key = itemgetter("key")
 
@@ -262,15 +263,6 @@ def _id(raw: str, hex_length: int, zero: str) -> str:
     return "" if raw == zero else raw
 
 
-def unix_nano(raw: Any) -> int:
-    """An OTLP JSON time, in ns since the epoch; ValueError outside what DateTime64(9)
-    holds (OTLP's fixed64 is never negative, and the column ends in 2262, at 2**63 ns)."""
-    value = int(raw)
-    if not 0 <= value < _TIME_LIMIT:
-        raise ValueError(f"time out of range: {value}")
-    return value
-
-
 def spans_to_rows(
     request: Mapping[str, Any], rows: list[tuple[Any, ...]] | None = None
 ) -> list[tuple[Any, ...]]:
@@ -315,7 +307,7 @@ def spans_to_rows(
                 parent_id = _id(raw, 16, _ZERO_SPAN_ID) if raw else ""
                 start = int(span.get("startTimeUnixNano", 0))
                 end = int(span.get("endTimeUnixNano", 0))
-                if not (0 <= start < _TIME_LIMIT and 0 <= end < _TIME_LIMIT):  # unix_nano, inline
+                if not (0 <= start < TIME_LIMIT and 0 <= end < TIME_LIMIT):  # unix_nano, inline
                     raise ValueError(f"span time out of range: {start} to {end}")
                 status = span.get("status") or _NO_VALUE
                 events = span.get("events")

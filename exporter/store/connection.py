@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
-from clew.instrumentation.redaction import is_secret_name, redact_argv, redact_text
+from clew.semconv.redaction import is_secret_name, redact_argv, redact_text
 from clew.semconv import environment
 
 CLEW_STORE = "CLEW_STORE"

@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from clew.instrumentation.redaction import redact_argv, redact_command, redact_text, redact_uri
 from clew.query.cli import ExitStatus
 from clew.semconv import attributes as attr
+from clew.semconv.redaction import redact_argv, redact_command, redact_text, redact_uri
 from clew.semconv import spans as span_names
 
 pytestmark = pytest.mark.integration

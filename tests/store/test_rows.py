@@ -14,14 +14,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from clew.exporter.otlp_encode import encode_spans
-from clew.exporter.rows import (
+from clew.exporter.store.rows import (
     INSERT_COLUMNS,
     as_string,
     attributes_map,
     format_double,
     spans_to_rows,
 )
-from clew.exporter.schema import SchemaOptions, create_schema
+from clew.exporter.store.schema import SchemaOptions, create_schema
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 

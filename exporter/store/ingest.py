@@ -34,7 +34,7 @@ from . import rows
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
 from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
-from .spool import spool_sizes
+from ..spool import spool_sizes
 
 LOG_TABLE = "clew_ingest_log"
 QUARANTINE_DIRNAME = "quarantine"
@@ -433,7 +433,7 @@ def ingest(
     """Ingest everything new in the spool directory `spool` into the store behind `client`.
 
     Args:
-        client: A clickhouse-connect client (see `clew.exporter.store.connect`).
+        client: A clickhouse-connect client (see `clew.exporter.store.connection.connect`).
         spool: The spool directory; lines that cannot be stored are set aside under it
             (`quarantine/`), each named in the result's warnings.
         files: Only these spool files (default: every file in `spool`).

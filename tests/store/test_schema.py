@@ -12,8 +12,8 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 
-from clew.exporter.lineage import lineage_ddl
-from clew.exporter.schema import (
+from clew.exporter.store.lineage import lineage_ddl
+from clew.exporter.store.schema import (
     SchemaOptions,
     create_schema,
     schema_ddl,
