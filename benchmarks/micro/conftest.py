@@ -3,7 +3,7 @@ benchmarks/RESULTS.md.
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python -m pytest benchmarks/micro                      # measure, write the sections
-    .venv/bin/python -m pytest benchmarks/micro --benchmark-disable  # check they run; writes nothing
+    .venv/bin/python -m pytest benchmarks/micro --benchmark-disable  # they run; writes nothing
 
 A test times its code through the `per_call` fixture, which hands it to pytest-benchmark and
 keeps the best and the median round, per call, for its module's table. The best round is the
@@ -83,7 +83,8 @@ def _section(module: str, what: str, rows: list[Row]) -> str:
     return "\n".join([
         f"## .venv/bin/python -m pytest benchmarks/micro/{module}",
         "",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, clew commit measured: {git_state()}",
+        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- clew commit measured: {git_state()}",
         f"- machine: {_machine()}; load average (1 min) at the end: {os.getloadavg()[0]:.2f} "
         "(a 2-core machine shared with other engineers)",
         f"- what: {what}",
@@ -91,5 +92,6 @@ def _section(module: str, what: str, rows: list[Row]) -> str:
         "",
         "| measure | best (us per operation) | median (us) | rounds |",
         "|---|---|---|---|",
-        *(f"| {row.label} | {row.best_us:.2f} | {row.median_us:.2f} | {row.rounds} |" for row in rows),
+        *(f"| {row.label} | {row.best_us:.2f} | {row.median_us:.2f} | {row.rounds} |"
+          for row in rows),
     ])

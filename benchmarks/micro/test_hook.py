@@ -127,12 +127,14 @@ def _label(request: pytest.FixtureRequest, what: str) -> str:
     return f"{what}: {request.node.callspec.params['process']}"
 
 
-def test_first_open(process: subprocess.Popen, per_call, request: pytest.FixtureRequest) -> None:  # noqa: ANN001
+def test_first_open(process: subprocess.Popen, per_call,  # noqa: ANN001
+                    request: pytest.FixtureRequest) -> None:
     per_call(_label(request, "first open (a new record)"), lambda: _ask(process, "first"),
              calls=FILES, rounds=ROUNDS)
 
 
-def test_reopen(process: subprocess.Popen, per_call, request: pytest.FixtureRequest) -> None:  # noqa: ANN001
+def test_reopen(process: subprocess.Popen, per_call,  # noqa: ANN001
+                request: pytest.FixtureRequest) -> None:
     per_call(_label(request, "re-open (already recorded)"), lambda: _ask(process, "again"),
              calls=FILES, rounds=ROUNDS)
 
