@@ -275,11 +275,9 @@ def probe_baseline(env: dict[str, str], cwd: Path) -> tuple[str, list[str]]:
 
 
 def _include_globs(work: Path) -> str | None:
-    """CLEW_INCLUDE needed for clew to record the benchmark's files at all, or None.
-
-    In an editable install clew's PathFilter excludes everything under the repository root
-    (it takes the parent of the package folders as "clew's own package"), which holds
-    benchmarks/.work. The include glob costs one fnmatch per event: see RESULTS.md.
+    """CLEW_INCLUDE needed for clew to record the benchmark's files at all, or None: when
+    clew's default path filter leaves out the work directory (a checkout under an excluded
+    prefix). The include glob costs one fnmatch per event (benchmarks/micro/test_hook.py).
     """
     from clew.instrumentation._paths import PathFilter
 
@@ -752,8 +750,8 @@ def main() -> None:
     ]
     if runner.include:
         lines.append(
-            f"- CLEW_INCLUDE=`{runner.include}` was set for clew runs: in this editable install "
-            "clew's default filter excludes the whole repository (see the findings below)"
+            f"- CLEW_INCLUDE=`{runner.include}` was set for clew runs: clew's default filter "
+            "leaves out the work directory here"
         )
     lines += ["", report]
     if not args.no_write:
