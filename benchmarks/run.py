@@ -1,7 +1,7 @@
 """clew's overhead benchmarks: each workload under clew's defaults against the same workload
 under bare `opentelemetry-instrument` with every exporter set to none.
 
-    .venv/bin/python benchmarks/run.py [--runs N] [--only a,b,...] [--no-micro]
+    .venv/bin/python benchmarks/run.py [--runs N] [--only a,b,...]
 
 Data is prepared once under benchmarks/.work/ (gitignored). For each workload the baseline
 and clew runs alternate (ABBA order), after one untimed warm-up of each; the wall time of
@@ -9,7 +9,8 @@ the whole `opentelemetry-instrument python workload.py` process is measured and 
 of each is compared. Every clew run is checked against what it must have recorded (URIs,
 digests, counts, exec spans), and every baseline run must have recorded nothing, so a fast
 but broken capture cannot pass. Results are printed as a markdown table and written into
-benchmarks/RESULTS.md, replacing the section for the same selection of workloads.
+benchmarks/RESULTS.md, replacing this benchmark's section (a run of some workloads writes a
+section with their rows alone).
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import blake3
+from results import RESULTS, git_state
+from results import write_section as write_results
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORKLOADS = BENCH / "workloads"
-RESULTS = BENCH / "RESULTS.md"
 PYTHON = sys.executable
 INSTRUMENT = str(Path(PYTHON).parent / "opentelemetry-instrument")
 
@@ -55,7 +57,7 @@ BASELINE_ENV = {
     "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "clew_files,clew_processes",
 }
 
-TARGETS = {"a": 1.5, "b": 1.05, "c": 1.10, "d": 1.2, "e": 1.2, "f": 1.25, "startup": 50.0}
+TARGETS = {"a": 1.5, "b": 1.05, "c": 1.10, "d": 1.2, "e": 1.2, "f": 1.15, "startup": 25.0}
 ORDER = ["a", "b", "c", "d", "e", "f", "startup"]
 
 
@@ -273,11 +275,9 @@ def probe_baseline(env: dict[str, str], cwd: Path) -> tuple[str, list[str]]:
 
 
 def _include_globs(work: Path) -> str | None:
-    """CLEW_INCLUDE needed for clew to record the benchmark's files at all, or None.
-
-    In an editable install clew's PathFilter excludes everything under the repository root
-    (it takes the parent of the package folders as "clew's own package"), which holds
-    benchmarks/.work. The include glob costs one fnmatch per event: see RESULTS.md.
+    """CLEW_INCLUDE needed for clew to record the benchmark's files at all, or None: when
+    clew's default path filter leaves out the work directory (a checkout under an excluded
+    prefix). The include glob costs one fnmatch per event (benchmarks/micro/test_hook.py).
     """
     from clew.instrumentation._paths import PathFilter
 
@@ -665,35 +665,12 @@ def phase_table(results: list[Result]) -> str:
     return "\n".join(lines) if len(lines) > 4 else ""
 
 
-def git_state() -> str:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "instrumentation", "exporter", "query", "semconv")
-    return f"{commit}" + (" with uncommitted changes to the capture code" if dirty else " (capture code clean)")
-
-
-def write_results(section: str, marker: str) -> None:
-    begin, end = f"<!-- BEGIN {marker} -->", f"<!-- END {marker} -->"
-    block = f"{begin}\n{section}\n{end}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# clew benchmark results\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs of each variant (>= 5)")
     parser.add_argument("--only", default=",".join(ORDER), help="comma-separated: a,b,c,d,e,f,startup")
     parser.add_argument("--work", type=Path, default=BENCH / ".work", help="data and scratch")
     parser.add_argument("--recalibrate", action="store_true", help="re-time the numpy work")
-    parser.add_argument("--no-micro", action="store_true", help="skip the hook micro-benchmark")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = parser.parse_args()
     selected = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -738,14 +715,6 @@ def main() -> None:
               f"{result.problems or ''}", flush=True)
     shutil.rmtree(runner.homes, ignore_errors=True)
 
-    micro = ""
-    if not args.no_micro:
-        print("hook micro-benchmark ...", flush=True)
-        done = subprocess.run(
-            [PYTHON, str(BENCH / "micro_hook.py"), "--work", str(work)],
-            capture_output=True, text=True, check=True, env=_clean_environment(work),
-        )
-        micro = done.stdout.strip()
     load_after = os.getloadavg()
 
     info = machine()
@@ -755,9 +724,6 @@ def main() -> None:
         report += "\n\n" + phases
     print()
     print(report)
-    if micro:
-        print()
-        print(micro)
     lines = [
         f"## {command}",
         "",
@@ -784,14 +750,12 @@ def main() -> None:
     ]
     if runner.include:
         lines.append(
-            f"- CLEW_INCLUDE=`{runner.include}` was set for clew runs: in this editable install "
-            "clew's default filter excludes the whole repository (see the findings below)"
+            f"- CLEW_INCLUDE=`{runner.include}` was set for clew runs: clew's default filter "
+            "leaves out the work directory here"
         )
     lines += ["", report]
-    if micro:
-        lines += ["", micro]
     if not args.no_write:
-        write_results("\n".join(lines), f"run.py {','.join(selected)}")
+        write_results("\n".join(lines), "run.py")
         print(f"\nwritten to {RESULTS}")
 
 

@@ -156,7 +156,7 @@ class Recorder:
         new.append(record)
         if len(new) == 1:
             # The worker sleeps until there is work. Polling instead (every 20 ms) cost a
-            # program that opens no file 1-2 % of its time in GIL hand-offs (RESULTS.md).
+            # program that opens no file 1-2 % of its time in GIL hand-offs (docs/architecture.md).
             # Two threads appending at once may both miss the 1: those records wait for
             # the next flush instead, never longer.
             self._wake.set()
@@ -182,7 +182,7 @@ class Recorder:
         record = self._reads[key] = Record("read", path, key)
         if key[2] <= self._hash_in_hook_max:
             # Hashing a small file here costs ~7 us; handing it to the worker thread costs
-            # the host more, in GIL hand-offs (benchmarks/RESULTS.md). The page cache is warm
+            # the host more, in GIL hand-offs (docs/architecture.md). The page cache is warm
             # for the host's own read right after.
             self._hash_small_read(record, key)
         else:

@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -38,10 +37,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.append(str(ROOT / "benchmarks"))
+from results import git_state, write_section  # noqa: E402 - benchmarks/results.py
 BIN = Path(sys.executable).parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 WORK = ROOT / "benchmarks" / ".work" / "distributed"
-BEGIN, END = "<!-- BEGIN distributed/run.py -->", "<!-- END distributed/run.py -->"
 FILES, SIZE = 10_000, 16 * 1024
 TARGET = 1.10
 _SETTINGS = ("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE", "PYTHONPATH", "RANK", "WORLD_SIZE",
@@ -173,10 +172,10 @@ def _row(name: str, plain: list[float], clew: list[float], target: bool) -> str:
 def _write(results: dict[str, list[dict]], runs: int, took: float, loads: tuple) -> str:
     checks = sorted({r["check"] for r in results["clew"] + results["clew-warm"]})
     lines = [
-        BEGIN,
         f"## .venv/bin/python benchmarks/distributed/run.py --runs {runs}",
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (took {took / 60:.0f} min)",
+        f"- clew commit measured: {git_state()}",
         f"- machine: {_machine()}",
         f"- load average (1 min) before / after: {loads[0]:.2f} / {loads[1]:.2f} (a 2-core "
         "machine shared with other sessions: noisy)",
@@ -209,15 +208,8 @@ def _write(results: dict[str, list[dict]], runs: int, took: float, loads: tuple)
                       series("clew", "startup_s"), False))
     lines.append(_row("of which shutdown (epoch end to exit)", series("plain", "shutdown_s"),
                       series("clew", "shutdown_s"), False))
-    lines.append(END)
-    section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else "# clew benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
+    section = "\n".join(lines)
+    write_section(section, "distributed/run.py")
     return section
 
 

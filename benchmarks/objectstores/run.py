@@ -14,7 +14,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -26,9 +25,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.append(str(ROOT / "benchmarks"))
+from results import git_state, write_section  # noqa: E402 - benchmarks/results.py
 BIN = Path(sys.executable).parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
-BEGIN, END = "<!-- BEGIN objectstores/run.py -->", "<!-- END objectstores/run.py -->"
 DISABLED = ("clew_files,clew_processes,clew_torch,clew_botocore,clew_fsspec,clew_gcs,clew_pyarrow,"
             "clew_polars,clew_duckdb,clew_safetensors,clew_h5py,clew_tokenizers")
 # The plain variant's environment: clew installed, its hooks and every exporter off.
@@ -141,10 +140,10 @@ def _write(rows: list, runs: int, took: float) -> None:
     names = {"small": "1,000 objects x 64 KiB", "large": "2 objects x 256 MiB"}
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "")
     lines = [
-        BEGIN,
-        "## .venv/bin/python benchmarks/objectstores/run.py",
+        "## .venv/bin/python benchmarks/objectstores/run.py" + (f" --runs {runs}" if runs != 3 else ""),
         "",
         f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC (took {took / 60:.0f} min)",
+        f"- clew commit measured: {git_state()}",
         f"- machine: nproc {os.cpu_count()}, {cpu}, CPython {platform.python_version()}, Linux {platform.release()}",
         f"- load average (1 min) at the end: {os.getloadavg()[0]:.2f} (a shared 2-core machine: noisy)",
         "- server: SeaweedFS `weed mini` on 127.0.0.1; objects written beforehand with plain boto3",
@@ -161,12 +160,7 @@ def _write(rows: list, runs: int, took: float) -> None:
         verdict = "pass" if ratio <= TARGET else "**FAIL**"
         spread = f"{', '.join(f'{v:.3f}' for v in plains)} / {', '.join(f'{v:.3f}' for v in clews)}"
         lines.append(f"| {client}, {names[shape]} | {plain:.3f} s | {clew:.3f} s | {ratio:.3f} | <= {TARGET} | {verdict} | {spread} |")
-    lines.append(END)
-    section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# clew benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END) + "\n?", re.DOTALL)
-    text = pattern.sub(section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text, encoding="utf-8")
+    write_section("\n".join(lines), "objectstores/run.py")
 
 
 if __name__ == "__main__":

@@ -553,7 +553,7 @@ def main() -> None:
                      loads)
     print(section)
     if not args.no_write:
-        store.write_results(section, MARKER)
+        store.write_section(section, MARKER)
         print(f"\nwritten to {store.RESULTS}")
 
 

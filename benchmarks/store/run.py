@@ -29,7 +29,6 @@ import gc
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import statistics
@@ -44,7 +43,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 BENCH = HERE.parent
 ROOT = BENCH.parent
-RESULTS = BENCH / "RESULTS.md"
+sys.path.append(str(BENCH))
+from results import RESULTS, write_section  # noqa: E402 - benchmarks/results.py
 MARKER = "store/run.py"
 BIN = Path(sys.executable).parent
 SIZES = {
@@ -493,19 +493,6 @@ def report(found: dict[str, dict[str, Any]], phases: dict[str, Any] | None, comm
     return "\n".join(out)
 
 
-def write_results(section: str, marker: str = MARKER) -> None:
-    """`section` between `marker`'s BEGIN/END comments in RESULTS.md (replaced, or appended)."""
-    begin, end = f"<!-- BEGIN {marker} -->", f"<!-- END {marker} -->"
-    block = f"{begin}\n{section}\n{end}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# clew benchmark results\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _m: block, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    RESULTS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100k,1m,1m-singles,10m",
@@ -546,7 +533,7 @@ def main() -> None:
                      (load_before, os.getloadavg()))
     print(section)
     if not args.no_write:
-        write_results(section)
+        write_section(section, MARKER)
         print(f"\nwritten to {RESULTS}")
 
 

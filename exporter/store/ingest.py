@@ -39,7 +39,7 @@ from ..spool import spool_sizes
 LOG_TABLE = "clew_ingest_log"
 QUARANTINE_DIRNAME = "quarantine"
 # Bigger inserts make fewer parts to write and merge: 64 MiB took ~15 % less CPU than 16 MiB
-# on a 1M-span spool, for ~300 MB more peak memory (benchmarks/RESULTS.md).
+# on a 1M-span spool, for ~300 MB more peak memory (docs/architecture.md).
 CHUNK_BYTES = 64 << 20
 _LOG_COLUMNS = ["File", "Start", "End", "Spans", "Done"]
 _TRACE_ID = rows.INSERT_COLUMNS.index("TraceId")

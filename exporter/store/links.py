@@ -36,7 +36,7 @@ from .schema import SchemaOptions, qualified_name
 
 # Each statement scans clew_io (keyed by URI, not run) and holds its runs' reads in sets:
 # fewer, larger statements for a bulk ingest (1,000 runs of the 1M-span benchmark: 15 s in
-# batches of 50 runs, 9 s in batches of ~1M reads; benchmarks/RESULTS.md), as large as a
+# batches of 50 runs, 9 s in batches of ~1M reads; docs/architecture.md), as large as a
 # memory budget of about 250 bytes a read allows, and few enough runs that the statement
 # stays under max_query_size (256 KiB).
 _COUNT_READS_ABOVE = 50  # up to this many runs: one statement, without counting reads first

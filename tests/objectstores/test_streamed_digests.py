@@ -168,7 +168,7 @@ def test_followed_files_and_bodies_are_freed_when_the_program_lets_go(
     """clew replaces a few methods on each file and body it follows; those replacements hold
     the object's own methods. Kept after close, that cycle left every file, with its buffers,
     to the garbage collector, and a program reading many small objects paid for the extra
-    collections (benchmarks/RESULTS.md, session 7)."""
+    collections."""
     plain = run_plain(FREED, unique("freed"), env=s3_env(moto_s3))
     check_run(plain)
     bucket = unique("freed")

@@ -1,17 +1,18 @@
 """Cost of redacting what clew records: at every program's start-up (its argv) and on every
 program it starts (the child's argv, or its shell line).
 
-    .venv/bin/python benchmarks/redaction.py
+    .venv/bin/python -m pytest benchmarks/micro/test_redaction.py
 
-Times `redact_argv` on a training command without secrets, one with secrets, a shell line
-(`sh -c`, as os.system records it), a JSON argument, and the longest single argument Linux
-allows (128 KiB), in this process, after one warm-up call. Prints markdown.
+Times `redact_argv` in this process on a training command without secrets, one with secrets,
+a shell line (`sh -c`, as os.system records it), a JSON argument, and the longest single
+argument Linux allows (128 KiB).
 """
 
 from __future__ import annotations
 
 import json
-import time
+
+import pytest
 
 from clew.semconv.redaction import redact_argv
 
@@ -31,23 +32,6 @@ CASES = {
 }
 
 
-def _per_call(argv: list[str]) -> float:
-    redact_argv(argv)
-    calls, started = 0, time.perf_counter()
-    while time.perf_counter() - started < 0.5:
-        redact_argv(argv)
-        calls += 1
-    return (time.perf_counter() - started) / calls
-
-
-def main() -> None:
-    print("| argv | per call |")
-    print("|---|---|")
-    for label, argv in CASES.items():
-        seconds = _per_call(argv)
-        shown = f"{seconds * 1e6:.1f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.1f} ms"
-        print(f"| {label} | {shown} |")
-
-
-if __name__ == "__main__":
-    main()
+@pytest.mark.parametrize("case", CASES)
+def test_redact_argv(per_call, case: str) -> None:  # noqa: ANN001
+    per_call(f"redact_argv: {case}", lambda: redact_argv(CASES[case]))
