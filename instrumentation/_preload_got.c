@@ -46,6 +46,9 @@ static int (*skip_object)(const char *name);
 static uintptr_t patched_bases[MAX_OBJECTS]; /* objects done: each is patched once */
 static size_t patched_count;
 static uintptr_t own_base;
+/* The first characters of the patched names: most of an object's imports (thousands in
+ * libcrypto) are ruled out by one look-up instead of a strcmp with every patched name. */
+static unsigned char first_characters[256];
 
 #ifdef PATCHING_SUPPORTED
 
@@ -87,6 +90,8 @@ static void patch_table(const struct dl_phdr_info *info, const Rela *table, size
         if (type != JUMP_SLOT && type != GLOB_DAT)
             continue;
         const char *name = strings + symbols[RELA_SYMBOL(table[i].r_info)].st_name;
+        if (!first_characters[(unsigned char)name[0]])
+            continue;
         void **slot = (void **)(info->dlpi_addr + table[i].r_offset);
         for (size_t p = 0; p < patch_count; p++)
             if (strcmp(name, patches[p].name) == 0) {
@@ -168,6 +173,8 @@ void got_patch_install(const struct got_patch *table, size_t count,
     if (dladdr((void *)got_patch_install, &self) != 0)
         own_base = (uintptr_t)self.dli_fbase;
     patches = table, patch_count = count, skip_object = skip;
+    for (size_t p = 0; p < count; p++)
+        first_characters[(unsigned char)table[p].name[0]] = 1;
     got_patch_loaded();
 }
 

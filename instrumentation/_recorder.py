@@ -188,10 +188,14 @@ class Recorder:
         else:
             self._queue(record)
 
-    def recorded(self, record: Record) -> None:
-        """A record another capture source made after the fact (a non-Python child's, from its
+    def recorded_all(self, records: list[Record]) -> None:
+        """Records another capture source made after the fact (a non-Python child's, from its
         LD_PRELOAD records): identified by the worker like the hooks' own."""
-        self._queue(record)
+        if records:
+            self._new.extend(records)
+            self._wake.set()
+            if self._worker is None:
+                self._start_worker()
 
     # -- native code's opens, seen after the fact (instrumentation/native.py) -----------------
 
@@ -260,10 +264,10 @@ class Recorder:
         finally:
             own_io.active = False
 
-    def hash_ahead(self, path: str, key: StatKey) -> None:
-        """Hash the version `key` of `path` into the digest cache ahead of its record (a
-        non-Python child's read, while the child still runs): the record then finds it."""
-        self._digest_now(path, key)
+    def hash_ahead(self, path: str, key: StatKey) -> str | None:
+        """The digest of version `key` of `path`, hashed into the digest cache ahead of its
+        record (a non-Python child's read, while the child still runs)."""
+        return self._digest_now(path, key)
 
     def file_digest(self, path: str) -> str | None:
         """blake3 of the regular file `path` as it is now, remembered or hashed on the

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
-import mmap
 import os
 from typing import Any
 
@@ -78,10 +77,7 @@ class _Notes:
             file = self._files.get(path.name)
             if file is None:
                 file = self._files[path.name] = _File(self)
-            with open(path, "rb") as handle, mmap.mmap(
-                handle.fileno(), 0, access=mmap.ACCESS_READ
-            ) as data:
-                _preload.parse(data, file, self.recorder.filter.wants, {})
+            _preload.read_new(path, file, self.recorder.filter.wants, {})
             if final:
                 path.unlink(missing_ok=True)
         if final:

@@ -12,7 +12,9 @@ any git work tree (cp's on tmpfs, /dev/shm, when there is one), removed at the e
 target (<= 1.25). Every clew run is checked: one write record with the right digest per file
 the child wrote. The floor is what any recording with digests must cost at least: after each
 bare run, a stat and a blake3 of every file the child read and wrote, timed here and added to
-that run's time. The table goes into benchmarks/RESULTS.md, replacing its previous section.
+that run's time. CPU times (user+sys of the program and its child; the floor's adds the
+stat-and-blake3's) are reported beside, the steadier measure on a shared machine. The table
+goes into benchmarks/RESULTS.md, replacing its previous section.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -83,10 +86,10 @@ def command(name: str, source: Path, out: Path) -> list[str]:
     return ["cp", "-r", str(source), str(out / "copy")]
 
 
-def stat_and_hash(directories: list[Path]) -> float:
-    """Seconds to stat and blake3 every file under `directories` (their contents cached), the
-    leanest way Python has: a descriptor, one read of the whole file."""
-    start = time.perf_counter()
+def stat_and_hash(directories: list[Path]) -> tuple[float, float]:
+    """Seconds (wall, CPU) to stat and blake3 every file under `directories` (their contents
+    cached), the leanest way Python has: a descriptor, one read of the whole file."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     pending = [str(d) for d in directories]
     while pending:
         with os.scandir(pending.pop()) as entries:
@@ -100,12 +103,15 @@ def stat_and_hash(directories: list[Path]) -> float:
                     blake3.blake3(os.read(fd, size)).hexdigest()
                 finally:
                     os.close(fd)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def once(name: str, source: Path, script: Path, clew: bool) -> tuple[float, float, list[str]]:
-    """Wall time of one run, the floor's stat-and-hash time (bare runs only), and the problems
-    its check found (clew runs only)."""
+def once(
+    name: str, source: Path, script: Path, clew: bool
+) -> tuple[float, float, float, float, list[str]]:
+    """Wall and CPU time (user+sys of the program and its child) of one run, the floor's
+    stat-and-hash wall and CPU time (bare runs only), and the problems its check found (clew
+    runs only)."""
     scratch = Path(tempfile.mkdtemp(dir=source.parent))
     out = scratch / "out"
     out.mkdir()
@@ -114,13 +120,16 @@ def once(name: str, source: Path, script: Path, clew: bool) -> tuple[float, floa
     if not clew:
         env.update(main_run.BASELINE_ENV)
     argv = [main_run.INSTRUMENT, sys.executable, str(script), *command(name, source, out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(argv, env=env, cwd=scratch, check=True)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     problems = check(name, source, out, scratch / "home") if clew else []
-    hashing = 0.0 if clew else stat_and_hash([source, out])
+    hashing, hashing_cpu = (0.0, 0.0) if clew else stat_and_hash([source, out])
     shutil.rmtree(scratch)
-    return elapsed, hashing, problems
+    return elapsed, cpu, hashing, hashing_cpu, problems
 
 
 def check(name: str, source: Path, out: Path, home: Path) -> list[str]:
@@ -152,22 +161,30 @@ def measure(name: str, pairs: int) -> dict:
     once(name, source, script, clew=False)
     once(name, source, script, clew=True)
     bare, clew, ratios, floors, problems = [], [], [], [], []
+    bare_cpu, clew_cpu, floors_cpu = [], [], []
     for pair in range(pairs):
         order = (False, True) if pair % 2 == 0 else (True, False)
-        times, hashing = {}, 0.0
+        times, cpus, hashing, hashing_cpu = {}, {}, 0.0, 0.0
         for variant in order:
-            times[variant], spent, found = once(name, source, script, clew=variant)
+            times[variant], cpus[variant], spent, spent_cpu, found = once(
+                name, source, script, clew=variant
+            )
             hashing += spent
+            hashing_cpu += spent_cpu
             problems += found
-        print(f"{name} pair {pair + 1}: bare {times[False]:.3f} s, clew {times[True]:.3f} s",
-              file=sys.stderr, flush=True)
+        print(f"{name} pair {pair + 1}: bare {times[False]:.3f} s ({cpus[False]:.3f} CPU), "
+              f"clew {times[True]:.3f} s ({cpus[True]:.3f} CPU)", file=sys.stderr, flush=True)
         bare.append(times[False])
         clew.append(times[True])
         ratios.append(times[True] / times[False])
         floors.append((times[False] + hashing) / times[False])
+        bare_cpu.append(cpus[False])
+        clew_cpu.append(cpus[True])
+        floors_cpu.append(cpus[False] + hashing_cpu)
     where = f"{work} -> {SHM} (tmpfs)" if work.is_symlink() else str(work)
     return {"title": title, "bare": bare, "clew": clew, "ratio": statistics.median(ratios),
-            "floor": statistics.median(floors), "problems": problems, "where": where}
+            "floor": statistics.median(floors), "problems": problems, "where": where,
+            "bare_cpu": bare_cpu, "clew_cpu": clew_cpu, "floor_cpu": floors_cpu}
 
 
 def report(results: dict[str, dict], pairs: int, began: float) -> str:
@@ -191,10 +208,12 @@ def report(results: dict[str, dict], pairs: int, began: float) -> str:
         "under: " + "; ".join(f"{name} {r['where']}" for name, r in results.items()),
         "- floor = (bare + a stat and a blake3, in this Python process, of every file the child "
         "read and wrote) / bare, per pair, median: what recording with digests costs at least",
+        "- CPU = user+sys of the program and its child (getrusage), medians; the floor's adds "
+        "the stat-and-blake3's CPU time to the bare run's",
         "",
         "| workload | bare median | clew median | clew / bare (median of pairs) | floor / bare "
-        "| target | result | records check |",
-        "|---|---|---|---|---|---|---|---|",
+        "| target | result | CPU bare / floor / clew | records check |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for result in results.values():
         verdict = "ok" if result["ratio"] <= TARGET else "**FAIL**"
@@ -202,7 +221,10 @@ def report(results: dict[str, dict], pairs: int, began: float) -> str:
         lines.append(
             f"| {result['title']} | {statistics.median(result['bare']):.3f} s "
             f"| {statistics.median(result['clew']):.3f} s | {result['ratio']:.3f} "
-            f"| {result['floor']:.3f} | <= {TARGET} | {verdict} | {checked} |"
+            f"| {result['floor']:.3f} | <= {TARGET} | {verdict} "
+            f"| {statistics.median(result['bare_cpu']):.3f} / "
+            f"{statistics.median(result['floor_cpu']):.3f} / "
+            f"{statistics.median(result['clew_cpu']):.3f} s | {checked} |"
         )
     return "\n".join(lines)
 
