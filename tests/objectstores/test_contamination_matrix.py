@@ -2,9 +2,10 @@
 it, naming the file and the run (and process) that read it; the clean control exits 0.
 
 Each row runs real programs under opentelemetry-instrument as a user writes them: a prep
-step (shutil, shell `cp`, os.rename, boto3 copy_object, s3fs cp, GCS copy_blob), then a
-training run that reads its data by glob, plainly, through a DataLoader worker or in a
-torchrun rank, and writes model.txt. Objects live in moto and fake-gcs-server.
+step (shutil, shell `cp`, os.rename, boto3 copy_object and its managed copy in parts, s3fs
+cp, GCS copy_blob and rewrite), then a training run that reads its data by glob, plainly,
+through a DataLoader worker or in a torchrun rank, and writes model.txt. Objects live in
+moto and fake-gcs-server.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ PREP = {
     "s3 copy_object": 'import sys, boto3\nb = sys.argv[1]\n'
                       'boto3.client("s3").copy_object(Bucket=b, Key="train/part-2.csv", '
                       'CopySource={"Bucket": b, "Key": "test/holdout.csv"})',
+    # boto3's managed copy in parts: CreateMultipartUpload, UploadPartCopy, Complete...
+    "s3 multipart copy": 'import sys, boto3\nfrom boto3.s3.transfer import TransferConfig\n'
+                         'b = sys.argv[1]\n'
+                         'boto3.client("s3").copy({"Bucket": b, "Key": "test/holdout.csv"}, b, '
+                         '"train/part-2.csv", Config=TransferConfig(multipart_threshold=1))',
     "s3fs cp": 'import sys, s3fs\nb = sys.argv[1]\n'
                's3fs.S3FileSystem().cp(f"{b}/test/holdout.csv", f"{b}/train/part-2.csv")',
     "gcs copy": 'import sys\nfrom google.auth.credentials import AnonymousCredentials\n'
@@ -106,6 +112,11 @@ PREP = {
                 'client = storage.Client(project="test", credentials=AnonymousCredentials())\n'
                 'bucket = client.bucket(sys.argv[1])\n'
                 'bucket.copy_blob(bucket.blob("test/holdout.csv"), bucket, "train/part-2.csv")',
+    "gcs rewrite": 'import sys\nfrom google.auth.credentials import AnonymousCredentials\n'
+                   'from google.cloud import storage\n'
+                   'client = storage.Client(project="test", credentials=AnonymousCredentials())\n'
+                   'bucket = client.bucket(sys.argv[1])\n'
+                   'bucket.blob("train/part-2.csv").rewrite(bucket.blob("test/holdout.csv"))',
 }
 
 
@@ -137,9 +148,13 @@ ROWS = {
         ("test/holdout.csv", "uri", "prep")}),
     "s3 copy_object": Row("s3", "s3 copy_object", TRAIN_S3, "train/*.csv", {
         ("train/part-2.csv", "digest", "train"), ("test/holdout.csv", "uri", "prep")}),
+    "s3 multipart copy": Row("s3", "s3 multipart copy", TRAIN_S3, "train/*.csv", {
+        ("train/part-2.csv", "digest", "train"), ("test/holdout.csv", "uri", "prep")}),
     "s3fs cp": Row("s3", "s3fs cp", TRAIN_S3, "train/*.csv", {
         ("train/part-2.csv", "digest", "train"), ("test/holdout.csv", "uri", "prep")}),
     "gcs copy": Row("gcs", "gcs copy", TRAIN_GCS, "train/*.csv", {
+        ("train/part-2.csv", "digest", "train"), ("test/holdout.csv", "uri", "prep")}),
+    "gcs rewrite": Row("gcs", "gcs rewrite", TRAIN_GCS, "train/*.csv", {
         ("train/part-2.csv", "digest", "train"), ("test/holdout.csv", "uri", "prep")}),
     "dataloader worker": Row("local", "", TRAIN_WORKER, "*/*.csv", {
         ("test/holdout.csv", "uri", "train")}, process="DataLoader worker 0"),
