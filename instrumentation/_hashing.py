@@ -19,7 +19,6 @@ at most `_QUEUE_MAX_BYTES` (or one larger chunk); a reader that finds it full wa
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections import deque
@@ -27,7 +26,7 @@ from collections.abc import Callable
 
 import blake3
 
-_logger = logging.getLogger(__name__)
+from ._guard import guard
 
 _BACKGROUND_MIN = 1 << 20  # smaller chunks: hashing (~0.2 ms a MiB) costs less than a hand-off
 _QUEUE_MAX_BYTES = 256 << 20
@@ -48,11 +47,9 @@ def small(data: bytes | bytearray | memoryview) -> bool:
 
 def digest_here(data: bytes | bytearray | memoryview) -> str | None:
     """`digest`, for a hook: a failure is recorded and gives None, never raises."""
-    try:
+    with guard("hashing"):
         return digest(data)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        _report(error)
-        return None
+    return None
 
 
 class _Worker:
@@ -152,7 +149,7 @@ class Stream:
         """Add the next chunk. Never raises: a failure leaves the stream without a digest."""
         if self.failed or not self._here():
             return
-        try:
+        with guard("hashing") as attempt:
             large = type(data) is bytes and (self.queued or len(data) >= _BACKGROUND_MIN)
             if large and self.worker.submit(self, data):
                 return
@@ -160,8 +157,8 @@ class Stream:
                 self.failed = True  # earlier chunks not hashed in time: no digest, never a wrong one
                 return
             self.hasher.update(data)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            self._fail(error)
+        if attempt.failed_here:
+            self.failed = True
 
     def finish(self, done: Done) -> None:
         """Call `done` with the digest of every chunk (None if there is none) once all are
@@ -169,13 +166,13 @@ class Stream:
         if not self._here():
             self.run(None, done)  # failed: reports None
             return
-        try:
+        with guard("hashing") as attempt:
             if self.queued and self.worker.submit(self, None, done):
                 return
             if self.queued and not self.worker.wait(self):
                 self.failed = True
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            self._fail(error)
+        if attempt.failed_here:
+            self.failed = True
         self.run(None, done)
 
     def result(self) -> str | None:
@@ -193,13 +190,13 @@ class Stream:
 
     def run(self, data: bytes | None, done: Done | None) -> None:
         """Hash a chunk and/or report the digest (on whichever thread's turn it is)."""
-        try:
+        with guard("hashing") as attempt:
             if data is not None and not self.failed:
                 self.hasher.update(data)
             if done is not None:
                 done(None if self.failed else "blake3:" + self.hasher.hexdigest())
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            self._fail(error)
+        if attempt.failed_here:
+            self.failed = True
 
     def _here(self) -> bool:
         # Begun in this process? A forked child's copy of a parent's stream misses the chunks
@@ -208,17 +205,3 @@ class Stream:
             return True
         self.failed = True
         return False
-
-    def _fail(self, error: BaseException) -> None:
-        self.failed = True
-        _report(error)
-
-
-def _report(error: BaseException) -> None:
-    from ._lifecycle import current_recorder  # not at import: _lifecycle imports the core
-
-    recorder = current_recorder()
-    if recorder is not None:
-        recorder.failed("hashing", error)
-    else:
-        _logger.warning("clew: hashing failed: %r (the program goes on)", error)

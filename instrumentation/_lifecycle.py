@@ -10,7 +10,6 @@ would have.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import signal
 import sys
@@ -23,12 +22,11 @@ from opentelemetry import trace
 from clew.instrumentation.version import __version__
 
 from . import _ranks, _signal_watch
+from ._guard import guard, log, report_to
 from ._joining import join_run
 from ._process import ProcessSpan
 from ._recorder import Recorder
 from ._settings import Settings
-
-_logger = logging.getLogger(__name__)
 
 _recorder: Recorder | None = None
 # The tracer provider given to the instrumentor that made the recorder; None: the global one,
@@ -80,6 +78,7 @@ def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
         deferred=join.deferred,
     )
     recorder = Recorder(tracer, Settings.from_environment(), process)
+    report_to(recorder.failed)
     if not join.deferred:
         process.context()  # the root span exists before any child can be started
     process.gather_in_background(os.getcwd())
@@ -105,9 +104,8 @@ def close(exit_code: int | None, exception: BaseException | None = None) -> None
     with _close_lock:
         _closing = True
         try:
-            recorder.close(exit_code=exit_code, exception=exception)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            _logger.warning("clew: flushing at exit failed: %r", error)
+            with guard("flushing at exit", log):
+                recorder.close(exit_code=exit_code, exception=exception)
         finally:
             _closing = False
         _flush_provider()
@@ -119,10 +117,8 @@ def _flush_provider() -> None:
     """Export what the recorder ended to a provider given to `instrument()`."""
     force_flush = getattr(_provider, "force_flush", None)
     if callable(force_flush) and _provider is not trace.get_tracer_provider():
-        try:
+        with guard("flushing the tracer provider", log):
             force_flush()
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            _logger.warning("clew: flushing the tracer provider failed: %r", error)
 
 
 def _exit_status(code: object) -> int:
@@ -212,6 +208,8 @@ def take_sigterm(quiet: Callable[[], bool]) -> None:
 def _is_quiet(signum: int) -> bool:
     try:
         return signum == signal.SIGTERM and _quiet_sigterm is not None and _quiet_sigterm()
+    # Not `guard`: this runs in a signal handler, where logging could wait forever on a lock
+    # the interrupted thread holds.
     except Exception:  # noqa: BLE001 - never harm the host
         return False
 

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
@@ -35,7 +35,6 @@ from ._records import Record
 from ._recorder import Recorder
 
 S3, GCS = "s3", "gcs"
-_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _URI_SAFE = "/:@!$&()*+,;=~-._"
 _needs_no_quoting = re.compile(f"[A-Za-z0-9{re.escape(_URI_SAFE)}]*").fullmatch
 _FOLDED = ("read", "list")  # one record per object version per process, counts summed
@@ -333,7 +332,7 @@ def enclosing() -> ObjectRecord | None:
 
 
 def suppressed() -> bool:
-    return bool(otel_context.get_value(_SUPPRESS_KEY))
+    return not is_instrumentation_enabled()
 
 
 class operation:  # noqa: N801 - used as a function: `with operation(record):`
@@ -342,19 +341,19 @@ class operation:  # noqa: N801 - used as a function: `with operation(record):`
     A class rather than a @contextmanager generator: an fsspec read enters it several times
     (open, each read, close), and this costs half as much each time."""
 
-    __slots__ = ("record", "tokens")
+    __slots__ = ("record", "token", "suppressing")
 
     def __init__(self, record: ObjectRecord | None) -> None:
         self.record = record
 
     def __enter__(self) -> None:
-        token = _enclosing.set(self.record)
-        self.tokens = (token, otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True)))
+        self.token = _enclosing.set(self.record)
+        self.suppressing = suppress_instrumentation()
+        self.suppressing.__enter__()
 
     def __exit__(self, *exc_info: object) -> None:
-        token, otel_token = self.tokens
-        otel_context.detach(otel_token)
-        _enclosing.reset(token)
+        self.suppressing.__exit__(None, None, None)
+        _enclosing.reset(self.token)
 
 
 def replace_methods(target: object, **replacements: Callable) -> Callable[[], None]:

@@ -22,11 +22,13 @@ from collections.abc import Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
 from . import _hashing, _records, _stamps
+from ._guard import guard, log
 from ._digests import DigestCache, StatKey, hash_file, stat_key
 from ._paths import PathFilter, is_project_source, project_root
 from ._process import ProcessSpan
@@ -72,6 +74,17 @@ class _Watch:
         self.quiet = 0  # flushes since it last changed
 
 
+class Clock:
+    """Where the recorder reads the time: the wall clock for its records' times, a monotonic
+    clock for its flush schedule. A test passes one it moves by hand."""
+
+    def time_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
 def _export_now() -> None:
     """Have the tracer provider's processors export the spans ended so far."""
     force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
@@ -90,10 +103,26 @@ def _stat_regular(path: str) -> os.stat_result | None:
 
 
 class Recorder:
-    """Collects this process's records and emits them as spans under its process span."""
+    """Collects this process's records and emits them as spans under its process span.
 
-    def __init__(self, tracer: trace.Tracer, settings: Settings, process: ProcessSpan) -> None:
+    Everything it needs comes in as arguments: the tracer its spans go to, the settings, the
+    process span, the clock; the lifecycle module makes the process's one recorder and wires
+    it to exit, fork and signals. With `background=False` no worker thread starts: the caller
+    turns the worker's wheel itself (`step`, `flush`), as the unit tests do."""
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        settings: Settings,
+        process: ProcessSpan,
+        *,
+        clock: Clock | None = None,
+        background: bool = True,
+    ) -> None:
         self._tracer = tracer
+        self._clock = clock or Clock()
+        self._time_ns = self._clock.time_ns  # bound once: the hooks' dedupe path calls it
+        self._background = background
         self.settings = settings
         self.process = process
         self.filter = PathFilter(settings.home)
@@ -127,6 +156,7 @@ class Recorder:
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # set by a first new record, and at close
         self._stopping = threading.Event()
+        self._next_flush = self._clock.monotonic() + self.settings.flush_interval
         # Last: until this process's own state is in place, the state is its parent's.
         self._pid = os.getpid()
 
@@ -175,7 +205,7 @@ class Recorder:
         record = self._reads.get(key)
         if record is not None:
             record.count += 1
-            record.last_ns = time.time_ns()
+            record.last_ns = self._time_ns()
             return
         if len(self._reads) >= _MAX_TRACKED:
             self._reads = {}
@@ -297,7 +327,7 @@ class Recorder:
         watch = self._watches.get(path) or self._settled.pop(path, None)
         if watch is not None:
             watch.record.count += 1
-            watch.record.last_ns = time.time_ns()
+            watch.record.last_ns = self._time_ns()
             watch.quiet = 0
             self._watches[path] = watch
             return
@@ -388,50 +418,59 @@ class Recorder:
     # -- worker ---------------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
-        if self._closed:
+        if self._closed or not self._background:
             return
         worker = threading.Thread(target=self._work, name="clew-recorder", daemon=True)
         self._worker = worker
         worker.start()
 
     def _work(self) -> None:
-        otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
-        next_flush = time.monotonic() + self.settings.flush_interval
+        with suppress_instrumentation():  # clew's own reads and writes are never recorded
+            self._work_until_stopped()
+
+    def _work_until_stopped(self) -> None:
+        clock = self._clock
+        self._next_flush = clock.monotonic() + self.settings.flush_interval
         woken = 0.0  # when a first new record last woke this thread
         while not self._stopping.is_set():
-            try:
-                with self._work_lock:
-                    if self._stopping.is_set():
-                        break
-                    busy = self._identify_new(limit=256)
-                    emitted = False
-                    # A torchrun agent's records wait for its run's trace (issue 5).
-                    if not self.process.waiting:
-                        if time.monotonic() >= next_flush:
-                            self._collect(final=False)
-                            emitted = self._emit_ready()
-                            next_flush = time.monotonic() + self.settings.flush_interval
-                        elif len(self._ready) >= _SPILL_RECORDS:
-                            # Not a flush: watched writes settle over whole flush intervals.
-                            emitted = self._emit_ready()
-                if emitted:
-                    # Out of the lock, so the hooks' `_before_change` never waits on an
-                    # export. Without it the spans waited for the span processor's own
-                    # schedule too, and a SIGKILL lost up to two flush intervals of records.
-                    _export_now()
-            except Exception as error:  # noqa: BLE001 - never harm the host
-                self.failed("recorder", error)
-                busy = False
+            busy = False
+            with guard("recorder", self.failed):
+                busy = self.step()
             if busy:
                 continue
             # At most one wake by new records per _GATHER: a program opening thousands of
             # files a second has them identified in batches, not with a GIL hand-off each.
-            pause = woken + _GATHER - time.monotonic()
+            pause = woken + _GATHER - clock.monotonic()
             if pause > 0 and self._stopping.wait(pause):
                 break
-            if self._wake.wait(max(next_flush - time.monotonic(), _GATHER)):
+            if self._wake.wait(max(self._next_flush - clock.monotonic(), _GATHER)):
                 self._wake.clear()
-                woken = time.monotonic()
+                woken = clock.monotonic()
+
+    def step(self) -> bool:
+        """One turn of the worker: identify new records (a bounded batch), and once the flush
+        interval has passed emit the finished records and the writes that settled; earlier
+        when `_SPILL_RECORDS` are waiting. True when it identified any (more may wait)."""
+        with self._work_lock:
+            if self._stopping.is_set():
+                return False
+            busy = self._identify_new(limit=256)
+            emitted = False
+            # A torchrun agent's records wait for its run's trace to be agreed.
+            if not self.process.waiting:
+                if self._clock.monotonic() >= self._next_flush:
+                    self._collect(final=False)
+                    emitted = self._emit_ready()
+                    self._next_flush = self._clock.monotonic() + self.settings.flush_interval
+                elif len(self._ready) >= _SPILL_RECORDS:
+                    # Not a flush: watched writes settle over whole flush intervals.
+                    emitted = self._emit_ready()
+        if emitted:
+            # Out of the lock, so the hooks' `_before_change` never waits on an export; and
+            # now, not on the span processor's own schedule, so a SIGKILL loses at most one
+            # flush interval of records.
+            _export_now()
+        return busy
 
     def _identify(self, record: Record) -> None:
         key = record.key
@@ -491,7 +530,7 @@ class Recorder:
                 record = watch.record
                 emitted = Record(record.operation, record.path, key)
                 emitted.count, emitted.source = record.count, record.source
-                emitted.first_ns, emitted.last_ns = record.first_ns, time.time_ns()
+                emitted.first_ns, emitted.last_ns = record.first_ns, self._time_ns()
                 self._identify(emitted)
                 watch.emitted = key
                 watch.quiet = 0
@@ -519,10 +558,8 @@ class Recorder:
         parent = self.process.context()
         pid = os.getpid()
         for item in _records.group_for_spans(records):
-            try:
+            with guard("recording a span", self.failed):  # one bad record never takes its flush
                 self._emit(item, parent, pid)
-            except Exception as error:  # noqa: BLE001 - one bad record never takes its flush
-                self.failed("recording a span", error)
         self._cache.save()
         return True
 
@@ -562,16 +599,10 @@ class Recorder:
 
     def flush(self) -> None:
         """Emit everything recorded so far (identifying it on the calling thread)."""
-        with self._work_lock:
-            token = otel_context.attach(
-                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
-            )
-            try:
-                self._identify_new()
-                self._collect(final=True)
-                self._emit_ready()
-            finally:
-                otel_context.detach(token)
+        with self._work_lock, suppress_instrumentation():
+            self._identify_new()
+            self._collect(final=True)
+            self._emit_ready()
 
     def close(self, *, exit_code: int | None, exception: BaseException | None = None) -> None:
         """Flush every record and end the process span; later calls do nothing."""
@@ -584,27 +615,19 @@ class Recorder:
         if worker is not None and worker is not threading.current_thread():
             worker.join(_STOP_TIMEOUT)
         for callback in self.on_close:
-            try:
+            with guard("closing", self.failed):
                 callback()
-            except Exception as error:  # noqa: BLE001
-                self.failed("closing", error)
-        try:
+        with guard("closing", self.failed):
             _hashing.finish_all()  # streamed digests still on the background hasher
-        except Exception as error:  # noqa: BLE001
-            self.failed("closing", error)
-        try:
+        with guard("final flush", self.failed):
             self.flush()
-        except Exception as error:  # noqa: BLE001
-            self.failed("final flush", error)
-        try:
+        with guard("ending the process span", log):  # the errors went with it: logged
             self.process.end(
                 exit_code=exit_code,
                 exception=exception,
                 code_files=self._code_files,
                 errors=self.errors,
             )
-        except Exception as error:  # noqa: BLE001
-            _logger.warning("clew: ending the process span failed: %r", error)
         _export_now()
 
     def _code_files(self) -> tuple[list[str], list[str]]:

@@ -29,6 +29,9 @@ from ._paths import absolute
 from ._recorder import Recorder, own_io
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+# The audit hook reads OpenTelemetry's suppression flag itself rather than calling
+# is_instrumentation_enabled(): it runs on every open the program makes, and one look-up of
+# the key that suppress_instrumentation() sets costs a fraction of that function's two.
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _getframe = sys._getframe
 _get_value = otel_context.get_value
@@ -66,6 +69,8 @@ def _audit(event: str, args: tuple) -> None:
     recorder = _HOOK.recorder
     if recorder is None or own_io.active or _get_value(_SUPPRESS_KEY):
         return
+    # A bare try rather than `guard`: a try costs nothing until it raises, and entering a
+    # context manager would cost every recorded open.
     try:
         handler(recorder, args)
     except Exception as error:  # noqa: BLE001 - never harm the host

@@ -36,6 +36,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from clew.semconv import environment
 
 from . import _objects
+from ._guard import guard
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import S3, ObjectRecord
@@ -176,7 +177,7 @@ def _add_part(operation: str, params: dict) -> None:
 def _before_request(params: dict, model: Any, context: dict, **kwargs: Any) -> None:
     if not _instrumentor.active:
         return
-    try:
+    with guard("s3 request"):
         operation = model.name
         outer = _objects.enclosing()
         if outer is not None or _objects.suppressed():
@@ -200,8 +201,6 @@ def _before_request(params: dict, model: Any, context: dict, **kwargs: Any) -> N
         records = _open_records(operation, params)
         if records:
             context[_CONTEXT_KEY] = records
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("s3 request", error)
 
 
 def _learn(record: ObjectRecord, parsed: dict, operation: str) -> None:
@@ -251,7 +250,7 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
     held = context.pop(_CONTEXT_KEY, None)
     if held is None or not _instrumentor.active:
         return
-    try:
+    with guard("s3 response"):
         operation = model.name
         if isinstance(held, ObjectRecord):  # the outer layer's record: add to it
             if http_response.status_code < 300:
@@ -282,8 +281,6 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
         carrier = _objects.finish(record)
         if operation == "GetObject" and _whole(parsed, carrier.object_size):
             _follow_body(parsed.get("Body"), _objects.StreamDigest(carrier, carrier.object_size))
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("s3 response", error)
 
 
 def _hash_for_outer(record: ObjectRecord, parsed: dict) -> None:
@@ -389,13 +386,11 @@ def _after_call_error(context: dict, **kwargs: Any) -> None:
 def _register(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
     result = wrapped(*args, **kwargs)
     events = args[0] if args else kwargs.get("events")
-    try:
+    with guard("s3 hooks"):
         # provide-client-params: before botocore's own handlers turn a bytes Body into a file.
         events.register("provide-client-params.s3", _before_request, unique_id=f"{_UNIQUE}-before")
         events.register("after-call.s3", _after_call, unique_id=f"{_UNIQUE}-after")
         events.register("after-call-error.s3", _after_call_error, unique_id=f"{_UNIQUE}-error")
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("s3 hooks", error)
     return result
 
 
