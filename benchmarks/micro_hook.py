@@ -96,8 +96,8 @@ def components(root: Path) -> list[tuple[str, float]]:
     from opentelemetry import context as otel_context
 
     from clew.instrumentation import _paths
-    from clew.instrumentation._digests import hash_file, stat_key
-    from clew.instrumentation._records import Record
+    from clew.instrumentation._file_digests import hash_file, stat_key
+    from clew.instrumentation._record_spans import Record
 
     path = str(root / "batch0" / "f00000.bin")
     key = stat_key(os.stat(path))
@@ -132,9 +132,9 @@ def emit_cost(root: Path) -> list[tuple[str, float]]:
 
     from clew.exporter.processor import ProvenanceSpanProcessor
     from clew.exporter.spool import SpoolSpanExporter
-    from clew.instrumentation._process import ProcessSpan
+    from clew.instrumentation._process_span import ProcessSpan
     from clew.instrumentation._recorder import Recorder
-    from clew.instrumentation._records import Record
+    from clew.instrumentation._record_spans import Record
     from clew.instrumentation._settings import Settings
 
     count = 20000

@@ -21,7 +21,7 @@ from clew.semconv import attributes as attr
 
 from ._guard import guard
 from ._lifecycle import get_recorder
-from ._process import ProcessSpan, remote_context
+from ._process_span import ProcessSpan, remote_context
 from .resource import update_resource
 
 _Role = attr.ProvenanceProcessRoleValues

@@ -30,7 +30,7 @@ from opentelemetry.context import Context
 from clew.semconv import attributes as attr
 
 from . import _ranks
-from ._process import inherited_context, new_ids, remote_context
+from ._process_span import inherited_context, new_ids, remote_context
 from ._recorder import own_io
 
 _logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from clew.instrumentation.version import __version__
 from . import _ranks, _signal_watch
 from ._guard import guard, log, report_to
 from ._joining import join_run
-from ._process import ProcessSpan
+from ._process_span import ProcessSpan
 from ._recorder import Recorder
 from ._settings import Settings
 

@@ -4,7 +4,7 @@ A hook opens an `ObjectRecord` when an operation starts (`begin`) and hands it o
 done (`finish`). Reads and metadata look-ups of one object version are folded into one record
 per process (ranged GETs of one download are one logical read, their bytes summed) and emitted
 once quiet for a flush interval, reads of small objects batched into one span per prefix as
-small file reads are (`_records`); everything else becomes a span at the next flush.
+small file reads are (`_record_spans`); everything else becomes a span at the next flush.
 
 Layers nest: s3fs runs over aiobotocore, gcsfs over its HTTP session. The outermost layer opens
 the record and runs the inner call under OpenTelemetry's suppression with the record set as
@@ -28,10 +28,10 @@ from opentelemetry.util.types import Attributes
 from clew.semconv import attributes as attr
 from clew.semconv import spans
 
-from . import _hashing, _records, _stamps
+from . import _record_spans, _stamps, _stream_digests
 from ._lifecycle import get_recorder
 from ._paths import quote_uri_path
-from ._records import Record
+from ._record_spans import Record
 from ._recorder import Recorder
 
 S3, GCS = "s3", "gcs"
@@ -105,7 +105,7 @@ class ObjectRecord(Record):
         # Reads of small objects, per prefix and endpoint, as small file reads are batched
         # per directory: a job reading millions of objects would otherwise send millions of
         # spans, and building them cost the recorder 2.5 times its CPU (RESULTS.md).
-        if self.operation == "read" and (self.object_size or 0) < _records.BATCH_MAX_SIZE:
+        if self.operation == "read" and (self.object_size or 0) < _record_spans.BATCH_MAX_SIZE:
             return self.store, self.bucket, self.name.rpartition("/")[0], self.endpoint
         return None
 
@@ -116,7 +116,7 @@ class ObjectRecord(Record):
             attr.PROVENANCE_IO_OPERATION: "read",
             attr.PROVENANCE_OBJECT_STORE: first.store,
             _BUCKET[first.store == S3]: first.bucket,
-            **_records.artifact_arrays(
+            **_record_spans.artifact_arrays(
                 [r.path for r in records],
                 records,
                 sizes=[-1 if r.object_size is None else r.object_size for r in records],
@@ -389,14 +389,14 @@ def digest_of(data: bytes | bytearray | memoryview) -> str | None:
     limit = hash_max_bytes()
     if limit is None or len(data) > limit:
         return None
-    return _hashing.digest(data)
+    return _stream_digests.digest(data)
 
 
 class StreamDigest:
     """blake3 of an object read sequentially from offset 0 to its end, as it passes; given
     up at the first read out of order (a seek, a ranged reader). An object read in one small
     chunk (a whole GET body) is hashed there and then; otherwise the chunks feed a
-    `_hashing.Stream`, which hashes large ones on the background hasher. The record waits in
+    `_stream_digests.Stream`, which hashes large ones on the background hasher. The record waits in
     `pending` until its digest is set, so it is never emitted before (unless the process
     ends first)."""
 
@@ -406,7 +406,7 @@ class StreamDigest:
         self.record = record
         self.position = 0
         self.size = size
-        self.stream: _hashing.Stream | None = None  # from the first chunk short of the end
+        self.stream: _stream_digests.Stream | None = None  # from the first chunk short of the end
         limit = hash_max_bytes()
         self.following = limit is not None and size is not None and size <= limit
         if self.following:
@@ -421,11 +421,11 @@ class StreamDigest:
         end = offset + len(data)
         stream = self.stream
         if stream is None:
-            if end == self.size and _hashing.small(data):
+            if end == self.size and _stream_digests.small(data):
                 self.following = False
-                self._done(_hashing.digest_here(data))
+                self._done(_stream_digests.digest_here(data))
                 return
-            stream = self.stream = _hashing.Stream()
+            stream = self.stream = _stream_digests.Stream()
         stream.update(data)
         self.position = end
         if end == self.size:

@@ -41,9 +41,9 @@ from opentelemetry.util.types import Attributes
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from ._digests import StatKey, stat_key
+from ._file_digests import StatKey, stat_key
 from ._paths import absolute
-from ._records import (
+from ._record_spans import (
     BATCH_MAX_SIZE,
     SPAN_NAMES,
     Record,

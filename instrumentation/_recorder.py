@@ -27,12 +27,12 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from . import _hashing, _records, _stamps
+from . import _record_spans, _stamps, _stream_digests
+from ._file_digests import DigestCache, StatKey, hash_file, stat_key
 from ._guard import guard, log
-from ._digests import DigestCache, StatKey, hash_file, stat_key
 from ._paths import PathFilter, is_project_source, project_root
-from ._process import ProcessSpan
-from ._records import Record
+from ._process_span import ProcessSpan
+from ._record_spans import Record
 from ._settings import Settings
 from .redaction import redact_text
 
@@ -557,7 +557,7 @@ class Recorder:
                     record.producer = _stamps.read_file(record.path)
         parent = self.process.context()
         pid = os.getpid()
-        for item in _records.group_for_spans(records):
+        for item in _record_spans.group_for_spans(records):
             with guard("recording a span", self.failed):  # one bad record never takes its flush
                 self._emit(item, parent, pid)
         self._cache.save()
@@ -572,11 +572,11 @@ class Recorder:
             name, attributes = item[0].batch_span(item, pid)
             start = min(r.first_ns for r in item)
             end = max(r.last_ns for r in item)
-            span, links = None, _records.links(item)
+            span, links = None, _record_spans.links(item)
         else:
             name, attributes = item.span_name(), item.span_attributes(pid)
             start, end = item.first_ns, item.last_ns
-            span, links = item.span, _records.links((item,))
+            span, links = item.span, _record_spans.links((item,))
         if span is None:
             span = self._tracer.start_span(
                 name, context=parent, start_time=start, attributes=attributes, links=links
@@ -618,7 +618,7 @@ class Recorder:
             with guard("closing", self.failed):
                 callback()
         with guard("closing", self.failed):
-            _hashing.finish_all()  # streamed digests still on the background hasher
+            _stream_digests.finish_all()  # streamed digests still on the background hasher
         with guard("final flush", self.failed):
             self.flush()
         with guard("ending the process span", log):  # the errors went with it: logged

@@ -42,7 +42,7 @@ from ._guard import guard
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import close as close_recording
 from ._lifecycle import get_recorder
-from ._process import child_environment
+from ._process_span import child_environment
 from .redaction import redact_argv, redact_text
 
 _CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID, *_preload.CARRIED)

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from clew.exporter.distro import with_clew_detector
 from clew.instrumentation import _joining, _ranks
-from clew.instrumentation._process import ProcessSpan, remote_context
+from clew.instrumentation._process_span import ProcessSpan, remote_context
 from clew.instrumentation.resource import ClewResourceDetector
 from clew.semconv import attributes as attr
 

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from clew.instrumentation._process import ProcessSpan
-from clew.instrumentation import _recorder, _records
+from clew.instrumentation._process_span import ProcessSpan
+from clew.instrumentation import _record_spans, _recorder
 from clew.instrumentation._recorder import Recorder
 from clew.instrumentation._settings import Settings
 from clew.semconv import attributes as attr
@@ -256,7 +256,7 @@ def test_repeated_reads_of_one_version_are_one_record(capture: Capture, tmp_path
 def test_small_reads_of_one_directory_share_spans_of_at_most_a_batch(
     capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_records, "BATCH_MAX_RECORDS", 4)  # the mechanism, on a few files
+    monkeypatch.setattr(_record_spans, "BATCH_MAX_RECORDS", 4)  # the mechanism, on a few files
     folder = tmp_path / "images"
     folder.mkdir()
     count = 4 + 3

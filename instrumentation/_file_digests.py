@@ -52,7 +52,7 @@ def hash_file(path: str, expected: StatKey) -> str | None:
             # Read in chunks, never mmap: the host may truncate the file while we hash, and a
             # mapped page past the new end raises SIGBUS, which kills the whole process. A
             # short read is caught by the stat check below instead. One thread: blake3's AUTO
-            # pool hangs a forked child that hashes after its parent did (see _hashing).
+            # pool hangs a forked child that hashes after its parent did (see _stream_digests).
             hasher = blake3.blake3()
             while chunk := os.read(fd, _CHUNK):
                 hasher.update(chunk)

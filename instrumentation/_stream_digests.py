@@ -10,7 +10,7 @@ of small objects, are hashed on the calling thread as before, unless earlier chu
 stream are still waiting (order is kept); a buffer the program may reuse (readinto's bytearray
 or memoryview) is hashed on the calling thread once the stream's earlier chunks are done.
 
-blake3 is single-threaded here and in `_digests`: `max_threads=AUTO` runs on rayon's global
+blake3 is single-threaded here and in `_file_digests`: `max_threads=AUTO` runs on rayon's global
 pool, whose threads a forked child does not have, so a child that hashes with AUTO after its
 parent did hangs forever (DataLoader workers fork). The background thread, its lock and its
 queue start over in a forked child; streams begun in the parent give up there. The queue holds

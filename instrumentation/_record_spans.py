@@ -20,7 +20,7 @@ from clew.semconv import attributes as attr
 from clew.semconv import spans
 
 from . import _stamps
-from ._digests import StatKey
+from ._file_digests import StatKey
 from ._paths import file_uri, file_uris
 
 BATCH_MAX_SIZE = 1 << 20  # reads of files at least this large get a span of their own
