@@ -20,7 +20,7 @@ _LARGE = 1 << 20  # below this, one read() of the whole file
 _CHUNK = 8 << 20
 _CACHE_FILENAME = "digests-v1.txt"
 # Digests kept in memory: between this many and twice as many. An entry costs ~350 bytes, and
-# a program that reads a million files held them all (and the whole file, loaded). A file
+# a program that reads a million files would hold them all (and the whole file, loaded). A file
 # whose entry was dropped is hashed again, ~7 us for a small one.
 MEMORY_ENTRIES = 1 << 15
 

@@ -54,7 +54,7 @@ def follow(file: Any, record: ObjectRecord, mode: str) -> None:
 
 def _follow_read(file: Any, record: ObjectRecord) -> None:
     size = record.object_size if record.object_size is not None else getattr(file, "size", None)
-    digest = _objects.StreamDigest(record, size if isinstance(size, int) else None)
+    digest = _objects.SequentialReadDigest(record, size if isinstance(size, int) else None)
     read, close, tell = file.read, file.close, file.tell
 
     def reading(*args: Any, **kwargs: Any) -> Any:

@@ -68,18 +68,18 @@ def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
     global _provider
     _provider = tracer_provider
     tracer = trace.get_tracer("clew", __version__, tracer_provider=tracer_provider)
-    join = join_run(tracer)
+    membership = join_run(tracer)
     process = ProcessSpan(
         tracer,
-        join.role,
-        join.parent,
-        root_ids=join.root_ids,
-        joined_by=join.joined_by,
-        deferred=join.deferred,
+        membership.role,
+        membership.parent,
+        root_ids=membership.root_ids,
+        joined_by=membership.joined_by,
+        deferred=membership.deferred,
     )
     recorder = Recorder(tracer, Settings.from_environment(), process)
     report_to(recorder.failed)
-    if not join.deferred:
+    if not membership.deferred:
         process.context()  # the root span exists before any child can be started
     process.gather_in_background(os.getcwd())
     atexit.register(_at_exit)
@@ -141,7 +141,7 @@ def _at_exit() -> None:
     if code is None:
         # An uncaught exception: the interpreter stores it in sys.last_value before it runs
         # sys.excepthook, whoever installed that (rich, IPython and CLIs replace it), so
-        # this sees every one. Wrapping sys.excepthook instead missed those, and made the
+        # this sees every one. Wrapping sys.excepthook would miss those, and would make the
         # traceback's reads of source files look like the program's.
         last = getattr(sys, "last_value", None)
         if isinstance(last, BaseException) and not isinstance(last, SystemExit):

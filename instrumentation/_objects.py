@@ -94,7 +94,7 @@ class ObjectRecord(Record):
         self.object_size: int | None = None
         self.copy_source: str | None = None  # S3 "bucket/key" (aws.s3.copy_source)
         self.stamped = False
-        self.pending: set = set()  # StreamDigests still hashing into this record's digest
+        self.pending: set = set()  # SequentialReadDigests still hashing into this record's digest
         self.span = None
 
     @property
@@ -104,7 +104,7 @@ class ObjectRecord(Record):
     def batch_key(self) -> Hashable | None:
         # Reads of small objects, per prefix and endpoint, as small file reads are batched
         # per directory: a job reading millions of objects would otherwise send millions of
-        # spans, and building them cost the recorder 2.5 times its CPU (RESULTS.md).
+        # spans, and building them costs the recorder 2.5 times its CPU (benchmarks/RESULTS.md).
         if self.operation == "read" and (self.object_size or 0) < _record_spans.BATCH_MAX_SIZE:
             return self.store, self.bucket, self.name.rpartition("/")[0], self.endpoint
         return None
@@ -140,8 +140,8 @@ class ObjectRecord(Record):
     def span_name(self) -> str:
         return _SPAN_NAMES.get((self.store, self.operation)) or _OTHER_SPAN_NAMES[self.operation]
 
-    def digest_coming(self, besides: StreamDigest | None = None) -> bool:
-        """Whether this record has its digest, or a StreamDigest other than `besides` is
+    def digest_coming(self, besides: SequentialReadDigest | None = None) -> bool:
+        """Whether this record has its digest, or a SequentialReadDigest other than `besides` is
         computing it: an inner layer (aiobotocore under s3fs) hashing the bytes as they arrive."""
         return self.digest is not None or any(d is not besides for d in self.pending)
 
@@ -213,7 +213,7 @@ class ObjectRecord(Record):
         return {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
 
     def _identity(self) -> str:
-        # The store's own immutable name for the content first (issue 4), then its ETag,
+        # The store's own immutable name for the content first, then its ETag,
         # then a digest of the bytes that passed through this process.
         if self.version:
             return "version"
@@ -363,7 +363,7 @@ def replace_methods(target: object, **replacements: Callable) -> Callable[[], No
     Call that once the object is done with: a replacement holds the object's own bound
     method, so until then the object is in a reference cycle, which only the garbage
     collector frees. Left in place, every file a program read lived (with its buffers) until
-    a collection, and the collections that caused cost a program reading small objects
+    a collection, and the collections that causes cost a program reading small objects
     through s3fs about 1 % (benchmarks/RESULTS.md)."""
     for name, replacement in replacements.items():
         setattr(target, name, replacement)
@@ -392,7 +392,7 @@ def digest_of(data: bytes | bytearray | memoryview) -> str | None:
     return _stream_digests.digest(data)
 
 
-class StreamDigest:
+class SequentialReadDigest:
     """blake3 of an object read sequentially from offset 0 to its end, as it passes; given
     up at the first read out of order (a seek, a ranged reader). An object read in one small
     chunk (a whole GET body) is hashed there and then; otherwise the chunks feed a

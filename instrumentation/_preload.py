@@ -111,7 +111,7 @@ class ChildRecord(Record):
 
     def batch_key(self) -> Hashable | None:
         # Writes of small files are batched too, unlike the file hook's: `cp -r` of a tree
-        # writes as many files as it reads, and a span each cost clew more than the copy
+        # writes as many files as it reads, and a span each costs clew more than the copy
         # (docs/architecture.md). A batch carries no producer stamp on its files.
         if self.operation in _BATCHED and (self.size or 0) < BATCH_MAX_SIZE:
             return self.pid, self.operation, directory_of(self.path)

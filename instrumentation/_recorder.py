@@ -28,6 +28,7 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment
 
 from . import _record_spans, _stamps, _stream_digests
+from ._clew_io import clew_io
 from ._file_digests import DigestCache, StatKey, hash_file, stat_key
 from ._guard import guard, log
 from ._paths import PathFilter, is_project_source, project_root
@@ -44,7 +45,7 @@ _logger = logging.getLogger(__name__)
 _MAX_TRACKED = 1 << 15
 # Records that finish faster than this many per flush interval are emitted as soon as this
 # many are waiting: the records, and the spans made of them, would otherwise all be held
-# until the next flush (a loader opening 100,000 small files a second held ~100 MB).
+# until the next flush (a loader opening 100,000 small files a second would hold ~100 MB).
 _SPILL_RECORDS = 4096
 # The worker is woken by new records at most once in this long (see _work).
 _GATHER = 0.02
@@ -52,13 +53,6 @@ SYNC_HASH_MAX_BYTES = 1 << 20
 _STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
 
 
-class _OwnIO(threading.local):
-    """Set while clew itself does file I/O on a host thread, so its hooks ignore it."""
-
-    active = False
-
-
-own_io = _OwnIO()
 _STOP_TIMEOUT = 60.0
 
 
@@ -185,8 +179,9 @@ class Recorder:
         new = self._new
         new.append(record)
         if len(new) == 1:
-            # The worker sleeps until there is work. Polling instead (every 20 ms) cost a
-            # program that opens no file 1-2 % of its time in GIL hand-offs (RESULTS.md).
+            # The worker sleeps until there is work. Polling instead (every 20 ms) costs a
+            # program that opens no file 1-2 % of its time in GIL hand-offs
+            # (benchmarks/RESULTS.md).
             # Two threads appending at once may both miss the 1: those records wait for
             # the next flush instead, never longer.
             self._wake.set()
@@ -284,11 +279,11 @@ class Recorder:
         which the background hasher would find gone."""
         if not self.settings.hashing or key[2] > self.settings.hash_max_bytes:
             return None
-        own_io.active = True
+        clew_io.active = True
         try:
             return self._content_digest(path, key)
         finally:
-            own_io.active = False
+            clew_io.active = False
 
     def hash_ahead(self, path: str, key: StatKey) -> None:
         """Hash the version `key` of `path` into the digest cache ahead of its record (a

@@ -1,9 +1,9 @@
 """blake3 of bytes as a program streams them, large chunks hashed off the reading thread.
 
 Every capture source that digests a stream in passing (botocore bodies, s3transfer downloads,
-fsspec files read or written) feeds a `Stream`. Hashing 256 MiB takes ~50 ms of one core here; on the reading
-thread it added that to every large object the program read (boto3 reading 2 x 256 MiB from
-SeaweedFS: x1.16, benchmarks/RESULTS.md). Chunks of at least `_BACKGROUND_MIN` bytes that
+fsspec files read or written) feeds a `Stream`. Hashing 256 MiB takes ~50 ms of one core
+here; on the reading thread that adds to every large object the program reads (boto3
+reading 2 x 256 MiB from SeaweedFS: x1.16, benchmarks/RESULTS.md). Chunks of at least `_BACKGROUND_MIN` bytes that
 nobody can change (`bytes`) go instead to one background thread, which hashes them in order
 while the program goes on: blake3 releases the GIL while it hashes. Small chunks, the hot path
 of small objects, are hashed on the calling thread as before, unless earlier chunks of the same

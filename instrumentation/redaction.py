@@ -145,7 +145,7 @@ def _policy() -> _Policy:
     # The cheap gate in front of the rules below: every text that holds a secret they find
     # holds one of these ("pass" in "passwd", "key" in "apikey", "@" in userinfo, "-p"
     # before a short option's value). Literals on lowercased text: no IGNORECASE, which
-    # made the search several times slower.
+    # makes the search several times slower.
     hints = (
         "pass", "pwd", "secret", "token", "key", "auth", "credential", "bearer", "basic",
         "sig", "cookie", "@", *(n.rpartition("_")[2] for n in extra_names),

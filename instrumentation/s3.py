@@ -227,7 +227,7 @@ def _object_size(parsed: dict) -> int | None:
 
 
 # Endpoints by "scheme://netloc": a client sends every request to one or a few, and parsing
-# each response's URL cost more than the rest of recording a small GET.
+# each response's URL costs more than the rest of recording a small GET.
 _endpoints: dict[str, tuple[str, int | None] | None] = {}
 
 
@@ -280,7 +280,8 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
             record.object_size = record.io_bytes  # the parts' bytes
         carrier = _objects.finish(record)
         if operation == "GetObject" and _whole(parsed, carrier.object_size):
-            _follow_body(parsed.get("Body"), _objects.StreamDigest(carrier, carrier.object_size))
+            digest = _objects.SequentialReadDigest(carrier, carrier.object_size)
+            _follow_body(parsed.get("Body"), digest)
 
 
 def _hash_for_outer(record: ObjectRecord, parsed: dict) -> None:
@@ -289,7 +290,7 @@ def _hash_for_outer(record: ObjectRecord, parsed: dict) -> None:
     the object's size changed since the outer layer learned it (replaced between HEAD and GET)."""
     size = _object_size(parsed)
     if size == record.object_size and _whole(parsed, size):
-        _follow_body(parsed.get("Body"), _objects.StreamDigest(record, size))
+        _follow_body(parsed.get("Body"), _objects.SequentialReadDigest(record, size))
 
 
 def _finish_deletes(records: list[ObjectRecord], parsed: dict) -> None:
@@ -311,7 +312,7 @@ def _whole(parsed: dict, size: int | None) -> bool:
     return isinstance(content_range, str) and content_range.startswith(f"bytes 0-{(size or 0) - 1}/")
 
 
-def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
+def _follow_body(body: Any, digest: _objects.SequentialReadDigest) -> None:
     """Hash a StreamingBody as the program reads it: its read and readinto are replaced on
     this one object (iter_chunks and iteration call them), so the bytes are hashed once, in
     passing, never fetched again. An aiobotocore body's read is a coroutine: its

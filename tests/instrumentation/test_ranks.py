@@ -1,6 +1,6 @@
-"""Rank detection, the resource detector and the trace-id scheme, without launchers (issue 5).
+"""Rank detection, the resource detector and the trace-id scheme, without launchers.
 
-The environments below are what each launcher sets (../shared/TESTING.md, and Open MPI
+The environments below are what each launcher sets (their documentation, and Open MPI
 4.1's mpirun as observed); the real launchers run in tests/distributed.
 """
 
