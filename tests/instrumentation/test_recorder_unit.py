@@ -68,6 +68,16 @@ class Capture:
         while self.recorder.step():
             pass
 
+    def settle(self) -> None:
+        """Two flush intervals pass: time for a finished write's content to settle."""
+        self.tick()
+        self.tick()
+
+    def write(self, path: Path, content: bytes) -> None:
+        """The program opens `path` for writing, truncating it, and writes `content`."""
+        self.recorder.opened_for_write(str(path), keeps_content=False)
+        path.write_bytes(content)
+
     def records(self) -> list[tuple[str, str, str | None]]:
         """(operation, file name, digest) of every record exported so far, batched or not."""
         found = []
@@ -107,8 +117,7 @@ def test_a_write_is_recorded_once_its_content_settles(capture: Capture, tmp_path
     """A file being written is recorded when it has been unchanged over a flush interval,
     with the digest of that content, not of what it held while it was written."""
     out = tmp_path / "model.bin"
-    capture.recorder.opened_for_write(str(out), keeps_content=False)
-    out.write_bytes(b"half")
+    capture.write(out, b"half")
     capture.tick()
     assert capture.records() == []
     with open(out, "ab") as handle:
@@ -123,15 +132,12 @@ def test_a_write_is_recorded_once_its_content_settles(capture: Capture, tmp_path
 
 def test_a_settled_write_changed_later_is_recorded_again(capture: Capture, tmp_path: Path) -> None:
     out = tmp_path / "log.txt"
-    capture.recorder.opened_for_write(str(out), keeps_content=False)
-    out.write_bytes(b"one")
-    capture.tick()
-    capture.tick()
+    capture.write(out, b"one")
+    capture.settle()
     capture.recorder.opened_for_write(str(out), keeps_content=True)
     with open(out, "ab") as handle:
         handle.write(b" two")
-    capture.tick()
-    capture.tick()
+    capture.settle()
     assert capture.records() == [
         ("write", "log.txt", _digest(b"one")),
         ("write", "log.txt", _digest(b"one two")),
@@ -141,8 +147,7 @@ def test_a_settled_write_changed_later_is_recorded_again(capture: Capture, tmp_p
 def test_a_write_still_changing_at_exit_is_recorded_as_it_ends(capture: Capture,
                                                                tmp_path: Path) -> None:
     out = tmp_path / "last.bin"
-    capture.recorder.opened_for_write(str(out), keeps_content=False)
-    out.write_bytes(b"final")
+    capture.write(out, b"final")
     capture.recorder.flush()
     assert capture.records() == [("write", "last.bin", _digest(b"final"))]
 
@@ -152,12 +157,10 @@ def test_a_file_written_and_renamed_into_place_is_one_write_at_its_final_name(
 ) -> None:
     """The atomic-save pattern: the temporary name never appears."""
     temporary, final = tmp_path / "ckpt.tmp", tmp_path / "ckpt.pt"
-    capture.recorder.opened_for_write(str(temporary), keeps_content=False)
-    temporary.write_bytes(b"weights")
+    capture.write(temporary, b"weights")
     capture.recorder.renamed(str(temporary), str(final))
     os.rename(temporary, final)
-    capture.tick()
-    capture.tick()
+    capture.settle()
     assert capture.records() == [("write", "ckpt.pt", _digest(b"weights"))]
 
 
@@ -167,8 +170,7 @@ def test_a_rename_of_a_file_written_elsewhere_is_a_rename(capture: Capture,
     source.write_bytes(b"x,y\n")
     capture.recorder.renamed(str(source), str(destination))
     os.rename(source, destination)
-    capture.tick()
-    capture.tick()
+    capture.settle()
     [span] = [s for s in capture.exporter.get_finished_spans()
               if (s.attributes or {}).get(attr.PROVENANCE_IO_OPERATION) == "rename"]
     assert span.attributes[attr.FILE_PATH] == str(destination)
@@ -180,12 +182,10 @@ def test_files_written_in_a_directory_renamed_into_place_follow_it(capture: Capt
                                                                    tmp_path: Path) -> None:
     building, built = tmp_path / "data.incomplete", tmp_path / "data"
     building.mkdir()
-    capture.recorder.opened_for_write(str(building / "part-0"), keeps_content=False)
-    (building / "part-0").write_bytes(b"rows")
+    capture.write(building / "part-0", b"rows")
     capture.recorder.renamed(str(building), str(built))
     os.rename(building, built)
-    capture.tick()
-    capture.tick()
+    capture.settle()
     assert capture.records() == [("write", "part-0", _digest(b"rows"))]
     [span] = capture.exporter.get_finished_spans()
     assert span.attributes[attr.FILE_PATH] == str(built / "part-0")
@@ -197,8 +197,7 @@ def test_a_file_deleted_before_it_settled_keeps_the_digest_of_what_it_held(
     """Written and removed between two flushes: the content is hashed at the delete, the
     last moment it can be read, and both operations are recorded with it."""
     out = tmp_path / "scratch.bin"
-    capture.recorder.opened_for_write(str(out), keeps_content=False)
-    out.write_bytes(b"short-lived")
+    capture.write(out, b"short-lived")
     capture.recorder.deleted(str(out))
     out.unlink()
     capture.tick()
@@ -211,10 +210,8 @@ def test_a_file_deleted_before_it_settled_keeps_the_digest_of_what_it_held(
 def test_a_read_after_a_write_has_the_digest_the_write_recorded(capture: Capture,
                                                                tmp_path: Path) -> None:
     path = tmp_path / "features.parquet"
-    capture.recorder.opened_for_write(str(path), keeps_content=False)
-    path.write_bytes(b"columns")
-    capture.tick()
-    capture.tick()
+    capture.write(path, b"columns")
+    capture.settle()
     capture.recorder.read(str(path))
     capture.tick()
     assert capture.records() == [
@@ -232,10 +229,8 @@ def test_a_large_read_overwritten_before_it_was_hashed_keeps_the_content_read(
     before = b"a" * (2 << 20)
     path.write_bytes(before)
     capture.recorder.read(str(path))
-    capture.recorder.opened_for_write(str(path), keeps_content=False)
-    path.write_bytes(b"b" * 10)
-    capture.tick()
-    capture.tick()
+    capture.write(path, b"b" * 10)
+    capture.settle()
     assert capture.records() == [
         ("read", "shard.bin", _digest(before)),
         ("write", "shard.bin", _digest(b"b" * 10)),
