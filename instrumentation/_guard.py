@@ -2,7 +2,7 @@
 
 Hooks, wrappers and clew's background threads run their own code under `guard`. A failure is
 reported to this process's recorder (logged once per kind, kept on the process span), or
-logged when the process has no recorder yet. The program's own call always runs outside the
+only logged where the lifecycle module is not loaded. The program's own call always runs outside the
 guarded block, so an exception the program raises reaches it unchanged.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from types import TracebackType
+
+from .redaction import redact_text
 
 _logger = logging.getLogger(__name__)
 
@@ -21,8 +23,8 @@ _report: Report | None = None
 
 
 def report_to(failed: Report | None) -> None:
-    """Send failures that name no recorder to `failed`: the lifecycle module passes its
-    recorder's `failed` once the process has one."""
+    """Send failures that name no recorder to `failed`: the lifecycle module sends them to
+    this process's recorder."""
     global _report
     _report = failed
 
@@ -30,7 +32,7 @@ def report_to(failed: Report | None) -> None:
 def log(where: str, error: BaseException) -> None:
     """Log a failure inside clew: for one that leaves no recorder to take it (the recorder's
     own close, or what runs after it)."""
-    _logger.warning("clew: %s failed: %r (the program goes on)", where, error)
+    _logger.warning("clew: %s failed: %s (the program goes on)", where, redact_text(repr(error)))
 
 
 def report(where: str, error: BaseException) -> None:

@@ -78,7 +78,6 @@ def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
         deferred=membership.deferred,
     )
     recorder = Recorder(tracer, Settings.from_environment(), process)
-    report_to(recorder.failed)
     if not membership.deferred:
         process.context()  # the root span exists before any child can be started
     process.gather_in_background(os.getcwd())
@@ -88,6 +87,15 @@ def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
     os._exit = _os_exit  # type: ignore[assignment]
     _install_sigterm_handler()
     return recorder
+
+
+def _report(where: str, error: BaseException) -> None:
+    """Where `guard` sends a failure that names no recorder: this process's, made if need
+    be, so the failure reaches the process span."""
+    get_recorder().failed(where, error)
+
+
+report_to(_report)
 
 
 def close(exit_code: int | None, exception: BaseException | None = None) -> None:
