@@ -2,7 +2,7 @@
 
 OpenTelemetry's own JSON encoder (opentelemetry-exporter-otlp-json-common) builds a typed
 object per value and then a dict; for clew's batched spans, whose attributes are arrays of
-hundreds of URIs and digests, that took 170 ms per 20,000 records here, on the GIL, while
+hundreds of URIs and digests, that takes 170 ms per 20,000 records here, on the GIL, while
 the host runs. `encode_spans` builds the same JSON mapping directly (about 3x faster), and
 `encode_json`, what the spool writes, goes further: the arrays of strings and ints that are
 nearly all of a batched span become text in one C-level pass each, never a dict per value

@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections import deque
 
-from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -23,7 +23,6 @@ from clew.semconv import environment
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_SCHEDULE_DELAY = 1.0
 DEFAULT_MAX_QUEUE_SIZE = 8192
 DEFAULT_MAX_EXPORT_BATCH_SIZE = 512
 
@@ -48,13 +47,7 @@ class ProvenanceSpanProcessor(SpanProcessor):
         if max_queue_size < 1 or max_export_batch_size < 1:
             raise ValueError("max_queue_size and max_export_batch_size must be positive")
         self.exporter = exporter
-        self._delay = (
-            schedule_delay
-            if schedule_delay is not None
-            else environment.positive_number(
-                environment.CLEW_FLUSH_INTERVAL, DEFAULT_SCHEDULE_DELAY, float
-            )
-        )
+        self._delay = schedule_delay if schedule_delay is not None else environment.flush_interval()
         self._max_queue = max_queue_size
         self._batch = max_export_batch_size
         self._failed_spans = 0
@@ -112,16 +105,12 @@ class ProvenanceSpanProcessor(SpanProcessor):
                 self._export(batch)
 
     def _export(self, batch: list[ReadableSpan]) -> None:
-        token = otel_context.attach(
-            otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
-        )
-        try:
-            result = self.exporter.export(batch)
-        except Exception as error:  # noqa: BLE001 - an exporter must not break the host
-            _logger.warning("clew: %s failed: %r", type(self.exporter).__name__, error)
-            result = SpanExportResult.FAILURE
-        finally:
-            otel_context.detach(token)
+        with suppress_instrumentation():
+            try:
+                result = self.exporter.export(batch)
+            except Exception as error:  # noqa: BLE001 - an exporter must not break the host
+                _logger.warning("clew: %s failed: %r", type(self.exporter).__name__, error)
+                result = SpanExportResult.FAILURE
         if result is not SpanExportResult.SUCCESS:
             self._failed_spans += len(batch)
             _logger.warning(

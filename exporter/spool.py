@@ -38,8 +38,6 @@ _ids = RandomIdGenerator()
 _PROCESS_SPANS = (span_names.SPAN_RUN, span_names.SPAN_PROCESS)
 
 SUFFIX = ".jsonl"
-# Lines that could not be written wait in memory up to this many bytes (a few batches).
-DEFAULT_PENDING_MAX_BYTES = 64 << 20
 
 
 def spool_directory(home: Path | None = None) -> Path:
@@ -69,9 +67,7 @@ class SpoolSpanExporter(SpanExporter):
         self._pending_max = (
             pending_max_bytes
             if pending_max_bytes is not None
-            else environment.positive_number(
-                environment.CLEW_SPOOL_PENDING_MAX_BYTES, DEFAULT_PENDING_MAX_BYTES, int
-            )
+            else environment.spool_pending_max_bytes()
         )
         self.path: Path | None = None
         self._start_in_this_process()

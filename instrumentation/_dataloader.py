@@ -26,6 +26,7 @@ from typing import Any
 
 from clew.semconv import attributes as attr
 
+from ._guard import guard
 from ._lifecycle import get_recorder, take_sigterm
 from .resource import update_resource
 
@@ -53,10 +54,8 @@ def _wrap_loop(original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def _worker_loop(*args: Any, **kwargs: Any) -> Any:
         if _active:
-            try:
+            with guard("DataLoader worker"):
                 _joined_as_worker(signature, args, kwargs)
-            except Exception as error:  # noqa: BLE001 - never harm the host
-                get_recorder().failed("DataLoader worker", error)
         return original(*args, **kwargs)
 
     setattr(_worker_loop, _MARK, True)

@@ -19,8 +19,9 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from clew.semconv import attributes as attr
 
+from ._guard import guard
 from ._lifecycle import get_recorder
-from ._process import ProcessSpan, remote_context
+from ._process_span import ProcessSpan, remote_context
 from .resource import update_resource
 
 _Role = attr.ProvenanceProcessRoleValues
@@ -95,10 +96,8 @@ def _rendezvous(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrap
     result = wrapped(*args, **kwargs)
     if _active:
         worker_group = args[0] if args else kwargs.get("worker_group")
-        try:
+        with guard("torchrun rendezvous"):
             _after_rendezvous(instance, worker_group)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            get_recorder().failed("torchrun rendezvous", error)
     return result
 
 

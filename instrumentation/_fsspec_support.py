@@ -13,7 +13,7 @@ from typing import Any
 
 from clew.semconv import environment
 
-from . import _hashing, _objects
+from . import _objects, _stream_digests
 from ._objects import GCS, ObjectRecord
 
 _JSON_MAX = 1 << 16  # an object resource is a few KiB; never parse a downloaded body
@@ -54,7 +54,7 @@ def follow(file: Any, record: ObjectRecord, mode: str) -> None:
 
 def _follow_read(file: Any, record: ObjectRecord) -> None:
     size = record.object_size if record.object_size is not None else getattr(file, "size", None)
-    digest = _objects.StreamDigest(record, size if isinstance(size, int) else None)
+    digest = _objects.SequentialReadDigest(record, size if isinstance(size, int) else None)
     read, close, tell = file.read, file.close, file.tell
 
     def reading(*args: Any, **kwargs: Any) -> Any:
@@ -81,7 +81,7 @@ def _follow_read(file: Any, record: ObjectRecord) -> None:
 
 def _follow_write(file: Any, record: ObjectRecord, *, append: bool) -> None:
     limit = _objects.hash_max_bytes()
-    stream = _hashing.Stream() if limit is not None and not append else None
+    stream = _stream_digests.Stream() if limit is not None and not append else None
     write, flush, close = file.write, file.flush, file.close
 
     def writing(data: Any) -> Any:

@@ -52,41 +52,37 @@ under `opentelemetry-instrument` the patch simply never runs, as the module is n
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
 
 import wrapt
-from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
-from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.instrumentation.utils import (
+    is_instrumentation_enabled,
+    suppress_instrumentation,
+    unwrap,
+)
 
+from ._guard import guard
 from ._lifecycle import get_recorder
 from ._recorder import Recorder
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple, dict], Any]
 """wrapt's wrapper signature: (wrapped, instance, args, kwargs)."""
 
-_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
-
-
 def recording() -> bool:
     """False inside `suppress_instrumentation()` or an outer layer's operation."""
-    return not otel_context.get_value(_SUPPRESS_KEY)
+    return is_instrumentation_enabled()
 
 
-@contextlib.contextmanager
-def inner_layers_suppressed() -> Iterator[None]:
+def inner_layers_suppressed() -> AbstractContextManager[None]:
     """Run a wrapped call as one operation: the layers under it (Python's open seen by the
     files hook, another library's hook) record nothing of their own."""
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
+    return suppress_instrumentation()
 
 
 class ClewInstrumentor(BaseInstrumentor):
@@ -146,10 +142,8 @@ class ClewInstrumentor(BaseInstrumentor):
             # this instrumentor does not support.
             if not self.active or not self._supported():
                 return
-            try:
+            with guard(f"patching {name}", self.recorder.failed):
                 patch(module)
-            except Exception as error:  # noqa: BLE001 - never harm the host
-                self.recorder.failed(f"patching {name}", error)
 
         if name not in self._hooked:
             self._hooked.add(name)
@@ -184,7 +178,5 @@ class ClewInstrumentor(BaseInstrumentor):
     def record(self, where: str, action: Callable[[Recorder], None]) -> None:
         """Run `action` with the recorder; a failure in it is noted, never raised."""
         recorder = self.recorder
-        try:
+        with guard(where, recorder.failed):
             action(recorder)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            recorder.failed(where, error)

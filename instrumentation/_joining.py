@@ -30,8 +30,8 @@ from opentelemetry.context import Context
 from clew.semconv import attributes as attr
 
 from . import _ranks
-from ._process import inherited_context, new_ids, remote_context
-from ._recorder import own_io
+from ._clew_io import clew_io
+from ._process_span import inherited_context, new_ids, remote_context
 
 _logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ _MAX_CLAIMS = 10_000
 
 
 @dataclass(frozen=True)
-class Join:
+class RunMembership:
     """Where this process's span goes: its role, parent, ids, and how that was decided."""
 
     role: str
@@ -68,7 +68,7 @@ def claim(identity: Sequence[str], rank: int, directory: str | None = None) -> i
     O_EXCL is atomic, so two processes never get the same number. 0 when nothing can be
     written there: sequential runs of one task may then share a trace."""
     key = hashlib.blake2b("\x1f".join(identity).encode("utf-8", "surrogateescape"), digest_size=12)
-    own_io.active = True  # clew's own files, not the program's
+    clew_io.active = True  # clew's own files, not the program's
     try:
         base = directory or os.path.join(tempfile.gettempdir(), f"{_CLAIMS_DIRNAME}-{os.getuid()}")
         os.makedirs(base, mode=0o700, exist_ok=True)
@@ -82,7 +82,7 @@ def claim(identity: Sequence[str], rank: int, directory: str | None = None) -> i
     except OSError as error:
         _logger.warning("clew: cannot count this rank's runs (%r); assuming the first", error)
     finally:
-        own_io.active = False
+        clew_io.active = False
     return 0
 
 
@@ -90,23 +90,23 @@ def join_run(
     tracer: trace.Tracer,
     environ: Mapping[str, str] | None = None,
     argv: Sequence[str] | None = None,
-) -> Join:
+) -> RunMembership:
     """Decide where this process's span goes."""
     placement = _ranks.detect(environ)
     parent, from_clew = inherited_context()
     if parent is not None:
         if from_clew:
-            return Join(_Role.EXEC.value, parent, joined_by=_JoinedBy.TRACEPARENT.value)
+            return RunMembership(_Role.EXEC.value, parent, joined_by=_JoinedBy.TRACEPARENT.value)
         # Someone else's trace (a CI job's, a workflow engine's): each rank of a run under it
         # is that run's, and only rank 0 is the run itself.
         if placement.rank:
-            return Join(_Role.PEER.value, parent, joined_by=_JoinedBy.TRACEPARENT.value)
-        return Join(_Role.RUN.value, parent)
+            return RunMembership(_Role.PEER.value, parent, joined_by=_JoinedBy.TRACEPARENT.value)
+        return RunMembership(_Role.RUN.value, parent)
     if placement.identity and placement.rank is not None:
         ids = derive_ids(placement.identity, claim(placement.identity, placement.rank))
         if placement.rank == 0:
-            return Join(_Role.RUN.value, None, root_ids=ids, joined_by=placement.joined_by)
-        return Join(_Role.PEER.value, remote_context(*ids), joined_by=placement.joined_by)
+            return RunMembership(_Role.RUN.value, None, root_ids=ids, joined_by=placement.joined_by)
+        return RunMembership(_Role.PEER.value, remote_context(*ids), joined_by=placement.joined_by)
     if _ranks.is_elastic_agent(argv):
-        return Join(_Role.RUN.value, None, root_ids=new_ids(tracer), deferred=True)
-    return Join(_Role.RUN.value, None)
+        return RunMembership(_Role.RUN.value, None, root_ids=new_ids(tracer), deferred=True)
+    return RunMembership(_Role.RUN.value, None)

@@ -10,7 +10,6 @@ would have.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import signal
 import sys
@@ -22,13 +21,12 @@ from opentelemetry import trace
 
 from clew.instrumentation.version import __version__
 
-from . import _hashing, _ranks, _signal_watch
+from . import _ranks, _signal_watch
+from ._guard import guard, log, report_to
 from ._joining import join_run
-from ._process import ProcessSpan
+from ._process_span import ProcessSpan
 from ._recorder import Recorder
 from ._settings import Settings
-
-_logger = logging.getLogger(__name__)
 
 _recorder: Recorder | None = None
 # The tracer provider given to the instrumentor that made the recorder; None: the global one,
@@ -66,24 +64,21 @@ def current_recorder() -> Recorder | None:
     return _recorder
 
 
-_hashing.report_failures_to(current_recorder)
-
-
 def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
     global _provider
     _provider = tracer_provider
     tracer = trace.get_tracer("clew", __version__, tracer_provider=tracer_provider)
-    join = join_run(tracer)
+    membership = join_run(tracer)
     process = ProcessSpan(
         tracer,
-        join.role,
-        join.parent,
-        root_ids=join.root_ids,
-        joined_by=join.joined_by,
-        deferred=join.deferred,
+        membership.role,
+        membership.parent,
+        root_ids=membership.root_ids,
+        joined_by=membership.joined_by,
+        deferred=membership.deferred,
     )
     recorder = Recorder(tracer, Settings.from_environment(), process)
-    if not join.deferred:
+    if not membership.deferred:
         process.context()  # the root span exists before any child can be started
     process.gather_in_background(os.getcwd())
     atexit.register(_at_exit)
@@ -92,6 +87,15 @@ def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
     os._exit = _os_exit  # type: ignore[assignment]
     _install_sigterm_handler()
     return recorder
+
+
+def _report(where: str, error: BaseException) -> None:
+    """Where `guard` sends a failure that names no recorder: this process's, made if need
+    be, so the failure reaches the process span."""
+    get_recorder().failed(where, error)
+
+
+report_to(_report)
 
 
 def close(exit_code: int | None, exception: BaseException | None = None) -> None:
@@ -108,9 +112,8 @@ def close(exit_code: int | None, exception: BaseException | None = None) -> None
     with _close_lock:
         _closing = True
         try:
-            recorder.close(exit_code=exit_code, exception=exception)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            _logger.warning("clew: flushing at exit failed: %r", error)
+            with guard("flushing at exit", log):
+                recorder.close(exit_code=exit_code, exception=exception)
         finally:
             _closing = False
         _flush_provider()
@@ -122,10 +125,8 @@ def _flush_provider() -> None:
     """Export what the recorder ended to a provider given to `instrument()`."""
     force_flush = getattr(_provider, "force_flush", None)
     if callable(force_flush) and _provider is not trace.get_tracer_provider():
-        try:
+        with guard("flushing the tracer provider", log):
             force_flush()
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            _logger.warning("clew: flushing the tracer provider failed: %r", error)
 
 
 def _exit_status(code: object) -> int:
@@ -148,7 +149,7 @@ def _at_exit() -> None:
     if code is None:
         # An uncaught exception: the interpreter stores it in sys.last_value before it runs
         # sys.excepthook, whoever installed that (rich, IPython and CLIs replace it), so
-        # this sees every one. Wrapping sys.excepthook instead missed those, and made the
+        # this sees every one. Wrapping sys.excepthook would miss those, and would make the
         # traceback's reads of source files look like the program's.
         last = getattr(sys, "last_value", None)
         if isinstance(last, BaseException) and not isinstance(last, SystemExit):
@@ -215,6 +216,8 @@ def take_sigterm(quiet: Callable[[], bool]) -> None:
 def _is_quiet(signum: int) -> bool:
     try:
         return signum == signal.SIGTERM and _quiet_sigterm is not None and _quiet_sigterm()
+    # Not `guard`: this runs in a signal handler, where logging could wait forever on a lock
+    # the interrupted thread holds.
     except Exception:  # noqa: BLE001 - never harm the host
         return False
 

@@ -4,7 +4,7 @@ A hook opens an `ObjectRecord` when an operation starts (`begin`) and hands it o
 done (`finish`). Reads and metadata look-ups of one object version are folded into one record
 per process (ranged GETs of one download are one logical read, their bytes summed) and emitted
 once quiet for a flush interval, reads of small objects batched into one span per prefix as
-small file reads are (`_records`); everything else becomes a span at the next flush.
+small file reads are (`_record_spans`); everything else becomes a span at the next flush.
 
 Layers nest: s3fs runs over aiobotocore, gcsfs over its HTTP session. The outermost layer opens
 the record and runs the inner call under OpenTelemetry's suppression with the record set as
@@ -21,19 +21,18 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-from opentelemetry import context as otel_context
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans
 from clew.semconv.uris import GCS, S3, object_uri
 
-from . import _hashing, _records, _stamps
+from . import _record_spans, _stamps, _stream_digests
 from ._lifecycle import get_recorder
-from ._records import Record
+from ._record_spans import Record
 from ._recorder import Recorder
 
-_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _FOLDED = ("read", "list")  # one record per object version per process, counts summed
 _SPAN_NAMES = {
     (S3, "read"): spans.SPAN_READ_S3, (S3, "write"): spans.SPAN_WRITE_S3,
@@ -83,7 +82,7 @@ class ObjectRecord(Record):
         self.object_size: int | None = None
         self.copy_source: str | None = None  # S3 "bucket/key" (aws.s3.copy_source)
         self.stamped = False
-        self.pending: set = set()  # StreamDigests still hashing into this record's digest
+        self.pending: set = set()  # SequentialReadDigests still hashing into this record's digest
         self.span = None
 
     @property
@@ -93,8 +92,8 @@ class ObjectRecord(Record):
     def batch_key(self) -> Hashable | None:
         # Reads of small objects, per prefix and endpoint, as small file reads are batched
         # per directory: a job reading millions of objects would otherwise send millions of
-        # spans, and building them cost the recorder 2.5 times its CPU (RESULTS.md).
-        if self.operation == "read" and (self.object_size or 0) < _records.BATCH_MAX_SIZE:
+        # spans, and building them costs the recorder 2.5 times its CPU (benchmarks/RESULTS.md).
+        if self.operation == "read" and (self.object_size or 0) < _record_spans.BATCH_MAX_SIZE:
             return self.store, self.bucket, self.name.rpartition("/")[0], self.endpoint
         return None
 
@@ -105,7 +104,7 @@ class ObjectRecord(Record):
             attr.PROVENANCE_IO_OPERATION: "read",
             attr.PROVENANCE_OBJECT_STORE: first.store,
             _BUCKET[first.store == S3]: first.bucket,
-            **_records.artifact_arrays(
+            **_record_spans.artifact_arrays(
                 [r.path for r in records],
                 records,
                 sizes=[-1 if r.object_size is None else r.object_size for r in records],
@@ -129,8 +128,8 @@ class ObjectRecord(Record):
     def span_name(self) -> str:
         return _SPAN_NAMES.get((self.store, self.operation)) or _OTHER_SPAN_NAMES[self.operation]
 
-    def digest_coming(self, besides: StreamDigest | None = None) -> bool:
-        """Whether this record has its digest, or a StreamDigest other than `besides` is
+    def digest_coming(self, besides: SequentialReadDigest | None = None) -> bool:
+        """Whether this record has its digest, or a SequentialReadDigest other than `besides` is
         computing it: an inner layer (aiobotocore under s3fs) hashing the bytes as they arrive."""
         return self.digest is not None or any(d is not besides for d in self.pending)
 
@@ -202,7 +201,7 @@ class ObjectRecord(Record):
         return {attr.SERVER_ADDRESS: host, attr.SERVER_PORT: port}
 
     def _identity(self) -> str:
-        # The store's own immutable name for the content first (issue 4), then its ETag,
+        # The store's own immutable name for the content first, then its ETag,
         # then a digest of the bytes that passed through this process.
         if self.version:
             return "version"
@@ -321,7 +320,7 @@ def enclosing() -> ObjectRecord | None:
 
 
 def suppressed() -> bool:
-    return bool(otel_context.get_value(_SUPPRESS_KEY))
+    return not is_instrumentation_enabled()
 
 
 class operation:  # noqa: N801 - used as a function: `with operation(record):`
@@ -330,19 +329,19 @@ class operation:  # noqa: N801 - used as a function: `with operation(record):`
     A class rather than a @contextmanager generator: an fsspec read enters it several times
     (open, each read, close), and this costs half as much each time."""
 
-    __slots__ = ("record", "tokens")
+    __slots__ = ("record", "token", "suppressing")
 
     def __init__(self, record: ObjectRecord | None) -> None:
         self.record = record
 
     def __enter__(self) -> None:
-        token = _enclosing.set(self.record)
-        self.tokens = (token, otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True)))
+        self.token = _enclosing.set(self.record)
+        self.suppressing = suppress_instrumentation()
+        self.suppressing.__enter__()
 
     def __exit__(self, *exc_info: object) -> None:
-        token, otel_token = self.tokens
-        otel_context.detach(otel_token)
-        _enclosing.reset(token)
+        self.suppressing.__exit__(None, None, None)
+        _enclosing.reset(self.token)
 
 
 def replace_methods(target: object, **replacements: Callable) -> Callable[[], None]:
@@ -352,7 +351,7 @@ def replace_methods(target: object, **replacements: Callable) -> Callable[[], No
     Call that once the object is done with: a replacement holds the object's own bound
     method, so until then the object is in a reference cycle, which only the garbage
     collector frees. Left in place, every file a program read lived (with its buffers) until
-    a collection, and the collections that caused cost a program reading small objects
+    a collection, and the collections that causes cost a program reading small objects
     through s3fs about 1 % (benchmarks/RESULTS.md)."""
     for name, replacement in replacements.items():
         setattr(target, name, replacement)
@@ -378,14 +377,14 @@ def digest_of(data: bytes | bytearray | memoryview) -> str | None:
     limit = hash_max_bytes()
     if limit is None or len(data) > limit:
         return None
-    return _hashing.digest(data)
+    return _stream_digests.digest(data)
 
 
-class StreamDigest:
+class SequentialReadDigest:
     """blake3 of an object read sequentially from offset 0 to its end, as it passes; given
     up at the first read out of order (a seek, a ranged reader). An object read in one small
     chunk (a whole GET body) is hashed there and then; otherwise the chunks feed a
-    `_hashing.Stream`, which hashes large ones on the background hasher. The record waits in
+    `_stream_digests.Stream`, which hashes large ones on the background hasher. The record waits in
     `pending` until its digest is set, so it is never emitted before (unless the process
     ends first)."""
 
@@ -395,7 +394,7 @@ class StreamDigest:
         self.record = record
         self.position = 0
         self.size = size
-        self.stream: _hashing.Stream | None = None  # from the first chunk short of the end
+        self.stream: _stream_digests.Stream | None = None  # from the first chunk short of the end
         limit = hash_max_bytes()
         self.following = limit is not None and size is not None and size <= limit
         if self.following:
@@ -410,11 +409,11 @@ class StreamDigest:
         end = offset + len(data)
         stream = self.stream
         if stream is None:
-            if end == self.size and _hashing.small(data):
+            if end == self.size and _stream_digests.small(data):
                 self.following = False
-                self._done(_hashing.digest_here(data))
+                self._done(_stream_digests.digest_here(data))
                 return
-            stream = self.stream = _hashing.Stream()
+            stream = self.stream = _stream_digests.Stream()
         stream.update(data)
         self.position = end
         if end == self.size:

@@ -17,11 +17,6 @@ _ALWAYS_EXCLUDED = ("/proc/", "/sys/", "/dev/")
 _SYSTEM_FILES = ("/etc/", "/usr/share/", "/usr/lib/", "/usr/lib64/", "/lib/", "/lib64/")
 
 
-def _globs(variable: str) -> tuple[str, ...]:
-    raw = os.environ.get(variable, "")
-    return tuple(glob.strip() for glob in raw.split(",") if glob.strip())
-
-
 def _interpreter_prefixes() -> set[str]:
     """The interpreter's own trees: the standard library, every site-packages and the
     bytecode cache when it is kept apart."""
@@ -65,8 +60,8 @@ class PathFilter:
         self._excluded_prefixes = _ALWAYS_EXCLUDED + _SYSTEM_FILES + tuple(
             sorted(prefix.rstrip("/") + "/" for prefix in resolved if prefix)
         )
-        self._include = _globs(environment.CLEW_INCLUDE)
-        self._exclude = _globs(environment.CLEW_EXCLUDE)
+        self._include = environment.names(environment.CLEW_INCLUDE)
+        self._exclude = environment.names(environment.CLEW_EXCLUDE)
 
     @property
     def excluded_prefixes(self) -> tuple[str, ...]:

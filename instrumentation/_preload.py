@@ -41,9 +41,9 @@ from opentelemetry.util.types import Attributes
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from ._digests import StatKey, stat_key
+from ._file_digests import StatKey, stat_key
 from ._paths import absolute
-from ._records import (
+from ._record_spans import (
     BATCH_MAX_SIZE,
     SPAN_NAMES,
     Record,
@@ -111,7 +111,7 @@ class ChildRecord(Record):
 
     def batch_key(self) -> Hashable | None:
         # Writes of small files are batched too, unlike the file hook's: `cp -r` of a tree
-        # writes as many files as it reads, and a span each cost clew more than the copy
+        # writes as many files as it reads, and a span each costs clew more than the copy
         # (docs/architecture.md). A batch carries no producer stamp on its files.
         key = self.key  # not `self.size`: called once per record at every flush
         if self.operation in _BATCHED and (key[2] if key is not None else 0) < BATCH_MAX_SIZE:

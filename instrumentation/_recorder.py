@@ -22,16 +22,19 @@ from collections.abc import Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv.redaction import redact_text
 
-from . import _hashing, _records, _stamps
-from ._digests import DigestCache, StatKey, hash_file, stat_key
+from . import _record_spans, _stamps, _stream_digests
+from ._clew_io import clew_io
+from ._file_digests import DigestCache, StatKey, hash_file, stat_key
+from ._guard import guard, log
 from ._paths import PathFilter, is_project_source, project_root
-from ._process import ProcessSpan
-from ._records import Record
+from ._process_span import ProcessSpan
+from ._record_spans import Record
 from ._settings import Settings
 
 _logger = logging.getLogger(__name__)
@@ -42,7 +45,7 @@ _logger = logging.getLogger(__name__)
 _MAX_TRACKED = 1 << 15
 # Records that finish faster than this many per flush interval are emitted as soon as this
 # many are waiting: the records, and the spans made of them, would otherwise all be held
-# until the next flush (a loader opening 100,000 small files a second held ~100 MB).
+# until the next flush (a loader opening 100,000 small files a second would hold ~100 MB).
 _SPILL_RECORDS = 4096
 # The worker is woken by new records at most once in this long (see _work).
 _GATHER = 0.02
@@ -50,13 +53,6 @@ SYNC_HASH_MAX_BYTES = 1 << 20
 _STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
 
 
-class _OwnIO(threading.local):
-    """Set while clew itself does file I/O on a host thread, so its hooks ignore it."""
-
-    active = False
-
-
-own_io = _OwnIO()
 _STOP_TIMEOUT = 60.0
 
 
@@ -70,6 +66,15 @@ class _Watch:
         self.seen: StatKey | None = None  # stat key at the previous flush
         self.emitted = emitted  # stat key of the last version recorded
         self.quiet = 0  # flushes since it last changed
+
+
+class Clock:
+    """Where the recorder reads the time: the wall clock for its records' times, a monotonic
+    clock for its flush schedule. A test passes one it moves by hand. The system's clocks
+    themselves, not functions calling them: the hooks read the wall clock on every re-open."""
+
+    time_ns = staticmethod(time.time_ns)
+    monotonic = staticmethod(time.monotonic)
 
 
 def _export_now() -> None:
@@ -90,10 +95,26 @@ def _stat_regular(path: str) -> os.stat_result | None:
 
 
 class Recorder:
-    """Collects this process's records and emits them as spans under its process span."""
+    """Collects this process's records and emits them as spans under its process span.
 
-    def __init__(self, tracer: trace.Tracer, settings: Settings, process: ProcessSpan) -> None:
+    Everything it needs comes in as arguments: the tracer its spans go to, the settings, the
+    process span, the clock; the lifecycle module makes the process's one recorder and wires
+    it to exit, fork and signals. With `background=False` no worker thread starts: the caller
+    turns the worker's wheel itself (`step`, `flush`), as the unit tests do."""
+
+    def __init__(
+        self,
+        tracer: trace.Tracer,
+        settings: Settings,
+        process: ProcessSpan,
+        *,
+        clock: Clock | None = None,
+        background: bool = True,
+    ) -> None:
         self._tracer = tracer
+        self._clock = clock or Clock()
+        self._time_ns = self._clock.time_ns  # bound once: the hooks' dedupe path calls it
+        self._background = background
         self.settings = settings
         self.process = process
         self.filter = PathFilter(settings.home)
@@ -127,6 +148,7 @@ class Recorder:
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # set by a first new record, and at close
         self._stopping = threading.Event()
+        self._next_flush = self._clock.monotonic() + self.settings.flush_interval
         # Last: until this process's own state is in place, the state is its parent's.
         self._pid = os.getpid()
 
@@ -155,7 +177,7 @@ class Recorder:
         new = self._new
         new.append(record)
         if len(new) == 1:
-            # The worker sleeps until there is work. Polling instead (every 20 ms) cost a
+            # The worker sleeps until there is work. Polling instead (every 20 ms) costs a
             # program that opens no file 1-2 % of its time in GIL hand-offs (docs/architecture.md).
             # Two threads appending at once may both miss the 1: those records wait for
             # the next flush instead, never longer.
@@ -175,7 +197,7 @@ class Recorder:
         record = self._reads.get(key)
         if record is not None:
             record.count += 1
-            record.last_ns = time.time_ns()
+            record.last_ns = self._time_ns()
             return
         if len(self._reads) >= _MAX_TRACKED:
             self._reads = {}
@@ -258,11 +280,11 @@ class Recorder:
         which the background hasher would find gone."""
         if not self.settings.hashing or key[2] > self.settings.hash_max_bytes:
             return None
-        own_io.active = True
+        clew_io.active = True
         try:
             return self._content_digest(path, key)
         finally:
-            own_io.active = False
+            clew_io.active = False
 
     def hash_ahead(self, path: str, key: StatKey) -> str | None:
         """The digest of version `key` of `path`, hashed into the digest cache ahead of its
@@ -301,7 +323,7 @@ class Recorder:
         watch = self._watches.get(path) or self._settled.pop(path, None)
         if watch is not None:
             watch.record.count += 1
-            watch.record.last_ns = time.time_ns()
+            watch.record.last_ns = self._time_ns()
             watch.quiet = 0
             self._watches[path] = watch
             return
@@ -392,50 +414,59 @@ class Recorder:
     # -- worker ---------------------------------------------------------------------------------
 
     def _start_worker(self) -> None:
-        if self._closed:
+        if self._closed or not self._background:
             return
         worker = threading.Thread(target=self._work, name="clew-recorder", daemon=True)
         self._worker = worker
         worker.start()
 
     def _work(self) -> None:
-        otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
-        next_flush = time.monotonic() + self.settings.flush_interval
+        with suppress_instrumentation():  # clew's own reads and writes are never recorded
+            self._work_until_stopped()
+
+    def _work_until_stopped(self) -> None:
+        clock = self._clock
+        self._next_flush = clock.monotonic() + self.settings.flush_interval
         woken = 0.0  # when a first new record last woke this thread
         while not self._stopping.is_set():
-            try:
-                with self._work_lock:
-                    if self._stopping.is_set():
-                        break
-                    busy = self._identify_new(limit=256)
-                    emitted = False
-                    # A torchrun agent's records wait for its run's trace (issue 5).
-                    if not self.process.waiting:
-                        if time.monotonic() >= next_flush:
-                            self._collect(final=False)
-                            emitted = self._emit_ready()
-                            next_flush = time.monotonic() + self.settings.flush_interval
-                        elif len(self._ready) >= _SPILL_RECORDS:
-                            # Not a flush: watched writes settle over whole flush intervals.
-                            emitted = self._emit_ready()
-                if emitted:
-                    # Out of the lock, so the hooks' `_before_change` never waits on an
-                    # export. Without it the spans waited for the span processor's own
-                    # schedule too, and a SIGKILL lost up to two flush intervals of records.
-                    _export_now()
-            except Exception as error:  # noqa: BLE001 - never harm the host
-                self.failed("recorder", error)
-                busy = False
+            busy = False
+            with guard("recorder", self.failed):
+                busy = self.step()
             if busy:
                 continue
             # At most one wake by new records per _GATHER: a program opening thousands of
             # files a second has them identified in batches, not with a GIL hand-off each.
-            pause = woken + _GATHER - time.monotonic()
+            pause = woken + _GATHER - clock.monotonic()
             if pause > 0 and self._stopping.wait(pause):
                 break
-            if self._wake.wait(max(next_flush - time.monotonic(), _GATHER)):
+            if self._wake.wait(max(self._next_flush - clock.monotonic(), _GATHER)):
                 self._wake.clear()
-                woken = time.monotonic()
+                woken = clock.monotonic()
+
+    def step(self) -> bool:
+        """One turn of the worker: identify new records (a bounded batch), and once the flush
+        interval has passed emit the finished records and the writes that settled; earlier
+        when `_SPILL_RECORDS` are waiting. True when it identified any (more may wait)."""
+        with self._work_lock:
+            if self._stopping.is_set():
+                return False
+            busy = self._identify_new(limit=256)
+            emitted = False
+            # A torchrun agent's records wait for its run's trace to be agreed.
+            if not self.process.waiting:
+                if self._clock.monotonic() >= self._next_flush:
+                    self._collect(final=False)
+                    emitted = self._emit_ready()
+                    self._next_flush = self._clock.monotonic() + self.settings.flush_interval
+                elif len(self._ready) >= _SPILL_RECORDS:
+                    # Not a flush: watched writes settle over whole flush intervals.
+                    emitted = self._emit_ready()
+        if emitted:
+            # Out of the lock, so the hooks' `_before_change` never waits on an export; and
+            # now, not on the span processor's own schedule, so a SIGKILL loses at most one
+            # flush interval of records.
+            _export_now()
+        return busy
 
     def _identify(self, record: Record) -> None:
         key = record.key
@@ -495,7 +526,7 @@ class Recorder:
                 record = watch.record
                 emitted = Record(record.operation, record.path, key)
                 emitted.count, emitted.source = record.count, record.source
-                emitted.first_ns, emitted.last_ns = record.first_ns, time.time_ns()
+                emitted.first_ns, emitted.last_ns = record.first_ns, self._time_ns()
                 self._identify(emitted)
                 watch.emitted = key
                 watch.quiet = 0
@@ -522,11 +553,9 @@ class Recorder:
                     record.producer = _stamps.read_file(record.path)
         parent = self.process.context()
         pid = os.getpid()
-        for item in _records.group_for_spans(records):
-            try:
+        for item in _record_spans.group_for_spans(records):
+            with guard("recording a span", self.failed):  # one bad record never takes its flush
                 self._emit(item, parent, pid)
-            except Exception as error:  # noqa: BLE001 - one bad record never takes its flush
-                self.failed("recording a span", error)
         self._cache.save()
         return True
 
@@ -539,11 +568,11 @@ class Recorder:
             name, attributes = item[0].batch_span(item, pid)
             start = min(r.first_ns for r in item)
             end = max(r.last_ns for r in item)
-            span, links = None, _records.links(item)
+            span, links = None, _record_spans.links(item)
         else:
             name, attributes = item.span_name(), item.span_attributes(pid)
             start, end = item.first_ns, item.last_ns
-            span, links = item.span, _records.links((item,))
+            span, links = item.span, _record_spans.links((item,))
         if span is None:
             span = self._tracer.start_span(
                 name, context=parent, start_time=start, attributes=attributes, links=links
@@ -566,16 +595,10 @@ class Recorder:
 
     def flush(self) -> None:
         """Emit everything recorded so far (identifying it on the calling thread)."""
-        with self._work_lock:
-            token = otel_context.attach(
-                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
-            )
-            try:
-                self._identify_new()
-                self._collect(final=True)
-                self._emit_ready()
-            finally:
-                otel_context.detach(token)
+        with self._work_lock, suppress_instrumentation():
+            self._identify_new()
+            self._collect(final=True)
+            self._emit_ready()
 
     def close(self, *, exit_code: int | None, exception: BaseException | None = None) -> None:
         """Flush every record and end the process span; later calls do nothing."""
@@ -588,27 +611,19 @@ class Recorder:
         if worker is not None and worker is not threading.current_thread():
             worker.join(_STOP_TIMEOUT)
         for callback in self.on_close:
-            try:
+            with guard("closing", self.failed):
                 callback()
-            except Exception as error:  # noqa: BLE001
-                self.failed("closing", error)
-        try:
-            _hashing.finish_all()  # streamed digests still on the background hasher
-        except Exception as error:  # noqa: BLE001
-            self.failed("closing", error)
-        try:
+        with guard("closing", self.failed):
+            _stream_digests.finish_all()  # streamed digests still on the background hasher
+        with guard("final flush", self.failed):
             self.flush()
-        except Exception as error:  # noqa: BLE001
-            self.failed("final flush", error)
-        try:
+        with guard("ending the process span", log):  # the errors went with it: logged
             self.process.end(
                 exit_code=exit_code,
                 exception=exception,
                 code_files=self._code_files,
                 errors=self.errors,
             )
-        except Exception as error:  # noqa: BLE001
-            _logger.warning("clew: ending the process span failed: %r", error)
         _export_now()
 
     def _code_files(self) -> tuple[list[str], list[str]]:

@@ -17,13 +17,13 @@ watcher: it stops watching until `watch` is called in it again.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import signal
 import threading
 from collections.abc import Callable
 
-_logger = logging.getLogger(__name__)
+from ._guard import guard, log
+
 
 _lock = threading.Lock()
 _pid: int | None = None  # the process whose watcher thread runs
@@ -71,10 +71,8 @@ def _run(read_fd: int) -> None:
             callback = _callbacks.get(signum)
             if callback is None or _pid != os.getpid():
                 continue
-            try:
+            with guard(f"handling signal {signum}", log):
                 callback(signum)
-            except Exception as error:  # noqa: BLE001 - never harm the host
-                _logger.warning("clew: handling signal %d failed: %r", signum, error)
 
 
 def default_disposition(signum: int) -> bool:

@@ -24,7 +24,7 @@ from opentelemetry.trace import Link, SpanContext, TraceFlags
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from ._digests import StatKey, stat_key
+from ._file_digests import StatKey, stat_key
 
 _MAX_VALUE = 200  # a stamp is ~55 characters, ~130 with a digest; anything longer is not ours
 # Devices whose filesystem refused a user xattr: not tried again in this process.

@@ -24,11 +24,15 @@ from opentelemetry import context as otel_context
 
 from clew.instrumentation.package import _instruments
 
+from ._clew_io import clew_io
 from ._instrumentor import ClewInstrumentor
 from ._paths import absolute
-from ._recorder import Recorder, own_io
+from ._recorder import Recorder
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+# The audit hook reads OpenTelemetry's suppression flag itself rather than calling
+# is_instrumentation_enabled(): it runs on every open the program makes, and one look-up of
+# the key that suppress_instrumentation() sets costs a fraction of that function's two.
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _getframe = sys._getframe
 _get_value = otel_context.get_value
@@ -64,8 +68,10 @@ def _audit(event: str, args: tuple) -> None:
     if handler is None:
         return
     recorder = _HOOK.recorder
-    if recorder is None or own_io.active or _get_value(_SUPPRESS_KEY):
+    if recorder is None or clew_io.active or _get_value(_SUPPRESS_KEY):
         return
+    # A bare try rather than `guard`: a try costs nothing until it raises, and entering a
+    # context manager would cost every recorded open.
     try:
         handler(recorder, args)
     except Exception as error:  # noqa: BLE001 - never harm the host
@@ -75,12 +81,14 @@ def _audit(event: str, args: tuple) -> None:
 # Resolving a path (absolute, normalised, filtered) costs more than the stat that follows;
 # data loaders open the same relative paths again and again, so the answer is memoised per
 # path as the program spelled it, and forgotten when the working directory changes. An entry
-# costs ~250 bytes: the memo starts over past this many (it held 50 MB at 200,000 files).
+# costs ~250 bytes: the memo starts over past this many (unbounded, it holds 50 MB at 200,000 files).
 _resolved: dict[object, str | None] = {}
 _RESOLVED_MAX = 1 << 14
 
 
-def _wanted(recorder: Recorder, raw: object) -> str | None:
+def _recorded_path(recorder: Recorder, raw: object) -> str | None:
+    """The absolute path clew records for a path the program gave, or None when clew leaves
+    that path alone (its filter, or no path at all)."""
     try:
         return _resolved[raw]
     except (KeyError, TypeError):  # TypeError: an unhashable path-like
@@ -110,7 +118,7 @@ def _from_interpreter() -> bool:
     return caller.startswith(_IMPORT_SYSTEM) or caller.endswith(_INTERPRETER_READERS)
 
 
-def _at(raw: object, dir_fd: object) -> object:
+def _from_dir_fd(raw: object, dir_fd: object) -> object:
     """A path the program gave relative to an open directory (`dir_fd`, as shutil.rmtree's
     descriptor-based walk does) made absolute, since resolving it against the working
     directory would name another file. `raw` itself without a dir_fd (-1); None when the
@@ -132,7 +140,7 @@ def _at(raw: object, dir_fd: object) -> object:
 
 def _on_open(recorder: Recorder, args: tuple) -> None:
     raw, _mode, flags = args
-    path = _wanted(recorder, raw)
+    path = _recorded_path(recorder, raw)
     if path is None:
         return
     # Only source files need the (costlier) look at who opens them.
@@ -149,9 +157,9 @@ def _on_open(recorder: Recorder, args: tuple) -> None:
 
 def _on_rename(recorder: Recorder, args: tuple) -> None:
     # os.rename's audit arguments: (src, dst, src_dir_fd, dst_dir_fd)
-    raw_source, raw_destination = _at(args[0], args[2]), _at(args[1], args[3])
-    source = _wanted(recorder, raw_source) if raw_source is not None else None
-    destination = _wanted(recorder, raw_destination) if raw_destination is not None else None
+    raw_source, raw_destination = _from_dir_fd(args[0], args[2]), _from_dir_fd(args[1], args[3])
+    source = _recorded_path(recorder, raw_source) if raw_source is not None else None
+    destination = _recorded_path(recorder, raw_destination) if raw_destination is not None else None
     if source is not None and destination is not None:
         recorder.renamed(source, destination)
     elif destination is not None:
@@ -159,22 +167,22 @@ def _on_rename(recorder: Recorder, args: tuple) -> None:
 
 
 def _on_copy(recorder: Recorder, args: tuple) -> None:
-    destination = _wanted(recorder, args[1])
+    destination = _recorded_path(recorder, args[1])
     source = absolute(args[0])
     if destination is not None and source is not None:
         recorder.copied(source, destination)
 
 
 def _on_remove(recorder: Recorder, args: tuple) -> None:
-    raw = _at(args[0], args[1])  # os.remove's audit arguments: (path, dir_fd)
-    path = _wanted(recorder, raw) if raw is not None else None
+    raw = _from_dir_fd(args[0], args[1])  # os.remove's audit arguments: (path, dir_fd)
+    path = _recorded_path(recorder, raw) if raw is not None else None
     if path is not None:
         recorder.deleted(path)
 
 
 def _on_list(recorder: Recorder, args: tuple) -> None:
     raw = args[0] if args and args[0] is not None else "."
-    path = _wanted(recorder, raw)
+    path = _recorded_path(recorder, raw)
     if path is not None and not _from_interpreter():
         recorder.listed(path)
 

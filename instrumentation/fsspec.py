@@ -35,6 +35,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from clew.semconv.redaction import redact_uri
 
 from . import _fsspec_support, _objects
+from ._guard import guard
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import GCS, S3, ObjectRecord
@@ -172,14 +173,14 @@ def _sync_wrapper(method: str) -> Callable:
     def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
         if _skipped(instance):
             return wrapped(*args, **kwargs)
-        try:
+        records = None
+        with guard(f"fsspec {method}"):
             expand, expanded = _to_expand(method, args, kwargs), None
             if expand is not None:
                 with _objects.operation(None):
                     expanded = instance.expand_path(expand[0], recursive=expand[1])
             records = _records(instance, method, args, kwargs, expanded)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            get_recorder().failed(f"fsspec {method}", error)
+        if records is None:
             return wrapped(*args, **kwargs)
         with _objects.operation(records[0] if len(records) == 1 else None):
             try:
@@ -187,10 +188,8 @@ def _sync_wrapper(method: str) -> Callable:
             except BaseException:
                 _fail(records)
                 raise
-        try:
+        with guard(f"fsspec {method}"):
             _complete(method, records, result, args, kwargs, instance)
-        except Exception as error:  # noqa: BLE001
-            get_recorder().failed(f"fsspec {method}", error)
         return result
 
     return wrapper
@@ -198,14 +197,14 @@ def _sync_wrapper(method: str) -> Callable:
 
 def _async_wrapper(method: str) -> Callable:
     async def run(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
-        try:
+        records = None
+        with guard(f"fsspec {method}"):
             expand, expanded = _to_expand(method, args, kwargs), None
             if expand is not None:
                 with _objects.operation(None):
                     expanded = await instance._expand_path(expand[0], recursive=expand[1])
             records = _records(instance, method, args, kwargs, expanded)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            get_recorder().failed(f"fsspec {method}", error)
+        if records is None:
             return await wrapped(*args, **kwargs)
         with _objects.operation(records[0] if len(records) == 1 else None):
             try:
@@ -213,10 +212,8 @@ def _async_wrapper(method: str) -> Callable:
             except BaseException:
                 _fail(records)
                 raise
-        try:
+        with guard(f"fsspec {method}"):
             _complete(method, records, result, args, kwargs, instance)
-        except Exception as error:  # noqa: BLE001
-            get_recorder().failed(f"fsspec {method}", error)
         return result
 
     def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
@@ -263,10 +260,8 @@ def _open(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's si
         except BaseException:
             _objects.abandon(record)
             raise
-    try:
+    with guard("fsspec open"):
         _fsspec_support.follow(file, record, mode)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("fsspec open", error)
     return file
 
 
@@ -280,10 +275,8 @@ def _gcs_request(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wra
 
 async def _learning(call: Any, record: ObjectRecord) -> Any:
     result = await call
-    try:
+    with guard("gcsfs response"):
         _fsspec_support.learn_gcs_response(record, result[1], result[3])
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("gcsfs response", error)
     return result
 
 
@@ -317,10 +310,8 @@ def _subclass_hook(cls: type, **kwargs: Any) -> None:
     """Runs as each filesystem class is defined, inside the program's import."""
     if not _instrumentor.active:
         return
-    try:
+    with guard("fsspec class"):
         _patch_class(cls)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("fsspec class", error)
 
 
 def _patch(module: Any) -> None:

@@ -31,6 +31,7 @@ from clew.semconv import environment
 
 from . import _objects
 from ._fsspec_support import follow, learn_details
+from ._guard import guard
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import GCS, ObjectRecord
@@ -132,11 +133,9 @@ def _wrapper(method: str) -> Callable:
     def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
         if not _instrumentor.active or _objects.suppressed():
             return wrapped(*args, **kwargs)
-        try:
+        record = None
+        with guard(f"gcs {method}"):
             record = _begin(method, instance, args, kwargs)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            get_recorder().failed(f"gcs {method}", error)
-            record = None
         if record is None:
             return wrapped(*args, **kwargs)
         with _objects.operation(record):
@@ -145,10 +144,8 @@ def _wrapper(method: str) -> Callable:
             except BaseException:
                 _objects.abandon(record)
                 raise
-        try:
+        with guard(f"gcs {method}"):
             _complete(method, record, result, instance, args, kwargs)
-        except Exception as error:  # noqa: BLE001
-            get_recorder().failed(f"gcs {method}", error)
         return result
 
     return wrapper
@@ -159,14 +156,12 @@ def _download_headers(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
     result = wrapped(*args, **kwargs)
     record = _objects.enclosing()
     if _instrumentor.active and record is not None and record.operation == "read":
-        try:
+        with guard("gcs download headers"):
             headers = _arg(args, kwargs, 0, "response").headers
             record.learn(metadata={
                 k[len("x-goog-meta-"):].lower(): v
                 for k, v in headers.items() if k.lower().startswith("x-goog-meta-")
             })
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            get_recorder().failed("gcs download headers", error)
     return result
 
 
@@ -188,13 +183,11 @@ def _upload_response(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
     response = wrapped(*args, **kwargs)
     record = _objects.enclosing()
     if _instrumentor.active and record is not None and record.operation == "write" and instance.finished:
-        try:
+        with guard("gcs upload response"):
             resource = response.json()
             if isinstance(resource, dict) and record.matches(resource.get("bucket"),
                                                              resource.get("name")):
                 _learn_resource(record, resource)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            get_recorder().failed("gcs upload response", error)
     return response
 
 

@@ -37,9 +37,9 @@ from clew.instrumentation.package import _instruments
 from clew.semconv import environment
 
 from . import _preload
-from ._digests import StatKey
+from ._file_digests import StatKey
 from ._instrumentor import ClewInstrumentor
-from ._records import Record
+from ._record_spans import Record
 from ._recorder import Recorder
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, suppress_instrumentation
 from opentelemetry.semconv.attributes.exception_attributes import (
     EXCEPTION_MESSAGE,
     EXCEPTION_STACKTRACE,
@@ -38,12 +39,12 @@ from clew.semconv import environment, spans
 from clew.semconv.redaction import redact_argv, redact_text
 
 from . import _preload
+from ._guard import guard
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import close as close_recording
 from ._lifecycle import get_recorder
-from ._process import child_environment
+from ._process_span import child_environment
 
-_SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
 _CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID, *_preload.CARRIED)
 _PYTHON_NAME = re.compile(r"^(python|pypy)[0-9.]*$")
 _SITECUSTOMIZE_DIR = "opentelemetry/instrumentation/auto_instrumentation"
@@ -56,7 +57,7 @@ _OS_WRAPPED = (
 
 
 def _suppressed() -> bool:
-    return bool(otel_context.get_value(_SUPPRESS_KEY))
+    return not is_instrumentation_enabled()
 
 
 def _is_python(program: str, search_path: str | None) -> bool:
@@ -118,13 +119,10 @@ class _Exec:
         unless the child is an instrumented Python (or not `watched`: it replaces this
         process, and nobody would collect its records), loads clew's LD_PRELOAD library."""
         env = child_environment(self.context, dict(os.environ if base is None else base))
-        token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
-        try:  # looking at the program's shebang is clew's read, not the host's
+        with suppress_instrumentation():  # looking at the program's shebang is clew's read
             traced = _traced(self.argv, env)
             if not traced and watched:
                 self._watch(env)
-        finally:
-            otel_context.detach(token)
         self.span.set_attribute(attr.PROVENANCE_EXEC_TRACED, traced)
         return env
 
@@ -151,11 +149,9 @@ class _Exec:
             return
         _preload.tailing.forget(children)
         recorder = get_recorder()
-        try:
+        with guard("recording a child's I/O", recorder.failed):
             if children.collect(recorder, self.pid):
                 self.span.set_attribute(attr.PROVENANCE_EXEC_TRACED, True)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            recorder.failed("recording a child's I/O", error)
 
     def started(self, pid: int) -> None:
         self.pid = pid
@@ -209,13 +205,11 @@ def _start(api: str, argv: Any, cwd: Any = None) -> _Exec | None:
     """Start an exec span, or None when suppressed or when clew itself fails."""
     if _suppressed():
         return None
-    try:
+    with guard(api):
         if isinstance(argv, (str, bytes, os.PathLike)):
             argv = [argv]
         return _Exec(api, [os.fsdecode(a) for a in argv], os.fsdecode(cwd) if cwd else None)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed(api, error)
-        return None
+    return None
 
 
 # -- subprocess.Popen ---------------------------------------------------------------------------
@@ -225,7 +219,8 @@ def _popen_init(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrap
     bound = None
     started = None
     if not _suppressed():
-        try:
+        preparing = guard("subprocess.Popen")
+        with preparing:
             bound = _POPEN_SIGNATURE.bind(instance, *args, **kwargs)
             arguments = bound.arguments
             command = arguments["args"]
@@ -240,8 +235,7 @@ def _popen_init(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrap
             if started is not None:
                 env = arguments.get("env")
                 arguments["env"] = started.environment(env)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            get_recorder().failed("subprocess.Popen", error)
+        if preparing.failed_here:
             bound, started = None, None
     if started is None or bound is None:
         return wrapped(*args, **kwargs)
@@ -324,18 +318,16 @@ def _spawn(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
     started = _start(f"os.{wrapped.__name__}", argv or [file])
     if started is None:
         return wrapped(*args, **kwargs)
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_KEY, True))
-    try:
-        if len(args) > 3:  # the *ve variants take an explicit environment
-            result = wrapped(mode, file, argv, started.environment(args[3]), **kwargs)
-        else:
-            with _environ_carrying(started):
-                result = wrapped(*args, **kwargs)
-    except BaseException as error:
-        started.failed(error)
-        raise
-    finally:
-        otel_context.detach(token)
+    with suppress_instrumentation():
+        try:
+            if len(args) > 3:  # the *ve variants take an explicit environment
+                result = wrapped(mode, file, argv, started.environment(args[3]), **kwargs)
+            else:
+                with _environ_carrying(started):
+                    result = wrapped(*args, **kwargs)
+        except BaseException as error:
+            started.failed(error)
+            raise
     if mode == os.P_WAIT:
         started.ended(result)
     else:

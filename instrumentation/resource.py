@@ -28,7 +28,7 @@ from opentelemetry.sdk.resources import Resource, ResourceDetector
 from clew.semconv import attributes as attr
 
 from . import _ranks
-from ._process import command_args
+from ._process_span import command_args
 
 _logger = logging.getLogger(__name__)
 

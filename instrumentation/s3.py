@@ -36,6 +36,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from clew.semconv import environment
 
 from . import _objects
+from ._guard import guard
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import get_recorder
 from ._objects import S3, ObjectRecord
@@ -176,7 +177,7 @@ def _add_part(operation: str, params: dict) -> None:
 def _before_request(params: dict, model: Any, context: dict, **kwargs: Any) -> None:
     if not _instrumentor.active:
         return
-    try:
+    with guard("s3 request"):
         operation = model.name
         outer = _objects.enclosing()
         if outer is not None or _objects.suppressed():
@@ -200,8 +201,6 @@ def _before_request(params: dict, model: Any, context: dict, **kwargs: Any) -> N
         records = _open_records(operation, params)
         if records:
             context[_CONTEXT_KEY] = records
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("s3 request", error)
 
 
 def _learn(record: ObjectRecord, parsed: dict, operation: str) -> None:
@@ -228,7 +227,7 @@ def _object_size(parsed: dict) -> int | None:
 
 
 # Endpoints by "scheme://netloc": a client sends every request to one or a few, and parsing
-# each response's URL cost more than the rest of recording a small GET.
+# each response's URL costs more than the rest of recording a small GET.
 _endpoints: dict[str, tuple[str, int | None] | None] = {}
 
 
@@ -251,7 +250,7 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
     held = context.pop(_CONTEXT_KEY, None)
     if held is None or not _instrumentor.active:
         return
-    try:
+    with guard("s3 response"):
         operation = model.name
         if isinstance(held, ObjectRecord):  # the outer layer's record: add to it
             if http_response.status_code < 300:
@@ -281,9 +280,8 @@ def _after_call(http_response: Any, parsed: dict, model: Any, context: dict, **k
             record.object_size = record.io_bytes  # the parts' bytes
         carrier = _objects.finish(record)
         if operation == "GetObject" and _whole(parsed, carrier.object_size):
-            _follow_body(parsed.get("Body"), _objects.StreamDigest(carrier, carrier.object_size))
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("s3 response", error)
+            digest = _objects.SequentialReadDigest(carrier, carrier.object_size)
+            _follow_body(parsed.get("Body"), digest)
 
 
 def _hash_for_outer(record: ObjectRecord, parsed: dict) -> None:
@@ -292,7 +290,7 @@ def _hash_for_outer(record: ObjectRecord, parsed: dict) -> None:
     the object's size changed since the outer layer learned it (replaced between HEAD and GET)."""
     size = _object_size(parsed)
     if size == record.object_size and _whole(parsed, size):
-        _follow_body(parsed.get("Body"), _objects.StreamDigest(record, size))
+        _follow_body(parsed.get("Body"), _objects.SequentialReadDigest(record, size))
 
 
 def _finish_deletes(records: list[ObjectRecord], parsed: dict) -> None:
@@ -314,7 +312,7 @@ def _whole(parsed: dict, size: int | None) -> bool:
     return isinstance(content_range, str) and content_range.startswith(f"bytes 0-{(size or 0) - 1}/")
 
 
-def _follow_body(body: Any, digest: _objects.StreamDigest) -> None:
+def _follow_body(body: Any, digest: _objects.SequentialReadDigest) -> None:
     """Hash a StreamingBody as the program reads it: its read and readinto are replaced on
     this one object (iter_chunks and iteration call them), so the bytes are hashed once, in
     passing, never fetched again. An aiobotocore body's read is a coroutine: its
@@ -389,13 +387,11 @@ def _after_call_error(context: dict, **kwargs: Any) -> None:
 def _register(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
     result = wrapped(*args, **kwargs)
     events = args[0] if args else kwargs.get("events")
-    try:
+    with guard("s3 hooks"):
         # provide-client-params: before botocore's own handlers turn a bytes Body into a file.
         events.register("provide-client-params.s3", _before_request, unique_id=f"{_UNIQUE}-before")
         events.register("after-call.s3", _after_call, unique_id=f"{_UNIQUE}-after")
         events.register("after-call-error.s3", _after_call_error, unique_id=f"{_UNIQUE}-error")
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        get_recorder().failed("s3 hooks", error)
     return result
 
 

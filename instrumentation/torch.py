@@ -23,6 +23,7 @@ from typing import Any
 from clew.instrumentation.package import _instruments_torch
 
 from . import _dataloader, _elastic
+from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
 from ._lifecycle import get_recorder
 from ._paths import absolute
@@ -41,12 +42,10 @@ def _save(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's si
     destination = args[1] if len(args) > 1 else kwargs.get("f")
     if isinstance(destination, (str, bytes, os.PathLike)):
         recorder = get_recorder()
-        try:
+        with guard("torch.save", recorder.failed):
             path = absolute(destination)
             if path is not None and recorder.filter.wants(path):
                 recorder.opened_for_write(path, keeps_content=False)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            recorder.failed("torch.save", error)
     return result
 
 

@@ -1,4 +1,4 @@
-"""`clew export`: an artifact's lineage in another tool's format (issue 6)."""
+"""`clew export`: an artifact's lineage in another tool's format."""
 
 from __future__ import annotations
 

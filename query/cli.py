@@ -61,14 +61,14 @@ class _Commands(click.Group):
 )
 @click.option(
     "--store",
-    envvar="CLEW_STORE",
+    envvar=environment.CLEW_STORE,
     metavar="URL",
     help="ClickHouse store: chdb:///abs/path (default: <home>/db) or "
     "http(s)://user@host:8123/db with the password in CLEW_STORE_PASSWORD.",
 )
 @click.option(
     "--wait",
-    envvar="CLEW_STORE_WAIT",
+    envvar=environment.CLEW_STORE_WAIT,
     type=click.FloatRange(min=0),
     default=DEFAULT_WAIT,
     show_default=True,

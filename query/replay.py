@@ -1,4 +1,4 @@
-"""Re-send a stored run over OTLP/HTTP, to look at it in Jaeger, Tempo or a Collector (issue 6).
+"""Re-send a stored run over OTLP/HTTP, to look at it in Jaeger, Tempo or a Collector.
 
 `replay` reads every span of one run (one trace id) from `otel_traces`, rebuilds OTLP
 `ExportTraceServiceRequest`s from the rows (`rows_to_request`, the inverse of
@@ -11,7 +11,7 @@ nanosecond, status, attributes, events and links, each span under its resource (
 attributes and service name) and instrumentation scope (name and version). Schema URLs,
 span flags and dropped-item counts are not stored, so they are not sent.
 
-Attribute values: `otel_traces` keeps every value as a string (SCHEMA.md), so types are put
+Attribute values: `otel_traces` keeps every value as a string, so types are put
 back by one rule:
 
 1. The attributes clew records whose type is not string (`_TYPES`: ints such as
@@ -102,7 +102,7 @@ _STRINGS: Final = frozenset(
     value for name, value in vars(attr).items() if name.isupper() and isinstance(value, str)
 ) - _TYPES.keys()
 
-# Both spellings the table holds (SCHEMA.md): pdata's names and the older proto enum names.
+# Both spellings the table holds: pdata's names and the older proto enum names.
 _KINDS: Final = {
     "Unspecified": 0, "Internal": 1, "Server": 2, "Client": 3, "Producer": 4, "Consumer": 5,
     "SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,

@@ -1,7 +1,9 @@
-"""clew's environment variables and where its files live.
+"""clew's environment variables, how each is read, and where its files live.
 
-Hand-written, not generated: these are the settings every layer reads (capture,
-spool, store, CLI), so they live with the rest of the shared vocabulary.
+Hand-written, not generated: these are the settings every layer reads (capture, spool,
+store, CLI), so they live with the rest of the shared vocabulary, each one named and
+parsed here only. A bad value falls back to the default with a warning, as OpenTelemetry's
+own settings do: a typo in an environment variable must not stop a training job.
 """
 
 from __future__ import annotations
@@ -34,6 +36,18 @@ CLEW_EXCLUDE: Final = "CLEW_EXCLUDE"
 CLEW_FLUSH_INTERVAL: Final = "CLEW_FLUSH_INTERVAL"
 """Seconds between flushes of records to the exporters. Default 1.0; a crash loses at most
 about this much."""
+
+CLEW_STORE: Final = "CLEW_STORE"
+"""The store `clew` commands and the ClickHouse exporter use: `chdb://<directory>` (embedded;
+default `<CLEW_HOME>/db`) or `http(s)://user@host:8123/db` (a ClickHouse server)."""
+
+CLEW_STORE_PASSWORD: Final = "CLEW_STORE_PASSWORD"
+"""The password of a ClickHouse server store: kept out of `CLEW_STORE`, so no URL clew prints
+or logs carries it."""
+
+CLEW_STORE_WAIT: Final = "CLEW_STORE_WAIT"
+"""Seconds a `clew` command waits for an embedded store another process holds (also
+`clew --wait`; the command line parses it). Default 30."""
 
 CLEW_SPOOL_PENDING_MAX_BYTES: Final = "CLEW_SPOOL_PENDING_MAX_BYTES"
 """Bytes of spool lines that could not be written (disk full, a file-size limit) kept in
@@ -89,10 +103,50 @@ RESOURCE_DETECTOR: Final = "clew"
 """Name of clew's OpenTelemetry resource detector (the distributed-run placement: rank,
 node, launcher), which clew's distro adds to OTEL_EXPERIMENTAL_RESOURCE_DETECTORS."""
 
+DEFAULT_HASH_MAX_BYTES: Final = 4 << 30
+DEFAULT_FLUSH_INTERVAL: Final = 1.0
+DEFAULT_SPOOL_PENDING_MAX_BYTES: Final = 64 << 20
+
 HOME_DIRNAME: Final = ".clew"
 SPOOL_DIRNAME: Final = "spool"
 CACHE_DIRNAME: Final = "cache"
 PRELOAD_DIRNAME: Final = "preload"
+
+
+def flag(variable: str, default: bool = True) -> bool:
+    """Whether the switch `variable` is on: anything but 0, false, no or off is."""
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
+def names(variable: str) -> tuple[str, ...]:
+    """The comma-separated entries of `variable`, blanks dropped."""
+    return tuple(entry.strip() for entry in os.environ.get(variable, "").split(",") if entry.strip())
+
+
+def flush_interval() -> float:
+    """`CLEW_FLUSH_INTERVAL`: the recorder's flush schedule and the span processor's."""
+    return positive_number(CLEW_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL, float)
+
+
+def hash_max_bytes() -> int:
+    """`CLEW_HASH_MAX_BYTES`."""
+    return positive_number(CLEW_HASH_MAX_BYTES, DEFAULT_HASH_MAX_BYTES, int)
+
+
+def spool_pending_max_bytes() -> int:
+    """`CLEW_SPOOL_PENDING_MAX_BYTES`."""
+    return positive_number(CLEW_SPOOL_PENDING_MAX_BYTES, DEFAULT_SPOOL_PENDING_MAX_BYTES, int)
+
+
+def store_url(home: Path | None = None) -> str:
+    """`CLEW_STORE`, else the embedded store under clew's home (`home`, else resolved)."""
+    configured = os.environ.get(CLEW_STORE)
+    if configured:
+        return configured
+    return f"chdb://{(home or resolve_home()) / 'db'}"
 
 
 def positive_number(variable: str, default: _Number, kind: type[_Number]) -> _Number:

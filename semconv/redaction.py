@@ -129,10 +129,6 @@ def _normalised(name: str) -> str:
     return "_".join(word for word in _WORD_SPLIT.split(spaced.lower()) if word)
 
 
-def _names(variable: str) -> list[str]:
-    return [entry.strip() for entry in os.environ.get(variable, "").split(",") if entry.strip()]
-
-
 def _short_letter(entry: str) -> str | None:
     """`-p` -> `p`: an entry naming a single-letter option."""
     return entry[1] if len(entry) == 2 and entry[0] == "-" and entry[1].isalpha() else None
@@ -140,8 +136,8 @@ def _short_letter(entry: str) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def _policy() -> _Policy:
-    extra = _names(environment.CLEW_REDACT)
-    keep = _names(environment.CLEW_REDACT_KEEP)
+    extra = environment.names(environment.CLEW_REDACT)
+    keep = environment.names(environment.CLEW_REDACT_KEEP)
     kept_letters = {letter for letter in map(_short_letter, keep) if letter}
     short = (_SHORT_SECRETS | {letter for letter in map(_short_letter, extra) if letter})
     extra_names = tuple(filter(None, (_normalised(e) for e in extra if not _short_letter(e))))
@@ -149,7 +145,7 @@ def _policy() -> _Policy:
     # The cheap gate in front of the rules below: every text that holds a secret they find
     # holds one of these ("pass" in "passwd", "key" in "apikey", "@" in userinfo, "-p"
     # before a short option's value). Literals on lowercased text: no IGNORECASE, which
-    # made the search several times slower.
+    # makes the search several times slower.
     hints = (
         "pass", "pwd", "secret", "token", "key", "auth", "credential", "bearer", "basic",
         "sig", "cookie", "@", *(n.rpartition("_")[2] for n in extra_names),

@@ -42,7 +42,7 @@ _INHERITED_NAMES = ("TRACEPARENT", "TRACESTATE", "PYTHONPATH", "PYTHONSTARTUP", 
 
 
 def file_uri(path: str | os.PathLike[str]) -> str:
-    """The canonical URI DESIGN.md gives a local file: `file://<host>/<absolute path>`."""
+    """The canonical URI of a local file: `file://<host>/<absolute path>`."""
     return f"file://{socket.gethostname()}{quote(os.path.abspath(path), safe='/:@!$&()*+,;=~-._')}"
 
 

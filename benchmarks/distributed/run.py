@@ -1,5 +1,5 @@
 """Instrumented/plain ratio of a 2-rank torchrun epoch over 10,000 files of 16 KiB, with a
-DataLoader of 2 workers in each rank (issue 5; target <= 1.10).
+DataLoader of 2 workers in each rank (target <= 1.10).
 
 Usage: `.venv/bin/python benchmarks/distributed/run.py [--runs N]` from the checkout. The data
 is written once under benchmarks/.work/distributed/ (gitignored, 160 MiB) and read once before

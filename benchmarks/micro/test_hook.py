@@ -169,8 +169,8 @@ def pieces(root: Path) -> dict[str, Callable[[], object]]:
     from opentelemetry import context as otel_context
 
     from clew.instrumentation import _paths
-    from clew.instrumentation._digests import hash_file, stat_key
-    from clew.instrumentation._records import Record
+    from clew.instrumentation._file_digests import hash_file, stat_key
+    from clew.instrumentation._record_spans import Record
 
     sample = str(root / "batch0" / "f00000.bin")
     key = stat_key(os.stat(sample))
@@ -213,9 +213,9 @@ def _recorder_with_records(root: Path):  # noqa: ANN202
 
     from clew.exporter.processor import ProvenanceSpanProcessor
     from clew.exporter.spool import SpoolSpanExporter
-    from clew.instrumentation._process import ProcessSpan
+    from clew.instrumentation._process_span import ProcessSpan
     from clew.instrumentation._recorder import Recorder
-    from clew.instrumentation._records import Record
+    from clew.instrumentation._record_spans import Record
     from clew.instrumentation._settings import Settings
 
     provider = TracerProvider()

@@ -1,4 +1,4 @@
-"""Lineage, impact and diff latency on a store of 10M spans and 1,000 runs (issue 6).
+"""Lineage, impact and diff latency on a store of 10M spans and 1,000 runs.
 
 Targets: `clew lineage` of a model over 10M spans and 1,000 runs in < 1 s; `clew diff` of
 two runs of 100,000 inputs each in < 2 s.

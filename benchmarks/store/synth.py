@@ -5,8 +5,8 @@ Every line is made the way clew's own exporter makes it: SDK `ReadableSpan`s enc
 `clew.exporter.spool.SpoolSpanExporter`, so the bytes are a real spool's bytes (one file per
 process, at most 512 spans a line, named `<UTC start>-<host>-<pid>-<random>.jsonl`).
 
-The attributes follow clew's instrumentation (`instrumentation/_records.py`,
-`instrumentation/_process.py`): a "run" root span per run with git state, packages and code
+The attributes follow clew's instrumentation (`instrumentation/_record_spans.py`,
+`instrumentation/_process_span.py`): a "run" root span per run with git state, packages and code
 files; a "process" span per traced child and per rank (ranks carry `provenance.rank` and
 friends as resource attributes); "exec" spans for the programs a process starts; a span per
 write, large read, copy, rename, delete and directory listing; and batched "read file"
@@ -60,7 +60,7 @@ from clew.semconv import attributes as attr
 from clew.semconv import spans as names
 
 LINE_SPANS = 512  # the BatchSpanProcessor's max_export_batch_size: spans per spool line
-BATCH_MAX_RECORDS = 512  # instrumentation/_records.py: records per batched read span
+BATCH_MAX_RECORDS = 512  # instrumentation/_record_spans.py: records per batched read span
 SCOPE = InstrumentationScope("clew", "0.1.0")
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 HOSTS = [f"gpu-node-{i:02d}" for i in range(1, 9)] + ["laptop-ana", "laptop-ben"]

@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from .ingest import ingest, prepare_store
 from .schema import SchemaOptions
 from ..spool import SpoolSpanExporter
-from .connection import CLEW_STORE, connect, default_url, parse_url
+from .connection import connect, default_url, parse_url
 
 _logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class ClickHouseSpanExporter(SpoolSpanExporter):
         retry_interval: float = RETRY_INTERVAL,
     ) -> None:
         super().__init__(directory)
-        self._url = url or os.environ.get(CLEW_STORE) or default_url()
+        self._url = url or default_url()
         # The tables live in the URL's database, as for `clew ingest --store URL`.
         self._options = SchemaOptions(database=parse_url(self._url).database)
         self._retry_interval = retry_interval

@@ -27,8 +27,6 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 from clew.semconv.redaction import is_secret_name, redact_argv, redact_text
 from clew.semconv import environment
 
-CLEW_STORE = "CLEW_STORE"
-CLEW_STORE_PASSWORD = "CLEW_STORE_PASSWORD"
 DEFAULT_WAIT = 30.0
 # A wait this short goes unannounced: a store held that briefly is no news.
 _ANNOUNCE_AFTER = 1.0
@@ -67,10 +65,7 @@ class StoreURL:
 
 def default_url(home: Path | None = None) -> str:
     """`CLEW_STORE`, else the embedded store under clew's home."""
-    configured = os.environ.get(CLEW_STORE)
-    if configured:
-        return configured
-    return f"chdb://{(home or environment.resolve_home()) / 'db'}"
+    return environment.store_url(home)
 
 
 def _carries_password(parts: SplitResult) -> bool:
@@ -210,7 +205,7 @@ def connect(
             host=parsed.host,
             port=parsed.port,
             username=parsed.username or "default",
-            password=os.environ.get(CLEW_STORE_PASSWORD, ""),
+            password=os.environ.get(environment.CLEW_STORE_PASSWORD, ""),
             database=parsed.database,
             secure=parsed.scheme == "https",
         )

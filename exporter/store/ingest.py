@@ -384,7 +384,7 @@ class _Ingester:
         rows may be in otel_traces, in any subset of the views derived from it, or nowhere.
         So the chunk is taken again from scratch: its spans are deleted where a second copy
         would count twice (otel_traces, clew_io, clew_outputs), then inserted, which runs
-        every view again; the other lineage tables are idempotent (issue 3).
+        every view again; the other lineage tables are idempotent.
         """
         chunk = next(_read_chunks(path, start, end - start), None)
         if chunk is None or chunk.end != end:

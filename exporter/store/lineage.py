@@ -58,7 +58,7 @@ _STARTED_PRECEDENCE = "toUInt64(9223372036854775807 - toUnixTimestamp64Nano(min(
 _INCOMPLETE_RUNS_VIEW = f"{RUNS_TABLE}_incomplete_mv"
 _COMMENT = f"clew lineage {LINEAGE_VERSION}"
 OUTPUT_OPERATIONS = ("write", "copy", "rename")
-# Collector exporters before 2024-08 wrote the proto enum names (SCHEMA.md); clew_runs holds
+# Collector exporters before 2024-08 wrote the proto enum names; clew_runs holds
 # pdata's names either way, so `StatusCode = 'Error'` finds failed runs from any writer.
 _OLD_STATUS_NAMES = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
 _STATUS_NAMES = ["Unset", "Ok", "Error"]

@@ -2,7 +2,7 @@
 
 One spool line (an ExportTraceServiceRequest in OTLP JSON) becomes one row per span in the
 22 columns the Collector's ClickHouse exporter inserts (`INSERT_COLUMNS`), every value
-encoded as the Collector encodes it (`../shared/SCHEMA.md`), so rows written by clew and by
+encoded as the Collector encodes it (pdata's AsString), so rows written by clew and by
 a Collector are interchangeable:
 
 * attribute values become strings as pdata's `Value.AsString` makes them: bools

@@ -1,7 +1,7 @@
 """The ClickHouse schema clew shares with the OpenTelemetry Collector's ClickHouse exporter.
 
 clew writes spans into the very tables the Collector's `clickhouseexporter` creates
-(`../shared/SCHEMA.md`, issue 3), so one database holds clew's spans and everything else a
+(docs/architecture.md), so one database holds clew's spans and everything else a
 Collector sends, and Grafana's ClickHouse plugin shows them as traces:
 
 * `<traces_table>` (default `otel_traces`), the Map variant, with the Collector's codecs,
@@ -277,7 +277,7 @@ def create_schema(client: Any, options: SchemaOptions | None = None) -> None:
 
     Idempotent: tables that exist, from any Collector version, are left as they are. The
     index flavour follows the server's `SELECT version()`. Concurrent creators can race on
-    CREATE (SCHEMA.md): run it once per store, not per writer.
+    CREATE (ClickHouse's DDL is not transactional): run it once per store, not per writer.
 
     Args:
         client: A clickhouse-connect client (`clickhouse_connect.get_client(...)`).

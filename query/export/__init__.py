@@ -1,4 +1,4 @@
-"""Lineage graphs in other tools' formats (issue 6): `clew export ARTIFACT --format FORMAT`.
+"""Lineage graphs in other tools' formats: `clew export ARTIFACT --format FORMAT`.
 
 Each format is one small module with one pure function `export(graph, **options) -> str`
 over a `clew.query.lineage.Graph`; none of them touches the store. The registry below maps

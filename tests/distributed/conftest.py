@@ -1,4 +1,4 @@
-"""Fixtures for distributed runs (issue 5); the helpers are in distributed_support.py."""
+"""Fixtures for distributed runs; the helpers are in distributed_support.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers for the distributed-run tests (issue 5): real launchers on CPU, and what they
+"""Helpers for the distributed-run tests: real launchers on CPU, and what they
 spooled. The `scenario` fixture (conftest.py) gives each test module a `Scenario`.
 
 Each scenario module runs its launches once (module scope) in its own directory and

@@ -1,4 +1,4 @@
-"""A torch DataLoader with num_workers=2 over a file dataset (issue 5), in a rank (RANK=0,
+"""A torch DataLoader with num_workers=2 over a file dataset, in a rank (RANK=0,
 WORLD_SIZE=1, as DeepSpeed or Accelerate set them): each worker's reads are recorded once,
 under the rank and with the worker's id, and reach the spool however the worker ends.
 

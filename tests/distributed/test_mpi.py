@@ -1,4 +1,4 @@
-"""`mpirun -n 2` with mpi4py (issue 5): mpirun is no Python program, so the ranks are the
+"""`mpirun -n 2` with mpi4py: mpirun is no Python program, so the ranks are the
 first instrumented processes and find their run from Open MPI's identity of the job.
 
 Rank 0 is the run's root span and rank 1 a peer under it, in one trace; a second mpirun is

@@ -1,4 +1,4 @@
-"""A SLURM step simulated on one machine (issue 5): two processes started independently, each
+"""A SLURM step simulated on one machine: two processes started independently, each
 with the variables srun gives a task (SLURM_JOB_ID, SLURM_STEP_ID, SLURM_PROCID, ...), as if
 on two nodes.
 

@@ -1,4 +1,4 @@
-"""`opentelemetry-instrument torchrun --nproc-per-node 2` (issue 5): the agent is instrumented,
+"""`opentelemetry-instrument torchrun --nproc-per-node 2`: the agent is instrumented,
 its ranks inherit TRACEPARENT from their exec spans, and each rank's DataLoader workers
 (fork, num_workers=2) record under the rank with their worker id.
 

@@ -1,4 +1,4 @@
-"""A two-node run simulated on one machine (issue 5): two torchrun agents, `--nnodes 2
+"""A two-node run simulated on one machine: two torchrun agents, `--nnodes 2
 --node-rank 0/1`, one rendezvous endpoint on 127.0.0.1, each started as its own
 `opentelemetry-instrument torchrun` with no TRACEPARENT between them.
 

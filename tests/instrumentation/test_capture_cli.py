@@ -1,4 +1,4 @@
-"""What a user sees of a captured run (issue 2, "What to build" 9): `clew spool`, `clew spool
+"""What a user sees of a captured run: `clew spool`, `clew spool
 RUN --format json` and `clew doctor`, run in-process through `clew.query.cli.main` with
 injected streams, on a spool written by a real instrumented program.
 """

@@ -1,4 +1,4 @@
-"""Local file capture (issue 2, "What to build" 5): real programs under opentelemetry-instrument.
+"""Local file capture: real programs under opentelemetry-instrument.
 
 Each test runs one program with its own CLEW_HOME and checks the spool the way a user would:
 the file was recorded once, with the operation, the blake3 digest of its content and a count.

@@ -1,5 +1,5 @@
-"""The instrumentors in code, with an SDK TracerProvider and an in-memory exporter (STYLE.md,
-"For clew" 11): span, hook failure, suppressed, uninstrumented, error passes through.
+"""The instrumentors in code, with an SDK TracerProvider and an in-memory exporter:
+span, hook failure, suppressed, uninstrumented, error passes through.
 
 The recorder is one per process, with atexit and at-fork hooks, and an audit hook cannot be
 removed: each case runs in a fresh interpreter (`python -c`), which prints its finished spans

@@ -1,4 +1,4 @@
-"""The native-I/O library instrumentors in code, each the same way (STYLE.md, "For clew" 11):
+"""The native-I/O library instrumentors in code, each the same way:
 a read recorded under the process span once the library is imported after `instrument()`,
 nothing recorded when suppressed, and a failure inside clew's hook swallowed. Their
 uninstrumented and error cases are in each library's own test module.

@@ -1,5 +1,5 @@
-"""Every way a program ends flushes its records and then ends exactly as it would have
-(issue 2, "What to build" 7): SIGTERM, SIGINT, and a signal during the final flush.
+"""Every way a program ends flushes its records and then ends exactly as it would have:
+SIGTERM, SIGINT, and a signal during the final flush.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Subprocesses and forks (issue 2, "What to build" 6 and 7): one program's whole process
+"""Subprocesses and forks: one program's whole process
 tree is one trace, and every Python process in it records its own I/O.
 """
 

@@ -1,6 +1,6 @@
-"""Rank detection, the resource detector and the trace-id scheme, without launchers (issue 5).
+"""Rank detection, the resource detector and the trace-id scheme, without launchers.
 
-The environments below are what each launcher sets (../shared/TESTING.md, and Open MPI
+The environments below are what each launcher sets (their documentation, and Open MPI
 4.1's mpirun as observed); the real launchers run in tests/distributed.
 """
 
@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from clew.exporter.distro import with_clew_detector
 from clew.instrumentation import _joining, _ranks
-from clew.instrumentation._process import ProcessSpan, remote_context
+from clew.instrumentation._process_span import ProcessSpan, remote_context
 from clew.instrumentation.resource import ClewResourceDetector
 from clew.semconv import attributes as attr
 

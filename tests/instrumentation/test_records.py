@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from clew.exporter.spool import SpoolSpanExporter, spool_directory
-from clew.semconv.uris import file_uri
-from clew.instrumentation._records import Record, batch_attributes, directory_of
+from clew.instrumentation._record_spans import Record, batch_attributes, directory_of
 from clew.query.spool import spool_runs
 from clew.semconv import attributes as attr
+from clew.semconv.uris import file_uri
 
 PID = 4242
 

@@ -1,4 +1,4 @@
-"""The run span (issue 2, "What to build" 4): git state of the code, redacted argv, and how
+"""The run span: git state of the code, redacted argv, and how
 the program ended.
 """
 

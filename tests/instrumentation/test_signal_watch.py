@@ -1,4 +1,4 @@
-"""SIGTERM while the main thread is stuck in native code (issue 5, "What to build" 4): a rank
+"""SIGTERM while the main thread is stuck in native code: a rank
 blocked in a collective when its launcher terminates it, because another rank failed.
 
 Python runs signal handlers on the main thread between bytecodes, which a thread blocked in

@@ -1,5 +1,5 @@
-"""What capture writes is OTLP JSON Lines as OpenTelemetry's file exporter defines it (issue 2,
-"What to build" 8): every line an ExportTraceServiceRequest, one file per process, whole
+"""What capture writes is OTLP JSON Lines as OpenTelemetry's file exporter defines it:
+every line an ExportTraceServiceRequest, one file per process, whole
 lines only.
 """
 

@@ -1,5 +1,5 @@
-"""The torch instrumentor's DataLoader-worker and torchrun-rendezvous hooks in code (issue 5;
-STYLE.md, "For clew" 11): what they record, a hook failure, uninstrumented, and the host's
+"""The torch instrumentor's DataLoader-worker and torchrun-rendezvous hooks in code:
+what they record, a hook failure, uninstrumented, and the host's
 errors passing through. The real launchers run in tests/distributed.
 
 torch is not imported: each case patches small stand-ins for

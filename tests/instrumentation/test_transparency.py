@@ -1,4 +1,4 @@
-"""Nothing else about the program changes (issue 2, "What a user gets"): the same stdout,
+"""Nothing else about the program changes: the same stdout,
 stderr and exit code as plain `python prog.py`, and no messages about collectors.
 """
 

@@ -122,7 +122,7 @@ def test_an_object_key_with_a_lone_surrogate_is_recorded(workdir, run_instrument
 # capture error on the process span; the records around it are recorded.
 BAD_RECORD = """
 from clew.instrumentation._lifecycle import get_recorder
-from clew.instrumentation._records import Record
+from clew.instrumentation._record_spans import Record
 
 class Broken(Record):
     def span_attributes(self, pid):

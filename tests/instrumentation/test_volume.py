@@ -1,4 +1,4 @@
-"""No provenance record is dropped under load (issue 2, "How we will know"): a program makes
+"""No provenance record is dropped under load: a program makes
 200,000 records as fast as it can and every one is in the spool.
 """
 

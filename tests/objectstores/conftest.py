@@ -1,7 +1,7 @@
 """Real object stores for the object-store tests, started once per session on free ports.
 
 SeaweedFS (`weed mini`, a real S3 server) and moto for S3, fake-gcs-server for GCS; each is
-stopped by its pid at the end (TESTING.md). Programs under test reach them through
+stopped by its pid at the end. Programs under test reach them through
 AWS_ENDPOINT_URL and STORAGE_EMULATOR_HOST alone, as a user's program would.
 """
 

@@ -1,4 +1,4 @@
-"""`clew diff` and `clew check --stale` over real runs (issue 6 scenarios 1, 2 and 4).
+"""`clew diff` and `clew check --stale` over real runs.
 
 Each scenario runs a small training program twice (or more) under opentelemetry-instrument,
 changing one thing in between, and checks that `clew diff --format json` names that change

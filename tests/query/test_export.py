@@ -1,4 +1,4 @@
-"""`clew export`: OpenLineage, PROV-JSON, in-toto/SLSA, DOT, Mermaid and HTML (issue 6).
+"""`clew export`: OpenLineage, PROV-JSON, in-toto/SLSA, DOT, Mermaid and HTML.
 
 Each format is checked twice: on a small hand-built graph (every case the formats must
 handle: S3/GCS/local names, a failed run, weak evidence, labels with quotes, brackets and

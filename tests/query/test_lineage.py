@@ -1,4 +1,4 @@
-"""`clew lineage`, `clew impact` and `clew check` over real runs (issue 6 scenarios 3 and 5).
+"""`clew lineage`, `clew impact` and `clew check` over real runs.
 
 A three-stage pipeline runs as separate programs under opentelemetry-instrument: raw data ->
 features -> model -> evaluation report. One training run has a test file copied under a new

@@ -1,4 +1,4 @@
-"""`clew replay`: a stored run re-sent over OTLP/HTTP arrives whole, typed, and once (issue 6).
+"""`clew replay`: a stored run re-sent over OTLP/HTTP arrives whole, typed, and once.
 
 A real program runs under opentelemetry-instrument (it reads a file another run wrote, so one
 span links to its producer; writes a file; starts a Python child, so two processes share the

@@ -1,6 +1,6 @@
 """Checks that the generated semconv files match the YAML registry and follow its rules.
 
-The YAML in ``semconv/registry/`` is the only source of clew's vocabulary (STYLE.md, "For clew" 4):
+The YAML in ``semconv/registry/`` is the only source of clew's vocabulary:
 these tests fail when a generated file is stale, when a ``ref:`` names an attribute OpenTelemetry
 does not define, when clew defines an attribute outside ``provenance.``, or when two generated
 names collide.

@@ -1,4 +1,4 @@
-"""`clew ingest`, `clew runs` and `clew sql` on a real embedded store (issue 3, "What to build" 6).
+"""`clew ingest`, `clew runs` and `clew sql` on a real embedded store.
 
 Most commands run in-process through `clew.query.cli.main` with injected streams; the store
 they open is closed after each test, so the tests that run `clew` as a subprocess never meet

@@ -1,6 +1,6 @@
 """Ingest of the spool into real chDB: one row per span, exactly once, whatever happens.
 
-Issue 3, "What to build" 3 and "How we will know": a second ingest adds no row; a kill -9
+A second ingest adds no row; a kill -9
 half-way and another ingest give each span exactly once (a real SIGKILL of an ingesting
 process, and the crash window between "rows inserted" and "chunk marked done" built by hand);
 a torn last line waits for the next ingest; a corrupt line is set aside and counted; only new

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from clew.instrumentation._settings import DEFAULT_FLUSH_INTERVAL
+from clew.semconv.environment import DEFAULT_FLUSH_INTERVAL
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """clew's lineage tables (clew_io, clew_runs, clew_run_io), filled by views from otel_traces.
 
-Two sources fill them and must fill them the same way (issue 3, "What to build" 4):
+Two sources fill them and must fill them the same way:
 
 * a real pipeline recorded under `opentelemetry-instrument` and ingested from its spool;
   every expected value comes from the files on disk (blake3 digests, sizes) and the git

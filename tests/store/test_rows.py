@@ -1,5 +1,5 @@
 """OTLP JSON -> Collector rows: every value encoded by hand as the Collector encodes it
-(../shared/SCHEMA.md, pdata's AsString), inserted into chDB and read back."""
+(pdata's AsString), inserted into chDB and read back."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Collector's otel_traces schema, created in real chDB and read back from system tables.
 
-Every expected value here is copied from ../shared/SCHEMA.md, not from clew's DDL, so a
+Every expected value here is written out from the Collector's own DDL, not from clew's, so a
 drift between the two fails. Each test uses its own database in one chDB store.
 """
 
@@ -26,7 +26,7 @@ from clew.exporter.store.schema import (
 MAP = "Map(LowCardinality(String), String)"
 ZSTD = "CODEC(ZSTD(1))"
 
-# (name, type, codec, default_kind) in table order, as SCHEMA.md documents them.
+# (name, type, codec, default_kind) in table order, as the Collector's exporter creates them.
 DOCUMENTED_COLUMNS = [
     ("Timestamp", "DateTime64(9)", "CODEC(Delta(8), ZSTD(1))", ""),
     ("TraceId", "String", ZSTD, ""),

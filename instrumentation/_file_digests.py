@@ -22,7 +22,7 @@ _LARGE = 1 << 20  # below this, one read() of the whole file
 _CHUNK = 8 << 20
 _CACHE_FILENAME = "digests-v1.txt"
 # Digests kept in memory: between this many and twice as many. An entry costs ~350 bytes, and
-# a program that reads a million files held them all (and the whole file, loaded). A file
+# a program that reads a million files would hold them all (and the whole file, loaded). A file
 # whose entry was dropped is hashed again, ~7 us for a small one.
 MEMORY_ENTRIES = 1 << 15
 
@@ -54,7 +54,7 @@ def hash_file(path: str, expected: StatKey) -> str | None:
             # Read in chunks, never mmap: the host may truncate the file while we hash, and a
             # mapped page past the new end raises SIGBUS, which kills the whole process. A
             # short read is caught by the stat check below instead. One thread: blake3's AUTO
-            # pool hangs a forked child that hashes after its parent did (see _hashing).
+            # pool hangs a forked child that hashes after its parent did (see _stream_digests).
             hasher = blake3.blake3()
             while chunk := os.read(fd, _CHUNK):
                 hasher.update(chunk)

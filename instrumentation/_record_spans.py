@@ -21,7 +21,7 @@ from clew.semconv import spans
 from clew.semconv.uris import file_uri, file_uris
 
 from . import _stamps
-from ._digests import StatKey
+from ._file_digests import StatKey
 
 BATCH_MAX_SIZE = 1 << 20  # reads of files at least this large get a span of their own
 BATCH_MAX_RECORDS = 512  # keeps one span well under OTLP's usual 4 MiB message limit

@@ -132,7 +132,7 @@ def child_environment(span_context: Context, base: dict[str, str]) -> dict[str, 
 
 def _installed_packages() -> list[str]:
     """`name==version` of every installed distribution, from the metadata folders' names:
-    reading each METADATA file through importlib.metadata took 40-80 ms for 136 packages
+    reading each METADATA file through importlib.metadata takes 40-80 ms for 136 packages
     (benchmarks/RESULTS.md), this under a millisecond. Names are PEP 503-normalised."""
     packages = set()
     for entry in sys.path:

@@ -1,16 +1,16 @@
 """blake3 of bytes as a program streams them, large chunks hashed off the reading thread.
 
 Every capture source that digests a stream in passing (botocore bodies, s3transfer downloads,
-fsspec files read or written) feeds a `Stream`. Hashing 256 MiB takes ~50 ms of one core here; on the reading
-thread it added that to every large object the program read (boto3 reading 2 x 256 MiB from
-SeaweedFS: x1.16, benchmarks/RESULTS.md). Chunks of at least `_BACKGROUND_MIN` bytes that
+fsspec files read or written) feeds a `Stream`. Hashing 256 MiB takes ~50 ms of one core
+here; on the reading thread that adds to every large object the program reads (boto3
+reading 2 x 256 MiB from SeaweedFS: x1.16, benchmarks/RESULTS.md). Chunks of at least `_BACKGROUND_MIN` bytes that
 nobody can change (`bytes`) go instead to one background thread, which hashes them in order
 while the program goes on: blake3 releases the GIL while it hashes. Small chunks, the hot path
 of small objects, are hashed on the calling thread as before, unless earlier chunks of the same
 stream are still waiting (order is kept); a buffer the program may reuse (readinto's bytearray
 or memoryview) is hashed on the calling thread once the stream's earlier chunks are done.
 
-blake3 is single-threaded here and in `_digests`: `max_threads=AUTO` runs on rayon's global
+blake3 is single-threaded here and in `_file_digests`: `max_threads=AUTO` runs on rayon's global
 pool, whose threads a forked child does not have, so a child that hashes with AUTO after its
 parent did hangs forever (DataLoader workers fork). The background thread, its lock and its
 queue start over in a forked child; streams begun in the parent give up there. The queue holds
@@ -19,7 +19,6 @@ at most `_QUEUE_MAX_BYTES` (or one larger chunk); a reader that finds it full wa
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections import deque
@@ -30,7 +29,7 @@ import blake3
 
 from clew.semconv.digests import blake3_id
 
-_logger = logging.getLogger(__name__)
+from ._guard import guard
 
 _BACKGROUND_MIN = 1 << 20  # smaller chunks: hashing (~0.2 ms a MiB) costs less than a hand-off
 _QUEUE_MAX_BYTES = 256 << 20
@@ -51,11 +50,9 @@ def small(data: bytes | bytearray | memoryview) -> bool:
 
 def digest_here(data: bytes | bytearray | memoryview) -> str | None:
     """`digest`, for a hook: a failure is recorded and gives None, never raises."""
-    try:
+    with guard("hashing"):
         return digest(data)
-    except Exception as error:  # noqa: BLE001 - never harm the host
-        _report(error)
-        return None
+    return None
 
 
 class _Worker:
@@ -155,7 +152,7 @@ class Stream:
         """Add the next chunk. Never raises: a failure leaves the stream without a digest."""
         if self.failed or not self._here():
             return
-        try:
+        with guard("hashing") as attempt:
             large = type(data) is bytes and (self.queued or len(data) >= _BACKGROUND_MIN)
             if large and self.worker.submit(self, data):
                 return
@@ -163,8 +160,8 @@ class Stream:
                 self.failed = True  # earlier chunks not hashed in time: no digest, never a wrong one
                 return
             self.hasher.update(data)
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            self._fail(error)
+        if attempt.failed_here:
+            self.failed = True
 
     def finish(self, done: Done) -> None:
         """Call `done` with the digest of every chunk (None if there is none) once all are
@@ -172,13 +169,13 @@ class Stream:
         if not self._here():
             self.run(None, done)  # failed: reports None
             return
-        try:
+        with guard("hashing") as attempt:
             if self.queued and self.worker.submit(self, None, done):
                 return
             if self.queued and not self.worker.wait(self):
                 self.failed = True
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            self._fail(error)
+        if attempt.failed_here:
+            self.failed = True
         self.run(None, done)
 
     def result(self) -> str | None:
@@ -196,13 +193,13 @@ class Stream:
 
     def run(self, data: bytes | None, done: Done | None) -> None:
         """Hash a chunk and/or report the digest (on whichever thread's turn it is)."""
-        try:
+        with guard("hashing") as attempt:
             if data is not None and not self.failed:
                 self.hasher.update(data)
             if done is not None:
                 done(None if self.failed else blake3_id(self.hasher.hexdigest()))
-        except Exception as error:  # noqa: BLE001 - never harm the host
-            self._fail(error)
+        if attempt.failed_here:
+            self.failed = True
 
     def _here(self) -> bool:
         # Begun in this process? A forked child's copy of a parent's stream misses the chunks
@@ -211,34 +208,3 @@ class Stream:
             return True
         self.failed = True
         return False
-
-    def _fail(self, error: BaseException) -> None:
-        self.failed = True
-        _report(error)
-
-
-class _TakesFailures(Protocol):
-    def failed(self, where: str, error: BaseException) -> None: ...
-
-
-def _no_recorder() -> _TakesFailures | None:
-    return None
-
-
-# Finds the recorder a hashing failure is reported to, when one happens. The lifecycle module,
-# which owns the recorder, sets it: the recorder uses this module, so this one cannot import it.
-_current_recorder: Callable[[], _TakesFailures | None] = _no_recorder
-
-
-def report_failures_to(current_recorder: Callable[[], _TakesFailures | None]) -> None:
-    """Report hashing failures to the recorder `current_recorder()` returns (logged when none)."""
-    global _current_recorder
-    _current_recorder = current_recorder
-
-
-def _report(error: BaseException) -> None:
-    recorder = _current_recorder()
-    if recorder is not None:
-        recorder.failed("hashing", error)
-    else:
-        _logger.warning("clew: hashing failed: %r (the program goes on)", error)
