@@ -23,7 +23,6 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
 
 import blake3
 

@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import importlib.util
 import os
-import statistics
 import subprocess
 import sys
 import sysconfig

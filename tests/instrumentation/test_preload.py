@@ -5,10 +5,8 @@ LD_PRELOAD library, with digests; what they do is unchanged.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 

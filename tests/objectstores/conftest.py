@@ -7,7 +7,6 @@ AWS_ENDPOINT_URL and STORAGE_EMULATOR_HOST alone, as a user's program would.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess

@@ -12,7 +12,6 @@ import random
 import re
 import string
 import subprocess
-import sys
 
 import pytest
 
