@@ -12,15 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -28,31 +25,14 @@ from clew.exporter.otlp_json import Span, iter_spans
 from clew.exporter.spool import SpoolLine, SpoolProblems, read_spool, spool_directory
 from clew.query.spool import Access, SpoolRun, spool_runs
 from clew.semconv import environment
-from clew_test_helpers import CliResult, invoke_clew
+from clew.semconv import spans as span_names
+from clew_test_helpers import CliResult, clean_environment, file_uri, invoke_clew, wait_for_writers
 
 # The launcher installed next to this interpreter (the venv's), else the one on PATH.
 OTEL_INSTRUMENT = Path(sys.executable).with_name("opentelemetry-instrument")
 if not OTEL_INSTRUMENT.exists():
     OTEL_INSTRUMENT = Path(shutil.which("opentelemetry-instrument") or OTEL_INSTRUMENT)
 TIMEOUT = 120.0
-
-# Settings of the caller that would change what a program under test records or where.
-_INHERITED_SETTINGS = ("OTEL_", "CLEW_")
-_INHERITED_NAMES = ("TRACEPARENT", "TRACESTATE", "PYTHONPATH", "PYTHONSTARTUP", "PYTHONWARNINGS")
-
-
-def file_uri(path: str | os.PathLike[str]) -> str:
-    """The canonical URI of a local file: `file://<host>/<absolute path>`."""
-    return f"file://{socket.gethostname()}{quote(os.path.abspath(path), safe='/:@!$&()*+,;=~-._')}"
-
-
-def clean_environment() -> dict[str, str]:
-    """os.environ without anything that configures OpenTelemetry, clew or the interpreter."""
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(_INHERITED_SETTINGS) and name not in _INHERITED_NAMES
-    }
 
 
 @dataclass
@@ -77,6 +57,12 @@ class Spool:
 
     def spans(self) -> list[Span]:
         return [span for line in self.lines() for span in iter_spans(line.data)]
+
+    def run_span(self) -> Span:
+        """The one run span (the root process's span) in the spool."""
+        found = [s for s in self.spans() if s.name == span_names.SPAN_RUN]
+        assert len(found) == 1, found
+        return found[0]
 
     def runs(self) -> list[SpoolRun]:
         return spool_runs(self.home)
@@ -114,40 +100,8 @@ class Spool:
         return "".join(path.read_text(encoding="utf-8") for path in self.files())
 
     def wait_for_writers(self, timeout: float = 15.0) -> None:
-        """Wait until every process that has a spool file here has exited.
-
-        Helper processes (multiprocessing's forkserver and resource tracker) outlive the
-        program by a moment and flush when they see it gone.
-        """
-        deadline = time.monotonic() + timeout
-        for path in self.files():
-            pid = _writer_pid(path)
-            while pid is not None and _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-
-
-def _writer_pid(path: Path) -> int | None:
-    # Spool files are named <time>-<host>-<pid>-<random>.jsonl; the host may contain dashes.
-    parts = path.stem.split("-")
-    try:
-        return int(parts[-2])
-    except (IndexError, ValueError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie has exited; its spool writes are done.
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+        """Wait until every process that has a spool file here has exited."""
+        wait_for_writers(self.directory, timeout)
 
 
 @pytest.fixture

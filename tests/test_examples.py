@@ -3,13 +3,14 @@ what it claims: run in a copy outside the repository, its own checks must all pa
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from clew_test_helpers import clean_environment
 
 pytest.importorskip("numpy")
 
@@ -30,13 +31,10 @@ def test_demo_pipeline_captures_what_it_shows(tmp_path: Path, where: str) -> Non
         )
     else:
         copy = PIPELINE
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE"))}
-    env.pop("PYTHONPATH", None)
     result = subprocess.run(
         [sys.executable, str(copy / "demo.py")],
         cwd=tmp_path,
-        env=env,
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=300,

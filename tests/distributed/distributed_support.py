@@ -13,23 +13,21 @@ them).
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 from clew.exporter.otlp_json import Span, iter_spans
 from clew.exporter.spool import SpoolProblems, read_spool, spool_directory
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv import spans as span_names
+from clew_test_helpers import clean_environment, file_uri, wait_for_writers
 
 BIN = Path(sys.executable).parent
 OTEL_INSTRUMENT = str(BIN / "opentelemetry-instrument")
@@ -37,33 +35,22 @@ TORCHRUN = str(BIN / "torchrun")
 PYTHON = sys.executable
 TIMEOUT = 120.0
 
-_LAUNCHER_PREFIXES = ("OTEL_", "CLEW_", "SLURM_", "OMPI_", "PMIX_", "PMI_", "TORCHELASTIC_")
+_LAUNCHER_PREFIXES = ("SLURM_", "OMPI_", "PMIX_", "PMI_", "TORCHELASTIC_")
 _LAUNCHER_NAMES = (
-    "TRACEPARENT", "TRACESTATE", "PYTHONPATH", "PYTHONSTARTUP", "RANK", "LOCAL_RANK",
-    "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
+    "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK",
+    "MASTER_ADDR", "MASTER_PORT",
 )
+# What the test programs print for each file they read, one write per line so that lines
+# of concurrent processes never interleave: `READ <rank and/or worker id> <pid> <path>`.
+_READ_LINE = re.compile(r"^READ ((?:\d+ )+)(\S+)$", re.MULTILINE)
 
 
 def clean_env(home: Path) -> dict[str, str]:
     """os.environ without OpenTelemetry, clew or launcher settings, with CLEW_HOME = home."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(_LAUNCHER_PREFIXES) and name not in _LAUNCHER_NAMES
-    }
+    env = clean_environment(_LAUNCHER_PREFIXES, _LAUNCHER_NAMES)
     env[environment.CLEW_HOME] = str(home)
     env["OMP_NUM_THREADS"] = "1"  # two cores: torch's intra-op threads only contend
     return env
-
-
-def file_uri(path: str | os.PathLike[str]) -> str:
-    return f"file://{socket.gethostname()}{quote(os.path.abspath(path), safe='/:@!$&()*+,;=~-._')}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_files(directory: Path, count: int, size: int = 64) -> list[Path]:
@@ -142,32 +129,28 @@ def finish(process: subprocess.Popen) -> Finished:
     return Finished(process.returncode, stdout, stderr)
 
 
+def said_reads(*outputs: str) -> set[tuple[int | str, ...]]:
+    """What the programs said they read: (rank and/or worker id, pid, uri) for each
+    `READ ...` line of `outputs`."""
+    return {
+        (*map(int, numbers.split()), file_uri(path))
+        for output in outputs
+        for numbers, path in _READ_LINE.findall(output)
+    }
+
+
+def assert_each_read_recorded_once(observed: Observed, said: set[tuple[int | str, ...]],
+                                   files: int) -> None:
+    """The programs said they read `files` files (`said_reads`: rank, pid, uri), and the one
+    trace of their processes holds those reads and no other, each once, under that rank and pid."""
+    assert len(said) == files
+    run = observed.run_of_reads(said)
+    recorded = {(a.rank, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin")}
+    assert recorded == said
+    assert not run.duplicates()
+
+
 # -- what the spool holds ---------------------------------------------------------------------
-
-
-def wait_for_writers(directory: Path, timeout: float = 15.0) -> None:
-    """Wait until every process with a spool file here has exited (multiprocessing's
-    helpers and DataLoader workers outlive their parent by a moment)."""
-    deadline = time.monotonic() + timeout
-    for path in sorted(directory.glob("*.jsonl")) if directory.is_dir() else []:
-        try:
-            pid = int(path.stem.split("-")[-2])
-        except (IndexError, ValueError):
-            continue
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 @dataclass
@@ -296,6 +279,10 @@ class Observed:
         }
         assert len(traces) == 1, f"one launch's reads spread over traces {traces}"
         return self.runs[traces.pop()]
+
+    def run_of_reads(self, said: set[tuple[int | str, ...]]) -> Run:
+        """The one trace holding the reads the programs said they made (`said_reads`)."""
+        return self.run_of({entry[-2] for entry in said})
 
     def summary(self) -> list[tuple[str, list[tuple[str, int, str]]]]:
         return [

@@ -12,22 +12,19 @@ of a data file names, on each run's read of it, the worker (id and pid) that rea
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from distributed_support import (
     OTEL_INSTRUMENT,
     PYTHON,
     Finished,
     Observed,
-    Run,
     Scenario,
-    file_uri,
     make_files,
+    said_reads,
 )
 
 from clew.semconv import attributes as attr
-from clew_test_helpers import invoke_clew
+from clew_test_helpers import file_uri, invoke_clew
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +72,6 @@ if __name__ == "__main__":
         total = sum(int(batch.sum()) for batch in loader)
     print("DONE", total, flush=True)
 """
-READ_LINE = re.compile(r"^READ (\d+) (\d+) (\S+)$", re.MULTILINE)
 MODES = [
     ("fork", "transient"),
     ("fork", "persistent"),
@@ -99,14 +95,6 @@ def launches(scenario: Scenario) -> tuple[dict[tuple[str, ...], Finished], Obser
     return done, scenario.observed()
 
 
-def _said(stdout: str) -> set[tuple[int, int, str]]:
-    return {(int(w), int(p), file_uri(path)) for w, p, path in READ_LINE.findall(stdout)}
-
-
-def _run_of(observed: Observed, said: set) -> Run:
-    return observed.run_of({pid for _, pid, _ in said})
-
-
 @pytest.mark.parametrize("mode", MODES, ids=IDS)
 def test_program_unchanged(launches, mode):
     done, _ = launches
@@ -118,9 +106,9 @@ def test_program_unchanged(launches, mode):
 @pytest.mark.parametrize("mode", MODES, ids=IDS)
 def test_each_read_recorded_once_under_rank_and_worker(launches, mode):
     done, observed = launches
-    said = _said(done[mode].stdout)
+    said = said_reads(done[mode].stdout)
     assert len({uri for *_, uri in said}) == FILES, done[mode].stdout
-    run = _run_of(observed, said)
+    run = observed.run_of_reads(said)
     recorded = {
         (a.worker, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin") and a.rank == 0
     }
@@ -131,8 +119,8 @@ def test_each_read_recorded_once_under_rank_and_worker(launches, mode):
 @pytest.mark.parametrize("mode", MODES, ids=IDS)
 def test_workers_are_processes_of_the_run(launches, mode):
     done, observed = launches
-    said = _said(done[mode].stdout)
-    run = _run_of(observed, said)
+    said = said_reads(done[mode].stdout)
+    run = observed.run_of_reads(said)
     assert len(observed.runs) == len(done), observed.summary()  # one trace per program
     workers = {pid: worker for worker, pid, _ in said}
     assert sorted(set(workers.values())) == [0, 1]
@@ -147,8 +135,8 @@ def test_workers_are_processes_of_the_run(launches, mode):
 @pytest.mark.parametrize("mode", MODES, ids=IDS)
 def test_clew_spool_labels_each_worker_with_its_id(launches, scenario, mode):
     done, observed = launches
-    said = _said(done[mode].stdout)
-    run = _run_of(observed, said)
+    said = said_reads(done[mode].stdout)
+    run = observed.run_of_reads(said)
     result = invoke_clew(scenario.home, scenario.workdir, "spool", run.trace_id, "--format",
                          "json")
     assert result.code == 0, result.err
@@ -162,9 +150,9 @@ def test_killed_worker_fails_the_run_and_the_rest_is_whole(launches):
     done, observed = launches
     finished = done[("fork", "transient", "kill")]
     assert finished.returncode == 1
-    said = _said(finished.stdout)
+    said = said_reads(finished.stdout)
     survivor = {entry for entry in said if entry[0] == 0}
-    run = _run_of(observed, survivor)
+    run = observed.run_of_reads(survivor)
     recorded = {(a.worker, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin")}
     assert survivor and survivor <= recorded, sorted(survivor - recorded)[:4]
     assert len(run.roots) == 1
@@ -178,8 +166,8 @@ def test_killed_worker_fails_the_run_and_the_rest_is_whole(launches):
 @pytest.mark.parametrize("mode", MODES, ids=IDS)
 def test_impact_names_the_worker_that_read_the_file(launches, scenario, mode):
     done, observed = launches
-    said = _said(done[mode].stdout)
-    run = _run_of(observed, said)
+    said = said_reads(done[mode].stdout)
+    run = observed.run_of_reads(said)
     path = sorted((scenario.workdir / "data").iterdir())[0]
     # a persistent worker reads the file again in the second epoch: the same process
     expected = [{"pid": pid, "rank": 0, "worker": worker}

@@ -10,7 +10,6 @@ barrier, in native code where Python cannot run a signal handler: rank 0's recor
 
 from __future__ import annotations
 
-import re
 import signal
 
 import pytest
@@ -18,11 +17,11 @@ from distributed_support import (
     OTEL_INSTRUMENT,
     PYTHON,
     Observed,
-    Run,
     Scenario,
-    file_uri,
+    assert_each_read_recorded_once,
     has,
     make_files,
+    said_reads,
 )
 
 from clew.semconv import attributes as attr
@@ -51,7 +50,6 @@ if sys.argv[1:] == ["fail"] and rank == 1:
 world.Barrier()
 """
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-n", "2"]
-READ_LINE = re.compile(r"^READ (\d+) (\d+) (\S+)$", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
@@ -69,17 +67,9 @@ def launches(scenario: Scenario) -> tuple[list[str], Observed]:
     return [*outputs, failed.stdout], scenario.observed()
 
 
-def _said(stdout: str) -> set[tuple[int, int, str]]:
-    return {(int(r), int(p), file_uri(path)) for r, p, path in READ_LINE.findall(stdout)}
-
-
-def _run_of(observed: Observed, said: set) -> Run:
-    return observed.run_of({pid for _, pid, _ in said})
-
-
 def test_two_launches_two_traces(launches):
     outputs, observed = launches
-    traces = {_run_of(observed, _said(stdout)).trace_id for stdout in outputs}
+    traces = {observed.run_of_reads(said_reads(stdout)).trace_id for stdout in outputs}
     assert len(traces) == 3
     assert len(observed.runs) == 3, observed.summary()
 
@@ -87,7 +77,7 @@ def test_two_launches_two_traces(launches):
 @pytest.mark.parametrize("launch", [0, 1], ids=["outside", "inside"])
 def test_rank_zero_is_the_root_and_rank_one_its_peer(launches, launch):
     outputs, observed = launches
-    run = _run_of(observed, _said(outputs[launch]))
+    run = observed.run_of_reads(said_reads(outputs[launch]))
     processes = sorted(run.processes, key=lambda p: p.rank)
     assert [(p.rank, p.role) for p in processes] == [(0, "run"), (1, "peer")]
     root, peer = processes
@@ -104,17 +94,12 @@ def test_rank_zero_is_the_root_and_rank_one_its_peer(launches, launch):
 @pytest.mark.parametrize("launch", [0, 1, 2], ids=["outside", "inside", "rank-fails"])
 def test_each_file_recorded_once_under_its_rank(launches, launch):
     outputs, observed = launches
-    said = _said(outputs[launch])
-    assert len(said) == SHARDS
-    run = _run_of(observed, said)
-    recorded = {(a.rank, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin")}
-    assert recorded == said
-    assert not run.duplicates()
+    assert_each_read_recorded_once(observed, said_reads(outputs[launch]), SHARDS)
 
 
 def test_failed_rank_shows_the_error_and_rank_zero_was_flushed(launches):
     outputs, observed = launches
-    run = _run_of(observed, _said(outputs[2]))
+    run = observed.run_of_reads(said_reads(outputs[2]))
     by_rank = {p.rank: p for p in run.processes}
     assert by_rank[1].exit_code == 1
     assert by_rank[1].span.attributes[attr.ERROR_TYPE] == "RuntimeError"

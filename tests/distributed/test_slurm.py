@@ -11,7 +11,6 @@ the runs it started; so is another step. When task 1 fails, task 0's records are
 from __future__ import annotations
 
 import random
-import re
 
 import pytest
 from distributed_support import (
@@ -19,11 +18,11 @@ from distributed_support import (
     PYTHON,
     Finished,
     Observed,
-    Run,
     Scenario,
-    file_uri,
+    assert_each_read_recorded_once,
     finish,
     make_files,
+    said_reads,
 )
 
 from clew.semconv import attributes as attr
@@ -43,7 +42,6 @@ for path in paths[rank::size]:
 if sys.argv[1:] == ["fail"] and rank == 1:
     raise RuntimeError("task 1 gives up")
 """
-READ_LINE = re.compile(r"^READ (\d+) (\d+) (\S+)$", re.MULTILINE)
 
 
 def _task_env(scenario: Scenario, job: str, step: str, task: int) -> dict[str, str]:
@@ -84,21 +82,13 @@ def launches(scenario: Scenario) -> tuple[list[list[Finished]], Observed]:
     return done, scenario.observed()
 
 
-def _said(tasks: list[Finished]) -> set[tuple[int, int, str]]:
-    return {
-        (int(r), int(p), file_uri(path))
-        for task in tasks
-        for r, p, path in READ_LINE.findall(task.stdout)
-    }
-
-
-def _run_of(observed: Observed, said: set) -> Run:
-    return observed.run_of({pid for _, pid, _ in said})
+def _said(tasks: list[Finished]) -> set[tuple[int | str, ...]]:
+    return said_reads(*(task.stdout for task in tasks))
 
 
 def test_three_launches_three_traces(launches):
     done, observed = launches
-    traces = {_run_of(observed, _said(tasks)).trace_id for tasks in done}
+    traces = {observed.run_of_reads(_said(tasks)).trace_id for tasks in done}
     assert len(traces) == 3
     assert len(observed.runs) == 3, observed.summary()
 
@@ -106,7 +96,7 @@ def test_three_launches_three_traces(launches):
 @pytest.mark.parametrize("launch", [0, 1, 2], ids=["step", "step-again", "task-fails"])
 def test_task_zero_is_the_root_and_task_one_its_peer(launches, launch):
     done, observed = launches
-    run = _run_of(observed, _said(done[launch]))
+    run = observed.run_of_reads(_said(done[launch]))
     root, peer = sorted(run.processes, key=lambda p: p.rank)
     assert (root.rank, root.role, peer.rank, peer.role) == (0, "run", 1, "peer")
     assert root.span.parent_span_id == ""
@@ -122,17 +112,12 @@ def test_task_zero_is_the_root_and_task_one_its_peer(launches, launch):
 @pytest.mark.parametrize("launch", [0, 1, 2], ids=["step", "step-again", "task-fails"])
 def test_each_file_recorded_once_under_its_rank(launches, launch):
     done, observed = launches
-    said = _said(done[launch])
-    assert len(said) == SHARDS
-    run = _run_of(observed, said)
-    recorded = {(a.rank, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin")}
-    assert recorded == said
-    assert not run.duplicates()
+    assert_each_read_recorded_once(observed, _said(done[launch]), SHARDS)
 
 
 def test_failed_task_shows_the_error(launches):
     done, observed = launches
-    run = _run_of(observed, _said(done[2]))
+    run = observed.run_of_reads(_said(done[2]))
     by_rank = {p.rank: p for p in run.processes}
     assert by_rank[1].exit_code == 1 and by_rank[1].span.status_code == "Error"
     assert by_rank[1].span.attributes[attr.ERROR_TYPE] == "RuntimeError"

@@ -12,22 +12,19 @@ python ...`): they meet by torchrun's variables, rank 0 the root and rank 1 its 
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from distributed_support import (
     OTEL_INSTRUMENT,
     PYTHON,
     TORCHRUN,
-    Observed,
     Run,
     Scenario,
-    file_uri,
     make_files,
+    said_reads,
 )
 
 from clew.semconv import attributes as attr
-from clew_test_helpers import invoke_clew
+from clew_test_helpers import file_uri, invoke_clew
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +67,6 @@ if rank == 0:
 dist.barrier()
 dist.destroy_process_group()
 """
-READ_LINE = re.compile(r"^READ (\d+) (\d+) (\d+) (\S+)$", re.MULTILINE)
 
 
 def _launch(scenario: Scenario, script: str, *args: str):
@@ -92,15 +88,6 @@ def launches(scenario: Scenario):
     return first, second, observed, ranks_only
 
 
-def _said_read(stdout: str) -> set[tuple[int, int, int, str]]:
-    """(rank, worker, pid, uri) for every file a worker said it read."""
-    return {(int(r), int(w), int(p), file_uri(path)) for r, w, p, path in READ_LINE.findall(stdout)}
-
-
-def _run_of(observed: Observed, said: set) -> Run:
-    return observed.run_of({pid for _, _, pid, _ in said})
-
-
 def _assert_recorded_as_said(run: Run, said: set) -> None:
     recorded = {(a.rank, a.worker, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin")}
     assert said <= recorded, f"said but not recorded: {sorted(said - recorded)[:5]}"
@@ -109,15 +96,15 @@ def _assert_recorded_as_said(run: Run, said: set) -> None:
 
 def test_two_launches_two_traces(launches):
     first, second, observed, _ = launches
-    said_first, said_second = _said_read(first.stdout), _said_read(second.stdout)
+    said_first, said_second = said_reads(first.stdout), said_reads(second.stdout)
     assert len({uri for *_, uri in said_first}) == SHARDS
-    assert _run_of(observed, said_first).trace_id != _run_of(observed, said_second).trace_id
+    assert observed.run_of_reads(said_first).trace_id != observed.run_of_reads(said_second).trace_id
     assert len(observed.runs) == 3, observed.summary()
 
 
 def test_one_trace_holds_agent_ranks_and_workers(launches):
     first, _, observed, _ = launches
-    run = _run_of(observed, _said_read(first.stdout))
+    run = observed.run_of_reads(said_reads(first.stdout))
     assert len(run.roots) == 1, "one run span: the agent's"
     agent = run.process(run.roots[0].attributes[attr.PROCESS_PID])
     assert agent.role == "run" and TORCHRUN in agent.command
@@ -136,8 +123,8 @@ def test_one_trace_holds_agent_ranks_and_workers(launches):
 
 def test_each_file_recorded_once_under_its_rank_and_worker(launches):
     first, _, observed, _ = launches
-    said = _said_read(first.stdout)
-    run = _run_of(observed, said)
+    said = said_reads(first.stdout)
+    run = observed.run_of_reads(said)
     _assert_recorded_as_said(run, said)
     for rank, _worker, _pid, uri in said:
         index = int(uri.rsplit("-", 1)[1].split(".")[0])
@@ -146,7 +133,7 @@ def test_each_file_recorded_once_under_its_rank_and_worker(launches):
 
 def test_rank_zero_writes_the_checkpoint(launches, scenario):
     first, _, observed, ranks_only = launches
-    run = _run_of(observed, _said_read(first.stdout))
+    run = observed.run_of_reads(said_reads(first.stdout))
     checkpoint = file_uri(scenario.workdir / "checkpoint.pt")
     writes = [a for a in run.accesses("write") if a.uri == checkpoint]
     assert len(writes) == 1, writes
@@ -158,8 +145,8 @@ def test_rank_zero_writes_the_checkpoint(launches, scenario):
     assert shown.code == 0, shown.err
     document = shown.json()
     (producer,) = [e["source"] for e in document["edges"] if e["target"] == document["root"]]
-    (said,) = [said for said in map(_said_read, (first.stdout, ranks_only.stdout))
-               if _run_of(observed, said).trace_id == producer]
+    (said,) = [said for said in map(said_reads, (first.stdout, ranks_only.stdout))
+               if observed.run_of_reads(said).trace_id == producer]
     readers = {e["source"].split("@")[0]: [(r["rank"], r["worker"], r["pid"])
                                            for r in e["readers"]]
                for e in document["edges"] if e["kind"] == "read" and e["target"] == producer}
@@ -169,9 +156,9 @@ def test_rank_zero_writes_the_checkpoint(launches, scenario):
 
 def test_failed_rank_shows_and_the_others_stay_whole(launches):
     _, second, observed, _ = launches
-    said = _said_read(second.stdout)
+    said = said_reads(second.stdout)
     assert {rank for rank, *_ in said} == {0, 1}
-    run = _run_of(observed, said)
+    run = observed.run_of_reads(said)
     _assert_recorded_as_said(run, said)  # rank 0, ended by its peer's failure, is whole
 
     failed = [p for p in run.processes if p.rank == 1 and p.role == "exec"]
@@ -188,8 +175,8 @@ def test_failed_rank_shows_and_the_others_stay_whole(launches):
 
 def test_ranks_of_an_uninstrumented_agent_meet_by_its_variables(launches):
     *_, observed, ranks_only = launches
-    said = _said_read(ranks_only.stdout)
-    run = _run_of(observed, said)
+    said = said_reads(ranks_only.stdout)
+    run = observed.run_of_reads(said)
     _assert_recorded_as_said(run, said)
     by_rank = {p.rank: p for p in run.processes if p.role in ("run", "peer")}
     assert (by_rank[0].role, by_rank[1].role) == ("run", "peer")

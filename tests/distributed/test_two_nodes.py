@@ -11,23 +11,21 @@ it, and the rank on node 0 keeps its records.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from distributed_support import (
     OTEL_INSTRUMENT,
     TORCHRUN,
     Finished,
     Observed,
-    Run,
     Scenario,
-    file_uri,
+    assert_each_read_recorded_once,
     finish,
-    free_port,
     make_files,
+    said_reads,
 )
 
 from clew.semconv import attributes as attr
+from clew_test_helpers import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +47,6 @@ if sys.argv[1:] == ["fail"] and rank == 1:
 dist.barrier()
 dist.destroy_process_group()
 """
-READ_LINE = re.compile(r"^READ (\d+) (\d+) (\S+)$", re.MULTILINE)
 
 
 def _two_agents(
@@ -90,21 +87,13 @@ def launches(scenario: Scenario) -> tuple[list[list[Finished]], Observed]:
     return done, scenario.observed()
 
 
-def _said(agents: list[Finished]) -> set[tuple[int, int, str]]:
-    return {
-        (int(rank), int(pid), file_uri(path))
-        for agent in agents
-        for rank, pid, path in READ_LINE.findall(agent.stdout)
-    }
-
-
-def _run_of(observed: Observed, said: set) -> Run:
-    return observed.run_of({pid for _, pid, _ in said})
+def _said(agents: list[Finished]) -> set[tuple[int | str, ...]]:
+    return said_reads(*(agent.stdout for agent in agents))
 
 
 def test_each_launch_is_one_trace_and_launches_differ(launches):
     done, observed = launches
-    traces = [_run_of(observed, _said(agents)).trace_id for agents in done]
+    traces = [observed.run_of_reads(_said(agents)).trace_id for agents in done]
     assert len(set(traces)) == 4, traces
     assert len(observed.runs) == 4, observed.summary()
 
@@ -113,7 +102,7 @@ def test_each_launch_is_one_trace_and_launches_differ(launches):
 def test_both_nodes_agents_and_ranks_in_the_trace(launches, launch):
     done, observed = launches
     said = _said(done[launch])
-    run = _run_of(observed, said)
+    run = observed.run_of_reads(said)
     agents = [p for p in run.processes if TORCHRUN in p.command]
     assert sorted(p.role for p in agents) == ["peer", "run"], [(p.pid, p.role) for p in agents]
     assert len(run.roots) == 1
@@ -131,19 +120,14 @@ def test_both_nodes_agents_and_ranks_in_the_trace(launches, launch):
 @pytest.mark.parametrize("launch", [0, 1, 2, 3], ids=["c10d", "c10d-reused-id", "static", "fail"])
 def test_each_file_recorded_once_under_its_rank(launches, launch):
     done, observed = launches
-    said = _said(done[launch])
-    assert len(said) == SHARDS
-    run = _run_of(observed, said)
-    recorded = {(a.rank, a.pid, a.uri) for a in run.accesses() if a.uri.endswith(".bin")}
-    assert recorded == said
-    assert not run.duplicates()
+    assert_each_read_recorded_once(observed, _said(done[launch]), SHARDS)
 
 
 def test_failed_rank_shows_on_both_nodes_and_the_other_rank_is_whole(launches):
     done, observed = launches
     agents = done[3]
     assert all(agent.returncode == 1 for agent in agents), [a.stderr[-2000:] for a in agents]
-    run = _run_of(observed, _said(agents))  # every rank's reads are there (test above)
+    run = observed.run_of_reads(_said(agents))  # every rank's reads are there (test above)
     ranks = {p.rank: p for p in run.processes if p.role == "exec"}
     assert ranks[1].exit_code == 1 and ranks[1].span.status_code == "Error"
     assert ranks[1].span.attributes[attr.ERROR_TYPE] == "RuntimeError"

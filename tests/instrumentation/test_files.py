@@ -10,27 +10,18 @@ import os
 import pickle
 from pathlib import Path
 
-import blake3
 import numpy as np
 import pytest
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans as span_names
+from clew_test_helpers import assert_succeeded, digest_of
 
 pytestmark = pytest.mark.integration
 
 
-def digest_of(data: bytes) -> str:
-    """The digest clew should record for content `data`."""
-    return "blake3:" + blake3.blake3(data).hexdigest()
-
-
 def file_digest(path: Path) -> str:
     return digest_of(path.read_bytes())
-
-
-def assert_succeeded(result) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
 def _csv_bytes() -> bytes:

@@ -11,7 +11,6 @@ import time
 import pytest
 
 from clew.semconv import attributes as attr
-from clew.semconv import spans as span_names
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +38,6 @@ def _wait_ready(process) -> None:
     assert line == "ready\n", (line, process.stderr.read() if process.poll() is not None else "")
     # Let the program reach its sleep, so the signal interrupts the same line every time.
     time.sleep(0.2)
-
-
-def _run_span(spool):
-    spans = [s for s in spool.spans() if s.name == span_names.SPAN_RUN]
-    assert len(spans) == 1, spans
-    return spans[0]
 
 
 def test_sigterm_flushes_records_and_still_dies_by_sigterm(start_instrumented, spool, workdir):
@@ -115,7 +108,7 @@ def test_sigint_raises_keyboardinterrupt_as_usual_and_flushes(start_instrumented
     assert process.stdout.read() == plain.stdout.read() == ""
     run = spool.run()
     assert run.uris("read") == sorted(spool.uri(workdir / n) for n in ("a.txt", "b.txt"))
-    root = _run_span(spool)
+    root = spool.run_span()
     assert root.attributes[attr.ERROR_TYPE] == "KeyboardInterrupt"
     assert run.exit_code == 128 + signal.SIGINT
     assert run.status == "failed"

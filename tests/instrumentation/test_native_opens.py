@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import blake3
 import pytest
 
 from clew.instrumentation import _preload
 from clew.semconv import environment
+from clew_test_helpers import digest_of
 
 pytestmark = [
     pytest.mark.integration,
@@ -72,10 +72,6 @@ connection.commit()
 connection.close()
 import json, decimal  # imports: the interpreter's own opens
 """
-
-
-def digest_of(data: bytes) -> str:
-    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 @pytest.fixture

@@ -10,22 +10,18 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
 import pytest
 
 from clew.query.cli import ExitStatus
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv import spans as span_names
+from clew_test_helpers import digest_of
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("gcc") is None, reason="the test compiles a C program"),
 ]
-
-
-def digest_of(data: bytes) -> str:
-    return "blake3:" + blake3.blake3(data).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,13 @@ import json
 import textwrap
 from pathlib import Path
 
-import blake3
 import pytest
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans as span_names
+from clew_test_helpers import assert_succeeded, digest_of
 
 pytestmark = pytest.mark.integration
-
-
-def digest_of(data: bytes) -> str:
-    return "blake3:" + blake3.blake3(data).hexdigest()
-
-
-def assert_succeeded(result) -> None:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
 def _write(directory: Path, name: str, text: str) -> Path:

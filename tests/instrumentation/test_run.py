@@ -22,12 +22,6 @@ print("trained")
 """
 
 
-def _run_span(spool):
-    spans = [s for s in spool.spans() if s.name == span_names.SPAN_RUN]
-    assert len(spans) == 1, spans
-    return spans[0]
-
-
 def _git(repo, *args: str) -> str:
     env = {
         **os.environ,
@@ -69,7 +63,7 @@ def test_git_state_of_a_dirty_repository(run_instrumented, spool, repo):
     assert run.git_branch == "experiment"
     assert run.git_dirty is True
     assert run.git_diff_files == ["notes.txt", "params.yaml"]
-    root = _run_span(spool)
+    root = spool.run_span()
     assert re.fullmatch(r"blake3:[0-9a-f]{64}", root.attributes[attr.PROVENANCE_VCS_DIFF_DIGEST])
     assert root.attributes[attr.VCS_REPOSITORY_URL_FULL] == "https://git.example.com/team/model.git"
     text = spool.text()
@@ -100,7 +94,7 @@ def test_clean_repository_is_not_dirty(run_instrumented, spool, repo):
     run = spool.run()
     assert run.git_dirty is False
     assert run.git_diff_files == []
-    assert attr.PROVENANCE_VCS_DIFF_DIGEST not in _run_span(spool).attributes
+    assert attr.PROVENANCE_VCS_DIFF_DIGEST not in spool.run_span().attributes
 
 
 def test_argv_secrets_are_redacted(run_instrumented, spool, scripts):
@@ -143,7 +137,7 @@ def test_run_span_describes_the_process(run_instrumented, spool, workdir):
     assert result.returncode == 0, result.stderr
     run = spool.run()
     assert (run.exit_code, run.status, run.cwd) == (0, "ok", str(workdir))
-    root = _run_span(spool)
+    root = spool.run_span()
     assert not root.parent_span_id
     assert root.attributes[attr.PROCESS_RUNTIME_VERSION] == ".".join(map(str, sys.version_info[:3]))
     assert root.attributes[attr.PROCESS_EXECUTABLE_PATH] == sys.executable
@@ -168,7 +162,7 @@ def test_uncaught_exception_is_exit_code_1_with_its_type(run_instrumented, spool
     assert result.stderr.rstrip().endswith("ValueError: bad row 7")
     run = spool.run()
     assert (run.exit_code, run.status) == (1, "failed")
-    root = _run_span(spool)
+    root = spool.run_span()
     assert root.attributes[attr.ERROR_TYPE] == "ValueError"
     assert "bad row 7" in root.attributes[attr.PROVENANCE_EXCEPTION_MESSAGE]
     assert root.status_code == "Error"
@@ -191,7 +185,7 @@ def test_uncaught_exception_with_the_programs_own_excepthook(run_instrumented, s
     assert result.stderr == "custom: out of memory\n"
     run = spool.run()
     assert (run.exit_code, run.status) == (1, "failed")
-    assert _run_span(spool).attributes[attr.ERROR_TYPE] == "RuntimeError"
+    assert spool.run_span().attributes[attr.ERROR_TYPE] == "RuntimeError"
 
 
 def test_sys_exit_code_is_recorded(run_instrumented, spool):

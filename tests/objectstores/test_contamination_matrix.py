@@ -11,7 +11,6 @@ moto and fake-gcs-server.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from clew.query.cli import ExitStatus
+from clew_test_helpers import free_port
 from objectstore_helpers import check_run, gcs_env, s3_env, unique
 
 pytestmark = pytest.mark.integration
@@ -163,19 +163,13 @@ ROWS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _torchrun(base_env: dict[str, str], workdir: Path, script: Path, *args: str
               ) -> subprocess.CompletedProcess:
     """`opentelemetry-instrument torchrun --nproc-per-node 2 script ARGS`, on CPU."""
     bin_dir = Path(sys.executable).parent
     command = [str(bin_dir / "opentelemetry-instrument"), str(bin_dir / "torchrun"),
                "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-               "--master-port", str(_free_port()), str(script), *args]
+               "--master-port", str(free_port()), str(script), *args]
     return subprocess.run(command, cwd=workdir, env={**base_env, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=180, check=False)
 

@@ -1,18 +1,17 @@
 """s3fs's and fsspec's own test suites pass and fail alike with and without clew.
 
-By default (what CI runs, a few minutes) a selection of the s3fs suite that covers what clew
-could change: object metadata (xattrs), appends, puts, copies, pipes, cat and info; and every
-fsspec abstract test on the local and memory filesystems. The whole s3fs suite (~6 min a run
-on 2 cores) runs with CLEW_PEERS_FULL=1:
+CI runs (a few minutes) a selection of the s3fs suite that covers what clew could change:
+object metadata (xattrs), appends, puts, copies, pipes, cat and info; and every fsspec
+abstract test on the local and memory filesystems. The whole s3fs suite (~6 min a run on 2
+cores) is marked slow, with the other full-scale runs:
 
-    CLEW_PEERS_FULL=1 make test PYTEST_ARGS='tests/peers'
+    make test PYTEST_MARKERS=slow
 
 The s3fs suite starts moto on 127.0.0.1:5555 and :5556 itself: the two runs take turns.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,17 @@ from clew.semconv import attributes as attr
 
 pytestmark = [pytest.mark.integration, pytest.mark.peers]
 
-# A switch of this test module's, not a clew setting: s3fs's whole suite takes ~6 min a run.
-FULL = os.environ.get("CLEW_PEERS_FULL", "") not in ("", "0")
 S3FS_SELECTION = "xattr or metadata or append or put or copy or pipe or cat or info"
 # Tests of the selection that must pass plainly, so that an equal comparison means something.
 S3FS_WITNESSES = ("test_xattr", "test_append")
 
 
-def test_s3fs_suite_sees_no_difference_under_clew(s3fs_source: Path, run_suite, spool):
-    tests = ["s3fs/tests"] if FULL else ["s3fs/tests/test_s3fs.py", "-k", S3FS_SELECTION]
+@pytest.mark.parametrize("tests", [
+    pytest.param(["s3fs/tests/test_s3fs.py", "-k", S3FS_SELECTION], id="selection"),
+    pytest.param(["s3fs/tests"], id="whole", marks=pytest.mark.slow),
+])
+def test_s3fs_suite_sees_no_difference_under_clew(s3fs_source: Path, run_suite, spool,
+                                                  tests: list[str]):
     plain = run_suite(s3fs_source, *tests, instrumented=False)
     for witness in S3FS_WITNESSES:
         assert plain.outcomes.get(f"s3fs.tests.test_s3fs::{witness}") == "passed", plain.output

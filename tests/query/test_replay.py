@@ -40,7 +40,7 @@ from clew.query.cli import ExitStatus
 from clew.query.replay import attribute_value, replay, rows_to_request, traces_url
 from clew.query.runs import resolve_run
 from clew.semconv import attributes as attr
-from clew_test_helpers import invoke_clew
+from clew_test_helpers import free_port, invoke_clew
 
 pytestmark = pytest.mark.integration
 
@@ -54,12 +54,6 @@ data = open('data.txt').read()
 open('out.txt', 'w').write(data.upper())
 subprocess.run([sys.executable, '-c', "open('out.txt').read()"], check=True)
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -100,7 +94,7 @@ def rotel(tmp_path_factory) -> Iterator[tuple[str, list[ExportTraceServiceReques
     receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     directory = tmp_path_factory.mktemp("rotel")
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = free_port(), free_port()
     process = subprocess.Popen(
         [str(agent), "start", "--exporter", "otlp",
          "--otlp-exporter-endpoint", f"http://127.0.0.1:{receiver.server_address[1]}",
@@ -233,7 +227,7 @@ def test_the_api_batches_and_reports_progress(recorded, rotel):
 
 def test_an_unreachable_endpoint_is_a_one_line_error(recorded):
     work, home, run_id = recorded
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     code, out, err = clew(work, home, "replay", run_id[:6], "--endpoint",
                           f"http://127.0.0.1:{port}", "--header", "Authorization=Bearer s3cret")
     assert code == ExitStatus.ERROR

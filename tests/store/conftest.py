@@ -12,24 +12,21 @@ they were when the run touched them). Tests copy its spool into a fresh CLEW_HOM
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
-import blake3
 import pytest
 
 from clew.exporter.store import connection as store
 from clew.exporter.spool import spool_directory
 from clew.query.spool import spool_runs
 from clew.semconv import environment
+from clew_test_helpers import clean_environment, digest_of, file_uri
 
 BIN = Path(sys.executable).parent
 OTEL_INSTRUMENT = BIN / "opentelemetry-instrument"
@@ -37,25 +34,9 @@ CLEW = BIN / "clew"
 TIMEOUT = 120.0
 
 
-def uri(path: str | os.PathLike[str]) -> str:
-    """The canonical URI clew gives a local file: `file://<host>/<absolute path>`."""
-    return f"file://{socket.gethostname()}{quote(os.path.abspath(path), safe='/:@!$&()*+,;=~-._')}"
-
-
-def digest(path: Path) -> str:
-    return "blake3:" + blake3.blake3(path.read_bytes()).hexdigest()
-
-
 def _clean_env(home: Path) -> dict[str, str]:
     """os.environ without OTEL_*/CLEW_* settings, with CLEW_HOME set to `home`."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("OTEL_", "CLEW_"))
-        and name not in ("TRACEPARENT", "TRACESTATE", "PYTHONPATH", "PYTHONSTARTUP")
-    }
-    env[environment.CLEW_HOME] = str(home)
-    return env
+    return {**clean_environment(), environment.CLEW_HOME: str(home)}
 
 
 def _run_clew(*args: str, home: Path, env: dict[str, str] | None = None,
@@ -195,7 +176,7 @@ def _record_pipeline(root: Path) -> Pipeline:
 
     def state(operation: str, path: str, count: int = 1) -> tuple[str, str, str, int, int]:
         file = work / path
-        return (operation, uri(file), digest(file), file.stat().st_size, count)
+        return (operation, file_uri(file), digest_of(file.read_bytes()), file.stat().st_size, count)
 
     def run(name: str, script: str, *args: str, reads: list[str], writes: list[str],
             exit_code: int = 0, dirty: bool = False, counts: dict[str, int] | None = None

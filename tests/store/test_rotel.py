@@ -29,6 +29,7 @@ from clew.exporter.store.ingest import ingest
 from clew.exporter.store.lineage import create_lineage_tables
 from clew.exporter.store.schema import SchemaOptions, create_schema
 from clew.exporter.spool import spool_directory
+from clew_test_helpers import free_port
 
 rotel = pytest.importorskip("rotel")
 AGENT = Path(rotel.__file__).parent / "rotel-agent"
@@ -45,12 +46,6 @@ subprocess.run([sys.executable, "-c", "open('b.csv').read()"], check=True)
 with open("out.bin", "wb") as out:
     out.write(b"model")
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class _FakeClickHouse(http.server.BaseHTTPRequestHandler):
@@ -96,7 +91,7 @@ def test_spans_sent_through_rotel_fill_the_lineage_tables_as_the_spool_does(
     fake_clickhouse, tmp_path, clean_env
 ):
     port, received = fake_clickhouse
-    http_port, grpc_port = _free_port(), _free_port()
+    http_port, grpc_port = free_port(), free_port()
     agent = subprocess.Popen(
         [str(AGENT), "start", "--exporter", "clickhouse",
          "--clickhouse-exporter-endpoint", f"http://127.0.0.1:{port}",
