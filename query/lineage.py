@@ -35,6 +35,7 @@ The result is a node-link graph, `--format json` schema 1:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -95,7 +96,11 @@ class ArtifactNode:
 
     def to_json(self) -> dict[str, Any]:
         """The node in `--format json` schema 1."""
-        return _node_json(self)
+        # Field by field: a graph can hold 200,000 artifacts, and `dataclasses.asdict` costs
+        # several times as much.
+        return {"id": self.id, "kind": self.kind, "uri": self.uri, "digest": self.digest,
+                "version": self.version, "etag": self.etag, "size": self.size, **_EMPTY_RUN,
+                "files": self.files}
 
 
 @dataclass
@@ -123,32 +128,27 @@ class RunNode:
 
     def to_json(self) -> dict[str, Any]:
         """The node in `--format json` schema 1."""
-        return _node_json(self)
+        own = dataclasses.asdict(self)
+        del own["id"]
+        return {"id": self.id, "kind": self.kind, **_EMPTY_ARTIFACT, **own,
+                "files": _NO_FILES}
 
 
 # A node of a lineage graph: an artifact or a run (`kind` says which).
 Node = ArtifactNode | RunNode
 
-# What a node of the other kind has, for the JSON form.
-_NO_ARTIFACT = ArtifactNode("")
-_NO_RUN = RunNode("")
+
+def _empty_fields(node: Node) -> dict[str, Any]:
+    """The fields of an empty node of `node`'s kind but `id`, lists as (immutable) tuples."""
+    return {name: tuple(value) if isinstance(value, list) else value
+            for name, value in dataclasses.asdict(node).items() if name != "id"}
 
 
-def _node_json(node: Node) -> dict[str, Any]:
-    """Schema 1 has one list of nodes, each with the fields of both kinds in this order,
-    those of the other kind empty."""
-    artifact = node if isinstance(node, ArtifactNode) else _NO_ARTIFACT
-    run = node if isinstance(node, RunNode) else _NO_RUN
-    return {
-        "id": node.id, "kind": node.kind, "uri": artifact.uri, "digest": artifact.digest,
-        "version": artifact.version, "etag": artifact.etag, "size": artifact.size,
-        "command": list(run.command), "start": run.start, "end": run.end,
-        "status": run.status, "git_commit": run.git_commit, "git_branch": run.git_branch,
-        "git_dirty": run.git_dirty, "host": run.host, "diff_files": list(run.diff_files),
-        "code_files": list(run.code_files), "code_digests": list(run.code_digests),
-        "runtime": run.runtime, "packages": list(run.packages), "ranks": list(run.ranks),
-        "files": artifact.files,
-    }
+# Schema 1 has one list of nodes, each with the fields of both kinds (artifact, run, then
+# `files`), those of the other kind empty: shared by every node's JSON form.
+_EMPTY_RUN = _empty_fields(RunNode(""))
+_EMPTY_ARTIFACT = _empty_fields(ArtifactNode(""))
+_NO_FILES = _EMPTY_ARTIFACT.pop("files")
 
 
 @dataclass(frozen=True)
