@@ -4,11 +4,12 @@
 
     client = connect()                         # CLEW_STORE, else the store under CLEW_HOME
     graph = lineage_graph(client, "model.pt")  # what produced model.pt, back to raw data
-    for node in graph.nodes:
-        print(node.kind, node.uri or node.command)
+    for node in graph.nodes:                   # an ArtifactNode or a RunNode
+        print(node.kind, node.id)
 
 Every question takes the client `connect` returns and answers with plain dataclasses, whose
-`dataclasses.asdict` is the `--format json` form of the matching command. docs/api.md
+`dataclasses.asdict` is the `--format json` form of the matching command (a graph's nodes:
+their `to_json()`). docs/api.md
 describes them. Names not listed in `__all__` (the modules' `_`-prefixed helpers, the SQL)
 are not part of the API and change without notice. The questions whose modules share their
 command's name (`lineage`, `diff`, `export`) are `lineage_graph`, `diff_runs` and
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from .diff import diff as diff_runs
     from .export import FORMATS
     from .export import export as export_graph
-    from .lineage import GROUP_ABOVE, MAX_DEPTH, Edge, Graph, Node
+    from .lineage import GROUP_ABOVE, MAX_DEPTH, ArtifactNode, Edge, Graph, RunNode
     from .lineage import impact as impact_graph
     from .lineage import lineage as lineage_graph
     from .runs import Run, list_runs, resolve_run
@@ -50,7 +51,8 @@ _SOURCES = {
     "lineage_graph": (".lineage", "lineage"),
     "impact_graph": (".lineage", "impact"),
     "Graph": (".lineage", "Graph"),
-    "Node": (".lineage", "Node"),
+    "ArtifactNode": (".lineage", "ArtifactNode"),
+    "RunNode": (".lineage", "RunNode"),
     "Edge": (".lineage", "Edge"),
     "GROUP_ABOVE": (".lineage", "GROUP_ABOVE"),
     "MAX_DEPTH": (".lineage", "MAX_DEPTH"),

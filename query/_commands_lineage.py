@@ -17,11 +17,12 @@ from ._commands_store import open_store
 from ._output import CliContext, json_option, shown_uri, write_json
 from .checks import contamination, staleness
 from .diff import CAUSES, RunDiff, diff
-from .lineage import GROUP_ABOVE, MAX_DEPTH, Edge, Graph, Node, impact, lineage, readers_label
+from .lineage import (GROUP_ABOVE, MAX_DEPTH, Edge, Graph, Node, RunNode, impact, lineage,
+                      readers_label)
 
 
 def _label(obj: CliContext, node: Node) -> str:
-    if node.kind == "run":
+    if isinstance(node, RunNode):
         dirty = "+dirty" if node.git_dirty else ""
         git = f" git {node.git_commit[:10]}{dirty}" if node.git_commit else ""
         ranks = f" ranks {node.ranks[0]}-{node.ranks[-1]}" if len(node.ranks) > 1 else ""
@@ -62,8 +63,8 @@ def _tree(obj: CliContext, graph: Graph, upstream: bool) -> Tree:
 
 def _show(obj: CliContext, graph: Graph, fmt: str, upstream: bool) -> None:
     if fmt == "json":
-        write_json({"root": graph.root, "nodes": graph.nodes, "edges": graph.edges,
-                    "schema": graph.schema}, obj.stdout)
+        write_json({"root": graph.root, "nodes": [node.to_json() for node in graph.nodes],
+                    "edges": graph.edges, "schema": graph.schema}, obj.stdout)
     else:
         obj.out.print(_tree(obj, graph, upstream))
 

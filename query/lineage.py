@@ -35,11 +35,12 @@ The result is a node-link graph, `--format json` schema 1:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import blake3
 from clew.exporter.store.lineage import (
@@ -79,23 +80,36 @@ IDENTITY_SQL = (
 
 
 @dataclass
-class Node:
-    """An artifact (one content version at one URI) or a run.
-
-    Artifacts carry `uri`, `digest`, `version`, `etag` and `size` (-1: unknown); runs carry
-    the rest: the command, times and status, the code (git state, files that differ from
-    the commit, the project's imported source files and their digests), the environment
-    (host, runtime, installed packages) and the ranks of a distributed run. An artifact node
-    with `files` > 1 is a directory (`uri` ends in "/") standing for that many raw inputs
-    read from it by one run; its `size` is their total."""
+class ArtifactNode:
+    """One content version at one URI: `uri`, `digest`, `version`, `etag` and `size` (-1:
+    unknown). With `files` > 1 it is a directory (`uri` ends in "/") standing for that many
+    raw inputs read from it by one run, and `size` is their total."""
 
     id: str
-    kind: str
     uri: str = ""
     digest: str = ""
     version: str = ""
     etag: str = ""
     size: int = -1
+    files: int = 1
+    kind: ClassVar[str] = "artifact"
+
+    def to_json(self) -> dict[str, Any]:
+        """The node in `--format json` schema 1."""
+        # Field by field: a graph can hold 200,000 artifacts, and `dataclasses.asdict` costs
+        # several times as much.
+        return {"id": self.id, "kind": self.kind, "uri": self.uri, "digest": self.digest,
+                "version": self.version, "etag": self.etag, "size": self.size, **_EMPTY_RUN,
+                "files": self.files}
+
+
+@dataclass
+class RunNode:
+    """A recorded run: the command, times and status, the code (git state, files that differ
+    from the commit, the project's imported source files and their digests), the
+    environment (host, runtime, installed packages) and the ranks of a distributed run."""
+
+    id: str
     command: list[str] = field(default_factory=list)
     start: str = ""
     end: str = ""
@@ -110,7 +124,31 @@ class Node:
     runtime: str = ""
     packages: list[str] = field(default_factory=list)
     ranks: list[int] = field(default_factory=list)
-    files: int = 1
+    kind: ClassVar[str] = "run"
+
+    def to_json(self) -> dict[str, Any]:
+        """The node in `--format json` schema 1."""
+        own = dataclasses.asdict(self)
+        del own["id"]
+        return {"id": self.id, "kind": self.kind, **_EMPTY_ARTIFACT, **own,
+                "files": _NO_FILES}
+
+
+# A node of a lineage graph: an artifact or a run (`kind` says which).
+Node = ArtifactNode | RunNode
+
+
+def _empty_fields(node: Node) -> dict[str, Any]:
+    """The fields of an empty node of `node`'s kind but `id`, lists as (immutable) tuples."""
+    return {name: tuple(value) if isinstance(value, list) else value
+            for name, value in dataclasses.asdict(node).items() if name != "id"}
+
+
+# Schema 1 has one list of nodes, each with the fields of both kinds (artifact, run, then
+# `files`), those of the other kind empty: shared by every node's JSON form.
+_EMPTY_RUN = _empty_fields(RunNode(""))
+_EMPTY_ARTIFACT = _empty_fields(ArtifactNode(""))
+_NO_FILES = _EMPTY_ARTIFACT.pop("files")
 
 
 @dataclass(frozen=True)
@@ -180,7 +218,8 @@ def readers_label(edge: Edge) -> str:
 
 @dataclass
 class Graph:
-    """A lineage graph; `schema` versions the JSON form."""
+    """A lineage graph of artifact and run nodes; `schema` versions the JSON form, in which
+    each node is its `to_json()`."""
 
     root: str
     nodes: list[Node] = field(default_factory=list)
@@ -188,7 +227,7 @@ class Graph:
     schema: int = 1
 
     def __post_init__(self) -> None:
-        # Not fields: `dataclasses.asdict` (the JSON form) leaves them out.
+        # Not fields: `dataclasses.asdict` leaves them out.
         self._node_ids = {node.id for node in self.nodes}
         self._edge_set = set(self.edges)
 
@@ -251,9 +290,9 @@ class Artifact:
                 return kind
         return "uri+time"
 
-    def node(self) -> Node:
-        return Node(id=self.id, kind="artifact", uri=self.uri, digest=self.digest,
-                    version=self.version, etag=self.etag, size=self.size)
+    def node(self) -> ArtifactNode:
+        return ArtifactNode(id=self.id, uri=self.uri, digest=self.digest,
+                            version=self.version, etag=self.etag, size=self.size)
 
 
 def resolve(name: str) -> Artifact:
@@ -280,7 +319,7 @@ class _Listing:
     (an artifact's: one entry for each of its read records' identities)."""
 
     artifacts: list[Artifact] = field(default_factory=list)
-    groups: list[tuple[Node, str]] = field(default_factory=list)
+    groups: list[tuple[ArtifactNode, str]] = field(default_factory=list)
     processes: dict[str, list[_Processes]] = field(default_factory=dict)
 
 
@@ -319,8 +358,11 @@ class Tables:
         return self.client.query(sql, parameters=parameters).result_rows
 
 
-class _Tables(Tables):
-    """The steps of a lineage walk, one query each."""
+class _Walk:
+    """The steps of a lineage walk over `tables`, one query each."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
 
     def _among(self, column: str, values: list[str], runs: list[str] | None,
                operations: tuple[str, ...], name: str = "values") -> tuple[str, dict[str, Any]]:
@@ -329,7 +371,7 @@ class _Tables(Tables):
         the SQL text (max_query_size is 256 KiB) nor parsed again."""
         if runs is None:
             return f"{column} IN %({name})s", {name: values or [""]}
-        return (f"{column} IN (SELECT {column} FROM {self.io} WHERE RunId IN %(runs)s "
+        return (f"{column} IN (SELECT {column} FROM {self.tables.io} WHERE RunId IN %(runs)s "
                 f"AND Operation IN %(operations)s AND {column} != '')",
                 {"runs": runs, "operations": list(operations)})
 
@@ -338,14 +380,14 @@ class _Tables(Tables):
         Each table is ordered by the column looked up: clew_io by Uri, clew_outputs (the
         writes alone) by a 64-bit hash of Digest, a tenth of the bytes to scan."""
         if column == "Digest":
-            table = self.outputs
+            table = self.tables.outputs
             where = "DigestKey IN (SELECT sipHash64(arrayJoin(%(values)s))) AND Digest IN %(values)s"
         else:
-            table, where = self.io, "Uri IN %(values)s"
+            table, where = self.tables.io, "Uri IN %(values)s"
         return [
             _Write(*row)
             for start in range(0, len(values), _CHUNK)
-            for row in self.rows(
+            for row in self.tables.rows(
                 f"SELECT DISTINCT RunId, toUnixTimestamp64Nano(Timestamp), Uri, Digest, Version, "
                 f"ETag FROM {table} WHERE Operation IN {OUTPUT_OPERATIONS!r} AND {where}",
                 values=values[start:start + _CHUNK],
@@ -396,8 +438,8 @@ class _Tables(Tables):
         and its producer's edge carries the strongest evidence that write's record holds."""
         if not target.uri:
             return target
-        rows = self.rows(
-            f"SELECT Digest, Version, ETag, Size FROM {self.io} WHERE Uri = %(uri)s "
+        rows = self.tables.rows(
+            f"SELECT Digest, Version, ETag, Size FROM {self.tables.io} WHERE Uri = %(uri)s "
             f"AND Operation IN {OUTPUT_OPERATIONS!r} AND (%(digest)s = '' OR Digest = %(digest)s) "
             "ORDER BY Timestamp DESC LIMIT 1", uri=target.uri, digest=target.digest)
         if not rows:
@@ -415,9 +457,10 @@ class _Tables(Tables):
         Returns them per run, and the runs that were linked."""
         rows: dict[tuple, tuple] = {}
         linked_at: dict[str, int] = {}
-        for row in self.rows(
+        for row in self.tables.rows(
             f"SELECT RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, "
-            f"toUnixTimestamp64Nano(Timestamp) FROM {self.links} FINAL WHERE RunId IN %(runs)s",
+            f"toUnixTimestamp64Nano(Timestamp) FROM {self.tables.links} FINAL "
+            "WHERE RunId IN %(runs)s",
             runs=runs,
         ):
             if row[1]:
@@ -429,8 +472,8 @@ class _Tables(Tables):
             rows = {key: row for key, row in rows.items() if row[0] in linked_at}
             rows.update((row[:5], row) for row in self._candidates(runs=unlinked))
         since = min(linked_at.values(), default=0)
-        if linked_at and self.rows(
-            f"SELECT count() > 0 FROM {self.outputs} "
+        if linked_at and self.tables.rows(
+            f"SELECT count() > 0 FROM {self.tables.outputs} "
             "WHERE Inserted >= fromUnixTimestamp64Nano(%(since)s)", since=since
         )[0][0]:
             rows.update((row[:5], row) for row in self._candidates(
@@ -441,10 +484,10 @@ class _Tables(Tables):
         return found, set(linked_at)
 
     def _candidates(self, written_since: bool = False, **parameters: Any) -> list[tuple]:
-        return self.rows(
+        return self.tables.rows(
             "SELECT RunId, Uri, Digest, Version, ETag, MaxSize, Producer, "
             "toUnixTimestamp64Nano(LastRead) "
-            f"FROM ({candidates_sql(self.options, written_since=written_since)})",
+            f"FROM ({candidates_sql(self.tables.options, written_since=written_since)})",
             **parameters,
         )
 
@@ -452,17 +495,17 @@ class _Tables(Tables):
                 linked: frozenset[str] = frozenset()) -> dict[str, _Listing]:
         """Per run, what it read (`written`: wrote): one Artifact per distinct artifact
         version, except that those in a directory with more than `group_above` of them are
-        one Node, with the weakest evidence any of them carries; for reads, the processes
-        that made each. The inputs of the `linked` runs are kept in clew_run_inputs."""
+        one ArtifactNode, with the weakest evidence any of them carries; for reads, the
+        processes that made each. The inputs of the `linked` runs are kept in clew_run_inputs."""
         kept = sorted(linked) if group_above == GROUP_ABOVE and not written else []
-        rows = self.rows(
+        rows = self.tables.rows(
             f"SELECT RunId, Dir, Files, Bytes, Strength, Items, Readers, ReaderCount "
-            f"FROM {self.run_inputs} FINAL "
+            f"FROM {self.tables.run_inputs} FINAL "
             "WHERE RunId IN %(runs)s", runs=kept) if kept else []
         rest = [run for run in runs if run not in kept]
         if rest:
-            rows += self.rows(artifacts_sql(self.options, group_above, written=written),
-                              runs=rest)
+            rows += self.tables.rows(
+                artifacts_sql(self.tables.options, group_above, written=written), runs=rest)
         role = "written" if written else "read"
         result: dict[str, _Listing] = {}
         # the reads of a directory several processes read from, to look up one by one
@@ -479,8 +522,8 @@ class _Tables(Tables):
                 else:
                     shared[(run, *item[:4])] = artifact.id
             if not items:
-                group = Node(id=f"{directory}?{role}-by={run}", kind="artifact",
-                             uri=directory, size=size, files=count)
+                group = ArtifactNode(id=f"{directory}?{role}-by={run}", uri=directory,
+                                     size=size, files=count)
                 listed.groups.append((group, _STRENGTHS[weakest]))
                 listed.processes[group.id] = [(readers, reader_count)]
         if not written:
@@ -499,9 +542,9 @@ class _Tables(Tables):
             values = sorted({uri[:uri.rfind("/") + 1] for uri in uris})
         found: dict[_ReadKey, _Processes] = {}
         for start in range(0, len(values), _CHUNK):
-            for *key, processes in self.rows(
-                f"SELECT RunId, Uri, Digest, Version, ETag, {PROCESSES_SQL} FROM {self.reads} "
-                f"WHERE RunId IN %(runs)s AND {column} IN %(values)s "
+            for *key, processes in self.tables.rows(
+                f"SELECT RunId, Uri, Digest, Version, ETag, {PROCESSES_SQL} "
+                f"FROM {self.tables.reads} WHERE RunId IN %(runs)s AND {column} IN %(values)s "
                 "GROUP BY RunId, Uri, Digest, Version, ETag",
                 runs=sorted({key[0] for key in keys}), values=values[start:start + _CHUNK],
             ):
@@ -516,10 +559,11 @@ class _Tables(Tables):
         found: dict[tuple, Artifact] = {}
         for column, values in (("Uri", uris), ("Digest", digests)):
             for start in range(0, len(values), _CHUNK):
-                for run, uri, digest, version, etag, size, time in self.rows(
+                for run, uri, digest, version, etag, size, time in self.tables.rows(
                     f"SELECT RunId, Uri, Digest, Version, ETag, max(Size), "
-                    f"max(toUnixTimestamp64Nano(Timestamp)) FROM {outputs_sql(self.options)} "
-                    f"WHERE {column} IN %(values)s GROUP BY RunId, Uri, Digest, Version, ETag",
+                    f"max(toUnixTimestamp64Nano(Timestamp)) "
+                    f"FROM {outputs_sql(self.tables.options)} WHERE {column} IN %(values)s "
+                    "GROUP BY RunId, Uri, Digest, Version, ETag",
                     runs=runs, values=values[start:start + _CHUNK],
                 ):
                     found[(run, uri, digest, version, etag)] = Artifact(
@@ -537,21 +581,21 @@ class _Tables(Tables):
         group = "GROUP BY RunId, Uri, Digest, Version, ETag"
         fresh = ""
         if runs is not None:
-            ((linked, since),) = self.rows(
-                f"SELECT count(), toUnixTimestamp64Nano(max(Timestamp)) FROM {self.links} "
+            ((linked, since),) = self.tables.rows(
+                f"SELECT count(), toUnixTimestamp64Nano(max(Timestamp)) FROM {self.tables.links} "
                 "FINAL WHERE Uri = '' AND Timestamp > 0 AND RunId IN %(runs)s", runs=runs)
             if linked == len(runs):
-                fresh = (f"(SELECT RunId FROM {self.links} FINAL WHERE Uri = '' "
+                fresh = (f"(SELECT RunId FROM {self.tables.links} FINAL WHERE Uri = '' "
                          f"AND Timestamp >= fromUnixTimestamp64Nano({int(since)}))")
         stale = 1
         if fresh:
-            ((stale,),) = self.rows(f"SELECT count() FROM (SELECT DISTINCT RunId FROM "
-                                    f"{self.run_io}) WHERE RunId NOT IN {fresh}")
+            ((stale,),) = self.tables.rows(f"SELECT count() FROM (SELECT DISTINCT RunId FROM "
+                                    f"{self.tables.run_io}) WHERE RunId NOT IN {fresh}")
         rows: dict[tuple, None] = {}
         for where, bound in wheres:
             if fresh:
-                rows.update(dict.fromkeys(self.rows(
-                    f"{select} FROM {self.links} FINAL WHERE Uri != '' AND RunId IN {fresh} "
+                rows.update(dict.fromkeys(self.tables.rows(
+                    f"{select} FROM {self.tables.links} FINAL WHERE Uri != '' AND RunId IN {fresh} "
                     f"AND {where} {group}", **bound)))
             if not stale:
                 continue
@@ -559,8 +603,8 @@ class _Tables(Tables):
             # the primary key (Uri) for the URI half (at 10M spans 2.8 s, against 0.15 s +
             # 1.4 s). A group's rows share its Uri and Digest: one both find is one row.
             others = f"RunId NOT IN {fresh} AND " if fresh else ""
-            rows.update(dict.fromkeys(self.rows(
-                f"{select} FROM {self.reads} WHERE {others}{where} {group}", **bound)))
+            rows.update(dict.fromkeys(self.tables.rows(
+                f"{select} FROM {self.tables.reads} WHERE {others}{where} {group}", **bound)))
         return list(rows)
 
     def readers(self, artifacts: list[Artifact], runs: list[str] | None = None
@@ -596,12 +640,12 @@ class _Tables(Tables):
                     found.append((artifact, run, evidence, (run, uri, digest, version, etag)))
         return found
 
-    def run_nodes(self, runs: list[str]) -> list[Node]:
+    def run_nodes(self, runs: list[str]) -> list[RunNode]:
         if not runs:
             return []
         nodes = {
-            run: Node(
-                id=run, kind="run", command=list(command), start=iso_utc(start),
+            run: RunNode(
+                id=run, command=list(command), start=iso_utc(start),
                 end=iso_utc(end), status=run_status(status, exit_code),
                 git_commit=commit, git_branch=branch, git_dirty=bool(dirty), host=host,
                 diff_files=list(diff_files), code_files=list(code_files),
@@ -610,18 +654,18 @@ class _Tables(Tables):
             )
             for (run, command, start, end, status, exit_code, commit, branch, dirty, host,
                  diff_files, code_files, code_digests, runtime, packages, ranks)
-            in self.rows(
+            in self.tables.rows(
                 f"SELECT r.RunId, Command, Start, End, StatusCode, ExitCode, GitCommit, "
                 f"GitBranch, GitDirty, Host, DiffFiles, CodeFiles, CodeDigests, Runtime, "
-                f"Packages, io.Ranks FROM (SELECT * FROM {self.runs} FINAL "
+                f"Packages, io.Ranks FROM (SELECT * FROM {self.tables.runs} FINAL "
                 f"WHERE RunId IN %(runs)s) AS r LEFT JOIN (SELECT RunId, "
-                f"groupUniqArrayArray(Ranks) AS Ranks FROM {self.run_io} "
+                f"groupUniqArrayArray(Ranks) AS Ranks FROM {self.tables.run_io} "
                 f"WHERE RunId IN %(runs)s GROUP BY RunId) AS io ON io.RunId = r.RunId",
                 runs=runs,
             )
         }
         # A stamp can name a run whose root span is not in this store (yet): still a node.
-        return [nodes.get(run, Node(id=run, kind="run", status="unknown")) for run in runs]
+        return [nodes.get(run, RunNode(id=run, status="unknown")) for run in runs]
 
 
 def _agreement(write: _Write, read: Artifact) -> str:
@@ -650,7 +694,7 @@ def _read_of(written: Artifact, read: Artifact) -> str:
     return "uri+time"
 
 
-def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | None) -> Graph:
+def _upstream(walk: _Walk, target: Artifact, depth: int, group_above: int | None) -> Graph:
     """From an artifact to the run that wrote it, to what that run read, to the runs that
     produced those inputs, and so on: one level of runs per few queries. Only the inputs
     that may have a producer are looked up; the raw ones are listed (or grouped) only."""
@@ -660,15 +704,15 @@ def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | 
     seen_runs: set[str] = set()
     looked_up: set[Artifact] = {target}
     for _ in range(depth):
-        links = tables.producers(frontier)
+        links = walk.producers(frontier)
         for artifact, run, evidence in links:
             graph.add_edge(Edge(run, artifact.id, "wrote", evidence))
-        new_runs = _add_runs(tables, graph, {run for _, run, _ in links}, seen_runs)
+        new_runs = _add_runs(walk, graph, {run for _, run, _ in links}, seen_runs)
         if not new_runs:
             break
-        candidates, linked = tables.produced_inputs(new_runs)
-        listing = tables.listing(new_runs, group_above, linked=frozenset(linked))
-        _add_processes(tables, listing, candidates)
+        candidates, linked = walk.produced_inputs(new_runs)
+        listing = walk.listing(new_runs, group_above, linked=frozenset(linked))
+        _add_processes(walk, listing, candidates)
         for run in new_runs:
             _add_listing(graph, run, listing.get(run, _Listing()), candidates.get(run, []),
                          upstream=True)
@@ -680,7 +724,7 @@ def _upstream(tables: _Tables, target: Artifact, depth: int, group_above: int | 
     return graph
 
 
-def _downstream(tables: _Tables, target: Artifact, depth: int, group_above: int | None
+def _downstream(walk: _Walk, target: Artifact, depth: int, group_above: int | None
                 ) -> Graph:
     """From an artifact to the runs that read it, to what they wrote, to the runs that
     read that, and so on: one level of runs per few queries. Only the outputs that some run
@@ -690,44 +734,44 @@ def _downstream(tables: _Tables, target: Artifact, depth: int, group_above: int 
     seen_runs: set[str] = set()
     runs: list[str] | None = None  # after the first level: the runs whose outputs are next
     for level in range(depth + 1):
-        links = tables.readers([target], runs) if level < depth else []
+        links = walk.readers([target], runs) if level < depth else []
         if runs:
             read: dict[str, list[Artifact]] = {}
             for artifact, *_ in links:
                 read.setdefault(artifact.producer, []).append(artifact)
-            listing = tables.listing(runs, group_above, written=True)
+            listing = walk.listing(runs, group_above, written=True)
             for run in runs:
                 _add_listing(graph, run, listing.get(run, _Listing()), read.get(run, []),
                              upstream=False)
-        processes = tables.processes({key for *_, key in links})
+        processes = walk.processes({key for *_, key in links})
         edges: dict[tuple[Artifact, str, str], list[_Processes]] = {}
         for artifact, run, evidence, key in links:
             edges.setdefault((artifact, run, evidence), []).append(processes.get(key, ([], 0)))
         for (artifact, run, evidence), groups in edges.items():
             _add_artifact(graph, artifact, _read_edge(artifact.id, run, evidence, groups))
-        runs = _add_runs(tables, graph, {link[1] for link in links}, seen_runs)
+        runs = _add_runs(walk, graph, {link[1] for link in links}, seen_runs)
         if not runs:
             break
     return graph
 
 
-def _add_runs(tables: _Tables, graph: Graph, linked: set[str], seen: set[str]) -> list[str]:
+def _add_runs(walk: _Walk, graph: Graph, linked: set[str], seen: set[str]) -> list[str]:
     """The runs `linked` not `seen` before, added to the graph (and to `seen`)."""
     runs = sorted(linked - seen)
     seen.update(runs)
-    for node in tables.run_nodes(runs):
+    for node in walk.run_nodes(runs):
         graph.add_node(node)
     return runs
 
 
-def _add_processes(tables: _Tables, listing: dict[str, _Listing],
+def _add_processes(walk: _Walk, listing: dict[str, _Listing],
                    candidates: dict[str, list[Artifact]]) -> None:
     """The processes that read the `candidates` (the inputs on the walk's path) that the
     listing does not name on their own (they are among a directory's many), added to it."""
     keys = {(run, a.uri, a.digest, a.version, a.etag): a.id
             for run, artifacts in candidates.items() for a in artifacts
             if a.id not in listing.get(run, _Listing()).processes}
-    for key, processes in tables.processes(set(keys)).items():
+    for key, processes in walk.processes(set(keys)).items():
         listing.setdefault(key[0], _Listing()).processes.setdefault(keys[key], []).append(
             processes)
 
@@ -756,7 +800,7 @@ def _add_listing(graph: Graph, run: str, listing: _Listing, on_path: list[Artifa
 
 
 def _add_artifact(graph: Graph, artifact: Artifact, edge: Edge) -> None:
-    if artifact.id not in graph:  # a Node costs ~10 us: make new ones only
+    if artifact.id not in graph:  # a node costs ~10 us: make new ones only
         graph.add_node(artifact.node())
     graph.add_edge(edge)
 
@@ -776,8 +820,8 @@ def lineage(
     Raises:
         LookupError: no run in the store wrote that artifact.
     """
-    tables = _Tables(client, options or SchemaOptions())
-    graph = _upstream(tables, tables.as_written(resolve(name)), depth, group_above)
+    walk = _Walk(Tables(client, options))
+    graph = _upstream(walk, walk.as_written(resolve(name)), depth, group_above)
     if not graph.edges:
         raise LookupError(f"no run in the store wrote {name}: `clew runs` lists what is recorded")
     return graph
@@ -800,10 +844,10 @@ def impact(
         LookupError: no run in the store read or wrote that artifact (one that a run wrote
             and none read has an empty impact, not an unknown one).
     """
-    tables = _Tables(client, options or SchemaOptions())
+    walk = _Walk(Tables(client, options))
     target = resolve(name)
-    graph = _downstream(tables, target, depth, group_above)
-    if not graph.edges and not tables.producers([target]):
+    graph = _downstream(walk, target, depth, group_above)
+    if not graph.edges and not walk.producers([target]):
         raise LookupError(
             f"no run in the store read or wrote {name}: `clew runs` lists what is recorded")
     return graph

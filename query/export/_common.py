@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
-from ..lineage import Edge, Graph, Node
+from ..lineage import ArtifactNode, Edge, Graph, Node, RunNode
 from ..runs import program_arguments
 
 EXTRA_HINT = "pip install 'clew[export]'"
@@ -51,9 +51,9 @@ def clew_version() -> str:
 class RunIO:
     """One run with the artifacts it read and wrote (each with the edge's evidence)."""
 
-    run: Node
-    inputs: list[tuple[Node, Edge]] = field(default_factory=list)
-    outputs: list[tuple[Node, Edge]] = field(default_factory=list)
+    run: RunNode
+    inputs: list[tuple[ArtifactNode, Edge]] = field(default_factory=list)
+    outputs: list[tuple[ArtifactNode, Edge]] = field(default_factory=list)
 
 
 def runs(graph: Graph) -> list[RunIO]:
@@ -71,12 +71,12 @@ def runs(graph: Graph) -> list[RunIO]:
     return sorted(by_run.values(), key=lambda io: (io.run.start, io.run.id))
 
 
-def producer(graph: Graph) -> Node | None:
+def producer(graph: Graph) -> RunNode | None:
     """The run that wrote the graph's root, if the graph has one."""
-    nodes = {node.id: node for node in graph.nodes}
+    runs = {node.id: node for node in graph.nodes if isinstance(node, RunNode)}
     for edge in graph.edges:
-        if edge.kind == WROTE and edge.target == graph.root and edge.source in nodes:
-            return nodes[edge.source]
+        if edge.kind == WROTE and edge.target == graph.root and edge.source in runs:
+            return runs[edge.source]
     return None
 
 
@@ -140,7 +140,7 @@ def local_path(uri: str) -> str:
 
 def display_name(node: Node, width: int = 48) -> str:
     """A short label: a run's job name, an artifact's last two path segments."""
-    if node.kind == RUN or (node.kind != ARTIFACT and node.command):
+    if isinstance(node, RunNode):
         text = job_name(node.command)
     elif node.uri:
         parts = urlsplit(node.uri)

@@ -8,7 +8,7 @@ with its full URI, digest, command or git commit.
 
 from __future__ import annotations
 
-from ..lineage import Edge, Graph, Node
+from ..lineage import Edge, Graph, Node, RunNode
 from ._common import ARTIFACT, RUN, WEAK_EVIDENCE, display_name, short_digest
 
 
@@ -37,13 +37,15 @@ def label(node: Node) -> str:
 
 
 def tooltip(node: Node) -> str:
-    fields = [
-        ("id", node.id), ("uri", node.uri), ("digest", node.digest),
-        ("version", node.version), ("etag", node.etag),
-        ("command", " ".join(node.command)), ("start", node.start), ("end", node.end),
-        ("status", node.status), ("git", node.git_commit), ("branch", node.git_branch),
-        ("host", node.host),
-    ]
+    if isinstance(node, RunNode):
+        fields = [
+            ("id", node.id), ("command", " ".join(node.command)), ("start", node.start),
+            ("end", node.end), ("status", node.status), ("git", node.git_commit),
+            ("branch", node.git_branch), ("host", node.host),
+        ]
+    else:
+        fields = [("id", node.id), ("uri", node.uri), ("digest", node.digest),
+                  ("version", node.version), ("etag", node.etag)]
     return "\n".join(f"{key}: {value}" for key, value in fields if value)
 
 

@@ -42,7 +42,7 @@ def export(graph: Graph, *, title: str = "") -> str:
     data = {
         "schema": graph.schema,
         "root": graph.root,
-        "nodes": [{**dataclasses.asdict(node), "label": label(node),
+        "nodes": [{**node.to_json(), "label": label(node),
                    "name": display_name(node)} for node in graph.nodes],
         "edges": [dataclasses.asdict(edge) for edge in graph.edges],
     }

@@ -22,7 +22,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..lineage import Graph, Node
+from ..lineage import ArtifactNode, Graph
 from ._common import (
     CLEW_URI,
     clew_version,
@@ -50,7 +50,7 @@ def dataset_name(uri: str) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}", path or "/"
 
 
-def _version(node: Node) -> str:
+def _version(node: ArtifactNode) -> str:
     return node.digest or node.version or node.etag
 
 
@@ -61,7 +61,7 @@ def export(graph: Graph) -> str:
     serde = require("openlineage.client.serde", "openlineage-python", _FMT)
     producer = f"{CLEW_URI}/clew/{clew_version()}"
 
-    def datasets(kind: Any, nodes: list[Node]) -> list[Any]:
+    def datasets(kind: Any, nodes: list[ArtifactNode]) -> list[Any]:
         result = []
         for node in nodes:
             namespace, name = dataset_name(node.uri) if node.uri else ("clew", node.id)

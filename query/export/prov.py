@@ -19,7 +19,7 @@ import shlex
 from typing import Any
 from urllib.parse import quote
 
-from ..lineage import Graph, Node
+from ..lineage import ArtifactNode, Graph, RunNode
 from ._common import (
     ARTIFACT,
     CLEW_URI,
@@ -38,11 +38,11 @@ NAMESPACES = {
 _FMT = "prov"
 
 
-def _artifact_id(node: Node) -> str:
+def _artifact_id(node: ArtifactNode) -> str:
     return "artifact:" + quote(node.id, safe="/@._-~")
 
 
-def _artifact_attributes(node: Node) -> dict[str, Any]:
+def _artifact_attributes(node: ArtifactNode) -> dict[str, Any]:
     attributes: dict[str, Any] = {"prov:type": "clew:Artifact",
                                   "prov:label": display_name(node, width=200)}
     for key, value in (("clew:uri", node.uri), ("clew:digest", node.digest),
@@ -54,7 +54,7 @@ def _artifact_attributes(node: Node) -> dict[str, Any]:
     return attributes
 
 
-def _run_attributes(node: Node) -> dict[str, Any]:
+def _run_attributes(node: RunNode) -> dict[str, Any]:
     attributes: dict[str, Any] = {"prov:type": "clew:Run",
                                   "prov:label": job_name(node.command)}
     for key, value in (("clew:command", shlex.join(node.command)),

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import blake3
 
-from ..lineage import Graph, Node
+from ..lineage import ArtifactNode, Graph
 from ._common import (
     CLEW_URI,
     READ,
@@ -69,7 +69,7 @@ def _local_digests(uri: str) -> dict[str, str]:
     return {"blake3": b3.hexdigest(), "sha256": sha.hexdigest()}
 
 
-def _subject(root: Node, hash_local_files: bool) -> dict[str, Any]:
+def _subject(root: ArtifactNode, hash_local_files: bool) -> dict[str, Any]:
     digest = _digest_set(root.digest)
     if not digest:
         raise ValueError(
@@ -86,7 +86,7 @@ def _subject(root: Node, hash_local_files: bool) -> dict[str, Any]:
 
 def _dependencies(graph: Graph, repository: str) -> list[dict[str, Any]]:
     nodes = {node.id: node for node in graph.nodes}
-    inputs: dict[str, tuple[Node, str]] = {}
+    inputs: dict[str, tuple[ArtifactNode, str]] = {}
     for edge in graph.edges:
         if edge.kind == READ and edge.source in nodes and edge.source not in inputs:
             inputs[edge.source] = (nodes[edge.source], edge.evidence)

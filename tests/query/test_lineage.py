@@ -111,6 +111,24 @@ def test_lineage_of_the_report_reaches_the_raw_data(pipeline):
     assert {e["kind"] for e in document["edges"]} == {"read", "wrote"}
 
 
+# Each node of the JSON form, artifact or run, has these fields in this order (docs/cli.md).
+NODE_FIELDS = ["id", "kind", "uri", "digest", "version", "etag", "size", "command", "start",
+               "end", "status", "git_commit", "git_branch", "git_dirty", "host", "diff_files",
+               "code_files", "code_digests", "runtime", "packages", "ranks", "files"]
+
+
+def test_every_node_has_the_fields_of_both_kinds_those_of_the_other_empty(pipeline):
+    document = graph(pipeline, "lineage", "report.txt")
+    assert all(list(node) == NODE_FIELDS for node in document["nodes"])
+    artifacts = [n for n in document["nodes"] if n["kind"] == "artifact"]
+    runs = [n for n in document["nodes"] if n["kind"] == "run"]
+    assert artifacts and runs
+    assert all([n["command"], n["start"], n["status"], n["git_dirty"], n["packages"]]
+               == [[], "", "", False, []] for n in artifacts)
+    assert all([n["uri"], n["digest"], n["size"], n["files"]] == ["", "", -1, 1] for n in runs)
+    assert all(n["digest"] for n in artifacts) and all(n["command"] for n in runs)
+
+
 def test_the_root_artifact_has_the_size_its_write_recorded(pipeline):
     document = graph(pipeline, "lineage", "report.txt")
     (root,) = [n for n in document["nodes"] if n["id"] == document["root"]]
