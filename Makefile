@@ -9,7 +9,7 @@
 #
 # `make test` runs every test but those marked slow: the full-scale runs (200,000 files, s3fs's
 # whole suite), each of which also runs at a smaller scale unmarked, so CI covers every
-# capability in under 10 minutes on two cores. `make test PYTEST_MARKERS=slow` runs the
+# capability (about 15 minutes of tests on two cores). `make test PYTEST_MARKERS=slow` runs the
 # full-scale ones, `make test PYTEST_MARKERS=` everything.
 
 PYTHON ?= python3
