@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from clew.instrumentation.version import __version__
 
-from . import _ranks, _signal_watch
+from . import _ranks, _signal_watch, _stream_digests
 from ._guard import guard, log, report_to
 from ._joining import join_run
 from ._process_span import ProcessSpan
@@ -82,7 +82,6 @@ def _create(tracer_provider: trace.TracerProvider | None) -> Recorder:
         process.context()  # the root span exists before any child can be started
     process.gather_in_background(os.getcwd())
     atexit.register(_at_exit)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
     sys.exit = _exit  # type: ignore[assignment]
     os._exit = _os_exit  # type: ignore[assignment]
     _install_sigterm_handler()
@@ -164,7 +163,23 @@ def _os_exit(status: int) -> None:
     _real_os_exit(status)
 
 
+_fork_resets: list[Callable[[], None]] = [
+    _signal_watch.after_fork_in_child,
+    _stream_digests.after_fork_in_child,
+]
+
+
+def reset_in_forked_child(reset: Callable[[], None]) -> None:
+    """Run `reset` in every forked child, before the recorder's own reset: for module state
+    that holds the parent's threads, locks, descriptors or children. Every fork handler of
+    the capture goes through here, so the order of the resets is this list's."""
+    _fork_resets.append(reset)
+
+
 def _after_fork_in_child() -> None:
+    for reset in _fork_resets:
+        with guard("resetting after fork", log):
+            reset()
     recorder = _recorder
     if recorder is None:
         return
@@ -174,6 +189,9 @@ def _after_fork_in_child() -> None:
     parent = recorder.process.context() if recorder.process.started else None
     process = ProcessSpan(recorder._tracer, "fork", parent, time.time_ns())
     recorder.after_fork_in_child(process)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install_sigterm_handler() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import contextvars
-import os
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -29,7 +28,7 @@ from clew.semconv import spans
 from clew.semconv.uris import GCS, S3, object_uri
 
 from . import _record_spans, _stamps, _stream_digests
-from ._lifecycle import get_recorder
+from ._lifecycle import get_recorder, reset_in_forked_child
 from ._record_spans import Record
 from ._recorder import Recorder
 
@@ -276,7 +275,7 @@ def _after_fork_in_child() -> None:
         _tracker.after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+reset_in_forked_child(_after_fork_in_child)
 
 
 def begin(operation: str, store: str, bucket: str, name: str, *,

@@ -51,6 +51,7 @@ from ._record_spans import (
     directory_of,
     single_attributes,
 )
+from ._lifecycle import reset_in_forked_child
 from ._recorder import Recorder
 
 _logger = logging.getLogger(__name__)
@@ -374,4 +375,4 @@ class _Tailing:
 
 
 tailing = _Tailing()
-os.register_at_fork(after_in_child=tailing.after_fork_in_child)
+reset_in_forked_child(tailing.after_fork_in_child)

@@ -87,7 +87,8 @@ def default_disposition(signum: int) -> bool:
         return False
 
 
-def _after_fork_in_child() -> None:
+def after_fork_in_child() -> None:
+    """In a forked child: the parent's watcher thread and pipe are not this process's."""
     global _pid, _read_fd, _write_fd
     if _pid is None:
         return
@@ -107,5 +108,3 @@ def _after_fork_in_child() -> None:
     _read_fd = _write_fd = None
     _callbacks.clear()
 
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -19,7 +19,6 @@ at most `_QUEUE_MAX_BYTES` (or one larger chunk); a reader that finds it full wa
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -123,12 +122,11 @@ class _Worker:
 _worker = _Worker()
 
 
-def _after_fork_in_child() -> None:
+def after_fork_in_child() -> None:
+    """In a forked child: a new worker; the parent's thread is not here."""
     global _worker
     _worker = _Worker()  # the parent's thread is not here; its lock may have been held
 
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def finish_all(timeout: float = _WAIT) -> None:

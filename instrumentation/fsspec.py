@@ -170,11 +170,13 @@ def _fail(records: list[ObjectRecord]) -> None:
 
 
 def _sync_wrapper(method: str) -> Callable:
+    where = f"fsspec {method}"
+
     def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
         if _skipped(instance):
             return wrapped(*args, **kwargs)
         records = None
-        with guard(f"fsspec {method}"):
+        with guard(where):
             expand, expanded = _to_expand(method, args, kwargs), None
             if expand is not None:
                 with _objects.operation(None):
@@ -188,7 +190,7 @@ def _sync_wrapper(method: str) -> Callable:
             except BaseException:
                 _fail(records)
                 raise
-        with guard(f"fsspec {method}"):
+        with guard(where):
             _complete(method, records, result, args, kwargs, instance)
         return result
 
@@ -196,9 +198,11 @@ def _sync_wrapper(method: str) -> Callable:
 
 
 def _async_wrapper(method: str) -> Callable:
+    where = f"fsspec {method}"
+
     async def run(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
         records = None
-        with guard(f"fsspec {method}"):
+        with guard(where):
             expand, expanded = _to_expand(method, args, kwargs), None
             if expand is not None:
                 with _objects.operation(None):
@@ -212,7 +216,7 @@ def _async_wrapper(method: str) -> Callable:
             except BaseException:
                 _fail(records)
                 raise
-        with guard(f"fsspec {method}"):
+        with guard(where):
             _complete(method, records, result, args, kwargs, instance)
         return result
 

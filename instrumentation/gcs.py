@@ -130,11 +130,13 @@ def _complete(method: str, record: ObjectRecord, result: Any, instance: Any, arg
 
 
 def _wrapper(method: str) -> Callable:
+    where = f"gcs {method}"
+
     def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
         if not _instrumentor.active or _objects.suppressed():
             return wrapped(*args, **kwargs)
         record = None
-        with guard(f"gcs {method}"):
+        with guard(where):
             record = _begin(method, instance, args, kwargs)
         if record is None:
             return wrapped(*args, **kwargs)
@@ -144,7 +146,7 @@ def _wrapper(method: str) -> Callable:
             except BaseException:
                 _objects.abandon(record)
                 raise
-        with guard(f"gcs {method}"):
+        with guard(where):
             _complete(method, record, result, instance, args, kwargs)
         return result
 

@@ -42,7 +42,7 @@ from . import _preload
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor
 from ._lifecycle import close as close_recording
-from ._lifecycle import get_recorder
+from ._lifecycle import get_recorder, reset_in_forked_child
 from ._process_span import child_environment
 
 _CARRIED = ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID, *_preload.CARRIED)
@@ -263,11 +263,11 @@ def _popen_settled(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - w
 
 _open_execs: weakref.WeakSet = weakref.WeakSet()
 # A forked child holds copies of its parent's running children; they are not its own.
-os.register_at_fork(after_in_child=_open_execs.clear)
+reset_in_forked_child(_open_execs.clear)
 
 
 _uncollected: list[_Exec] = []  # children whose exit this process never saw
-os.register_at_fork(after_in_child=_uncollected.clear)
+reset_in_forked_child(_uncollected.clear)
 
 
 def _end_running_children() -> None:
