@@ -34,8 +34,8 @@ import time
 from collections.abc import Hashable
 from pathlib import Path
 
-from opentelemetry import context as otel_context
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
@@ -359,19 +359,19 @@ class _Tailing:
         self._thread = None
 
     def _tail(self) -> None:
-        otel_context.attach(otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True))
-        while True:
-            time.sleep(_TAIL_INTERVAL)
-            with self._lock:
-                running = list(self._running.items())
-                if not running:
-                    self._thread = None
-                    return
-            for children, recorder in running:
-                try:
-                    children.read_running(recorder)
-                except Exception as error:  # noqa: BLE001 - never harm the host
-                    recorder.failed("reading a running child's records", error)
+        with suppress_instrumentation():  # reading the notes is clew's own I/O
+            while True:
+                time.sleep(_TAIL_INTERVAL)
+                with self._lock:
+                    running = list(self._running.items())
+                    if not running:
+                        self._thread = None
+                        return
+                for children, recorder in running:
+                    try:
+                        children.read_running(recorder)
+                    except Exception as error:  # noqa: BLE001 - never harm the host
+                        recorder.failed("reading a running child's records", error)
 
 
 tailing = _Tailing()

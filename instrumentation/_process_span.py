@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.propagators._envcarrier import EnvironmentGetter, EnvironmentSetter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -290,16 +290,12 @@ class ProcessSpan:
             return  # a child of a process of this run shares its checkout and packages
 
         def gather() -> None:
-            token = otel_context.attach(
-                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True)
-            )
-            try:
-                self._background.update(git_attributes(cwd))
-                self._background[attr.PROVENANCE_ENV_PACKAGES] = _installed_packages()
-            except Exception as error:  # noqa: BLE001 - never harm the host
-                self._background["error"] = repr(error)
-            finally:
-                otel_context.detach(token)
+            with suppress_instrumentation():  # git and the metadata reads are clew's own
+                try:
+                    self._background.update(git_attributes(cwd))
+                    self._background[attr.PROVENANCE_ENV_PACKAGES] = _installed_packages()
+                except Exception as error:  # noqa: BLE001 - never harm the host
+                    self._background["error"] = repr(error)
 
         self._background_thread = threading.Thread(target=gather, name="clew-run-info", daemon=True)
         self._background_thread.start()
