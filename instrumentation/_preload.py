@@ -51,6 +51,7 @@ from ._record_spans import (
     directory_of,
     single_attributes,
 )
+from ._guard import guard
 from ._lifecycle import reset_in_forked_child
 from ._recorder import Recorder
 
@@ -368,10 +369,8 @@ class _Tailing:
                         self._thread = None
                         return
                 for children, recorder in running:
-                    try:
+                    with guard("reading a running child's records", recorder.failed):
                         children.read_running(recorder)
-                    except Exception as error:  # noqa: BLE001 - never harm the host
-                        recorder.failed("reading a running child's records", error)
 
 
 tailing = _Tailing()
