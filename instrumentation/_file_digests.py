@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import blake3
 
 from clew.semconv.digests import blake3_id
 
 StatKey = tuple[int, int, int, int]
+_T = TypeVar("_T")
 
 _LARGE = 1 << 20  # below this, one read() of the whole file
 _CHUNK = 8 << 20
@@ -42,40 +45,19 @@ def hash_file(path: str, expected: StatKey) -> str | None:
     read of exactly their size (no file object: ~4 us less a file; a larger read buffer costs
     ~0.6 us more, and a file that grows is caught by the second check anyway).
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except (OSError, ValueError):
-        return None
-    try:
-        before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
-            return None
-        if before.st_size >= _LARGE:
-            # Read in chunks, never mmap: the host may truncate the file while we hash, and a
-            # mapped page past the new end raises SIGBUS, which kills the whole process. A
-            # short read is caught by the stat check below instead. One thread: blake3's AUTO
-            # pool hangs a forked child that hashes after its parent did (see _stream_digests).
-            hasher = blake3.blake3()
-            while chunk := os.read(fd, _CHUNK):
-                hasher.update(chunk)
-        else:
-            data = os.read(fd, before.st_size)
-            if len(data) != before.st_size:
-                return None  # a short read (a network filesystem): not the whole content
-            hasher = blake3.blake3(data)
-        if stat_key(os.fstat(fd)) != expected:
-            return None
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    return blake3_id(hasher.hexdigest())
+    return _of_version(path, expected, _hash)
 
 
 def read_version(path: str, expected: StatKey) -> bytes | None:
     """The whole content of a small regular file, or None when it is not the version
     `expected` names (checked before and after the read, as `hash_file` does): for the metric
     and config files clew parses, whose parse must describe the content the record names."""
+    return _of_version(path, expected, _read_whole)
+
+
+def _of_version(path: str, expected: StatKey, work: Callable[[int, int], _T | None]) -> _T | None:
+    """`work(fd, size)` on the file at `path`, if it is a regular file of the version
+    `expected` names both before and after the work; else None."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except (OSError, ValueError):
@@ -84,14 +66,33 @@ def read_version(path: str, expected: StatKey) -> bytes | None:
         before = os.fstat(fd)
         if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
             return None
-        data = os.read(fd, before.st_size)
-        if len(data) != before.st_size or stat_key(os.fstat(fd)) != expected:
+        result = work(fd, before.st_size)
+        if result is None or stat_key(os.fstat(fd)) != expected:
             return None
     except (OSError, ValueError):
         return None
     finally:
         os.close(fd)
-    return data
+    return result
+
+
+def _read_whole(fd: int, size: int) -> bytes | None:
+    data = os.read(fd, size)
+    return data if len(data) == size else None  # a short read (a network filesystem)
+
+
+def _hash(fd: int, size: int) -> str | None:
+    if size >= _LARGE:
+        # Read in chunks, never mmap: the host may truncate the file while we hash, and a
+        # mapped page past the new end raises SIGBUS, which kills the whole process. A
+        # short read is caught by the stat check after. One thread: blake3's AUTO pool hangs
+        # a forked child that hashes after its parent did (see _stream_digests).
+        hasher = blake3.blake3()
+        while chunk := os.read(fd, _CHUNK):
+            hasher.update(chunk)
+        return blake3_id(hasher.hexdigest())
+    data = _read_whole(fd, size)
+    return None if data is None else blake3_id(blake3.blake3(data).hexdigest())
 
 
 class _Memo:
