@@ -2,9 +2,9 @@
 
 `Trainer.log` is where every logging and evaluation step's values pass (`loss`,
 `learning_rate`, `grad_norm`, `eval_*`, `train_runtime`, ..., and the `epoch` it adds), on
-their way to `trainer_state.json` and the reporting callbacks; it is wrapped, and each
-numeric value of its logs is recorded with source `transformers` at the trainer's
-`state.global_step`. A value the callbacks also send to a tracker (MLflow, W&B, TensorBoard)
+their way to the trainer's log history (`trainer_state.json`) and the reporting callbacks;
+it is wrapped, and each numeric value of the history entry it adds is recorded with source
+`transformers` at that entry's step, the trainer's `state.global_step`. A value the callbacks also send to a tracker (MLflow, W&B, TensorBoard)
 is recorded by that tracker's hook too, under its own source. transformers is patched when
 the program imports its trainer, never imported by clew.
 """
@@ -16,7 +16,6 @@ from types import ModuleType
 
 from clew.instrumentation.package import _instruments_transformers
 
-from ._file_arguments import argument
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
 from ._trackers import record_points
@@ -36,11 +35,17 @@ class TransformersInstrumentor(ClewInstrumentor):
         self.wrap(module.Trainer, "log", self._log)
 
     def _log(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
+        if not recording() or not self.active:
+            return wrapped(*args, **kwargs)
+        history = getattr(getattr(instance, "state", None), "log_history", None)
+        logged = len(history) if isinstance(history, list) else None
         result = wrapped(*args, **kwargs)
-        if recording() and self.active:
-            with guard("Trainer.log"):
-                # After the call: the logs as Trainer.log completed them (the epoch added).
-                logs = argument(args, kwargs, 0, "logs")
-                if isinstance(logs, Mapping):
-                    record_points(SOURCE, logs, instance.state.global_step)
+        with guard("Trainer.log"):
+            # The entry this call added to the log history: its logs as Trainer.log completed
+            # them (the epoch added) and before the callbacks saw them (the progress callback
+            # pops `total_flos` from the logs), with the step.
+            if logged is not None and len(history) > logged:
+                entry = dict(history[-1])
+                step = entry.pop("step", instance.state.global_step)
+                record_points(SOURCE, entry, step)
         return result
