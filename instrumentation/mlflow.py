@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 
 from clew.instrumentation.package import _instruments_any_mlflow
+from clew.semconv import attributes as attr
 
 from ._file_arguments import argument
 from ._guard import guard
@@ -24,7 +25,7 @@ from ._instrumentor import ClewInstrumentor, recording
 from ._metrics import record_metric
 from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, scalar
 
-SOURCE = "mlflow"
+SOURCE = attr.ProvenanceMetricSourceValues.MLFLOW.value
 
 
 def tracker_run(run_id: object) -> str:

@@ -14,13 +14,14 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 
 from clew.instrumentation.package import _instruments_any_tensorboard
+from clew.semconv import attributes as attr
 
 from ._file_arguments import argument
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
 from ._trackers import record_points
 
-SOURCE = "tensorboard"
+SOURCE = attr.ProvenanceMetricSourceValues.TENSORBOARD.value
 
 
 class TensorboardInstrumentor(ClewInstrumentor):

@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 
 from clew.instrumentation.package import _instruments_transformers
+from clew.semconv import attributes as attr
 
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
 from ._trackers import record_points
 
-SOURCE = "transformers"
+SOURCE = attr.ProvenanceMetricSourceValues.TRANSFORMERS.value
 
 
 class TransformersInstrumentor(ClewInstrumentor):

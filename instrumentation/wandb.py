@@ -18,13 +18,14 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 
 from clew.instrumentation.package import _instruments_wandb
+from clew.semconv import attributes as attr
 
 from ._file_arguments import argument
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
 from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, record_points
 
-SOURCE = "wandb"
+SOURCE = attr.ProvenanceMetricSourceValues.WANDB.value
 
 
 def tracker_run(run: object) -> str:

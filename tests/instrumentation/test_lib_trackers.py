@@ -354,3 +354,13 @@ def test_instrumentors_failing_hook_is_swallowed(base_env, workdir):
     errors = process_span(outcome)["attributes"][attr.PROVENANCE_CAPTURE_ERRORS]
     assert any("simulated capture bug" in e for e in errors)
     assert points_of(outcome) == []
+
+
+def test_a_program_that_never_imports_them_does_not_import_them(run_instrumented):
+    result = run_instrumented("""
+        import sys
+        names = ("mlflow", "wandb", "tensorboard", "tensorboardX", "transformers", "torch")
+        print(sorted(m for m in names if m in sys.modules))
+        """)
+
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
