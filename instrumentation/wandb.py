@@ -7,8 +7,8 @@ images, tables and other media are no metrics), at the step given, else the run'
 step, with the tracker run `wandb:<entity>/<project>/<run_id>` (the run's path: an offline
 run without an entity is `wandb:<project>/<run_id>`). A call that raises records nothing.
 
-The other way: `wandb.init` puts `clew.run_id`, the id of the clew run, into the new run's
-config, unless the program's config has it. W&B is patched when the program imports it,
+The other way: `wandb.init` puts `clew.run_id`, the id of the clew run, into the config of
+the run it starts or resumes, unless the config the program gives it has that key. W&B is patched when the program imports it,
 never imported by clew.
 """
 
@@ -51,19 +51,24 @@ class WandbInstrumentor(ClewInstrumentor):
         run = wrapped(*args, **kwargs)
         if recording() and self.active:
             with guard("tagging a W&B run"):
+                given = argument(args, kwargs, 7, "config")
                 run_id = clew_run_id()
-                config = run.config
-                if run_id is not None and CLEW_RUN_ID_KEY not in config:
-                    config.update({CLEW_RUN_ID_KEY: run_id}, allow_val_change=True)
+                if run_id is not None and not (isinstance(given, Mapping) and CLEW_RUN_ID_KEY in given):
+                    # A resumed run is named by the clew run that resumed it.
+                    run.config.update({CLEW_RUN_ID_KEY: run_id}, allow_val_change=True)
         return run
 
     def _log(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
         if not recording() or not self.active:
             return wrapped(*args, **kwargs)
-        # The step this call logs at, read before the call moves it on.
+        # The step this call logs at, read before the call moves it on: the run's client-side
+        # step counter (`_local_step`; `_step` in older releases), as `run.step` asks W&B's
+        # service process and waits for its answer.
         step = argument(args, kwargs, 1, "step")
         if step is None:
             step = getattr(instance, "_local_step", None)
+            if step is None:
+                step = getattr(instance, "_step", None)
         result = wrapped(*args, **kwargs)
         with guard("wandb.log"):
             data = argument(args, kwargs, 0, "data")

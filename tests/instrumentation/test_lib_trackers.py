@@ -113,8 +113,10 @@ wandb.log({"loss": 1.25, "histogram": wandb.Histogram([1, 2, 3]), "note": "text"
 run.log({"loss": 1.0}, step=10)
 run.log({"accuracy": 0.875}, step=10, commit=True)
 wandb.log({"loss": 0.5})
-print("RUN" + json.dumps([run.path, run.settings.sync_file]))
 run.finish()
+own = wandb.init(project="clew-test", config={"clew.run_id": "the user's own"})
+own.finish()
+print("RUN" + json.dumps([run.path, run.settings.sync_file, own.settings.sync_file]))
 """
 
 
@@ -154,7 +156,7 @@ def wandb_config(path: Path) -> dict:
 def test_wandb_metrics_and_the_runs_clew_config(run_instrumented, spool, workdir):
     pytest.importorskip("wandb")
     result = run_instrumented(WANDB_PROGRAM, env=OFFLINE)
-    path, sync_file = printed(result, "RUN")
+    path, sync_file, own_sync_file = printed(result, "RUN")
 
     run_id = spool.run().run_id
     assert spooled_points(spool, "wandb") == {
@@ -168,6 +170,7 @@ def test_wandb_metrics_and_the_runs_clew_config(run_instrumented, spool, workdir
     assert path.endswith("clew-test/" + Path(sync_file).stem.removeprefix("run-"))
     config = wandb_config(Path(sync_file))
     assert (config["clew.run_id"], config["lr"]) == (run_id, 0.1)
+    assert wandb_config(Path(own_sync_file))["clew.run_id"] == "the user's own"
 
 
 # -- TensorBoard -------------------------------------------------------------------------------
@@ -235,7 +238,7 @@ class Pairs(Dataset):
 
 arguments = TrainingArguments("out", max_steps=4, logging_steps=1, per_device_train_batch_size=2,
                               eval_strategy="steps", eval_steps=2, save_strategy="no",
-                              report_to="none", use_cpu=True, disable_tqdm=True)
+                              report_to="tensorboard", use_cpu=True, disable_tqdm=True)
 trainer = Trainer(model=BertForSequenceClassification(config), args=arguments,
                   train_dataset=Pairs(), eval_dataset=Pairs())
 trainer.train()
@@ -250,12 +253,17 @@ def test_transformers_trainer_logs(run_instrumented, spool):
     history = printed(result, "HISTORY")
 
     # Every value of the trainer's log history (what trainer_state.json keeps), at its step:
-    # training losses and learning rates, the evaluations, the run's summary.
+    # training losses and learning rates, the evaluations, the run's summary; once, whatever
+    # callbacks report it elsewhere too.
     expected = [(name, float(value), entry["step"])
                 for entry in history for name, value in entry.items() if name != "step"]
     assert {name for name, _, _ in expected} >= {"loss", "learning_rate", "eval_loss", "train_loss",
                                                   "total_flos", "epoch"}
     assert spooled_points(spool, "transformers") == {None: expected}
+    # The losses the Trainer's TensorBoard callback logged, recorded by that hook too.
+    losses = [(value, step) for name, value, step in expected if name == "loss"]
+    tensorboard = spooled_points(spool, "tensorboard")[None]
+    assert [(value, step) for name, value, step in tensorboard if name == "train/loss"] == losses
 
 
 # -- the instrumentors in code -----------------------------------------------------------------
