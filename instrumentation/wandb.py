@@ -8,8 +8,8 @@ step, with the tracker run `wandb:<entity>/<project>/<run_id>` (the run's path: 
 run without an entity is `wandb:<project>/<run_id>`). A call that raises records nothing.
 
 The other way: `wandb.init` puts `clew.run_id`, the id of the clew run, into the config of
-the run it starts or resumes, unless the config the program gives it has that key. W&B is patched when the program imports it,
-never imported by clew.
+the run it starts or resumes, unless the config the program gives it has that key. W&B is
+patched when the program imports it, never imported by clew.
 """
 
 from __future__ import annotations
@@ -64,11 +64,13 @@ class WandbInstrumentor(ClewInstrumentor):
         # The step this call logs at, read before the call moves it on: the run's client-side
         # step counter (`_local_step`; `_step` in older releases), as `run.step` asks W&B's
         # service process and waits for its answer.
-        step = argument(args, kwargs, 1, "step")
-        if step is None:
-            step = getattr(instance, "_local_step", None)
+        step = None
+        with guard("wandb.log"):
+            step = argument(args, kwargs, 1, "step")
             if step is None:
-                step = getattr(instance, "_step", None)
+                step = getattr(instance, "_local_step", None)
+                if step is None:
+                    step = getattr(instance, "_step", None)
         result = wrapped(*args, **kwargs)
         with guard("wandb.log"):
             data = argument(args, kwargs, 0, "data")
