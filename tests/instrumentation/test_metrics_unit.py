@@ -1,5 +1,6 @@
-"""Metric points in the recorder, in this process: what `record_metric` calls become as
-`metrics` spans, at the flushes and at exit.
+"""Metric points and configs in the recorder, in this process: what `record_metric` calls and
+metric files written become as `metrics` spans, at the flushes and at exit, and which config
+files read become `config` spans.
 
 The recorder is the one of test_recorder_unit (an in-memory exporter, a clock the test
 moves, no worker thread). What a real program shows (exit, fork, the files it writes) is
@@ -15,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from test_recorder_unit import Capture
 
-from clew.instrumentation import _metric_points, _metrics
+from clew.instrumentation import _config_files, _metric_files, _metric_points, _metrics
 from clew.instrumentation._process_span import ProcessSpan
 from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
@@ -147,3 +148,56 @@ def test_a_forked_childs_recorder_starts_with_no_points(capture: Capture) -> Non
     _metrics.record_metric("wandb", "loss", 0.5, 1)
     recorder.flush()
     assert [_points(s) for s in _metric_spans(capture)] == [[("loss", 0.5, 1)]]
+
+
+def test_a_metric_file_is_parsed_when_its_content_settles(capture: Capture,
+                                                          tmp_path: Path) -> None:
+    """A metric file's points are those of each content version the recorder records, its
+    URI on the span; a file over the size cap, or whose name is no metric file's, gives
+    none."""
+    metrics = tmp_path / "metrics.json"
+    capture.write(metrics, b'{"acc": 0.5}')
+    capture.write(metrics, b'{"acc": 0.625}')  # before it settled: this content only
+    capture.settle()
+    capture.write(metrics, b'{"acc": 0.75}')
+    capture.write(tmp_path / "model.json", b'{"acc": 0.1}')
+    big = b'{"acc": 0.9, "pad": "' + b"x" * environment.METRIC_FILE_MAX_BYTES + b'"}'
+    capture.write(tmp_path / "metrics_big.json", big)
+    capture.recorder.flush()
+    found = [(s.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[1], _points(s))
+             for s in _metric_spans(capture)]
+    assert found == [("metrics.json", [("acc", 0.625, -1)]), ("metrics.json", [("acc", 0.75, -1)])]
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "metrics.yaml", "metrics.csv", "metrics.tsv",
+                                  "trainer_state.json", "events.out.tfevents.1.host",
+                                  "mlruns/0/r1/metrics/loss"])
+def test_a_malformed_metric_file_gives_no_points_and_no_error(name: str) -> None:
+    """Cut-off, binary and wrongly shaped content never raises: the file's points are what
+    could be read, or none."""
+    for data in (b"", b"\x00\xff" * 50, b'{"acc": 0.5', b"[1, 2", b"a,b\n1", bytes(range(256)) * 4,
+                 b"\x08" * 20 + b"\xff" * 8, b'"text"', b"acc: [", b"1 2 3\n4"):
+        parsed = _metric_files.points("/run/" + name, data)
+        assert parsed is None or all(isinstance(p[1], float) for p in parsed[2])
+
+
+def test_config_files_parsed_are_bounded_per_directory(capture: Capture, tmp_path: Path) -> None:
+    """A loader reading many small JSON files of one directory (data, not configs) has only
+    the first MAX_PER_DIRECTORY parsed; a config elsewhere is still recorded; a JSON list is
+    no config."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for index in range(_config_files.MAX_PER_DIRECTORY + 8):
+        path = samples / f"{index:03}.json"
+        path.write_text(f'{{"label": {index}}}')
+        capture.recorder.read(str(path))
+    (tmp_path / "train.toml").write_text("lr = 0.5\n")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    capture.recorder.read(str(tmp_path / "train.toml"))
+    capture.recorder.read(str(tmp_path / "list.json"))
+    capture.recorder.flush()
+    configs = [s for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
+    names = [s.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[1] for s in configs]
+    assert names == [f"{i:03}.json" for i in range(_config_files.MAX_PER_DIRECTORY)] + [
+        "train.toml"]
+    assert list(configs[-1].attributes[attr.PROVENANCE_CONFIG_VALUE]) == ["0.5"]
