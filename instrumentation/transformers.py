@@ -4,7 +4,8 @@
 `learning_rate`, `grad_norm`, `eval_*`, `train_runtime`, ..., and the `epoch` it adds), on
 their way to the trainer's log history (`trainer_state.json`) and the reporting callbacks;
 it is wrapped, and each numeric value of the history entry it adds is recorded with source
-`transformers` at that entry's step, the trainer's `state.global_step`. A value the callbacks also send to a tracker (MLflow, W&B, TensorBoard)
+`transformers` at that entry's step, the trainer's `state.global_step`, by the world's first
+process of a distributed run. A value the callbacks also send to a tracker (MLflow, W&B, TensorBoard)
 is recorded by that tracker's hook too, under its own source. transformers is patched when
 the program imports its trainer, never imported by clew.
 """
@@ -44,8 +45,10 @@ class TransformersInstrumentor(ClewInstrumentor):
         with guard("Trainer.log"):
             # The entry this call added to the log history: its logs as Trainer.log completed
             # them (the epoch added) and before the callbacks saw them (the progress callback
-            # pops `total_flos` from the logs), with the step.
-            if logged is not None and len(history) > logged:
+            # pops `total_flos` from the logs), with the step. In the world's first process
+            # only, like the reporting callbacks and the state file: every rank logs the same
+            # (gathered) values.
+            if logged is not None and len(history) > logged and instance.state.is_world_process_zero:
                 entry = dict(history[-1])
                 step = entry.pop("step", instance.state.global_step)
                 record_points(SOURCE, entry, step)
