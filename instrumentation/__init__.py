@@ -10,8 +10,9 @@ Under `opentelemetry-instrument python train.py` they load themselves through th
     ProcessesInstrumentor().instrument()
 
 Nothing here imports a database client, nor boto3, fsspec, google-cloud-storage or the
-native-I/O libraries (pyarrow, polars, duckdb, safetensors, h5py, tokenizers): those are
-patched when the program imports them. A training job carries only the OpenTelemetry SDK,
+native-I/O libraries (pyarrow, polars, duckdb, safetensors, h5py, tokenizers), nor the
+metric trackers (MLflow, W&B, TensorBoard, transformers): those are patched when the program
+imports them. A training job carries only the OpenTelemetry SDK,
 blake3 and wrapt.
 """
 
@@ -32,13 +33,17 @@ _LAZY = {
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
     "H5pyInstrumentor": ".h5py",
+    "MlflowInstrumentor": ".mlflow",
     "NativeInstrumentor": ".native",
     "PolarsInstrumentor": ".polars",
     "ProcessesInstrumentor": ".processes",
     "PyarrowInstrumentor": ".pyarrow",
     "S3Instrumentor": ".s3",
     "SafetensorsInstrumentor": ".safetensors",
+    "TensorboardInstrumentor": ".tensorboard",
     "TokenizersInstrumentor": ".tokenizers",
+    "TransformersInstrumentor": ".transformers",
+    "WandbInstrumentor": ".wandb",
 }
 
 
@@ -55,12 +60,16 @@ __all__ = [
     "FsspecInstrumentor",
     "GcsInstrumentor",
     "H5pyInstrumentor",
+    "MlflowInstrumentor",
     "NativeInstrumentor",
     "PolarsInstrumentor",
     "ProcessesInstrumentor",
     "PyarrowInstrumentor",
     "S3Instrumentor",
     "SafetensorsInstrumentor",
+    "TensorboardInstrumentor",
     "TokenizersInstrumentor",
+    "TransformersInstrumentor",
+    "WandbInstrumentor",
     "__version__",
 ]

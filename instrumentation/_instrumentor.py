@@ -59,7 +59,7 @@ from types import ModuleType
 from typing import Any
 
 import wrapt
-from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
+from opentelemetry.instrumentation.dependencies import DependencyConflict, get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import (
     is_instrumentation_enabled,
@@ -95,6 +95,9 @@ class ClewInstrumentor(BaseInstrumentor):
     """
 
     _instruments: tuple[str, ...] = ()
+    _instruments_any: tuple[str, ...] = ()
+    """Libraries any one of which is enough (one library under two distribution names, as
+    `mlflow` and `mlflow-skinny`), as OpenTelemetry's own instrumentors declare them."""
     _unsupported: str | None = None  # why the installed library is not patched; "": it is
     active = False
     """Between `instrument()` and `uninstrument()`: wrappers that cannot be removed (handlers
@@ -102,6 +105,9 @@ class ClewInstrumentor(BaseInstrumentor):
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return self._instruments
+
+    def _check_dependency_conflicts(self) -> DependencyConflict | None:
+        return get_dependency_conflicts(self._instruments, self._instruments_any or None)
 
     @property
     def recorder(self) -> Recorder:
@@ -154,11 +160,12 @@ class ClewInstrumentor(BaseInstrumentor):
         # else: the hook registered earlier is still waiting for the import
 
     def _supported(self) -> bool:
-        """Whether the installed library is a version `_instruments` names; when not, the
-        process span says so once. Answered once: the lookup costs a millisecond or two."""
+        """Whether the installed library is a version `_instruments` (or `_instruments_any`)
+        names; when not, the process span says so once. Answered once: the lookup costs a
+        millisecond or two."""
         if self._unsupported is None:
             try:
-                conflict = get_dependency_conflicts(list(self._instruments))
+                conflict = self._check_dependency_conflicts()
             except Exception as error:  # noqa: BLE001 - never harm the host
                 conflict = error
             self._unsupported = "" if conflict is None else f"not patched: {conflict}"

@@ -401,7 +401,8 @@ Where the metric points came from.
 PROVENANCE_TRACKER_RUN: Final = "provenance.tracker.run"
 """
 The tracker's own id of the run the points were logged to, as a user pastes it into the tracker:
-`mlflow:<run_id>` or `wandb:<entity>/<project>/<run_id>`.
+`mlflow:<run_id>` or `wandb:<entity>/<project>/<run_id>` (the W&B run's path:
+`wandb:<project>/<run_id>` for a run without an entity, as an offline run may be).
 """
 
 PROVENANCE_METRICS_NAME: Final = "provenance.metrics.name"
@@ -551,7 +552,10 @@ class ProvenanceMetricSourceValues(Enum):
     """
 
     MLFLOW = "mlflow"
-    """MLflow's logging calls (`mlflow.log_metric`, `log_metrics`)."""
+    """
+    MLflow's logging calls (`mlflow.log_metric`, `log_metrics`, and `MlflowClient.log_metric`,
+    `log_batch` under them).
+    """
 
     WANDB = "wandb"
     """Weights & Biases' `wandb.log`."""

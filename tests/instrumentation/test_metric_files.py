@@ -110,7 +110,9 @@ def test_metric_files_a_run_writes_become_metric_points(run_instrumented, spool,
     source; a file whose name is no metric file's gives none; a forked child's file is its."""
     result = run_instrumented(METRIC_WRITER, "1" if TENSORBOARD else "0")
     assert result.returncode == 0, result.stderr
-    metrics = [s for s in spool.spans() if s.name == span_names.SPAN_METRICS]
+    spans = [s for s in spool.spans() if s.name == span_names.SPAN_METRICS]
+    # The files' points; those the TensorBoard hook recorded at the calls have no file.
+    metrics = [s for s in spans if attr.PROVENANCE_ARTIFACT_URI in s.attributes]
     by_uri: dict[str, list] = {}
     for span in metrics:
         by_uri.setdefault(span.attributes[attr.PROVENANCE_ARTIFACT_URI], []).append(span)
@@ -132,6 +134,8 @@ def test_metric_files_a_run_writes_become_metric_points(run_instrumented, spool,
         (uri,) = board
         assert _points(by_uri[uri][0]) == [("loss", 1.0, 0), ("loss", 0.5, 1), ("loss", 0.25, 2),
                                            ("acc", 0.75, 3)]
+        (called,) = [s for s in spans if s not in metrics]
+        assert _points(called) == _points(by_uri[uri][0])
 
 
 def test_clew_metric_files_chooses_the_metric_files(run_instrumented, spool, workdir):
