@@ -144,8 +144,13 @@ def _diff_table(result: RunDiff) -> Table:
         name, values = escape(change.name), (change.before, change.after)
         if change.section in ("input", "output"):  # an artifact
             name = shown_uri(change.name)
+        if change.section == "config":  # URI: key
+            uri, key = change.name.split(": ", 1)
+            name = f"{shown_uri(uri)}: {escape(key)}"
         if change.section in ("input", "output", "code"):  # digests, versions, commits
             values = tuple(_short(value) for value in values)
+        if change.section == "metric" and change.note:  # the delta
+            values = (values[0], f"{values[1]} ({change.note})")
         table.add_row(role, change.section, change.kind, name, *map(escape, values))
     return table
 
@@ -178,7 +183,7 @@ def diff_command(obj: CliContext, runs: tuple[str, ...], fmt: str) -> None:
         obj.out.print(_diff_table(result))
         noted: dict[str, list[str]] = {}  # one line per note, naming what it is about
         for change in result.changes:
-            if change.note:
+            if change.note and change.section != "metric":
                 noted.setdefault(change.note, []).append(change.name)
         for note, names in noted.items():
             obj.out.print(f"{' and '.join(names)} changed, but {note}", markup=False,
