@@ -26,9 +26,10 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from clew.semconv import attributes as attr
 from clew.semconv import environment
+from clew.semconv import spans
 from clew.semconv.redaction import redact_text
 
-from . import _record_spans, _stamps, _stream_digests
+from . import _metric_points, _record_spans, _stamps, _stream_digests
 from ._clew_io import clew_io
 from ._file_digests import DigestCache, StatKey, hash_file, stat_key
 from ._guard import guard, log
@@ -145,6 +146,7 @@ class Recorder:
         self._settled: dict[str, _Watch] = {}
         self._new: deque[Record] = deque()
         self._ready: deque[Record] = deque()
+        self.metrics = _metric_points.MetricPoints()
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # set by a first new record, and at close
         self._stopping = threading.Event()
@@ -247,6 +249,12 @@ class Recorder:
         if watch is not None and watch.seen is None:
             return  # made and removed between two flushes: a temporary file, no data
         self._queue(Record("delete", path, key))
+
+    def metric(self, key: _metric_points.GroupKey, name: str, value: float, step: int) -> None:
+        """One metric point (`_metrics.record_metric`): a `metrics` span at the next flush."""
+        self.metrics.add(key, name, value, step, self._time_ns())
+        if self._worker is None:
+            self._start_worker()
 
     def finished(self, record: Record) -> None:
         """A record complete as it is (an object-store operation): a span at the next flush."""
@@ -457,6 +465,7 @@ class Recorder:
                 if self._clock.monotonic() >= self._next_flush:
                     self._collect(final=False)
                     emitted = self._emit_ready()
+                    emitted = self._emit_metrics(final=False) or emitted
                     self._next_flush = self._clock.monotonic() + self.settings.flush_interval
                 elif len(self._ready) >= _SPILL_RECORDS:
                     # Not a flush: watched writes settle over whole flush intervals.
@@ -583,6 +592,23 @@ class Recorder:
             self._stamp_file(item, span)
         span.end(end_time=max(end, start))
 
+    def _emit_metrics(self, *, final: bool) -> bool:
+        """End the `metrics` spans of the points added since the last flush (at exit, the
+        thinned points held back too); True if there were any."""
+        taken = self.metrics.take(final=final)
+        if not taken:
+            return False  # an idle fork's process span is never started
+        parent = self.process.context()
+        pid = os.getpid()
+        for key, start, end, points in taken:
+            with guard("recording metrics", self.failed):
+                for attributes in _metric_points.span_attributes(key, points, pid):
+                    span = self._tracer.start_span(
+                        spans.SPAN_METRICS, context=parent, start_time=start, attributes=attributes
+                    )
+                    span.end(end_time=max(end, start))
+        return True
+
     def _stamp_file(self, record: Record, span: trace.Span) -> None:
         """Stamp a local file this process produced with the span that records it."""
         if not self.settings.stamp or record.operation not in _STAMPED_OPERATIONS:
@@ -599,6 +625,7 @@ class Recorder:
             self._identify_new()
             self._collect(final=True)
             self._emit_ready()
+            self._emit_metrics(final=True)
 
     def close(self, *, exit_code: int | None, exception: BaseException | None = None) -> None:
         """Flush every record and end the process span; later calls do nothing."""

@@ -393,6 +393,45 @@ How many spans of this process could not be written to the spool (a full disk, a
 and are lost.
 """
 
+PROVENANCE_METRIC_SOURCE: Final = "provenance.metric.source"
+"""
+Where the metric points came from.
+"""
+
+PROVENANCE_TRACKER_RUN: Final = "provenance.tracker.run"
+"""
+The tracker's own id of the run the points were logged to, as a user pastes it into the tracker:
+`mlflow:<run_id>` or `wandb:<entity>/<project>/<run_id>`.
+"""
+
+PROVENANCE_METRICS_NAME: Final = "provenance.metrics.name"
+"""
+Metric names, one per point; names from a file are its dotted leaf paths (`eval.accuracy`).
+"""
+
+PROVENANCE_METRICS_VALUE: Final = "provenance.metrics.value"
+"""
+Metric values, parallel to `provenance.metrics.name` (finite numbers only).
+"""
+
+PROVENANCE_METRICS_STEP: Final = "provenance.metrics.step"
+"""
+Steps, parallel to `provenance.metrics.name`; -1 when the point has no step. A metric's final value
+is its point with the highest step, ties and -1 broken by order (the last wins).
+"""
+
+PROVENANCE_CONFIG_KEY: Final = "provenance.config.key"
+"""
+Dotted leaf paths of the config's keys, list items by index (`optimizer.lr`, `layers.0`); an INI
+file's are `section.option`.
+"""
+
+PROVENANCE_CONFIG_VALUE: Final = "provenance.config.value"
+"""
+Each leaf's value as JSON, parallel to `provenance.config.key` (`0.01`, `"adam"`, `true`); a value
+the redaction policy judges secret, by its key or by itself, is `"REDACTED"`.
+"""
+
 
 class ProvenanceProcessRoleValues(Enum):
     """Values of `provenance.process.role`."""
@@ -500,3 +539,28 @@ class ProvenanceLauncherNameValues(Enum):
 
     ENV = "env"
     """The RANK / WORLD_SIZE convention that DeepSpeed, Accelerate and Lightning set."""
+
+
+class ProvenanceMetricSourceValues(Enum):
+    """Values of `provenance.metric.source`."""
+
+    FILE = "file"
+    """
+    A metric file the process wrote (JSON, YAML, CSV/TSV, an MLflow file-store metric file), parsed
+    when its content settled.
+    """
+
+    MLFLOW = "mlflow"
+    """MLflow's logging calls (`mlflow.log_metric`, `log_metrics`)."""
+
+    WANDB = "wandb"
+    """Weights & Biases' `wandb.log`."""
+
+    TENSORBOARD = "tensorboard"
+    """
+    TensorBoard scalars, from `SummaryWriter.add_scalar` or parsed from an event file the process
+    wrote (then with `provenance.artifact.uri`).
+    """
+
+    TRANSFORMERS = "transformers"
+    """The logs of a Hugging Face transformers `Trainer`."""

@@ -173,3 +173,15 @@ SPAN_EXEC: Final = "exec"
 """
 Span group `span.provenance.exec`. A program started by the observed process.
 """
+
+SPAN_METRICS: Final = "metrics"
+"""
+Span group `span.provenance.metrics`. Metric points of one source, file and tracker run, emitted by
+the recorder at its flushes and at exit; a child of the process span.
+"""
+
+SPAN_CONFIG: Final = "config"
+"""
+Span group `span.provenance.config`. A small config file the process read, once per content version,
+its keys flattened; a child of the process span.
+"""

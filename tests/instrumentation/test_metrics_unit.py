@@ -1,0 +1,149 @@
+"""Metric points in the recorder, in this process: what `record_metric` calls become as
+`metrics` spans, at the flushes and at exit.
+
+The recorder is the one of test_recorder_unit (an in-memory exporter, a clock the test
+moves, no worker thread). What a real program shows (exit, fork, the files it writes) is
+tested end to end in test_metric_files.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from test_recorder_unit import Capture
+
+from clew.instrumentation import _metric_points, _metrics
+from clew.instrumentation._process_span import ProcessSpan
+from clew.semconv import attributes as attr
+from clew.semconv import environment, spans
+
+
+@pytest.fixture
+def capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Capture:
+    for name in ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID):
+        monkeypatch.delenv(name, raising=False)
+    result = Capture(tmp_path / "home")
+    monkeypatch.setattr(_metrics, "get_recorder", lambda: result.recorder)
+    return result
+
+
+def _metric_spans(capture: Capture) -> list[ReadableSpan]:
+    return [s for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_METRICS]
+
+
+def _points(span: ReadableSpan) -> list[tuple[str, float, int]]:
+    attributes = span.attributes or {}
+    return list(zip(attributes[attr.PROVENANCE_METRICS_NAME],
+                    attributes[attr.PROVENANCE_METRICS_VALUE],
+                    attributes[attr.PROVENANCE_METRICS_STEP]))
+
+
+def test_points_become_one_span_per_source_file_and_run_at_the_flush(capture: Capture) -> None:
+    """Points are emitted at the next flush, grouped by (source, file, tracker run), in the
+    order they were logged, under the process span."""
+    _metrics.record_metric("mlflow", "loss", 0.5, 0, tracker_run="mlflow:abc")
+    _metrics.record_metric("mlflow", "acc", 0.7, 0, tracker_run="mlflow:abc")
+    _metrics.record_metric("tensorboard", "loss", 0.5, 0)
+    _metrics.record_metric("mlflow", "loss", 0.25, 1, tracker_run="mlflow:abc")
+    _metrics.record_metric("file", "f1", 0.9, uri="file://h/out/metrics.json")
+    assert _metric_spans(capture) == []
+    capture.tick()
+
+    found = {
+        (s.attributes[attr.PROVENANCE_METRIC_SOURCE],
+         s.attributes.get(attr.PROVENANCE_ARTIFACT_URI),
+         s.attributes.get(attr.PROVENANCE_TRACKER_RUN)): _points(s)
+        for s in _metric_spans(capture)
+    }
+    assert found == {
+        ("mlflow", None, "mlflow:abc"): [("loss", 0.5, 0), ("acc", 0.7, 0), ("loss", 0.25, 1)],
+        ("tensorboard", None, None): [("loss", 0.5, 0)],
+        ("file", "file://h/out/metrics.json", None): [("f1", 0.9, -1)],
+    }
+    process = trace.get_current_span(capture.recorder.process.context()).get_span_context()
+    for span in _metric_spans(capture):
+        assert span.parent.span_id == process.span_id
+
+
+def test_each_flush_emits_only_the_points_added_since(capture: Capture) -> None:
+    _metrics.record_metric("wandb", "loss", 1.0, 0)
+    capture.tick()
+    _metrics.record_metric("wandb", "loss", 0.5, 1)
+    capture.tick()
+    capture.tick()  # nothing new: no span
+    capture.recorder.flush()
+    assert [_points(s) for s in _metric_spans(capture)] == [[("loss", 1.0, 0)], [("loss", 0.5, 1)]]
+
+
+def test_values_that_are_not_finite_numbers_are_skipped(capture: Capture) -> None:
+    """A bool, a string, NaN, infinity and an int too large for a double are no metric
+    points; an int value is a float; a step that is not an integer is no step."""
+    numpy = pytest.importorskip("numpy")
+    for value in (True, "0.5", float("nan"), float("inf"), None, 10**400, numpy.bool_(True)):
+        _metrics.record_metric("wandb", "bad", value)  # type: ignore[arg-type]
+    _metrics.record_metric("wandb", "int", 3, 2)
+    _metrics.record_metric("wandb", "numpy", numpy.float32(0.5), numpy.int64(7))
+    _metrics.record_metric("wandb", "step", 1.5, 2.0)  # type: ignore[arg-type]
+    _metrics.record_metric("wandb", "flag-step", 1.5, True)  # type: ignore[arg-type]
+    _metrics.record_metric("wandb", 7, 1.5)  # type: ignore[arg-type]
+    capture.recorder.flush()
+    (span,) = _metric_spans(capture)
+    assert _points(span) == [("int", 3.0, 2), ("numpy", 0.5, 7), ("step", 1.5, -1),
+                             ("flag-step", 1.5, -1)]
+    assert capture.recorder.errors == []
+
+
+def test_a_long_series_keeps_its_start_an_even_sample_and_its_last_point(
+    capture: Capture,
+) -> None:
+    """A metric logged 10,007 times: the first points go out at the flushes as they come,
+    the rest are thinned evenly and go out at exit, the last one always kept; at most
+    MAX_POINTS_PER_NAME points in all. Another metric of the group is bounded on its own."""
+    total = 10_007
+    for step in range(total):
+        _metrics.record_metric("transformers", "loss", 1.0 / (step + 1), step)
+        if step % 1000 == 0:
+            _metrics.record_metric("transformers", "lr", 0.1, step)
+        if step == 3000:
+            capture.tick()
+    capture.recorder.flush()
+    loss = [step for span in _metric_spans(capture) for name, _v, step in _points(span)
+            if name == "loss"]
+    head = _metric_points.HEAD_POINTS
+    assert loss[:head] == list(range(head))
+    assert loss[-1] == total - 1
+    assert len(loss) <= _metric_points.MAX_POINTS_PER_NAME
+    sample = loss[head:-1]
+    gaps = {b - a for a, b in zip(sample, sample[1:])}
+    assert len(gaps) == 1 and len(sample) > _metric_points.TAIL_POINTS // 2
+    lr = [step for span in _metric_spans(capture) for name, _v, step in _points(span)
+          if name == "lr"]
+    assert lr == list(range(0, total, 1000))
+
+
+def test_a_replaced_group_keeps_only_its_last_points(capture: Capture) -> None:
+    """A metric file parsed again before the flush: only the last parse is emitted, and a
+    parse of more points than the bound keeps its first and last and an even sample."""
+    key = ("file", "file://h/metrics.csv", None)
+    capture.recorder.metrics.replace(key, [("acc", 0.1, 0)], 1)
+    capture.recorder.metrics.replace(key, [("acc", float(i), i) for i in range(5000)], 2)
+    capture.tick()
+    (span,) = _metric_spans(capture)
+    steps = [step for _n, _v, step in _points(span)]
+    assert len(steps) == _metric_points.MAX_POINTS_PER_NAME
+    assert steps[0] == 0 and steps[-1] == 4999
+    assert max(b - a for a, b in zip(steps, steps[1:])) <= 6
+
+
+def test_a_forked_childs_recorder_starts_with_no_points(capture: Capture) -> None:
+    """Points logged before a fork are the parent's: the child's recorder, reset at fork,
+    emits only its own."""
+    _metrics.record_metric("wandb", "loss", 1.0, 0)
+    recorder = capture.recorder
+    recorder.after_fork_in_child(ProcessSpan(recorder._tracer, "fork", None))
+    _metrics.record_metric("wandb", "loss", 0.5, 1)
+    recorder.flush()
+    assert [_points(s) for s in _metric_spans(capture)] == [[("loss", 0.5, 1)]]
