@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clew.exporter.store.schema import SchemaOptions
+from clew.semconv.digests import BLAKE3_PREFIX
 from clew.semconv.uris import path_of_file_uri
 
 from ._observed import final_values
@@ -305,7 +306,7 @@ def _sentences(answer: WhyAnswer, label: Callable[[Cause], str]) -> list[str]:
                            if answer.moved else ""))
         for cause in answer.causes:
             said.append(f"{label(Cause(cause.section, cause.name))} changed "
-                        f"({cause.before or 'absent'} -> {cause.after or 'absent'}): "
+                        f"({_brief(cause.before)} -> {_brief(cause.after)}): "
                         f"{_evidence_text(cause, metric)}")
         if answer.moved:
             said += _separation(answer, label)
@@ -331,11 +332,19 @@ def _sentences(answer: WhyAnswer, label: Callable[[Cause], str]) -> list[str]:
     return said
 
 
+def _brief(value: str) -> str:
+    """A value for a sentence: a digest by its first 12 hex digits, nothing as "absent"."""
+    if value.startswith(BLAKE3_PREFIX) and len(value) > 20:
+        return value[:len(BLAKE3_PREFIX) + 12] + "…"
+    return value or "absent"
+
+
 def _evidence_text(cause: RankedCause, metric: str) -> str:
     if cause.evidence == "untested":
         return "it changed in no other run of the series"
     if cause.evidence == "supported":
-        return f"{metric} moved each of the {cause.changes} other times it changed"
+        times = "the other time" if cause.changes == 1 else f"each of the {cause.changes} other times"
+        return f"{metric} moved {times} it changed"
     if cause.evidence == "contradicted":
         return f"its {cause.changes} other change{'s' * (cause.changes > 1)} never moved {metric}"
     return f"{metric} moved at {cause.moves} of its {cause.changes} other changes"
