@@ -306,7 +306,7 @@ def _sentences(answer: WhyAnswer, label: Callable[[Cause], str]) -> list[str]:
                            if answer.moved else ""))
         for cause in answer.causes:
             said.append(f"{label(Cause(cause.section, cause.name))} changed "
-                        f"({_brief(cause.before)} -> {_brief(cause.after)}): "
+                        f"({brief(cause.before)} -> {brief(cause.after)}): "
                         f"{_evidence_text(cause, metric)}")
         if answer.moved:
             said += _separation(answer, label)
@@ -332,7 +332,7 @@ def _sentences(answer: WhyAnswer, label: Callable[[Cause], str]) -> list[str]:
     return said
 
 
-def _brief(value: str) -> str:
+def brief(value: str) -> str:
     """A value for a sentence: a digest by its first 12 hex digits, nothing as "absent"."""
     if value.startswith(BLAKE3_PREFIX) and len(value) > 20:
         return value[:len(BLAKE3_PREFIX) + 12] + "…"
