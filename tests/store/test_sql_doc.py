@@ -23,7 +23,9 @@ import pytest
 from clew.exporter.store import connection as store
 from clew.exporter.store.ingest import ingest
 from clew.exporter.store.lineage import (
+    CONFIG_TABLE,
     IO_TABLE,
+    METRICS_TABLE,
     LINKS_TABLE,
     OUTPUTS_TABLE,
     RUN_INPUTS_TABLE,
@@ -88,6 +90,7 @@ def _parameters(pipeline) -> dict[str, str]:
         "digest": evaluate.reads[_uri(pipeline, "data/test/test.csv")],
         "script": "train.py",
         "output_digest": pipeline.run("prep-2").writes[_uri(pipeline, "data/features.csv")],
+        "metric": "accuracy",
     }
 
 
@@ -309,7 +312,7 @@ def _documented_columns(table: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("table", [IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE,
-                                   LINKS_TABLE, RUN_INPUTS_TABLE])
+                                   METRICS_TABLE, CONFIG_TABLE, LINKS_TABLE, RUN_INPUTS_TABLE])
 def test_the_doc_lists_every_column(client, table):
     actual = client.query(
         "SELECT name, type FROM system.columns WHERE database = 'default' AND table = "
