@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from clew.exporter.store.lineage import OUTPUT_OPERATIONS
@@ -248,12 +249,15 @@ def _environment(run: dict[str, Any]) -> dict[str, str]:
     return {"host": run["Host"], "runtime": run["Runtime"], "working directory": run["Cwd"]}
 
 
-def row_causes(run: dict[str, Any], data: set[str]) -> dict[tuple[str, str], str]:
-    """The causes a `clew_runs` row holds, by (section, name): code, packages, arguments and
-    environment (inputs and config keys are in their own tables); `data` as for `_git`."""
-    return {(section, name): value for section, values in (
-        ("code", _git(run, data)), ("package", _packages(run)), ("argument", _named(run)),
-        ("environment", _environment(run))) for name, value in values.items()}
+# The causes a `clew_runs` row holds (inputs and config keys are in their own tables), per
+# section: the row's fields they depend on, and their values by name (`data` as for `_git`).
+ROW_SECTIONS: tuple[tuple[str, tuple[str, ...],
+                          Callable[[dict[str, Any], set[str]], dict[str, str]]], ...] = (
+    ("code", ("GitCommit", "GitBranch", "DiffFiles", "CodeFiles", "CodeDigests"), _git),
+    ("package", ("Packages",), lambda run, data: _packages(run)),
+    ("argument", ("Command",), lambda run, data: _named(run)),
+    ("environment", ("Host", "Runtime", "Cwd"), lambda run, data: _environment(run)),
+)
 
 
 def _config(tables: Tables, a: str, b: str) -> tuple[list[Change], set[str]]:

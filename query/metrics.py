@@ -26,8 +26,8 @@ from typing import Any
 from clew.exporter.store.lineage import METRICS_TABLE
 from clew.exporter.store.schema import SchemaOptions, qualified_name
 
-from ._observed import config_files, config_name, config_sql, final_values
-from .diff import CAUSES, data_files, program, row_causes
+from ._observed import config_name, config_sql, final_values
+from .diff import CAUSES, ROW_SECTIONS, data_files, program
 from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, resolve_run, run_status
 
@@ -113,12 +113,45 @@ def _varying_inputs(tables: Tables, runs: list[str], skip: set[str]
     return found
 
 
-def _varying_config(tables: Tables, runs: list[str]) -> dict[Cause, dict[str, str]]:
-    """The config keys whose value is not the same in every run, with each run's value."""
-    return {Cause("config", config_name(uri, key)): dict(values) for uri, key, values in tables.rows(
-        f"SELECT Uri, Key, groupArray((RunId, Value)) FROM ({config_sql(tables.options)}) "
-        "GROUP BY Uri, Key HAVING uniqExact(Value) > 1 OR count() < %(count)s",
-        runs=runs, count=len(runs))}
+def _config(tables: Tables, runs: list[str]) -> tuple[set[str], dict[Cause, dict[str, str]]]:
+    """The config files the runs read whose keys were recorded, and the keys whose value is
+    not the same in every run, with each run's value: one GROUP BY."""
+    files: set[str] = set()
+    varying = {}
+    for uri, key, varies, values in tables.rows(
+        f"SELECT Uri, Key, uniqExact(Value) > 1 OR count() < %(count)s, "
+        f"if(uniqExact(Value) > 1 OR count() < %(count)s, groupArray((RunId, Value)), []) "
+        f"FROM ({config_sql(tables.options)}) GROUP BY Uri, Key",
+        runs=runs, count=len(runs),
+    ):
+        files.add(uri)
+        if varies:
+            varying[Cause("config", config_name(uri, key))] = dict(values)
+    return files, varying
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def _varying_in_rows(rows: list[dict[str, Any]], data: set[str]
+                     ) -> dict[Cause, list[str | None]]:
+    """The causes the runs' `clew_runs` rows hold that are not the same in every run. Each
+    section's values are made once per distinct content of its fields (1,000 runs of one
+    program mostly share their 200 packages), and a section whose fields are the same in
+    every run is skipped."""
+    values: dict[Cause, list[str | None]] = {}
+    for section, fields, values_of in ROW_SECTIONS:
+        keys = [tuple(_frozen(row[name]) for name in fields) for row in rows]
+        first = {key: place for place, key in reversed(list(enumerate(keys)))}
+        if len(first) == 1:
+            continue
+        named = {key: values_of(rows[place], data) for key, place in first.items()}
+        for name in sorted({name for found in named.values() for name in found}):
+            by_key = {key: found.get(name) for key, found in named.items()}
+            if len(set(by_key.values())) > 1:
+                values[Cause(section, name)] = [by_key[key] for key in keys]
+    return values
 
 
 def varying_causes(tables: Tables, rows: list[dict[str, Any]]
@@ -127,19 +160,14 @@ def varying_causes(tables: Tables, rows: list[dict[str, Any]]
     its value in each run (None: absent), in `clew diff`'s order of sections."""
     runs = [row["RunId"] for row in rows]
     data = data_files(tables, sorted({p for row in rows for p in row["DiffFiles"]}), *runs)
-    per_run = [row_causes(row, data) for row in rows]
-    values: dict[Cause, list[str | None]] = {}
-    for place, named in enumerate(per_run):
-        for (section, name), value in named.items():
-            values.setdefault(Cause(section, name), [None] * len(rows))[place] = value
-    by_run = {**_varying_inputs(tables, runs, config_files(tables, runs)),
-              **_varying_config(tables, runs)}
+    values = _varying_in_rows(rows, data)
+    files, by_key = _config(tables, runs)
+    by_run = {**_varying_inputs(tables, runs, files), **by_key}
     for cause, by_id in by_run.items():
         values[cause] = [by_id.get(run) for run in runs]
     order = {section: place for place, section in enumerate(CAUSES)}
-    return {cause: series for cause, series in
-            sorted(values.items(), key=lambda item: (order[item[0].section], item[0].name))
-            if len(set(series)) > 1}
+    return dict(sorted(values.items(),
+                       key=lambda item: (order[item[0].section], item[0].name)))
 
 
 def program_runs(tables: Tables, *, program_name: str | None = None,
