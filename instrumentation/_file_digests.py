@@ -72,6 +72,28 @@ def hash_file(path: str, expected: StatKey) -> str | None:
     return blake3_id(hasher.hexdigest())
 
 
+def read_version(path: str, expected: StatKey) -> bytes | None:
+    """The whole content of a small regular file, or None when it is not the version
+    `expected` names (checked before and after the read, as `hash_file` does): for the metric
+    and config files clew parses, whose parse must describe the content the record names."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return None
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
+            return None
+        data = os.read(fd, before.st_size)
+        if len(data) != before.st_size or stat_key(os.fstat(fd)) != expected:
+            return None
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(fd)
+    return data
+
+
 class _Memo:
     """A map that keeps its most recently used entries only: two generations of at most
     `size` entries, the older dropped whole when the newer fills (a hit in the older moves

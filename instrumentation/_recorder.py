@@ -29,9 +29,9 @@ from clew.semconv import environment
 from clew.semconv import spans
 from clew.semconv.redaction import redact_text
 
-from . import _metric_points, _record_spans, _stamps, _stream_digests
+from . import _config_files, _metric_files, _metric_points, _record_spans, _stamps, _stream_digests
 from ._clew_io import clew_io
-from ._file_digests import DigestCache, StatKey, hash_file, stat_key
+from ._file_digests import DigestCache, StatKey, hash_file, read_version, stat_key
 from ._guard import guard, log
 from ._paths import PathFilter, is_project_source, project_root
 from ._process_span import ProcessSpan
@@ -119,6 +119,7 @@ class Recorder:
         self.settings = settings
         self.process = process
         self.filter = PathFilter(settings.home)
+        self._metric_files = _metric_files.MetricFiles(settings.metric_files)
         self._root = project_root()
         # CPython deletes __main__.__file__ once the script has run, before atexit: the
         # script is remembered now, while sys.argv[0] still names it.
@@ -147,6 +148,9 @@ class Recorder:
         self._new: deque[Record] = deque()
         self._ready: deque[Record] = deque()
         self.metrics = _metric_points.MetricPoints()
+        # Config file versions parsed, as (path, digest), and how many per directory.
+        self._configs: set[tuple[str, object]] = set()
+        self._config_directories: dict[str, int] = {}
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # set by a first new record, and at close
         self._stopping = threading.Event()
@@ -493,6 +497,9 @@ class Recorder:
             record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
+        if record.operation in _STAMPED_OPERATIONS and self._metric_files.match(record.path):
+            with guard("reading a metric file", self.failed):
+                self._metric_file_written(record)
 
     def _content_digest(self, path: str, key: StatKey, copy_of: StatKey | None = None) -> str | None:
         """The digest of the file version `key` names: remembered, that of the version it is a
@@ -555,18 +562,74 @@ class Recorder:
         records = []
         while self._ready:
             records.append(self._ready.popleft())
-        if self.settings.stamp:
-            # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
-            for record in records:
-                if record.operation == "read" and record.key is not None:
+        configs = []
+        stamp = self.settings.stamp
+        for record in records:
+            if record.operation == "read" and record.key is not None:
+                if stamp:
+                    # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
                     record.producer = _stamps.read_file(record.path)
+                if record.path.endswith(_config_files.SUFFIXES):
+                    configs.append(record)
         parent = self.process.context()
         pid = os.getpid()
         for item in _record_spans.group_for_spans(records):
             with guard("recording a span", self.failed):  # one bad record never takes its flush
                 self._emit(item, parent, pid)
+        for record in configs:
+            with guard("recording a config", self.failed):
+                self._emit_config(record, parent, pid)
         self._cache.save()
         return True
+
+    def _emit_config(self, record: Record, parent: otel_context.Context, pid: int) -> None:
+        """End the `config` span of a config file read, once per content version."""
+        key = record.key
+        seen = (record.path, record.digest or key)
+        if key is None or key[2] >= _config_files.MAX_BYTES or seen in self._configs:
+            return
+        # Bounded: a loader reading thousands of small JSON files (data, not configs) has
+        # only the first few of each directory, and of the process, parsed.
+        directory = _record_spans.directory_of(record.path)
+        tried = self._config_directories.get(directory, 0)
+        if tried >= _config_files.MAX_PER_DIRECTORY or len(self._configs) >= _config_files.MAX_FILES:
+            return
+        self._config_directories[directory] = tried + 1
+        self._configs.add(seen)
+        data = self._read_version(record.path, key)
+        parsed = _config_files.entries(record.path, data) if data is not None else None
+        if parsed is None:
+            return
+        attributes: dict = {attr.PROVENANCE_ARTIFACT_URI: record.uri()}
+        if record.digest:
+            attributes[attr.PROVENANCE_ARTIFACT_DIGEST] = record.digest
+        attributes[attr.PROVENANCE_CONFIG_KEY], attributes[attr.PROVENANCE_CONFIG_VALUE] = parsed
+        attributes[attr.PROCESS_PID] = pid
+        span = self._tracer.start_span(
+            spans.SPAN_CONFIG, context=record.parent or parent, start_time=record.first_ns,
+            attributes=attributes,
+        )
+        span.end(end_time=record.first_ns)
+
+    def _metric_file_written(self, record: Record) -> None:
+        """A metric file's new content settled: its points replace those of its last version."""
+        key = record.key
+        if key is None or key[2] > environment.METRIC_FILE_MAX_BYTES:
+            return
+        data = self._read_version(record.path, key)
+        parsed = _metric_files.points(record.path, data) if data is not None else None
+        if parsed is not None:
+            source, tracker_run, points = parsed
+            self.metrics.replace((source, record.uri(), tracker_run), points, self._time_ns())
+
+    @staticmethod
+    def _read_version(path: str, key: StatKey) -> bytes | None:
+        """The content of version `key` of a small file, read as clew's own I/O."""
+        clew_io.active = True
+        try:
+            return read_version(path, key)
+        finally:
+            clew_io.active = False
 
     def _emit(self, item: Record | list[Record], parent: otel_context.Context, pid: int) -> None:
         """End the span of one record, or of one batch of records."""

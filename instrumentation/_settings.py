@@ -21,6 +21,7 @@ class Settings:
     stamp_objects: bool = False  # stamp S3 and GCS objects (their user metadata): opt-in
     preload: bool = True  # record what non-Python children do, through the LD_PRELOAD library
     native: bool = True  # record native code's opens in this process (GOT patching)
+    metric_files: tuple[str, ...] = environment.DEFAULT_METRIC_FILES  # globs of metric files
 
     @classmethod
     def from_environment(cls) -> Settings:
@@ -35,4 +36,5 @@ class Settings:
                            and environment.flag(environment.CLEW_STAMP_OBJECTS, default=False)),
             preload=environment.flag(environment.CLEW_PRELOAD),
             native=environment.flag(environment.CLEW_NATIVE),
+            metric_files=environment.metric_files(),
         )

@@ -87,6 +87,11 @@ CLEW_NATIVE: Final = "CLEW_NATIVE"
 C++ or Rust library no clew hook names), by redirecting the loaded libraries' calls to libc's
 open family to clew's wrappers; `0` to leave them unrecorded (docs/architecture.md)."""
 
+CLEW_METRIC_FILES: Final = "CLEW_METRIC_FILES"
+"""Comma-separated globs of the files a run writes that clew reads metrics from, in place of
+`DEFAULT_METRIC_FILES`; `0` for none. A glob without `/` matches the file's name, one with `/`
+the end of its path. Files over `METRIC_FILE_MAX_BYTES` are not read."""
+
 CLEW_PRELOAD_DIR: Final = "CLEW_PRELOAD_DIR"
 """Set by clew in such a program's environment: where its LD_PRELOAD library writes its records
 (read by the process that started the program)."""
@@ -103,6 +108,15 @@ RESOURCE_DETECTOR: Final = "clew"
 """Name of clew's OpenTelemetry resource detector (the distributed-run placement: rank,
 node, launcher), which clew's distro adds to OTEL_EXPERIMENTAL_RESOURCE_DETECTORS."""
 
+DEFAULT_METRIC_FILES: Final = (
+    "metrics*.json", "metrics*.yaml", "metrics*.yml", "metrics*.csv", "metrics*.tsv",
+    "*results*.json", "trainer_state.json", "events.out.tfevents.*", "mlruns/*/*/metrics/*",
+)
+"""The metric files clew reads by default: metrics files in JSON, YAML, CSV or TSV (Lightning's
+`metrics.csv` among them), results files (transformers' `all_results.json`,
+`eval_results.json`), a transformers Trainer's `trainer_state.json`, TensorBoard event files and
+the metric files of MLflow's file store."""
+METRIC_FILE_MAX_BYTES: Final = 1 << 20
 DEFAULT_HASH_MAX_BYTES: Final = 4 << 30
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
 DEFAULT_SPOOL_PENDING_MAX_BYTES: Final = 64 << 20
@@ -124,6 +138,15 @@ def flag(variable: str, default: bool = True) -> bool:
 def names(variable: str) -> tuple[str, ...]:
     """The comma-separated entries of `variable`, blanks dropped."""
     return tuple(entry.strip() for entry in os.environ.get(variable, "").split(",") if entry.strip())
+
+
+def metric_files() -> tuple[str, ...]:
+    """`CLEW_METRIC_FILES`: the globs of the metric files, the defaults when unset."""
+    if os.environ.get(CLEW_METRIC_FILES) is None:
+        return DEFAULT_METRIC_FILES
+    if not flag(CLEW_METRIC_FILES):
+        return ()
+    return names(CLEW_METRIC_FILES)
 
 
 def flush_interval() -> float:

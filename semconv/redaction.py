@@ -18,6 +18,10 @@ credential is replaced by REDACTED before it is recorded or printed, never after
   recorded as an identifier (a git remote), so one repository has one URL.
 - Shell strings (`sh -c "..."`, os.system) are split with shlex and each word is redacted as
   an argument; unbalanced quoting falls back to the text rules.
+- A value on its own (a config file's leaf) is a secret when the text rules would change it
+  (a URL with userinfo, `Bearer v`, `password=v` inside it) or when it has the form of a
+  well-known credential (`_CREDENTIAL`: cloud and API access keys and tokens, JWTs, private
+  keys).
 
 Every public function catches its own failures and then returns REDACTED for what it could
 not judge: redaction runs at start-up and on every subprocess, and must never stop a program.
@@ -36,8 +40,8 @@ from typing import Any, TypeVar
 
 from clew.semconv import environment
 
-__all__ = ["REDACTED", "is_secret_name", "redact_argv", "redact_command", "redact_text",
-           "redact_uri"]
+__all__ = ["REDACTED", "is_secret_name", "is_secret_value", "redact_argv", "redact_command",
+           "redact_text", "redact_uri"]
 
 REDACTED = "REDACTED"
 _T = TypeVar("_T")
@@ -91,6 +95,14 @@ _OPTION = re.compile(
 )
 _USERINFO = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#]*)@")
 _BARE_AUTH = re.compile(r"\b(Bearer|Basic)\s+(?!REDACTED)[^\s\"',;]+")
+# Values that are credentials by their form alone: AWS access key ids, GitHub, GitLab, Hugging
+# Face, OpenAI-style, Slack and Google API tokens, JSON Web Tokens, PEM private keys.
+_CREDENTIAL = re.compile(
+    r"\b(?:A(?:KIA|SIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_\w{30,}"
+    r"|glpat-[\w-]{20,}|hf_[A-Za-z0-9]{30,}|sk-[\w-]{20,}|xox[abprs]-[\w-]{10,}"
+    r"|AIza[\w-]{35}|eyJ[\w-]{10,}\.eyJ[\w-]{10,}\.[\w-]*)"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+)
 _LONG_OPTION = re.compile(r"^[a-z][a-z\-]*$")
 _PORT = re.compile(r"^(?:[\w.\-\[\]:]*:)?\d{1,5}(?:/(?:tcp|udp))?$")
 
@@ -240,6 +252,13 @@ def redact_text(text: str) -> str:
     """Free text (an error message, a JSON argument, a line of code) with every secret value
     it shows replaced by REDACTED."""
     return _redact_text(text)
+
+
+@_never_raises(lambda: True)  # when in doubt, it is a secret
+def is_secret_value(text: str) -> bool:
+    """Whether a value seen without a name to judge it by (a config file's leaf) is or holds
+    a secret: one the text rules find, or a well-known credential's form."""
+    return _redact_text(text) != text or _CREDENTIAL.search(text) is not None
 
 
 def _redact_argument(argument: str, program: str) -> str:

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from test_recorder_unit import Capture
 
-from clew.instrumentation import _metric_points, _metrics
+from clew.instrumentation import _metric_files, _metric_points, _metrics
 from clew.instrumentation._process_span import ProcessSpan
 from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
@@ -147,3 +147,34 @@ def test_a_forked_childs_recorder_starts_with_no_points(capture: Capture) -> Non
     _metrics.record_metric("wandb", "loss", 0.5, 1)
     recorder.flush()
     assert [_points(s) for s in _metric_spans(capture)] == [[("loss", 0.5, 1)]]
+
+
+def test_a_metric_file_is_parsed_when_its_content_settles(capture: Capture,
+                                                          tmp_path: Path) -> None:
+    """A metric file's points are those of each content version the recorder records, its
+    URI on the span; a file over the size cap, or whose name is no metric file's, gives
+    none."""
+    metrics = tmp_path / "metrics.json"
+    capture.write(metrics, b'{"acc": 0.5}')
+    capture.write(metrics, b'{"acc": 0.625}')  # before it settled: this content only
+    capture.settle()
+    capture.write(metrics, b'{"acc": 0.75}')
+    capture.write(tmp_path / "model.json", b'{"acc": 0.1}')
+    big = b'{"acc": 0.9, "pad": "' + b"x" * environment.METRIC_FILE_MAX_BYTES + b'"}'
+    capture.write(tmp_path / "metrics_big.json", big)
+    capture.recorder.flush()
+    found = [(s.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[1], _points(s))
+             for s in _metric_spans(capture)]
+    assert found == [("metrics.json", [("acc", 0.625, -1)]), ("metrics.json", [("acc", 0.75, -1)])]
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "metrics.yaml", "metrics.csv", "metrics.tsv",
+                                  "trainer_state.json", "events.out.tfevents.1.host",
+                                  "mlruns/0/r1/metrics/loss"])
+def test_a_malformed_metric_file_gives_no_points_and_no_error(name: str) -> None:
+    """Cut-off, binary and wrongly shaped content never raises: the file's points are what
+    could be read, or none."""
+    for data in (b"", b"\x00\xff" * 50, b'{"acc": 0.5', b"[1, 2", b"a,b\n1", bytes(range(256)) * 4,
+                 b"\x08" * 20 + b"\xff" * 8, b'"text"', b"acc: [", b"1 2 3\n4"):
+        parsed = _metric_files.points("/run/" + name, data)
+        assert parsed is None or all(isinstance(p[1], float) for p in parsed[2])

@@ -22,3 +22,12 @@ def test_a_bad_number_falls_back_with_one_warning(monkeypatch, caplog):
     assert positive_number(environment.CLEW_FLUSH_INTERVAL, 1.0, float) == 0.25
     monkeypatch.delenv(CLEW_SPOOL_PENDING_MAX_BYTES)
     assert positive_number(CLEW_SPOOL_PENDING_MAX_BYTES, 5, int) == 5
+
+
+def test_metric_files_are_the_defaults_unless_set(monkeypatch):
+    monkeypatch.delenv(environment.CLEW_METRIC_FILES, raising=False)
+    assert environment.metric_files() == environment.DEFAULT_METRIC_FILES
+    monkeypatch.setenv(environment.CLEW_METRIC_FILES, "scores.json, */eval/*.csv")
+    assert environment.metric_files() == ("scores.json", "*/eval/*.csv")
+    monkeypatch.setenv(environment.CLEW_METRIC_FILES, "0")
+    assert environment.metric_files() == ()

@@ -17,7 +17,13 @@ import pytest
 
 from clew.query.cli import ExitStatus
 from clew.semconv import attributes as attr
-from clew.semconv.redaction import redact_argv, redact_command, redact_text, redact_uri
+from clew.semconv.redaction import (
+    is_secret_value,
+    redact_argv,
+    redact_command,
+    redact_text,
+    redact_uri,
+)
 from clew.semconv import spans as span_names
 
 pytestmark = pytest.mark.integration
@@ -271,3 +277,21 @@ def test_redaction_never_raises():
             assert isinstance(redact(text), str)
         assert all(isinstance(a, str) for a in redact_argv(["sh", "-c", text, *text.split()]))
     assert redact_argv([b"--password", b"\xff-bytes"]) == ["--password", "REDACTED"]
+
+
+@pytest.mark.parametrize("value", [
+    "postgres://alice:pw@db/x", "Bearer abc.def", "host=h password=pw",
+    "AKIAIOSFODNN7EXAMPLE", "ghp_" + "a1" * 18, "hf_" + "Q" * 34, "sk-" + "x9" * 12,
+    "xoxb-1234567890-abcdef", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NSJ9.sig",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIE...",
+])
+def test_a_value_with_a_credentials_form_is_secret_on_its_own(value):
+    assert is_secret_value(value)
+
+
+@pytest.mark.parametrize("value", [
+    "adam", "0.01", "https://example.com/data.csv", "s3://bucket/key.parquet", "cosine",
+    "bert-base-uncased", "/data/train.csv", "sk-learn", "the task",
+])
+def test_an_ordinary_value_is_no_secret(value):
+    assert not is_secret_value(value)

@@ -1,0 +1,49 @@
+"""Config files a run reads: which reads are, and their keys and values as a `config` span
+records them.
+
+A read is a config when its file's name ends in a config suffix (JSON, YAML, TOML, INI: a
+`str.endswith` on clew's worker, nothing for other reads), it is under `MAX_BYTES`, and its
+document is a non-empty mapping of at most `MAX_KEYS` leaves: a list, or a mapping with more
+leaves, is data, not a config. At most `MAX_FILES` files are parsed per process, and
+`MAX_PER_DIRECTORY` per directory, so a loader reading many small JSON files pays for few. Each leaf's value is recorded
+as JSON; a value the redaction policy judges secret, by any part of its key or by itself, is
+recorded as `"REDACTED"`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clew.semconv.redaction import REDACTED, is_secret_name, is_secret_value
+
+from . import _structured_files
+
+SUFFIXES = _structured_files.SUFFIXES
+MAX_BYTES = 64 << 10
+MAX_KEYS = 2000
+MAX_FILES = 1024
+MAX_PER_DIRECTORY = 32
+_REDACTED_JSON = json.dumps(REDACTED)
+
+
+def entries(path: str, data: bytes) -> tuple[list[str], list[str]] | None:
+    """(keys, JSON values) of the config file `path` holding `data`; None when it is not one."""
+    document = _structured_files.parse(data, path)
+    if not isinstance(document, dict) or not document:
+        return None
+    keys: list[str] = []
+    values: list[str] = []
+    for key, value in _structured_files.leaves(document):
+        if len(keys) == MAX_KEYS:
+            return None
+        keys.append(key)
+        values.append(_encoded(key, value))
+    return keys, values
+
+
+def _encoded(key: str, value: Any) -> str:
+    if any(is_secret_name(part) for part in key.split(".") if not part.isdigit()):
+        return _REDACTED_JSON
+    encoded = json.dumps(value, ensure_ascii=False, default=str)  # a TOML date: as text
+    return _REDACTED_JSON if is_secret_value(value if isinstance(value, str) else encoded) else encoded
