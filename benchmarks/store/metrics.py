@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import statistics
@@ -168,7 +169,8 @@ def main() -> None:
         f"program, {METRICS} metrics of {STEPS} steps each ({points:,} points in clew_metrics), "
         f"{len(generated):,} spans inserted as otel_traces rows in {insert:.2f} s; "
         f"{len(answer.history)} causes vary across the runs. Target: < 1 s each. Median of "
-        f"{REPEAT}.",
+        f"{REPEAT}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the CLI "
+        "figures move with it: compare with the `clew runs` floor).",
         "",
         "| what | seconds |",
         "|---|---|",

@@ -11,11 +11,9 @@ except once, when the data file and the config key change in the same run:
     run 3  data file (jumps)      run 7  --lr 0.2 -> 0.3
     run 4  optimizer.momentum     run 8  helper module
 
-SYNTHETIC SPANS: until the capture of metric files and config files is in this branch, the
-script emits the `metrics` and `config` spans itself with the OpenTelemetry API, under the
-process span, with exactly the attribute names of the contract (`provenance.metric.source`,
-`provenance.artifact.uri`, `provenance.metrics.name|value|step`, `provenance.artifact.digest`,
-`provenance.config.key|value`); everything after that is the real store and CLI.
+Nothing in the script knows of clew: the metric file it writes and the config file it reads
+are captured as they are (`metrics` and `config` spans), then ingested into the real store and
+asked about through the CLI.
 """
 
 from __future__ import annotations
@@ -49,34 +47,6 @@ config = json.load(open("configs/train.json"))
 accuracy = helper.score(rows)
 with open("metrics.json", "w") as out:
     json.dump({"accuracy": accuracy, "epochs": config["epochs"]}, out)
-""" + """
-# The synthetic spans (see the module docstring).
-import blake3, os
-from opentelemetry import trace
-from clew.instrumentation._lifecycle import get_recorder
-from clew.semconv.uris import file_uri
-
-def leaves(value, prefix=""):
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from leaves(item, f"{prefix}{key}.")
-    else:
-        yield prefix[:-1], json.dumps(value)
-
-parent = get_recorder().process.context()
-tracer = trace.get_tracer("synthetic")
-keys, values = zip(*leaves(config))
-text = open("configs/train.json", "rb").read()
-tracer.start_span("config", context=parent, attributes={
-    "provenance.artifact.uri": file_uri(os.path.abspath("configs/train.json")),
-    "provenance.artifact.digest": "blake3:" + blake3.blake3(text).hexdigest(),
-    "provenance.config.key": list(keys), "provenance.config.value": list(values)}).end()
-tracer.start_span("metrics", context=parent, attributes={
-    "provenance.metric.source": "file",
-    "provenance.artifact.uri": file_uri(os.path.abspath("metrics.json")),
-    "provenance.metrics.name": ["accuracy", "epochs"],
-    "provenance.metrics.value": [float(accuracy), float(config["epochs"])],
-    "provenance.metrics.step": [-1, -1]}).end()
 """
 HELPER = "def score(rows):\n    return round(len(rows) / 10, 3)\n"
 CONFIG = {"optimizer": {"name": "sgd", "momentum": 0.9}, "epochs": 3}
