@@ -318,3 +318,16 @@ def test_the_doc_lists_every_column(client, table):
         "SELECT name, type FROM system.columns WHERE database = 'default' AND table = "
         "%(table)s ORDER BY position", parameters={"table": table}).result_rows
     assert _documented_columns(table) == [tuple(row) for row in actual]
+
+
+def test_the_metric_queries_answer_for_the_evaluation(client, pipeline):
+    """evaluate.py wrote metrics.json once (captured as its metrics): its final accuracy is
+    the file's, per run and over the program's runs."""
+    accuracy = json.loads((pipeline.work / "metrics.json").read_text())["accuracy"]
+    evaluation = pipeline.run("evaluate-1").run_id
+    parameters = {**_parameters(pipeline), "run": evaluation, "script": "evaluate.py"}
+    (final,) = [q for h, _, q in QUERIES if h == "A run's metrics: the final value of each"]
+    assert [r[:2] for r in run(client, final, parameters)] == [("accuracy", accuracy)]
+    over_runs, curve = [q for h, _, q in QUERIES if h == "A metric over a program's runs"]
+    assert [(r[0], r[3]) for r in run(client, over_runs, parameters)] == [(evaluation, accuracy)]
+    assert [r[:2] for r in run(client, curve, parameters)] == [(-1, accuracy)]
