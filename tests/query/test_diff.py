@@ -46,7 +46,7 @@ def causes(document: dict) -> list[tuple[str, str, str]]:
     return [
         (c["section"], c["kind"], c["name"].rsplit("/work/", 1)[-1])
         for c in document["changes"]
-        if c["section"] in ("input", "code", "package", "argument", "environment")
+        if c["section"] in ("input", "config", "code", "package", "argument", "environment")
     ]
 
 
@@ -122,7 +122,10 @@ def test_an_uncommitted_config_change_is_named_and_nothing_else(
     assert run_instrumented(TRAIN, "model.txt").returncode == 0
 
     diff = clew_cli("diff", "--format", "json").json()
-    assert causes(diff) == [("input", "changed", "config.yaml")]
+    # the config file's keys were recorded: it is compared key by key
+    assert causes(diff) == [("config", "changed", "config.yaml: lr")]
+    (change,) = [c for c in diff["changes"] if c["section"] == "config"]
+    assert (change["before"], change["after"]) == ("0.1", "0.3")
 
     lineage = clew_cli("lineage", "model.txt", "--format", "json").json()
     (run,) = [n for n in lineage["nodes"] if n["kind"] == "run"]
