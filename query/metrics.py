@@ -184,7 +184,7 @@ def program_runs(tables: Tables, *, program_name: str | None = None,
     if not rows:
         raise LookupError(f"no run in the store recorded {what} (`clew runs` lists the runs)")
     if run is not None:
-        (chosen,) = [r for r in rows if r["RunId"] == run] or [None]
+        chosen = next((row for row in rows if row["RunId"] == run), None)
         if chosen is None:
             raise LookupError(f"run {run[:12]} recorded no {what}")
         program_name = program(list(chosen["Command"]))

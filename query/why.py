@@ -216,10 +216,11 @@ def _confounded(steps: list[Step], causes: list[Cause]) -> list[list[Cause]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
-def _ranked(step: Step, previous: Step, steps: list[Step], causes: dict[Cause, list],
-            place: int, confounded: list[list[Cause]]) -> list[RankedCause]:
+def _ranked(steps: list[Step], causes: dict[Cause, list[str | None]], place: int,
+            confounded: list[list[Cause]]) -> list[RankedCause]:
     """The causes that changed at `step`, most likely first, each with what the series'
     other steps say of it."""
+    step = steps[place]
     ranked = []
     for cause in step.changed:
         others = [s for s in steps if s is not step and cause in s.changed]
@@ -277,7 +278,7 @@ def why(
         run=Point(step.run_id, step.start, step.value),
         previous=previous and Point(previous.run_id, previous.start, previous.value),
         delta=step.delta, moved=step.moved,
-        causes=_ranked(step, previous, steps, causes, place, confounded) if previous else [],
+        causes=_ranked(steps, causes, place, confounded) if previous else [],
         series=steps, history=history, confounded=confounded,
         never_moved=[Cause(h.section, h.name) for h in history if h.moved == "never"],
         unexplained=[(s.run_id, s.delta) for s in steps

@@ -240,3 +240,37 @@ def test_report_draws_each_metric_over_the_runs_in_a_browser(scenario, tmp_path)
         assert f'id="run-{run}"' in dom.stdout and f'href="#run-{run}"' in dom.stdout
     assert "optimizer.momentum: 0.8 -&gt; 0.7" in dom.stdout
     assert "data/train.csv" in dom.stdout
+
+
+NOISY = """
+import json, os
+rows = open("train.csv").read().splitlines()
+# what clew does not see: the environment stands for a seed or nondeterministic hardware
+accuracy = len(rows) / 10 + float(os.environ.get("JITTER", 0)) + float(os.environ.get("BOOST", 0))
+json.dump({"accuracy": accuracy}, open("metrics.json", "w"))
+"""
+
+
+def test_moves_are_told_from_noise_and_a_move_with_no_recorded_cause_is_unexplained(
+    workdir, run_instrumented, clew_cli
+):
+    """The metric jitters between runs where nothing recorded changed (noise 0.001-0.002),
+    jumps when the data file changes, and jumps once more for a reason clew does not see."""
+    settings = [(5, "0"), (5, "0.002"), (5, "0.001"), (8, "0.001"), (8, "0.003"), (8, "0.003")]
+    for place, (rows, jitter) in enumerate(settings):
+        (workdir / "train.csv").write_text("".join(f"{n}\n" for n in range(rows)))
+        env = {"JITTER": jitter, **({"BOOST": "0.2"} if place == 5 else {})}
+        assert run_instrumented(NOISY, env=env).returncode == 0
+    answer = clew_cli("why", "accuracy", "--format", "json").json()
+    # three times the median |delta| between runs where no recorded cause changed
+    assert answer["tolerance_from"] == "noise"
+    assert answer["tolerance"] == pytest.approx(3 * 0.002)
+    assert [s["moved"] for s in answer["series"]] == [None, False, False, True, False, True]
+    assert answer["moved"] is True and answer["causes"] == []
+    assert [u["run_id"] for u in answer["unexplained"]] == [answer["run"]["run_id"]]
+    assert any("unexplained" in s for s in answer["summary"])
+    (data,) = answer["history"]
+    assert data["name"] == file_uri(workdir / "train.csv") and data["moved"] == "always"
+
+    given = clew_cli("why", "accuracy", "--tolerance", "0.5", "--format", "json").json()
+    assert given["tolerance_from"] == "given" and given["moved"] is False
