@@ -69,7 +69,13 @@ def metrics_command(obj: CliContext, program_name: str | None, names: tuple[str,
 
     A metric's final value is its point with the highest step (the last observed among
     equal steps). Metrics come from the metric files a run wrote and the trackers it logged
-    to (docs/semconv.md); a cause that is the same in every run is not shown."""
+    to (docs/semconv.md); a cause that is the same in every run is not shown.
+
+    \b
+    Examples:
+      clew metrics                          the program of the newest run with metrics
+      clew metrics --program train.py --name accuracy --name loss
+      clew metrics --format json            schema in docs/cli.md"""
     client, options = open_store(obj, quiet=fmt == "json")
     try:
         series = metrics_series(client, program_name=program_name, names=list(names) or None,
@@ -125,7 +131,13 @@ def why_command(obj: CliContext, metric: str, run: str | None, tolerance: float 
     answer says when the data cannot separate two causes.
 
     Ranks: supported (its other changes all moved METRIC), mixed (some did), untested (it
-    never changed elsewhere), contradicted (its other changes never moved METRIC)."""
+    never changed elsewhere), contradicted (its other changes never moved METRIC).
+
+    \b
+    Examples:
+      clew why accuracy              the newest run with accuracy, against the one before
+      clew why val.loss 4bf92f       that run (an id prefix from `clew runs`)
+      clew why accuracy --tolerance 0.01 --format json"""
     client, options = open_store(obj, quiet=fmt == "json")
     try:
         answer = why(client, metric, run, tolerance=tolerance, options=options)

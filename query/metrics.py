@@ -87,12 +87,21 @@ def _matches(wanted: str, name: str) -> bool:
 
 
 def _run_rows(tables: Tables, metrics: str, names: list[str]) -> list[dict[str, Any]]:
-    """The runs that recorded any of `names` (all metrics when empty), oldest first."""
+    """The runs that recorded any of `names` (all metrics when empty), oldest first: their
+    ids and commands (the rest of the row is read for one program's runs alone)."""
     where = "WHERE Name IN %(names)s" if names else ""
     return list(tables.client.query(
-        f"SELECT {_RUN_COLUMNS} FROM {tables.runs} FINAL WHERE RunId IN "
+        f"SELECT RunId, Command FROM {tables.runs} FINAL WHERE RunId IN "
         f"(SELECT DISTINCT RunId FROM {metrics} {where}) ORDER BY Start, RunId",
         parameters={"names": names},
+    ).named_results())
+
+
+def _full_rows(tables: Tables, runs: list[str]) -> list[dict[str, Any]]:
+    """The `clew_runs` rows of `runs`, oldest first."""
+    return list(tables.client.query(
+        f"SELECT {_RUN_COLUMNS} FROM {tables.runs} FINAL WHERE RunId IN %(runs)s "
+        "ORDER BY Start, RunId", parameters={"runs": runs},
     ).named_results())
 
 
@@ -195,7 +204,7 @@ def program_runs(tables: Tables, *, program_name: str | None = None,
         known = sorted({program(list(r["Command"])) for r in rows})
         raise LookupError(f"no run of {program_name} recorded {what}; programs with "
                           f"metrics: {', '.join(known)}")
-    return program(list(found[-1]["Command"])), found
+    return program(list(found[-1]["Command"])), _full_rows(tables, [r["RunId"] for r in found])
 
 
 def metrics_series(
