@@ -1,5 +1,6 @@
-"""Metric points in the recorder, in this process: what `record_metric` calls become as
-`metrics` spans, at the flushes and at exit.
+"""Metric points and configs in the recorder, in this process: what `record_metric` calls and
+metric files written become as `metrics` spans, at the flushes and at exit, and which config
+files read become `config` spans.
 
 The recorder is the one of test_recorder_unit (an in-memory exporter, a clock the test
 moves, no worker thread). What a real program shows (exit, fork, the files it writes) is
@@ -15,7 +16,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from test_recorder_unit import Capture
 
-from clew.instrumentation import _metric_files, _metric_points, _metrics
+from clew.instrumentation import _config_files, _metric_files, _metric_points, _metrics
 from clew.instrumentation._process_span import ProcessSpan
 from clew.semconv import attributes as attr
 from clew.semconv import environment, spans
@@ -178,3 +179,25 @@ def test_a_malformed_metric_file_gives_no_points_and_no_error(name: str) -> None
                  b"\x08" * 20 + b"\xff" * 8, b'"text"', b"acc: [", b"1 2 3\n4"):
         parsed = _metric_files.points("/run/" + name, data)
         assert parsed is None or all(isinstance(p[1], float) for p in parsed[2])
+
+
+def test_config_files_parsed_are_bounded_per_directory(capture: Capture, tmp_path: Path) -> None:
+    """A loader reading many small JSON files of one directory (data, not configs) has only
+    the first MAX_PER_DIRECTORY parsed; a config elsewhere is still recorded; a JSON list is
+    no config."""
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for index in range(_config_files.MAX_PER_DIRECTORY + 8):
+        path = samples / f"{index:03}.json"
+        path.write_text(f'{{"label": {index}}}')
+        capture.recorder.read(str(path))
+    (tmp_path / "train.toml").write_text("lr = 0.5\n")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    capture.recorder.read(str(tmp_path / "train.toml"))
+    capture.recorder.read(str(tmp_path / "list.json"))
+    capture.recorder.flush()
+    configs = [s for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
+    names = [s.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[1] for s in configs]
+    assert names == [f"{i:03}.json" for i in range(_config_files.MAX_PER_DIRECTORY)] + [
+        "train.toml"]
+    assert list(configs[-1].attributes[attr.PROVENANCE_CONFIG_VALUE]) == ["0.5"]
