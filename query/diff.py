@@ -18,8 +18,8 @@ and its note the delta (`+0.31`).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from clew.exporter.store.lineage import OUTPUT_OPERATIONS
@@ -270,8 +270,9 @@ def _config(tables: Tables, a: str, b: str) -> tuple[list[Change], set[str]]:
 
 
 def _by_key(inputs: list[Change], config: list[Change], files: set[str]) -> list[Change]:
-    """The input changes, a config file's own replaced by its key changes (those that name
-    no key say that only its formatting or comments changed)."""
+    """The input changes and the config key changes, a config file's own input change
+    replaced by its key changes; a config file whose keys and values all stayed the same
+    keeps its input change, noted as a change of formatting or comments alone."""
     changed = {change.name.split(": ", 1)[0] for change in config}
     kept = []
     for change in inputs:
@@ -329,10 +330,10 @@ def diff(
                  else _previous(tables, b))
     data = data_files(tables, sorted({*a["DiffFiles"], *b["DiffFiles"]}), a["RunId"],
                        b["RunId"])
-    code = _compare("code", _git(a, data), _git(b, data))
-    others = (_compare("package", _packages(a), _packages(b))
-              + _compare("argument", _named(a), _named(b))
-              + _compare("environment", _environment(a), _environment(b)))
+    by_section = {section: _compare(section, values_of(a, data), values_of(b, data))
+                  for section, _, values_of in ROW_SECTIONS}
+    code = by_section.pop("code")
+    others = [change for changes in by_section.values() for change in changes]
     if _own_code_unchanged(a, b, code):
         # A commit of other code (another step of the pipeline, say): it names a new
         # version without this program's code having changed, so it comes last of the causes.
