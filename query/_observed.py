@@ -4,7 +4,7 @@ that compare runs (`clew diff`, `clew metrics`, `clew why`)."""
 from __future__ import annotations
 
 from clew.exporter.store.lineage import CONFIG_TABLE, METRICS_TABLE
-from clew.exporter.store.schema import SchemaOptions, qualified_name
+from clew.exporter.store.schema import qualified_name
 
 from .lineage import Tables
 
@@ -24,20 +24,38 @@ def final_values(tables: Tables, runs: list[str], names: list[str] | None = None
     return found
 
 
-def config_files(tables: Tables, runs: list[str]) -> set[str]:
-    """The URIs of the config files the runs read whose keys were recorded."""
-    config = qualified_name(tables.options, CONFIG_TABLE)
-    return {uri for (uri,) in tables.rows(
-        f"SELECT DISTINCT Uri FROM {config} WHERE RunId IN %(runs)s", runs=runs)}
-
-
-def config_sql(options: SchemaOptions) -> str:
-    """Per run of `%(runs)s`, config file and key: the value of the last version read."""
-    config = qualified_name(options, CONFIG_TABLE)
-    return (f"SELECT RunId, Uri, Key, argMax(Value, Timestamp) AS Value FROM {config} "
-            "WHERE RunId IN %(runs)s GROUP BY RunId, Uri, Key")
-
-
 def config_name(uri: str, key: str) -> str:
     """A config key's name as a cause: `URI: key` (a URI has no space: it splits at ": ")."""
     return f"{uri}: {key}"
+
+
+def _slots(files: dict[str, set[str]], runs: list[str]) -> dict[str, str]:
+    """The name each config file's keys are compared under: its own URI; but when some runs
+    read config files that not every run read and none read more than one of those (a run
+    given a config file of its own, `--config experiments/lr-0.1.json`), those files count
+    as one config, named by the one the newest of them read."""
+    named = {uri: uri for found in files.values() for uri in found}
+    every = set.intersection(*(files.get(run, set()) for run in runs))
+    swapped = [files.get(run, set()) - every for run in runs]
+    if all(len(found) <= 1 for found in swapped) and len(set().union(*swapped)) > 1:
+        newest = next(next(iter(found)) for found in reversed(swapped) if found)
+        named.update({uri: newest for found in swapped for uri in found})
+    return named
+
+
+def config_values(tables: Tables, runs: list[str]
+                  ) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Each run's config keys by name (`config_name`), the value of the last version of the
+    file it read; and the name each config file's keys go by (see `_slots`)."""
+    config = qualified_name(tables.options, CONFIG_TABLE)
+    rows = tables.rows(
+        f"SELECT RunId, Uri, Key, argMax(Value, Timestamp) FROM {config} "
+        "WHERE RunId IN %(runs)s GROUP BY RunId, Uri, Key", runs=runs)
+    files: dict[str, set[str]] = {}
+    for run, uri, _, _ in rows:
+        files.setdefault(run, set()).add(uri)
+    slots = _slots(files, runs)
+    values: dict[str, dict[str, str]] = {run: {} for run in runs}
+    for run, uri, key, value in rows:
+        values[run][config_name(slots[uri], key)] = value
+    return values, slots

@@ -5,7 +5,7 @@ and effects (outputs, metrics, outcome), so "which change mattered" starts from 
 Inputs and outputs are compared in SQL over `clew_io` (one GROUP BY over both runs' records,
 returning only the URIs that differ), config files key by key from `clew_config` (a config file
 whose keys were recorded is compared by its keys, `URI: optimizer.lr`, instead of as one
-input), metrics by their final values from `clew_metrics`, the rest from the two rows of
+input; a config file of the run's own, read instead of the other run's, is compared with it), metrics by their final values from `clew_metrics`, the rest from the two rows of
 `clew_runs`.
 
 `--format json` schema 1: `{"schema": 1, "a": RUN, "b": RUN, "changes": [{"section", "kind",
@@ -25,7 +25,7 @@ from typing import Any
 from clew.exporter.store.lineage import OUTPUT_OPERATIONS
 from clew.exporter.store.schema import SchemaOptions
 
-from ._observed import config_files, config_name, config_sql, final_values
+from ._observed import config_values, final_values
 from ._relations import outputs_sql
 from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, program_arguments, resolve_run, run_status
@@ -260,25 +260,23 @@ ROW_SECTIONS: tuple[tuple[str, tuple[str, ...],
 )
 
 
-def _config(tables: Tables, a: str, b: str) -> tuple[list[Change], set[str]]:
-    """The config keys that differ between the runs, and the config files whose keys were
-    recorded (compared by key instead of as inputs)."""
-    values: dict[str, dict[str, str]] = {a: {}, b: {}}
-    for run, uri, key, value in tables.rows(config_sql(tables.options), runs=[a, b]):
-        values[run][config_name(uri, key)] = value
-    return _compare("config", values[a], values[b]), config_files(tables, [a, b])
+def _config(tables: Tables, a: str, b: str) -> tuple[list[Change], dict[str, str]]:
+    """The config keys that differ between the runs, and the name each config file's keys
+    go by (the config files are compared by key instead of as inputs)."""
+    values, slots = config_values(tables, [a, b])
+    return _compare("config", values[a], values[b]), slots
 
 
-def _by_key(inputs: list[Change], config: list[Change], files: set[str]) -> list[Change]:
+def _by_key(inputs: list[Change], config: list[Change], slots: dict[str, str]) -> list[Change]:
     """The input changes and the config key changes, a config file's own input change
     replaced by its key changes; a config file whose keys and values all stayed the same
     keeps its input change, noted as a change of formatting or comments alone."""
     changed = {change.name.split(": ", 1)[0] for change in config}
     kept = []
     for change in inputs:
-        if change.name in changed:
+        if slots.get(change.name) in changed:
             continue
-        if change.name in files:
+        if change.name in slots:
             change.note = "its keys and values are the same: only formatting or comments changed"
         kept.append(change)
     return kept + config
@@ -343,9 +341,9 @@ def diff(
         causes = others + code
     else:
         causes = code + others
-    config, files = _config(tables, a["RunId"], b["RunId"])
+    config, slots = _config(tables, a["RunId"], b["RunId"])
     inputs = _by_key(_artifacts(tables, a["RunId"], b["RunId"], "input", ("read",)), config,
-                     files)
+                     slots)
     return RunDiff(
         a=RunSummary(a["RunId"], iso_utc(a["Start"]), list(a["Command"])),
         b=RunSummary(b["RunId"], iso_utc(b["Start"]), list(b["Command"])),

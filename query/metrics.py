@@ -6,8 +6,9 @@ A metric's final value in a run is its point with the highest step; among points
 
 A run's causes are what `clew diff` compares, each as one name and value: the content of
 each input (by URI), each key of each config file it read (replacing the config file itself as
-an input), the code (git commit and branch, uncommitted files, each imported source file's
-digest), each installed package's version, each argument, and the environment. Only the
+an input; config files that only some runs read, one each, count as one config), the code
+(git commit and branch, uncommitted files, each imported source file's digest), each
+installed package's version, each argument, and the environment. Only the
 causes whose value is not the same in every run of the series are kept: a series of 1,000
 runs carries what changed, not 1,000 copies of what did not.
 
@@ -26,7 +27,7 @@ from typing import Any
 from clew.exporter.store.lineage import METRICS_TABLE
 from clew.exporter.store.schema import SchemaOptions, qualified_name
 
-from ._observed import config_name, config_sql, final_values
+from ._observed import config_values, final_values
 from .diff import CAUSES, ROW_SECTIONS, data_files, program
 from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, resolve_run, run_status
@@ -122,21 +123,17 @@ def _varying_inputs(tables: Tables, runs: list[str], skip: set[str]
     return found
 
 
-def _config(tables: Tables, runs: list[str]) -> tuple[set[str], dict[Cause, dict[str, str]]]:
+def _config(tables: Tables, runs: list[str]
+            ) -> tuple[set[str], dict[Cause, dict[str, str]]]:
     """The config files the runs read whose keys were recorded, and the keys whose value is
-    not the same in every run, with each run's value: one GROUP BY."""
-    files: set[str] = set()
-    varying = {}
-    for uri, key, varies, values in tables.rows(
-        f"SELECT Uri, Key, uniqExact(Value) > 1 OR count() < %(count)s, "
-        f"if(uniqExact(Value) > 1 OR count() < %(count)s, groupArray((RunId, Value)), []) "
-        f"FROM ({config_sql(tables.options)}) GROUP BY Uri, Key",
-        runs=runs, count=len(runs),
-    ):
-        files.add(uri)
-        if varies:
-            varying[Cause("config", config_name(uri, key))] = dict(values)
-    return files, varying
+    not the same in every run, with each run's value."""
+    values, slots = config_values(tables, runs)
+    by_name: dict[str, dict[str, str]] = {}
+    for run, named in values.items():
+        for name, value in named.items():
+            by_name.setdefault(name, {})[run] = value
+    return set(slots), {Cause("config", name): found for name, found in by_name.items()
+                        if len(found) < len(runs) or len(set(found.values())) > 1}
 
 
 def _frozen(value: Any) -> Any:
