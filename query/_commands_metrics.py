@@ -10,9 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ._commands_lineage import _short
 from ._commands_store import open_store
-from ._output import CliContext, json_option, shown_uri, write_json
+from ._output import CliContext, json_option, short_identity, shown_uri, write_json
 from .diff import number_text
 from .metrics import Cause, Series, metrics_series
 from .why import WhyAnswer, why
@@ -36,7 +35,7 @@ def _plain(cause: Cause) -> str:
 def _value(cause: Cause, value: str | None) -> str:
     if value is None:
         return "-"
-    return escape(_short(value) if cause.section in ("input", "code") else value)
+    return escape(short_identity(value) if cause.section in ("input", "code") else value)
 
 
 def _series_table(series: Series) -> Table:
