@@ -12,8 +12,9 @@ Every question takes the client `connect` returns and answers with plain datacla
 their `to_json()`). docs/api.md
 describes them. Names not listed in `__all__` (the modules' `_`-prefixed helpers, the SQL)
 are not part of the API and change without notice. The questions whose modules share their
-command's name (`lineage`, `diff`, `export`) are `lineage_graph`, `diff_runs` and
-`export_graph` here: a package attribute named like one of its modules would be the module
+command's name (`lineage`, `diff`, `export`, `metrics`, `why`, `report`) are
+`lineage_graph`, `diff_runs`, `export_graph`, `metrics_series`, `why_moved` and
+`metrics_report` here: a package attribute named like one of its modules would be the module
 or the function depending on what was imported first.
 
 Nothing is imported until it is used, so `clew` starts as fast with this API as without it.
@@ -37,7 +38,11 @@ if TYPE_CHECKING:
     from .lineage import GROUP_ABOVE, MAX_DEPTH, ArtifactNode, Edge, Graph, RunNode
     from .lineage import impact as impact_graph
     from .lineage import lineage as lineage_graph
+    from .metrics import Cause, Series, SeriesRun, metrics_series
+    from .report import report as metrics_report
     from .runs import Run, list_runs, resolve_run
+    from .why import CauseChange, History, Point, RankedCause, Step, WhyAnswer
+    from .why import why as why_moved
 
 # Each public name: the module that defines it, and its name there.
 _SOURCES = {
@@ -65,6 +70,18 @@ _SOURCES = {
     "Finding": (".checks", "Finding"),
     "export_graph": (".export", "export"),
     "FORMATS": (".export", "FORMATS"),
+    "metrics_series": (".metrics", "metrics_series"),
+    "Series": (".metrics", "Series"),
+    "SeriesRun": (".metrics", "SeriesRun"),
+    "Cause": (".metrics", "Cause"),
+    "why_moved": (".why", "why"),
+    "WhyAnswer": (".why", "WhyAnswer"),
+    "RankedCause": (".why", "RankedCause"),
+    "Step": (".why", "Step"),
+    "History": (".why", "History"),
+    "CauseChange": (".why", "CauseChange"),
+    "Point": (".why", "Point"),
+    "metrics_report": (".report", "report"),
 }
 
 __all__ = list(_SOURCES)

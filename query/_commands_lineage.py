@@ -4,17 +4,14 @@ store."""
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import click
 from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from clew.semconv.digests import BLAKE3_PREFIX
-
 from ._commands_store import open_store
-from ._output import CliContext, json_option, shown_uri, write_json
+from ._output import CliContext, json_option, short_identity, shown_uri, write_json
 from .checks import contamination, staleness
 from .diff import CAUSES, RunDiff, diff
 from .lineage import (GROUP_ABOVE, MAX_DEPTH, Edge, Graph, Node, RunNode, impact, lineage,
@@ -120,19 +117,6 @@ def impact_command(obj: CliContext, artifact: str, depth: int, all_files: bool,
     _show(obj, graph, fmt, upstream=False)
 
 
-# A git commit (SHA-1 or SHA-256) as `clew runs` shows it (10 digits), a digest as `clew
-# lineage` (12).
-_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-
-
-def _short(identity: str) -> str:
-    """Digests and commits in one short style, each of several space-separated ones (JSON
-    has them whole); other identities (versions, ETags, sizes) and values as they are."""
-    return " ".join(word[:19] + "…" if word.startswith(BLAKE3_PREFIX) and len(word) > 20
-                    else word[:10] if _COMMIT.fullmatch(word) else word
-                    for word in identity.split(" "))
-
-
 def _diff_table(result: RunDiff) -> Table:
     table = Table(title=f"from run {result.a.run_id[:12]} ({result.a.start[:19]}) "
                         f"to run {result.b.run_id[:12]} ({result.b.start[:19]})",
@@ -144,8 +128,13 @@ def _diff_table(result: RunDiff) -> Table:
         name, values = escape(change.name), (change.before, change.after)
         if change.section in ("input", "output"):  # an artifact
             name = shown_uri(change.name)
+        if change.section == "config":  # URI: key
+            uri, key = change.name.split(": ", 1)
+            name = f"{shown_uri(uri)}: {escape(key)}"
         if change.section in ("input", "output", "code"):  # digests, versions, commits
-            values = tuple(_short(value) for value in values)
+            values = tuple(short_identity(value) for value in values)
+        if change.section == "metric" and change.note:  # the delta
+            values = (values[0], f"{values[1]} ({change.note})")
         table.add_row(role, change.section, change.kind, name, *map(escape, values))
     return table
 
@@ -178,7 +167,7 @@ def diff_command(obj: CliContext, runs: tuple[str, ...], fmt: str) -> None:
         obj.out.print(_diff_table(result))
         noted: dict[str, list[str]] = {}  # one line per note, naming what it is about
         for change in result.changes:
-            if change.note:
+            if change.note and change.section != "metric":
                 noted.setdefault(change.note, []).append(change.name)
         for note, names in noted.items():
             obj.out.print(f"{' and '.join(names)} changed, but {note}", markup=False,

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from clew.semconv.digests import BLAKE3_PREFIX
 from clew.semconv.uris import file_uri
 
 
@@ -132,3 +133,16 @@ def json_option(function: Any) -> Any:
         default="table",
         help="json: the documented, versioned schema (docs/cli.md).",
     )(function)
+
+
+# A git commit (SHA-1 or SHA-256) as `clew runs` shows it (10 digits), a digest as `clew
+# lineage` (12).
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def short_identity(identity: str) -> str:
+    """Digests and commits in one short style, each of several space-separated ones (JSON
+    has them whole); other identities (versions, ETags, sizes) and values as they are."""
+    return " ".join(word[:19] + "…" if word.startswith(BLAKE3_PREFIX) and len(word) > 20
+                    else word[:10] if _COMMIT.fullmatch(word) else word
+                    for word in identity.split(" "))

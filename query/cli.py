@@ -30,6 +30,8 @@ _COMMANDS = {
     "impact": "_commands_lineage:impact_command", "diff": "_commands_lineage:diff_command",
     "check": "_commands_lineage:check_command", "replay": "_commands_replay:replay_command",
     "export": "_commands_export:export_command",
+    "metrics": "_commands_metrics:metrics_command", "why": "_commands_metrics:why_command",
+    "report": "_commands_metrics:report_command",
 }
 
 

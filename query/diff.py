@@ -1,30 +1,37 @@
 """`clew diff`: what changed between two runs, and which of the changes could matter.
 
-Changes are split into causes (inputs, code, packages, arguments, environment) and effects
-(outputs, outcome), so "which change mattered" starts from a short list. Inputs and outputs
-are compared in SQL over `clew_io` (one GROUP BY over both runs' records, returning only the
-URIs that differ), the rest from the two rows of `clew_runs`.
+Changes are split into causes (inputs, config keys, code, packages, arguments, environment)
+and effects (outputs, metrics, outcome), so "which change mattered" starts from a short list.
+Inputs and outputs are compared in SQL over `clew_io` (one GROUP BY over both runs' records,
+returning only the URIs that differ), config files key by key from `clew_config` (a config file
+whose keys were recorded is compared by its keys, `URI: optimizer.lr`, instead of as one
+input; a config file of the run's own, read instead of the other run's, is compared with it), metrics by their final values from `clew_metrics`, the rest from the two rows of
+`clew_runs`.
 
 `--format json` schema 1: `{"schema": 1, "a": RUN, "b": RUN, "changes": [{"section", "kind",
 "name", "before", "after", "note"}], "chosen"}` where section is one of SECTIONS and kind
-"added", "removed" or "changed".
+"added", "removed" or "changed". A config change's name is `URI: key` and its values are
+JSON (`0.01`, `"adam"`); a metric's values are its final values as numbers' shortest text
+and its note the delta (`+0.31`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from clew.exporter.store.lineage import OUTPUT_OPERATIONS
 from clew.exporter.store.schema import SchemaOptions
 
+from ._observed import config_values, final_values
 from ._relations import outputs_sql
 from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, program_arguments, resolve_run, run_status
 
-CAUSES = ("input", "code", "package", "argument", "environment")
-EFFECTS = ("output", "outcome")
+CAUSES = ("input", "config", "code", "package", "argument", "environment")
+EFFECTS = ("output", "metric", "outcome")
 SECTIONS = CAUSES + EFFECTS
 # How far back `clew diff` looks for the previous run of the same program.
 _CANDIDATES = 1000
@@ -176,7 +183,7 @@ def _newest_pair(tables: Tables) -> tuple[str, str, str]:
     return found[b][0], found[a][0], chosen
 
 
-def _data_files(tables: Tables, paths: list[str], *runs: str) -> set[str]:
+def data_files(tables: Tables, paths: list[str], *runs: str) -> set[str]:
     """Those of `paths` (relative to the checkout) that the runs read or wrote."""
     if not paths:
         return set()
@@ -242,6 +249,57 @@ def _environment(run: dict[str, Any]) -> dict[str, str]:
     return {"host": run["Host"], "runtime": run["Runtime"], "working directory": run["Cwd"]}
 
 
+# The causes a `clew_runs` row holds (inputs and config keys are in their own tables), per
+# section: the row's fields they depend on, and their values by name (`data` as for `_git`).
+ROW_SECTIONS: tuple[tuple[str, tuple[str, ...],
+                          Callable[[dict[str, Any], set[str]], dict[str, str]]], ...] = (
+    ("code", ("GitCommit", "GitBranch", "DiffFiles", "CodeFiles", "CodeDigests"), _git),
+    ("package", ("Packages",), lambda run, data: _packages(run)),
+    ("argument", ("Command",), lambda run, data: _named(run)),
+    ("environment", ("Host", "Runtime", "Cwd"), lambda run, data: _environment(run)),
+)
+
+
+def _config(tables: Tables, a: str, b: str) -> tuple[list[Change], dict[str, str]]:
+    """The config keys that differ between the runs, and the name each config file's keys
+    go by (the config files are compared by key instead of as inputs)."""
+    values, slots = config_values(tables, [a, b])
+    return _compare("config", values[a], values[b]), slots
+
+
+def _by_key(inputs: list[Change], config: list[Change], slots: dict[str, str]) -> list[Change]:
+    """The input changes and the config key changes, a config file's own input change
+    replaced by its key changes; a config file whose keys and values all stayed the same
+    keeps its input change, noted as a change of formatting or comments alone."""
+    changed = {change.name.split(": ", 1)[0] for change in config}
+    kept = []
+    for change in inputs:
+        if slots.get(change.name) in changed:
+            continue
+        if change.name in slots:
+            change.note = "its keys and values are the same: only formatting or comments changed"
+        kept.append(change)
+    return kept + config
+
+
+def number_text(value: float) -> str:
+    """A metric value as its shortest text, a whole number without ".0"."""
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _metrics(tables: Tables, a: str, b: str) -> list[Change]:
+    """The metrics whose final value differs, each with its delta as the note."""
+    values = final_values(tables, [a, b])
+    changes = _compare("metric", {k: number_text(v) for k, v in values[a].items()},
+                       {k: number_text(v) for k, v in values[b].items()})
+    for change in changes:
+        if change.kind == "changed":
+            delta = values[b][change.name] - values[a][change.name]
+            change.note = f"{'+' if delta > 0 else ''}{delta:.6g}"
+    return changes
+
+
 def _outcome(run: dict[str, Any]) -> dict[str, str]:
     exit_code = "" if run["ExitCode"] == -1 else f" (exit code {run['ExitCode']})"
     return {"status": run_status(run["StatusCode"], run["ExitCode"]) + exit_code}
@@ -268,12 +326,12 @@ def diff(
     b = _run_row(tables, resolve_run(client, run_b, options=options))
     a = _run_row(tables, resolve_run(client, run_a, options=options) if run_a
                  else _previous(tables, b))
-    data = _data_files(tables, sorted({*a["DiffFiles"], *b["DiffFiles"]}), a["RunId"],
+    data = data_files(tables, sorted({*a["DiffFiles"], *b["DiffFiles"]}), a["RunId"],
                        b["RunId"])
-    code = _compare("code", _git(a, data), _git(b, data))
-    others = (_compare("package", _packages(a), _packages(b))
-              + _compare("argument", _named(a), _named(b))
-              + _compare("environment", _environment(a), _environment(b)))
+    by_section = {section: _compare(section, values_of(a, data), values_of(b, data))
+                  for section, _, values_of in ROW_SECTIONS}
+    code = by_section.pop("code")
+    others = [change for changes in by_section.values() for change in changes]
     if _own_code_unchanged(a, b, code):
         # A commit of other code (another step of the pipeline, say): it names a new
         # version without this program's code having changed, so it comes last of the causes.
@@ -283,11 +341,15 @@ def diff(
         causes = others + code
     else:
         causes = code + others
+    config, slots = _config(tables, a["RunId"], b["RunId"])
+    inputs = _by_key(_artifacts(tables, a["RunId"], b["RunId"], "input", ("read",)), config,
+                     slots)
     return RunDiff(
         a=RunSummary(a["RunId"], iso_utc(a["Start"]), list(a["Command"])),
         b=RunSummary(b["RunId"], iso_utc(b["Start"]), list(b["Command"])),
-        changes=(_artifacts(tables, a["RunId"], b["RunId"], "input", ("read",)) + causes
+        changes=(inputs + causes
                  + _artifacts(tables, a["RunId"], b["RunId"], "output", OUTPUT_OPERATIONS)
+                 + _metrics(tables, a["RunId"], b["RunId"])
                  + _compare("outcome", _outcome(a), _outcome(b))),
         chosen=chosen,
     )

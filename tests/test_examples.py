@@ -48,10 +48,15 @@ def test_demo_pipeline_captures_what_it_shows(tmp_path: Path, where: str) -> Non
     assert "\n  NO " not in out, out
     assert out.count("\n  ok ") >= 5, out
     # it ends with the questions: lineage back to the raw data, the diff of the two training
-    # runs naming the new config file, and a clean contamination check
+    # runs naming the new config file, why the training accuracy moved, and a clean
+    # contamination check
     questions = out.split("$ clew lineage models/model.npz", 1)[-1]
     assert "data/raw/customers.csv" in questions.split("$ clew diff", 1)[0]
     assert "experiments/lr-0.1.json" in questions.split("$ clew diff", 1)[1]
+    # why the training accuracy moved: the config key and the argument that changed
+    why = questions.split("$ clew why train_accuracy", 1)[1].split("$ clew check", 1)[0]
+    assert "experiments/lr-0.1.json: learning_rate" in why and "argument --config" in why
+    assert "the data cannot separate" in why
     assert "ok: nothing upstream of models/model.npz is test data" in questions
     assert (copy / "metrics.json").is_file()
     assert list((copy / ".clew" / "spool").glob("*.jsonl"))

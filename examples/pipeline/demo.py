@@ -7,7 +7,8 @@ the demo's records in examples/pipeline/.clew instead of the repository's .clew.
 lineage question in SQL over the embedded ClickHouse store, and checks a few facts from the
 captured records against the files on disk. Last, a second training run with another learning
 rate, and the questions clew answers: the model's lineage, what changed since the previous
-training run (`clew diff`), and whether the model saw the test set (`clew check`).
+training run (`clew diff`), why its training accuracy moved (`clew why`: the config key and
+the argument that changed), and whether the model saw the test set (`clew check`).
 
     python examples/pipeline/demo.py [--keep]
 """
@@ -161,6 +162,10 @@ def questions(env: dict[str, str]) -> None:
     banner("What changed since the previous training run? (causes first, then effects)")
     show(["clew", "diff"])
     run(["clew", "diff"], env)
+
+    banner("Why did the training accuracy move? (metrics.json, captured as it was written)")
+    show(["clew", "why", "train_accuracy"])
+    run(["clew", "why", "train_accuracy"], env)
 
     banner("Did the model, or anything upstream of it, see the test set? (exit 1 if so)")
     show(["clew", "check", "models/model.npz", "--test", "data/test"])

@@ -2,7 +2,7 @@
 
 Reads config.json, runs preprocess.py as a subprocess to build the features, trains by
 gradient descent, and writes the checkpoint atomically (temporary file + os.replace), the way
-careful training code saves checkpoints.
+careful training code saves checkpoints, and its training accuracy to models/metrics.json.
 
     python train.py [--config config.json]
 """
@@ -78,6 +78,8 @@ def main() -> None:
         mean=np.array(scaler["mean"]),
         std=np.array(scaler["std"]),
     )
+    with open(Path(config["model_path"]).parent / "metrics.json", "w", encoding="utf-8") as out:
+        json.dump({"train_accuracy": accuracy}, out)
     print(f"train: {len(y)} rows, training accuracy {accuracy:.3f} -> {config['model_path']}")
 
 

@@ -16,6 +16,11 @@ clew's ingest or from an OpenTelemetry Collector writing clew's spans:
 - `clew_outputs`: the writes, copies and renames of `clew_io` again (reads are about 90 % of
   it), keyed by a 64-bit hash of the digest: "which run wrote this content" reads 8 bytes a
   write for a large set of digests and finds a few in the primary key.
+- `clew_metrics`: one row per metric point of the runs' `metrics` spans (their parallel arrays
+  of names, values and steps exploded), for "what did this run score" and "how did a metric
+  move over a program's runs".
+- `clew_config`: one row per key of each config file a run read (the `config` spans' parallel
+  arrays of dotted keys and JSON-encoded values), for key-level config changes.
 - `clew_links`, `clew_run_inputs`: per run, the inputs some run may have produced, and its
   inputs per directory with the processes that read them; filled by clew's ingest
   (links.py), not by views, and rebuilt with the others.
@@ -44,12 +49,14 @@ IO_TABLE = "clew_io"
 RUNS_TABLE = "clew_runs"
 RUN_IO_TABLE = "clew_run_io"
 OUTPUTS_TABLE = "clew_outputs"
+METRICS_TABLE = "clew_metrics"
+CONFIG_TABLE = "clew_config"
 # Filled by clew's ingest, not by views: see links.py.
 LINKS_TABLE = "clew_links"
 RUN_INPUTS_TABLE = "clew_run_inputs"
 ROLE_RUN = "run"
 # Bump when a lineage table or view changes shape: stores of another version are rebuilt.
-LINEAGE_VERSION = 10
+LINEAGE_VERSION = 11
 # clew_runs keeps, of a run's rows, the one with the largest `Precedence`: its root span's,
 # else the one from the earliest other spans (each insert block's give one row).
 _ROOT_PRECEDENCE = "toUInt64(18446744073709551615)"
@@ -64,7 +71,9 @@ _OLD_STATUS_NAMES = ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
 _STATUS_NAMES = ["Unset", "Ok", "Error"]
 # In creation order: the views of the last two read the first table.
 _TABLES = (IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE)
-_ALL_TABLES = (*_TABLES, LINKS_TABLE, RUN_INPUTS_TABLE)
+# Filled by views from otel_traces, each on its own.
+_SPAN_TABLES = (METRICS_TABLE, CONFIG_TABLE)
+_ALL_TABLES = (*_TABLES, *_SPAN_TABLES, LINKS_TABLE, RUN_INPUTS_TABLE)
 
 
 def _attribute(name: str) -> str:
@@ -72,11 +81,13 @@ def _attribute(name: str) -> str:
 
 
 def _json_array(value: str, kind: str) -> str:
-    """An array attribute as Array(`kind`) (String or Int64), from either string form it
+    """An array attribute as Array(`kind`) (String, Int64 or Float64), from either string form it
     takes: pdata's AsString, `["a","b"]` (the Collector, clew), or the OTLP JSON of the
     ArrayValue, `{"values":[{"stringValue":"a"}]}` (rotel's ClickHouse exporter)."""
     if kind == "String":
         item = "JSONExtractString(x, 'stringValue')"
+    elif kind == "Float64":
+        item = "toFloat64OrZero(trim(BOTH '\"' FROM JSONExtractRaw(x, 'doubleValue')))"
     else:
         # intValue is a JSON string in OTLP JSON ("32"), a number from some encoders (32)
         item = "toInt64OrDefault(trim(BOTH '\"' FROM JSONExtractRaw(x, 'intValue')), toInt64(-1))"
@@ -234,12 +245,71 @@ GROUP BY TraceId
 HAVING countIf({_is_root_span()}) = 0"""
 
 
+def _pid() -> str:
+    """The span's `process.pid`, else its resource's."""
+    return (f"toUInt32OrZero(if(mapContains(SpanAttributes, '{attr.PROCESS_PID}'), "
+            f"{_attribute(attr.PROCESS_PID)}, ResourceAttributes['{attr.PROCESS_PID}']))")
+
+
+def _metrics_select(source: str) -> str:
+    """One row per point of every `metrics` span: its parallel arrays of names, values and
+    steps joined side by side (a shorter array is padded: a missing value is NaN, a missing
+    step -1), `Seq` the point's place in them."""
+    names = _json_array(_attribute(attr.PROVENANCE_METRICS_NAME), "String")
+    values = _json_array(_attribute(attr.PROVENANCE_METRICS_VALUE), "Float64")
+    steps = _json_array(_attribute(attr.PROVENANCE_METRICS_STEP), "Int64")
+    return f"""
+SELECT
+    TraceId AS RunId,
+    Timestamp,
+    {_pid()} AS Pid,
+    {_attribute(attr.PROVENANCE_METRIC_SOURCE)} AS Source,
+    {_attribute(attr.PROVENANCE_ARTIFACT_URI)} AS Uri,
+    {_attribute(attr.PROVENANCE_TRACKER_RUN)} AS TrackerRun,
+    Name,
+    Value,
+    Step,
+    toUInt32(position - 1) AS Seq
+FROM {source}
+ARRAY JOIN
+    {names} AS Name,
+    arrayResize({values}, length({names}), nan) AS Value,
+    arrayResize({steps}, length({names}), toInt64(-1)) AS Step,
+    arrayEnumerate({names}) AS position
+WHERE SpanName = '{spans.SPAN_METRICS}'"""
+
+
+def _config_select(source: str) -> str:
+    """One row per key of every `config` span (its parallel arrays of keys and values)."""
+    keys = _json_array(_attribute(attr.PROVENANCE_CONFIG_KEY), "String")
+    values = _json_array(_attribute(attr.PROVENANCE_CONFIG_VALUE), "String")
+    return f"""
+SELECT
+    TraceId AS RunId,
+    Timestamp,
+    {_attribute(attr.PROVENANCE_ARTIFACT_URI)} AS Uri,
+    {_attribute(attr.PROVENANCE_ARTIFACT_DIGEST)} AS Digest,
+    Key,
+    Value
+FROM {source}
+ARRAY JOIN
+    {keys} AS Key,
+    arrayResize({values}, length({keys}), '') AS Value
+WHERE SpanName = '{spans.SPAN_CONFIG}'"""
+
+
+# Each table filled straight from otel_traces by a view of its own: its SELECT.
+_SPAN_SELECTS = {METRICS_TABLE: _metrics_select, CONFIG_TABLE: _config_select}
+
+
 def lineage_ddl(options: SchemaOptions) -> list[str]:
     """CREATE statements for clew's lineage tables and their views, in order."""
     traces = qualified_name(options, options.traces_table)
     io, runs, run_io, outputs = (qualified_name(options, t) for t in _TABLES)
     io_mv, runs_mv, run_io_mv, outputs_mv = (qualified_name(options, f"{t}_mv") for t in _TABLES)
     links, run_inputs = (qualified_name(options, t) for t in (LINKS_TABLE, RUN_INPUTS_TABLE))
+    metrics, config = (qualified_name(options, t) for t in _SPAN_TABLES)
+    metrics_mv, config_mv = (qualified_name(options, f"{t}_mv") for t in _SPAN_TABLES)
     cluster = on_cluster(options)
     return [
         f"""CREATE TABLE IF NOT EXISTS {io}{cluster} (
@@ -332,6 +402,33 @@ SELECT sipHash64(Digest) AS DigestKey, RunId, SpanId, Timestamp, Operation, Uri,
     Version, ETag, now64(9) AS Inserted
 FROM {io}
 WHERE Operation IN {OUTPUT_OPERATIONS!r}""",
+        f"""CREATE TABLE IF NOT EXISTS {metrics}{cluster} (
+    RunId String,
+    Timestamp DateTime64(9),
+    Pid UInt32,
+    Source LowCardinality(String),
+    Uri String,
+    TrackerRun String,
+    Name String,
+    Value Float64,
+    Step Int64,
+    Seq UInt32,
+    INDEX idx_run RunId TYPE bloom_filter(0.001) GRANULARITY 1
+) ENGINE = {engine(options, "MergeTree")} ORDER BY (Name, RunId, Timestamp, Seq)
+{ttl(options, "Timestamp")}COMMENT '{_COMMENT}'""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {metrics_mv}{cluster} TO {metrics} AS "
+        f"{_metrics_select(traces)}",
+        f"""CREATE TABLE IF NOT EXISTS {config}{cluster} (
+    RunId String,
+    Timestamp DateTime64(9),
+    Uri String,
+    Digest String,
+    Key String,
+    Value String
+) ENGINE = {engine(options, "MergeTree")} ORDER BY (RunId, Uri, Key, Timestamp)
+{ttl(options, "Timestamp")}COMMENT '{_COMMENT}'""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {config_mv}{cluster} TO {config} AS "
+        f"{_config_select(traces)}",
         f"""CREATE TABLE IF NOT EXISTS {links}{cluster} (
     RunId String,
     Uri String,
@@ -378,7 +475,9 @@ def create_lineage_tables(client: Any, options: SchemaOptions) -> bool:
     if installed is not None:
         # Views first, so no insert lands in a table about to go.
         cluster = on_cluster(options)
-        for view in (*(table + "_mv" for table in reversed(_TABLES)), _INCOMPLETE_RUNS_VIEW):
+        views = (*(table + "_mv" for table in (*reversed(_TABLES), *_SPAN_TABLES)),
+                 _INCOMPLETE_RUNS_VIEW)
+        for view in views:
             client.command(f"DROP VIEW IF EXISTS {qualified_name(options, view)}{cluster}")
         for table in reversed(_ALL_TABLES):
             client.command(f"DROP TABLE IF EXISTS {qualified_name(options, table)}{cluster}")
@@ -390,4 +489,6 @@ def create_lineage_tables(client: Any, options: SchemaOptions) -> bool:
     runs = qualified_name(options, RUNS_TABLE)
     client.command(f"INSERT INTO {runs} {_incomplete_runs_select(traces)}")
     client.command(f"INSERT INTO {runs} {_runs_select(traces)}")
+    for table, select in _SPAN_SELECTS.items():
+        client.command(f"INSERT INTO {qualified_name(options, table)} {select(traces)}")
     return True

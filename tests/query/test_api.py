@@ -66,7 +66,7 @@ def test_the_questions_are_functions_whatever_was_imported_first():
 
 def test_an_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError):
-        clew.query.metrics  # noqa: B018 - not (yet) part of the API
+        clew.query.fixes  # noqa: B018 - not part of the API
 
 
 @pytest.mark.integration

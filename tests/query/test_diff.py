@@ -46,7 +46,7 @@ def causes(document: dict) -> list[tuple[str, str, str]]:
     return [
         (c["section"], c["kind"], c["name"].rsplit("/work/", 1)[-1])
         for c in document["changes"]
-        if c["section"] in ("input", "code", "package", "argument", "environment")
+        if c["section"] in ("input", "config", "code", "package", "argument", "environment")
     ]
 
 
@@ -122,7 +122,10 @@ def test_an_uncommitted_config_change_is_named_and_nothing_else(
     assert run_instrumented(TRAIN, "model.txt").returncode == 0
 
     diff = clew_cli("diff", "--format", "json").json()
-    assert causes(diff) == [("input", "changed", "config.yaml")]
+    # the config file's keys were recorded: it is compared key by key
+    assert causes(diff) == [("config", "changed", "config.yaml: lr")]
+    (change,) = [c for c in diff["changes"] if c["section"] == "config"]
+    assert (change["before"], change["after"]) == ("0.1", "0.3")
 
     lineage = clew_cli("lineage", "model.txt", "--format", "json").json()
     (run,) = [n for n in lineage["nodes"] if n["kind"] == "run"]
@@ -267,3 +270,25 @@ def test_a_commit_of_another_programs_code_ranks_below_the_changed_input(
     # The commit shows as `clew runs` shows commits; JSON keeps all 40 digits.
     assert re.search(rf"│ {commit['before'][:10]} +│ {commit['after'][:10]} +│$",
                      lines[commit_row]), lines[commit_row]
+
+
+SWAPPED = """
+import json, sys
+config = json.load(open(sys.argv[sys.argv.index("--settings") + 1]))
+open("model.txt", "w").write(str(config["lr"] * config["epochs"]))
+"""
+
+
+def test_a_config_file_of_its_own_is_compared_key_by_key(workdir, run_instrumented, clew_cli):
+    """The second run is given another config file (`--settings experiments/lr.json`): its
+    keys are compared with those of the file the first run read, named by the new file."""
+    (workdir / "config.json").write_text('{"lr": 0.5, "epochs": 3}')
+    (workdir / "experiments").mkdir()
+    (workdir / "experiments" / "lr.json").write_text('{"lr": 0.1, "epochs": 3}')
+    assert run_instrumented(SWAPPED, "--settings", "config.json").returncode == 0
+    assert run_instrumented(SWAPPED, "--settings", "experiments/lr.json").returncode == 0
+    document = clew_cli("diff", "--format", "json").json()
+    assert causes(document) == [("config", "changed", "experiments/lr.json: lr"),
+                                ("argument", "changed", "--settings")]
+    (change,) = [c for c in document["changes"] if c["section"] == "config"]
+    assert (change["before"], change["after"]) == ("0.5", "0.1")

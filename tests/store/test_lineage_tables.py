@@ -501,8 +501,8 @@ def test_lineage_tables_with_a_ttl_are_made_and_filled(client):
     create_lineage_tables(client, options)
     expiring = rows(client, "SELECT name FROM system.tables WHERE database = 'ttl' "
                             "AND create_table_query LIKE '%TTL toDateTime(%' ORDER BY name")
-    assert expiring == [("clew_io",), ("clew_links",), ("clew_outputs",), ("clew_runs",),
-                        ("otel_traces",),
+    assert expiring == [("clew_config",), ("clew_io",), ("clew_links",), ("clew_metrics",),
+                        ("clew_outputs",), ("clew_runs",), ("otel_traces",),
                         ("otel_traces_trace_id_ts",)]
     client.insert("ttl.otel_traces", _collector_rows(0, "STATUS_CODE_UNSET"),
                   column_names=list(INSERT_COLUMNS))

@@ -23,7 +23,9 @@ import pytest
 from clew.exporter.store import connection as store
 from clew.exporter.store.ingest import ingest
 from clew.exporter.store.lineage import (
+    CONFIG_TABLE,
     IO_TABLE,
+    METRICS_TABLE,
     LINKS_TABLE,
     OUTPUTS_TABLE,
     RUN_INPUTS_TABLE,
@@ -88,6 +90,7 @@ def _parameters(pipeline) -> dict[str, str]:
         "digest": evaluate.reads[_uri(pipeline, "data/test/test.csv")],
         "script": "train.py",
         "output_digest": pipeline.run("prep-2").writes[_uri(pipeline, "data/features.csv")],
+        "metric": "accuracy",
     }
 
 
@@ -309,9 +312,22 @@ def _documented_columns(table: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("table", [IO_TABLE, RUNS_TABLE, RUN_IO_TABLE, OUTPUTS_TABLE,
-                                   LINKS_TABLE, RUN_INPUTS_TABLE])
+                                   METRICS_TABLE, CONFIG_TABLE, LINKS_TABLE, RUN_INPUTS_TABLE])
 def test_the_doc_lists_every_column(client, table):
     actual = client.query(
         "SELECT name, type FROM system.columns WHERE database = 'default' AND table = "
         "%(table)s ORDER BY position", parameters={"table": table}).result_rows
     assert _documented_columns(table) == [tuple(row) for row in actual]
+
+
+def test_the_metric_queries_answer_for_the_evaluation(client, pipeline):
+    """evaluate.py wrote metrics.json once (captured as its metrics): its final accuracy is
+    the file's, per run and over the program's runs."""
+    accuracy = json.loads((pipeline.work / "metrics.json").read_text())["accuracy"]
+    evaluation = pipeline.run("evaluate-1").run_id
+    parameters = {**_parameters(pipeline), "run": evaluation, "script": "evaluate.py"}
+    (final,) = [q for h, _, q in QUERIES if h == "A run's metrics: the final value of each"]
+    assert [r[:2] for r in run(client, final, parameters)] == [("accuracy", accuracy)]
+    over_runs, curve = [q for h, _, q in QUERIES if h == "A metric over a program's runs"]
+    assert [(r[0], r[3]) for r in run(client, over_runs, parameters)] == [(evaluation, accuracy)]
+    assert [r[:2] for r in run(client, curve, parameters)] == [(-1, accuracy)]

@@ -1,0 +1,188 @@
+"""`clew why` and `clew metrics` over 1,000 runs of one program with 20 metrics.
+
+Target: each answers in < 1 s on the embedded store.
+
+The store is made fresh under `--work`: `otel_traces` rows as the Collector (and clew's
+ingest) writes them, inserted in one block, so that clew's materialized views fill
+clew_runs, clew_io, clew_metrics and clew_config as in a real ingest. Each run of `train.py`
+has a root span (its command with `--lr`, 120 installed packages, 3 imported source files
+and their digests, git state), a batched read of 12 files (the training data file among
+them), a config span of 10 keys (of configs/train.yaml) and a metrics span of 20 metrics
+with 10 steps each (200 points). Across the 1,000 runs the learning rate changes every 50
+runs, the data file every 100, a config key every 70 and a helper module every 130; the
+metrics move with the data file, plus noise.
+
+The CLI is timed end to end, as a user runs it (`clew --store chdb://... --no-ingest why
+metric_00 --format json`, stdout to /dev/null: Python start-up, chDB open, the answer, the
+JSON), the median of REPEAT runs after one warm-up, beside `clew runs --limit 1`, the floor
+of any command (start-up and the store's opening); the API call (`why_moved`,
+`metrics_series`) in one process, the median of REPEAT calls.
+
+Usage (writes between this benchmark's markers in benchmarks/RESULTS.md):
+
+    .venv/bin/python benchmarks/store/metrics.py   # about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results import git_state, write_section  # noqa: E402
+
+from clew.exporter.store import connection as store  # noqa: E402
+from clew.exporter.store.ingest import prepare_store  # noqa: E402
+from clew.exporter.store.rows import INSERT_COLUMNS  # noqa: E402
+from clew.exporter.store.schema import SchemaOptions  # noqa: E402
+
+MARKER = "store-metrics"
+RUNS, METRICS, STEPS, REPEAT = 1000, 20, 10, 5
+T0 = 1_796_000_000_000_000_000
+HOST = "gpu-node-01"
+WORK = "/srv/project"
+PACKAGES = [f"package-{i:03d}=={i % 7}.{i % 13}.{i % 5}" for i in range(120)]
+CLEW = Path(sys.executable).with_name("clew")
+
+
+def _json(values: list) -> str:
+    return json.dumps(values, separators=(",", ":"))
+
+
+def _digest(*parts: Any) -> str:
+    return "blake3:" + f"{abs(hash(parts)):016x}" * 4
+
+
+def _row(trace: str, span: str, parent: str, name: str, at: int, attributes: dict) -> list:
+    return [at, trace, span, parent, "", name, "Internal", "trainer", {"host.name": HOST},
+            "clew", "0.1.0", dict(sorted(attributes.items())), 1_000_000_000, "Unset", "",
+            [], [], [], [], [], [], []]
+
+
+def rows(rng: random.Random) -> list[list]:
+    """The spans of RUNS runs, as otel_traces rows."""
+    found = []
+    files = [f"file://{HOST}{WORK}/data/shared/{n:02d}.csv" for n in range(11)]
+    for run in range(RUNS):
+        trace, root = f"{run + 1:032x}", f"{run + 1:016x}"
+        at = T0 + run * 600 * 10**9
+        lr, data, momentum, helper = run // 50, run // 100, run // 70, run // 130
+        found.append(_row(trace, root, "", "run", at, {
+            "provenance.process.role": "run", "process.pid": str(1000 + run),
+            "process.command_args": _json(["python", "train.py", "--lr", f"0.{lr + 1:03d}"]),
+            "process.exit.code": "0", "host.name": HOST, "process.working_directory": WORK,
+            "vcs.ref.head.revision": "a" * 40, "vcs.ref.head.name": "main",
+            "provenance.env.packages": _json(PACKAGES),
+            "provenance.code.files": _json(["train.py", "model.py", "helper.py"]),
+            "provenance.code.digests": _json([_digest("train"), _digest("model"),
+                                              _digest("helper", helper)]),
+        }))
+        uris = [*files, f"file://{HOST}{WORK}/data/train.csv",
+                f"file://{HOST}{WORK}/configs/train.yaml"]
+        digests = [_digest(uri) for uri in files] + [_digest("data", data),
+                                                     _digest("config", momentum)]
+        found.append(_row(trace, f"{run + 1:08x}00000001", root, "read file", at + 1000, {
+            "provenance.io.operation": "read", "process.pid": str(1000 + run),
+            "provenance.artifacts.uri": _json(uris), "provenance.artifacts.digest": _json(digests),
+            "provenance.artifacts.size": _json([100] * len(uris)),
+            "provenance.artifact.identity": "content", "provenance.io.count": str(len(uris)),
+        }))
+        keys = [f"model.layer{n}" for n in range(8)] + ["optimizer.momentum", "optimizer.name"]
+        values = ["64"] * 8 + [f"0.{9 - momentum % 9}", '"sgd"']
+        found.append(_row(trace, f"{run + 1:08x}00000002", root, "config", at + 2000, {
+            "provenance.artifact.uri": uris[-1], "provenance.artifact.digest": digests[-1],
+            "provenance.config.key": _json(keys), "provenance.config.value": _json(values),
+        }))
+        names, points, steps = [], [], []
+        for metric in range(METRICS):
+            level = 0.5 + 0.02 * data + metric * 0.01
+            for step in range(STEPS):
+                names.append(f"metric_{metric:02d}")
+                points.append(round(level - 0.1 / (step + 1) + rng.gauss(0, 1e-5), 6))
+                steps.append(step)
+        found.append(_row(trace, f"{run + 1:08x}00000003", root, "metrics", at + 3000, {
+            "process.pid": str(1000 + run), "provenance.metric.source": "file",
+            "provenance.artifact.uri": f"file://{HOST}{WORK}/metrics.json",
+            "provenance.metrics.name": _json(names), "provenance.metrics.value": _json(points),
+            "provenance.metrics.step": _json(steps),
+        }))
+    return found
+
+
+def _cli(url: str, *args: str) -> float:
+    """Seconds for one `clew` command, end to end."""
+    began = time.perf_counter()
+    subprocess.run([str(CLEW), "--store", url, "--no-ingest", *args, "--format", "json"],
+                   stdout=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/clew-bench-metrics"))
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = parser.parse_args()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    url = f"chdb://{args.work / 'db'}"
+    client = store.connect(url)
+    prepare_store(client, SchemaOptions())
+    generated = rows(random.Random(16))
+    began = time.perf_counter()
+    client.insert("otel_traces", generated, column_names=list(INSERT_COLUMNS))
+    insert = time.perf_counter() - began
+    points = client.query("SELECT count() FROM clew_metrics").result_rows[0][0]
+
+    from clew.query import metrics_series, why_moved
+
+    api = {}
+    for name, call in (("why_moved(client, 'metric_00')", lambda: why_moved(client, "metric_00")),
+                       ("metrics_series(client)", lambda: metrics_series(client))):
+        times = []
+        for _ in range(REPEAT):
+            began = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - began)
+        api[name] = statistics.median(times)
+    answer = why_moved(client, "metric_00")
+    store.close(url)
+
+    cli = {}
+    for command in (("why", "metric_00"), ("metrics",), ("runs", "--limit", "1")):
+        _cli(url, *command)  # warm-up: the OS page cache
+        cli["clew " + " ".join(command)] = statistics.median(
+            _cli(url, *command) for _ in range(REPEAT))
+
+    lines = [
+        "## `clew why` and `clew metrics` over 1,000 runs with 20 metrics",
+        "",
+        f"{git_state()}; `.venv/bin/python benchmarks/store/metrics.py`. {RUNS} runs of one "
+        f"program, {METRICS} metrics of {STEPS} steps each ({points:,} points in clew_metrics), "
+        f"{len(generated):,} spans inserted as otel_traces rows in {insert:.2f} s; "
+        f"{len(answer.history)} causes vary across the runs. Target: < 1 s each. Median of "
+        f"{REPEAT}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the CLI "
+        "figures move with it: compare with the `clew runs` floor).",
+        "",
+        "| what | seconds |",
+        "|---|---|",
+        *(f"| `{name} --format json` (CLI, end to end) | {seconds:.3f} |"
+          for name, seconds in cli.items()),
+        *(f"| `{name}` (API, store open) | {seconds:.3f} |" for name, seconds in api.items()),
+    ]
+    section = "\n".join(lines)
+    print(section)
+    if not args.no_write:
+        write_section(section, MARKER)
+
+
+if __name__ == "__main__":
+    main()
