@@ -13,6 +13,7 @@ This is the only module that imports clickhouse-connect (the `store` extra).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -146,7 +147,7 @@ def _import_chdb_without_arrow() -> None:
         return
     sys.modules["pyarrow"] = None  # type: ignore[assignment]  # `import pyarrow` raises ImportError
     try:
-        import chdb.state  # noqa: F401 - imported for its side effect on the module cache
+        importlib.import_module("chdb.state")
     except ImportError:
         pass  # the driver's import says what is missing
     finally:
