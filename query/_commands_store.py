@@ -13,7 +13,7 @@ from rich.table import Table
 
 from clew.exporter.store.ingest import IngestResult, prepare_store
 from clew.exporter.store.ingest import ingest as ingest_spool
-from clew.exporter.spool import spool_directory, spool_sizes
+from clew.exporter.spool_files import spool_directory, spool_sizes
 from clew.exporter.store.schema import SchemaOptions
 from clew.exporter.store.connection import close, connect, default_url, is_open, parse_url
 

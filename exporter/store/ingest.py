@@ -34,7 +34,7 @@ from . import rows
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
 from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
-from ..spool import spool_sizes
+from ..spool_files import spool_sizes
 
 LOG_TABLE = "clew_ingest_log"
 QUARANTINE_DIRNAME = "quarantine"
