@@ -24,6 +24,9 @@ the floor in the same round, and the load average over the rounds. The API call
 Usage (writes between this benchmark's markers in benchmarks/RESULTS.md):
 
     .venv/bin/python benchmarks/store/metrics.py   # about a minute
+    # the same rounds also timing an earlier commit's clew, each command right after ours:
+    git worktree add --detach /tmp/base/clew REV
+    .venv/bin/python benchmarks/store/metrics.py --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -122,32 +125,49 @@ def rows(rng: random.Random) -> list[list]:
     return found
 
 
-def _cli(home: Path, url: str, *args: str) -> float:
-    """Seconds for one `clew` command, end to end."""
+def _cli(home: Path, url: str, source: Path | None, *args: str) -> float:
+    """Seconds for one `clew` command, end to end (`source`: a directory whose `clew`
+    checkout runs instead of the installed one)."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     began = time.perf_counter()
     subprocess.run([str(CLEW), "--home", str(home), "--store", url, *args, "--format", "json"],
-                   stdout=subprocess.DEVNULL, check=True)
+                   stdout=subprocess.DEVNULL, check=True, env=env)
     return time.perf_counter() - began
 
 
-def cli_rounds(home: Path, url: str) -> tuple[dict[str, list[float]], list[float]]:
-    """Each command's CLI_REPEAT times, taken in rounds of all three in turn after one
-    warm-up round (the OS page cache), and the 1-minute load average at each round."""
-    times: dict[str, list[float]] = {" ".join(command): [] for command in COMMANDS}
+def cli_rounds(home: Path, url: str, baseline: Path | None
+               ) -> tuple[dict[tuple[str, str], list[float]], list[float]]:
+    """Each command's CLI_REPEAT times (by version, "" or "baseline", and command), taken
+    in rounds of every command of every version in turn after one warm-up round (the OS
+    page cache), and the 1-minute load average at each round."""
+    sources = {"": None, **({"baseline": baseline} if baseline else {})}
+    times: dict[tuple[str, str], list[float]] = {
+        (version, " ".join(command)): [] for version in sources for command in COMMANDS}
     loads = []
     for round_ in range(CLI_REPEAT + 1):
         for command in COMMANDS:
-            seconds = _cli(home, url, *command)
-            if round_:
-                times[" ".join(command)].append(seconds)
+            for version, source in sources.items():
+                seconds = _cli(home, url, source, *command)
+                if round_:
+                    times[version, " ".join(command)].append(seconds)
         loads.append(os.getloadavg()[0])
     return times, loads[1:]
+
+
+def _cli_row(name: str, found: list[float], floor: list[float]) -> str:
+    over = ("floor" if found is floor
+            else f"+{statistics.median(t - f for t, f in zip(found, floor)):.3f}")
+    return (f"| {name} (CLI, end to end) | {statistics.median(found):.3f} | "
+            f"{min(found):.3f}-{max(found):.3f} | {over} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/clew-bench-metrics"))
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also time, in the same rounds, the clew checkout in DIR/clew "
+                        "(`git worktree add --detach DIR/clew REV`) against its own floor")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -173,11 +193,16 @@ def main() -> None:
         api[name] = statistics.median(times)
     answer = why_moved(client, "metric_00")
     store.close(url)
+    baseline = ""
+    if args.baseline:
+        baseline = subprocess.run(["git", "-C", str(args.baseline / "clew"), "rev-parse",
+                                   "--short", "HEAD"], capture_output=True, text=True,
+                                  check=True).stdout.strip()
 
     home = args.work / "home"  # an empty spool: every run is in the store
     (home / "spool").mkdir(parents=True)
-    times, loads = cli_rounds(home, url)
-    floor = times["runs --limit 1"]
+    times, loads = cli_rounds(home, url, args.baseline)
+    floors = {version: times[version, "runs --limit 1"] for version, _ in times}
 
     lines = [
         "## `clew why` and `clew metrics` over 1,000 runs with 20 metrics",
@@ -186,7 +211,9 @@ def main() -> None:
         f"program, {METRICS} metrics of {STEPS} steps each ({points:,} points in clew_metrics), "
         f"{len(generated):,} spans inserted as otel_traces rows in {insert:.2f} s; "
         f"{len(answer.history)} causes vary across the runs. Target: < 1 s each, end to end. "
-        f"CLI: {CLI_REPEAT} rounds of the three commands in turn after a warm-up round, as a "
+        f"CLI: {CLI_REPEAT} rounds of the three commands in turn"
+        + (f" (each at once again at {baseline})" if baseline else "")
+        + " after a warm-up round, as a "
         "user runs them (`clew --home HOME --store chdb://... COMMAND --format json`, an empty "
         f"spool to check); load average {min(loads):.1f}-{max(loads):.1f} over the rounds on "
         f"{os.cpu_count()} cores (the CLI figures move with it: the `clew runs` floor, taken "
@@ -194,11 +221,9 @@ def main() -> None:
         "",
         "| what | median s | min-max s | over the `clew runs --limit 1` floor (median of rounds) |",
         "|---|---|---|---|",
-        *(f"| `clew {name} --format json` (CLI, end to end) | {statistics.median(found):.3f} | "
-          f"{min(found):.3f}-{max(found):.3f} | "
-          + ("floor" if found is floor else
-             f"+{statistics.median(t - f for t, f in zip(found, floor)):.3f}") + " |"
-          for name, found in times.items()),
+        *(_cli_row(f"`clew {name} --format json`" + (f" at {version} {baseline}" if version
+                                                      else ""), found, floors[version])
+          for (version, name), found in times.items()),
         *(f"| `{name}` (API, store open) | {seconds:.3f} | | |" for name, seconds in api.items()),
     ]
     section = "\n".join(lines)
