@@ -2,7 +2,8 @@
 and ran.
 
 Under `opentelemetry-instrument python train.py` they load themselves through the
-`opentelemetry_instrumentor` entry points; in code::
+`opentelemetry_instrumentor` entry points (the library hooks through one of them,
+`LibrariesInstrumentor`); in code::
 
     from clew.instrumentation import FilesInstrumentor, ProcessesInstrumentor
 
@@ -32,6 +33,7 @@ _LAZY = {
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
     "H5pyInstrumentor": ".h5py",
+    "LibrariesInstrumentor": ".libraries",
     "NativeInstrumentor": ".native",
     "PolarsInstrumentor": ".polars",
     "ProcessesInstrumentor": ".processes",
@@ -39,6 +41,7 @@ _LAZY = {
     "S3Instrumentor": ".s3",
     "SafetensorsInstrumentor": ".safetensors",
     "TokenizersInstrumentor": ".tokenizers",
+    "TorchInstrumentor": ".torch",
 }
 
 
@@ -55,6 +58,7 @@ __all__ = [
     "FsspecInstrumentor",
     "GcsInstrumentor",
     "H5pyInstrumentor",
+    "LibrariesInstrumentor",
     "NativeInstrumentor",
     "PolarsInstrumentor",
     "ProcessesInstrumentor",
@@ -62,5 +66,6 @@ __all__ = [
     "S3Instrumentor",
     "SafetensorsInstrumentor",
     "TokenizersInstrumentor",
+    "TorchInstrumentor",
     "__version__",
 ]

@@ -103,6 +103,10 @@ RESOURCE_DETECTOR: Final = "clew"
 """Name of clew's OpenTelemetry resource detector (the distributed-run placement: rank,
 node, launcher), which clew's distro adds to OTEL_EXPERIMENTAL_RESOURCE_DETECTORS."""
 
+INSTRUMENTOR_GROUP: Final = "clew_instrumentor"
+"""Entry point group of clew's library hooks, which its `clew_libraries` OpenTelemetry
+instrumentor loads (instrumentation/libraries.py says why)."""
+
 DEFAULT_HASH_MAX_BYTES: Final = 4 << 30
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
 DEFAULT_SPOOL_PENDING_MAX_BYTES: Final = 64 << 20
