@@ -50,10 +50,13 @@ BREAKDOWN_RUNS = 5
 # Under bare opentelemetry-instrument: what OpenTelemetry's loader does for each clew entry
 # point, timed apart (main thread CPU time, ms). Prints one JSON object.
 PROBE = """
-import importlib, json, time
+import importlib, json, os, time
 from importlib.metadata import entry_points
 from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
 
+# Bare OpenTelemetry has loaded nothing of clew's; the hooks clew_libraries loads must not be
+# disabled by name either.
+os.environ.pop("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", None)
 found = [e for e in entry_points(group="opentelemetry_instrumentor") if e.value.startswith("clew.")]
 first = {"clew_files": 0, "clew_processes": 1}  # the recording core comes with the first
 found.sort(key=lambda e: first.get(e.name, 2))
