@@ -40,7 +40,6 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment
 
 from ._file_digests import StatKey, stat_key
-from ._paths import absolute
 from ._record_spans import (
     BATCH_MAX_SIZE,
     SPAN_NAMES,
@@ -214,14 +213,8 @@ def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; P
     notes, image.read_to = _preload_notes.read(data, image.read_to, copies)
     note = image.note
     for operation, key, path, second in notes:
-        path = absolute(path)  # normalised: the library does not
-        if path is None or not wanted(path):
-            continue
-        if second is not None:
-            second = absolute(second)
-            if second is not None and not wanted(second):
-                second = None
-        note(operation, key, path, second)
+        if wanted(path):
+            note(operation, key, path, second if second is None or wanted(second) else None)
 
 
 def read_new(path: Path, image, wanted,  # noqa: ANN001 - as parse's

@@ -38,17 +38,32 @@ static PyObject *source_key(const char *text, const char *end) {
                          fields[2], fields[3]);
 }
 
-/* A name of `length` bytes as os.fsdecode gives it (the filesystem encoding, surrogateescape). */
+static PyObject *abspath; /* os.path.abspath */
+
+/* Whether os.path.abspath would return the name unchanged: absolute, and nothing for
+ * normpath to fold (no empty, "." or ".." component, no trailing slash). */
+static int normal_absolute(const char *text, size_t length) {
+    return length > 0 && text[0] == '/' && text[length - 1] != '/' &&
+           memmem(text, length, "/.", 2) == NULL && memmem(text, length, "//", 2) == NULL;
+}
+
+/* A name of `length` bytes as os.fsdecode gives it (the filesystem encoding, surrogateescape),
+ * normalised as instrumentation/_paths.py's `absolute`: the library does not normalise. */
 static PyObject *name(const char *text, size_t length) {
-    return PyUnicode_DecodeFSDefaultAndSize(text, (Py_ssize_t)length);
+    PyObject *decoded = PyUnicode_DecodeFSDefaultAndSize(text, (Py_ssize_t)length);
+    if (decoded == NULL || normal_absolute(text, length))
+        return decoded;
+    PyObject *normal = PyObject_CallOneArg(abspath, decoded);
+    Py_DECREF(decoded);
+    return normal;
 }
 
 PyDoc_STRVAR(read_doc,
 "read(data, offset, copies) -> (notes, offset)\n\n"
 "The records of `data` (a record file's bytes) from `offset` on: a list of (operation,\n"
-"(dev, ino, size, mtime), path, second path or None), and the offset to read on from next\n"
-"time (the first record not yet complete). Copy records go into `copies` instead, as copy's\n"
-"key -> source's key.");
+"(dev, ino, size, mtime), path, second path or None), the paths normalised as absolute()\n"
+"does, and the offset to read on from next time (the first record not yet complete). Copy\n"
+"records go into `copies` instead, as copy's key -> source's key.");
 
 static PyObject *read_notes(PyObject *self, PyObject *args) {
     PyObject *data, *copies;
@@ -144,5 +159,12 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__preload_notes(void) {
+    PyObject *path = PyImport_ImportModule("os.path");
+    if (path == NULL)
+        return NULL;
+    abspath = PyObject_GetAttrString(path, "abspath");
+    Py_DECREF(path);
+    if (abspath == NULL)
+        return NULL;
     return PyModule_Create(&module);
 }
