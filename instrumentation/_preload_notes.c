@@ -14,6 +14,17 @@
 #define HEADER_BYTES 40
 #define COPY 'C'
 
+/* `tuple`, made here of numbers, strings, None and such tuples, untracked by the cyclic garbage
+ * collector, as CPython untracks such tuples at their first collection: nothing in it can
+ * refer back to it. Tracked, the 20,000 notes of a `cp -r` of 10,000 files, held until all are
+ * read, survived enough young collections to set off full ones (~20 ms each, in a process that
+ * has imported OpenTelemetry). */
+static PyObject *untracked(PyObject *tuple) {
+    if (tuple != NULL)
+        PyObject_GC_UnTrack(tuple);
+    return tuple;
+}
+
 /* The source key of a copy record, "dev ino size mtime" as text: NULL (no error set) when the
  * text is not four integers. */
 static PyObject *source_key(const char *text, const char *end) {
@@ -34,8 +45,8 @@ static PyObject *source_key(const char *text, const char *end) {
     if (count != 4 || (text < end && *text))
         return NULL;
     /* device and inode are unsigned in the record's header: the same numbers here */
-    return Py_BuildValue("(KKLL)", (unsigned long long)fields[0], (unsigned long long)fields[1],
-                         fields[2], fields[3]);
+    return untracked(Py_BuildValue("(KKLL)", (unsigned long long)fields[0],
+                                   (unsigned long long)fields[1], fields[2], fields[3]));
 }
 
 static PyObject *abspath; /* os.path.abspath */
@@ -98,9 +109,9 @@ static PyObject *read_notes(PyObject *self, PyObject *args) {
         const char *first_end = memchr(names, 0, (size_t)(end - names));
         if (first_end == NULL)
             first_end = end;
-        PyObject *key = Py_BuildValue("(KKLL)", (unsigned long long)dev,
-                                      (unsigned long long)ino, (long long)size,
-                                      (long long)mtime);
+        PyObject *key = untracked(Py_BuildValue("(KKLL)", (unsigned long long)dev,
+                                                (unsigned long long)ino, (long long)size,
+                                                (long long)mtime));
         if (key == NULL)
             goto failed;
         if (operation == COPY) { /* its name is the source's key, as text */
@@ -133,7 +144,7 @@ static PyObject *read_notes(PyObject *self, PyObject *args) {
             Py_INCREF(Py_None);
             second = Py_None;
         }
-        PyObject *note = Py_BuildValue("(iNNN)", (int)operation, key, path, second);
+        PyObject *note = untracked(Py_BuildValue("(iNNN)", (int)operation, key, path, second));
         if (note == NULL || PyList_Append(notes, note) < 0) {
             Py_XDECREF(note);
             goto failed;
