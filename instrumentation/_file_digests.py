@@ -152,9 +152,9 @@ class DigestCache:
         unsaved, self._unsaved = self._unsaved, []
         if not unsaved:
             return
-        data = "".join(
-            f"{key[0]} {key[1]} {key[2]} {key[3]} {digest}\n" for key, digest in unsaved
-        ).encode("ascii")
+        lines = [f"{dev} {ino} {size} {mtime} {digest}\n"
+                 for (dev, ino, size, mtime), digest in unsaved]
+        data = "".join(lines).encode("ascii")
         self._directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:

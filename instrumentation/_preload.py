@@ -108,7 +108,7 @@ class ChildRecord(Record):
 
     def __init__(self, operation: str, path: str, key: StatKey | None, pid: int,
                  parent: Context) -> None:
-        super().__init__(operation, path, key)
+        Record.__init__(self, operation, path, key)  # not super(): 20,000 of these for cp -r
         self.pid = pid
         self.parent = parent
         # The version of the file this one is a whole copy of: its content, so its digest.
@@ -160,9 +160,10 @@ class _Image:
         # Reads and writes are nearly every note (20,000 for `cp -r` of 10,000 files): their
         # records are made here directly, one call fewer each than through `record`.
         if operation == READ:
-            record = self.reads.get((path, key))
+            version = path, key
+            record = self.reads.get(version)
             if record is None:
-                self.reads[path, key] = record = ChildRecord(
+                self.reads[version] = record = ChildRecord(
                     "read", path, key, self.pid, self.parent
                 )
                 self.unhashed.append(record)
