@@ -29,7 +29,7 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from opentelemetry import context as otel_context
@@ -50,15 +50,10 @@ from ._record_spans import (
 )
 from ._recorder import Recorder
 
-try:  # built with the library, by setup.py: without either, children stay opaque execs
-    from . import _preload_notes
-except ImportError:
-    _preload_notes = None
-
 _logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = 40  # a record's fixed part (_preload_shim.c)
-READ, WRITE, RENAME, DELETE, COPY = (ord(c) for c in "RWNDC")
+READ, WRITE, RENAME, DELETE = (ord(c) for c in "RWND")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
 _BATCHED = ("read", "write")
 # How often a running child's new notes are read. Each look costs a directory listing and a
@@ -71,9 +66,14 @@ CARRIED = (_PRELOAD_VARIABLE, environment.CLEW_PRELOAD_DIR)
 
 def _find_library() -> str | None:
     """The built library next to this module (built by setup.py for this interpreter), when
-    the reader of its records was built too."""
-    if _preload_notes is None:
+    the reader of its records (`_preload_notes`, built beside it) was built too: imported
+    here, as only a process that starts a child or watches native opens needs it."""
+    global _read_notes
+    try:
+        from ._preload_notes import read
+    except ImportError:
         return None
+    _read_notes = read
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -84,6 +84,7 @@ def _find_library() -> str | None:
 
 _library: str | None = None
 _looked = False
+_read_notes: Callable[[mmap.mmap, int, dict], tuple[list, int]] | None = None
 
 
 def library() -> str | None:
@@ -211,7 +212,7 @@ def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; P
     `note` (operation, stat key, path, second path), those `wanted` accepts; whole copies go
     into `copies` (the copy's key -> its source's)."""
     # Read in C (_preload_notes.c): 20,000 notes for `cp -r` of 10,000 files.
-    notes, image.read_to = _preload_notes.read(data, image.read_to, copies)
+    notes, image.read_to = _read_notes(data, image.read_to, copies)  # type: ignore[misc]
     note = image.note
     for operation, key, path, second in notes:
         if wanted(path):
