@@ -134,12 +134,13 @@ class DigestCache:
         return self._entries.get(key)
 
     def put(self, key: StatKey, digest: str) -> None:
-        """Remember a digest; it reaches the file at the next `save`."""
+        """Remember the digest of a key `get` did not know; it reaches the file at the next
+        `save`. (Two threads hashing one file at once may both put it: a line twice in the
+        file, which loading takes as one.)"""
         if self._entries is None:
             self._entries = self._load()
-        if self._entries.get(key) != digest:
-            self._entries[key] = digest
-            self._unsaved.append((key, digest))
+        self._entries[key] = digest
+        self._unsaved.append((key, digest))
 
     def after_fork_in_child(self) -> None:
         """A forked child keeps the entries it inherited but not its parent's unsaved ones:
