@@ -19,7 +19,7 @@ ingest log and the links it keeps at the end (links.py), which the floor does no
 
 Usage (the results go between this benchmark's markers in benchmarks/RESULTS.md):
 
-    .venv/bin/python benchmarks/store/floor.py                   # 100k spool, 5 pairs, profile
+    .venv/bin/python benchmarks/store/floor.py                   # 100k spool, 9 pairs, profile: ~5 min
     .venv/bin/python benchmarks/store/floor.py --pairs 3 --no-write --no-profile
 """
 
@@ -161,7 +161,7 @@ def _phase(frames: list[str]) -> str:
                 return phase
     if any("clew-ingest" in frame or "_worker" in frame for frame in frames[:3]):
         return "conversion thread, waiting"
-    return "other (start-up, imports, waits)"
+    return "other: start-up, imports, removing the last store (mostly before the timed part)"
 
 
 def report(found: dict[str, Any], command: str, started: dt.datetime, took: float,
@@ -230,7 +230,7 @@ def report(found: dict[str, Any], command: str, started: dt.datetime, took: floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="100k", choices=[s for s in store.SIZES if s != "10m"])
-    parser.add_argument("--pairs", type=int, default=5, help="alternating floor/clew pairs")
+    parser.add_argument("--pairs", type=int, default=9, help="alternating floor/clew pairs")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument("--work", type=Path, default=store.BENCH / ".work" / "store")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
