@@ -15,10 +15,12 @@ then one `INSERT INTO otel_traces (...) FROM INFILE 'chunk-N.native' FORMAT Nati
 chunk) and `ingest(client, spool)` (store/run.py's ingest task: what `clew ingest` runs).
 Both are timed from before the tables are created to the end; clew's time also holds its
 ingest log and the links it keeps at the end (links.py), which the floor does not do.
-`--profile` samples one more ingest with py-spy, every thread, and says where its time goes.
+Then, unless `--no-profile`, one more ingest runs under py-spy (every thread): where its
+time goes.
 
 Usage (the results go between this benchmark's markers in benchmarks/RESULTS.md):
 
+    .venv/bin/pip install py-spy                                  # once, for the profile
     .venv/bin/python benchmarks/store/floor.py                   # 100k spool, 9 pairs, profile: ~5 min
     .venv/bin/python benchmarks/store/floor.py --pairs 3 --no-write --no-profile
 """
@@ -238,6 +240,9 @@ def main() -> None:
     started, clock, load_before = dt.datetime.now(dt.timezone.utc), time.perf_counter(), os.getloadavg()
     args.work = args.work.absolute()
     args.work.mkdir(parents=True, exist_ok=True)
+    if not args.no_profile and not (store.BIN / "py-spy").exists():
+        parser.error(f"the profile needs py-spy: {store.BIN / 'pip'} install py-spy "
+                     "(or pass --no-profile)")
     home, summary = store.generate(args.work, args.size)
     print("converting the spool to Native files ...", flush=True)
     native = _child("native", home=str(home))
