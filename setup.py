@@ -1,8 +1,10 @@
-"""Builds clew's LD_PRELOAD library; everything else is declared in pyproject.toml.
+"""Builds clew's LD_PRELOAD library and the reader of its records; everything else is
+declared in pyproject.toml.
 
 The library is plain C against libc (no Python API, no libpython): it is loaded into programs
 that are not Python. It is built as an extension only so that `pip install` and wheels compile
-it with the machine's compiler; `optional` lets an install without a compiler go on, and
+it with the machine's compiler. Its records are read back in the Python process by a small
+CPython extension (`_preload_notes`). `optional` lets an install without a compiler go on, and
 capture then falls back to recording such programs as opaque execs.
 """
 
@@ -10,7 +12,7 @@ import sys
 
 from setuptools import Extension, setup
 
-shim = [
+extensions = [
     Extension(
         "clew.instrumentation._preload_shim",
         sources=["instrumentation/_preload_shim.c", "instrumentation/_preload_copies.c",
@@ -19,7 +21,13 @@ shim = [
         extra_compile_args=["-O2", "-fvisibility=default", "-Wall"],
         libraries=["dl"],
         optional=True,
-    )
+    ),
+    Extension(
+        "clew.instrumentation._preload_notes",
+        sources=["instrumentation/_preload_notes.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    ),
 ] if sys.platform.startswith("linux") else []
 
-setup(ext_modules=shim)
+setup(ext_modules=extensions)

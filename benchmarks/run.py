@@ -231,13 +231,17 @@ def _clean_environment(work: Path) -> dict[str, str]:
 
 
 def clew_instrumentors() -> list[str]:
-    """Every OpenTelemetry instrumentor clew installs (the baseline disables them all)."""
+    """Every OpenTelemetry instrumentor clew installs, and the library hooks it loads (the
+    baseline disables them all)."""
     from importlib.metadata import entry_points
 
+    from clew.semconv.environment import INSTRUMENTOR_GROUP
+
     names = {"clew_files", "clew_processes"}
-    for entry_point in entry_points(group="opentelemetry_instrumentor"):
-        if entry_point.value.startswith("clew."):
-            names.add(entry_point.name)
+    for group in ("opentelemetry_instrumentor", INSTRUMENTOR_GROUP):
+        for entry_point in entry_points(group=group):
+            if entry_point.value.startswith("clew."):
+                names.add(entry_point.name)
     return sorted(names)
 
 

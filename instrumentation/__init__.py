@@ -2,7 +2,8 @@
 and ran.
 
 Under `opentelemetry-instrument python train.py` they load themselves through the
-`opentelemetry_instrumentor` entry points; in code::
+`opentelemetry_instrumentor` entry points (the library hooks through one of them,
+`LibrariesInstrumentor`); in code::
 
     from clew.instrumentation import FilesInstrumentor, ProcessesInstrumentor
 
@@ -33,6 +34,7 @@ _LAZY = {
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
     "H5pyInstrumentor": ".h5py",
+    "LibrariesInstrumentor": ".libraries",
     "MlflowInstrumentor": ".mlflow",
     "NativeInstrumentor": ".native",
     "PolarsInstrumentor": ".polars",
@@ -42,6 +44,7 @@ _LAZY = {
     "SafetensorsInstrumentor": ".safetensors",
     "TensorboardInstrumentor": ".tensorboard",
     "TokenizersInstrumentor": ".tokenizers",
+    "TorchInstrumentor": ".torch",
     "TransformersInstrumentor": ".transformers",
     "WandbInstrumentor": ".wandb",
 }
@@ -60,6 +63,7 @@ __all__ = [
     "FsspecInstrumentor",
     "GcsInstrumentor",
     "H5pyInstrumentor",
+    "LibrariesInstrumentor",
     "MlflowInstrumentor",
     "NativeInstrumentor",
     "PolarsInstrumentor",
@@ -69,6 +73,7 @@ __all__ = [
     "SafetensorsInstrumentor",
     "TensorboardInstrumentor",
     "TokenizersInstrumentor",
+    "TorchInstrumentor",
     "TransformersInstrumentor",
     "WandbInstrumentor",
     "__version__",

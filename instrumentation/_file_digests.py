@@ -157,12 +157,13 @@ class DigestCache:
         return self._entries.get(key)
 
     def put(self, key: StatKey, digest: str) -> None:
-        """Remember a digest; it reaches the file at the next `save`."""
+        """Remember the digest of a key `get` did not know; it reaches the file at the next
+        `save`. (Two threads hashing one file at once may both put it: a line twice in the
+        file, which loading takes as one.)"""
         if self._entries is None:
             self._entries = self._load()
-        if self._entries.get(key) != digest:
-            self._entries[key] = digest
-            self._unsaved.append((key, digest))
+        self._entries[key] = digest
+        self._unsaved.append((key, digest))
 
     def after_fork_in_child(self) -> None:
         """A forked child keeps the entries it inherited but not its parent's unsaved ones:
@@ -175,9 +176,9 @@ class DigestCache:
         unsaved, self._unsaved = self._unsaved, []
         if not unsaved:
             return
-        data = "".join(
-            f"{key[0]} {key[1]} {key[2]} {key[3]} {digest}\n" for key, digest in unsaved
-        ).encode("ascii")
+        lines = [f"{dev} {ino} {size} {mtime} {digest}\n"
+                 for (dev, ino, size, mtime), digest in unsaved]
+        data = "".join(lines).encode("ascii")
         self._directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:

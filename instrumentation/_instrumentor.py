@@ -27,8 +27,8 @@ A hook for a new library is a module in this package with a subclass::
             self.wrap(module, "load", files.reads(self, "parquetlib.load", 0, "path"))
             self.wrap(module.Writer, "__init__", files.writes(self, "parquetlib.Writer", 0, "path"))
 
-plus a data-only line in package.py, an `opentelemetry_instrumentor` entry point in
-pyproject.toml, a name in `__init__`'s `_LAZY`, and a test module like
+plus a data-only line in package.py, a `clew_instrumentor` entry point in pyproject.toml
+(loaded by libraries.py), a name in `__init__`'s `_LAZY`, and a test module like
 tests/instrumentation/test_lib_arrow.py (`library_cases.check_program` checks a program's
 exact records) with the library added to test_lib_instrumentors.py.
 
@@ -43,6 +43,10 @@ when the hook records it, so the Python opens and other hooks under it add nothi
 the call's result and exceptions pass through unchanged. A file read in pieces is one
 `recorder.read` of it: the record carries the whole file's digest.
 
+A hook with much code of its own (s3.py, gcs.py, fsspec.py, torch.py) keeps it in a module of
+its own that `deferred(...)` imports when the patch runs: every process loads each hook's
+instrumentor, only a process that imports the library loads what patches it.
+
 A patch whose library is installed in a version `_instruments` does not name is not applied,
 and the process span says so among its capture errors.
 
@@ -52,6 +56,7 @@ under `opentelemetry-instrument` the patch simply never runs, as the module is n
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
@@ -73,6 +78,17 @@ from ._recorder import Recorder
 
 Wrapper = Callable[[Callable[..., Any], Any, tuple, dict], Any]
 """wrapt's wrapper signature: (wrapped, instance, args, kwargs)."""
+
+
+def deferred(module: str, name: str) -> Callable[[ModuleType], None]:
+    """The patch `name` of the clew module `module`, imported when the patch runs (when the
+    program imports the library), not when the instrumentor loads."""
+
+    def patch(target: ModuleType) -> None:
+        getattr(importlib.import_module(module), name)(target)
+
+    return patch
+
 
 def recording() -> bool:
     """False inside `suppress_instrumentation()` or an outer layer's operation."""

@@ -27,11 +27,9 @@ import mmap
 import os
 import shutil
 import stat
-import struct
-import sys
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from opentelemetry.context import Context
@@ -42,7 +40,6 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment
 
 from ._file_digests import StatKey, stat_key
-from ._paths import absolute
 from ._record_spans import (
     BATCH_MAX_SIZE,
     SPAN_NAMES,
@@ -57,8 +54,8 @@ from ._recorder import Recorder
 
 _logger = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("=IB3xQQqq")  # the C library's record header (_preload_shim.c)
-READ, WRITE, RENAME, DELETE, COPY = (ord(c) for c in "RWNDC")
+_HEADER_BYTES = 40  # a record's fixed part (_preload_shim.c)
+READ, WRITE, RENAME, DELETE = (ord(c) for c in "RWND")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
 _BATCHED = ("read", "write")
 # How often a running child's new notes are read. Each look costs a directory listing and a
@@ -70,7 +67,15 @@ CARRIED = (_PRELOAD_VARIABLE, environment.CLEW_PRELOAD_DIR)
 
 
 def _find_library() -> str | None:
-    """The built library next to this module (built by setup.py for this interpreter)."""
+    """The built library next to this module (built by setup.py for this interpreter), when
+    the reader of its records (`_preload_notes`, built beside it) was built too: imported
+    here, as only a process that starts a child or watches native opens needs it."""
+    global _read_notes
+    try:
+        from ._preload_notes import read
+    except ImportError:
+        return None
+    _read_notes = read
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -81,6 +86,7 @@ def _find_library() -> str | None:
 
 _library: str | None = None
 _looked = False
+_read_notes: Callable[[mmap.mmap, int, dict], tuple[list, int]] | None = None
 
 
 def library() -> str | None:
@@ -105,7 +111,7 @@ class ChildRecord(Record):
 
     def __init__(self, operation: str, path: str, key: StatKey | None, pid: int,
                  parent: Context) -> None:
-        super().__init__(operation, path, key)
+        Record.__init__(self, operation, path, key)  # not super(): 20,000 of these for cp -r
         self.pid = pid
         self.parent = parent
         # The version of the file this one is a whole copy of: its content, so its digest.
@@ -157,9 +163,10 @@ class _Image:
         # Reads and writes are nearly every note (20,000 for `cp -r` of 10,000 files): their
         # records are made here directly, one call fewer each than through `record`.
         if operation == READ:
-            record = self.reads.get((path, key))
+            version = path, key
+            record = self.reads.get(version)
             if record is None:
-                self.reads[path, key] = record = ChildRecord(
+                self.reads[version] = record = ChildRecord(
                     "read", path, key, self.pid, self.parent
                 )
                 self.unhashed.append(record)
@@ -204,37 +211,14 @@ class _Image:
 def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; PathFilter.wants
           copies: dict[StatKey, StatKey]) -> None:
     """Hand the records of `data` from where the image's last read stopped (`read_to`) to its
-    `note` (operation, stat key, path, second path), those `wanted` accepts."""
-    # The loop runs once per file a child touched (20,000 times for `cp -r` of 10,000
-    # files): its callees are bound once, and a name is decoded in place (os.fsdecode's
-    # type checks cost as much again).
-    unpack, header, total = _HEADER.unpack_from, _HEADER.size, len(data)
-    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    `note` (operation, stat key, path, second path), those `wanted` accepts; whole copies go
+    into `copies` (the copy's key -> its source's)."""
+    # Read in C (_preload_notes.c): 20,000 notes for `cp -r` of 10,000 files.
+    notes, image.read_to = _read_notes(data, image.read_to, copies)  # type: ignore[misc]
     note = image.note
-    offset, end = image.read_to, total - header
-    while offset <= end:
-        length, operation, dev, ino, size, mtime = unpack(data, offset)
-        if operation == 0 or length < header or offset + length > total:
-            # The unused rest of the file (or, while its process runs, the record it is
-            # writing: read again from here next time), or a record its process died writing.
-            break
-        names = data[offset + header : offset + length].split(b"\0")
-        offset += length
-        if operation == COPY:  # its name is the source's key, as text
-            source = tuple(map(int, names[0].split()))
-            if len(source) == 4 and source[2] == size:
-                copies[dev, ino, size, mtime] = source  # type: ignore[assignment]
-            continue
-        path = absolute(names[0].decode(encoding, errors))  # normalised: the library does not
-        if path is None or not wanted(path):
-            continue
-        second = None
-        if len(names) > 2 and names[1]:
-            second = absolute(names[1].decode(encoding, errors))
-            if second is not None and not wanted(second):
-                second = None
-        note(operation, (dev, ino, size, mtime), path, second)
-    image.read_to = offset
+    for operation, key, path, second in notes:
+        if wanted(path):
+            note(operation, key, path, second if second is None or wanted(second) else None)
 
 
 def read_new(path: Path, image, wanted,  # noqa: ANN001 - as parse's
@@ -246,8 +230,8 @@ def read_new(path: Path, image, wanted,  # noqa: ANN001 - as parse's
         # (the kernel maps the file's holes around it): a file with no new record, as at
         # most flushes and at the exit of a process whose native code opened nothing, is
         # only peeked at (its next record's operation byte, written last, still 0).
-        peek = os.pread(fd, _HEADER.size, image.read_to)
-        if len(peek) == _HEADER.size and peek[4] == 0:
+        peek = os.pread(fd, _HEADER_BYTES, image.read_to)
+        if len(peek) == _HEADER_BYTES and peek[4] == 0:
             return
         # Mapped, not read: the file is sparse and mostly its unused zero tail.
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:

@@ -175,16 +175,35 @@ def group_for_spans(records: Iterable[Record]) -> Iterator[Record | list[Record]
 
     A path appears once per batch: a span's links name their artifact by URI, so two versions
     of one object (or file) read in one flush go to two batches."""
-    batches: dict[tuple[type, Hashable, int], list[Record]] = defaultdict(list)
-    seen: dict[tuple[Hashable, str], int] = defaultdict(int)
+    groups: dict[tuple[type, Hashable], list[Record]] = {}
     for record in records:
         key = record.batch_key()
         if key is None:
             yield record
             continue
-        repeat = seen[key, record.path]
-        seen[key, record.path] = repeat + 1
-        batches[type(record), key, repeat].append(record)
-    for batch in batches.values():
-        for start in range(0, len(batch), BATCH_MAX_RECORDS):
-            yield batch[start : start + BATCH_MAX_RECORDS]
+        group = groups.get((type(record), key))
+        if group is None:
+            groups[type(record), key] = [record]
+        else:
+            group.append(record)
+    for group in groups.values():
+        # Checked per group, not per record: a path read twice in one flush is rare, and
+        # tracking repeats record by record cost as much as the rest of the grouping.
+        batches = [group] if len({r.path for r in group}) == len(group) else _by_repeat(group)
+        for batch in batches:
+            for start in range(0, len(batch), BATCH_MAX_RECORDS):
+                yield batch[start : start + BATCH_MAX_RECORDS]
+
+
+def _by_repeat(group: list[Record]) -> list[list[Record]]:
+    """`group` split so that each part holds a path once: a path's first record in the first
+    part, its second in the second, and so on."""
+    parts: list[list[Record]] = []
+    seen: dict[str, int] = defaultdict(int)
+    for record in group:
+        repeat = seen[record.path]
+        seen[record.path] = repeat + 1
+        if repeat == len(parts):
+            parts.append([])
+        parts[repeat].append(record)
+    return parts

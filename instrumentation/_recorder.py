@@ -732,10 +732,7 @@ class Recorder:
             result = _stat_regular(path)
             if result is None:
                 continue
-            key = stat_key(result)
-            digest = self._cache.get(key) or hash_file(path, key)
-            if digest is not None:
-                self._cache.put(key, digest)
+            digest = self._content_digest(path, stat_key(result))
             files.append(os.path.relpath(path, root))
             digests.append(digest or "")
         self._cache.save()

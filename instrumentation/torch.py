@@ -22,16 +22,16 @@ from typing import Any
 
 from clew.instrumentation.package import _instruments_torch
 
-from . import _dataloader, _elastic
 from ._guard import guard
-from ._instrumentor import ClewInstrumentor, recording
+from ._instrumentor import ClewInstrumentor, deferred, recording
 from ._lifecycle import get_recorder
 from ._paths import absolute
 
-# Submodules patched when the program imports them, with their patch and unpatch.
+# Submodules patched when the program imports them, and the clew module with their `patch`
+# and `unpatch`, itself imported then.
 _SUBMODULE_HOOKS = {
-    "torch.utils.data._utils.worker": (_dataloader.patch, _dataloader.unpatch),
-    "torch.distributed.elastic.agent.server.api": (_elastic.patch, _elastic.unpatch),
+    "torch.utils.data._utils.worker": "clew.instrumentation._dataloader",
+    "torch.distributed.elastic.agent.server.api": "clew.instrumentation._elastic",
 }
 
 
@@ -58,7 +58,7 @@ class TorchInstrumentor(ClewInstrumentor):
     def _patches(self) -> Mapping[str, Callable[[ModuleType], None]]:
         return {
             "torch": self._patch_torch,
-            **{name: patch for name, (patch, _unpatch) in _SUBMODULE_HOOKS.items()},
+            **{name: deferred(hook, "patch") for name, hook in _SUBMODULE_HOOKS.items()},
         }
 
     def _patch_torch(self, torch: Any) -> None:
@@ -68,7 +68,7 @@ class TorchInstrumentor(ClewInstrumentor):
             self.wrap(serialization, "save", _save)
 
     def _stop(self) -> None:
-        for name, (_patch_module, unpatch) in _SUBMODULE_HOOKS.items():
-            module = sys.modules.get(name)
-            if module is not None:
-                unpatch(module)
+        for name, hook in _SUBMODULE_HOOKS.items():
+            module, patched = sys.modules.get(name), sys.modules.get(hook)
+            if module is not None and patched is not None:  # else nothing was patched
+                patched.unpatch(module)

@@ -45,7 +45,8 @@ def diagnose(home: Path | None = None) -> Report:
     files = spool_files(spool)
     hooks = [
         f"{ep.name} ({ep.value})"
-        for ep in metadata.entry_points(group="opentelemetry_instrumentor")
+        for group in ("opentelemetry_instrumentor", environment.INSTRUMENTOR_GROUP)
+        for ep in metadata.entry_points(group=group)
         if ep.value.startswith("clew.")
     ]
     report = Report(

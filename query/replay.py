@@ -95,6 +95,11 @@ _TYPES: Final[Mapping[str, str]] = {
     attr.PROVENANCE_EXEC_REPLACED: "boolean",
     attr.PROVENANCE_CAPTURE_ERRORS: "string[]",
     attr.PROVENANCE_CAPTURE_LOST_SPANS: "int",
+    attr.PROVENANCE_METRICS_NAME: "string[]",
+    attr.PROVENANCE_METRICS_VALUE: "double[]",
+    attr.PROVENANCE_METRICS_STEP: "int[]",
+    attr.PROVENANCE_CONFIG_KEY: "string[]",
+    attr.PROVENANCE_CONFIG_VALUE: "string[]",
 }
 """Attributes clew records whose type is not string; the rest of its vocabulary is strings."""
 

@@ -117,6 +117,11 @@ DEFAULT_METRIC_FILES: Final = (
 `eval_results.json`), a transformers Trainer's `trainer_state.json`, TensorBoard event files and
 the metric files of MLflow's file store."""
 METRIC_FILE_MAX_BYTES: Final = 1 << 20
+
+INSTRUMENTOR_GROUP: Final = "clew_instrumentor"
+"""Entry point group of clew's library hooks, which its `clew_libraries` OpenTelemetry
+instrumentor loads (instrumentation/libraries.py says why)."""
+
 DEFAULT_HASH_MAX_BYTES: Final = 4 << 30
 DEFAULT_FLUSH_INTERVAL: Final = 1.0
 DEFAULT_SPOOL_PENDING_MAX_BYTES: Final = 64 << 20

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -171,7 +172,9 @@ def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
     with open(path, "rb") as handle:
         handle.seek(offset)
         while True:
-            data = handle.read(limit)
+            # read(n) allocates n bytes first: a spool file (one per process) mostly holds
+            # far less than a chunk, so ask for no more than it has.
+            data = handle.read(max(0, min(limit, os.fstat(handle.fileno()).st_size - offset)))
             if not data:
                 return
             cut = data.rfind(b"\n")

@@ -1,11 +1,13 @@
 """The native-I/O library instrumentors in code, each the same way:
 a read recorded under the process span once the library is imported after `instrument()`,
 nothing recorded when suppressed, and a failure inside clew's hook swallowed. Their
-uninstrumented and error cases are in each library's own test module.
+uninstrumented and error cases are in each library's own test module. Last, every library
+hook under `opentelemetry-instrument`, and turned off by name.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,31 @@ def test_instrumentor_failing_hook_is_swallowed(library, base_env, workdir):
     assert outcome["stderr"].count("simulated capture bug") == 1
     errors = process_span(outcome)["attributes"][attr.PROVENANCE_CAPTURE_ERRORS]
     assert any("simulated capture bug" in e for e in errors)
+
+
+HOOKS = {
+    "clew_torch": "TorchInstrumentor", "clew_botocore": "S3Instrumentor",
+    "clew_fsspec": "FsspecInstrumentor", "clew_gcs": "GcsInstrumentor",
+    "clew_pyarrow": "PyarrowInstrumentor", "clew_polars": "PolarsInstrumentor",
+    "clew_duckdb": "DuckdbInstrumentor", "clew_safetensors": "SafetensorsInstrumentor",
+    "clew_h5py": "H5pyInstrumentor", "clew_tokenizers": "TokenizersInstrumentor",
+}
+INSTRUMENTED = f"""
+import json
+import clew.instrumentation as hooks
+print(json.dumps({{name: getattr(hooks, cls)().is_instrumented_by_opentelemetry
+                  for name, cls in {HOOKS!r}.items()}}))
+"""
+
+
+@pytest.mark.parametrize("disabled", ["", "clew_pyarrow,clew_botocore", "clew_libraries"])
+def test_opentelemetry_instrument_loads_each_library_hook_unless_disabled_by_name(
+    run_instrumented, disabled
+):
+    """Every library hook is on under opentelemetry-instrument; a name in
+    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS turns that hook off, `clew_libraries` all of them."""
+    result = run_instrumented(INSTRUMENTED, env={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled})
+
+    assert result.returncode == 0, result.stderr
+    off = set(HOOKS) if disabled == "clew_libraries" else set(filter(None, disabled.split(",")))
+    assert json.loads(result.stdout) == {name: name not in off for name in HOOKS}

@@ -365,7 +365,7 @@ def test_lineage_tables_follow_the_cluster_and_ttl_options():
     options = SchemaOptions(database="otel", cluster="prod", ttl_days=30)
     statements = lineage_ddl(options)
     (io, io_view, runs, runs_view, incomplete_runs_view, run_io, run_io_view, outputs,
-     outputs_view, links, run_inputs) = statements
+     outputs_view, metrics, metrics_view, config, config_view, links, run_inputs) = statements
     for statement in statements:
         assert " ON CLUSTER `prod` " in statement.split("\n", 1)[0]
     assert "ENGINE = ReplicatedMergeTree()" in io
@@ -376,6 +376,9 @@ def test_lineage_tables_follow_the_cluster_and_ttl_options():
     assert "ENGINE = ReplicatedAggregatingMergeTree()" in run_io and "TTL" not in run_io
     assert "ENGINE = ReplicatedMergeTree()" in outputs
     assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in outputs
+    for points in (metrics, config):  # a run's metrics and configs expire with its spans
+        assert "ENGINE = ReplicatedMergeTree()" in points
+        assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in points
     assert "ENGINE = ReplicatedReplacingMergeTree()" in links
     assert "\nTTL toDateTime(Timestamp) + toIntervalDay(30)\n" in links
     assert "ENGINE = ReplicatedReplacingMergeTree()" in run_inputs and "TTL" not in run_inputs

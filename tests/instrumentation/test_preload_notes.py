@@ -1,0 +1,62 @@
+"""The reader of the LD_PRELOAD library's record files (`_preload_notes.c`): records laid out
+as `_preload_shim.c` writes them come back as notes with their names decoded as os.fsdecode
+does and normalised, whole copies go into the copies map, and reading stops where the written
+part ends, to go on from there next time.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+reader = pytest.importorskip("clew.instrumentation._preload_notes", reason="not built")
+
+# u32 length, u8 operation, 3 pad, u64 dev, u64 ino, i64 size, i64 mtime (_preload_shim.c)
+HEADER = struct.Struct("=IB3xQQqq")
+
+
+def record(operation: str, key: tuple[int, int, int, int], *names: bytes) -> bytes:
+    """One record as the library appends it: names NUL-terminated, the whole 8-byte aligned."""
+    body = b"".join(name + b"\0" for name in names)
+    length = (HEADER.size + len(body) + 7) // 8 * 8
+    return HEADER.pack(length, ord(operation), *key) + body.ljust(length - HEADER.size, b"\0")
+
+
+def test_notes_come_back_decoded_normalised_and_copies_apart() -> None:
+    key = (2049, 77, 1024, 1_796_620_091_835_099_321)
+    data = b"".join([
+        record("R", key, b"/data/in/../train.csv"),
+        record("W", (2049, 78, 0, 5), b"/out//\xff\xfe.bin"),
+        record("N", (2049, 78, 9, 6), b"/out/final.bin", b"/out/.final.bin.XyZ12"),
+        record("N", (2049, 79, 9, 7), b"/out/moved.bin", b""),
+        record("D", (2049, 80, 3, 8), b"/tmp/gone/"),
+        record("C", (2049, 81, 1024, 9), b"2049 77 1024 1796620091835099321"),
+        record("C", (2049, 82, 4096, 9), b"2049 77 1024 1796620091835099321"),  # sizes differ
+        record("C", (2049, 83, 1024, 9), b"not a key"),
+    ])
+    copies: dict = {}
+    notes, offset = reader.read(data, 0, copies)
+    assert notes == [
+        (ord("R"), key, "/data/train.csv", None),
+        (ord("W"), (2049, 78, 0, 5), "/out/\udcff\udcfe.bin", None),
+        (ord("N"), (2049, 78, 9, 6), "/out/final.bin", "/out/.final.bin.XyZ12"),
+        (ord("N"), (2049, 79, 9, 7), "/out/moved.bin", None),
+        (ord("D"), (2049, 80, 3, 8), "/tmp/gone", None),
+    ]
+    assert copies == {(2049, 81, 1024, 9): key}
+    assert offset == len(data)
+
+
+def test_reading_stops_where_the_written_part_ends_and_goes_on_from_there() -> None:
+    first = record("R", (1, 2, 3, 4), b"/a.txt")
+    second = record("W", (1, 5, 0, 6), b"/b.txt")
+    # The second record reserved but not finished: its operation byte, stored last, still 0.
+    unfinished = second[:4] + b"\0" + second[5:]
+    mapping = bytearray(first + unfinished + bytes(4096))
+    notes, offset = reader.read(mapping, 0, {})
+    assert notes == [(ord("R"), (1, 2, 3, 4), "/a.txt", None)] and offset == len(first)
+    mapping[offset : offset + len(second)] = second
+    notes, offset = reader.read(mapping, offset, {})
+    assert notes == [(ord("W"), (1, 5, 0, 6), "/b.txt", None)]
+    assert offset == len(first) + len(second)
