@@ -25,7 +25,7 @@ from pathlib import Path
 import run  # benchmarks/run.py: its baseline, environment and reporting
 
 from clew.exporter.otlp_json import iter_spans
-from clew.exporter.spool import read_spool, spool_directory
+from clew.exporter.spool_files import read_spool, spool_directory
 from clew.semconv import attributes as attr
 
 PER_DIRECTORY = 1000

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from clew.exporter.spool import SpoolProblems
+from clew.exporter.spool_files import SpoolProblems
 from clew.semconv import environment
 
 from ._output import CliContext, format_time, json_option, write_json

@@ -8,12 +8,11 @@ from typing import Any
 
 import click
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
 from clew.exporter.store.ingest import IngestResult, prepare_store
 from clew.exporter.store.ingest import ingest as ingest_spool
-from clew.exporter.spool import spool_directory, spool_sizes
+from clew.exporter.spool_files import spool_directory, spool_sizes
 from clew.exporter.store.schema import SchemaOptions
 from clew.exporter.store.connection import close, connect, default_url, is_open, parse_url
 
@@ -72,6 +71,9 @@ def _ingest(obj: CliContext, client: Any, options: SchemaOptions, *, quiet: bool
     if quiet or sum(spool_sizes(spool).values()) < _PROGRESS_MIN_BYTES:
         result = ingest_spool(client, spool, options=options)
     else:
+        # Only a large ingest shows a bar: every other command skips importing it.
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
         columns = (*Progress.get_default_columns()[:2], BarColumn(), DownloadColumn(),
                    TimeRemainingColumn())
         with Progress(*columns, console=obj.err, transient=True) as progress:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 from clew.exporter.store import connection
 from clew.exporter.store.ingest import ingest as ingest_spool
 from clew.exporter.store.ingest import prepare_store

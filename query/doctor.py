@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from clew.exporter.spool import spool_directory, spool_files
+from clew.exporter.spool_files import spool_directory, spool_files
 from clew.semconv.redaction import redact_text
 from clew.semconv import environment
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from clew.exporter.otlp_json import Span, iter_spans
-from clew.exporter.spool import SpoolLine, SpoolProblems, read_spool, spool_directory
+from clew.exporter.spool_files import SpoolLine, SpoolProblems, read_spool, spool_directory
 from clew.query.spool import Access, SpoolRun, spool_runs
 from clew.semconv import environment
 from clew.semconv import spans as span_names

@@ -110,7 +110,7 @@ def _check(home: Path, data: Path) -> str:
     """What a clew run must have recorded: every file once, by a worker under a rank."""
     sys.path.insert(0, str(ROOT))
     from clew.exporter.otlp_json import iter_spans
-    from clew.exporter.spool import read_spool, spool_directory
+    from clew.exporter.spool_files import read_spool, spool_directory
     from clew.semconv import attributes as attr
 
     time.sleep(0.2)  # DataLoader workers outlive torchrun's exit by a moment

@@ -61,7 +61,7 @@ def _child(task: str, **arguments: Any) -> dict[str, Any]:
 
 def task_native(home: str) -> dict[str, Any]:
     """The spool's rows, converted by clew once, one Native file per insert clew makes."""
-    from clew.exporter.spool import spool_sizes
+    from clew.exporter.spool_files import spool_sizes
     from clew.exporter.store.connection import connect
     from clew.exporter.store.ingest import CHUNK_BYTES, _batches, prepare_store
     from clew.exporter.store.rows import INSERT_COLUMNS

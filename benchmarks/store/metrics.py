@@ -12,15 +12,21 @@ with 10 steps each (200 points). Across the 1,000 runs the learning rate changes
 runs, the data file every 100, a config key every 70 and a helper module every 130; the
 metrics move with the data file, plus noise.
 
-The CLI is timed end to end, as a user runs it (`clew --store chdb://... --no-ingest why
-metric_00 --format json`, stdout to /dev/null: Python start-up, chDB open, the answer, the
-JSON), the median of REPEAT runs after one warm-up, beside `clew runs --limit 1`, the floor
-of any command (start-up and the store's opening); the API call (`why_moved`,
-`metrics_series`) in one process, the median of REPEAT calls.
+The CLI is timed end to end, as a user runs it (`clew --home HOME --store chdb://... why
+metric_00 --format json`, stdout to /dev/null: Python start-up, imports, chDB open, the
+ingest check of an empty spool, the answer, the JSON), beside `clew runs --limit 1`, the
+floor of any command (start-up, the store's opening, one small query): one warm-up round,
+then CLI_REPEAT rounds of the three commands in turn (so load changes hit them alike),
+each reported as its median and range, with the median over the rounds of its excess over
+the floor in the same round, and the load average over the rounds. The API call
+(`why_moved`, `metrics_series`) in one process, the median of REPEAT calls.
 
 Usage (writes between this benchmark's markers in benchmarks/RESULTS.md):
 
     .venv/bin/python benchmarks/store/metrics.py   # about a minute
+    # the same rounds also timing an earlier commit's clew, each command right after ours:
+    git worktree add --detach /tmp/base/clew REV
+    .venv/bin/python benchmarks/store/metrics.py --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -46,12 +52,13 @@ from clew.exporter.store.rows import INSERT_COLUMNS  # noqa: E402
 from clew.exporter.store.schema import SchemaOptions  # noqa: E402
 
 MARKER = "store-metrics"
-RUNS, METRICS, STEPS, REPEAT = 1000, 20, 10, 5
+RUNS, METRICS, STEPS, REPEAT, CLI_REPEAT = 1000, 20, 10, 5, 7
 T0 = 1_796_000_000_000_000_000
 HOST = "gpu-node-01"
 WORK = "/srv/project"
 PACKAGES = [f"package-{i:03d}=={i % 7}.{i % 13}.{i % 5}" for i in range(120)]
 CLEW = Path(sys.executable).with_name("clew")
+COMMANDS = (("why", "metric_00"), ("metrics",), ("runs", "--limit", "1"))
 
 
 def _json(values: list) -> str:
@@ -118,18 +125,49 @@ def rows(rng: random.Random) -> list[list]:
     return found
 
 
-def _cli(url: str, *args: str) -> float:
-    """Seconds for one `clew` command, end to end."""
+def _cli(home: Path, url: str, source: Path | None, *args: str) -> float:
+    """Seconds for one `clew` command, end to end (`source`: a directory whose `clew`
+    checkout runs instead of the installed one)."""
+    env = {**os.environ, "PYTHONPATH": str(source)} if source else None
     began = time.perf_counter()
-    subprocess.run([str(CLEW), "--store", url, "--no-ingest", *args, "--format", "json"],
-                   stdout=subprocess.DEVNULL, check=True)
+    subprocess.run([str(CLEW), "--home", str(home), "--store", url, *args, "--format", "json"],
+                   stdout=subprocess.DEVNULL, check=True, env=env)
     return time.perf_counter() - began
+
+
+def cli_rounds(home: Path, url: str, baseline: Path | None
+               ) -> tuple[dict[tuple[str, str], list[float]], list[float]]:
+    """Each command's CLI_REPEAT times (by version, "" or "baseline", and command), taken
+    in rounds of every command of every version in turn after one warm-up round (the OS
+    page cache), and the 1-minute load average at each round."""
+    sources = {"": None, **({"baseline": baseline} if baseline else {})}
+    times: dict[tuple[str, str], list[float]] = {
+        (version, " ".join(command)): [] for version in sources for command in COMMANDS}
+    loads = []
+    for round_ in range(CLI_REPEAT + 1):
+        for command in COMMANDS:
+            for version, source in sources.items():
+                seconds = _cli(home, url, source, *command)
+                if round_:
+                    times[version, " ".join(command)].append(seconds)
+        loads.append(os.getloadavg()[0])
+    return times, loads[1:]
+
+
+def _cli_row(name: str, found: list[float], floor: list[float]) -> str:
+    over = ("floor" if found is floor
+            else f"+{statistics.median(t - f for t, f in zip(found, floor)):.3f}")
+    return (f"| {name} (CLI, end to end) | {statistics.median(found):.3f} | "
+            f"{min(found):.3f}-{max(found):.3f} | {over} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/clew-bench-metrics"))
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also time, in the same rounds, the clew checkout in DIR/clew "
+                        "(`git worktree add --detach DIR/clew REV`) against its own floor")
     args = parser.parse_args()
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
@@ -155,12 +193,16 @@ def main() -> None:
         api[name] = statistics.median(times)
     answer = why_moved(client, "metric_00")
     store.close(url)
+    baseline = ""
+    if args.baseline:
+        baseline = subprocess.run(["git", "-C", str(args.baseline / "clew"), "rev-parse",
+                                   "--short", "HEAD"], capture_output=True, text=True,
+                                  check=True).stdout.strip()
 
-    cli = {}
-    for command in (("why", "metric_00"), ("metrics",), ("runs", "--limit", "1")):
-        _cli(url, *command)  # warm-up: the OS page cache
-        cli["clew " + " ".join(command)] = statistics.median(
-            _cli(url, *command) for _ in range(REPEAT))
+    home = args.work / "home"  # an empty spool: every run is in the store
+    (home / "spool").mkdir(parents=True)
+    times, loads = cli_rounds(home, url, args.baseline)
+    floors = {version: times[version, "runs --limit 1"] for version, _ in times}
 
     lines = [
         "## `clew why` and `clew metrics` over 1,000 runs with 20 metrics",
@@ -168,15 +210,21 @@ def main() -> None:
         f"{git_state()}; `.venv/bin/python benchmarks/store/metrics.py`. {RUNS} runs of one "
         f"program, {METRICS} metrics of {STEPS} steps each ({points:,} points in clew_metrics), "
         f"{len(generated):,} spans inserted as otel_traces rows in {insert:.2f} s; "
-        f"{len(answer.history)} causes vary across the runs. Target: < 1 s each. Median of "
-        f"{REPEAT}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (the CLI "
-        "figures move with it: compare with the `clew runs` floor).",
+        f"{len(answer.history)} causes vary across the runs. Target: < 1 s each, end to end. "
+        f"CLI: {CLI_REPEAT} rounds of the three commands in turn"
+        + (f" (each at once again at {baseline})" if baseline else "")
+        + " after a warm-up round, as a "
+        "user runs them (`clew --home HOME --store chdb://... COMMAND --format json`, an empty "
+        f"spool to check); load average {min(loads):.1f}-{max(loads):.1f} over the rounds on "
+        f"{os.cpu_count()} cores (the CLI figures move with it: the `clew runs` floor, taken "
+        f"in the same rounds, is the yardstick). API: median of {REPEAT} calls.",
         "",
-        "| what | seconds |",
-        "|---|---|",
-        *(f"| `{name} --format json` (CLI, end to end) | {seconds:.3f} |"
-          for name, seconds in cli.items()),
-        *(f"| `{name}` (API, store open) | {seconds:.3f} |" for name, seconds in api.items()),
+        "| what | median s | min-max s | over the `clew runs --limit 1` floor (median of rounds) |",
+        "|---|---|---|---|",
+        *(_cli_row(f"`clew {name} --format json`" + (f" at {version} {baseline}" if version
+                                                      else ""), found, floors[version])
+          for (version, name), found in times.items()),
+        *(f"| `{name}` (API, store open) | {seconds:.3f} | | |" for name, seconds in api.items()),
     ]
     section = "\n".join(lines)
     print(section)

@@ -207,7 +207,7 @@ def task_phases(home: str, views: bool) -> dict[str, Any]:
     from clew.exporter.store import ingest as ingest_module
     from clew.exporter.store import rows
     from clew.exporter.store.ingest import CHUNK_BYTES, prepare_store
-    from clew.exporter.spool import spool_files
+    from clew.exporter.spool_files import spool_files
     from clew.exporter.store.connection import connect
 
     spent: Counter[str] = Counter()

@@ -55,7 +55,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from clew.exporter.otlp_encode import encode_spans
-from clew.exporter.spool import SUFFIX
+from clew.exporter.spool_files import SUFFIX
 from clew.semconv import attributes as attr
 from clew.semconv import spans as names
 

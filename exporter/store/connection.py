@@ -13,8 +13,10 @@ This is the only module that imports clickhouse-connect (the `store` extra).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -134,6 +136,24 @@ def _import_driver() -> Any:
     return clickhouse_connect
 
 
+def _import_chdb_without_arrow() -> None:
+    """Import chDB's connection layer with pyarrow hidden. That layer imports pyarrow (and
+    with it numpy), 0.08-0.15 s of a clew command's start-up, for the Arrow results it can
+    return; clickhouse-connect reads Native results and never asks for them. Without
+    pyarrow, chDB serves every other format and refuses only Arrow ones, in this process:
+    so only a clew command asks for this (see `connect`). pyarrow stays importable for
+    everything else."""
+    if "pyarrow" in sys.modules or "chdb.state" in sys.modules:
+        return
+    sys.modules["pyarrow"] = None  # type: ignore[assignment]  # `import pyarrow` raises ImportError
+    try:
+        importlib.import_module("chdb.state")
+    except ImportError:
+        pass  # the driver's import says what is missing
+    finally:
+        del sys.modules["pyarrow"]
+
+
 @contextmanager
 def _engine_output(capture: bool) -> Iterator[list[bytes]]:
     """What is written to file descriptor 2 inside the block, when `capture`. chDB's engine
@@ -193,7 +213,8 @@ def connect(
 
     `on_wait` is for a clew command, which reports the wait itself: it is called once with
     the holder (`pid N: CMD`) when the wait has lasted a second, and the engine's own lock
-    errors on stderr are left out (see `_engine_output`).
+    errors on stderr are left out (see `_engine_output`); chDB is opened without importing
+    pyarrow (see `_import_chdb_without_arrow`).
     """
     parsed = url if isinstance(url, StoreURL) else parse_url(url or default_url())
     key = str(parsed)
@@ -212,6 +233,8 @@ def connect(
         _clients[key] = client
         return client
     assert parsed.path is not None
+    if on_wait is not None:
+        _import_chdb_without_arrow()
     parsed.path.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     announced = False

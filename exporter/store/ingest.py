@@ -35,7 +35,7 @@ from . import rows
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
 from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
-from ..spool import spool_sizes
+from ..spool_files import spool_sizes
 
 LOG_TABLE = "clew_ingest_log"
 QUARANTINE_DIRNAME = "quarantine"
@@ -451,12 +451,14 @@ def ingest(
     if prepare:
         prepare_store(client, options)
     ingester = _Ingester(client, options, spool)
-    done, pending = ingester.state([p.name for p in files] if files is not None else None)
     result = IngestResult()
     # By name: most of a large spool is done, and needs no Path of its own.
     chosen = {path.name: path for path in files} if files is not None else {}
     sizes = spool_sizes(spool) if files is None else {
         name: path.stat().st_size for name, path in chosen.items()}
+    # An empty spool (every query command, once its runs are in) needs no look at the log.
+    done, pending = (ingester.state([p.name for p in files] if files is not None else None)
+                     if sizes else ({}, {}))
     total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
     reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
     recovered: set[str] = set()

@@ -122,6 +122,8 @@ def listing_sql(relation: str, group_above: int | None) -> str:
 def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
     """Compute and keep the candidate inputs of `runs` and their inputs per directory,
     replacing what was kept for them."""
+    if not runs:
+        return
     links = qualified_name(options, LINKS_TABLE)
     run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
     select = candidates_sql(options)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clew.exporter.otlp_json import Span, iter_spans
-from clew.exporter.spool import SpoolProblems, read_spool, spool_directory
+from clew.exporter.spool_files import SpoolProblems, read_spool, spool_directory
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv import spans as span_names

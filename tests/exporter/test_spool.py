@@ -15,7 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from clew.exporter.otlp_json import iter_spans
-from clew.exporter.spool import SpoolProblems, SpoolSpanExporter, read_spool, spool_files
+from clew.exporter.spool import SpoolSpanExporter
+from clew.exporter.spool_files import SpoolProblems, read_spool, spool_files
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv import spans as span_names

@@ -10,7 +10,8 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from clew.exporter.spool import SpoolSpanExporter, spool_directory
+from clew.exporter.spool import SpoolSpanExporter
+from clew.exporter.spool_files import spool_directory
 from clew.instrumentation._record_spans import Record, batch_attributes, directory_of
 from clew.query.spool import spool_runs
 from clew.semconv import attributes as attr

@@ -34,7 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from clew.exporter.store import connection as store
 from clew.exporter.otlp_json import Span, iter_spans
 from clew.exporter.store.rows import spans_to_rows
-from clew.exporter.spool import SpoolProblems, read_spool, spool_directory
+from clew.exporter.spool_files import SpoolProblems, read_spool, spool_directory
 from clew.query import replay as replay_module
 from clew.query.cli import ExitStatus
 from clew.query.replay import attribute_value, replay, rows_to_request, traces_url

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from clew.exporter.store import connection as store
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 from clew.query.spool import spool_runs
 from clew.semconv import environment
 from clew_test_helpers import clean_environment, digest_of, file_uri

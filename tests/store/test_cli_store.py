@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from clew.exporter.store import connection as store
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 from clew.query.cli import ExitStatus, main
 from clew.query.runs import Run
 

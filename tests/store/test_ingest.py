@@ -24,7 +24,7 @@ import pytest
 from clew.exporter.store import connection as store
 from clew.exporter.store.ingest import LOG_TABLE, QUARANTINE_DIRNAME, ingest
 from clew.exporter.store.rows import INSERT_COLUMNS, spans_to_rows
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 
 pytestmark = pytest.mark.integration
 

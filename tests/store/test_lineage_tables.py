@@ -26,7 +26,7 @@ from clew.exporter.store.ingest import ingest
 from clew.exporter.store.lineage import LINEAGE_VERSION, create_lineage_tables
 from clew.exporter.store.rows import INSERT_COLUMNS
 from clew.exporter.store.schema import SchemaOptions, create_schema
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 from clew.query.runs import list_runs
 
 pytestmark = pytest.mark.integration

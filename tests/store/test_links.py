@@ -21,7 +21,7 @@ from clew.exporter.store.ingest import ingest
 from clew.exporter.store import links
 from clew.exporter.store.links import unlink_runs
 from clew.exporter.store.schema import SchemaOptions
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 from clew.query.lineage import impact, lineage
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_ingest import span_line, spool_file
 
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 from clew.query.cli import ExitStatus
 from clew_test_helpers import invoke_clew
 

@@ -28,7 +28,7 @@ from clew.exporter.store import connection as store
 from clew.exporter.store.ingest import ingest
 from clew.exporter.store.lineage import create_lineage_tables
 from clew.exporter.store.schema import SchemaOptions, create_schema
-from clew.exporter.spool import spool_directory
+from clew.exporter.spool_files import spool_directory
 from clew_test_helpers import free_port
 
 rotel = pytest.importorskip("rotel")
