@@ -201,3 +201,23 @@ def test_config_files_parsed_are_bounded_per_directory(capture: Capture, tmp_pat
     assert names == [f"{i:03}.json" for i in range(_config_files.MAX_PER_DIRECTORY)] + [
         "train.toml"]
     assert list(configs[-1].attributes[attr.PROVENANCE_CONFIG_VALUE]) == ["0.5"]
+
+
+def test_a_table_without_a_header_gives_no_points() -> None:
+    """A CSV whose first row holds numbers has no names for its columns: no points (not
+    metrics named `0.1`); a header with non-numeric columns keeps only the numeric cells."""
+    assert _metric_files.points("/run/metrics.csv", b"0.1,0.2\n0.3,0.4\n") == ("file", None, [])
+    assert _metric_files.points("/run/metrics.csv", b"name,acc,note\nrun,0.5,nan\n") == (
+        "file", None, [("acc", 0.5, -1)])
+
+
+def test_a_yaml_alias_bomb_gives_no_points_quickly() -> None:
+    """YAML aliases let a few hundred bytes name a billion leaves: such a metric file is
+    refused, not walked (the test would not end otherwise)."""
+    pytest.importorskip("yaml")
+    lines = ["a0: &a0 [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    assert _metric_files.points("/run/metrics.yaml", "\n".join(lines).encode()) is None
+    assert _metric_files.points("/run/metrics.yaml", b"base: &b {lr: 0.5}\nrun: *b\n") == (
+        "file", None, [("base.lr", 0.5, -1), ("run.lr", 0.5, -1)])
+
