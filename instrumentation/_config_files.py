@@ -5,9 +5,10 @@ A read is a config when its file's name ends in a config suffix (JSON, YAML, TOM
 `str.endswith` on clew's worker, nothing for other reads), it is under `MAX_BYTES`, and its
 document is a non-empty mapping of at most `MAX_KEYS` leaves: a list, or a mapping with more
 leaves, is data, not a config. At most `MAX_FILES` files are parsed per process, and
-`MAX_PER_DIRECTORY` per directory, so a loader reading many small JSON files pays for few. Each leaf's value is recorded
-as JSON; a value the redaction policy judges secret, by any part of its key or by itself, is
-recorded as `"REDACTED"`.
+`MAX_PER_DIRECTORY` per directory, so a loader reading many small JSON files pays for few.
+Each leaf's value is recorded as JSON; a value the redaction policy judges secret, by any
+part of its key or by itself, is recorded as `"REDACTED"`; a secret inside a key (a mapping
+keyed by connection URLs) is replaced in the key.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from clew.semconv.redaction import REDACTED, is_secret_name, is_secret_value
+from clew.semconv.redaction import REDACTED, is_secret_name, is_secret_value, redact_key
 
 from . import _structured_files
 
@@ -37,7 +38,7 @@ def entries(path: str, data: bytes) -> tuple[list[str], list[str]] | None:
     for key, value in _structured_files.leaves(document):
         if len(keys) == MAX_KEYS:
             return None
-        keys.append(key)
+        keys.append(redact_key(key))
         values.append(_encoded(key, value))
     return keys, values
 

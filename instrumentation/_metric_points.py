@@ -8,6 +8,9 @@ group: its first `HEAD_POINTS` points go out as they come; later ones are thinne
 kept), and the last one is always kept; those go out at exit. A metric logged at every step
 of a long run thus keeps its start, an even sample of the rest, and its final value.
 
+A metric's name is recorded with any secret in it replaced (`redaction.redact_key`): a
+program may log values under names built from connection URLs.
+
 A metric file's points replace the group's instead (`replace`): each parse is of the whole
 file as it now is.
 """
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
+from clew.semconv.redaction import redact_key
 
 HEAD_POINTS = 500
 # Odd, so the point whose arrival fills the tail survives the halving that follows.
@@ -152,7 +156,7 @@ def span_attributes(key: GroupKey, points: list[_Point], pid: int) -> Iterator[A
             attributes[attr.PROVENANCE_ARTIFACT_URI] = uri
         if tracker_run is not None:
             attributes[attr.PROVENANCE_TRACKER_RUN] = tracker_run
-        attributes[attr.PROVENANCE_METRICS_NAME] = [p[1] for p in chunk]
+        attributes[attr.PROVENANCE_METRICS_NAME] = [redact_key(p[1]) for p in chunk]
         attributes[attr.PROVENANCE_METRICS_VALUE] = [p[2] for p in chunk]
         attributes[attr.PROVENANCE_METRICS_STEP] = [p[3] for p in chunk]
         attributes[attr.PROCESS_PID] = pid

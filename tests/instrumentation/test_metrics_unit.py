@@ -221,3 +221,22 @@ def test_a_yaml_alias_bomb_gives_no_points_quickly() -> None:
     assert _metric_files.points("/run/metrics.yaml", b"base: &b {lr: 0.5}\nrun: *b\n") == (
         "file", None, [("base.lr", 0.5, -1), ("run.lr", 0.5, -1)])
 
+
+def test_secrets_in_config_keys_and_metric_names_are_redacted(capture: Capture) -> None:
+    """A mapping keyed by connection URLs or tokens names its entries by their secrets: the
+    secret is replaced in the key, and in a metric name logged under it; innocent names
+    (`tokens_per_second`, `loss_per_token`) are kept."""
+    token = "hf_" + "z" * 34
+    document = ('{"postgres://bob:pg-pw-77@db/x": {"pool": 5}, "%s": 1, "lr": 0.5}' % token)
+    keys, values = _config_files.entries("/run/config.json", document.encode())
+    assert keys == ["postgres://REDACTED@db/x.pool", "REDACTED", "lr"]
+    assert values == ["5", "1", "0.5"]
+
+    for name in ("postgres://bob:pg-pw-77@db/x/rows", token, "tokens_per_second",
+                 "loss_per_token"):
+        _metrics.record_metric("wandb", name, 1.0, 0)
+    capture.tick()
+    (span,) = _metric_spans(capture)
+    assert [name for name, _value, _step in _points(span)] == [
+        "postgres://REDACTED@db/x/rows", "REDACTED", "tokens_per_second", "loss_per_token"]
+
