@@ -8,6 +8,9 @@ group: its first `HEAD_POINTS` points go out as they come; later ones are thinne
 kept), and the last one is always kept; those go out at exit. A metric logged at every step
 of a long run thus keeps its start, an even sample of the rest, and its final value.
 
+A tracker run the program starts is `announce`d: a span with no points names it at the
+next flush, so the runs of a clew run that log no metric are named too.
+
 A metric's name is recorded with any secret in it replaced (`redaction.redact_key`): a
 program may log values under names built from connection URLs.
 
@@ -67,9 +70,10 @@ class _Series:
 
 
 class _Group:
-    __slots__ = ("pending", "series", "first_ns", "last_ns")
+    __slots__ = ("pending", "series", "first_ns", "last_ns", "unnamed")
 
     def __init__(self) -> None:
+        self.unnamed = False  # a tracker run announced, not yet named by a span
         self.pending: list[_Point] = []
         self.series: dict[str, _Series] = {}
         self.first_ns = 0  # when the first pending point came
@@ -105,6 +109,15 @@ class MetricPoints:
                 group.first_ns = now_ns
             group.last_ns = now_ns
 
+    def announce(self, key: GroupKey, now_ns: int) -> None:
+        """A tracker run started: the next `take` names it by a span, points or none (a run
+        that logs no metric is named too); a group seen before needs no naming."""
+        with self._lock:
+            if key not in self._groups:
+                group = self._groups[key] = _Group()
+                group.unnamed = True
+                group.first_ns = group.last_ns = now_ns
+
     def replace(self, key: GroupKey, points: Iterable[tuple[str, float, int]], now_ns: int) -> None:
         """The group's points are now these (a metric file parsed whole), thinned evenly to
         MAX_POINTS_PER_NAME per name; points of an earlier parse not yet emitted are dropped."""
@@ -130,10 +143,10 @@ class MetricPoints:
                     tails = [p for series in group.series.values() for p in series.take_tail()]
                     if tails:
                         points = sorted(points + tails)
-                if points:
+                if points or group.unnamed:
                     # Only thinned tail points waiting: they span up to the last point.
                     taken.append((key, group.first_ns or group.last_ns, group.last_ns, points))
-                group.pending, group.first_ns = [], 0
+                group.pending, group.first_ns, group.unnamed = [], 0, False
         return taken
 
 
@@ -147,9 +160,10 @@ def _thinned(points: list[_Point]) -> list[_Point]:
 
 
 def span_attributes(key: GroupKey, points: list[_Point], pid: int) -> Iterator[Attributes]:
-    """The attributes of the `metrics` spans of one group's points, SPAN_MAX_POINTS a span."""
+    """The attributes of the `metrics` spans of one group's points, SPAN_MAX_POINTS a span
+    (one span with empty arrays for a tracker run with no points yet)."""
     source, uri, tracker_run = key
-    for start in range(0, len(points), SPAN_MAX_POINTS):
+    for start in range(0, max(len(points), 1), SPAN_MAX_POINTS):
         chunk = points[start : start + SPAN_MAX_POINTS]
         attributes: dict = {attr.PROVENANCE_METRIC_SOURCE: source}
         if uri is not None:

@@ -2,7 +2,8 @@
 
 The tracker hooks (MLflow, W&B, TensorBoard, transformers) call `record_metric` on the
 program's threads for each value the program logs; the recorder emits the points as
-`metrics` spans at its flushes and at exit (`_metric_points`).
+`metrics` spans at its flushes and at exit (`_metric_points`). The MLflow and W&B hooks also
+name each run the program starts (`record_tracker_run`), so a run that logs nothing is named.
 """
 
 from __future__ import annotations
@@ -29,4 +30,12 @@ def record_metric(source: str, name: str, value: float, step: int | None = None,
         else:
             step_number = -1
         get_recorder().metric((source, uri, tracker_run), name, number, step_number)
+
+
+def record_tracker_run(source: str, tracker_run: str) -> None:
+    """Name the tracker run `tracker_run` (`mlflow:<run_id>`, ...) the program started or
+    resumed, by a `metrics` span of `source` at the next flush, whether or not it logs a
+    metric. Never raises into the program."""
+    with guard("recording a tracker run"):
+        get_recorder().tracker_run((source, None, tracker_run))
 

@@ -260,6 +260,13 @@ class Recorder:
         if self._worker is None:
             self._start_worker()
 
+    def tracker_run(self, key: _metric_points.GroupKey) -> None:
+        """A tracker run started (`_metrics.record_tracker_run`): named by a `metrics` span at
+        the next flush, even if no point is logged to it."""
+        self.metrics.announce(key, self._time_ns())
+        if self._worker is None:
+            self._start_worker()
+
     def finished(self, record: Record) -> None:
         """A record complete as it is (an object-store operation): a span at the next flush."""
         self._ready.append(record)

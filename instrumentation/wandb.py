@@ -8,7 +8,9 @@ step, with the tracker run `wandb:<entity>/<project>/<run_id>` (the run's path: 
 run without an entity is `wandb:<project>/<run_id>`). A call that raises records nothing.
 
 The other way: `wandb.init` puts `clew.run_id`, the id of the clew run, into the config of
-the run it starts or resumes, unless the config the program gives it has that key. W&B is
+the run it starts or resumes, unless the config the program gives it has that key, and clew
+names the run (`record_tracker_run`), so a run that logs nothing is found from the clew run
+too. W&B is
 patched when the program imports it, never imported by clew.
 """
 
@@ -23,6 +25,7 @@ from clew.semconv import attributes as attr
 from ._file_arguments import argument
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
+from ._metrics import record_tracker_run
 from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, record_points
 
 SOURCE = attr.ProvenanceMetricSourceValues.WANDB.value
@@ -56,6 +59,8 @@ class WandbInstrumentor(ClewInstrumentor):
                 if run_id is not None and not (isinstance(given, Mapping) and CLEW_RUN_ID_KEY in given):
                     # A resumed run is named by the clew run that resumed it.
                     run.config.update({CLEW_RUN_ID_KEY: run_id}, allow_val_change=True)
+            with guard("naming a W&B run"):
+                record_tracker_run(SOURCE, tracker_run(run))
         return run
 
     def _log(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202

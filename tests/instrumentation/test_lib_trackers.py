@@ -88,10 +88,12 @@ def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, 
     fluent, made, own = printed(result, "RUNS")
 
     run_id = spool.run().run_id
+    # The run that logs no metric is named on clew's side too, with no points.
     assert spooled_points(spool, "mlflow") == {
         f"mlflow:{fluent}": [("accuracy", 0.5, 1), ("accuracy", 0.75, 2), ("loss", 1.5, 0),
                              ("epochs", 3.0, 0)],
         f"mlflow:{made}": [("f1", 0.25, 4), ("f1", 0.125, 5), ("auc", 0.875, 5)],
+        f"mlflow:{own}": [],
     }
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow import MlflowClient
@@ -119,7 +121,7 @@ wandb.log({"loss": 0.5})
 run.finish()
 own = wandb.init(project="clew-test", config={"clew.run_id": "the user's own"})
 own.finish()
-print("RUN" + json.dumps([run.path, run.settings.sync_file, own.settings.sync_file]))
+print("RUN" + json.dumps([run.path, run.settings.sync_file, own.path, own.settings.sync_file]))
 """
 
 
@@ -159,10 +161,12 @@ def wandb_config(path: Path) -> dict:
 def test_wandb_metrics_and_the_runs_clew_config(run_instrumented, spool, workdir):
     pytest.importorskip("wandb")
     result = run_instrumented(WANDB_PROGRAM, env=OFFLINE)
-    path, sync_file, own_sync_file = printed(result, "RUN")
+    path, sync_file, own_path, own_sync_file = printed(result, "RUN")
 
     run_id = spool.run().run_id
+    # The run that logs nothing is named on clew's side too, with no points.
     assert spooled_points(spool, "wandb") == {
+        f"wandb:{own_path}": [],
         f"wandb:{path}": [
             ("loss", 1.5, 0), ("eval.accuracy", 0.75, 0), ("eval.f1", 0.5, 0),
             ("loss", 1.25, 1),

@@ -240,3 +240,18 @@ def test_secrets_in_config_keys_and_metric_names_are_redacted(capture: Capture) 
     assert [name for name, _value, _step in _points(span)] == [
         "postgres://REDACTED@db/x/rows", "REDACTED", "tokens_per_second", "loss_per_token"]
 
+
+def test_a_tracker_run_that_logs_nothing_is_named_once(capture: Capture) -> None:
+    """A tracker run the program starts is named by one `metrics` span with no points at the
+    next flush; naming it again, or its points after, adds no empty span."""
+    _metrics.record_tracker_run("mlflow", "mlflow:quiet")
+    _metrics.record_tracker_run("mlflow", "mlflow:quiet")
+    capture.tick()
+    (span,) = _metric_spans(capture)
+    assert span.attributes[attr.PROVENANCE_TRACKER_RUN] == "mlflow:quiet"
+    assert _points(span) == []
+    _metrics.record_tracker_run("mlflow", "mlflow:quiet")
+    _metrics.record_metric("mlflow", "loss", 0.5, 1, tracker_run="mlflow:quiet")
+    capture.tick()
+    capture.recorder.flush()
+    assert [_points(s) for s in _metric_spans(capture)] == [[], [("loss", 0.5, 1)]]
