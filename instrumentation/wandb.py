@@ -5,7 +5,9 @@ run.
 logs is recorded with source `wandb` (a nested dict's values under dotted names, `train.loss`;
 images, tables and other media are no metrics), at the step given, else the run's current
 step, with the tracker run `wandb:<entity>/<project>/<run_id>` (the run's path: an offline
-run without an entity is `wandb:<project>/<run_id>`). A call that raises records nothing.
+run without an entity is `wandb:<project>/<run_id>`). A call that raises records nothing, nor
+one whose step is before the run's current step (W&B drops its values). Values logged with
+`commit=False` share the step of the next call, as in W&B.
 
 The other way: `wandb.init` puts `clew.run_id`, the id of the clew run, into the config of
 the run it starts or resumes, unless the config the program gives it has that key, and clew
@@ -26,7 +28,7 @@ from ._file_arguments import argument
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
 from ._metrics import record_tracker_run
-from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, record_points
+from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, record_points, scalar
 
 SOURCE = attr.ProvenanceMetricSourceValues.WANDB.value
 
@@ -70,15 +72,22 @@ class WandbInstrumentor(ClewInstrumentor):
         # step counter (`_local_step`; `_step` in older releases), as `run.step` asks W&B's
         # service process and waits for its answer.
         step = None
+        kept = True
         with guard("wandb.log"):
+            current = getattr(instance, "_local_step", None)
+            if current is None:
+                current = getattr(instance, "_step", None)
             step = argument(args, kwargs, 1, "step")
             if step is None:
-                step = getattr(instance, "_local_step", None)
-                if step is None:
-                    step = getattr(instance, "_step", None)
+                step = current
+            elif current is not None:
+                # W&B drops the values of a step before its current one (with a warning):
+                # the run never has them, so neither does clew's record of the run.
+                kept = not scalar(step) < current
         result = wrapped(*args, **kwargs)
-        with guard("wandb.log"):
-            data = argument(args, kwargs, 0, "data")
-            if isinstance(data, Mapping):
-                record_points(SOURCE, data, step, tracker_run(instance))
+        if kept:
+            with guard("wandb.log"):
+                data = argument(args, kwargs, 0, "data")
+                if isinstance(data, Mapping):
+                    record_points(SOURCE, data, step, tracker_run(instance))
         return result

@@ -118,6 +118,9 @@ wandb.log({"loss": 1.25, "histogram": wandb.Histogram([1, 2, 3]), "note": "text"
 run.log({"loss": 1.0}, step=10)
 run.log({"accuracy": 0.875}, step=10, commit=True)
 wandb.log({"loss": 0.5})
+run.log({"loss": 9.0}, step=3)  # before the current step: W&B drops it
+run.log({"lr": 0.01}, commit=False)  # the step of the next call
+run.log({"loss": 0.25})
 run.finish()
 own = wandb.init(project="clew-test", config={"clew.run_id": "the user's own"})
 own.finish()
@@ -158,6 +161,22 @@ def wandb_config(path: Path) -> dict:
     return config
 
 
+def wandb_history(path: Path) -> dict[int, dict]:
+    """The run's history rows as its offline run file keeps them: step -> {key: value}."""
+    from wandb.proto import wandb_internal_pb2
+
+    rows = {}
+    for data in wandb_records(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            items = record.history.item
+            rows[record.history.step.num] = {
+                item.key or ".".join(item.nested_key): json.loads(item.value_json)
+                for item in items if not (item.key or item.nested_key[0]).startswith("_")}
+    return rows
+
+
 def test_wandb_metrics_and_the_runs_clew_config(run_instrumented, spool, workdir):
     pytest.importorskip("wandb")
     result = run_instrumented(WANDB_PROGRAM, env=OFFLINE)
@@ -172,9 +191,14 @@ def test_wandb_metrics_and_the_runs_clew_config(run_instrumented, spool, workdir
             ("loss", 1.25, 1),
             ("loss", 1.0, 10), ("accuracy", 0.875, 10),
             ("loss", 0.5, 11),
+            ("lr", 0.01, 12), ("loss", 0.25, 12),
         ],
     }
     assert path.endswith("clew-test/" + Path(sync_file).stem.removeprefix("run-"))
+    # W&B kept the same final values; the step logged backwards is in neither.
+    history = wandb_history(Path(sync_file))
+    assert history[12] == {"lr": 0.01, "loss": 0.25}
+    assert 3 not in history and history[10] == {"loss": 1.0, "accuracy": 0.875}
     config = wandb_config(Path(sync_file))
     assert (config["clew.run_id"], config["lr"]) == (run_id, 0.1)
     assert wandb_config(Path(own_sync_file))["clew.run_id"] == "the user's own"
