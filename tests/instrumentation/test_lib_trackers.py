@@ -272,7 +272,9 @@ arguments = TrainingArguments("out", max_steps=4, logging_steps=1, per_device_tr
                               report_to="tensorboard", use_cpu=True, disable_tqdm=True)
 trainer = Trainer(model=BertForSequenceClassification(config), args=arguments,
                   train_dataset=Pairs(), eval_dataset=Pairs())
-trainer.train()
+trainer.evaluate()  # before any training (an eval-only run does only this): at step 0
+print("EVALUATED" + json.dumps(trainer.state.log_history))
+trainer.train()  # a new state: its log history starts empty
 print("HISTORY" + json.dumps(trainer.state.log_history))
 """
 
@@ -281,15 +283,16 @@ def test_transformers_trainer_logs(run_instrumented, spool):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     result = run_instrumented(TRAINER_PROGRAM, env=OFFLINE)
-    history = printed(result, "HISTORY")
+    evaluated, history = printed(result, "EVALUATED"), printed(result, "HISTORY")
 
     # Every value of the trainer's log history (what trainer_state.json keeps), at its step:
     # training losses and learning rates, the evaluations, the run's summary; once, whatever
     # callbacks report it elsewhere too.
-    expected = [(name, float(value), entry["step"])
-                for entry in history for name, value in entry.items() if name != "step"]
+    expected = [(name, float(value), entry["step"]) for entry in evaluated + history
+                for name, value in entry.items() if name != "step"]
     assert {name for name, _, _ in expected} >= {"loss", "learning_rate", "eval_loss", "train_loss",
                                                   "total_flos", "epoch"}
+    assert expected[0][::2] == ("eval_loss", 0)  # the evaluation before training
     assert spooled_points(spool, "transformers") == {None: expected}
     # The losses the Trainer's TensorBoard callback logged, recorded by that hook too.
     losses = [(value, step) for name, value, step in expected if name == "loss"]
