@@ -52,6 +52,9 @@ _SPILL_RECORDS = 4096
 _GATHER = 0.02
 SYNC_HASH_MAX_BYTES = 1 << 20
 _STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
+# Config contents kept for the worker at once (each under 64 KiB): a program rewrites a few
+# configs it read, within one flush.
+_MAX_KEPT_CONFIGS = 16
 
 
 _STOP_TIMEOUT = 60.0
@@ -151,6 +154,9 @@ class Recorder:
         # Config file versions parsed, as (path, digest), and how many per directory.
         self._configs: set[tuple[str, object]] = set()
         self._config_directories: dict[str, int] = {}
+        # The content of config files read, kept when the program changed them before the
+        # worker parsed them (a config read, then written back resolved).
+        self._config_contents: dict[StatKey, bytes] = {}
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # set by a first new record, and at close
         self._stopping = threading.Event()
@@ -335,7 +341,21 @@ class Recorder:
             record.digest = self._digest_now(path, key)
             if record.digest:
                 record.identity = "content"
+        if path.endswith(_config_files.SUFFIXES):
+            self._keep_config_content(record)
         return record.digest
+
+    def _keep_config_content(self, record: Record) -> None:
+        """A config file this process read is about to change: keep the content it read for
+        its `config` span, unless parsed already (the worker would find that content gone)."""
+        key = record.key
+        if (key is None or key[2] >= _config_files.MAX_BYTES
+                or (record.path, record.digest or key) in self._configs
+                or len(self._config_contents) >= _MAX_KEPT_CONFIGS):
+            return
+        data = self._read_version(record.path, key)
+        if data is not None:
+            self._config_contents[key] = data
 
     def opened_for_write(self, path: str, *, keeps_content: bool) -> None:
         """The program opened `path` for writing; `keeps_content` when not truncating."""
@@ -592,6 +612,7 @@ class Recorder:
     def _emit_config(self, record: Record, parent: otel_context.Context, pid: int) -> None:
         """End the `config` span of a config file read, once per content version."""
         key = record.key
+        kept = self._config_contents.pop(key, None) if key is not None else None
         seen = (record.path, record.digest or key)
         if key is None or key[2] >= _config_files.MAX_BYTES or seen in self._configs:
             return
@@ -603,7 +624,7 @@ class Recorder:
             return
         self._config_directories[directory] = tried + 1
         self._configs.add(seen)
-        data = self._read_version(record.path, key)
+        data = kept if kept is not None else self._read_version(record.path, key)
         parsed = _config_files.entries(record.path, data) if data is not None else None
         if parsed is None:
             return

@@ -255,3 +255,17 @@ def test_a_tracker_run_that_logs_nothing_is_named_once(capture: Capture) -> None
     capture.tick()
     capture.recorder.flush()
     assert [_points(s) for s in _metric_spans(capture)] == [[], [("loss", 0.5, 1)]]
+
+
+def test_a_config_rewritten_before_the_flush_keeps_the_keys_it_was_read_with(
+        capture: Capture, tmp_path: Path) -> None:
+    """A program that reads its config and then writes it back (resolved, with defaults
+    filled in) before the recorder's flush: the `config` span holds the keys the run read,
+    not none; the new content is a write, no config."""
+    config = tmp_path / "train.json"
+    config.write_text('{"lr": 0.1}')
+    capture.recorder.read(str(config))
+    capture.write(config, b'{"lr": 0.1, "epochs": 3}')
+    capture.recorder.flush()
+    configs = [s for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
+    assert [list(s.attributes[attr.PROVENANCE_CONFIG_KEY]) for s in configs] == [["lr"]]
