@@ -71,6 +71,8 @@ with mlflow.start_run() as run:
     mlflow.log_metric("accuracy", np.float32(0.75), step=2)
     mlflow.log_metrics({"loss": 1.5, "epochs": 3})
     mlflow.log_param("lr", 0.1)
+    with mlflow.start_run(nested=True) as child:  # its points are its own
+        mlflow.log_metric("accuracy", 0.25, step=1)
 client = MlflowClient()
 made = client.create_run(run.info.experiment_id)
 client.log_metric(made.info.run_id, "f1", 0.25, step=4)
@@ -78,20 +80,21 @@ client.log_batch(made.info.run_id, metrics=[Metric("f1", 0.125, 0, 5), Metric("a
 client.set_terminated(made.info.run_id)
 with mlflow.start_run(tags={"clew.run_id": "the user's own"}) as own:
     pass
-print("RUNS" + json.dumps([run.info.run_id, made.info.run_id, own.info.run_id]))
+print("RUNS" + json.dumps([run.info.run_id, made.info.run_id, own.info.run_id, child.info.run_id]))
 """
 
 
 def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, monkeypatch):
     pytest.importorskip("mlflow")
     result = run_instrumented(MLFLOW_PROGRAM, env=OFFLINE)
-    fluent, made, own = printed(result, "RUNS")
+    fluent, made, own, child = printed(result, "RUNS")
 
     run_id = spool.run().run_id
     # The run that logs no metric is named on clew's side too, with no points.
     assert spooled_points(spool, "mlflow") == {
         f"mlflow:{fluent}": [("accuracy", 0.5, 1), ("accuracy", 0.75, 2), ("loss", 1.5, 0),
                              ("epochs", 3.0, 0)],
+        f"mlflow:{child}": [("accuracy", 0.25, 1)],
         f"mlflow:{made}": [("f1", 0.25, 4), ("f1", 0.125, 5), ("auc", 0.875, 5)],
         f"mlflow:{own}": [],
     }
@@ -99,8 +102,9 @@ def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, 
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"file:{workdir / 'mlruns'}")
-    tags = {run: client.get_run(run).data.tags.get("clew.run_id") for run in (fluent, made, own)}
-    assert tags == {fluent: run_id, made: run_id, own: "the user's own"}
+    tags = {run: client.get_run(run).data.tags.get("clew.run_id")
+            for run in (fluent, made, own, child)}
+    assert tags == {fluent: run_id, made: run_id, own: "the user's own", child: run_id}
     # What the clew side names is what MLflow has.
     history = client.get_metric_history(fluent, "accuracy")
     assert [(m.value, m.step) for m in history] == [(0.5, 1), (0.75, 2)]
