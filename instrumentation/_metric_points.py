@@ -15,13 +15,17 @@ A metric's name is recorded with any secret in it replaced (`redaction.redact_ke
 program may log values under names built from connection URLs.
 
 A metric file's points replace the group's instead (`replace`): each parse is of the whole
-file as it now is.
+file as it now is. A parse that begins with the points of the file's last emitted parse (a
+file appended to, or rewritten with its old rows first: Lightning's `metrics.csv`, an event
+file) adds only the points after them, so a long run's growing file is not emitted again at
+each of its versions; any other parse (a `metrics.json` rewritten each epoch) is emitted
+whole, its newer points the final ones.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from opentelemetry.util.types import Attributes
 
@@ -69,11 +73,16 @@ class _Series:
         return points
 
 
+_Parse = tuple[int, int]  # a metric file's parse: (its number of points, the hash of them all)
+
+
 class _Group:
-    __slots__ = ("pending", "series", "first_ns", "last_ns", "unnamed")
+    __slots__ = ("pending", "series", "first_ns", "last_ns", "unnamed", "parsed", "emitted")
 
     def __init__(self) -> None:
         self.unnamed = False  # a tracker run announced, not yet named by a span
+        self.parsed: _Parse | None = None  # the metric file parse the pending points are of
+        self.emitted: _Parse | None = None  # the last parse whose points went out
         self.pending: list[_Point] = []
         self.series: dict[str, _Series] = {}
         self.first_ns = 0  # when the first pending point came
@@ -118,18 +127,26 @@ class MetricPoints:
                 group.unnamed = True
                 group.first_ns = group.last_ns = now_ns
 
-    def replace(self, key: GroupKey, points: Iterable[tuple[str, float, int]], now_ns: int) -> None:
-        """The group's points are now these (a metric file parsed whole), thinned evenly to
-        MAX_POINTS_PER_NAME per name; points of an earlier parse not yet emitted are dropped."""
+    def replace(self, key: GroupKey, points: list[tuple[str, float, int]], now_ns: int) -> None:
+        """The group's points are now these (a metric file parsed whole), less those of the
+        last emitted parse when they begin with them; thinned evenly to MAX_POINTS_PER_NAME
+        per name; points of an earlier parse not yet emitted are dropped."""
         by_name: dict[str, list[_Point]] = {}
         with self._lock:
-            for name, value, step in points:
+            previous = self._groups.get(key)
+            emitted = previous.emitted if previous is not None else None
+            start = 0
+            if emitted is not None and len(points) >= emitted[0] and (
+                    hash(tuple(points[: emitted[0]])) == emitted[1]):
+                start = emitted[0]
+            for name, value, step in points[start:]:
                 by_name.setdefault(name, []).append((self._arrivals, name, value, step))
                 self._arrivals += 1
             group = self._groups[key] = _Group()
             group.pending = sorted(
                 point for series in by_name.values() for point in _thinned(series)
             )
+            group.parsed, group.emitted = (len(points), hash(tuple(points))), emitted
             group.first_ns = group.last_ns = now_ns
 
     def take(self, *, final: bool) -> list[tuple[GroupKey, int, int, list[_Point]]]:
@@ -147,6 +164,8 @@ class MetricPoints:
                     # Only thinned tail points waiting: they span up to the last point.
                     taken.append((key, group.first_ns or group.last_ns, group.last_ns, points))
                 group.pending, group.first_ns, group.unnamed = [], 0, False
+                if group.parsed is not None:
+                    group.emitted, group.parsed = group.parsed, None
         return taken
 
 

@@ -269,3 +269,17 @@ def test_a_config_rewritten_before_the_flush_keeps_the_keys_it_was_read_with(
     capture.recorder.flush()
     configs = [s for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
     assert [list(s.attributes[attr.PROVENANCE_CONFIG_KEY]) for s in configs] == [["lr"]]
+
+
+def test_a_metric_file_appended_to_emits_only_its_new_points(capture: Capture) -> None:
+    """A series file that grows (Lightning rewrites its metrics.csv with the old rows first,
+    an event file is appended to) is emitted once per point, not again at each version; a
+    file whose content changes otherwise (metrics.json rewritten each epoch) is emitted
+    whole; a version with the same points adds no span."""
+    key = ("file", "file://h/metrics.csv", None)
+    rows = [("loss", 1.0 / (step + 1), step) for step in range(6)]
+    for parse in (rows[:3], rows[:5], rows[:5], rows, [("loss", 0.5, 0)]):
+        capture.recorder.metrics.replace(key, list(parse), 1)
+        capture.tick()
+    assert [_points(s) for s in _metric_spans(capture)] == [
+        rows[:3], rows[3:5], rows[5:], [("loss", 0.5, 0)]]
