@@ -4,8 +4,9 @@ records them.
 A read is a config when its file's name ends in a config suffix (JSON, YAML, TOML, INI: a
 `str.endswith` on clew's worker, nothing for other reads), it is under `MAX_BYTES`, and its
 document is a non-empty mapping of at most `MAX_KEYS` leaves: a list, or a mapping with more
-leaves, is data, not a config. At most `MAX_FILES` files are parsed per process, and
-`MAX_PER_DIRECTORY` per directory, so a loader reading many small JSON files pays for few.
+leaves, is data, not a config. At most `MAX_FILES` file versions are parsed per process, and
+`MAX_PER_DIRECTORY` files per directory (each with all its versions), so a loader reading
+many small JSON files pays for few.
 Each leaf's value is recorded as JSON; a value the redaction policy judges secret, by any
 part of its key or by itself, is recorded as `"REDACTED"`; a secret inside a key (a mapping
 keyed by connection URLs) is replaced in the key.

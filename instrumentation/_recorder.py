@@ -151,8 +151,9 @@ class Recorder:
         self._new: deque[Record] = deque()
         self._ready: deque[Record] = deque()
         self.metrics = _metric_points.MetricPoints()
-        # Config file versions parsed, as (path, digest), and how many per directory.
+        # Config file versions parsed, as (path, digest); the files, and how many per directory.
         self._configs: set[tuple[str, object]] = set()
+        self._config_paths: set[str] = set()
         self._config_directories: dict[str, int] = {}
         # The content of config files read, kept when the program changed them before the
         # worker parsed them (a config read, then written back resolved).
@@ -617,12 +618,18 @@ class Recorder:
         if key is None or key[2] >= _config_files.MAX_BYTES or seen in self._configs:
             return
         # Bounded: a loader reading thousands of small JSON files (data, not configs) has
-        # only the first few of each directory, and of the process, parsed.
-        directory = _record_spans.directory_of(record.path)
-        tried = self._config_directories.get(directory, 0)
-        if tried >= _config_files.MAX_PER_DIRECTORY or len(self._configs) >= _config_files.MAX_FILES:
+        # only the first few files of each directory, and versions of the process, parsed.
+        # A file counts once in its directory, whatever its versions: a sweep rewriting and
+        # reading one config per trial has every trial's config.
+        if len(self._configs) >= _config_files.MAX_FILES:
             return
-        self._config_directories[directory] = tried + 1
+        if record.path not in self._config_paths:
+            directory = _record_spans.directory_of(record.path)
+            tried = self._config_directories.get(directory, 0)
+            if tried >= _config_files.MAX_PER_DIRECTORY:
+                return
+            self._config_directories[directory] = tried + 1
+            self._config_paths.add(record.path)
         self._configs.add(seen)
         data = kept if kept is not None else self._read_version(record.path, key)
         parsed = _config_files.entries(record.path, data) if data is not None else None

@@ -283,3 +283,23 @@ def test_a_metric_file_appended_to_emits_only_its_new_points(capture: Capture) -
         capture.tick()
     assert [_points(s) for s in _metric_spans(capture)] == [
         rows[:3], rows[3:5], rows[5:], [("loss", 0.5, 0)]]
+
+
+def test_each_version_of_a_config_counts_as_one_file_of_its_directory(
+        capture: Capture, tmp_path: Path) -> None:
+    """A program that rewrites and reads one config many times (trials of a sweep in one
+    process) has every version recorded, and the directory's other configs too: the bound
+    per directory counts files, not versions."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    trial = configs / "trial.json"
+    for index in range(_config_files.MAX_PER_DIRECTORY + 8):
+        trial.write_text(f'{{"lr": {index}}}')
+        capture.recorder.read(str(trial))
+        capture.tick()
+    (configs / "train.json").write_text('{"epochs": 3}')
+    capture.recorder.read(str(configs / "train.json"))
+    capture.recorder.flush()
+    found = [list(s.attributes[attr.PROVENANCE_CONFIG_VALUE])
+             for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
+    assert found == [[str(i)] for i in range(_config_files.MAX_PER_DIRECTORY + 8)] + [["3"]]
