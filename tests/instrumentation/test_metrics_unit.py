@@ -303,3 +303,15 @@ def test_each_version_of_a_config_counts_as_one_file_of_its_directory(
     found = [list(s.attributes[attr.PROVENANCE_CONFIG_VALUE])
              for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
     assert found == [[str(i)] for i in range(_config_files.MAX_PER_DIRECTORY + 8)] + [["3"]]
+
+
+def test_values_under_a_plural_secret_name_are_redacted() -> None:
+    """`secrets: {db: ...}`, `passwords: [...]`, `api_keys: {...}` hold secrets though the
+    policy judges single names; a leaf named by a plural (`max_tokens`) is a count, kept."""
+    document = (b'{"secrets": {"db": "hunter2x"}, "passwords": ["pw-one"], '
+                b'"api_keys": {"openai": "abc123def"}, "max_tokens": 512, '
+                b'"datasets": {"train": "a.csv"}}')
+    keys, values = _config_files.entries("/run/config.json", document)
+    assert dict(zip(keys, values)) == {
+        "secrets.db": '"REDACTED"', "passwords.0": '"REDACTED"', "api_keys.openai": '"REDACTED"',
+        "max_tokens": "512", "datasets.train": '"a.csv"'}
