@@ -84,7 +84,8 @@ print("RUNS" + json.dumps([run.info.run_id, made.info.run_id, own.info.run_id, c
 """
 
 
-def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, monkeypatch):
+def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, monkeypatch,
+                                               clew_cli):
     pytest.importorskip("mlflow")
     result = run_instrumented(MLFLOW_PROGRAM, env=OFFLINE)
     fluent, made, own, child = printed(result, "RUNS")
@@ -108,6 +109,18 @@ def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, 
     # What the clew side names is what MLflow has.
     history = client.get_metric_history(fluent, "accuracy")
     assert [(m.value, m.step) for m in history] == [(0.5, 1), (0.75, 2)]
+
+    # In the store: every MLflow run of the clew run is named by its metrics spans; the run
+    # with no metric adds no row to clew_metrics.
+    named = clew_cli(
+        "sql", "SELECT DISTINCT SpanAttributes['provenance.tracker.run'] AS run FROM otel_traces "
+        "WHERE SpanName = 'metrics' AND SpanAttributes['provenance.metric.source'] = 'mlflow'",
+        "--format", "json").json()["rows"]
+    assert sorted(r["run"] for r in named) == sorted(f"mlflow:{r}" for r in (fluent, made, own, child))
+    rows = clew_cli("sql", "SELECT TrackerRun, count() AS n FROM clew_metrics WHERE Source = "
+                    "'mlflow' GROUP BY TrackerRun", "--format", "json").json()["rows"]
+    assert {r["TrackerRun"]: int(r["n"]) for r in rows} == {
+        f"mlflow:{fluent}": 4, f"mlflow:{child}": 1, f"mlflow:{made}": 3}
 
 
 # -- W&B ---------------------------------------------------------------------------------------
