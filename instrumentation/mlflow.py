@@ -8,8 +8,9 @@ none is given), and the tracker run `mlflow:<run_id>` that names the MLflow run.
 The other way: a run MLflow starts (`mlflow.start_run`, also when it resumes a run, and
 `MlflowClient.create_run`) gets the tag `clew.run_id`, the id of the clew run that started it,
 unless the program sets that tag itself; and clew names the run (`record_tracker_run`), so a
-run that logs no metric is found from the clew run too. A point MLflow refuses (its call raises) is not
-recorded. MLflow is patched when the program imports it, never imported by clew.
+run that logs no metric is found from the clew run too. A point MLflow refuses (its call
+raises) is not recorded. MLflow is patched when the program imports it, never imported by
+clew.
 """
 
 from __future__ import annotations

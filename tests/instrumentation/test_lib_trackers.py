@@ -116,7 +116,8 @@ def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, 
         "sql", "SELECT DISTINCT SpanAttributes['provenance.tracker.run'] AS run FROM otel_traces "
         "WHERE SpanName = 'metrics' AND SpanAttributes['provenance.metric.source'] = 'mlflow'",
         "--format", "json").json()["rows"]
-    assert sorted(r["run"] for r in named) == sorted(f"mlflow:{r}" for r in (fluent, made, own, child))
+    assert sorted(r["run"] for r in named) == sorted(
+        f"mlflow:{r}" for r in (fluent, made, own, child))
     rows = clew_cli("sql", "SELECT TrackerRun, count() AS n FROM clew_metrics WHERE Source = "
                     "'mlflow' GROUP BY TrackerRun", "--format", "json").json()["rows"]
     assert {r["TrackerRun"]: int(r["n"]) for r in rows} == {
