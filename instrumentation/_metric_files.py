@@ -9,25 +9,30 @@ settled: a file that matches none costs that name check only. A matching file of
   document that is a list of records with a `step` or `epoch` key is a series (below);
 - transformers' `trainer_state.json`: its `log_history` as a series, and `best_metric`;
 - CSV and TSV with a header: the last row's numeric cells, no step; with a `step` or `epoch`
-  column (Lightning's `metrics.csv`), every row, as a series;
+  column (Lightning's `metrics.csv`), every row, as a series. A table whose first row holds a
+  number has no header, so no names for its columns: no points;
 - TensorBoard event files (`events.out.tfevents.*`): their scalars (`_tfevents`);
 - MLflow's file store (`mlruns/<experiment>/<run>/metrics/<name>`): one metric per file, its
   `timestamp value step` lines, tied to the MLflow run.
 
 In a series each record's `step` (else its integral `epoch`) is the step of its points, and
 these index keys are not metrics themselves. Booleans, strings and non-finite numbers are not
-metrics.
+metrics. A JSON or YAML document with more leaves than a file of the size cap can hold (YAML
+aliases repeating nodes) gives no points.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
+import numbers
 import re
 import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from clew.semconv import environment
 from clew.semconv.attributes import ProvenanceMetricSourceValues as Source
 
 from . import _structured_files, _tfevents
@@ -39,6 +44,9 @@ _INDEX_KEYS = ("step", "epoch")  # in this order of preference
 _MLFLOW_METRIC = re.compile(r"/mlruns/[^/]+/([^/]+)/metrics/(.+)\Z", re.DOTALL)
 _TFEVENTS_PREFIX = "events.out.tfevents."
 _TRAINER_STATE = "trainer_state.json"
+# A numeric leaf takes at least two bytes of JSON (`1,`): a document with more leaves than this
+# repeats nodes through YAML aliases.
+_MAX_DOCUMENT_POINTS = environment.METRIC_FILE_MAX_BYTES // 2
 
 
 class MetricFiles:
@@ -75,23 +83,36 @@ def points(path: str, data: bytes) -> tuple[str, str | None, list[Point]] | None
         if name.endswith(_structured_files.JSON_SUFFIXES + _structured_files.YAML_SUFFIXES):
             document = _structured_files.parse(data, path)
             if name == _TRAINER_STATE and isinstance(document, dict):
-                return Source.FILE.value, None, _trainer_state_points(document)
-            return Source.FILE.value, None, list(_document_points(document))
+                return Source.FILE.value, None, _bounded(_trainer_state_points(document))
+            return Source.FILE.value, None, _bounded(_document_points(document))
     except (ValueError, IndexError, struct.error, RecursionError):
         return None  # a malformed file: the program's business
     return None
 
 
-def _number(value: Any) -> float | None:
-    """A finite real number as a float; None for anything else (bools included)."""
+def _bounded(found: Iterable[Point]) -> list[Point]:
+    """The points of a JSON or YAML document, at most as many as its file's size allows.
+
+    YAML's aliases let a few kilobytes name a billion leaves (each alias repeats the whole
+    node it names): such a document is refused before clew's worker walks it."""
+    kept = list(itertools.islice(found, _MAX_DOCUMENT_POINTS + 1))
+    if len(kept) > _MAX_DOCUMENT_POINTS:
+        raise ValueError("more leaves than a metric file of the size cap can hold")
+    return kept
+
+
+def metric_value(value: object) -> float | None:
+    """`value` as a float when it is a finite real number (numpy's scalars included); None for
+    anything else: bools, strings, NaN and infinities are no metric values."""
     kind = type(value)
-    if kind is float or kind is int:
-        try:
-            number = float(value)
-        except OverflowError:
+    if kind is not float and kind is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             return None
-        return number if math.isfinite(number) else None
-    return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a double
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _cell_number(cell: str) -> float | None:
@@ -104,7 +125,7 @@ def _cell_number(cell: str) -> float | None:
 
 def _step(value: Any) -> int:
     """An index key's value as a step: an integral number, else -1."""
-    number = _number(value) if not isinstance(value, str) else _cell_number(value)
+    number = metric_value(value) if not isinstance(value, str) else _cell_number(value)
     return int(number) if number is not None and number.is_integer() else -1
 
 
@@ -113,7 +134,7 @@ def _document_points(document: Any) -> Iterator[Point]:
         yield from _series_points(document)
     elif isinstance(document, dict):
         for name, leaf in _structured_files.leaves(document):
-            number = _number(leaf)
+            number = metric_value(leaf)
             if number is not None:
                 yield name, number, -1
 
@@ -127,19 +148,18 @@ def _series_points(records: list[dict]) -> Iterator[Point]:
             if key in _INDEX_KEYS:
                 continue
             for name, leaf in _structured_files.leaves(value, str(key)):
-                number = _number(leaf)
+                number = metric_value(leaf)
                 if number is not None:
                     yield name, number, step
 
 
-def _trainer_state_points(state: dict) -> list[Point]:
+def _trainer_state_points(state: dict) -> Iterator[Point]:
     history = state.get("log_history")
-    found = list(_series_points([r for r in history if isinstance(r, dict)])) if isinstance(
-        history, list) else []
-    best = _number(state.get("best_metric"))
+    if isinstance(history, list):
+        yield from _series_points([r for r in history if isinstance(r, dict)])
+    best = metric_value(state.get("best_metric"))
     if best is not None:
-        found.append(("best_metric", best, _step(state.get("global_step", -1))))
-    return found
+        yield "best_metric", best, _step(state.get("global_step", -1))
 
 
 def _table_points(text: str, delimiter: str) -> list[Point]:
@@ -153,6 +173,8 @@ def _table_points(text: str, delimiter: str) -> list[Point]:
     if len(rows) < 2:
         return []
     header = [column.strip() for column in rows[0]]
+    if any(_cell_number(column) is not None for column in header):
+        return []  # no header (its first row holds numbers): no names for the columns
     lowered = [column.lower() for column in header]
     index = next((lowered.index(key) for key in _INDEX_KEYS if key in lowered), None)
     skipped = {i for i, column in enumerate(lowered) if column in _INDEX_KEYS}

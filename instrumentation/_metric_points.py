@@ -8,18 +8,29 @@ group: its first `HEAD_POINTS` points go out as they come; later ones are thinne
 kept), and the last one is always kept; those go out at exit. A metric logged at every step
 of a long run thus keeps its start, an even sample of the rest, and its final value.
 
+A tracker run the program starts is `announce`d: a span with no points names it at the
+next flush, so the runs of a clew run that log no metric are named too.
+
+A metric's name is recorded with any secret in it replaced (`redaction.redact_key`): a
+program may log values under names built from connection URLs.
+
 A metric file's points replace the group's instead (`replace`): each parse is of the whole
-file as it now is.
+file as it now is. A parse that begins with the points of the file's last emitted parse (a
+file appended to, or rewritten with its old rows first: Lightning's `metrics.csv`, an event
+file) adds only the points after them, so a long run's growing file is not emitted again at
+each of its versions; any other parse (a `metrics.json` rewritten each epoch) is emitted
+whole, its newer points the final ones.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
+from clew.semconv.redaction import redact_key
 
 HEAD_POINTS = 500
 # Odd, so the point whose arrival fills the tail survives the halving that follows.
@@ -62,10 +73,16 @@ class _Series:
         return points
 
 
+_Parse = tuple[int, int]  # a metric file's parse: (its number of points, the hash of them all)
+
+
 class _Group:
-    __slots__ = ("pending", "series", "first_ns", "last_ns")
+    __slots__ = ("pending", "series", "first_ns", "last_ns", "unnamed", "parsed", "emitted")
 
     def __init__(self) -> None:
+        self.unnamed = False  # a tracker run announced, not yet named by a span
+        self.parsed: _Parse | None = None  # the metric file parse the pending points are of
+        self.emitted: _Parse | None = None  # the last parse whose points went out
         self.pending: list[_Point] = []
         self.series: dict[str, _Series] = {}
         self.first_ns = 0  # when the first pending point came
@@ -101,18 +118,35 @@ class MetricPoints:
                 group.first_ns = now_ns
             group.last_ns = now_ns
 
-    def replace(self, key: GroupKey, points: Iterable[tuple[str, float, int]], now_ns: int) -> None:
-        """The group's points are now these (a metric file parsed whole), thinned evenly to
-        MAX_POINTS_PER_NAME per name; points of an earlier parse not yet emitted are dropped."""
+    def announce(self, key: GroupKey, now_ns: int) -> None:
+        """A tracker run started: the next `take` names it by a span, points or none (a run
+        that logs no metric is named too); a group seen before needs no naming."""
+        with self._lock:
+            if key not in self._groups:
+                group = self._groups[key] = _Group()
+                group.unnamed = True
+                group.first_ns = group.last_ns = now_ns
+
+    def replace(self, key: GroupKey, points: list[tuple[str, float, int]], now_ns: int) -> None:
+        """The group's points are now these (a metric file parsed whole), less those of the
+        last emitted parse when they begin with them; thinned evenly to MAX_POINTS_PER_NAME
+        per name; points of an earlier parse not yet emitted are dropped."""
         by_name: dict[str, list[_Point]] = {}
         with self._lock:
-            for name, value, step in points:
+            previous = self._groups.get(key)
+            emitted = previous.emitted if previous is not None else None
+            start = 0
+            if emitted is not None and len(points) >= emitted[0] and (
+                    hash(tuple(points[: emitted[0]])) == emitted[1]):
+                start = emitted[0]
+            for name, value, step in points[start:]:
                 by_name.setdefault(name, []).append((self._arrivals, name, value, step))
                 self._arrivals += 1
             group = self._groups[key] = _Group()
             group.pending = sorted(
                 point for series in by_name.values() for point in _thinned(series)
             )
+            group.parsed, group.emitted = (len(points), hash(tuple(points))), emitted
             group.first_ns = group.last_ns = now_ns
 
     def take(self, *, final: bool) -> list[tuple[GroupKey, int, int, list[_Point]]]:
@@ -126,10 +160,12 @@ class MetricPoints:
                     tails = [p for series in group.series.values() for p in series.take_tail()]
                     if tails:
                         points = sorted(points + tails)
-                if points:
+                if points or group.unnamed:
                     # Only thinned tail points waiting: they span up to the last point.
                     taken.append((key, group.first_ns or group.last_ns, group.last_ns, points))
-                group.pending, group.first_ns = [], 0
+                group.pending, group.first_ns, group.unnamed = [], 0, False
+                if group.parsed is not None:
+                    group.emitted, group.parsed = group.parsed, None
         return taken
 
 
@@ -143,16 +179,17 @@ def _thinned(points: list[_Point]) -> list[_Point]:
 
 
 def span_attributes(key: GroupKey, points: list[_Point], pid: int) -> Iterator[Attributes]:
-    """The attributes of the `metrics` spans of one group's points, SPAN_MAX_POINTS a span."""
+    """The attributes of the `metrics` spans of one group's points, SPAN_MAX_POINTS a span
+    (one span with empty arrays for a tracker run with no points yet)."""
     source, uri, tracker_run = key
-    for start in range(0, len(points), SPAN_MAX_POINTS):
+    for start in range(0, max(len(points), 1), SPAN_MAX_POINTS):
         chunk = points[start : start + SPAN_MAX_POINTS]
         attributes: dict = {attr.PROVENANCE_METRIC_SOURCE: source}
         if uri is not None:
             attributes[attr.PROVENANCE_ARTIFACT_URI] = uri
         if tracker_run is not None:
             attributes[attr.PROVENANCE_TRACKER_RUN] = tracker_run
-        attributes[attr.PROVENANCE_METRICS_NAME] = [p[1] for p in chunk]
+        attributes[attr.PROVENANCE_METRICS_NAME] = [redact_key(p[1]) for p in chunk]
         attributes[attr.PROVENANCE_METRICS_VALUE] = [p[2] for p in chunk]
         attributes[attr.PROVENANCE_METRICS_STEP] = [p[3] for p in chunk]
         attributes[attr.PROCESS_PID] = pid

@@ -2,16 +2,17 @@
 
 The tracker hooks (MLflow, W&B, TensorBoard, transformers) call `record_metric` on the
 program's threads for each value the program logs; the recorder emits the points as
-`metrics` spans at its flushes and at exit (`_metric_points`).
+`metrics` spans at its flushes and at exit (`_metric_points`). The MLflow and W&B hooks also
+name each run the program starts (`record_tracker_run`), so a run that logs nothing is named.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 
 from ._guard import guard
 from ._lifecycle import get_recorder
+from ._metric_files import metric_value
 
 
 def record_metric(source: str, name: str, value: float, step: int | None = None, *,
@@ -21,7 +22,7 @@ def record_metric(source: str, name: str, value: float, step: int | None = None,
     A value that is not a finite real number is skipped (a bool is no metric); a step that is
     not an integer counts as none. Never raises into the program."""
     with guard("recording a metric"):
-        number = _finite(value)
+        number = metric_value(value)
         if number is None or not isinstance(name, str):
             return
         if isinstance(step, numbers.Integral) and not isinstance(step, bool):
@@ -31,14 +32,10 @@ def record_metric(source: str, name: str, value: float, step: int | None = None,
         get_recorder().metric((source, uri, tracker_run), name, number, step_number)
 
 
-def _finite(value: object) -> float | None:
-    """`value` as a float when it is a finite real number (numpy's scalars included)."""
-    kind = type(value)
-    if kind is not float and kind is not int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except OverflowError:  # an int too large for a double
-        return None
-    return number if math.isfinite(number) else None
+def record_tracker_run(source: str, tracker_run: str) -> None:
+    """Name the tracker run `tracker_run` (`mlflow:<run_id>`, ...) the program started or
+    resumed, by a `metrics` span of `source` at the next flush, whether or not it logs a
+    metric. Never raises into the program."""
+    with guard("recording a tracker run"):
+        get_recorder().tracker_run((source, None, tracker_run))
+

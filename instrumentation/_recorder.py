@@ -52,6 +52,9 @@ _SPILL_RECORDS = 4096
 _GATHER = 0.02
 SYNC_HASH_MAX_BYTES = 1 << 20
 _STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
+# Config contents kept for the worker at once (each under 64 KiB): a program rewrites a few
+# configs it read, within one flush.
+_MAX_KEPT_CONFIGS = 16
 
 
 _STOP_TIMEOUT = 60.0
@@ -148,9 +151,13 @@ class Recorder:
         self._new: deque[Record] = deque()
         self._ready: deque[Record] = deque()
         self.metrics = _metric_points.MetricPoints()
-        # Config file versions parsed, as (path, digest), and how many per directory.
+        # Config file versions parsed, as (path, digest); the files, and how many per directory.
         self._configs: set[tuple[str, object]] = set()
+        self._config_paths: set[str] = set()
         self._config_directories: dict[str, int] = {}
+        # The content of config files read, kept when the program changed them before the
+        # worker parsed them (a config read, then written back resolved).
+        self._config_contents: dict[StatKey, bytes] = {}
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()  # set by a first new record, and at close
         self._stopping = threading.Event()
@@ -260,6 +267,13 @@ class Recorder:
         if self._worker is None:
             self._start_worker()
 
+    def tracker_run(self, key: _metric_points.GroupKey) -> None:
+        """A tracker run started (`_metrics.record_tracker_run`): named by a `metrics` span at
+        the next flush, even if no point is logged to it."""
+        self.metrics.announce(key, self._time_ns())
+        if self._worker is None:
+            self._start_worker()
+
     def finished(self, record: Record) -> None:
         """A record complete as it is (an object-store operation): a span at the next flush."""
         self._ready.append(record)
@@ -328,7 +342,21 @@ class Recorder:
             record.digest = self._digest_now(path, key)
             if record.digest:
                 record.identity = "content"
+        if path.endswith(_config_files.SUFFIXES):
+            self._keep_config_content(record)
         return record.digest
+
+    def _keep_config_content(self, record: Record) -> None:
+        """A config file this process read is about to change: keep the content it read for
+        its `config` span, unless parsed already (the worker would find that content gone)."""
+        key = record.key
+        if (key is None or key[2] >= _config_files.MAX_BYTES
+                or (record.path, record.digest or key) in self._configs
+                or len(self._config_contents) >= _MAX_KEPT_CONFIGS):
+            return
+        data = self._read_version(record.path, key)
+        if data is not None:
+            self._config_contents[key] = data
 
     def opened_for_write(self, path: str, *, keeps_content: bool) -> None:
         """The program opened `path` for writing; `keeps_content` when not truncating."""
@@ -585,18 +613,25 @@ class Recorder:
     def _emit_config(self, record: Record, parent: otel_context.Context, pid: int) -> None:
         """End the `config` span of a config file read, once per content version."""
         key = record.key
+        kept = self._config_contents.pop(key, None) if key is not None else None
         seen = (record.path, record.digest or key)
         if key is None or key[2] >= _config_files.MAX_BYTES or seen in self._configs:
             return
         # Bounded: a loader reading thousands of small JSON files (data, not configs) has
-        # only the first few of each directory, and of the process, parsed.
-        directory = _record_spans.directory_of(record.path)
-        tried = self._config_directories.get(directory, 0)
-        if tried >= _config_files.MAX_PER_DIRECTORY or len(self._configs) >= _config_files.MAX_FILES:
+        # only the first few files of each directory, and versions of the process, parsed.
+        # A file counts once in its directory, whatever its versions: a sweep rewriting and
+        # reading one config per trial has every trial's config.
+        if len(self._configs) >= _config_files.MAX_FILES:
             return
-        self._config_directories[directory] = tried + 1
+        if record.path not in self._config_paths:
+            directory = _record_spans.directory_of(record.path)
+            tried = self._config_directories.get(directory, 0)
+            if tried >= _config_files.MAX_PER_DIRECTORY:
+                return
+            self._config_directories[directory] = tried + 1
+            self._config_paths.add(record.path)
         self._configs.add(seen)
-        data = self._read_version(record.path, key)
+        data = kept if kept is not None else self._read_version(record.path, key)
         parsed = _config_files.entries(record.path, data) if data is not None else None
         if parsed is None:
             return

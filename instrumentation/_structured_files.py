@@ -2,7 +2,9 @@
 leaves under dotted paths (`optimizer.lr`, list items by index: `layers.0`).
 
 Metric files a run writes and config files it reads are parsed here, on clew's worker thread.
-YAML is parsed only when PyYAML is installed, and imported only when a YAML file comes.
+YAML is parsed only when the program has imported PyYAML itself (as a program reading or
+writing YAML with it, or with OmegaConf or Hydra, has): clew never imports a library into the
+program.
 A document that does not parse is None: the file is the program's business, not an error of
 clew's.
 """
@@ -10,6 +12,7 @@ clew's.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,9 +48,8 @@ def parse(data: bytes, path: str) -> Any | None:
 
 
 def _yaml(text: str) -> Any | None:
-    try:
-        import yaml
-    except ImportError:
+    yaml = sys.modules.get("yaml")
+    if yaml is None:
         return None
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader

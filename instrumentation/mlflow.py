@@ -7,8 +7,10 @@ none is given), and the tracker run `mlflow:<run_id>` that names the MLflow run.
 
 The other way: a run MLflow starts (`mlflow.start_run`, also when it resumes a run, and
 `MlflowClient.create_run`) gets the tag `clew.run_id`, the id of the clew run that started it,
-unless the program sets that tag itself. A point MLflow refuses (its call raises) is not
-recorded. MLflow is patched when the program imports it, never imported by clew.
+unless the program sets that tag itself; and clew names the run (`record_tracker_run`), so a
+run that logs no metric is found from the clew run too. A point MLflow refuses (its call
+raises) is not recorded. MLflow is patched when the program imports it, never imported by
+clew.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from clew.semconv import attributes as attr
 from ._file_arguments import argument
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
-from ._metrics import record_metric
+from ._metrics import record_metric, record_tracker_run
 from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, scalar
 
 SOURCE = attr.ProvenanceMetricSourceValues.MLFLOW.value
@@ -72,11 +74,16 @@ class MlflowInstrumentor(ClewInstrumentor):
             self.wrap(module, "start_run", self._tagging(5))
 
     def _tagging(self, position: int) -> Callable:
-        """A wrapper adding `clew.run_id` to the `tags` argument at `position`."""
+        """A wrapper adding `clew.run_id` to the `tags` argument at `position`, and naming the
+        run it returns on clew's side."""
         def wrapper(wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202 - wrapt's signature
-            if recording() and self.active:
-                args, kwargs = _with_clew_tag(args, kwargs, position)
-            return wrapped(*args, **kwargs)
+            if not recording() or not self.active:
+                return wrapped(*args, **kwargs)
+            args, kwargs = _with_clew_tag(args, kwargs, position)
+            run = wrapped(*args, **kwargs)
+            with guard("naming an MLflow run"):
+                record_tracker_run(SOURCE, tracker_run(run.info.run_id))
+            return run
 
         return wrapper
 

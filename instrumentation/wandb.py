@@ -5,10 +5,14 @@ run.
 logs is recorded with source `wandb` (a nested dict's values under dotted names, `train.loss`;
 images, tables and other media are no metrics), at the step given, else the run's current
 step, with the tracker run `wandb:<entity>/<project>/<run_id>` (the run's path: an offline
-run without an entity is `wandb:<project>/<run_id>`). A call that raises records nothing.
+run without an entity is `wandb:<project>/<run_id>`). A call that raises records nothing, nor
+one whose step is before the run's current step (W&B drops its values). Values logged with
+`commit=False` share the step of the next call, as in W&B.
 
 The other way: `wandb.init` puts `clew.run_id`, the id of the clew run, into the config of
-the run it starts or resumes, unless the config the program gives it has that key. W&B is
+the run it starts or resumes, unless the config the program gives it has that key, and clew
+names the run (`record_tracker_run`), so a run that logs nothing is found from the clew run
+too. W&B is
 patched when the program imports it, never imported by clew.
 """
 
@@ -23,7 +27,8 @@ from clew.semconv import attributes as attr
 from ._file_arguments import argument
 from ._guard import guard
 from ._instrumentor import ClewInstrumentor, recording
-from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, record_points
+from ._metrics import record_tracker_run
+from ._trackers import CLEW_RUN_ID_KEY, clew_run_id, record_points, scalar
 
 SOURCE = attr.ProvenanceMetricSourceValues.WANDB.value
 
@@ -56,6 +61,8 @@ class WandbInstrumentor(ClewInstrumentor):
                 if run_id is not None and not (isinstance(given, Mapping) and CLEW_RUN_ID_KEY in given):
                     # A resumed run is named by the clew run that resumed it.
                     run.config.update({CLEW_RUN_ID_KEY: run_id}, allow_val_change=True)
+            with guard("naming a W&B run"):
+                record_tracker_run(SOURCE, tracker_run(run))
         return run
 
     def _log(self, wrapped, instance, args, kwargs):  # noqa: ANN001, ANN202
@@ -65,15 +72,22 @@ class WandbInstrumentor(ClewInstrumentor):
         # step counter (`_local_step`; `_step` in older releases), as `run.step` asks W&B's
         # service process and waits for its answer.
         step = None
+        kept = True
         with guard("wandb.log"):
+            current = getattr(instance, "_local_step", None)
+            if current is None:
+                current = getattr(instance, "_step", None)
             step = argument(args, kwargs, 1, "step")
             if step is None:
-                step = getattr(instance, "_local_step", None)
-                if step is None:
-                    step = getattr(instance, "_step", None)
+                step = current
+            elif current is not None:
+                # W&B drops the values of a step before its current one (with a warning):
+                # the run never has them, so neither does clew's record of the run.
+                kept = not scalar(step) < current
         result = wrapped(*args, **kwargs)
-        with guard("wandb.log"):
-            data = argument(args, kwargs, 0, "data")
-            if isinstance(data, Mapping):
-                record_points(SOURCE, data, step, tracker_run(instance))
+        if kept:
+            with guard("wandb.log"):
+                data = argument(args, kwargs, 0, "data")
+                if isinstance(data, Mapping):
+                    record_points(SOURCE, data, step, tracker_run(instance))
         return result

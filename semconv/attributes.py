@@ -407,7 +407,8 @@ The tracker's own id of the run the points were logged to, as a user pastes it i
 
 PROVENANCE_METRICS_NAME: Final = "provenance.metrics.name"
 """
-Metric names, one per point; names from a file are its dotted leaf paths (`eval.accuracy`).
+Metric names, one per point; names from a file are its dotted leaf paths (`eval.accuracy`). A secret
+inside a name (a URL's password, a token) is replaced by `REDACTED`.
 """
 
 PROVENANCE_METRICS_VALUE: Final = "provenance.metrics.value"
@@ -424,7 +425,8 @@ is its point with the highest step, ties and -1 broken by order (the last wins).
 PROVENANCE_CONFIG_KEY: Final = "provenance.config.key"
 """
 Dotted leaf paths of the config's keys, list items by index (`optimizer.lr`, `layers.0`); an INI
-file's are `section.option`.
+file's are `section.option`. A secret inside a key (a mapping keyed by connection URLs) is replaced
+by `REDACTED`.
 """
 
 PROVENANCE_CONFIG_VALUE: Final = "provenance.config.value"

@@ -18,6 +18,8 @@ credential is replaced by REDACTED before it is recorded or printed, never after
   recorded as an identifier (a git remote), so one repository has one URL.
 - Shell strings (`sh -c "..."`, os.system) are split with shlex and each word is redacted as
   an argument; unbalanced quoting falls back to the text rules.
+- A key or metric name (`redact_key`) has the secrets the text rules find in it, and the
+  well-known credentials' forms below, replaced: a mapping may be keyed by connection URLs.
 - A value on its own (a config file's leaf) is a secret when the text rules would change it
   (a URL with userinfo, `Bearer v`, `password=v` inside it) or when it has the form of a
   well-known credential (`_CREDENTIAL`: cloud and API access keys and tokens, JWTs, private
@@ -41,7 +43,7 @@ from typing import Any, TypeVar
 from clew.semconv import environment
 
 __all__ = ["REDACTED", "is_secret_name", "is_secret_value", "redact_argv", "redact_command",
-           "redact_text", "redact_uri"]
+           "redact_key", "redact_text", "redact_uri"]
 
 REDACTED = "REDACTED"
 _T = TypeVar("_T")
@@ -252,6 +254,15 @@ def redact_text(text: str) -> str:
     """Free text (an error message, a JSON argument, a line of code) with every secret value
     it shows replaced by REDACTED."""
     return _redact_text(text)
+
+
+@functools.lru_cache(maxsize=4096)  # the names of a run's metrics repeat at every step
+@_never_raises(lambda: REDACTED)
+def redact_key(key: str) -> str:
+    """A key or a metric's name (a config file's dotted key, a name a program logs a value
+    under) with any secret it holds replaced by REDACTED: a mapping keyed by connection URLs
+    or by tokens names its entries by their secrets."""
+    return _CREDENTIAL.sub(REDACTED, _redact_text(key))
 
 
 @_never_raises(lambda: True)  # when in doubt, it is a secret

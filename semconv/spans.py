@@ -177,7 +177,9 @@ Span group `span.provenance.exec`. A program started by the observed process.
 SPAN_METRICS: Final = "metrics"
 """
 Span group `span.provenance.metrics`. Metric points of one source, file and tracker run, emitted by
-the recorder at its flushes and at exit; a child of the process span.
+the recorder at its flushes and at exit; a child of the process span. A tracker run the process
+starts or resumes (`mlflow.start_run`, `MlflowClient.create_run`, `wandb.init`) is named by such a
+span even when it logs no metric: one with empty arrays, at the flush after the run starts.
 """
 
 SPAN_CONFIG: Final = "config"

@@ -71,6 +71,8 @@ with mlflow.start_run() as run:
     mlflow.log_metric("accuracy", np.float32(0.75), step=2)
     mlflow.log_metrics({"loss": 1.5, "epochs": 3})
     mlflow.log_param("lr", 0.1)
+    with mlflow.start_run(nested=True) as child:  # its points are its own
+        mlflow.log_metric("accuracy", 0.25, step=1)
 client = MlflowClient()
 made = client.create_run(run.info.experiment_id)
 client.log_metric(made.info.run_id, "f1", 0.25, step=4)
@@ -78,30 +80,48 @@ client.log_batch(made.info.run_id, metrics=[Metric("f1", 0.125, 0, 5), Metric("a
 client.set_terminated(made.info.run_id)
 with mlflow.start_run(tags={"clew.run_id": "the user's own"}) as own:
     pass
-print("RUNS" + json.dumps([run.info.run_id, made.info.run_id, own.info.run_id]))
+print("RUNS" + json.dumps([run.info.run_id, made.info.run_id, own.info.run_id, child.info.run_id]))
 """
 
 
-def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, monkeypatch):
+def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, monkeypatch,
+                                               clew_cli):
     pytest.importorskip("mlflow")
     result = run_instrumented(MLFLOW_PROGRAM, env=OFFLINE)
-    fluent, made, own = printed(result, "RUNS")
+    fluent, made, own, child = printed(result, "RUNS")
 
     run_id = spool.run().run_id
+    # The run that logs no metric is named on clew's side too, with no points.
     assert spooled_points(spool, "mlflow") == {
         f"mlflow:{fluent}": [("accuracy", 0.5, 1), ("accuracy", 0.75, 2), ("loss", 1.5, 0),
                              ("epochs", 3.0, 0)],
+        f"mlflow:{child}": [("accuracy", 0.25, 1)],
         f"mlflow:{made}": [("f1", 0.25, 4), ("f1", 0.125, 5), ("auc", 0.875, 5)],
+        f"mlflow:{own}": [],
     }
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"file:{workdir / 'mlruns'}")
-    tags = {run: client.get_run(run).data.tags.get("clew.run_id") for run in (fluent, made, own)}
-    assert tags == {fluent: run_id, made: run_id, own: "the user's own"}
+    tags = {run: client.get_run(run).data.tags.get("clew.run_id")
+            for run in (fluent, made, own, child)}
+    assert tags == {fluent: run_id, made: run_id, own: "the user's own", child: run_id}
     # What the clew side names is what MLflow has.
     history = client.get_metric_history(fluent, "accuracy")
     assert [(m.value, m.step) for m in history] == [(0.5, 1), (0.75, 2)]
+
+    # In the store: every MLflow run of the clew run is named by its metrics spans; the run
+    # with no metric adds no row to clew_metrics.
+    named = clew_cli(
+        "sql", "SELECT DISTINCT SpanAttributes['provenance.tracker.run'] AS run FROM otel_traces "
+        "WHERE SpanName = 'metrics' AND SpanAttributes['provenance.metric.source'] = 'mlflow'",
+        "--format", "json").json()["rows"]
+    assert sorted(r["run"] for r in named) == sorted(
+        f"mlflow:{r}" for r in (fluent, made, own, child))
+    rows = clew_cli("sql", "SELECT TrackerRun, count() AS n FROM clew_metrics WHERE Source = "
+                    "'mlflow' GROUP BY TrackerRun", "--format", "json").json()["rows"]
+    assert {r["TrackerRun"]: int(r["n"]) for r in rows} == {
+        f"mlflow:{fluent}": 4, f"mlflow:{child}": 1, f"mlflow:{made}": 3}
 
 
 # -- W&B ---------------------------------------------------------------------------------------
@@ -116,10 +136,13 @@ wandb.log({"loss": 1.25, "histogram": wandb.Histogram([1, 2, 3]), "note": "text"
 run.log({"loss": 1.0}, step=10)
 run.log({"accuracy": 0.875}, step=10, commit=True)
 wandb.log({"loss": 0.5})
+run.log({"loss": 9.0}, step=3)  # before the current step: W&B drops it
+run.log({"lr": 0.01}, commit=False)  # the step of the next call
+run.log({"loss": 0.25})
 run.finish()
 own = wandb.init(project="clew-test", config={"clew.run_id": "the user's own"})
 own.finish()
-print("RUN" + json.dumps([run.path, run.settings.sync_file, own.settings.sync_file]))
+print("RUN" + json.dumps([run.path, run.settings.sync_file, own.path, own.settings.sync_file]))
 """
 
 
@@ -156,21 +179,44 @@ def wandb_config(path: Path) -> dict:
     return config
 
 
+def wandb_history(path: Path) -> dict[int, dict]:
+    """The run's history rows as its offline run file keeps them: step -> {key: value}."""
+    from wandb.proto import wandb_internal_pb2
+
+    rows = {}
+    for data in wandb_records(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            items = record.history.item
+            rows[record.history.step.num] = {
+                item.key or ".".join(item.nested_key): json.loads(item.value_json)
+                for item in items if not (item.key or item.nested_key[0]).startswith("_")}
+    return rows
+
+
 def test_wandb_metrics_and_the_runs_clew_config(run_instrumented, spool, workdir):
     pytest.importorskip("wandb")
     result = run_instrumented(WANDB_PROGRAM, env=OFFLINE)
-    path, sync_file, own_sync_file = printed(result, "RUN")
+    path, sync_file, own_path, own_sync_file = printed(result, "RUN")
 
     run_id = spool.run().run_id
+    # The run that logs nothing is named on clew's side too, with no points.
     assert spooled_points(spool, "wandb") == {
+        f"wandb:{own_path}": [],
         f"wandb:{path}": [
             ("loss", 1.5, 0), ("eval.accuracy", 0.75, 0), ("eval.f1", 0.5, 0),
             ("loss", 1.25, 1),
             ("loss", 1.0, 10), ("accuracy", 0.875, 10),
             ("loss", 0.5, 11),
+            ("lr", 0.01, 12), ("loss", 0.25, 12),
         ],
     }
     assert path.endswith("clew-test/" + Path(sync_file).stem.removeprefix("run-"))
+    # W&B kept the same final values; the step logged backwards is in neither.
+    history = wandb_history(Path(sync_file))
+    assert history[12] == {"lr": 0.01, "loss": 0.25}
+    assert 3 not in history and history[10] == {"loss": 1.0, "accuracy": 0.875}
     config = wandb_config(Path(sync_file))
     assert (config["clew.run_id"], config["lr"]) == (run_id, 0.1)
     assert wandb_config(Path(own_sync_file))["clew.run_id"] == "the user's own"
@@ -244,7 +290,9 @@ arguments = TrainingArguments("out", max_steps=4, logging_steps=1, per_device_tr
                               report_to="tensorboard", use_cpu=True, disable_tqdm=True)
 trainer = Trainer(model=BertForSequenceClassification(config), args=arguments,
                   train_dataset=Pairs(), eval_dataset=Pairs())
-trainer.train()
+trainer.evaluate()  # before any training (an eval-only run does only this): at step 0
+print("EVALUATED" + json.dumps(trainer.state.log_history))
+trainer.train()  # a new state: its log history starts empty
 print("HISTORY" + json.dumps(trainer.state.log_history))
 """
 
@@ -253,15 +301,16 @@ def test_transformers_trainer_logs(run_instrumented, spool):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
     result = run_instrumented(TRAINER_PROGRAM, env=OFFLINE)
-    history = printed(result, "HISTORY")
+    evaluated, history = printed(result, "EVALUATED"), printed(result, "HISTORY")
 
     # Every value of the trainer's log history (what trainer_state.json keeps), at its step:
     # training losses and learning rates, the evaluations, the run's summary; once, whatever
     # callbacks report it elsewhere too.
-    expected = [(name, float(value), entry["step"])
-                for entry in history for name, value in entry.items() if name != "step"]
+    expected = [(name, float(value), entry["step"]) for entry in evaluated + history
+                for name, value in entry.items() if name != "step"]
     assert {name for name, _, _ in expected} >= {"loss", "learning_rate", "eval_loss", "train_loss",
                                                   "total_flos", "epoch"}
+    assert expected[0][::2] == ("eval_loss", 0)  # the evaluation before training
     assert spooled_points(spool, "transformers") == {None: expected}
     # The losses the Trainer's TensorBoard callback logged, recorded by that hook too.
     losses = [(value, step) for name, value, step in expected if name == "loss"]

@@ -33,8 +33,10 @@ for epoch in range(3):
         json.dump({"accuracy": 0.5 + epoch / 8, "eval": {"loss": 1.0 / (epoch + 1)},
                    "name": "run", "done": epoch == 2, "bad": float("nan")}, handle)
 
+import yaml  # clew parses YAML only in a program that imported PyYAML
+
 with open("out/metrics.yaml", "w") as handle:
-    handle.write("f1: 0.75\nper_class: [0.5, 0.25]\nmodel: resnet\n")
+    yaml.safe_dump({"f1": 0.75, "per_class": [0.5, 0.25], "model": "resnet"}, handle)
 
 # Lightning's CSVLogger: sparse rows, an epoch and a step column.
 with open("out/metrics.csv", "w", newline="") as handle:
@@ -151,6 +153,33 @@ def test_clew_metric_files_chooses_the_metric_files(run_instrumented, spool, wor
          [("val_loss", 0.5, 0), ("val_loss", 0.25, 1)]),
         (spool.uri(workdir / "out/model.json"), [("accuracy", 0.1, -1)]),
     ]
+
+
+NO_YAML = r"""
+import sys
+
+with open("metrics.yaml", "w") as handle:
+    handle.write("f1: 0.75\n")
+with open("config.yaml", "w") as handle:
+    handle.write("lr: 0.1\n")
+with open("config.yaml") as handle:
+    text = handle.read()
+with open("metrics.json", "w") as handle:
+    handle.write('{"acc": 0.5}')
+print("yaml" in sys.modules)
+"""
+
+
+def test_yaml_is_parsed_only_in_a_program_that_imported_pyyaml(run_instrumented, spool):
+    """clew never imports a library into the program: a program that writes and reads YAML
+    as text has no PyYAML loaded at its end, and no points or config from those files; its
+    JSON metrics are still read."""
+    result = run_instrumented(NO_YAML)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]
+    found = [(s.name, s.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[1])
+             for s in spool.spans() if s.name in (span_names.SPAN_METRICS, span_names.SPAN_CONFIG)]
+    assert found == [(span_names.SPAN_METRICS, "metrics.json")]
 
 
 CONFIG_READER = r"""

@@ -201,3 +201,117 @@ def test_config_files_parsed_are_bounded_per_directory(capture: Capture, tmp_pat
     assert names == [f"{i:03}.json" for i in range(_config_files.MAX_PER_DIRECTORY)] + [
         "train.toml"]
     assert list(configs[-1].attributes[attr.PROVENANCE_CONFIG_VALUE]) == ["0.5"]
+
+
+def test_a_table_without_a_header_gives_no_points() -> None:
+    """A CSV whose first row holds numbers has no names for its columns: no points (not
+    metrics named `0.1`); a header with non-numeric columns keeps only the numeric cells."""
+    assert _metric_files.points("/run/metrics.csv", b"0.1,0.2\n0.3,0.4\n") == ("file", None, [])
+    assert _metric_files.points("/run/metrics.csv", b"name,acc,note\nrun,0.5,nan\n") == (
+        "file", None, [("acc", 0.5, -1)])
+
+
+def test_a_yaml_alias_bomb_gives_no_points_quickly() -> None:
+    """YAML aliases let a few hundred bytes name a billion leaves: such a metric file is
+    refused, not walked (the test would not end otherwise)."""
+    pytest.importorskip("yaml")
+    lines = ["a0: &a0 [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    assert _metric_files.points("/run/metrics.yaml", "\n".join(lines).encode()) is None
+    assert _metric_files.points("/run/metrics.yaml", b"base: &b {lr: 0.5}\nrun: *b\n") == (
+        "file", None, [("base.lr", 0.5, -1), ("run.lr", 0.5, -1)])
+
+
+def test_secrets_in_config_keys_and_metric_names_are_redacted(capture: Capture) -> None:
+    """A mapping keyed by connection URLs or tokens names its entries by their secrets: the
+    secret is replaced in the key, and in a metric name logged under it; innocent names
+    (`tokens_per_second`, `loss_per_token`) are kept."""
+    token = "hf_" + "z" * 34
+    document = ('{"postgres://bob:pg-pw-77@db/x": {"pool": 5}, "%s": 1, "lr": 0.5}' % token)
+    keys, values = _config_files.entries("/run/config.json", document.encode())
+    assert keys == ["postgres://REDACTED@db/x.pool", "REDACTED", "lr"]
+    assert values == ["5", "1", "0.5"]
+
+    for name in ("postgres://bob:pg-pw-77@db/x/rows", token, "tokens_per_second",
+                 "loss_per_token"):
+        _metrics.record_metric("wandb", name, 1.0, 0)
+    capture.tick()
+    (span,) = _metric_spans(capture)
+    assert [name for name, _value, _step in _points(span)] == [
+        "postgres://REDACTED@db/x/rows", "REDACTED", "tokens_per_second", "loss_per_token"]
+
+
+def test_a_tracker_run_that_logs_nothing_is_named_once(capture: Capture) -> None:
+    """A tracker run the program starts is named by one `metrics` span with no points at the
+    next flush; naming it again, or its points after, adds no empty span."""
+    _metrics.record_tracker_run("mlflow", "mlflow:quiet")
+    _metrics.record_tracker_run("mlflow", "mlflow:quiet")
+    capture.tick()
+    (span,) = _metric_spans(capture)
+    assert span.attributes[attr.PROVENANCE_TRACKER_RUN] == "mlflow:quiet"
+    assert _points(span) == []
+    _metrics.record_tracker_run("mlflow", "mlflow:quiet")
+    _metrics.record_metric("mlflow", "loss", 0.5, 1, tracker_run="mlflow:quiet")
+    capture.tick()
+    capture.recorder.flush()
+    assert [_points(s) for s in _metric_spans(capture)] == [[], [("loss", 0.5, 1)]]
+
+
+def test_a_config_rewritten_before_the_flush_keeps_the_keys_it_was_read_with(
+        capture: Capture, tmp_path: Path) -> None:
+    """A program that reads its config and then writes it back (resolved, with defaults
+    filled in) before the recorder's flush: the `config` span holds the keys the run read,
+    not none; the new content is a write, no config."""
+    config = tmp_path / "train.json"
+    config.write_text('{"lr": 0.1}')
+    capture.recorder.read(str(config))
+    capture.write(config, b'{"lr": 0.1, "epochs": 3}')
+    capture.recorder.flush()
+    configs = [s for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
+    assert [list(s.attributes[attr.PROVENANCE_CONFIG_KEY]) for s in configs] == [["lr"]]
+
+
+def test_a_metric_file_appended_to_emits_only_its_new_points(capture: Capture) -> None:
+    """A series file that grows (Lightning rewrites its metrics.csv with the old rows first,
+    an event file is appended to) is emitted once per point, not again at each version; a
+    file whose content changes otherwise (metrics.json rewritten each epoch) is emitted
+    whole; a version with the same points adds no span."""
+    key = ("file", "file://h/metrics.csv", None)
+    rows = [("loss", 1.0 / (step + 1), step) for step in range(6)]
+    for parse in (rows[:3], rows[:5], rows[:5], rows, [("loss", 0.5, 0)]):
+        capture.recorder.metrics.replace(key, list(parse), 1)
+        capture.tick()
+    assert [_points(s) for s in _metric_spans(capture)] == [
+        rows[:3], rows[3:5], rows[5:], [("loss", 0.5, 0)]]
+
+
+def test_each_version_of_a_config_counts_as_one_file_of_its_directory(
+        capture: Capture, tmp_path: Path) -> None:
+    """A program that rewrites and reads one config many times (trials of a sweep in one
+    process) has every version recorded, and the directory's other configs too: the bound
+    per directory counts files, not versions."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    trial = configs / "trial.json"
+    for index in range(_config_files.MAX_PER_DIRECTORY + 8):
+        trial.write_text(f'{{"lr": {index}}}')
+        capture.recorder.read(str(trial))
+        capture.tick()
+    (configs / "train.json").write_text('{"epochs": 3}')
+    capture.recorder.read(str(configs / "train.json"))
+    capture.recorder.flush()
+    found = [list(s.attributes[attr.PROVENANCE_CONFIG_VALUE])
+             for s in capture.exporter.get_finished_spans() if s.name == spans.SPAN_CONFIG]
+    assert found == [[str(i)] for i in range(_config_files.MAX_PER_DIRECTORY + 8)] + [["3"]]
+
+
+def test_values_under_a_plural_secret_name_are_redacted() -> None:
+    """`secrets: {db: ...}`, `passwords: [...]`, `api_keys: {...}` hold secrets though the
+    policy judges single names; a leaf named by a plural (`max_tokens`) is a count, kept."""
+    document = (b'{"secrets": {"db": "hunter2x"}, "passwords": ["pw-one"], '
+                b'"api_keys": {"openai": "abc123def"}, "max_tokens": 512, '
+                b'"datasets": {"train": "a.csv"}}')
+    keys, values = _config_files.entries("/run/config.json", document)
+    assert dict(zip(keys, values)) == {
+        "secrets.db": '"REDACTED"', "passwords.0": '"REDACTED"', "api_keys.openai": '"REDACTED"',
+        "max_tokens": "512", "datasets.train": '"a.csv"'}

@@ -22,7 +22,9 @@ OTEL_INSTRUMENT = Path(sys.executable).parent / "opentelemetry-instrument"
 
 TRAIN = """
 import os, sys
+import yaml  # clew parses a YAML config only in a program that imported PyYAML
 config = open('config.yaml').read()
+yaml.safe_load(config)
 data = ''.join(open(os.path.join('data', n)).read() for n in sorted(os.listdir('data')))
 open(sys.argv[1], 'w').write(f'{len(config)} {len(data)} {sys.argv[2:]}')
 """
