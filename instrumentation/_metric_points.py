@@ -6,7 +6,9 @@ at the recorder's flushes and at exit. Memory and span size are bounded per metr
 group: its first `HEAD_POINTS` points go out as they come; later ones are thinned evenly
 (every point, then every second, fourth, ... as they accumulate, at most `TAIL_POINTS`
 kept), and the last one is always kept; those go out at exit. A metric logged at every step
-of a long run thus keeps its start, an even sample of the rest, and its final value.
+of a long run thus keeps its start, an even sample of the rest, and its final value; the
+span says how many points were left out (`provenance.metrics.left_out`), so a thinned series
+is never mistaken for the whole.
 
 A tracker run the program starts is `announce`d: a span with no points names it at the
 next flush, so the runs of a clew run that log no metric are named too.
@@ -67,20 +69,23 @@ class _Series:
             del self.tail[1::2]
             self.stride *= 2
 
-    def take_tail(self) -> list[_Point]:
+    def take_tail(self) -> tuple[list[_Point], int]:
+        """The tail points kept, and how many past the head were left out."""
         points = self.tail + ([self.last] if self.last is not None else [])
         self.tail, self.last = [], None
-        return points
+        return points, max(self.count - HEAD_POINTS, 0) - len(points)
 
 
 _Parse = tuple[int, int]  # a metric file's parse: (its number of points, the hash of them all)
 
 
 class _Group:
-    __slots__ = ("pending", "series", "first_ns", "last_ns", "unnamed", "parsed", "emitted")
+    __slots__ = ("pending", "series", "first_ns", "last_ns", "unnamed", "left_out", "parsed",
+                 "emitted")
 
     def __init__(self) -> None:
         self.unnamed = False  # a tracker run announced, not yet named by a span
+        self.left_out = 0  # points the bound left out, not yet said on a span
         self.parsed: _Parse | None = None  # the metric file parse the pending points are of
         self.emitted: _Parse | None = None  # the last parse whose points went out
         self.pending: list[_Point] = []
@@ -143,26 +148,32 @@ class MetricPoints:
                 by_name.setdefault(name, []).append((self._arrivals, name, value, step))
                 self._arrivals += 1
             group = self._groups[key] = _Group()
-            group.pending = sorted(
-                point for series in by_name.values() for point in _thinned(series)
-            )
+            kept = [point for series in by_name.values() for point in _thinned(series)]
+            group.pending = sorted(kept)
+            group.left_out = sum(map(len, by_name.values())) - len(kept)
             group.parsed, group.emitted = (len(points), hash(tuple(points))), emitted
             group.first_ns = group.last_ns = now_ns
 
-    def take(self, *, final: bool) -> list[tuple[GroupKey, int, int, list[_Point]]]:
-        """(group, first time, last time, points in arrival order) of each group with points
-        to emit; at exit (`final`) the thinned tails too."""
+    def take(self, *, final: bool) -> list[tuple[GroupKey, int, int, list[_Point], int]]:
+        """(group, first time, last time, points in arrival order, points left out) of each
+        group with points to emit; at exit (`final`) the thinned tails too."""
         taken = []
         with self._lock:
             for key, group in self._groups.items():
                 points = group.pending
                 if final:
-                    tails = [p for series in group.series.values() for p in series.take_tail()]
+                    tails = []
+                    for series in group.series.values():
+                        tail, left_out = series.take_tail()
+                        tails += tail
+                        group.left_out += left_out
                     if tails:
                         points = sorted(points + tails)
                 if points or group.unnamed:
                     # Only thinned tail points waiting: they span up to the last point.
-                    taken.append((key, group.first_ns or group.last_ns, group.last_ns, points))
+                    taken.append((key, group.first_ns or group.last_ns, group.last_ns, points,
+                                  group.left_out))
+                    group.left_out = 0
                 group.pending, group.first_ns, group.unnamed = [], 0, False
                 if group.parsed is not None:
                     group.emitted, group.parsed = group.parsed, None
@@ -178,9 +189,11 @@ def _thinned(points: list[_Point]) -> list[_Point]:
     return [points[i * (count - 1) // last] for i in range(MAX_POINTS_PER_NAME)]
 
 
-def span_attributes(key: GroupKey, points: list[_Point], pid: int) -> Iterator[Attributes]:
+def span_attributes(key: GroupKey, points: list[_Point], pid: int, left_out: int = 0
+                    ) -> Iterator[Attributes]:
     """The attributes of the `metrics` spans of one group's points, SPAN_MAX_POINTS a span
-    (one span with empty arrays for a tracker run with no points yet)."""
+    (one span with empty arrays for a tracker run with no points yet); the first says how
+    many points the bound left out, if any."""
     source, uri, tracker_run = key
     for start in range(0, max(len(points), 1), SPAN_MAX_POINTS):
         chunk = points[start : start + SPAN_MAX_POINTS]
@@ -192,5 +205,7 @@ def span_attributes(key: GroupKey, points: list[_Point], pid: int) -> Iterator[A
         attributes[attr.PROVENANCE_METRICS_NAME] = [redact_key(p[1]) for p in chunk]
         attributes[attr.PROVENANCE_METRICS_VALUE] = [p[2] for p in chunk]
         attributes[attr.PROVENANCE_METRICS_STEP] = [p[3] for p in chunk]
+        if left_out and not start:
+            attributes[attr.PROVENANCE_METRICS_LEFT_OUT] = left_out
         attributes[attr.PROCESS_PID] = pid
         yield attributes

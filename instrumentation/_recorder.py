@@ -698,9 +698,9 @@ class Recorder:
             return False  # an idle fork's process span is never started
         parent = self.process.context()
         pid = os.getpid()
-        for key, start, end, points in taken:
+        for key, start, end, points, left_out in taken:
             with guard("recording metrics", self.failed):
-                for attributes in _metric_points.span_attributes(key, points, pid):
+                for attributes in _metric_points.span_attributes(key, points, pid, left_out):
                     span = self._tracer.start_span(
                         spans.SPAN_METRICS, context=parent, start_time=start, attributes=attributes
                     )

@@ -422,6 +422,13 @@ Steps, parallel to `provenance.metrics.name`; -1 when the point has no step. A m
 is its point with the highest step, ties and -1 broken by order (the last wins).
 """
 
+PROVENANCE_METRICS_LEFT_OUT: Final = "provenance.metrics.left_out"
+"""
+How many points of this span's group (source, file, tracker run) the bound of 1,000 points per
+metric name left out (the first 500, an even sample of the rest and the last are kept); absent when
+none was. On the group's span at exit, or on a metric file's span.
+"""
+
 PROVENANCE_CONFIG_KEY: Final = "provenance.config.key"
 """
 Dotted leaf paths of the config's keys, list items by index (`optimizer.lr`, `layers.0`); an INI

@@ -102,7 +102,8 @@ def test_a_long_series_keeps_its_start_an_even_sample_and_its_last_point(
 ) -> None:
     """A metric logged 10,007 times: the first points go out at the flushes as they come,
     the rest are thinned evenly and go out at exit, the last one always kept; at most
-    MAX_POINTS_PER_NAME points in all. Another metric of the group is bounded on its own."""
+    MAX_POINTS_PER_NAME points in all, and the span at exit says how many were left out.
+    Another metric of the group is bounded on its own."""
     total = 10_007
     for step in range(total):
         _metrics.record_metric("transformers", "loss", 1.0 / (step + 1), step)
@@ -123,11 +124,14 @@ def test_a_long_series_keeps_its_start_an_even_sample_and_its_last_point(
     lr = [step for span in _metric_spans(capture) for name, _v, step in _points(span)
           if name == "lr"]
     assert lr == list(range(0, total, 1000))
+    left_out = [s.attributes.get(attr.PROVENANCE_METRICS_LEFT_OUT) for s in _metric_spans(capture)]
+    assert left_out == [None, total - len(loss)]
 
 
 def test_a_replaced_group_keeps_only_its_last_points(capture: Capture) -> None:
     """A metric file parsed again before the flush: only the last parse is emitted, and a
-    parse of more points than the bound keeps its first and last and an even sample."""
+    parse of more points than the bound keeps its first and last and an even sample, and
+    says how many it left out."""
     key = ("file", "file://h/metrics.csv", None)
     capture.recorder.metrics.replace(key, [("acc", 0.1, 0)], 1)
     capture.recorder.metrics.replace(key, [("acc", float(i), i) for i in range(5000)], 2)
@@ -137,6 +141,7 @@ def test_a_replaced_group_keeps_only_its_last_points(capture: Capture) -> None:
     assert len(steps) == _metric_points.MAX_POINTS_PER_NAME
     assert steps[0] == 0 and steps[-1] == 4999
     assert max(b - a for a, b in zip(steps, steps[1:])) <= 6
+    assert span.attributes[attr.PROVENANCE_METRICS_LEFT_OUT] == 5000 - len(steps)
 
 
 def test_a_forked_childs_recorder_starts_with_no_points(capture: Capture) -> None:
