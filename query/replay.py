@@ -98,6 +98,7 @@ _TYPES: Final[Mapping[str, str]] = {
     attr.PROVENANCE_METRICS_NAME: "string[]",
     attr.PROVENANCE_METRICS_VALUE: "double[]",
     attr.PROVENANCE_METRICS_STEP: "int[]",
+    attr.PROVENANCE_METRICS_LEFT_OUT: "int",
     attr.PROVENANCE_CONFIG_KEY: "string[]",
     attr.PROVENANCE_CONFIG_VALUE: "string[]",
 }
