@@ -45,11 +45,15 @@ def _series_table(series: Series) -> Table:
         table.add_column(escape(column), overflow="fold")
     for cause in series.causes:
         table.add_column(f"{cause.section}: {cause_text(cause)}", overflow="fold")
+    trackers = any(run.trackers for run in series.runs)
+    if trackers:
+        table.add_column("tracker runs", overflow="fold")
     for run in series.runs:
         metrics = [number_text(run.metrics[m]) if m in run.metrics else "-"
                    for m in series.metrics]
         table.add_row(run.run_id[:12], run.start[:19], run.status, *metrics,
-                      *(_value(c, v) for c, v in zip(series.causes, run.causes)))
+                      *(_value(c, v) for c, v in zip(series.causes, run.causes)),
+                      *([escape(", ".join(run.trackers)) or "-"] if trackers else []))
     return table
 
 

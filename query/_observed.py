@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from clew.exporter.store.lineage import CONFIG_TABLE, METRICS_TABLE
 from clew.exporter.store.schema import qualified_name
+from clew.semconv import attributes as attr
+from clew.semconv import spans
 
 from .lineage import Tables
 
@@ -24,6 +26,22 @@ def final_values(tables: Tables, runs: list[str], names: list[str] | None = None
         runs=runs, names=names or [],
     ):
         found[run_id][name] = value
+    return found
+
+
+def tracker_runs(tables: Tables, runs: list[str]) -> dict[str, list[str]]:
+    """Each run's tracker runs (`mlflow:<run_id>`, `wandb:<path>`), by run id. Read from the
+    `metrics` spans themselves: a tracker run that logged no metric is named by a span with no
+    points, which leaves no row in clew_metrics."""
+    traces = qualified_name(tables.options, tables.options.traces_table)
+    found: dict[str, list[str]] = {run: [] for run in runs}
+    for run_id, tracker in tables.rows(
+        f"SELECT DISTINCT TraceId, SpanAttributes[%(key)s] AS Tracker FROM {traces} "
+        "WHERE SpanName = %(span)s AND TraceId IN %(runs)s AND Tracker != '' "
+        "ORDER BY TraceId, Tracker",
+        key=attr.PROVENANCE_TRACKER_RUN, span=spans.SPAN_METRICS, runs=runs,
+    ):
+        found[run_id].append(tracker)
     return found
 
 

@@ -14,8 +14,10 @@ runs carries what changed, not 1,000 copies of what did not.
 
 `--format json` schema 1: `{"schema": 1, "program", "metrics": [NAME], "causes": [{"section",
 "name"}], "runs": [{"run_id", "start", "status", "command", "metrics": {NAME: VALUE},
-"causes": [VALUE or null]}]}`, runs oldest first; each run's `causes` is parallel to the
-top-level list (null: the run had no such input, key, file or argument).
+"causes": [VALUE or null], "trackers": [TRACKER_RUN]}]}`, runs oldest first; each run's
+`causes` is parallel to the top-level list (null: the run had no such input, key, file or
+argument); `trackers` names the MLflow and W&B runs it logged to (`mlflow:<run_id>`,
+`wandb:<entity>/<project>/<run_id>`), whose side holds the tag or config key `clew.run_id`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from clew.exporter.store.lineage import METRICS_TABLE
 from clew.exporter.store.schema import SchemaOptions, qualified_name
 
-from ._observed import config_values, final_values
+from ._observed import config_values, final_values, tracker_runs
 from .diff import CAUSES, ROW_SECTIONS, data_files, program
 from .lineage import IDENTITY_SQL, Tables
 from .runs import iso_utc, resolve_run, run_status
@@ -51,8 +53,9 @@ class Cause:
 
 @dataclass
 class SeriesRun:
-    """One run of the series: its final metric values, and its value of each varying cause
-    (the series' `causes`, in order; None when the run had none)."""
+    """One run of the series: its final metric values, its value of each varying cause
+    (the series' `causes`, in order; None when the run had none), and the tracker runs it
+    logged to (`mlflow:<run_id>`, `wandb:<path>`), to look it up there."""
 
     run_id: str
     start: str
@@ -60,6 +63,7 @@ class SeriesRun:
     command: list[str]
     metrics: dict[str, float] = field(default_factory=dict)
     causes: list[str | None] = field(default_factory=list)
+    trackers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,7 +82,8 @@ class Series:
         return {"schema": self.schema, "program": self.program, "metrics": self.metrics,
                 "causes": [{"section": c.section, "name": c.name} for c in self.causes],
                 "runs": [{"run_id": r.run_id, "start": r.start, "status": r.status,
-                          "command": r.command, "metrics": r.metrics, "causes": r.causes}
+                          "command": r.command, "metrics": r.metrics, "causes": r.causes,
+                          "trackers": r.trackers}
                          for r in self.runs]}
 
 
@@ -226,12 +231,14 @@ def metrics_series(
     run_ids = [row["RunId"] for row in rows]
     values = final_values(tables, run_ids, names)
     causes = varying_causes(tables, rows)
+    trackers = tracker_runs(tables, run_ids)
     return Series(
         program=name,
         metrics=sorted({metric for found in values.values() for metric in found}),
         causes=list(causes),
         runs=[SeriesRun(row["RunId"], iso_utc(row["Start"]),
                         run_status(row["StatusCode"], row["ExitCode"]), list(row["Command"]),
-                        values[row["RunId"]], [series[place] for series in causes.values()])
+                        values[row["RunId"]], [series[place] for series in causes.values()],
+                        trackers[row["RunId"]])
               for place, row in enumerate(rows)],
     )

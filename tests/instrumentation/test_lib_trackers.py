@@ -110,13 +110,11 @@ def test_mlflow_metrics_and_the_runs_clew_tag(run_instrumented, spool, workdir, 
     history = client.get_metric_history(fluent, "accuracy")
     assert [(m.value, m.step) for m in history] == [(0.5, 1), (0.75, 2)]
 
-    # In the store: every MLflow run of the clew run is named by its metrics spans; the run
-    # with no metric adds no row to clew_metrics.
-    named = clew_cli(
-        "sql", "SELECT DISTINCT SpanAttributes['provenance.tracker.run'] AS run FROM otel_traces "
-        "WHERE SpanName = 'metrics' AND SpanAttributes['provenance.metric.source'] = 'mlflow'",
-        "--format", "json").json()["rows"]
-    assert sorted(r["run"] for r in named) == sorted(
+    # The other way: `clew metrics` names every MLflow run of the clew run, the one that
+    # logged no metric too, though it adds no row to clew_metrics.
+    series = clew_cli("metrics", "--format", "json").json()
+    assert [run["run_id"] for run in series["runs"]] == [run_id]
+    assert series["runs"][0]["trackers"] == sorted(
         f"mlflow:{r}" for r in (fluent, made, own, child))
     rows = clew_cli("sql", "SELECT TrackerRun, count() AS n FROM clew_metrics WHERE Source = "
                     "'mlflow' GROUP BY TrackerRun", "--format", "json").json()["rows"]
