@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import blake3
 
-from clew.semconv.digests import blake3_id
+from clew.semconv.digests import BLAKE3_PREFIX, blake3_id
 
 StatKey = tuple[int, int, int, int]
 _T = TypeVar("_T")
@@ -63,10 +63,14 @@ def _of_version(path: str, expected: StatKey, work: Callable[[int, int], _T | No
     except (OSError, ValueError):
         return None
     try:
+        # Field by field, not stat_key(before) != expected: this runs in the hook for every
+        # small file read first, and the tuple and the call cost more than the comparisons.
         before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
+        if (before.st_ino != expected[1] or before.st_mtime_ns != expected[3]
+                or before.st_size != expected[2] or before.st_dev != expected[0]
+                or not stat.S_ISREG(before.st_mode)):
             return None
-        result = work(fd, before.st_size)
+        result = work(fd, expected[2])
         if result is None or stat_key(os.fstat(fd)) != expected:
             return None
     except (OSError, ValueError):
@@ -91,8 +95,8 @@ def _hash(fd: int, size: int) -> str | None:
         while chunk := os.read(fd, _CHUNK):
             hasher.update(chunk)
         return blake3_id(hasher.hexdigest())
-    data = _read_whole(fd, size)
-    return None if data is None else blake3_id(blake3.blake3(data).hexdigest())
+    data = os.read(fd, size)  # not _read_whole: a call fewer in the hook
+    return None if len(data) != size else BLAKE3_PREFIX + blake3.blake3(data).hexdigest()
 
 
 class _Memo:

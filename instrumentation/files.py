@@ -84,15 +84,19 @@ def _audit(event: str, args: tuple) -> None:
 # costs ~250 bytes: the memo starts over past this many (unbounded, it holds 50 MB at 200,000 files).
 _resolved: dict[object, str | None] = {}
 _RESOLVED_MAX = 1 << 14
+_UNRESOLVED = object()
 
 
 def _recorded_path(recorder: Recorder, raw: object) -> str | None:
     """The absolute path clew records for a path the program gave, or None when clew leaves
     that path alone (its filter, or no path at all)."""
+    # .get, not [raw]: a first open misses, and a raised KeyError costs more than the look-up.
     try:
-        return _resolved[raw]
-    except (KeyError, TypeError):  # TypeError: an unhashable path-like
-        pass
+        path = _resolved.get(raw, _UNRESOLVED)
+    except TypeError:  # an unhashable path-like
+        path = _UNRESOLVED
+    if path is not _UNRESOLVED:
+        return path
     path = absolute(raw)
     if path is not None and not recorder.filter.wants(path):
         path = None
