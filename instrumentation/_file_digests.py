@@ -106,21 +106,20 @@ class _Memo:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._new: dict[StatKey, str] = {}
-        self._old: dict[StatKey, str] = {}
+        self.new: dict[StatKey, str] = {}
+        self.old: dict[StatKey, str] = {}
 
-    def get(self, key: StatKey) -> str | None:
-        value = self._new.get(key)
-        if value is None:
-            value = self._old.pop(key, None)
-            if value is not None:
-                self[key] = value
+    def promoted(self, key: StatKey) -> str | None:
+        """The entry of `key` in the older generation, moved to the newer; None if absent."""
+        value = self.old.pop(key, None)
+        if value is not None:
+            self[key] = value
         return value
 
     def __setitem__(self, key: StatKey, value: str) -> None:
-        if len(self._new) >= self._size:
-            self._old, self._new = self._new, {}
-        self._new[key] = value
+        if len(self.new) >= self._size:
+            self.old, self.new = self.new, {}
+        self.new[key] = value
 
 
 class DigestCache:
@@ -156,9 +155,14 @@ class DigestCache:
 
     def get(self, key: StatKey) -> str | None:
         """The digest recorded for `key`, loading the cache file on first use."""
-        if self._entries is None:
-            self._entries = self._load()
-        return self._entries.get(key)
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = self._load()
+        # The newer generation first, in line: the hook asks on every first open.
+        value = entries.new.get(key)
+        if value is None and entries.old:
+            value = entries.promoted(key)
+        return value
 
     def put(self, key: StatKey, digest: str) -> None:
         """Remember the digest of a key `get` did not know; it reaches the file at the next

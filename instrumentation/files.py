@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -32,10 +33,15 @@ from ._recorder import Recorder
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
 # The audit hook reads OpenTelemetry's suppression flag itself rather than calling
 # is_instrumentation_enabled(): it runs on every open the program makes, and one look-up of
-# the key that suppress_instrumentation() sets costs a fraction of that function's two.
+# the key that suppress_instrumentation() sets costs a fraction of that function's two. With
+# OpenTelemetry's default runtime context, the current context is read from its context
+# variable directly: one C call in place of get_value's three Python ones (~3,000
+# instructions an open); with any other, through get_current().
 _SUPPRESS_KEY = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+_context_variable = getattr(getattr(otel_context, "_RUNTIME_CONTEXT", None), "_current_context", None)
+_current_context = (_context_variable.get if isinstance(_context_variable, ContextVar)
+                    else otel_context.get_current)
 _getframe = sys._getframe
-_get_value = otel_context.get_value
 # linecache and tokenize read source for tracebacks; importlib.metadata lists sys.path
 # entries when anything asks for installed distributions or entry points.
 _INTERPRETER_READERS = ("/linecache.py", "/tokenize.py", "/importlib/metadata/__init__.py")
@@ -68,7 +74,7 @@ def _audit(event: str, args: tuple) -> None:
     if handler is None:
         return
     recorder = _HOOK.recorder
-    if recorder is None or clew_io.active or _get_value(_SUPPRESS_KEY):
+    if recorder is None or clew_io.active or _current_context().get(_SUPPRESS_KEY):
         return
     # A bare try rather than `guard`: a try costs nothing until it raises, and entering a
     # context manager would cost every recorded open.
