@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import blake3
 
-from clew.semconv.digests import blake3_id
+from clew.semconv.digests import BLAKE3_PREFIX, blake3_id
 
 StatKey = tuple[int, int, int, int]
 _T = TypeVar("_T")
@@ -63,10 +63,14 @@ def _of_version(path: str, expected: StatKey, work: Callable[[int, int], _T | No
     except (OSError, ValueError):
         return None
     try:
+        # Field by field, not stat_key(before) != expected: this runs in the hook for every
+        # small file read first, and the tuple and the call cost more than the comparisons.
         before = os.fstat(fd)
-        if not stat.S_ISREG(before.st_mode) or stat_key(before) != expected:
+        if (before.st_ino != expected[1] or before.st_mtime_ns != expected[3]
+                or before.st_size != expected[2] or before.st_dev != expected[0]
+                or not stat.S_ISREG(before.st_mode)):
             return None
-        result = work(fd, before.st_size)
+        result = work(fd, expected[2])
         if result is None or stat_key(os.fstat(fd)) != expected:
             return None
     except (OSError, ValueError):
@@ -91,8 +95,8 @@ def _hash(fd: int, size: int) -> str | None:
         while chunk := os.read(fd, _CHUNK):
             hasher.update(chunk)
         return blake3_id(hasher.hexdigest())
-    data = _read_whole(fd, size)
-    return None if data is None else blake3_id(blake3.blake3(data).hexdigest())
+    data = os.read(fd, size)  # not _read_whole: a call fewer in the hook
+    return None if len(data) != size else BLAKE3_PREFIX + blake3.blake3(data).hexdigest()
 
 
 class _Memo:
@@ -102,21 +106,20 @@ class _Memo:
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._new: dict[StatKey, str] = {}
-        self._old: dict[StatKey, str] = {}
+        self.new: dict[StatKey, str] = {}
+        self.old: dict[StatKey, str] = {}
 
-    def get(self, key: StatKey) -> str | None:
-        value = self._new.get(key)
-        if value is None:
-            value = self._old.pop(key, None)
-            if value is not None:
-                self[key] = value
+    def promoted(self, key: StatKey) -> str | None:
+        """The entry of `key` in the older generation, moved to the newer; None if absent."""
+        value = self.old.pop(key, None)
+        if value is not None:
+            self[key] = value
         return value
 
     def __setitem__(self, key: StatKey, value: str) -> None:
-        if len(self._new) >= self._size:
-            self._old, self._new = self._new, {}
-        self._new[key] = value
+        if len(self.new) >= self._size:
+            self.old, self.new = self.new, {}
+        self.new[key] = value
 
 
 class DigestCache:
@@ -152,9 +155,14 @@ class DigestCache:
 
     def get(self, key: StatKey) -> str | None:
         """The digest recorded for `key`, loading the cache file on first use."""
-        if self._entries is None:
-            self._entries = self._load()
-        return self._entries.get(key)
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = self._load()
+        # The newer generation first, in line: the hook asks on every first open.
+        value = entries.new.get(key)
+        if value is None and entries.old:
+            value = entries.promoted(key)
+        return value
 
     def put(self, key: StatKey, digest: str) -> None:
         """Remember the digest of a key `get` did not know; it reaches the file at the next

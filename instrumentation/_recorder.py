@@ -215,13 +215,24 @@ class Recorder:
         if len(self._reads) >= _MAX_TRACKED:
             self._reads = {}
         record = self._reads[key] = Record("read", path, key)
-        if key[2] <= self._hash_in_hook_max:
-            # Hashing a small file here costs ~7 us; handing it to the worker thread costs
-            # the host more, in GIL hand-offs (docs/architecture.md). The page cache is warm
-            # for the host's own read right after.
-            self._hash_small_read(record, key)
-        else:
+        if key[2] > self._hash_in_hook_max:
             self._queue(record)
+            return
+        # `_identify` of a new small read, here on the host's thread: hashing a small file
+        # costs ~7 us; handing it to the worker thread costs the host more, in GIL hand-offs
+        # (docs/architecture.md). The page cache is warm for the host's own read right after.
+        digest = self._digest_here(path, key)
+        if digest is not None:
+            record.digest = digest
+            record.identity = "content"
+        ready = self._ready
+        ready.append(record)
+        if len(ready) == _SPILL_RECORDS:
+            # Two threads appending at once may both miss it: the records then wait for
+            # the next flush, as before.
+            self._wake.set()
+        if self._worker is None:
+            self._start_worker()
 
     def recorded_all(self, records: list[Record]) -> None:
         """Records another capture source made after the fact (a non-Python child's, from its
@@ -285,27 +296,17 @@ class Recorder:
         write stamps this span's id on the artifact before the write is sent."""
         return self._tracer.start_span(name, context=self.process.context(), start_time=start_ns)
 
-    def _hash_small_read(self, record: Record, key: StatKey) -> None:
-        """`_identify` of a new small read, on the host's thread: the hook's hot path."""
-        digest = self._digest_now(record.path, key)
-        if digest is not None:
-            record.digest = digest
-            record.identity = "content"
-        ready = self._ready
-        ready.append(record)
-        if len(ready) == _SPILL_RECORDS:
-            # Two threads appending at once may both miss it: the records then wait for
-            # the next flush, as before.
-            self._wake.set()
-        if self._worker is None:
-            self._start_worker()
-
     def _digest_now(self, path: str, key: StatKey) -> str | None:
         """blake3 of `path` at version `key`, on the calling thread: for a small file the
         program is about to read, and for content it is about to remove, move or overwrite,
         which the background hasher would find gone."""
         if not self.settings.hashing or key[2] > self.settings.hash_max_bytes:
             return None
+        return self._digest_here(path, key)
+
+    def _digest_here(self, path: str, key: StatKey) -> str | None:
+        """`_content_digest` on the calling thread, its I/O marked as clew's own (the hooks
+        ignore it); the caller has checked that hashing is on and the size within its limit."""
         clew_io.active = True
         try:
             return self._content_digest(path, key)

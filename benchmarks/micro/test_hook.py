@@ -159,6 +159,8 @@ PIECES = [
     "a small file hashed (open, fstat, read, blake3, fstat, close)",
     "open(path, 'rb').read() without any hook",
     "the file's URI (at flush)",
+    "is it a config file: its suffix checked (per read, at flush)",
+    "is it a metric file: its name matched (per settled write)",
 ]
 
 
@@ -168,7 +170,9 @@ def pieces(root: Path) -> dict[str, Callable[[], object]]:
     import blake3
     from opentelemetry import context as otel_context
 
-    from clew.instrumentation import _paths
+    from clew.instrumentation import _config_files, _metric_files, _paths
+    from clew.semconv import environment
+    from clew.semconv.uris import file_uri
     from clew.instrumentation._file_digests import hash_file, stat_key
     from clew.instrumentation._record_spans import Record
 
@@ -181,6 +185,7 @@ def pieces(root: Path) -> dict[str, Callable[[], object]]:
     finally:
         del os.environ["CLEW_INCLUDE"]
     suppress = otel_context._SUPPRESS_INSTRUMENTATION_KEY
+    metric_files = _metric_files.MetricFiles(environment.DEFAULT_METRIC_FILES)
     data = _read(sample)
     functions = [
         lambda: otel_context.get_value(suppress),
@@ -192,7 +197,9 @@ def pieces(root: Path) -> dict[str, Callable[[], object]]:
         lambda: blake3.blake3(data).hexdigest(),
         lambda: hash_file(sample, key),
         lambda: _read(sample),
-        lambda: _paths.file_uri(sample),
+        lambda: file_uri(sample),
+        lambda: sample.endswith(_config_files.SUFFIXES),
+        lambda: metric_files.match(sample),
     ]
     return dict(zip(PIECES, functions, strict=True))
 
