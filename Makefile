@@ -11,9 +11,9 @@
 # whole suite), each of which also runs at a smaller scale unmarked, so CI covers every
 # capability. The tests run on PYTEST_WORKERS pytest-xdist workers (2: this project's machines
 # have two cores, and a run in one process keeps less than one of them busy, waiting on the
-# programs its tests start), a test file at a time per worker; `make test PYTEST_WORKERS=0` (or PYTEST_ARGS=-n0) runs them in one process, one after
-# the other. `make test PYTEST_MARKERS=slow` runs the full-scale ones, `make test
-# PYTEST_MARKERS=` everything.
+# programs its tests start), a test file at a time per worker; `make test PYTEST_WORKERS=0`
+# (or PYTEST_ARGS=-n0) runs them in one process, one after the other. `make test
+# PYTEST_MARKERS=slow` runs the full-scale ones, `make test PYTEST_MARKERS=` everything.
 
 PYTHON ?= python3
 VENV ?= .venv
