@@ -235,12 +235,12 @@ def clew_cli(clew_home: Path, workdir: Path) -> Callable[..., CliResult]:
 
 # `make test` runs the tests on two xdist workers with `--dist loadfile`: each test file is one
 # unit of work, so that its module-scoped launches and servers run once, on one worker. The
-# files that take longest start first (with `--no-loadscope-reorder`, xdist hands files out in
-# this order), so that the workers finish together rather than one waiting for the other's
-# last long file.
-_LONGEST_FIRST = ("peers/", "test_packaging.py", "distributed/test_two_nodes.py",
-                  "distributed/test_dataloader.py", "test_examples.py",
-                  "instrumentation/test_coverage.py", "distributed/test_torchrun.py")
+# files that take longest (as measured with --durations) start first: with
+# `--no-loadscope-reorder` xdist hands files out in this order, so that the workers finish
+# together rather than one waiting for the other's last long file.
+_LONGEST_FIRST = ("peers/", "distributed/test_dataloader.py",
+                  "objectstores/test_contamination_matrix.py", "distributed/test_two_nodes.py",
+                  "test_examples.py", "store/test_ingest.py", "distributed/test_torchrun.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
