@@ -9,13 +9,17 @@
 #
 # `make test` runs every test but those marked slow: the full-scale runs (200,000 files, s3fs's
 # whole suite), each of which also runs at a smaller scale unmarked, so CI covers every
-# capability (about 15 minutes of tests on two cores). `make test PYTEST_MARKERS=slow` runs the
-# full-scale ones, `make test PYTEST_MARKERS=` everything.
+# capability. The tests run on PYTEST_WORKERS pytest-xdist workers (2: this project's machines
+# have two cores, and a run in one process keeps less than one of them busy, waiting on the
+# programs its tests start), a test file at a time per worker; `make test PYTEST_WORKERS=0`
+# (or PYTEST_ARGS=-n0) runs them in one process, one after the other. `make test
+# PYTEST_MARKERS=slow` runs the full-scale ones, `make test PYTEST_MARKERS=` everything.
 
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_ARGS ?=
 PYTEST_MARKERS ?= not slow
+PYTEST_WORKERS ?= 2
 
 BIN := $(VENV)/bin
 VPY := $(BIN)/python
@@ -63,8 +67,13 @@ chromium-available:
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 
 # pytest exits 5 when it collected no tests: that is a broken suite, never a pass.
+# --dist loadfile: a file's module-scoped launches and servers run once, on one worker;
+# --no-loadscope-reorder: files are handed out in the order tests/conftest.py puts them in,
+# the longest first, rather than by their number of tests.
 test: $(VENV)/.installed-test-$(PYPROJECT_KEY) mpirun-available chromium-available
-	@status=0; $(VPY) -m pytest -q -ra -p no:cacheprovider -m '$(PYTEST_MARKERS)' $(PYTEST_ARGS) \
+	@status=0; $(VPY) -m pytest -q -ra -p no:cacheprovider \
+		-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+		-m '$(PYTEST_MARKERS)' $(PYTEST_ARGS) \
 		|| status=$$?; \
 	if [ $$status -eq 5 ]; then \
 		echo "make test: FAILED: pytest collected no tests (exit 5); the suite must not be empty" >&2; \

@@ -230,3 +230,23 @@ def start_instrumented(
 def clew_cli(clew_home: Path, workdir: Path) -> Callable[..., CliResult]:
     """`clew_cli(*args)`: `invoke_clew` with this test's CLEW_HOME and working directory."""
     return lambda *args: invoke_clew(clew_home, workdir, *args)
+
+
+
+# `make test` runs the tests on two xdist workers with `--dist loadfile`: each test file is one
+# unit of work, so that its module-scoped launches and servers run once, on one worker. The
+# files that take longest (as measured with --durations) start first: with
+# `--no-loadscope-reorder` xdist hands files out in this order, so that the workers finish
+# together rather than one waiting for the other's last long file.
+_LONGEST_FIRST = ("peers/", "distributed/test_dataloader.py",
+                  "objectstores/test_contamination_matrix.py", "distributed/test_two_nodes.py",
+                  "test_examples.py", "store/test_ingest.py", "distributed/test_torchrun.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def started_at(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0].removeprefix("tests/")
+        return next((i for i, p in enumerate(_LONGEST_FIRST) if path.startswith(p)),
+                    len(_LONGEST_FIRST))
+
+    items.sort(key=started_at)

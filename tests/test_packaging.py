@@ -60,6 +60,10 @@ _IGNORED_TOP = {
     ".ruff_cache",
     ".pytest_cache",
     "benchmarks",
+    # What other tests write into the checkout while this one may be copying it (the tests
+    # run on two workers): the peers' downloaded suites and the demo's outputs.
+    ".cache",
+    "examples",
 }
 
 

@@ -7,7 +7,9 @@ cores) is marked slow, with the other full-scale runs:
 
     make test PYTEST_MARKERS=slow
 
-The s3fs suite starts moto on 127.0.0.1:5555 and :5556 itself: the two runs take turns.
+The s3fs suite starts moto on 127.0.0.1:5555 and :5556 itself: the two runs take turns, and
+the tests of this file run on one xdist worker (`make test` distributes whole files), so no
+other run of the suite overlaps them.
 """
 
 from __future__ import annotations
