@@ -36,7 +36,9 @@ def scalar(value: object) -> object:
 
 
 def leaves(data: Mapping, prefix: str = "") -> Iterator[tuple[str, object]]:
-    """(dotted name, value) of each leaf of a mapping whose values may be mappings."""
+    """(dotted name, value) of each leaf of a mapping whose values may be mappings. Not
+    `_structured_files.leaves`, which walks into lists as a file's document has them: a list
+    a program logs to a tracker is one value (a histogram, a table), not a metric per item."""
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):

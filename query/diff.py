@@ -3,9 +3,10 @@
 Changes are split into causes (inputs, config keys, code, packages, arguments, environment)
 and effects (outputs, metrics, outcome), so "which change mattered" starts from a short list.
 Inputs and outputs are compared in SQL over `clew_io` (one GROUP BY over both runs' records,
-returning only the URIs that differ), config files key by key from `clew_config` (a config file
-whose keys were recorded is compared by its keys, `URI: optimizer.lr`, instead of as one
-input; a config file of the run's own, read instead of the other run's, is compared with it), metrics by their final values from `clew_metrics`, the rest from the two rows of
+returning only the URIs that differ); config files key by key from `clew_config` (a config
+file whose keys were recorded is compared by its keys, `URI: optimizer.lr`, instead of as one
+input; a config file of the run's own, read instead of the other run's, is compared with
+it); metrics by their final values from `clew_metrics`; the rest from the two rows of
 `clew_runs`.
 
 `--format json` schema 1: `{"schema": 1, "a": RUN, "b": RUN, "changes": [{"section", "kind",
