@@ -6,7 +6,8 @@ settled: a file that matches none costs that name check only. A matching file of
 `environment.METRIC_FILE_MAX_BYTES` is read once per content version and parsed by its kind:
 
 - JSON and YAML: every numeric leaf under its dotted path (`eval.accuracy`), no step; a
-  document that is a list of records with a `step` or `epoch` key is a series (below);
+  document that is a list of records with a `step` or `epoch` key is a series (below), and
+  one such record alone is that series' point at its step;
 - transformers' `trainer_state.json`: its `log_history` as a series, and `best_metric`;
 - CSV and TSV with a header: the last row's numeric cells, no step; with a `step` or `epoch`
   column (Lightning's `metrics.csv`), every row, as a series. A table whose first row holds a
@@ -132,6 +133,10 @@ def _step(value: Any) -> int:
 def _document_points(document: Any) -> Iterator[Point]:
     if isinstance(document, list) and document and all(isinstance(r, dict) for r in document):
         yield from _series_points(document)
+    elif isinstance(document, dict) and any(key in document for key in _INDEX_KEYS):
+        # One record a run rewrites as it goes ({"step": 300, "loss": 0.2}): its points are
+        # at that step, and the step itself is no metric.
+        yield from _series_points([document])
     elif isinstance(document, dict):
         for name, leaf in _structured_files.leaves(document):
             number = metric_value(leaf)

@@ -216,6 +216,17 @@ def test_a_table_without_a_header_gives_no_points() -> None:
         "file", None, [("acc", 0.5, -1)])
 
 
+def test_a_document_with_a_step_key_gives_its_points_at_that_step() -> None:
+    """A metrics.json a run rewrites at each evaluation ({"step": 300, ...}): its values are
+    points at step 300, not a metric named `step`; without an index key, no step."""
+    assert _metric_files.points("/run/metrics.json", b'{"step": 300, "eval": {"acc": 0.75}}') == (
+        "file", None, [("eval.acc", 0.75, 300)])
+    assert _metric_files.points("/run/metrics.json", b'{"epoch": 2, "loss": 0.5}') == (
+        "file", None, [("loss", 0.5, 2)])
+    assert _metric_files.points("/run/metrics.json", b'{"loss": 0.5}') == (
+        "file", None, [("loss", 0.5, -1)])
+
+
 def test_a_yaml_alias_bomb_gives_no_points_quickly() -> None:
     """YAML aliases let a few hundred bytes name a billion leaves: such a metric file is
     refused, not walked (the test would not end otherwise)."""
