@@ -26,7 +26,6 @@ import logging
 import mmap
 import os
 import shutil
-import stat
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -39,7 +38,7 @@ from opentelemetry.util.types import Attributes
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from ._file_digests import StatKey, stat_key
+from ._file_digests import StatKey
 from ._record_spans import (
     BATCH_MAX_SIZE,
     SPAN_NAMES,
@@ -70,12 +69,12 @@ def _find_library() -> str | None:
     """The built library next to this module (built by setup.py for this interpreter), when
     the reader of its records (`_preload_notes`, built beside it) was built too: imported
     here, as only a process that starts a child or watches native opens needs it."""
-    global _read_notes
+    global _read_notes, _stat_keys
     try:
-        from ._preload_notes import read
+        from ._preload_notes import read, stat_keys
     except ImportError:
         return None
-    _read_notes = read
+    _read_notes, _stat_keys = read, stat_keys
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -86,7 +85,8 @@ def _find_library() -> str | None:
 
 _library: str | None = None
 _looked = False
-_read_notes: Callable[[mmap.mmap, int, dict], tuple[list, int]] | None = None
+_read_notes: Callable[[mmap.mmap, int, dict], tuple[bytes, list, list, list, int]] | None = None
+_stat_keys: Callable[[list[str]], list[StatKey | None]] | None = None
 
 
 def library() -> str | None:
@@ -135,14 +135,6 @@ class ChildRecord(Record):
 
     def span_attributes(self, pid: int) -> Attributes:
         return single_attributes(self, self.pid)
-
-
-def _key_now(path: str) -> StatKey | None:
-    try:
-        result = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return stat_key(result) if stat.S_ISREG(result.st_mode) else None
 
 
 class _Image:
@@ -200,12 +192,14 @@ class _Image:
 
     def records(self, copies: dict[StatKey, StatKey]) -> list[ChildRecord]:
         """The image's records; `copies` maps each whole copy's key to its source's."""
-        for path, record in self.writes.items():
-            record.key = _key_now(path)
-            record.identity = "stat" if record.key else "none"
+        writes = list(self.writes.values())
+        keys = _stat_keys([record.path for record in writes])  # type: ignore[misc]
+        for record, key in zip(writes, keys):
+            record.key = key
+            record.identity = "stat" if key else "none"
             # Only while it is the very version the copy left (key equal): else it changed.
-            record.copy_of = copies.get(record.key) if record.key else None
-        return [*self.reads.values(), *self.done, *self.writes.values()]
+            record.copy_of = copies.get(key) if key else None
+        return [*self.reads.values(), *self.done, *writes]
 
 
 def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; PathFilter.wants
@@ -214,9 +208,11 @@ def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; P
     `note` (operation, stat key, path, second path), those `wanted` accepts; whole copies go
     into `copies` (the copy's key -> its source's)."""
     # Read in C (_preload_notes.c): 20,000 notes for `cp -r` of 10,000 files.
-    notes, image.read_to = _read_notes(data, image.read_to, copies)  # type: ignore[misc]
+    operations, keys, paths, seconds, image.read_to = _read_notes(  # type: ignore[misc]
+        data, image.read_to, copies
+    )
     note = image.note
-    for operation, key, path, second in notes:
+    for operation, key, path, second in zip(operations, keys, paths, seconds):
         if wanted(path):
             note(operation, key, path, second if second is None or wanted(second) else None)
 
