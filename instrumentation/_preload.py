@@ -73,12 +73,12 @@ def _find_library() -> str | None:
     """The built library next to this module (built by setup.py for this interpreter), when
     the reader of its records (`_preload_notes`, built beside it) was built too: imported
     here, as only a process that starts a child or watches native opens needs it."""
-    global _read_notes, _stat_keys
+    global _read_notes, _stat_keys, _read_versions
     try:
-        from ._preload_notes import read, stat_keys
+        from ._preload_notes import read, read_versions, stat_keys
     except ImportError:
         return None
-    _read_notes, _stat_keys = read, stat_keys
+    _read_notes, _stat_keys, _read_versions = read, stat_keys, read_versions
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -91,6 +91,7 @@ _library: str | None = None
 _looked = False
 _read_notes: Callable[[mmap.mmap, int, dict], tuple[bytes, list, list, list, int]] | None = None
 _stat_keys: Callable[[list[str]], list[StatKey | None]] | None = None
+_read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]] | None = None
 
 
 def library() -> str | None:
@@ -298,8 +299,9 @@ class ChildRecords:
             found = self._read(recorder, final=False)
             for image in self._images.values():
                 unhashed, image.unhashed = image.unhashed, []
-                for record in unhashed:
-                    digest = recorder.hash_ahead(record.path, record.key)  # type: ignore[arg-type]
+                versions = [(record.path, record.key) for record in unhashed]
+                digests = recorder.hash_ahead(versions, _read_versions)  # type: ignore[arg-type]
+                for record, digest in zip(unhashed, digests):
                     record.digest = digest
             return found
         finally:

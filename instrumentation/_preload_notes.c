@@ -9,8 +9,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define HEADER_BYTES 40
 #define COPY 'C'
@@ -244,9 +248,115 @@ done:
     return keys;
 }
 
+/* Whether `st` is a regular file at the version `key` (dev, ino, size, mtime_ns) names. */
+static int is_version(const struct stat *st, const unsigned long long key[4]) {
+    return S_ISREG(st->st_mode) && (unsigned long long)st->st_dev == key[0] &&
+           (unsigned long long)st->st_ino == key[1] && (long long)st->st_size == (long long)key[2] &&
+           (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec == (long long)key[3];
+}
+
+/* Read the whole file `path` into `into` (its `size` bytes), only if it is the version `key`
+ * names before and after the read: 1 when it was. Through raw system calls, not libc's open,
+ * which clew's native-opens hooks (_preload_got.c) may have redirected in this process: this
+ * is clew's own read, not the program's. */
+static int read_version(const char *path, const unsigned long long key[4], char *into) {
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    size_t size = (size_t)key[2], done = 0;
+    int same = fstat(fd, &st) == 0 && is_version(&st, key);
+    while (same && done < size) {
+        ssize_t count = read(fd, into + done, size - done);
+        if (count < 0 && errno == EINTR)
+            continue;
+        if (count <= 0)
+            same = 0; /* shorter than its size said: changed meanwhile */
+        else
+            done += (size_t)count;
+    }
+    same = same && fstat(fd, &st) == 0 && is_version(&st, key);
+    syscall(SYS_close, fd);
+    return same;
+}
+
+PyDoc_STRVAR(read_versions_doc,
+"read_versions(paths, keys) -> list\n\n"
+"For each path, the whole content (bytes) of the regular file it names if that is the version\n"
+"its key, (dev, ino, size, mtime), names both before and after the read; else None.");
+
+/* The contents of the small files a child read, for clew to hash (with the blake3 package):
+ * read in one go without the GIL, so the program's threads run meanwhile; the caller bounds
+ * their total size. */
+static PyObject *read_versions(PyObject *self, PyObject *args) {
+    PyObject *path_list, *key_list;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &path_list, &PyList_Type, &key_list))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(path_list), encoded_count = 0;
+    if (PyList_GET_SIZE(key_list) != count) {
+        PyErr_SetString(PyExc_ValueError, "read_versions() takes as many keys as paths");
+        return NULL;
+    }
+    PyObject **encoded = PyMem_Calloc((size_t)count + 1, sizeof *encoded);
+    unsigned long long (*keys)[4] = PyMem_Calloc((size_t)count + 1, sizeof *keys);
+    size_t *starts = PyMem_Calloc((size_t)count + 1, sizeof *starts);
+    char *whole = PyMem_Calloc((size_t)count + 1, 1), *buffer = NULL;
+    PyObject *contents = NULL;
+    if (encoded == NULL || keys == NULL || starts == NULL || whole == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t total = 0;
+    for (; encoded_count < count; encoded_count++) {
+        Py_ssize_t i = encoded_count;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(key_list, i), "KKKK;a key is four integers",
+                              &keys[i][0], &keys[i][1], &keys[i][2], &keys[i][3]) ||
+            !PyUnicode_FSConverter(PyList_GET_ITEM(path_list, i), &encoded[i]))
+            goto done;
+        if ((long long)keys[i][2] < 0 || keys[i][2] > (1ULL << 30)) {
+            PyErr_SetString(PyExc_ValueError, "read_versions() reads small files only");
+            Py_CLEAR(encoded[i]);
+            goto done;
+        }
+        starts[i] = total;
+        total += (size_t)keys[i][2];
+    }
+    buffer = PyMem_RawMalloc(total + 1);
+    if (buffer == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        whole[i] = (char)read_version(PyBytes_AS_STRING(encoded[i]), keys[i], buffer + starts[i]);
+    Py_END_ALLOW_THREADS
+    contents = PyList_New(count);
+    for (Py_ssize_t i = 0; contents != NULL && i < count; i++) {
+        PyObject *content = Py_None;
+        if (whole[i])
+            content = PyBytes_FromStringAndSize(buffer + starts[i], (Py_ssize_t)keys[i][2]);
+        else
+            Py_INCREF(content);
+        if (content == NULL)
+            Py_CLEAR(contents);
+        else
+            PyList_SET_ITEM(contents, i, content);
+    }
+done:
+    for (Py_ssize_t i = 0; encoded != NULL && i < encoded_count; i++)
+        Py_DECREF(encoded[i]);
+    PyMem_Free(encoded);
+    PyMem_Free(keys);
+    PyMem_Free(starts);
+    PyMem_Free(whole);
+    PyMem_RawFree(buffer);
+    return contents;
+}
+
 static PyMethodDef methods[] = {
     {"read", read_notes, METH_VARARGS, read_doc},
     {"stat_keys", stat_keys, METH_O, stat_keys_doc},
+    {"read_versions", read_versions, METH_VARARGS, read_versions_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -83,3 +83,15 @@ def test_written_files_are_identified_as_they_are_now(tmp_path: Path) -> None:
              str(tmp_path / "gone"), str(tmp_path / "\udcff.bin")]
     assert reader.stat_keys(paths) == [key, key, None, None, None]
     assert reader.stat_keys([]) == []
+
+
+def test_read_files_come_back_whole_only_at_the_version_their_key_names(tmp_path: Path) -> None:
+    kept, changed = tmp_path / "kept.bin", tmp_path / "changed.bin"
+    kept.write_bytes(b"abc" * 1000)
+    changed.write_bytes(b"old")
+    keys = reader.stat_keys([str(kept), str(changed)])
+    changed.write_bytes(b"new content")
+    paths = [str(kept), str(changed), str(tmp_path / "gone"), str(tmp_path)]
+    contents = reader.read_versions(paths, [*keys, keys[0], keys[0]])
+    assert contents == [b"abc" * 1000, None, None, None]
+    assert reader.read_versions([], []) == []
