@@ -31,10 +31,30 @@ static PyObject *untracked(PyObject *tuple) {
 }
 
 /* (dev, ino, size, mtime_ns): the digest cache's key of a file version, as stat_key() makes
- * it in Python. */
+ * it in Python. Built item by item: Py_BuildValue parses its format for every key, ~2,400
+ * instructions of the ~3,000 a key cost (callgrind), and 30,000 keys are made for `cp -r` of
+ * 10,000 files. */
 static PyObject *version_key(uint64_t dev, uint64_t ino, int64_t size, int64_t mtime) {
-    return untracked(Py_BuildValue("(KKLL)", (unsigned long long)dev, (unsigned long long)ino,
-                                   (long long)size, (long long)mtime));
+    PyObject *key = PyTuple_New(4);
+    if (key == NULL)
+        return NULL;
+    PyObject *items[4] = {
+        PyLong_FromUnsignedLongLong((unsigned long long)dev),
+        PyLong_FromUnsignedLongLong((unsigned long long)ino),
+        PyLong_FromLongLong((long long)size),
+        PyLong_FromLongLong((long long)mtime),
+    };
+    for (int i = 0; i < 4; i++) {
+        if (items[i] == NULL) {
+            for (int j = 0; j < 4; j++)
+                Py_XDECREF(items[j]);
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        PyTuple_SET_ITEM(key, i, items[i]);
+    return untracked(key);
 }
 
 /* The source key of a copy record, "dev ino size mtime" as text: NULL (no error set) when the
