@@ -287,13 +287,15 @@ class ChildRecords:
                     recorder.failed("reading a child's records", error)
         return found
 
-    def _hash_reads(self, recorder: Recorder) -> None:
+    def _hash_reads(self, recorder: Recorder, *, large: bool) -> None:
         """Hash the files read since the last time, as versions the child saw (in batches:
-        `Recorder.hash_ahead`)."""
+        `Recorder.hash_ahead`); large ones too if `large`, else they are left to the worker."""
         for image in self._images.values():
             unhashed, image.unhashed = image.unhashed, []
             versions = [(record.path, record.key) for record in unhashed]
-            digests = recorder.hash_ahead(versions, _read_versions)  # type: ignore[arg-type]
+            digests = recorder.hash_ahead(  # type: ignore[arg-type]
+                versions, _read_versions, large=large
+            )
             for record, digest in zip(unhashed, digests):
                 record.digest = digest
 
@@ -307,7 +309,7 @@ class ChildRecords:
             if self._collected:
                 return False
             found = self._read(recorder, final=False)
-            self._hash_reads(recorder)
+            self._hash_reads(recorder, large=True)
             return found
         finally:
             self._reading.release()
@@ -318,10 +320,11 @@ class ChildRecords:
         with self._reading:
             self._collected = True
             self._read(recorder, final=True)
-            # The reads the tail had not hashed yet, here rather than on the recorder's worker:
-            # a batch read in C without the GIL costs the program less than a file at a time
-            # in Python, with the GIL handed back and forth (~3 us a small file, not ~5-7).
-            self._hash_reads(recorder)
+            # The small reads the tail had not hashed yet, here rather than on the recorder's
+            # worker: a batch read in C without the GIL costs the program less than a file at
+            # a time in Python, with the GIL handed back and forth (~3 us a small file, not
+            # ~5-7). A large file is left to the worker: the program is waiting on this thread.
+            self._hash_reads(recorder, large=False)
         # Files are named <pid>-<ns>-<n>.rec: by creation time, then chunk, approximates the
         # order in which the processes ran.
         names = sorted(self._images, key=_image_order)

@@ -280,7 +280,10 @@ static int is_version(const struct stat *st, const unsigned long long key[4]) {
  * which clew's native-opens hooks (_preload_got.c) may have redirected in this process: this
  * is clew's own read, not the program's. */
 static int read_version(const char *path, const unsigned long long key[4], char *into) {
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO put at the path since does not hold the open up (a regular file's
+     * reads ignore it); the fstat after turns it away. */
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+                          O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return 0;
     struct stat st;

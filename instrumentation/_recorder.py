@@ -325,11 +325,12 @@ class Recorder:
 
     def hash_ahead(self, versions: list[tuple[str, StatKey]],
                    read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]],
-                   ) -> list[str | None]:
+                   *, large: bool = True) -> list[str | None]:
         """The digests of file versions (path, key) a non-Python child read, hashed into the
         digest cache ahead of their records, while the child still runs. Those not remembered
         are read by `read_versions` (the contents of the versions the keys name, else None),
-        a batch of small files at a time, and hashed here; larger ones as the worker would."""
+        a batch of small files at a time, and hashed here; larger ones as the worker would,
+        or not at all (None, left to the worker) unless `large`."""
         if not self.settings.hashing:
             return [None] * len(versions)
         limit = self.settings.hash_max_bytes
@@ -341,7 +342,8 @@ class Recorder:
             if digests[index] is not None or key[2] > limit:
                 continue
             if key[2] >= _AHEAD_BATCH_BYTES:
-                digests[index] = self._digest_here(path, key)
+                if large:
+                    digests[index] = self._digest_here(path, key)
                 continue
             batch.append(index)
             batch_bytes += key[2]
