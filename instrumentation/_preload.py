@@ -156,7 +156,7 @@ class _Image:
     def record(self, operation: str, path: str, key: StatKey | None) -> ChildRecord:
         return ChildRecord(operation, path, key, self.pid, self.parent)
 
-    def note(self, operation: int, key: StatKey, path: str, second: str | None) -> None:
+    def note(self, operation: int, key: StatKey | None, path: str, second: str | None) -> None:
         # Reads and writes are nearly every note (20,000 for `cp -r` of 10,000 files): their
         # records are made here directly, one call fewer each than through `record`.
         if operation == READ:

@@ -18,6 +18,7 @@
 
 #define HEADER_BYTES 40
 #define COPY 'C'
+#define WRITE 'W'
 
 /* `tuple`, made here of numbers, strings, None and such tuples, untracked by the cyclic garbage
  * collector, as CPython untracks such tuples at their first collection: nothing in it can
@@ -104,7 +105,8 @@ PyDoc_STRVAR(read_doc,
 "read(data, offset, copies) -> (operations, keys, paths, seconds, offset)\n\n"
 "The records of `data` (a record file's bytes) from `offset` on, as parallel sequences, one\n"
 "entry per record: operations (bytes, one operation byte each), keys ((dev, ino, size,\n"
-"mtime) tuples), paths, and second paths or None; the paths normalised as absolute() does.\n"
+"mtime) tuples; None for a write), paths, and second paths or None; the paths normalised as\n"
+"absolute() does.\n"
 "Then the offset to read on from next time (the first record not yet complete). Copy records\n"
 "go into `copies` instead, as copy's key -> source's key.");
 
@@ -146,8 +148,13 @@ static PyObject *read_notes(PyObject *self, PyObject *args) {
         const char *first_end = memchr(names, 0, (size_t)(end - names));
         if (first_end == NULL)
             first_end = end;
-        PyObject *key = version_key(dev, ino, size, mtime);
-        if (key == NULL)
+        /* A write's key is the file as it was opened, which says nothing of what is written
+         * (clew identifies a written file once its writer is done): None, one object fewer
+         * for each of the 10,000 files `cp -r` writes. */
+        PyObject *key = Py_None;
+        if (operation == WRITE)
+            Py_INCREF(key);
+        else if ((key = version_key(dev, ino, size, mtime)) == NULL)
             goto failed;
         if (operation == COPY) { /* its name is the source's key, as text */
             PyObject *source = source_key(names, first_end);
