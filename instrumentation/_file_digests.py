@@ -99,6 +99,11 @@ def _hash(fd: int, size: int) -> str | None:
     return None if len(data) != size else BLAKE3_PREFIX + blake3.blake3(data).hexdigest()
 
 
+def content_digest(data: bytes) -> str:
+    """The digest of a small file's whole content, read by the caller (`hash_file`'s)."""
+    return BLAKE3_PREFIX + blake3.blake3(data).hexdigest()
+
+
 class _Memo:
     """A map that keeps its most recently used entries only: two generations of at most
     `size` entries, the older dropped whole when the newer fills (a hit in the older moves

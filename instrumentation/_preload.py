@@ -26,7 +26,6 @@ import logging
 import mmap
 import os
 import shutil
-import stat
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -39,7 +38,7 @@ from opentelemetry.util.types import Attributes
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
-from ._file_digests import StatKey, stat_key
+from ._file_digests import StatKey
 from ._record_spans import (
     BATCH_MAX_SIZE,
     SPAN_NAMES,
@@ -58,10 +57,14 @@ _HEADER_BYTES = 40  # a record's fixed part (_preload_shim.c)
 READ, WRITE, RENAME, DELETE = (ord(c) for c in "RWND")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
 _BATCHED = ("read", "write")
-# How often a running child's new notes are read. Each look costs a directory listing and a
-# mapping per record file, and the GIL: ten times a second is ~0.1 % of a core while a child
-# runs, and leaves a fast `cp -r` of 10,000 files with a tenth of a second's notes at its end.
-_TAIL_INTERVAL = 0.1
+# How often a running child's new notes are read: soon after it starts and while it keeps
+# noting, seldom once it has gone quiet. A look at a quiet child costs a directory listing and
+# a peek per record file (~50 us), and the GIL: ten times a second is ~0.1 % of a core. A
+# busy child's notes are read while it runs, on the other core, rather than all once it has
+# ended: `cp -r` of 10,000 files runs for ~0.1 s, and left all of its notes for its end when
+# the first look came only then.
+_TAIL_QUIET_INTERVAL = 0.1
+_TAIL_BUSY_INTERVAL = 0.02
 # The variables a child started through os.environ (os.system, os.spawn*) inherits.
 CARRIED = (_PRELOAD_VARIABLE, environment.CLEW_PRELOAD_DIR)
 
@@ -70,12 +73,12 @@ def _find_library() -> str | None:
     """The built library next to this module (built by setup.py for this interpreter), when
     the reader of its records (`_preload_notes`, built beside it) was built too: imported
     here, as only a process that starts a child or watches native opens needs it."""
-    global _read_notes
+    global _read_notes, _stat_keys, _read_versions
     try:
-        from ._preload_notes import read
+        from ._preload_notes import read, read_versions, stat_keys
     except ImportError:
         return None
-    _read_notes = read
+    _read_notes, _stat_keys, _read_versions = read, stat_keys, read_versions
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -86,7 +89,9 @@ def _find_library() -> str | None:
 
 _library: str | None = None
 _looked = False
-_read_notes: Callable[[mmap.mmap, int, dict], tuple[list, int]] | None = None
+_read_notes: Callable[[mmap.mmap, int, dict], tuple[bytes, list, list, list, int]] | None = None
+_stat_keys: Callable[[list[str]], list[StatKey | None]] | None = None
+_read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]] | None = None
 
 
 def library() -> str | None:
@@ -137,14 +142,6 @@ class ChildRecord(Record):
         return single_attributes(self, self.pid)
 
 
-def _key_now(path: str) -> StatKey | None:
-    try:
-        result = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return stat_key(result) if stat.S_ISREG(result.st_mode) else None
-
-
 class _Image:
     """The records of one process image (one program between exec and exit)."""
 
@@ -159,7 +156,7 @@ class _Image:
     def record(self, operation: str, path: str, key: StatKey | None) -> ChildRecord:
         return ChildRecord(operation, path, key, self.pid, self.parent)
 
-    def note(self, operation: int, key: StatKey, path: str, second: str | None) -> None:
+    def note(self, operation: int, key: StatKey | None, path: str, second: str | None) -> None:
         # Reads and writes are nearly every note (20,000 for `cp -r` of 10,000 files): their
         # records are made here directly, one call fewer each than through `record`.
         if operation == READ:
@@ -200,12 +197,14 @@ class _Image:
 
     def records(self, copies: dict[StatKey, StatKey]) -> list[ChildRecord]:
         """The image's records; `copies` maps each whole copy's key to its source's."""
-        for path, record in self.writes.items():
-            record.key = _key_now(path)
-            record.identity = "stat" if record.key else "none"
+        writes = list(self.writes.values())
+        keys = _stat_keys([record.path for record in writes])  # type: ignore[misc]
+        for record, key in zip(writes, keys):
+            record.key = key
+            record.identity = "stat" if key else "none"
             # Only while it is the very version the copy left (key equal): else it changed.
-            record.copy_of = copies.get(record.key) if record.key else None
-        return [*self.reads.values(), *self.done, *self.writes.values()]
+            record.copy_of = copies.get(key) if key else None
+        return [*self.reads.values(), *self.done, *writes]
 
 
 def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; PathFilter.wants
@@ -214,16 +213,19 @@ def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; P
     `note` (operation, stat key, path, second path), those `wanted` accepts; whole copies go
     into `copies` (the copy's key -> its source's)."""
     # Read in C (_preload_notes.c): 20,000 notes for `cp -r` of 10,000 files.
-    notes, image.read_to = _read_notes(data, image.read_to, copies)  # type: ignore[misc]
+    operations, keys, paths, seconds, image.read_to = _read_notes(  # type: ignore[misc]
+        data, image.read_to, copies
+    )
     note = image.note
-    for operation, key, path, second in notes:
+    for operation, key, path, second in zip(operations, keys, paths, seconds):
         if wanted(path):
             note(operation, key, path, second if second is None or wanted(second) else None)
 
 
 def read_new(path: Path, image, wanted,  # noqa: ANN001 - as parse's
-             copies: dict[StatKey, StatKey]) -> None:
-    """`parse` what the record file `path` holds beyond `image.read_to`."""
+             copies: dict[StatKey, StatKey]) -> bool:
+    """`parse` what the record file `path` holds beyond `image.read_to`; False when it holds
+    nothing new."""
     with open(path, "rb") as handle:
         fd = handle.fileno()
         # The first touch of a page of the mapping the library has not written costs ~2 ms
@@ -232,10 +234,11 @@ def read_new(path: Path, image, wanted,  # noqa: ANN001 - as parse's
         # only peeked at (its next record's operation byte, written last, still 0).
         peek = os.pread(fd, _HEADER_BYTES, image.read_to)
         if len(peek) == _HEADER_BYTES and peek[4] == 0:
-            return
+            return False
         # Mapped, not read: the file is sparse and mostly its unused zero tail.
         with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as data:
             parse(data, image, wanted, copies)
+    return True
 
 
 def _image_order(name: str) -> tuple[int, int]:
@@ -264,37 +267,50 @@ class ChildRecords:
         env[_PRELOAD_VARIABLE] = " ".join([shim, *others])
         env[environment.CLEW_PRELOAD_DIR] = str(self.directory)
 
-    def _read(self, recorder: Recorder, *, final: bool) -> None:
-        """Note what the record files hold beyond what was read before."""
+    def _read(self, recorder: Recorder, *, final: bool) -> bool:
+        """Note what the record files hold beyond what was read before; False when they
+        held nothing new."""
         try:
             files = list(self.directory.glob("*.rec"))
         except OSError:
-            return
+            return False
+        found = False
         for path in files:
             image = self._images.get(path.name)
             if image is None:
                 pid = int(path.name.split("-", 1)[0])
                 image = self._images[path.name] = _Image(pid, self.parent)
             try:
-                read_new(path, image, recorder.filter.wants, self._copies)
+                found = read_new(path, image, recorder.filter.wants, self._copies) or found
             except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
                 if final:  # while the child runs, the library may be making the file
                     recorder.failed("reading a child's records", error)
+        return found
 
-    def read_running(self, recorder: Recorder) -> None:
+    def _hash_reads(self, recorder: Recorder, *, large: bool) -> None:
+        """Hash the files read since the last time, as versions the child saw (in batches:
+        `Recorder.hash_ahead`); large ones too if `large`, else they are left to the worker."""
+        for image in self._images.values():
+            unhashed, image.unhashed = image.unhashed, []
+            versions = [(record.path, record.key) for record in unhashed]
+            digests = recorder.hash_ahead(  # type: ignore[arg-type]
+                versions, _read_versions, large=large
+            )
+            for record, digest in zip(unhashed, digests):
+                record.digest = digest
+
+    def read_running(self, recorder: Recorder) -> bool:
         """While the child runs: note its new records, and hash the files it read meanwhile
-        (while they are in the page cache, and while clew would otherwise wait)."""
+        (while they are in the page cache, and while clew would otherwise wait). False when
+        there was nothing new."""
         if not self._reading.acquire(blocking=False):
-            return  # being collected
+            return False  # being collected
         try:
             if self._collected:
-                return
-            self._read(recorder, final=False)
-            for image in self._images.values():
-                unhashed, image.unhashed = image.unhashed, []
-                for record in unhashed:
-                    digest = recorder.hash_ahead(record.path, record.key)  # type: ignore[arg-type]
-                    record.digest = digest
+                return False
+            found = self._read(recorder, final=False)
+            self._hash_reads(recorder, large=True)
+            return found
         finally:
             self._reading.release()
 
@@ -304,6 +320,11 @@ class ChildRecords:
         with self._reading:
             self._collected = True
             self._read(recorder, final=True)
+            # The small reads the tail had not hashed yet, here rather than on the recorder's
+            # worker: a batch read in C without the GIL costs the program less than a file at
+            # a time in Python, with the GIL handed back and forth (~3 us a small file, not
+            # ~5-7). A large file is left to the worker: the program is waiting on this thread.
+            self._hash_reads(recorder, large=False)
         # Files are named <pid>-<ns>-<n>.rec: by creation time, then chunk, approximates the
         # order in which the processes ran.
         names = sorted(self._images, key=_image_order)
@@ -345,16 +366,19 @@ class _Tailing:
 
     def _tail(self) -> None:
         with suppress_instrumentation():  # reading the notes is clew's own I/O
+            pause = _TAIL_BUSY_INTERVAL  # a child has just started
             while True:
-                time.sleep(_TAIL_INTERVAL)
+                time.sleep(pause)
                 with self._lock:
                     running = list(self._running.items())
                     if not running:
                         self._thread = None
                         return
+                busy = False
                 for children, recorder in running:
                     with guard("reading a running child's records", recorder.failed):
-                        children.read_running(recorder)
+                        busy = children.read_running(recorder) or busy
+                pause = _TAIL_BUSY_INTERVAL if busy else _TAIL_QUIET_INTERVAL
 
 
 tailing = _Tailing()

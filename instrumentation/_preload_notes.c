@@ -9,20 +9,53 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define HEADER_BYTES 40
 #define COPY 'C'
+#define WRITE 'W'
 
 /* `tuple`, made here of numbers, strings, None and such tuples, untracked by the cyclic garbage
  * collector, as CPython untracks such tuples at their first collection: nothing in it can
- * refer back to it. Tracked, the 20,000 notes of a `cp -r` of 10,000 files, held until all are
+ * refer back to it. Tracked, the 20,000 keys of a `cp -r` of 10,000 files, held until all are
  * read, survived enough young collections to set off full ones (~20 ms each, in a process that
  * has imported OpenTelemetry). */
 static PyObject *untracked(PyObject *tuple) {
     if (tuple != NULL)
         PyObject_GC_UnTrack(tuple);
     return tuple;
+}
+
+/* (dev, ino, size, mtime_ns): the digest cache's key of a file version, as stat_key() makes
+ * it in Python. Built item by item: Py_BuildValue parses its format for every key, ~2,400
+ * instructions of the ~3,000 a key cost (callgrind), and 30,000 keys are made for `cp -r` of
+ * 10,000 files. */
+static PyObject *version_key(uint64_t dev, uint64_t ino, int64_t size, int64_t mtime) {
+    PyObject *key = PyTuple_New(4);
+    if (key == NULL)
+        return NULL;
+    PyObject *items[4] = {
+        PyLong_FromUnsignedLongLong((unsigned long long)dev),
+        PyLong_FromUnsignedLongLong((unsigned long long)ino),
+        PyLong_FromLongLong((long long)size),
+        PyLong_FromLongLong((long long)mtime),
+    };
+    for (int i = 0; i < 4; i++) {
+        if (items[i] == NULL) {
+            for (int j = 0; j < 4; j++)
+                Py_XDECREF(items[j]);
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        PyTuple_SET_ITEM(key, i, items[i]);
+    return untracked(key);
 }
 
 /* The source key of a copy record, "dev ino size mtime" as text: NULL (no error set) when the
@@ -45,8 +78,7 @@ static PyObject *source_key(const char *text, const char *end) {
     if (count != 4 || (text < end && *text))
         return NULL;
     /* device and inode are unsigned in the record's header: the same numbers here */
-    return untracked(Py_BuildValue("(KKLL)", (unsigned long long)fields[0],
-                                   (unsigned long long)fields[1], fields[2], fields[3]));
+    return version_key((uint64_t)fields[0], (uint64_t)fields[1], fields[2], fields[3]);
 }
 
 static PyObject *abspath; /* os.path.abspath */
@@ -70,12 +102,17 @@ static PyObject *name(const char *text, size_t length) {
 }
 
 PyDoc_STRVAR(read_doc,
-"read(data, offset, copies) -> (notes, offset)\n\n"
-"The records of `data` (a record file's bytes) from `offset` on: a list of (operation,\n"
-"(dev, ino, size, mtime), path, second path or None), the paths normalised as absolute()\n"
-"does, and the offset to read on from next time (the first record not yet complete). Copy\n"
-"records go into `copies` instead, as copy's key -> source's key.");
+"read(data, offset, copies) -> (operations, keys, paths, seconds, offset)\n\n"
+"The records of `data` (a record file's bytes) from `offset` on, as parallel sequences, one\n"
+"entry per record: operations (bytes, one operation byte each), keys ((dev, ino, size,\n"
+"mtime) tuples; None for a write), paths, and second paths or None; the paths normalised as\n"
+"absolute() does.\n"
+"Then the offset to read on from next time (the first record not yet complete). Copy records\n"
+"go into `copies` instead, as copy's key -> source's key.");
 
+/* Parallel sequences, not a tuple per record: `cp -r` of 10,000 files leaves 20,000 records,
+ * and a tuple each was as many more objects for the collector to count (its allocations are
+ * what set off its collections) and for the reader to take apart again. */
 static PyObject *read_notes(PyObject *self, PyObject *args) {
     PyObject *data, *copies;
     Py_ssize_t offset;
@@ -84,8 +121,10 @@ static PyObject *read_notes(PyObject *self, PyObject *args) {
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    PyObject *notes = PyList_New(0);
-    if (notes == NULL)
+    PyObject *keys = PyList_New(0), *paths = PyList_New(0), *seconds = PyList_New(0);
+    char *operations = NULL;
+    Py_ssize_t count = 0, room = 0;
+    if (keys == NULL || paths == NULL || seconds == NULL)
         goto failed;
     const unsigned char *base = view.buf;
     Py_ssize_t total = view.len;
@@ -109,10 +148,13 @@ static PyObject *read_notes(PyObject *self, PyObject *args) {
         const char *first_end = memchr(names, 0, (size_t)(end - names));
         if (first_end == NULL)
             first_end = end;
-        PyObject *key = untracked(Py_BuildValue("(KKLL)", (unsigned long long)dev,
-                                                (unsigned long long)ino, (long long)size,
-                                                (long long)mtime));
-        if (key == NULL)
+        /* A write's key is the file as it was opened, which says nothing of what is written
+         * (clew identifies a written file once its writer is done): None, one object fewer
+         * for each of the 10,000 files `cp -r` writes. */
+        PyObject *key = Py_None;
+        if (operation == WRITE)
+            Py_INCREF(key);
+        else if ((key = version_key(dev, ino, size, mtime)) == NULL)
             goto failed;
         if (operation == COPY) { /* its name is the source's key, as text */
             PyObject *source = source_key(names, first_end);
@@ -144,23 +186,207 @@ static PyObject *read_notes(PyObject *self, PyObject *args) {
             Py_INCREF(Py_None);
             second = Py_None;
         }
-        PyObject *note = untracked(Py_BuildValue("(iNNN)", (int)operation, key, path, second));
-        if (note == NULL || PyList_Append(notes, note) < 0) {
-            Py_XDECREF(note);
+        int appended = PyList_Append(keys, key) == 0 && PyList_Append(paths, path) == 0 &&
+                       PyList_Append(seconds, second) == 0;
+        Py_DECREF(key);
+        Py_DECREF(path);
+        Py_DECREF(second);
+        if (!appended)
             goto failed;
+        if (count == room) {
+            room = room ? 2 * room : 1024;
+            char *grown = PyMem_Realloc(operations, (size_t)room);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                goto failed;
+            }
+            operations = grown;
         }
-        Py_DECREF(note);
+        operations[count++] = (char)operation;
     }
     PyBuffer_Release(&view);
-    return Py_BuildValue("(Nn)", notes, offset);
+    PyObject *result = Py_BuildValue("(y#NNNn)", operations ? operations : "", count, keys,
+                                     paths, seconds, offset);
+    PyMem_Free(operations);
+    return result;
 failed:
-    Py_XDECREF(notes);
+    Py_XDECREF(keys);
+    Py_XDECREF(paths);
+    Py_XDECREF(seconds);
+    PyMem_Free(operations);
     PyBuffer_Release(&view);
     return NULL;
 }
 
+PyDoc_STRVAR(stat_keys_doc,
+"stat_keys(paths) -> list\n\n"
+"For each path, the (dev, ino, size, mtime) of the regular file it names now (following\n"
+"symbolic links, as os.stat), or None when it names no regular file.");
+
+/* What a child wrote is identified by its files as they are once it has ended: one stat
+ * each, here rather than through os.stat, whose result object and the key built from it cost
+ * more than the system call for a small file on tmpfs. The stats are made without the GIL, all
+ * in one go: the program's threads run meanwhile, and one hand-off of the GIL per file would
+ * cost more than the stat. */
+static PyObject *stat_keys(PyObject *self, PyObject *paths) {
+    PyObject *sequence = PySequence_Fast(paths, "stat_keys() takes a sequence of paths");
+    if (sequence == NULL)
+        return NULL;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence), encoded_count = 0;
+    PyObject **encoded = PyMem_Calloc((size_t)count + 1, sizeof *encoded);
+    struct stat *found = PyMem_Calloc((size_t)count + 1, sizeof *found);
+    char *regular = PyMem_Calloc((size_t)count + 1, 1);
+    PyObject *keys = NULL;
+    if (encoded == NULL || found == NULL || regular == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; encoded_count < count; encoded_count++)
+        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(sequence, encoded_count),
+                                   &encoded[encoded_count]))
+            goto done;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        regular[i] = stat(PyBytes_AS_STRING(encoded[i]), &found[i]) == 0 &&
+                     S_ISREG(found[i].st_mode);
+    Py_END_ALLOW_THREADS
+    keys = PyList_New(count);
+    for (Py_ssize_t i = 0; keys != NULL && i < count; i++) {
+        const struct stat *st = &found[i];
+        PyObject *key = Py_None;
+        if (regular[i]) {
+            key = version_key((uint64_t)st->st_dev, (uint64_t)st->st_ino, (int64_t)st->st_size,
+                              (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec);
+            if (key == NULL)
+                Py_CLEAR(keys);
+        } else {
+            Py_INCREF(key);
+        }
+        if (keys != NULL)
+            PyList_SET_ITEM(keys, i, key);
+    }
+done:
+    for (Py_ssize_t i = 0; encoded != NULL && i < encoded_count; i++)
+        Py_DECREF(encoded[i]);
+    PyMem_Free(encoded);
+    PyMem_Free(found);
+    PyMem_Free(regular);
+    Py_DECREF(sequence);
+    return keys;
+}
+
+/* Whether `st` is a regular file at the version `key` (dev, ino, size, mtime_ns) names. */
+static int is_version(const struct stat *st, const unsigned long long key[4]) {
+    return S_ISREG(st->st_mode) && (unsigned long long)st->st_dev == key[0] &&
+           (unsigned long long)st->st_ino == key[1] && (long long)st->st_size == (long long)key[2] &&
+           (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec == (long long)key[3];
+}
+
+/* Read the whole file `path` into `into` (its `size` bytes), only if it is the version `key`
+ * names before and after the read: 1 when it was. Through raw system calls, not libc's open,
+ * which clew's native-opens hooks (_preload_got.c) may have redirected in this process: this
+ * is clew's own read, not the program's. */
+static int read_version(const char *path, const unsigned long long key[4], char *into) {
+    /* O_NONBLOCK: a FIFO put at the path since does not hold the open up (a regular file's
+     * reads ignore it); the fstat after turns it away. */
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+                          O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    size_t size = (size_t)key[2], done = 0;
+    int same = fstat(fd, &st) == 0 && is_version(&st, key);
+    while (same && done < size) {
+        ssize_t count = read(fd, into + done, size - done);
+        if (count < 0 && errno == EINTR)
+            continue;
+        if (count <= 0)
+            same = 0; /* shorter than its size said: changed meanwhile */
+        else
+            done += (size_t)count;
+    }
+    same = same && fstat(fd, &st) == 0 && is_version(&st, key);
+    syscall(SYS_close, fd);
+    return same;
+}
+
+PyDoc_STRVAR(read_versions_doc,
+"read_versions(paths, keys) -> list\n\n"
+"For each path, the whole content (bytes) of the regular file it names if that is the version\n"
+"its key, (dev, ino, size, mtime), names both before and after the read; else None.");
+
+/* The contents of the small files a child read, for clew to hash (with the blake3 package):
+ * read in one go without the GIL, so the program's threads run meanwhile; the caller bounds
+ * their total size. */
+static PyObject *read_versions(PyObject *self, PyObject *args) {
+    PyObject *path_list, *key_list;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &path_list, &PyList_Type, &key_list))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(path_list), encoded_count = 0;
+    if (PyList_GET_SIZE(key_list) != count) {
+        PyErr_SetString(PyExc_ValueError, "read_versions() takes as many keys as paths");
+        return NULL;
+    }
+    PyObject **encoded = PyMem_Calloc((size_t)count + 1, sizeof *encoded);
+    unsigned long long (*keys)[4] = PyMem_Calloc((size_t)count + 1, sizeof *keys);
+    size_t *starts = PyMem_Calloc((size_t)count + 1, sizeof *starts);
+    char *whole = PyMem_Calloc((size_t)count + 1, 1), *buffer = NULL;
+    PyObject *contents = NULL;
+    if (encoded == NULL || keys == NULL || starts == NULL || whole == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t total = 0;
+    for (; encoded_count < count; encoded_count++) {
+        Py_ssize_t i = encoded_count;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(key_list, i), "KKKK;a key is four integers",
+                              &keys[i][0], &keys[i][1], &keys[i][2], &keys[i][3]) ||
+            !PyUnicode_FSConverter(PyList_GET_ITEM(path_list, i), &encoded[i]))
+            goto done;
+        if ((long long)keys[i][2] < 0 || keys[i][2] > (1ULL << 30)) {
+            PyErr_SetString(PyExc_ValueError, "read_versions() reads small files only");
+            Py_CLEAR(encoded[i]);
+            goto done;
+        }
+        starts[i] = total;
+        total += (size_t)keys[i][2];
+    }
+    buffer = PyMem_RawMalloc(total + 1);
+    if (buffer == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        whole[i] = (char)read_version(PyBytes_AS_STRING(encoded[i]), keys[i], buffer + starts[i]);
+    Py_END_ALLOW_THREADS
+    contents = PyList_New(count);
+    for (Py_ssize_t i = 0; contents != NULL && i < count; i++) {
+        PyObject *content = Py_None;
+        if (whole[i])
+            content = PyBytes_FromStringAndSize(buffer + starts[i], (Py_ssize_t)keys[i][2]);
+        else
+            Py_INCREF(content);
+        if (content == NULL)
+            Py_CLEAR(contents);
+        else
+            PyList_SET_ITEM(contents, i, content);
+    }
+done:
+    for (Py_ssize_t i = 0; encoded != NULL && i < encoded_count; i++)
+        Py_DECREF(encoded[i]);
+    PyMem_Free(encoded);
+    PyMem_Free(keys);
+    PyMem_Free(starts);
+    PyMem_Free(whole);
+    PyMem_RawFree(buffer);
+    return contents;
+}
+
 static PyMethodDef methods[] = {
     {"read", read_notes, METH_VARARGS, read_doc},
+    {"stat_keys", stat_keys, METH_O, stat_keys_doc},
+    {"read_versions", read_versions, METH_VARARGS, read_versions_doc},
     {NULL, NULL, 0, NULL},
 };
 

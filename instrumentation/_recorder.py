@@ -31,7 +31,14 @@ from clew.semconv.redaction import redact_text
 
 from . import _config_files, _metric_files, _metric_points, _record_spans, _stamps, _stream_digests
 from ._clew_io import clew_io
-from ._file_digests import DigestCache, StatKey, hash_file, read_version, stat_key
+from ._file_digests import (
+    DigestCache,
+    StatKey,
+    content_digest,
+    hash_file,
+    read_version,
+    stat_key,
+)
 from ._guard import guard, log
 from ._paths import PathFilter, is_project_source, project_root
 from ._process_span import ProcessSpan
@@ -51,6 +58,9 @@ _SPILL_RECORDS = 4096
 # The worker is woken by new records at most once in this long (see _work).
 _GATHER = 0.02
 SYNC_HASH_MAX_BYTES = 1 << 20
+# A non-Python child's reads are hashed ahead (`hash_ahead`) this many bytes of small files at
+# a time, read in one call; a file this large or larger is read and hashed by itself, in chunks.
+_AHEAD_BATCH_BYTES = 4 << 20
 _STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
 # Config contents kept for the worker at once (each under 64 KiB): a program rewrites a few
 # configs it read, within one flush.
@@ -313,10 +323,49 @@ class Recorder:
         finally:
             clew_io.active = False
 
-    def hash_ahead(self, path: str, key: StatKey) -> str | None:
-        """The digest of version `key` of `path`, hashed into the digest cache ahead of its
-        record (a non-Python child's read, while the child still runs)."""
-        return self._digest_now(path, key)
+    def hash_ahead(self, versions: list[tuple[str, StatKey]],
+                   read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]],
+                   *, large: bool = True) -> list[str | None]:
+        """The digests of file versions (path, key) a non-Python child read, hashed into the
+        digest cache ahead of their records, while the child still runs. Those not remembered
+        are read by `read_versions` (the contents of the versions the keys name, else None),
+        a batch of small files at a time, and hashed here; larger ones as the worker would,
+        or not at all (None, left to the worker) unless `large`."""
+        if not self.settings.hashing:
+            return [None] * len(versions)
+        limit = self.settings.hash_max_bytes
+        cache = self._cache
+        digests = [cache.get(key) if key[2] <= limit else None for _, key in versions]
+        batch: list[int] = []
+        batch_bytes = 0
+        for index, (path, key) in enumerate(versions):
+            if digests[index] is not None or key[2] > limit:
+                continue
+            if key[2] >= _AHEAD_BATCH_BYTES:
+                if large:
+                    digests[index] = self._digest_here(path, key)
+                continue
+            batch.append(index)
+            batch_bytes += key[2]
+            if batch_bytes >= _AHEAD_BATCH_BYTES:
+                self._hash_batch(versions, batch, digests, read_versions)
+                batch, batch_bytes = [], 0
+        if batch:
+            self._hash_batch(versions, batch, digests, read_versions)
+        return digests
+
+    def _hash_batch(self, versions: list[tuple[str, StatKey]], batch: list[int],
+                    digests: list[str | None],
+                    read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]],
+                    ) -> None:
+        """Hash the versions at `batch`'s indexes into `digests` and the digest cache."""
+        keys = [versions[index][1] for index in batch]
+        contents = read_versions([versions[index][0] for index in batch], keys)
+        put = self._cache.put
+        for index, key, content in zip(batch, keys, contents):
+            if content is not None:
+                digests[index] = digest = content_digest(content)
+                put(key, digest)
 
     def file_digest(self, path: str) -> str | None:
         """blake3 of the regular file `path` as it is now, remembered or hashed on the

@@ -1,12 +1,15 @@
 """The reader of the LD_PRELOAD library's record files (`_preload_notes.c`): records laid out
 as `_preload_shim.c` writes them come back as notes with their names decoded as os.fsdecode
 does and normalised, whole copies go into the copies map, and reading stops where the written
-part ends, to go on from there next time.
+part ends, to go on from there next time. The files a child wrote are identified by stat, as
+they are once it has ended.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,13 @@ reader = pytest.importorskip("clew.instrumentation._preload_notes", reason="not 
 
 # u32 length, u8 operation, 3 pad, u64 dev, u64 ino, i64 size, i64 mtime (_preload_shim.c)
 HEADER = struct.Struct("=IB3xQQqq")
+
+
+def notes(data: bytes | bytearray, offset: int, copies: dict) -> tuple[list, int]:
+    """What `read` found, one (operation, key, path, second path) per record, and where it
+    stopped."""
+    operations, keys, paths, seconds, offset = reader.read(data, offset, copies)
+    return list(zip(operations, keys, paths, seconds)), offset
 
 
 def record(operation: str, key: tuple[int, int, int, int], *names: bytes) -> bytes:
@@ -36,10 +46,10 @@ def test_notes_come_back_decoded_normalised_and_copies_apart() -> None:
         record("C", (2049, 83, 1024, 9), b"not a key"),
     ])
     copies: dict = {}
-    notes, offset = reader.read(data, 0, copies)
-    assert notes == [
+    found, offset = notes(data, 0, copies)
+    assert found == [
         (ord("R"), key, "/data/train.csv", None),
-        (ord("W"), (2049, 78, 0, 5), "/out/\udcff\udcfe.bin", None),
+        (ord("W"), None, "/out/\udcff\udcfe.bin", None),  # identified once written
         (ord("N"), (2049, 78, 9, 6), "/out/final.bin", "/out/.final.bin.XyZ12"),
         (ord("N"), (2049, 79, 9, 7), "/out/moved.bin", None),
         (ord("D"), (2049, 80, 3, 8), "/tmp/gone", None),
@@ -54,9 +64,34 @@ def test_reading_stops_where_the_written_part_ends_and_goes_on_from_there() -> N
     # The second record reserved but not finished: its operation byte, stored last, still 0.
     unfinished = second[:4] + b"\0" + second[5:]
     mapping = bytearray(first + unfinished + bytes(4096))
-    notes, offset = reader.read(mapping, 0, {})
-    assert notes == [(ord("R"), (1, 2, 3, 4), "/a.txt", None)] and offset == len(first)
+    found, offset = notes(mapping, 0, {})
+    assert found == [(ord("R"), (1, 2, 3, 4), "/a.txt", None)] and offset == len(first)
     mapping[offset : offset + len(second)] = second
-    notes, offset = reader.read(mapping, offset, {})
-    assert notes == [(ord("W"), (1, 5, 0, 6), "/b.txt", None)]
+    found, offset = notes(mapping, offset, {})
+    assert found == [(ord("W"), None, "/b.txt", None)]
     assert offset == len(first) + len(second)
+
+
+def test_written_files_are_identified_as_they_are_now(tmp_path: Path) -> None:
+    written = tmp_path / "out.bin"
+    written.write_bytes(b"x" * 10)
+    (tmp_path / "link").symlink_to(written)
+    (tmp_path / "folder").mkdir()
+    found = os.stat(written)
+    key = (found.st_dev, found.st_ino, 10, found.st_mtime_ns)
+    paths = [str(written), str(tmp_path / "link"), str(tmp_path / "folder"),
+             str(tmp_path / "gone"), str(tmp_path / "\udcff.bin")]
+    assert reader.stat_keys(paths) == [key, key, None, None, None]
+    assert reader.stat_keys([]) == []
+
+
+def test_read_files_come_back_whole_only_at_the_version_their_key_names(tmp_path: Path) -> None:
+    kept, changed = tmp_path / "kept.bin", tmp_path / "changed.bin"
+    kept.write_bytes(b"abc" * 1000)
+    changed.write_bytes(b"old")
+    keys = reader.stat_keys([str(kept), str(changed)])
+    changed.write_bytes(b"new content")
+    paths = [str(kept), str(changed), str(tmp_path / "gone"), str(tmp_path)]
+    contents = reader.read_versions(paths, [*keys, keys[0], keys[0]])
+    assert contents == [b"abc" * 1000, None, None, None]
+    assert reader.read_versions([], []) == []

@@ -286,3 +286,37 @@ def test_many_finished_records_are_emitted_before_the_flush_interval(
     capture.recorder.read(str(last))
     capture.recorder.step()
     assert len(capture.records()) == 8
+
+
+def test_a_childs_reads_hashed_ahead_have_the_digests_of_the_versions_it_read(
+    capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-Python child's reads, hashed while it runs: small files a batch at a time, read by
+    the C reader, a larger one by itself (or left to the worker when asked); a file changed
+    since the child read it has no digest; digests taken once are remembered."""
+    reader = pytest.importorskip("clew.instrumentation._preload_notes", reason="not built")
+    monkeypatch.setattr(_recorder, "_AHEAD_BATCH_BYTES", 64)  # the batching, on small files
+    contents = {"a": b"a" * 30, "b": b"b" * 30, "c": b"c" * 30, "large": b"L" * 100,
+                "changed": b"before"}
+    paths = {name: tmp_path / name for name in contents}
+    for name, content in contents.items():
+        paths[name].write_bytes(content)
+    versions = [(str(paths[name]), key) for name, key
+                in zip(contents, reader.stat_keys([str(paths[name]) for name in contents]))]
+    paths["changed"].write_bytes(b"after, longer")
+    batches: list[int] = []
+
+    def read_versions(names: list[str], keys: list) -> list[bytes | None]:
+        batches.append(len(names))
+        return reader.read_versions(names, keys)
+
+    digests = capture.recorder.hash_ahead(versions, read_versions)
+    assert digests == [_digest(contents[name]) for name in ("a", "b", "c", "large")] + [None]
+    assert batches == [3, 1]  # a, b and c fill one batch; "changed" is tried in the next
+    assert capture.recorder.hash_ahead(versions[:4], read_versions) == digests[:4]
+    assert batches == [3, 1]  # remembered: nothing read again
+    other = tmp_path / "other large"
+    other.write_bytes(b"O" * 100)
+    (key,) = reader.stat_keys([str(other)])
+    assert capture.recorder.hash_ahead([(str(other), key)], read_versions, large=False) == [None]
+    assert capture.recorder.hash_ahead([(str(other), key)], read_versions) == [_digest(b"O" * 100)]
