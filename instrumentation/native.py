@@ -87,10 +87,11 @@ class _Notes:
                 pass
         return []
 
-    def note(self, operation: int, key: StatKey, path: str, second: str | None) -> None:
+    def note(self, operation: int, key: StatKey | None, path: str, second: str | None) -> None:
+        # A write's note has no key: the file as it was opened for writing is nobody's input.
         recorder = self.recorder
         if operation == _preload.READ:
-            if key[2] > 0:
+            if key is not None and key[2] > 0:
                 recorder.native_read(path, key)
         elif operation == _preload.WRITE:
             recorder.native_write(path)
