@@ -39,6 +39,9 @@ static PyObject *current_context;   /* otherwise, the function that returns it *
 static PyObject *suppress_key;      /* set in the context by suppress_instrumentation() */
 static PyObject *blake3_type;       /* blake3.blake3 */
 static PyObject *digest_prefix;     /* "blake3:" */
+static PyObject *record_type;       /* _record_spans.Record */
+static Py_ssize_t max_tracked;      /* _recorder._MAX_TRACKED: the dedupe table's bound */
+static Py_ssize_t spill_records;    /* _recorder._SPILL_RECORDS: ready records that wake the worker */
 
 /* What attach() was given: the recorder (NULL: detached, every event ignored) and, when its
  * path filter has no glob, the prefixes it excludes (else `prefix_count` is -1 and the filter
@@ -48,6 +51,8 @@ static char **prefixes;
 static Py_ssize_t *prefix_lengths;
 static Py_ssize_t prefix_count = -1;
 
+static PyObject *s_append, *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_digest, *s_identity,
+    *s_content, *s_read;
 static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max,
     *s_time_ns, *s_count, *s_last_ns, *s_active, *s_first_read, *s_put, *s_digest_here,
     *s_hexdigest, *s_failed, *s_where, *s_dot_py;
@@ -124,11 +129,20 @@ static int ignored_now(void) {
     return truth;
 }
 
+/* Whether a name holds "/." or "//": a "." or ".." component, or an empty one, for
+ * normpath to fold (or a hidden file's name, left to Python). One pass: memmem costs more on
+ * names this short. */
+static int folds(const char *text, Py_ssize_t length) {
+    for (Py_ssize_t i = 0; i + 1 < length; i++)
+        if (text[i] == '/' && (text[i + 1] == '.' || text[i + 1] == '/'))
+            return 1;
+    return 0;
+}
+
 /* Whether os.path.abspath would return the name unchanged: absolute, and nothing for
  * normpath to fold (no empty, "." or ".." component, no trailing slash). */
 static int normal_absolute(const char *text, Py_ssize_t length) {
-    return length > 0 && text[0] == '/' && text[length - 1] != '/' &&
-           memmem(text, length, "/.", 2) == NULL && memmem(text, length, "//", 2) == NULL;
+    return length > 0 && text[0] == '/' && text[length - 1] != '/' && !folds(text, length);
 }
 
 /* PathFilter.wants for a filter without globs: under no excluded prefix, no __pycache__. */
@@ -136,7 +150,10 @@ static int wanted(const char *text, Py_ssize_t length) {
     for (Py_ssize_t i = 0; i < prefix_count; i++)
         if (length >= prefix_lengths[i] && memcmp(text, prefixes[i], prefix_lengths[i]) == 0)
             return 0;
-    return memmem(text, length, "/__pycache__/", 13) == NULL;
+    for (const char *at = text; (at = memchr(at, '/', length - (at - text))) != NULL; at++)
+        if (length - (at - text) >= 13 && memcmp(at, "/__pycache__/", 13) == 0)
+            return 0;
+    return 1;
 }
 
 /* The working directory, as os.getcwd() gives it, while it is ASCII and normal; read again
@@ -170,8 +187,7 @@ static PyObject *plain_absolute(PyObject *raw) {
         return raw;
     }
     if (length == 0 || text[0] == '/' || text[0] == '.' || text[length - 1] == '/' ||
-        memmem(text, length, "/.", 2) != NULL || memmem(text, length, "//", 2) != NULL ||
-        !working_directory())
+        folds(text, length) || !working_directory())
         return NULL;
     Py_ssize_t base = cwd_length == 1 ? 0 : cwd_length; /* "/" joins as "/name" */
     PyObject *path = PyUnicode_New(base + 1 + length, 127);
@@ -238,11 +254,23 @@ static int opened_by_interpreter(void) {
  * collection: the dedupe table holds thousands. */
 static PyObject *stat_key(const struct stat *st) {
     long long mtime_ns = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
-    PyObject *key = Py_BuildValue("(KKLL)", (unsigned long long)st->st_dev,
-                                  (unsigned long long)st->st_ino, (long long)st->st_size,
-                                  mtime_ns);
-    if (key != NULL)
-        PyObject_GC_UnTrack(key);
+    PyObject *key = PyTuple_New(4);
+    if (key == NULL)
+        return NULL;
+    PyObject *fields[] = {PyLong_FromUnsignedLongLong((unsigned long long)st->st_dev),
+                          PyLong_FromUnsignedLongLong((unsigned long long)st->st_ino),
+                          PyLong_FromLongLong((long long)st->st_size),
+                          PyLong_FromLongLong(mtime_ns)};
+    for (int i = 0; i < 4; i++) {
+        if (fields[i] == NULL) {
+            for (int j = i + 1; j < 4; j++)
+                Py_XDECREF(fields[j]);
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(key, i, fields[i]);
+    }
+    PyObject_GC_UnTrack(key);
     return key;
 }
 
@@ -340,14 +368,17 @@ done:
 }
 
 /* The digest of a first read of a small file, as `Recorder._content_digest` finds it: from
- * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL. */
+ * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
+ * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
+ * read, or Python code run). */
 static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
-                              const struct stat *st, PyObject *key) {
+                              const struct stat *st, PyObject *key, int *others_ran) {
     PyObject *cache = PyObject_GetAttr(owner, s_cache);
     if (cache == NULL)
         return NULL;
     int ask_python = 0;
     PyObject *digest = cached_digest(cache, key, &ask_python);
+    *others_ran = ask_python || digest == Py_None;
     if (ask_python) {
         digest = PyObject_CallMethodObjArgs(owner, s_digest_here, path, key, NULL);
     } else if (digest == Py_None) {
@@ -389,6 +420,77 @@ static int repeated(PyObject *owner, PyObject *record) {
     return failed ? -1 : 0;
 }
 
+/* Call owner.name() and drop its result: 0, or -1 on error. */
+static int call_method(PyObject *owner, PyObject *name) {
+    PyObject *done = PyObject_CallMethodNoArgs(owner, name);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* Recorder.first_read(path, key, digest, hashed) in C, for a small file hashed (or looked
+ * up) here while the dedupe table has room; the Python method for the rest. 0, or -1. */
+static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject *key,
+                      PyObject *digest, int hashed, int others_ran) {
+    PyObject *record;
+    if (others_ran) {
+        record = PyDict_GetItemWithError(reads, key);
+        if (record != NULL) /* another thread recorded this version while this one hashed */
+            return repeated(owner, record);
+        if (PyErr_Occurred())
+            return -1;
+    }
+    if (!hashed || PyDict_GET_SIZE(reads) >= max_tracked) {
+        PyObject *call[] = {owner, path, key, hashed ? digest : Py_None,
+                            hashed ? Py_True : Py_False};
+        PyObject *done = PyObject_VectorcallMethod(s_first_read, call,
+                                                   5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_XDECREF(done);
+        return done == NULL ? -1 : 0;
+    }
+    PyObject *arguments[] = {NULL, s_read, path, key};
+    record = PyObject_Vectorcall(record_type, arguments + 1,
+                                 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (record == NULL)
+        return -1;
+    int result = -1;
+    PyObject *ready = NULL, *worker = NULL;
+    if (digest != Py_None && (PyObject_SetAttr(record, s_digest, digest) < 0 ||
+                              PyObject_SetAttr(record, s_identity, s_content) < 0))
+        goto finish;
+    if (PyDict_SetItem(reads, key, record) < 0)
+        goto finish;
+    ready = PyObject_GetAttr(owner, s_ready);
+    if (ready == NULL)
+        goto finish;
+    PyObject *appended = PyObject_CallMethodOneArg(ready, s_append, record);
+    if (appended == NULL)
+        goto finish;
+    Py_DECREF(appended);
+    Py_ssize_t waiting = PyObject_Length(ready);
+    if (waiting < 0)
+        goto finish;
+    /* Two threads appending at once may both miss it: the records then wait for the next
+     * flush, as in Recorder.first_read. */
+    if (waiting == spill_records) {
+        PyObject *wake = PyObject_GetAttr(owner, s_wake);
+        if (wake == NULL)
+            goto finish;
+        int failed = call_method(wake, s_set);
+        Py_DECREF(wake);
+        if (failed)
+            goto finish;
+    }
+    worker = PyObject_GetAttr(owner, s_worker);
+    if (worker == NULL || (worker == Py_None && call_method(owner, s_start_worker) < 0))
+        goto finish;
+    result = 0;
+finish:
+    Py_XDECREF(worker);
+    Py_XDECREF(ready);
+    Py_DECREF(record);
+    return result;
+}
+
 /* Recorder.read(path) for the path as the C-string `name`: 0, or -1 on error. */
 static int read_file(PyObject *owner, PyObject *path, const char *name) {
     struct stat st;
@@ -419,19 +521,13 @@ static int read_file(PyObject *owner, PyObject *path, const char *name) {
     long long hash_max = PyLong_AsLongLong(limit);
     if (hash_max == -1 && PyErr_Occurred())
         goto done;
-    int hashed = (long long)st.st_size <= hash_max;
+    int hashed = (long long)st.st_size <= hash_max, others_ran = 0;
     if (hashed) {
-        digest = first_digest(owner, path, name, &st, key);
+        digest = first_digest(owner, path, name, &st, key, &others_ran);
         if (digest == NULL)
             goto done;
     }
-    PyObject *call[] = {owner, path, key, hashed ? digest : Py_None, hashed ? Py_True : Py_False};
-    PyObject *done = PyObject_VectorcallMethod(s_first_read, call,
-                                               5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    if (done != NULL) {
-        Py_DECREF(done);
-        result = 0;
-    }
+    result = first_read(owner, reads, path, key, hashed ? digest : Py_None, hashed, others_ran);
 done:
     Py_XDECREF(digest);
     Py_XDECREF(limit);
@@ -589,21 +685,24 @@ failed:
 static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"hook", "events", "resolved", "recorded_path", "interpreter_code",
                                "opened_for_write", "clew_io", "context_variable",
-                               "current_context", "suppress_key", "blake3", "prefix", NULL};
+                               "current_context", "suppress_key", "blake3", "prefix", "record",
+                               "max_tracked", "spill_records", NULL};
     PyObject *events, *variable;
     if (other_events != NULL)
         Py_RETURN_NONE;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OOO!OOOOOOOOU:configure", keywords, &python_hook, &events,
+            args, kwargs, "OOO!OOOOOOOOUOnn:configure", keywords, &python_hook, &events,
             &PyDict_Type, &resolved, &recorded_path, &interpreter_code, &opened_for_write,
-            &clew_io, &variable, &current_context, &suppress_key, &blake3_type, &digest_prefix))
+            &clew_io, &variable, &current_context, &suppress_key, &blake3_type, &digest_prefix,
+            &record_type, &max_tracked, &spill_records))
         return NULL;
     other_events = copy_names(events, NULL, NULL, NULL);
     if (other_events == NULL)
         return NULL;
     context_variable = PyContextVar_CheckExact(variable) ? variable : NULL;
     PyObject *held[] = {python_hook, resolved, recorded_path, interpreter_code, opened_for_write,
-                        clew_io, current_context, suppress_key, blake3_type, digest_prefix};
+                        clew_io, current_context, suppress_key, blake3_type, digest_prefix,
+                        record_type};
     for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
         Py_INCREF(held[i]);
     Py_XINCREF(context_variable);
@@ -696,7 +795,9 @@ PyMODINIT_FUNC PyInit__open_hook(void) {
         {&s_count, "count"}, {&s_last_ns, "last_ns"}, {&s_active, "active"},
         {&s_first_read, "first_read"}, {&s_put, "put"}, {&s_digest_here, "_digest_here"},
         {&s_hexdigest, "hexdigest"}, {&s_failed, "failed"}, {&s_where, "file hook open"},
-        {&s_dot_py, ".py"},
+        {&s_dot_py, ".py"}, {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
+        {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"}, {&s_digest, "digest"},
+        {&s_identity, "identity"}, {&s_content, "content"}, {&s_read, "read"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -223,8 +223,8 @@ class Recorder:
     def first_read(self, path: str, key: StatKey, digest: str | None, hashed: bool) -> None:
         """Record a first read of version `key` of `path`: with its `digest` when it was
         `hashed` on the host's thread (None: the file changed under the hash), else for the
-        worker to identify. `read` comes here, and the C audit hook (_open_hook.c) once it
-        has done the rest in C."""
+        worker to identify. `read` comes here; the C audit hook (_open_hook.c) does the same
+        in C, and comes here for the rarer cases."""
         record = self._reads.get(key)
         if record is not None:  # another thread recorded this version while this one hashed
             record.count += 1

@@ -35,6 +35,8 @@ from clew.semconv.digests import BLAKE3_PREFIX
 from ._clew_io import clew_io
 from ._instrumentor import ClewInstrumentor
 from ._paths import absolute
+from ._record_spans import Record
+from . import _recorder
 from ._recorder import Recorder
 
 try:
@@ -272,4 +274,7 @@ def _configure_hook_in_c() -> None:
         suppress_key=_SUPPRESS_KEY,
         blake3=blake3.blake3,
         prefix=BLAKE3_PREFIX,
+        record=Record,
+        max_tracked=_recorder._MAX_TRACKED,
+        spill_records=_recorder._SPILL_RECORDS,
     )
