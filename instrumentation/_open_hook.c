@@ -559,12 +559,9 @@ static const char *system_name(PyObject *path, PyObject **encoded) {
 
 /* ---- the hook --------------------------------------------------------------------------- */
 
-/* The "open" event: files._on_open. `owner` is the attached recorder (held). */
-static int on_open(PyObject *owner, PyObject *args) {
-    PyObject *raw = PyTuple_GET_ITEM(args, 0), *flags_object = PyTuple_GET_ITEM(args, 2);
-    long flags = PyLong_AsLong(flags_object);
-    if (flags == -1 && PyErr_Occurred())
-        return -1;
+/* The "open" event of the path the program gave, `raw`: files._on_open. `owner` is the
+ * attached recorder (held). */
+static int on_open(PyObject *owner, PyObject *raw, long flags) {
     PyObject *path = path_of(owner, raw);
     if (path == NULL)
         return -1;
@@ -607,17 +604,23 @@ static int hook(const char *event, PyObject *args, void *unused) {
     }
     if (recorder == NULL)
         return 0;
-    /* Unusual arguments (a hand-made sys.audit("open", ...)), and descriptors, whose opens
-     * name no path: the Python hook decides, as it would alone. */
+    /* Unusual arguments (a hand-made sys.audit("open", ...)): the Python hook decides, as it
+     * would alone. */
     if (!PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) != 3 ||
         !PyLong_CheckExact(PyTuple_GET_ITEM(args, 2)))
         return call_python_hook(event, args);
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(args, 2));
+    if (flags == -1 && PyErr_Occurred()) { /* flags past a C long: no open makes them */
+        PyErr_Clear();
+        return call_python_hook(event, args);
+    }
     if (PyLong_CheckExact(PyTuple_GET_ITEM(args, 0)))
-        return 0;
+        return 0; /* a descriptor's open names no path */
     PyObject *owner = recorder; /* held: Python code run from here may detach it */
     Py_INCREF(owner);
     int ignored = ignored_now();
-    int result = ignored != 0 ? ignored : on_open(owner, args);
+    int result = ignored != 0 ? (ignored < 0 ? -1 : 0)
+                              : on_open(owner, PyTuple_GET_ITEM(args, 0), flags);
     if (result < 0)
         result = swallow(owner);
     Py_DECREF(owner);

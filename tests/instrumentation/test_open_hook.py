@@ -198,3 +198,21 @@ class _BrokenPath:
 def test_a_failure_is_recorded_and_the_program_goes_on(hook: Hook, capture: Capture) -> None:
     hook("open", (_BrokenPath(), "r", READ))
     assert capture.recorder.errors == ["file hook open: ValueError: no path today"]
+
+
+def test_other_events_reach_their_handlers(hook: Hook, capture: Capture, tmp_path: Path) -> None:
+    (tmp_path / "gone.txt").write_text("gone")
+    hook("open", (str(tmp_path / "gone.txt"), "r", READ))
+    hook("os.remove", (str(tmp_path / "gone.txt"), -1))
+    (tmp_path / "gone.txt").unlink()
+    hook("compile", (b"x = 1", "<string>"))  # an event clew does not handle
+    capture.recorder.flush()
+    assert sorted(capture.records()) == [("delete", "gone.txt", _digest(b"gone")),
+                                         ("read", "gone.txt", _digest(b"gone"))]
+
+
+def test_an_open_event_of_another_shape_is_a_recorded_failure(hook: Hook,
+                                                              capture: Capture) -> None:
+    hook("open", ("made-up.txt",))  # sys.audit("open", ...) by hand
+    assert capture.recorder.errors == [
+        "file hook open: ValueError: not enough values to unpack (expected 3, got 1)"]
