@@ -65,6 +65,8 @@ static int installed;
  * (KeyboardInterrupt from a signal handler run meanwhile) goes on to the program (-1), as it
  * would from the Python hook. */
 static int swallow(PyObject *owner) {
+    if (!PyErr_Occurred())
+        return 0; /* never an error without an exception: the open would fail with SystemError */
     if (!PyErr_ExceptionMatches(PyExc_Exception))
         return -1;
     PyObject *type, *value, *traceback;
@@ -506,8 +508,12 @@ static int read_file(PyObject *owner, PyObject *path, const char *name) {
     int result = -1;
     PyObject *reads = NULL, *limit = NULL, *digest = NULL;
     reads = PyObject_GetAttr(owner, s_reads);
-    if (reads == NULL || !PyDict_Check(reads))
+    if (reads == NULL)
         goto done;
+    if (!PyDict_Check(reads)) {
+        PyErr_SetString(PyExc_TypeError, "the recorder's dedupe table is not a dict");
+        goto done;
+    }
     PyObject *record = PyDict_GetItemWithError(reads, key);
     if (record != NULL) {
         result = repeated(owner, record);
