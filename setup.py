@@ -33,8 +33,9 @@ extensions = [
     ),
     Extension(
         "clew.instrumentation._open_hook",
-        sources=["instrumentation/_open_hook.c"],
-        extra_compile_args=["-O2", "-Wall"],
+        sources=["instrumentation/_open_hook.c", "instrumentation/_open_hook_read.c"],
+        depends=["instrumentation/_open_hook.h"],
+        extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
         optional=True,
     ),
 ] if sys.platform.startswith("linux") else []

@@ -1,29 +1,25 @@
 /*
  * clew's file audit hook, in C: installed by instrumentation/files.py when this extension was
  * built, in place of the Python hook `files._audit`, which stays the fallback and the
- * reference for what is recorded.
+ * reference for what is recorded (docs/architecture.md, "The audit hook in C").
  *
  * Why C: CPython calls an audit hook on every audit event of the process (imports, compiles,
- * execs, opens), and a first open of a small file ran ~100k instructions of clew's Python
- * against ~60k for a stat, a read and a blake3 hash. Here an event clew does not handle costs
- * a few string compares, and a plain read-only open of a file does in C what every open needs:
- * the suppression checks, the path's resolution and filter, the stat, the version key, the
- * dedupe look-up (a repeat only counted), the digest cache's look-up and, on a miss, the read
- * of the file (hashed by the `blake3` package, the same digest as the Python path). Python is
- * called for what is new or rare: the record of a first read (`Recorder.first_read`), opens for
- * writing, relative or unusual paths, source files (who opens them), and every other event.
+ * execs, opens), and a first open of a small file ran ~125k instructions of clew's hook, half
+ * of it clew's Python, against ~60k for a stat, a read and a blake3 hash. Here an event clew
+ * does not handle costs a few string compares, and a plain read-only open does in C the
+ * suppression checks, the path's resolution and filter, and the read's record
+ * (_open_hook_read.c). Python is called for what is rare: opens for writing, unusual paths
+ * (bytes, path-likes, names for normpath to fold, a filter with globs), source files (who
+ * opens them), and every other event clew handles.
  *
- * It reads these attributes of the Python side, which keeps them for it: the recorder's
- * `_reads`, `_cache`, `_hash_in_hook_max`, `_time_ns`; the digest cache's `_entries` and their
- * `new` and `old` generations; a record's `count` and `last_ns`; `clew_io.active`.
+ * It reads `clew_io.active` and OpenTelemetry's current context on every open, and calls
+ * `recorder.failed` with what went wrong.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <errno.h>
+#include "_open_hook.h"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 /* What install() was given: the Python side's functions and objects. */
@@ -37,11 +33,6 @@ static PyObject *clew_io;           /* its `active` is set while clew does its o
 static PyObject *context_variable;  /* OpenTelemetry's current-context ContextVar, or NULL */
 static PyObject *current_context;   /* otherwise, the function that returns it */
 static PyObject *suppress_key;      /* set in the context by suppress_instrumentation() */
-static PyObject *blake3_type;       /* blake3.blake3 */
-static PyObject *digest_prefix;     /* "blake3:" */
-static PyObject *record_type;       /* _record_spans.Record */
-static Py_ssize_t max_tracked;      /* _recorder._MAX_TRACKED: the dedupe table's bound */
-static Py_ssize_t spill_records;    /* _recorder._SPILL_RECORDS: ready records that wake the worker */
 
 /* What attach() was given: the recorder (NULL: detached, every event ignored) and, when its
  * path filter has no glob, the prefixes it excludes (else `prefix_count` is -1 and the filter
@@ -51,12 +42,7 @@ static char **prefixes;
 static Py_ssize_t *prefix_lengths;
 static Py_ssize_t prefix_count = -1;
 
-static PyObject *s_append, *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_digest, *s_identity,
-    *s_content, *s_read;
-static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max,
-    *s_time_ns, *s_count, *s_last_ns, *s_active, *s_first_read, *s_put, *s_digest_here,
-    *s_hexdigest, *s_failed, *s_where, *s_dot_py;
-static PyObject *one;
+static PyObject *s_active, *s_failed, *s_where, *s_dot_py;
 static int installed;
 
 /* ---- failures: recorded on the recorder and swallowed, as the Python hook does ---------- */
@@ -249,299 +235,6 @@ static int opened_by_interpreter(void) {
     return truth;
 }
 
-/* ---- a read --------------------------------------------------------------------------- */
-
-/* (st_dev, st_ino, st_size, st_mtime_ns), as os.stat gives them: `_file_digests.stat_key`.
- * Untracked by the garbage collector, as CPython untracks a tuple of numbers at its first
- * collection: the dedupe table holds thousands. */
-static PyObject *stat_key(const struct stat *st) {
-    long long mtime_ns = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
-    PyObject *key = PyTuple_New(4);
-    if (key == NULL)
-        return NULL;
-    PyObject *fields[] = {PyLong_FromUnsignedLongLong((unsigned long long)st->st_dev),
-                          PyLong_FromUnsignedLongLong((unsigned long long)st->st_ino),
-                          PyLong_FromLongLong((long long)st->st_size),
-                          PyLong_FromLongLong(mtime_ns)};
-    for (int i = 0; i < 4; i++) {
-        if (fields[i] == NULL) {
-            for (int j = i + 1; j < 4; j++)
-                Py_XDECREF(fields[j]);
-            Py_DECREF(key);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(key, i, fields[i]);
-    }
-    PyObject_GC_UnTrack(key);
-    return key;
-}
-
-static int same_version(const struct stat *now, const struct stat *expected) {
-    return S_ISREG(now->st_mode) && now->st_ino == expected->st_ino &&
-           now->st_dev == expected->st_dev && now->st_size == expected->st_size &&
-           now->st_mtim.tv_sec == expected->st_mtim.tv_sec &&
-           now->st_mtim.tv_nsec == expected->st_mtim.tv_nsec;
-}
-
-/* _file_digests.hash_file for a small file, without the Python: the file opened, checked to
- * be the version stat-ed both before and after one whole read, hashed with the blake3
- * package. A new reference: the digest, or None when the file is not that version any more.
- * Its open makes no audit event: no need to mark it as clew's own I/O. */
-static PyObject *hash_small(const char *name, const struct stat *expected) {
-    Py_ssize_t size = (Py_ssize_t)expected->st_size;
-    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
-    if (data == NULL)
-        return NULL;
-    char *buffer = PyBytes_AS_STRING(data);
-    int whole = 0;
-    Py_BEGIN_ALLOW_THREADS
-    int fd = open(name, O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        struct stat now;
-        if (fstat(fd, &now) == 0 && same_version(&now, expected)) {
-            Py_ssize_t done = 0;
-            while (done < size) {
-                ssize_t got = read(fd, buffer + done, (size_t)(size - done));
-                if (got < 0 && errno == EINTR)
-                    continue;
-                if (got <= 0)
-                    break;
-                done += got;
-            }
-            whole = done == size && fstat(fd, &now) == 0 && same_version(&now, expected);
-        }
-        close(fd);
-    }
-    Py_END_ALLOW_THREADS
-    if (!whole) {
-        Py_DECREF(data);
-        Py_RETURN_NONE;
-    }
-    PyObject *hasher = PyObject_CallOneArg(blake3_type, data);
-    Py_DECREF(data);
-    if (hasher == NULL)
-        return NULL;
-    PyObject *hex = PyObject_CallMethodNoArgs(hasher, s_hexdigest);
-    Py_DECREF(hasher);
-    if (hex == NULL)
-        return NULL;
-    PyObject *digest = PyUnicode_Concat(digest_prefix, hex);
-    Py_DECREF(hex);
-    return digest;
-}
-
-/* The digest cache's answer for `key`, looked up as DigestCache.get does when the answer is
- * in memory: a new reference to the digest, to None (not known: hash it), or NULL with
- * `*ask_python` set when Python must answer (the cache not loaded yet, or an entry possibly
- * in its older generation, which a hit moves). NULL without it: an error. */
-static PyObject *cached_digest(PyObject *cache, PyObject *key, int *ask_python) {
-    PyObject *entries = PyObject_GetAttr(cache, s_entries);
-    if (entries == NULL)
-        return NULL;
-    PyObject *digest = NULL, *newer = NULL, *older = NULL;
-    if (entries == Py_None)
-        goto python;
-    newer = PyObject_GetAttr(entries, s_new);
-    if (newer == NULL || !PyDict_Check(newer))
-        goto failed_or_python;
-    digest = PyDict_GetItemWithError(newer, key);
-    if (digest != NULL) {
-        Py_INCREF(digest);
-        goto done;
-    }
-    if (PyErr_Occurred())
-        goto done;
-    older = PyObject_GetAttr(entries, s_old);
-    if (older == NULL || !PyDict_Check(older) || PyDict_GET_SIZE(older) > 0)
-        goto failed_or_python;
-    digest = Py_None;
-    Py_INCREF(digest);
-    goto done;
-failed_or_python:
-    if (PyErr_Occurred())
-        goto done;
-python:
-    *ask_python = 1;
-done:
-    Py_XDECREF(older);
-    Py_XDECREF(newer);
-    Py_DECREF(entries);
-    return digest;
-}
-
-/* The digest of a first read of a small file, as `Recorder._content_digest` finds it: from
- * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
- * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
- * read, or Python code run). */
-static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
-                              const struct stat *st, PyObject *key, int *others_ran) {
-    PyObject *cache = PyObject_GetAttr(owner, s_cache);
-    if (cache == NULL)
-        return NULL;
-    int ask_python = 0;
-    PyObject *digest = cached_digest(cache, key, &ask_python);
-    *others_ran = ask_python || digest == Py_None;
-    if (ask_python) {
-        digest = PyObject_CallMethodObjArgs(owner, s_digest_here, path, key, NULL);
-    } else if (digest == Py_None) {
-        Py_DECREF(digest);
-        digest = hash_small(name, st);
-        if (digest != NULL && digest != Py_None) {
-            PyObject *put = PyObject_CallMethodObjArgs(cache, s_put, key, digest, NULL);
-            if (put == NULL)
-                Py_CLEAR(digest);
-            Py_XDECREF(put);
-        }
-    }
-    Py_DECREF(cache);
-    return digest;
-}
-
-/* A repeated open of a version already recorded: counted, and its last time moved. */
-static int repeated(PyObject *owner, PyObject *record) {
-    PyObject *count = PyObject_GetAttr(record, s_count);
-    if (count == NULL)
-        return -1;
-    PyObject *more = PyNumber_Add(count, one);
-    Py_DECREF(count);
-    if (more == NULL)
-        return -1;
-    int failed = PyObject_SetAttr(record, s_count, more);
-    Py_DECREF(more);
-    if (failed)
-        return -1;
-    PyObject *clock = PyObject_GetAttr(owner, s_time_ns);
-    if (clock == NULL)
-        return -1;
-    PyObject *now = PyObject_CallNoArgs(clock);
-    Py_DECREF(clock);
-    if (now == NULL)
-        return -1;
-    failed = PyObject_SetAttr(record, s_last_ns, now);
-    Py_DECREF(now);
-    return failed ? -1 : 0;
-}
-
-/* Call owner.name() and drop its result: 0, or -1 on error. */
-static int call_method(PyObject *owner, PyObject *name) {
-    PyObject *done = PyObject_CallMethodNoArgs(owner, name);
-    Py_XDECREF(done);
-    return done == NULL ? -1 : 0;
-}
-
-/* Recorder.first_read(path, key, digest, hashed) in C, for a small file hashed (or looked
- * up) here while the dedupe table has room; the Python method for the rest. 0, or -1. */
-static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject *key,
-                      PyObject *digest, int hashed, int others_ran) {
-    PyObject *record;
-    if (others_ran) {
-        record = PyDict_GetItemWithError(reads, key);
-        if (record != NULL) /* another thread recorded this version while this one hashed */
-            return repeated(owner, record);
-        if (PyErr_Occurred())
-            return -1;
-    }
-    if (!hashed || PyDict_GET_SIZE(reads) >= max_tracked) {
-        PyObject *call[] = {owner, path, key, hashed ? digest : Py_None,
-                            hashed ? Py_True : Py_False};
-        PyObject *done = PyObject_VectorcallMethod(s_first_read, call,
-                                                   5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_XDECREF(done);
-        return done == NULL ? -1 : 0;
-    }
-    PyObject *arguments[] = {NULL, s_read, path, key};
-    record = PyObject_Vectorcall(record_type, arguments + 1,
-                                 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    if (record == NULL)
-        return -1;
-    int result = -1;
-    PyObject *ready = NULL, *worker = NULL;
-    if (digest != Py_None && (PyObject_SetAttr(record, s_digest, digest) < 0 ||
-                              PyObject_SetAttr(record, s_identity, s_content) < 0))
-        goto finish;
-    if (PyDict_SetItem(reads, key, record) < 0)
-        goto finish;
-    ready = PyObject_GetAttr(owner, s_ready);
-    if (ready == NULL)
-        goto finish;
-    PyObject *appended = PyObject_CallMethodOneArg(ready, s_append, record);
-    if (appended == NULL)
-        goto finish;
-    Py_DECREF(appended);
-    Py_ssize_t waiting = PyObject_Length(ready);
-    if (waiting < 0)
-        goto finish;
-    /* Two threads appending at once may both miss it: the records then wait for the next
-     * flush, as in Recorder.first_read. */
-    if (waiting == spill_records) {
-        PyObject *wake = PyObject_GetAttr(owner, s_wake);
-        if (wake == NULL)
-            goto finish;
-        int failed = call_method(wake, s_set);
-        Py_DECREF(wake);
-        if (failed)
-            goto finish;
-    }
-    worker = PyObject_GetAttr(owner, s_worker);
-    if (worker == NULL || (worker == Py_None && call_method(owner, s_start_worker) < 0))
-        goto finish;
-    result = 0;
-finish:
-    Py_XDECREF(worker);
-    Py_XDECREF(ready);
-    Py_DECREF(record);
-    return result;
-}
-
-/* Recorder.read(path) for the path as the C-string `name`: 0, or -1 on error. */
-static int read_file(PyObject *owner, PyObject *path, const char *name) {
-    struct stat st;
-    int failed;
-    Py_BEGIN_ALLOW_THREADS
-    failed = stat(name, &st);
-    Py_END_ALLOW_THREADS
-    if (failed || !S_ISREG(st.st_mode))
-        return 0; /* gone, or a socket, FIFO or device: never read by clew */
-    PyObject *key = stat_key(&st);
-    if (key == NULL)
-        return -1;
-    int result = -1;
-    PyObject *reads = NULL, *limit = NULL, *digest = NULL;
-    reads = PyObject_GetAttr(owner, s_reads);
-    if (reads == NULL)
-        goto done;
-    if (!PyDict_Check(reads)) {
-        PyErr_SetString(PyExc_TypeError, "the recorder's dedupe table is not a dict");
-        goto done;
-    }
-    PyObject *record = PyDict_GetItemWithError(reads, key);
-    if (record != NULL) {
-        result = repeated(owner, record);
-        goto done;
-    }
-    if (PyErr_Occurred())
-        goto done;
-    limit = PyObject_GetAttr(owner, s_hash_in_hook_max);
-    if (limit == NULL)
-        goto done;
-    long long hash_max = PyLong_AsLongLong(limit);
-    if (hash_max == -1 && PyErr_Occurred())
-        goto done;
-    int hashed = (long long)st.st_size <= hash_max, others_ran = 0;
-    if (hashed) {
-        digest = first_digest(owner, path, name, &st, key, &others_ran);
-        if (digest == NULL)
-            goto done;
-    }
-    result = first_read(owner, reads, path, key, hashed ? digest : Py_None, hashed, others_ran);
-done:
-    Py_XDECREF(digest);
-    Py_XDECREF(limit);
-    Py_XDECREF(reads);
-    Py_DECREF(key);
-    return result;
-}
-
 /* A read of `path` (a str) as a C string for the system calls: a borrowed pointer into `path`
  * or into `*encoded`, which the caller releases. NULL, without an error, for a name the
  * system cannot be given (an embedded NUL, unencodable), which os.stat would refuse too. */
@@ -587,7 +280,7 @@ static int on_open(PyObject *owner, PyObject *raw, long flags) {
     }
     PyObject *encoded = NULL;
     const char *name = system_name(path, &encoded);
-    result = name == NULL ? 0 : read_file(owner, path, name);
+    result = name == NULL ? 0 : open_hook_read(owner, path, name);
     Py_XDECREF(encoded);
 done:
     Py_DECREF(path);
@@ -696,25 +389,26 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
                                "opened_for_write", "clew_io", "context_variable",
                                "current_context", "suppress_key", "blake3", "prefix", "record",
                                "max_tracked", "spill_records", NULL};
-    PyObject *events, *variable;
+    PyObject *events, *variable, *blake3, *prefix, *record;
+    Py_ssize_t max_tracked, spill_records;
     if (other_events != NULL)
         Py_RETURN_NONE;
     if (!PyArg_ParseTupleAndKeywords(
             args, kwargs, "OOO!OOOOOOOOUOnn:configure", keywords, &python_hook, &events,
             &PyDict_Type, &resolved, &recorded_path, &interpreter_code, &opened_for_write,
-            &clew_io, &variable, &current_context, &suppress_key, &blake3_type, &digest_prefix,
-            &record_type, &max_tracked, &spill_records))
+            &clew_io, &variable, &current_context, &suppress_key, &blake3, &prefix, &record,
+            &max_tracked, &spill_records))
         return NULL;
     other_events = copy_names(events, NULL, NULL, NULL);
     if (other_events == NULL)
         return NULL;
     context_variable = PyContextVar_CheckExact(variable) ? variable : NULL;
     PyObject *held[] = {python_hook, resolved, recorded_path, interpreter_code, opened_for_write,
-                        clew_io, current_context, suppress_key, blake3_type, digest_prefix,
-                        record_type};
+                        clew_io, current_context, suppress_key};
     for (size_t i = 0; i < sizeof(held) / sizeof(held[0]); i++)
         Py_INCREF(held[i]);
     Py_XINCREF(context_variable);
+    open_hook_read_configure(blake3, prefix, record, max_tracked, spill_records);
     Py_RETURN_NONE;
 }
 
@@ -799,19 +493,13 @@ PyMODINIT_FUNC PyInit__open_hook(void) {
         PyObject **name;
         const char *text;
     } names[] = {
-        {&s_reads, "_reads"}, {&s_cache, "_cache"}, {&s_entries, "_entries"}, {&s_new, "new"},
-        {&s_old, "old"}, {&s_hash_in_hook_max, "_hash_in_hook_max"}, {&s_time_ns, "_time_ns"},
-        {&s_count, "count"}, {&s_last_ns, "last_ns"}, {&s_active, "active"},
-        {&s_first_read, "first_read"}, {&s_put, "put"}, {&s_digest_here, "_digest_here"},
-        {&s_hexdigest, "hexdigest"}, {&s_failed, "failed"}, {&s_where, "file hook open"},
-        {&s_dot_py, ".py"}, {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
-        {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"}, {&s_digest, "digest"},
-        {&s_identity, "identity"}, {&s_content, "content"}, {&s_read, "read"},
+        {&s_active, "active"}, {&s_failed, "failed"}, {&s_where, "file hook open"},
+        {&s_dot_py, ".py"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
             return NULL;
-    if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
+    if (open_hook_read_init() < 0)
         return NULL;
     return PyModule_Create(&module);
 }
