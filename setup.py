@@ -6,6 +6,9 @@ that are not Python. It is built as an extension only so that `pip install` and 
 it with the machine's compiler. Its records are read back in the Python process by a small
 CPython extension (`_preload_notes`). `optional` lets an install without a compiler go on, and
 capture then falls back to recording such programs as opaque execs.
+
+The file audit hook's hot path is a CPython extension too (`_open_hook`): without it, the
+same hook runs in Python (instrumentation/files.py), slower.
 """
 
 import sys
@@ -26,6 +29,13 @@ extensions = [
         "clew.instrumentation._preload_notes",
         sources=["instrumentation/_preload_notes.c"],
         extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    ),
+    Extension(
+        "clew.instrumentation._open_hook",
+        sources=["instrumentation/_open_hook.c", "instrumentation/_open_hook_read.c"],
+        depends=["instrumentation/_open_hook.h"],
+        extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
         optional=True,
     ),
 ] if sys.platform.startswith("linux") else []

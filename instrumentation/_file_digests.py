@@ -129,7 +129,10 @@ class _Memo:
 
 class DigestCache:
     """Persistent (device, inode, size, mtime_ns) -> digest map under `<home>/cache/`, of
-    which the most recently used entries are kept in memory."""
+    which the most recently used entries are kept in memory.
+
+    The C audit hook (_open_hook.c) looks a first read up itself, as `get` does, in
+    `_entries.new`, and leaves the rest (not loaded yet, an older generation) to `get`."""
 
     def __init__(self, directory: Path) -> None:
         self._path = directory / _CACHE_FILENAME

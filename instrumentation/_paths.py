@@ -69,6 +69,12 @@ class PathFilter:
         `CLEW_INCLUDE` glob names them."""
         return self._excluded_prefixes
 
+    def prefixes_only(self) -> tuple[str, ...] | None:
+        """`excluded_prefixes` when they alone decide, no glob being set: `wants(path)` is
+        then exactly "under none of them, and no /__pycache__/", which the C audit hook
+        checks itself. None when a glob is set."""
+        return None if self._include or self._exclude else self._excluded_prefixes
+
     def wants(self, path: str) -> bool:
         """True when `path` (absolute, normalised) should be recorded."""
         if self._include and any(fnmatch.fnmatchcase(path, glob) for glob in self._include):

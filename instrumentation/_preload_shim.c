@@ -504,10 +504,11 @@ static const struct got_patch wrappers[] = {
 };
 
 /* Objects whose calls are left alone: libc and the loader (their calls are internal anyway),
- * and the interpreter, whose opens Python's audit hook reports (once is enough). */
+ * the interpreter, whose opens Python's audit hook reports (once is enough), and that hook's
+ * C part (_open_hook.c), whose opens are clew's own hashing. */
 static int left_alone(const char *name) {
     static const char *const names[] = {"/libc.so", "/ld-linux", "/ld-musl", "linux-vdso",
-                                        "/libpython"};
+                                        "/libpython", "/_open_hook."};
     for (size_t i = 0; i < sizeof names / sizeof *names; i++)
         if (strstr(name, names[i]) != NULL)
             return 1;

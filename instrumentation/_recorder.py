@@ -222,16 +222,30 @@ class Recorder:
             record.count += 1
             record.last_ns = self._time_ns()
             return
-        if len(self._reads) >= _MAX_TRACKED:
-            self._reads = {}
-        record = self._reads[key] = Record("read", path, key)
-        if key[2] > self._hash_in_hook_max:
-            self._queue(record)
-            return
         # `_identify` of a new small read, here on the host's thread: hashing a small file
         # costs ~7 us; handing it to the worker thread costs the host more, in GIL hand-offs
         # (docs/architecture.md). The page cache is warm for the host's own read right after.
-        digest = self._digest_here(path, key)
+        if key[2] > self._hash_in_hook_max:
+            self.first_read(path, key, None, False)
+        else:
+            self.first_read(path, key, self._digest_here(path, key), True)
+
+    def first_read(self, path: str, key: StatKey, digest: str | None, hashed: bool) -> None:
+        """Record a first read of version `key` of `path`: with its `digest` when it was
+        `hashed` on the host's thread (None: the file changed under the hash), else for the
+        worker to identify. `read` comes here; the C audit hook (_open_hook.c) does the same
+        in C, and comes here for the rarer cases."""
+        record = self._reads.get(key)
+        if record is not None:  # another thread recorded this version while this one hashed
+            record.count += 1
+            record.last_ns = self._time_ns()
+            return
+        if len(self._reads) >= _MAX_TRACKED:
+            self._reads = {}
+        record = self._reads[key] = Record("read", path, key)
+        if not hashed:
+            self._queue(record)
+            return
         if digest is not None:
             record.digest = digest
             record.identity = "content"

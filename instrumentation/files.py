@@ -11,6 +11,10 @@ system's files (/etc, /usr/share, /usr/lib, /lib), clew's files, and
 I/O that native code does without going through Python (see the README's coverage table).
 
 Audit hooks cannot be removed once added, so `uninstrument()` turns the hook into a no-op.
+
+The hook is C (`_open_hook.c`) when that extension was built: every event of the process goes
+through it, and a plain read-only open is handled there; it calls the functions here for the
+rest. Without the extension, `_audit` below is the hook, and does the same.
 """
 
 from __future__ import annotations
@@ -23,12 +27,22 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 
+import blake3
+
 from clew.instrumentation.package import _instruments
+from clew.semconv.digests import BLAKE3_PREFIX
 
 from ._clew_io import clew_io
 from ._instrumentor import ClewInstrumentor
 from ._paths import absolute
+from ._record_spans import Record
+from . import _recorder
 from ._recorder import Recorder
+
+try:
+    from . import _open_hook
+except ImportError:  # not built (no compiler at install): the Python hook does it all
+    _open_hook = None
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
 # The audit hook reads OpenTelemetry's suppression flag itself rather than calling
@@ -118,14 +132,21 @@ def _on_chdir(recorder: Recorder, args: tuple) -> None:
 
 
 def _from_interpreter() -> bool:
-    """Whether the audited call comes from the interpreter's own machinery: the import
-    system (frozen importlib), linecache reading source for a traceback, or no Python frame
-    at all (the main script being opened)."""
+    """Whether the audited call comes from the interpreter's own machinery (see
+    `_is_interpreter_code`)."""
     try:
         caller = _getframe(3).f_code.co_filename
     except ValueError:
         return True
-    return caller.startswith(_IMPORT_SYSTEM) or caller.endswith(_INTERPRETER_READERS)
+    return _is_interpreter_code(caller)
+
+
+def _is_interpreter_code(filename: str | None) -> bool:
+    """Whether code of `filename` is the interpreter's own machinery: the import system
+    (frozen importlib), linecache reading source for a traceback; None, no Python frame at
+    all: the main script being opened."""
+    return (filename is None or filename.startswith(_IMPORT_SYSTEM)
+            or filename.endswith(_INTERPRETER_READERS))
 
 
 def _from_dir_fd(raw: object, dir_fd: object) -> object:
@@ -159,9 +180,14 @@ def _on_open(recorder: Recorder, args: tuple) -> None:
     if not flags & _WRITE_FLAGS:
         recorder.read(path)
         return
+    _opened_for_write(recorder, path, flags)
+
+
+def _opened_for_write(recorder: Recorder, path: str, flags: int) -> None:
+    """An open with write access (the C hook's too): "r+" reads the existing content."""
     keeps_content = not flags & os.O_TRUNC
     if flags & os.O_RDWR and keeps_content:
-        recorder.read(path)  # "r+": the existing content is read too
+        recorder.read(path)
     recorder.opened_for_write(path, keeps_content=keeps_content)
 
 
@@ -200,6 +226,7 @@ def _on_list(recorder: Recorder, args: tuple) -> None:
 _HOOK = _Hook()
 _handler_for = _HOOK.handlers.get
 _hook_added = False
+_hook_in_c = False
 
 
 class FilesInstrumentor(ClewInstrumentor):
@@ -208,11 +235,46 @@ class FilesInstrumentor(ClewInstrumentor):
     _instruments = _instruments
 
     def _start(self, **kwargs: Any) -> None:
-        global _hook_added
+        global _hook_added, _hook_in_c
         _HOOK.recorder = self.recorder
         if not _hook_added:  # an audit hook is the interpreter's, for good
-            sys.addaudithook(_audit)
+            _hook_in_c = _install_hook_in_c()
+            if not _hook_in_c:
+                sys.addaudithook(_audit)
             _hook_added = True
+        if _hook_in_c:
+            _open_hook.attach(self.recorder, self.recorder.filter.prefixes_only())
 
     def _stop(self) -> None:
         _HOOK.recorder = None
+        if _hook_in_c:
+            _open_hook.attach(None, None)
+
+
+def _install_hook_in_c() -> bool:
+    """Add the C audit hook; False when it was not built or another audit hook refused it."""
+    if _open_hook is None:
+        return False
+    _configure_hook_in_c()
+    return _open_hook.install()
+
+
+def _configure_hook_in_c() -> None:
+    """Give the C hook the functions and objects here it works with."""
+    _open_hook.configure(
+        hook=_audit,
+        events=tuple(event for event in _HOOK.handlers if event != "open"),
+        resolved=_resolved,
+        recorded_path=_recorded_path,
+        interpreter_code=_is_interpreter_code,
+        opened_for_write=_opened_for_write,
+        clew_io=clew_io,
+        context_variable=_context_variable,
+        current_context=_current_context,
+        suppress_key=_SUPPRESS_KEY,
+        blake3=blake3.blake3,
+        prefix=BLAKE3_PREFIX,
+        record=Record,
+        max_tracked=_recorder._MAX_TRACKED,
+        spill_records=_recorder._SPILL_RECORDS,
+    )

@@ -161,13 +161,15 @@ def test_wheel_contents(wheel: Path) -> None:
 @pytest.mark.skipif(shutil.which("gcc") is None or not sys.platform.startswith("linux"),
                     reason="the LD_PRELOAD library is built with a C compiler, on Linux")
 def test_wheel_carries_the_preload_library(wheel: Path, tmp_path: Path) -> None:
-    """The wheel holds clew's LD_PRELOAD library, built for this machine, and the reader of
-    its records; the library needs no Python: it is loaded into programs that are not Python."""
+    """The wheel holds clew's LD_PRELOAD library, built for this machine, the reader of its
+    records and the C audit hook; the library needs no Python: it is loaded into programs that
+    are not Python."""
     with zipfile.ZipFile(wheel) as archive:
         (name,) = [n for n in archive.namelist()
                    if n.startswith("clew/instrumentation/_preload_shim") and n.endswith(".so")]
-        assert any(n.startswith("clew/instrumentation/_preload_notes") and n.endswith(".so")
-                   for n in archive.namelist())
+        for extension in ("_preload_notes", "_open_hook"):
+            assert any(n.startswith(f"clew/instrumentation/{extension}") and n.endswith(".so")
+                       for n in archive.namelist()), extension
         library = tmp_path / "shim.so"
         library.write_bytes(archive.read(name))
     undefined = subprocess.run(["nm", "-u", "-D", str(library)], capture_output=True, text=True,

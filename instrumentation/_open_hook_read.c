@@ -1,0 +1,358 @@
+/*
+ * A read-only open recorded, for clew's C audit hook (_open_hook.c): Recorder.read in C.
+ *
+ * The stat, the (dev, inode, size, mtime_ns) key, the dedupe table (a repeat counted on its
+ * record), the digest cache's newer generation and, on a miss, the file read whole and
+ * checked against the stat before and after, as `_file_digests.hash_file` does, hashed by the
+ * `blake3` package (the Python path's call: the same digest). A new record is made by calling
+ * `Record` and queued as `Recorder.first_read` does; that method is called for the rarer
+ * cases, `Recorder._digest_here` when the cache is not loaded or may hold the key in its older
+ * generation, `DigestCache.put` for a new digest.
+ *
+ * It reads these attributes of the Python side, which keeps them for it: the recorder's
+ * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_time_ns`, `_wake`, `_worker`; the
+ * digest cache's `_entries` and their `new` and `old` generations; a record's `count`,
+ * `last_ns`, `digest`, `identity`.
+ */
+#include "_open_hook.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static PyObject *blake3_type;    /* blake3.blake3 */
+static PyObject *digest_prefix;  /* "blake3:" */
+static PyObject *record_type;    /* _record_spans.Record */
+static Py_ssize_t max_tracked;   /* _recorder._MAX_TRACKED: the dedupe table's bound */
+static Py_ssize_t spill_records; /* _recorder._SPILL_RECORDS: ready records that wake the worker */
+
+static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max, *s_time_ns,
+    *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_hexdigest, *s_append,
+    *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_digest, *s_identity, *s_content,
+    *s_read;
+static PyObject *one;
+
+int open_hook_read_init(void) {
+    struct {
+        PyObject **name;
+        const char *text;
+    } names[] = {
+        {&s_reads, "_reads"}, {&s_cache, "_cache"}, {&s_entries, "_entries"}, {&s_new, "new"},
+        {&s_old, "old"}, {&s_hash_in_hook_max, "_hash_in_hook_max"}, {&s_time_ns, "_time_ns"},
+        {&s_count, "count"}, {&s_last_ns, "last_ns"}, {&s_first_read, "first_read"},
+        {&s_put, "put"}, {&s_digest_here, "_digest_here"}, {&s_hexdigest, "hexdigest"},
+        {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
+        {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"}, {&s_digest, "digest"},
+        {&s_identity, "identity"}, {&s_content, "content"}, {&s_read, "read"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (*names[i].name == NULL &&
+            (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
+        return -1;
+    return 0;
+}
+
+void open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
+                              Py_ssize_t tracked, Py_ssize_t spill) {
+    Py_INCREF(blake3);
+    Py_INCREF(prefix);
+    Py_INCREF(record);
+    blake3_type = blake3;
+    digest_prefix = prefix;
+    record_type = record;
+    max_tracked = tracked;
+    spill_records = spill;
+}
+
+/* (st_dev, st_ino, st_size, st_mtime_ns), as os.stat gives them: `_file_digests.stat_key`.
+ * Untracked by the garbage collector, as CPython untracks a tuple of numbers at its first
+ * collection: the dedupe table holds thousands. */
+static PyObject *stat_key(const struct stat *st) {
+    long long mtime_ns = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    PyObject *key = PyTuple_New(4);
+    if (key == NULL)
+        return NULL;
+    PyObject *fields[] = {PyLong_FromUnsignedLongLong((unsigned long long)st->st_dev),
+                          PyLong_FromUnsignedLongLong((unsigned long long)st->st_ino),
+                          PyLong_FromLongLong((long long)st->st_size),
+                          PyLong_FromLongLong(mtime_ns)};
+    for (int i = 0; i < 4; i++) {
+        if (fields[i] == NULL) {
+            for (int j = i + 1; j < 4; j++)
+                Py_XDECREF(fields[j]);
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(key, i, fields[i]);
+    }
+    PyObject_GC_UnTrack(key);
+    return key;
+}
+
+static int same_version(const struct stat *now, const struct stat *expected) {
+    return S_ISREG(now->st_mode) && now->st_ino == expected->st_ino &&
+           now->st_dev == expected->st_dev && now->st_size == expected->st_size &&
+           now->st_mtim.tv_sec == expected->st_mtim.tv_sec &&
+           now->st_mtim.tv_nsec == expected->st_mtim.tv_nsec;
+}
+
+/* _file_digests.hash_file for a small file, without the Python: the file opened, checked to
+ * be the version stat-ed both before and after one whole read, hashed with the blake3
+ * package. A new reference: the digest, or None when the file is not that version any more.
+ * Its open makes no audit event: no need to mark it as clew's own I/O. */
+static PyObject *hash_small(const char *name, const struct stat *expected) {
+    Py_ssize_t size = (Py_ssize_t)expected->st_size;
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL)
+        return NULL;
+    char *buffer = PyBytes_AS_STRING(data);
+    int whole = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        struct stat now;
+        if (fstat(fd, &now) == 0 && same_version(&now, expected)) {
+            Py_ssize_t done = 0;
+            while (done < size) {
+                ssize_t got = read(fd, buffer + done, (size_t)(size - done));
+                if (got < 0 && errno == EINTR)
+                    continue;
+                if (got <= 0)
+                    break;
+                done += got;
+            }
+            whole = done == size && fstat(fd, &now) == 0 && same_version(&now, expected);
+        }
+        close(fd);
+    }
+    Py_END_ALLOW_THREADS
+    if (!whole) {
+        Py_DECREF(data);
+        Py_RETURN_NONE;
+    }
+    PyObject *hasher = PyObject_CallOneArg(blake3_type, data);
+    Py_DECREF(data);
+    if (hasher == NULL)
+        return NULL;
+    PyObject *hex = PyObject_CallMethodNoArgs(hasher, s_hexdigest);
+    Py_DECREF(hasher);
+    if (hex == NULL)
+        return NULL;
+    PyObject *digest = PyUnicode_Concat(digest_prefix, hex);
+    Py_DECREF(hex);
+    return digest;
+}
+
+/* The digest cache's answer for `key`, looked up as DigestCache.get does when the answer is
+ * in memory: a new reference to the digest, to None (not known: hash it), or NULL with
+ * `*ask_python` set when Python must answer (the cache not loaded yet, or an entry possibly
+ * in its older generation, which a hit moves). NULL without it: an error. */
+static PyObject *cached_digest(PyObject *cache, PyObject *key, int *ask_python) {
+    PyObject *entries = PyObject_GetAttr(cache, s_entries);
+    if (entries == NULL)
+        return NULL;
+    PyObject *digest = NULL, *newer = NULL, *older = NULL;
+    if (entries == Py_None)
+        goto python;
+    newer = PyObject_GetAttr(entries, s_new);
+    if (newer == NULL || !PyDict_Check(newer))
+        goto failed_or_python;
+    digest = PyDict_GetItemWithError(newer, key);
+    if (digest != NULL) {
+        Py_INCREF(digest);
+        goto done;
+    }
+    if (PyErr_Occurred())
+        goto done;
+    older = PyObject_GetAttr(entries, s_old);
+    if (older == NULL || !PyDict_Check(older) || PyDict_GET_SIZE(older) > 0)
+        goto failed_or_python;
+    digest = Py_None;
+    Py_INCREF(digest);
+    goto done;
+failed_or_python:
+    if (PyErr_Occurred())
+        goto done;
+python:
+    *ask_python = 1;
+done:
+    Py_XDECREF(older);
+    Py_XDECREF(newer);
+    Py_DECREF(entries);
+    return digest;
+}
+
+/* The digest of a first read of a small file, as `Recorder._content_digest` finds it: from
+ * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
+ * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
+ * read, or Python code run). */
+static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
+                              const struct stat *st, PyObject *key, int *others_ran) {
+    PyObject *cache = PyObject_GetAttr(owner, s_cache);
+    if (cache == NULL)
+        return NULL;
+    int ask_python = 0;
+    PyObject *digest = cached_digest(cache, key, &ask_python);
+    *others_ran = ask_python || digest == Py_None;
+    if (ask_python) {
+        digest = PyObject_CallMethodObjArgs(owner, s_digest_here, path, key, NULL);
+    } else if (digest == Py_None) {
+        Py_DECREF(digest);
+        digest = hash_small(name, st);
+        if (digest != NULL && digest != Py_None) {
+            PyObject *put = PyObject_CallMethodObjArgs(cache, s_put, key, digest, NULL);
+            if (put == NULL)
+                Py_CLEAR(digest);
+            Py_XDECREF(put);
+        }
+    }
+    Py_DECREF(cache);
+    return digest;
+}
+
+/* A repeated open of a version already recorded: counted, and its last time moved. */
+static int repeated(PyObject *owner, PyObject *record) {
+    PyObject *count = PyObject_GetAttr(record, s_count);
+    if (count == NULL)
+        return -1;
+    PyObject *more = PyNumber_Add(count, one);
+    Py_DECREF(count);
+    if (more == NULL)
+        return -1;
+    int failed = PyObject_SetAttr(record, s_count, more);
+    Py_DECREF(more);
+    if (failed)
+        return -1;
+    PyObject *clock = PyObject_GetAttr(owner, s_time_ns);
+    if (clock == NULL)
+        return -1;
+    PyObject *now = PyObject_CallNoArgs(clock);
+    Py_DECREF(clock);
+    if (now == NULL)
+        return -1;
+    failed = PyObject_SetAttr(record, s_last_ns, now);
+    Py_DECREF(now);
+    return failed ? -1 : 0;
+}
+
+/* Call owner.name() and drop its result: 0, or -1 on error. */
+static int call_method(PyObject *owner, PyObject *name) {
+    PyObject *done = PyObject_CallMethodNoArgs(owner, name);
+    Py_XDECREF(done);
+    return done == NULL ? -1 : 0;
+}
+
+/* Recorder.first_read(path, key, digest, hashed) in C, for a small file hashed (or looked
+ * up) here while the dedupe table has room; the Python method for the rest. 0, or -1. */
+static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject *key,
+                      PyObject *digest, int hashed, int others_ran) {
+    PyObject *record;
+    if (others_ran) {
+        record = PyDict_GetItemWithError(reads, key);
+        if (record != NULL) /* another thread recorded this version while this one hashed */
+            return repeated(owner, record);
+        if (PyErr_Occurred())
+            return -1;
+    }
+    if (!hashed || PyDict_GET_SIZE(reads) >= max_tracked) {
+        PyObject *call[] = {owner, path, key, hashed ? digest : Py_None,
+                            hashed ? Py_True : Py_False};
+        PyObject *done = PyObject_VectorcallMethod(s_first_read, call,
+                                                   5 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_XDECREF(done);
+        return done == NULL ? -1 : 0;
+    }
+    PyObject *arguments[] = {NULL, s_read, path, key};
+    record = PyObject_Vectorcall(record_type, arguments + 1,
+                                 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (record == NULL)
+        return -1;
+    int result = -1;
+    PyObject *ready = NULL, *worker = NULL;
+    if (digest != Py_None && (PyObject_SetAttr(record, s_digest, digest) < 0 ||
+                              PyObject_SetAttr(record, s_identity, s_content) < 0))
+        goto finish;
+    if (PyDict_SetItem(reads, key, record) < 0)
+        goto finish;
+    ready = PyObject_GetAttr(owner, s_ready);
+    if (ready == NULL)
+        goto finish;
+    PyObject *appended = PyObject_CallMethodOneArg(ready, s_append, record);
+    if (appended == NULL)
+        goto finish;
+    Py_DECREF(appended);
+    Py_ssize_t waiting = PyObject_Length(ready);
+    if (waiting < 0)
+        goto finish;
+    /* Two threads appending at once may both miss it: the records then wait for the next
+     * flush, as in Recorder.first_read. */
+    if (waiting == spill_records) {
+        PyObject *wake = PyObject_GetAttr(owner, s_wake);
+        if (wake == NULL)
+            goto finish;
+        int failed = call_method(wake, s_set);
+        Py_DECREF(wake);
+        if (failed)
+            goto finish;
+    }
+    worker = PyObject_GetAttr(owner, s_worker);
+    if (worker == NULL || (worker == Py_None && call_method(owner, s_start_worker) < 0))
+        goto finish;
+    result = 0;
+finish:
+    Py_XDECREF(worker);
+    Py_XDECREF(ready);
+    Py_DECREF(record);
+    return result;
+}
+
+int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
+    struct stat st;
+    int failed;
+    Py_BEGIN_ALLOW_THREADS
+    failed = stat(name, &st);
+    Py_END_ALLOW_THREADS
+    if (failed || !S_ISREG(st.st_mode))
+        return 0; /* gone, or a socket, FIFO or device: never read by clew */
+    PyObject *key = stat_key(&st);
+    if (key == NULL)
+        return -1;
+    int result = -1;
+    PyObject *reads = NULL, *limit = NULL, *digest = NULL;
+    reads = PyObject_GetAttr(owner, s_reads);
+    if (reads == NULL)
+        goto done;
+    if (!PyDict_Check(reads)) {
+        PyErr_SetString(PyExc_TypeError, "the recorder's dedupe table is not a dict");
+        goto done;
+    }
+    PyObject *record = PyDict_GetItemWithError(reads, key);
+    if (record != NULL) {
+        result = repeated(owner, record);
+        goto done;
+    }
+    if (PyErr_Occurred())
+        goto done;
+    limit = PyObject_GetAttr(owner, s_hash_in_hook_max);
+    if (limit == NULL)
+        goto done;
+    long long hash_max = PyLong_AsLongLong(limit);
+    if (hash_max == -1 && PyErr_Occurred())
+        goto done;
+    int hashed = (long long)st.st_size <= hash_max, others_ran = 0;
+    if (hashed) {
+        digest = first_digest(owner, path, name, &st, key, &others_ran);
+        if (digest == NULL)
+            goto done;
+    }
+    result = first_read(owner, reads, path, key, hashed ? digest : Py_None, hashed, others_ran);
+done:
+    Py_XDECREF(digest);
+    Py_XDECREF(limit);
+    Py_XDECREF(reads);
+    Py_DECREF(key);
+    return result;
+}

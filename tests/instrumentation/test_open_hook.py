@@ -1,0 +1,218 @@
+"""The file audit hook, both of it: the C hook (`_open_hook.c`, when built) and the Python one
+(`files._audit`, its fallback), fed the same audit events in this process.
+
+Each test hands the events a program's opens make to the hook, then flushes the recorder and
+checks what was recorded, as test_recorder_unit does; the files are real and really hashed.
+The C hook is not added to this process's audit hooks: it is called directly, with what
+`files` gives it when it installs it. End-to-end runs with the real hook are test_files.py.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from test_recorder_unit import Capture, _digest
+
+from clew.instrumentation import files
+from clew.instrumentation._clew_io import clew_io
+from clew.semconv import attributes as attr
+from clew.semconv import environment
+
+Hook = Callable[[str, tuple], None]
+READ = os.O_RDONLY | os.O_CLOEXEC
+
+
+@pytest.fixture
+def capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Capture:
+    for name in ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(environment.CLEW_EXCLUDE, "*.skip")
+    return Capture(tmp_path / "home")
+
+
+@pytest.fixture(params=["c", "python"])
+def hook(request: pytest.FixtureRequest, capture: Capture) -> Iterator[Hook]:
+    """The hook under test, recording to `capture`'s recorder."""
+    files._resolved.clear()
+    files._HOOK.recorder = capture.recorder
+    if request.param == "python":
+        yield files._audit
+    else:
+        if files._open_hook is None:
+            pytest.skip("the C hook was not built")
+        files._configure_hook_in_c()
+        files._open_hook.attach(capture.recorder, capture.recorder.filter.prefixes_only())
+        yield files._open_hook.audit
+        files._open_hook.attach(None, None)
+    files._HOOK.recorder = None
+    files._resolved.clear()
+
+
+def read_counts(capture: Capture) -> dict[str, tuple[str | None, int]]:
+    """File name -> (digest, opens counted) of every read recorded, after a flush."""
+    capture.recorder.flush()
+    found: dict[str, tuple[str | None, int]] = {}
+    for span in capture.exporter.get_finished_spans():
+        attributes = span.attributes or {}
+        if attributes.get(attr.PROVENANCE_IO_OPERATION) != "read":
+            continue
+        uris = attributes[attr.PROVENANCE_ARTIFACTS_URI]
+        counts = attributes.get(attr.PROVENANCE_ARTIFACTS_COUNT) or [1] * len(uris)
+        for uri, digest, count in zip(uris, attributes[attr.PROVENANCE_ARTIFACTS_DIGEST], counts):
+            found[uri.rsplit("/", 1)[1]] = (digest or None, count)
+    return found
+
+
+def test_a_read_is_recorded_once_with_its_digest_and_its_opens_counted(
+        hook: Hook, capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.bin").write_bytes(b"a" * 5000)
+    (tmp_path / "é.txt").write_bytes(b"accented")
+    monkeypatch.chdir(tmp_path)
+    hook("open", (str(tmp_path / "a.bin"), "r", READ))
+    hook("open", ("a.bin", "r", READ))  # relative: the same file
+    hook("open", (b"a.bin", "r", READ))
+    hook("open", (tmp_path / "é.txt", "r", READ))
+    assert read_counts(capture) == {"a.bin": (_digest(b"a" * 5000), 3),
+                                    "%C3%A9.txt": (_digest(b"accented"), 1)}
+
+
+def test_a_relative_name_is_resolved_in_the_directory_of_the_time(
+        hook: Hook, capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "data.txt").write_text(name)
+    monkeypatch.chdir(tmp_path / "one")
+    hook("open", ("data.txt", "r", READ))
+    os.chdir(tmp_path / "two")
+    hook("os.chdir", (str(tmp_path / "two"),))
+    hook("open", ("data.txt", "r", READ))
+    capture.recorder.flush()
+    paths = sorted(path for span in capture.exporter.get_finished_spans()
+                   for path in (span.attributes or {}).get(attr.PROVENANCE_ARTIFACTS_URI, ()))
+    assert [p.rsplit("/", 2)[1:] for p in paths] == [["one", "data.txt"], ["two", "data.txt"]]
+
+
+def test_what_clew_leaves_alone_is_not_recorded(hook: Hook, capture: Capture,
+                                                tmp_path: Path) -> None:
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "home").mkdir(exist_ok=True)
+    for name in ("__pycache__/m.pyc", "home/own.txt", "data.skip", "kept.txt"):
+        (tmp_path / name).write_text(name)
+    os.mkfifo(tmp_path / "pipe")
+    for name in ("__pycache__/m.pyc", "home/own.txt", "data.skip", "pipe", "kept.txt"):
+        hook("open", (str(tmp_path / name), "r", READ))
+    hook("open", (7, "r", READ))  # a descriptor
+    assert list(read_counts(capture)) == ["kept.txt"]
+
+
+def test_clew_s_own_io_and_suppressed_opens_are_not_recorded(hook: Hook, capture: Capture,
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    with suppress_instrumentation():
+        hook("open", (str(tmp_path / "a.txt"), "r", READ))
+    clew_io.active = True
+    try:
+        hook("open", (str(tmp_path / "a.txt"), "r", READ))
+    finally:
+        clew_io.active = False
+    assert read_counts(capture) == {}
+
+
+def test_a_detached_hook_records_nothing(hook: Hook, capture: Capture, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a")
+    files._HOOK.recorder = None
+    if files._open_hook is not None:
+        files._open_hook.attach(None, None)
+    hook("open", (str(tmp_path / "a.txt"), "r", READ))
+    assert read_counts(capture) == {}
+
+
+def test_source_read_by_the_interpreter_s_machinery_is_not_the_program_s(
+        hook: Hook, capture: Capture, tmp_path: Path) -> None:
+    (tmp_path / "mod.py").write_text("x = 1\n")
+    (tmp_path / "other.py").write_text("y = 2\n")
+    # Code whose file name is linecache's, as a traceback's source lookup runs.
+    code = compile("hook('open', (path, 'r', flags))", "/usr/lib/python3/linecache.py", "exec")
+    exec(code, {"hook": hook, "path": str(tmp_path / "mod.py"), "flags": READ})
+    hook("open", (str(tmp_path / "other.py"), "r", READ))
+    assert list(read_counts(capture)) == ["other.py"]
+
+
+def test_a_known_version_takes_its_digest_from_the_cache(hook: Hook, capture: Capture,
+                                                         tmp_path: Path) -> None:
+    """A file version the digest cache knows is not hashed again: its remembered digest is
+    the one recorded (a made-up one here, to tell the two apart)."""
+    path = tmp_path / "known.bin"
+    path.write_bytes(b"k" * 100)
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"f" * 100)
+    s = path.stat()
+    remembered = "blake3:" + "0" * 64
+    cache = tmp_path / "home" / environment.CACHE_DIRNAME
+    cache.mkdir(parents=True)
+    (cache / "digests-v1.txt").write_text(
+        f"{s.st_dev} {s.st_ino} {s.st_size} {s.st_mtime_ns} {remembered}\n")
+    hook("open", (str(path), "r", READ))
+    hook("open", (str(fresh), "r", READ))
+    assert read_counts(capture) == {"known.bin": (remembered, 1),
+                                    "fresh.bin": (_digest(b"f" * 100), 1)}
+
+
+def test_a_large_read_is_hashed_by_the_worker(hook: Hook, capture: Capture,
+                                              tmp_path: Path) -> None:
+    content = os.urandom(3 << 20)
+    (tmp_path / "large.bin").write_bytes(content)
+    hook("open", (str(tmp_path / "large.bin"), "r", READ))
+    capture.recorder.flush()
+    span = next(s for s in capture.exporter.get_finished_spans()
+                if (s.attributes or {}).get(attr.FILE_PATH) == str(tmp_path / "large.bin"))
+    assert span.attributes[attr.PROVENANCE_ARTIFACT_DIGEST] == _digest(content)
+
+
+def test_opens_for_writing_record_the_write_and_an_update_s_read(
+        hook: Hook, capture: Capture, tmp_path: Path) -> None:
+    (tmp_path / "log.txt").write_text("before\n")
+    hook("open", (str(tmp_path / "log.txt"), "r+", os.O_RDWR))
+    with open(tmp_path / "log.txt", "a") as handle:
+        handle.write("after\n")
+    hook("open", (str(tmp_path / "out.txt"), "w", os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
+    (tmp_path / "out.txt").write_text("out")
+    capture.settle()
+    capture.recorder.flush()
+    assert sorted(capture.records()) == [
+        ("read", "log.txt", _digest(b"before\n")),
+        ("write", "log.txt", _digest(b"before\nafter\n")),
+        ("write", "out.txt", _digest(b"out")),
+    ]
+
+
+class _BrokenPath:
+    def __fspath__(self) -> str:
+        raise ValueError("no path today")
+
+
+def test_a_failure_is_recorded_and_the_program_goes_on(hook: Hook, capture: Capture) -> None:
+    hook("open", (_BrokenPath(), "r", READ))
+    assert capture.recorder.errors == ["file hook open: ValueError: no path today"]
+
+
+def test_other_events_reach_their_handlers(hook: Hook, capture: Capture, tmp_path: Path) -> None:
+    (tmp_path / "gone.txt").write_text("gone")
+    hook("open", (str(tmp_path / "gone.txt"), "r", READ))
+    hook("os.remove", (str(tmp_path / "gone.txt"), -1))
+    (tmp_path / "gone.txt").unlink()
+    hook("compile", (b"x = 1", "<string>"))  # an event clew does not handle
+    capture.recorder.flush()
+    assert sorted(capture.records()) == [("delete", "gone.txt", _digest(b"gone")),
+                                         ("read", "gone.txt", _digest(b"gone"))]
+
+
+def test_an_open_event_of_another_shape_is_a_recorded_failure(hook: Hook,
+                                                              capture: Capture) -> None:
+    hook("open", ("made-up.txt",))  # sys.audit("open", ...) by hand
+    assert capture.recorder.errors == [
+        "file hook open: ValueError: not enough values to unpack (expected 3, got 1)"]
