@@ -5,7 +5,9 @@ The library is plain C against libc (no Python API, no libpython): it is loaded 
 that are not Python. It is built as an extension only so that `pip install` and wheels compile
 it with the machine's compiler. Its records are read back in the Python process by a small
 CPython extension (`_preload_notes`). `optional` lets an install without a compiler go on, and
-capture then falls back to recording such programs as opaque execs.
+capture then falls back to recording such programs as opaque execs. A third small extension,
+`_module_files`, reads the imported modules' files for the process span (optional too: a
+pure-Python walk does the same without it).
 """
 
 import sys
@@ -29,5 +31,15 @@ extensions = [
         optional=True,
     ),
 ] if sys.platform.startswith("linux") else []
+# The process span's code files, read from sys.modules without copying a forked child's pages
+# (instrumentation/_imported.py falls back to Python without it).
+extensions.append(
+    Extension(
+        "clew.instrumentation._module_files",
+        sources=["instrumentation/_module_files.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
 
 setup(ext_modules=extensions)

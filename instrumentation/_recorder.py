@@ -34,6 +34,7 @@ from . import _config_files, _metric_files, _metric_points, _record_spans, _stam
 from ._clew_io import clew_io
 from ._file_digests import DigestCache, StatKey, hash_file, read_version, stat_key
 from ._guard import guard, log
+from ._imported import module_sources
 from ._paths import PathFilter, is_project_source, project_root
 from ._process_span import ProcessSpan
 from ._record_spans import Record
@@ -759,11 +760,9 @@ class Recorder:
         files: list[str] = []
         digests: list[str] = []
         root = self._root
-        paths = {self._main_script} if self._main_script else set()
-        for module in list(sys.modules.values()):
-            path = getattr(module, "__file__", None)
-            if isinstance(path, str) and path.endswith(".py"):
-                paths.add(os.path.abspath(path))
+        paths = module_sources(root)
+        if self._main_script:
+            paths.add(self._main_script)
         for path in sorted(paths):
             if not is_project_source(path, root, self.filter):
                 continue
