@@ -13,13 +13,10 @@
 
 static PyObject *file_name, *getattr_name, *py_suffix; /* "__file__", "__getattr__", ".py" */
 
-/* Whether `path`, absolute and ending in ".py", may lie under `prefix` once normalised: it
- * starts with it, or it has a "/./", "/../" or "//" that os.path.abspath would fold. -1 on
- * error. */
-static int may_be_under(PyObject *path, PyObject *prefix) {
-    int starts = PyUnicode_Tailmatch(path, prefix, 0, PY_SSIZE_T_MAX, -1);
-    if (starts != 0)
-        return starts;
+/* Whether `path`, absolute and ending in ".py", may be a file of the project once normalised:
+ * it has a "/./", "/../" or "//" that os.path.abspath would fold, or it starts with `prefix`
+ * and with none of `excluded` (a tuple of str). -1 on error. */
+static int may_be_under(PyObject *path, PyObject *prefix, PyObject *excluded) {
     static const char *const folded[] = {"/./", "/../", "//"};
     for (size_t i = 0; i < sizeof folded / sizeof *folded; i++) {
         PyObject *part = PyUnicode_FromString(folded[i]);
@@ -30,17 +27,30 @@ static int may_be_under(PyObject *path, PyObject *prefix) {
         if (found != -1)
             return found == -2 ? -1 : 1;
     }
-    return 0;
+    int starts = PyUnicode_Tailmatch(path, prefix, 0, PY_SSIZE_T_MAX, -1);
+    if (starts != 1)
+        return starts;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(excluded); i++) {
+        PyObject *other = PyTuple_GET_ITEM(excluded, i);
+        if (!PyUnicode_Check(other)) {
+            PyErr_SetString(PyExc_TypeError, "excluded must be a tuple of str");
+            return -1;
+        }
+        int under = PyUnicode_Tailmatch(path, other, 0, PY_SSIZE_T_MAX, -1);
+        if (under != 0)
+            return under < 0 ? -1 : 0;
+    }
+    return 1;
 }
 
-/* module_files(modules, prefix) -> (files, others)
+/* module_files(modules, prefix, excluded) -> (files, others)
  * files: the __file__ (a str ending in ".py") of each object of `modules` that is exactly a
- *   module with __file__ in its namespace, unless it is absolute and cannot be under `prefix`;
+ *   module with __file__ in its namespace, unless it is absolute and `may_be_under` says no;
  * others: the objects whose __file__ only getattr() can tell: not exactly a module, or a
  *   module without __file__ in its namespace but with a module-level __getattr__. */
 static PyObject *module_files(PyObject *self, PyObject *args) {
-    PyObject *modules, *prefix;
-    if (!PyArg_ParseTuple(args, "O!U", &PyDict_Type, &modules, &prefix))
+    PyObject *modules, *prefix, *excluded;
+    if (!PyArg_ParseTuple(args, "O!UO!", &PyDict_Type, &modules, &prefix, &PyTuple_Type, &excluded))
         return NULL;
     PyObject *files = PyList_New(0), *others = PyList_New(0);
     if (files == NULL || others == NULL)
@@ -74,7 +84,7 @@ static PyObject *module_files(PyObject *self, PyObject *args) {
         if (!python)
             continue;
         if (PyUnicode_GET_LENGTH(file) > 0 && PyUnicode_READ_CHAR(file, 0) == '/') {
-            int under = may_be_under(file, prefix);
+            int under = may_be_under(file, prefix, excluded);
             if (under < 0)
                 goto fail;
             if (!under)
@@ -92,7 +102,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"module_files", module_files, METH_VARARGS,
-     "module_files(modules, prefix) -> (files, others): see _module_files.c."},
+     "module_files(modules, prefix, excluded) -> (files, others): see _module_files.c."},
     {NULL, NULL, 0, NULL},
 };
 

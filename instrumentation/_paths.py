@@ -69,6 +69,11 @@ class PathFilter:
         `CLEW_INCLUDE` glob names them."""
         return self._excluded_prefixes
 
+    @property
+    def includes(self) -> bool:
+        """Whether `CLEW_INCLUDE` globs were given (they win over `excluded_prefixes`)."""
+        return bool(self._include)
+
     def wants(self, path: str) -> bool:
         """True when `path` (absolute, normalised) should be recorded."""
         if self._include and any(fnmatch.fnmatchcase(path, glob) for glob in self._include):

@@ -760,7 +760,9 @@ class Recorder:
         files: list[str] = []
         digests: list[str] = []
         root = self._root
-        paths = module_sources(root)
+        # Without CLEW_INCLUDE globs, the filter's excluded directories hold no code file.
+        excluded = () if self.filter.includes else self.filter.excluded_prefixes
+        paths = module_sources(root, excluded)
         if self._main_script:
             paths.add(self._main_script)
         for path in sorted(paths):

@@ -55,8 +55,10 @@ def test_the_c_walk_finds_what_the_python_walk_finds_under_the_root(project):
 def test_the_python_walk_also_gives_files_outside_the_root(project):
     outside = {str(project.parent / "elsewhere.py"), str(project.parent / ".venv" / "hidden.py")}
     assert outside <= _imported.module_sources(str(project), in_c=False)
-    if _imported._walk is not None:  # the C walk leaves out what cannot be under the root
+    if _imported._walk is not None:  # the C walk leaves out what cannot be the project's
         assert not outside & _imported.module_sources(str(project))
+        excluded = (f"{project}/pkg/",)
+        assert f"{project}/pkg/plain.py" not in _imported.module_sources(str(project), excluded)
 
 
 @pytest.mark.parametrize("in_c", [True, False], ids=["C walk", "Python walk"])
