@@ -11,7 +11,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-static PyObject *file_name, *getattr_name, *py_suffix; /* "__file__", "__getattr__", ".py" */
+/* "__file__", "__getattr__", ".py", "/" */
+static PyObject *file_name, *getattr_name, *py_suffix, *slash;
 
 /* Whether `path`, absolute and ending in ".py", may be a file of the project once normalised:
  * it has a "/./", "/../" or "//" that os.path.abspath would fold, or it starts with `prefix`
@@ -57,7 +58,8 @@ static PyObject *module_files(PyObject *self, PyObject *args) {
         goto fail;
     Py_ssize_t position = 0;
     PyObject *key, *module;
-    /* Nothing below runs Python code, so the dict cannot change while it is walked. */
+    /* Nothing below imports or calls into Python (the look-ups are of str keys): sys.modules
+     * cannot change while it is walked. */
     while (PyDict_Next(modules, &position, &key, &module)) {
         if (!PyModule_CheckExact(module)) {
             if (PyList_Append(others, module) < 0)
@@ -83,7 +85,10 @@ static PyObject *module_files(PyObject *self, PyObject *args) {
             goto fail;
         if (!python)
             continue;
-        if (PyUnicode_GET_LENGTH(file) > 0 && PyUnicode_READ_CHAR(file, 0) == '/') {
+        int absolute = PyUnicode_Tailmatch(file, slash, 0, PY_SSIZE_T_MAX, -1);
+        if (absolute < 0)
+            goto fail;
+        if (absolute) {
             int under = may_be_under(file, prefix, excluded);
             if (under < 0)
                 goto fail;
@@ -112,7 +117,8 @@ PyMODINIT_FUNC PyInit__module_files(void) {
     file_name = PyUnicode_InternFromString("__file__");
     getattr_name = PyUnicode_InternFromString("__getattr__");
     py_suffix = PyUnicode_InternFromString(".py");
-    if (file_name == NULL || getattr_name == NULL || py_suffix == NULL)
+    slash = PyUnicode_InternFromString("/");
+    if (file_name == NULL || getattr_name == NULL || py_suffix == NULL || slash == NULL)
         return NULL;
     return PyModule_Create(&definition);
 }
