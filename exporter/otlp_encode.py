@@ -155,6 +155,7 @@ def _span_fields(span: ReadableSpan) -> dict[str, Any]:
 # JSON string literal of a str, exactly as json.dumps writes it (ensure_ascii), in C.
 _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _STRINGS_JOIN = '},{"stringValue":'
+_PLAIN_STRINGS_JOIN = '"},{"stringValue":"'
 _INTS_JOIN = '"},{"intValue":"'
 _STR, _INT = {str}, {int}
 
@@ -169,6 +170,12 @@ def _value_text(value: Any) -> str:
     if (kind is tuple or kind is list) and value:
         kinds = set(map(type, value))  # exact types: a bool is no int here
         if kinds == _STR:
+            whole = "".join(value)
+            if whole.isascii() and whole.isprintable() and '"' not in whole and "\\" not in whole:
+                # Nothing for JSON to escape (URIs, digests): quoted here, not string by string.
+                return '{"arrayValue":{"values":[{"stringValue":"' + _PLAIN_STRINGS_JOIN.join(
+                    value
+                ) + '"}]}}'
             return '{"arrayValue":{"values":[{"stringValue":' + _STRINGS_JOIN.join(
                 map(_quote, value)
             ) + "}]}}"

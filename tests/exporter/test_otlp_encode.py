@@ -117,7 +117,10 @@ def test_the_spool_text_is_the_mappings_json_byte_for_byte():
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     span = provider.get_tracer("clew").start_span(
         "write file", context=set_span_in_context(NonRecordingSpan(remote)),
-        attributes={"provenance.io.count": 2, "file.path": "/d/\u00e9 \"x\""})
+        attributes={"provenance.io.count": 2, "file.path": "/d/\u00e9 \"x\"",
+                    # arrays with nothing to escape, and with each thing JSON escapes
+                    "plain": ["file://h/a b", "blake3:00"], "quote": ["a", 'q"'],
+                    "backslash": ["a\\b"], "delete": ["\x7f"], "control": ["\x1f"]})
     span.set_status(Status(StatusCode.OK))
     span.end()
     spans = [*_spans(), *exporter.get_finished_spans()]
