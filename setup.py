@@ -7,8 +7,10 @@ it with the machine's compiler. Its records are read back in the Python process 
 CPython extension (`_preload_notes`). `optional` lets an install without a compiler go on, and
 capture then falls back to recording such programs as opaque execs.
 
-The file audit hook's hot path is a CPython extension too (`_open_hook`): without it, the
-same hook runs in Python (instrumentation/files.py), slower.
+Two more small extensions, optional too: the file audit hook's hot path (`_open_hook`; without
+it the same hook runs in Python, instrumentation/files.py, slower), and `_module_files`, which
+reads the imported modules' files for the process span (a pure-Python walk does the same
+without it).
 """
 
 import sys
@@ -39,5 +41,15 @@ extensions = [
         optional=True,
     ),
 ] if sys.platform.startswith("linux") else []
+# The process span's code files, read from sys.modules without copying a forked child's pages
+# (instrumentation/_imported.py falls back to Python without it).
+extensions.append(
+    Extension(
+        "clew.instrumentation._module_files",
+        sources=["instrumentation/_module_files.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
 
 setup(ext_modules=extensions)

@@ -155,6 +155,7 @@ def _span_fields(span: ReadableSpan) -> dict[str, Any]:
 # JSON string literal of a str, exactly as json.dumps writes it (ensure_ascii), in C.
 _quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
 _STRINGS_JOIN = '},{"stringValue":'
+_PLAIN_STRINGS_JOIN = '"},{"stringValue":"'
 _INTS_JOIN = '"},{"intValue":"'
 _STR, _INT = {str}, {int}
 
@@ -169,6 +170,12 @@ def _value_text(value: Any) -> str:
     if (kind is tuple or kind is list) and value:
         kinds = set(map(type, value))  # exact types: a bool is no int here
         if kinds == _STR:
+            whole = "".join(value)
+            if whole.isascii() and whole.isprintable() and '"' not in whole and "\\" not in whole:
+                # Nothing for JSON to escape (URIs, digests): quoted here, not string by string.
+                return '{"arrayValue":{"values":[{"stringValue":"' + _PLAIN_STRINGS_JOIN.join(
+                    value
+                ) + '"}]}}'
             return '{"arrayValue":{"values":[{"stringValue":' + _STRINGS_JOIN.join(
                 map(_quote, value)
             ) + "}]}}"
@@ -179,24 +186,71 @@ def _value_text(value: Any) -> str:
     return _dumps(_value(value))
 
 
+# `{"key":<key>,"value":` of the attribute keys seen, as the few keys clew writes recur in
+# every span; bounded, as other instrumentations' keys may not be few.
+_KEY_HEADS: dict[str, str] = {}
+_KEY_HEADS_MAX = 4096
+
+
+def _key_head(key: str) -> str:
+    head = _KEY_HEADS.get(key)
+    if head is None:
+        head = '{"key":' + _quote(key) + ',"value":'
+        if len(_KEY_HEADS) < _KEY_HEADS_MAX:
+            _KEY_HEADS[key] = head
+    return head
+
+
 def _attributes_text(attributes: Mapping[str, Any] | None) -> str:
     if not attributes:
         return "[]"
-    return "[" + ",".join(
-        '{"key":' + _quote(key) + ',"value":' + _value_text(value) + "}"
-        for key, value in attributes.items()
-    ) + "]"
+    parts = []
+    for key, value in attributes.items():
+        # `_value_text` in line for the scalars most attributes are: a call per attribute
+        # was a third of a single-record span's encoding.
+        kind = type(value)
+        if kind is str:
+            parts.append(_key_head(key) + '{"stringValue":' + _quote(value) + "}}")
+        elif kind is int:
+            parts.append(_key_head(key) + '{"intValue":"' + str(value) + '"}}')
+        else:
+            parts.append(_key_head(key) + _value_text(value) + "}")
+    return "[" + ",".join(parts) + "]"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+# json.dumps(value, separators=...) makes a JSONEncoder per call, which cost more than
+# encoding a span's few fields: one, made once.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _span_text(span: ReadableSpan) -> str:
-    """One span as JSON text: its attributes written directly, the rest (ids, times,
-    status, events, links: a few values per span) through the mapping form."""
-    head = _dumps(_span_fields(span))[:-1]  # the mapping's text without its closing brace
-    return head + ',"attributes":' + _attributes_text(span.attributes) + "}"
+    """One span as JSON text, exactly as `_dumps(_span(span))` writes it: the fields every
+    span has written directly (a dict and its encoding per span cost as much as a batched
+    span's arrays of 512 files), events and links (rare) through the mapping form."""
+    context = span.get_span_context()
+    parent = span.parent
+    status = span.status
+    # `_flags(span.parent)` in line: called once per span.
+    flags = _FLAGS_HAS_IS_REMOTE | (_FLAGS_IS_REMOTE if parent is not None and parent.is_remote else 0)
+    text = (
+        f'{{"traceId":"{context.trace_id:032x}","spanId":"{context.span_id:016x}",'
+        f'"name":{_quote(span.name)},"kind":{_KIND.get(span.kind, 0)},'
+        f'"startTimeUnixNano":"{span.start_time or 0}","endTimeUnixNano":"{span.end_time or 0}",'
+        f'"flags":{flags},"status":{{"code":{_STATUS.get(status.status_code, 0)}'
+    )
+    if status.description:
+        text += ',"message":' + _quote(status.description)
+    text += "}"
+    if context.trace_state:
+        text += ',"traceState":' + _quote(context.trace_state.to_header())
+    if parent is not None:
+        text += f',"parentSpanId":"{parent.span_id:016x}"'
+    if span.events or span.links:
+        fields = _span_fields(span)
+        for name in ("events", "links"):
+            if name in fields:
+                text += f',"{name}":' + _dumps(fields[name])
+    return text + ',"attributes":' + _attributes_text(span.attributes) + "}"
 
 
 def _span(span: ReadableSpan) -> dict[str, Any]:

@@ -75,6 +75,11 @@ class PathFilter:
         checks itself. None when a glob is set."""
         return None if self._include or self._exclude else self._excluded_prefixes
 
+    @property
+    def includes(self) -> bool:
+        """Whether `CLEW_INCLUDE` globs were given (they win over `excluded_prefixes`)."""
+        return bool(self._include)
+
     def wants(self, path: str) -> bool:
         """True when `path` (absolute, normalised) should be recorded."""
         if self._include and any(fnmatch.fnmatchcase(path, glob) for glob in self._include):

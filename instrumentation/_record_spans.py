@@ -132,7 +132,7 @@ def batch_attributes(directory: str, records: list[Record], pid: int) -> Attribu
         **artifact_arrays(
             file_uris(directory, [r.path[cut:] for r in records]),
             records,
-            sizes=[r.size or 0 for r in records],
+            sizes=[r.key[2] if r.key is not None else 0 for r in records],
             identities=[r.identity for r in records],
         ),
         attr.PROCESS_PID: pid,
@@ -177,7 +177,16 @@ def group_for_spans(records: Iterable[Record]) -> Iterator[Record | list[Record]
     of one object (or file) read in one flush go to two batches."""
     groups: dict[tuple[type, Hashable], list[Record]] = {}
     for record in records:
-        key = record.batch_key()
+        if type(record) is Record:
+            # `Record.batch_key` in line (a file read's is its directory): this loop runs once
+            # per record, and the method call with its `size` was a third of it.
+            stat = record.key
+            if record.operation == "read" and (stat is None or stat[2] < BATCH_MAX_SIZE):
+                key: Hashable | None = record.path.rpartition("/")[0] or "/"
+            else:
+                key = None
+        else:
+            key = record.batch_key()
         if key is None:
             yield record
             continue

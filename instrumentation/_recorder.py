@@ -11,6 +11,7 @@ that of its final content.
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import stat
 from stat import S_ISREG
@@ -40,6 +41,7 @@ from ._file_digests import (
     stat_key,
 )
 from ._guard import guard, log
+from ._imported import module_sources
 from ._paths import PathFilter, is_project_source, project_root
 from ._process_span import ProcessSpan
 from ._record_spans import Record
@@ -68,6 +70,7 @@ _MAX_KEPT_CONFIGS = 16
 
 
 _STOP_TIMEOUT = 60.0
+_FIRST_NS, _LAST_NS = operator.attrgetter("first_ns"), operator.attrgetter("last_ns")
 
 
 class _Watch:
@@ -651,18 +654,18 @@ class Recorder:
         if not self._ready:
             self._cache.save()
             return False
-        records = []
-        while self._ready:
-            records.append(self._ready.popleft())
-        configs = []
-        stamp = self.settings.stamp
-        for record in records:
-            if record.operation == "read" and record.key is not None:
-                if stamp:
-                    # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
-                    record.producer = _stamps.read_file(record.path)
-                if record.path.endswith(_config_files.SUFFIXES):
-                    configs.append(record)
+        ready = self._ready
+        records: list[Record] = []
+        while ready:  # the hooks append while this takes them: one popleft each, never a clear
+            records += [ready.popleft() for _ in range(len(ready))]
+        reads = [r for r in records if r.operation == "read" and r.key is not None]
+        if self.settings.stamp:
+            read_stamp = _stamps.read_file
+            for record in reads:
+                # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
+                record.producer = read_stamp(record.path)
+        suffixes = _config_files.SUFFIXES
+        configs = [r for r in reads if r.path.endswith(suffixes)]
         parent = self.process.context()
         pid = os.getpid()
         for item in _record_spans.group_for_spans(records):
@@ -737,8 +740,8 @@ class Recorder:
             parent = first.parent
         if isinstance(item, list):
             name, attributes = item[0].batch_span(item, pid)
-            start = min(r.first_ns for r in item)
-            end = max(r.last_ns for r in item)
+            start = min(map(_FIRST_NS, item))
+            end = max(map(_LAST_NS, item))
             span, links = None, _record_spans.links(item)
         else:
             name, attributes = item.span_name(), item.span_attributes(pid)
@@ -820,11 +823,11 @@ class Recorder:
         files: list[str] = []
         digests: list[str] = []
         root = self._root
-        paths = {self._main_script} if self._main_script else set()
-        for module in list(sys.modules.values()):
-            path = getattr(module, "__file__", None)
-            if isinstance(path, str) and path.endswith(".py"):
-                paths.add(os.path.abspath(path))
+        # Without CLEW_INCLUDE globs, the filter's excluded directories hold no code file.
+        excluded = () if self.filter.includes else self.filter.excluded_prefixes
+        paths = module_sources(root, excluded)
+        if self._main_script:
+            paths.add(self._main_script)
         for path in sorted(paths):
             if not is_project_source(path, root, self.filter):
                 continue
