@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -29,7 +30,7 @@ from clew.semconv import environment
 from clew.semconv import spans
 from clew.semconv.redaction import redact_text
 
-from . import _config_files, _metric_files, _metric_points, _record_spans, _stamps, _stream_digests
+from . import _config_files, _metric_points, _record_spans, _stamps, _stream_digests
 from ._clew_io import clew_io
 from ._file_digests import DigestCache, StatKey, hash_file, read_version, stat_key
 from ._guard import guard, log
@@ -37,6 +38,9 @@ from ._paths import PathFilter, is_project_source, project_root
 from ._process_span import ProcessSpan
 from ._record_spans import Record
 from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._metric_files import MetricFiles
 
 _logger = logging.getLogger(__name__)
 
@@ -122,7 +126,9 @@ class Recorder:
         self.settings = settings
         self.process = process
         self.filter = PathFilter(settings.home)
-        self._metric_files = _metric_files.MetricFiles(settings.metric_files)
+        # Made at the first settled write (_is_metric_file): its module and compiled globs
+        # cost ~1 ms, which a process that writes no file need not pay at start-up.
+        self._metric_files: MetricFiles | None = None
         self._root = project_root()
         # CPython deletes __main__.__file__ once the script has run, before atexit: the
         # script is remembered now, while sys.argv[0] still names it.
@@ -526,9 +532,17 @@ class Recorder:
             record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
-        if record.operation in _STAMPED_OPERATIONS and self._metric_files.match(record.path):
+        if record.operation in _STAMPED_OPERATIONS and self._is_metric_file(record.path):
             with guard("reading a metric file", self.failed):
                 self._metric_file_written(record)
+
+    def _is_metric_file(self, path: str) -> bool:
+        matcher = self._metric_files
+        if matcher is None:
+            from ._metric_files import MetricFiles
+
+            matcher = self._metric_files = MetricFiles(self.settings.metric_files)
+        return matcher.match(path)
 
     def _content_digest(self, path: str, key: StatKey, copy_of: StatKey | None = None) -> str | None:
         """The digest of the file version `key` names: remembered, that of the version it is a
@@ -652,8 +666,10 @@ class Recorder:
         key = record.key
         if key is None or key[2] > environment.METRIC_FILE_MAX_BYTES:
             return
+        from ._metric_files import points  # loaded with the matcher, at the first write
+
         data = self._read_version(record.path, key)
-        parsed = _metric_files.points(record.path, data) if data is not None else None
+        parsed = points(record.path, data) if data is not None else None
         if parsed is not None:
             source, tracker_run, points = parsed
             self.metrics.replace((source, record.uri(), tracker_run), points, self._time_ns())
@@ -761,7 +777,10 @@ class Recorder:
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
             if isinstance(path, str) and path.endswith(".py"):
-                paths.add(os.path.abspath(path))
+                # Most are absolute and normal already: abspath only when it could change
+                # them (hundreds of modules, ~1 us each).
+                normal = path[:1] == "/" and "/." not in path and "//" not in path
+                paths.add(path if normal else os.path.abspath(path))
         for path in sorted(paths):
             if not is_project_source(path, root, self.filter):
                 continue
