@@ -62,6 +62,8 @@ _MAX_KEPT_CONFIGS = 16
 
 
 _STOP_TIMEOUT = 60.0
+# What os.path.abspath would remove from an absolute path (a file's: no trailing "/").
+_UNNORMAL = ("//", "/./", "/../")
 
 
 class _Watch:
@@ -779,7 +781,7 @@ class Recorder:
             if isinstance(path, str) and path.endswith(".py"):
                 # Most are absolute and normal already: abspath only when it could change
                 # them (hundreds of modules, ~1 us each).
-                normal = path[:1] == "/" and "/." not in path and "//" not in path
+                normal = path[:1] == "/" and not any(part in path for part in _UNNORMAL)
                 paths.add(path if normal else os.path.abspath(path))
         for path in sorted(paths):
             if not is_project_source(path, root, self.filter):
