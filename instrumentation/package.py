@@ -17,10 +17,14 @@ _instruments_wandb = ("wandb >= 0.16",)
 _instruments_any_tensorboard = ("tensorboard >= 2.0", "tensorboardX >= 2.0")
 _instruments_transformers = ("transformers >= 4.30",)
 
+# clew's own instrumentors, instrumented at start-up in this order (the recording core comes
+# with the first); every other `clew_instrumentor` entry point is a library hook.
+_core = ("clew_files", "clew_native", "clew_processes")
+
 # The modules each library hook patches (its `_patches()`), by its `clew_instrumentor` entry
-# point name: the import of any of them loads the hook's code (libraries.py), so a process
+# point name: the import of any of them loads the hook's code (loader.py), so a process
 # that imports none of them never loads it. tests/instrumentation/test_lib_instrumentors.py
-# checks that each list is the hook's own. A hook not named here is loaded at start-up.
+# checks that each list is the hook's own.
 _SAFETENSORS_FRAMEWORKS = ("flax", "mlx", "numpy", "paddle", "tensorflow", "torch")
 _patched_modules = {
     "clew_botocore": ("botocore.session",),
