@@ -86,11 +86,13 @@ class ProvenanceSpanProcessor(SpanProcessor):
             self._export_queued()  # no worker to take the batch: export it here
 
     def _start_worker(self) -> threading.Thread | None:
-        """The export thread, started; None once the program's main thread has finished
-        (atexit handlers, clew's final flush among them): a thread started then would only
-        wait to be stopped, as what ends at exit is exported by the `force_flush` and
-        `shutdown` that follow (~1 ms of every process's exit)."""
-        if not threading.main_thread().is_alive():
+        """The export thread, started; None in the atexit handlers (clew's final flush among
+        them), which the main thread runs once it has finished and every non-daemon thread
+        with it: a thread started then would only wait to be stopped, as what ends at exit
+        is exported by the `force_flush` and `shutdown` that follow (~1 ms of every
+        process's exit). Other threads still running after the main one get the worker."""
+        main = threading.main_thread()
+        if threading.current_thread() is main and not main.is_alive():
             return None
         self._worker = threading.Thread(target=self._work, name="clew-export", daemon=True)
         self._worker.start()
