@@ -196,3 +196,27 @@ def test_each_library_hook_is_loaded_by_the_import_of_any_module_it_patches():
     assert {name: sorted(modules) for name, modules in _patched_modules.items()} == {
         name: sorted(hook._patches()) for name, hook in hooks.items()
     }
+
+
+CORE = {"clew_files": "FilesInstrumentor", "clew_native": "NativeInstrumentor",
+        "clew_processes": "ProcessesInstrumentor"}
+CORE_INSTRUMENTED = f"""
+import json
+import clew.instrumentation as hooks
+print(json.dumps({{name: getattr(hooks, cls)().is_instrumented_by_opentelemetry
+                  for name, cls in {CORE!r}.items()}}))
+"""
+
+
+@pytest.mark.parametrize("disabled", ["", "clew_files", "clew_native,clew_processes", "clew"])
+def test_opentelemetry_instrument_turns_each_core_instrumentor_off_by_its_name(
+    run_instrumented, disabled
+):
+    """Files, native opens and processes come through clew's one OpenTelemetry entry point,
+    `clew`, and each is still turned off by its own name; `clew` turns off all of them."""
+    result = run_instrumented(CORE_INSTRUMENTED,
+                              env={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled})
+
+    assert result.returncode == 0, result.stderr
+    off = set(CORE) if disabled == "clew" else set(filter(None, disabled.split(",")))
+    assert json.loads(result.stdout) == {name: name not in off for name in CORE}
