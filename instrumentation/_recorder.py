@@ -668,10 +668,10 @@ class Recorder:
         key = record.key
         if key is None or key[2] > environment.METRIC_FILE_MAX_BYTES:
             return
-        from ._metric_files import points  # loaded with the matcher, at the first write
+        from . import _metric_files  # loaded with the matcher, at the first write
 
         data = self._read_version(record.path, key)
-        parsed = points(record.path, data) if data is not None else None
+        parsed = _metric_files.points(record.path, data) if data is not None else None
         if parsed is not None:
             source, tracker_run, points = parsed
             self.metrics.replace((source, record.uri(), tracker_run), points, self._time_ns())
