@@ -59,13 +59,15 @@ from opentelemetry.instrumentation.dependencies import get_dist_dependency_confl
 
 # Bare OpenTelemetry has loaded nothing of clew's; nothing may be disabled by name here.
 os.environ.pop("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", None)
-(entry,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.value.startswith("clew.")]
+(entry,) = [e for e in entry_points(group="opentelemetry_instrumentor")
+            if e.value.startswith("clew.")]
 times = {}
 start = time.thread_time()
 get_dist_dependency_conflicts(entry.dist)
 checked = time.thread_time()
 loader = entry.load()
-times[entry.name + " (the loader)"] = [1e3 * (checked - start), 1e3 * (time.thread_time() - checked), 0.0]
+loaded = time.thread_time()
+times[entry.name + " (the loader)"] = [1e3 * (checked - start), 1e3 * (loaded - checked), 0.0]
 from clew.instrumentation.package import _core
 group = {e.name: e for e in entry_points(group="clew_instrumentor")}
 for name in _core:  # the recording core comes with the first
@@ -76,7 +78,8 @@ for name in _core:  # the recording core comes with the first
     times[name] = [0.0, 1e3 * (imported - start), 1e3 * (time.thread_time() - imported)]
 start = time.thread_time()
 loader().instrument(skip_dep_check=True)
-times["library hooks (waiting for their libraries)"] = [0.0, 0.0, 1e3 * (time.thread_time() - start)]
+waiting = 1e3 * (time.thread_time() - start)
+times["library hooks (waiting for their libraries)"] = [0.0, 0.0, waiting]
 print(json.dumps(times))
 """
 
