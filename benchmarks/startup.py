@@ -14,9 +14,10 @@ under valgrind's callgrind (one run each, PYTHONHASHSEED=0): the steadiest figur
 shared machine, where wall times move by tens of milliseconds between runs.
 
 The breakdown runs one probe process, five times: under bare `opentelemetry-instrument`, it
-does for each clew instrumentor what OpenTelemetry's loader does (the dependency check of
-clew's distribution, the entry point's import, `instrument()`), timed in the main thread's
-CPU time; medians.
+does what OpenTelemetry's loader does for clew's one entry point (the dependency check of
+clew's distribution, the loader's import), then what the loader does (each core
+instrumentor's import and `instrument()`, the library hooks' post-import hooks), timed in
+the main thread's CPU time; medians.
 
 Writes its section of benchmarks/RESULTS.md (between its BEGIN/END markers).
 """
@@ -47,30 +48,38 @@ MARKER = "startup.py"
 TARGET_MS = 25.0
 VARIANTS = ("python", "bare", "clew")
 BREAKDOWN_RUNS = 5
-# Under bare opentelemetry-instrument: what OpenTelemetry's loader does for each clew entry
-# point, timed apart (main thread CPU time, ms). Prints one JSON object.
+# Under bare opentelemetry-instrument: what OpenTelemetry's loader does for clew's entry point
+# (its dependency check, the loader's import), then each core instrumentor the loader
+# instruments, then the loader's own instrument() (the library hooks' post-import hooks),
+# timed apart (main thread CPU time, ms). Prints one JSON object.
 PROBE = """
 import importlib, json, os, time
 from importlib.metadata import entry_points
 from opentelemetry.instrumentation.dependencies import get_dist_dependency_conflicts
 
-# Bare OpenTelemetry has loaded nothing of clew's; the hooks clew_libraries loads must not be
-# disabled by name either.
+# Bare OpenTelemetry has loaded nothing of clew's; nothing may be disabled by name here.
 os.environ.pop("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", None)
-found = [e for e in entry_points(group="opentelemetry_instrumentor") if e.value.startswith("clew.")]
-first = {"clew_files": 0, "clew_processes": 1}  # the recording core comes with the first
-found.sort(key=lambda e: first.get(e.name, 2))
+(entry,) = [e for e in entry_points(group="opentelemetry_instrumentor")
+            if e.value.startswith("clew.")]
 times = {}
-for entry in found:
-    module, name = entry.value.split(":")
+start = time.thread_time()
+get_dist_dependency_conflicts(entry.dist)
+checked = time.thread_time()
+loader = entry.load()
+loaded = time.thread_time()
+times[entry.name + " (the loader)"] = [1e3 * (checked - start), 1e3 * (loaded - checked), 0.0]
+from clew.instrumentation.package import _core
+group = {e.name: e for e in entry_points(group="clew_instrumentor")}
+for name in _core:  # the recording core comes with the first
     start = time.thread_time()
-    get_dist_dependency_conflicts(entry.dist)
-    checked = time.thread_time()
-    instrumentor = getattr(importlib.import_module(module), name)
+    instrumentor = group[name].load()
     imported = time.thread_time()
     instrumentor().instrument(skip_dep_check=True)
-    done = time.thread_time()
-    times[entry.name] = [1e3 * (checked - start), 1e3 * (imported - checked), 1e3 * (done - imported)]
+    times[name] = [0.0, 1e3 * (imported - start), 1e3 * (time.thread_time() - imported)]
+start = time.thread_time()
+loader().instrument(skip_dep_check=True)
+waiting = 1e3 * (time.thread_time() - start)
+times["library hooks (waiting for their libraries)"] = [0.0, 0.0, waiting]
 print(json.dumps(times))
 """
 
@@ -205,12 +214,12 @@ def report(args: argparse.Namespace, took: float, loads: tuple[float, float],
         totals = [sum(p[i] for p in parts.values()) for i in range(3)]
         lines += [
             "",
-            "Where clew's start-up goes, per instrumentor, as OpenTelemetry's loader runs it "
+            "Where clew's start-up goes, per instrumentor, as OpenTelemetry's and clew's loaders run it "
             f"(main thread CPU ms, medians of {BREAKDOWN_RUNS} probe processes; the first import "
             "brings the recording core, the first `instrument()` makes the recorder and its "
             "process span; exit, the run span's flush and its background thread come on top):",
             "",
-            "| entry point | dependency check of clew's distribution | import | instrument() |",
+            "| instrumentor | dependency check of clew's distribution | import | instrument() |",
             "|---|---|---|---|",
             *(f"| {name} | {p[0]:.2f} | {p[1]:.2f} | {p[2]:.2f} |" for name, p in parts.items()),
             f"| all {len(parts)} | {totals[0]:.1f} | {totals[1]:.1f} | {totals[2]:.1f} |",

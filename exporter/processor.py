@@ -72,18 +72,31 @@ class ProvenanceSpanProcessor(SpanProcessor):
         if self.is_shut_down or not span.context.trace_flags.sampled:
             return
         with self._condition:
-            if self._worker is None or not self._worker.is_alive():
-                self._start_worker()
-            while len(self._queue) >= self._max_queue and self._worker.is_alive():
+            worker = self._worker
+            if worker is None or not worker.is_alive():
+                worker = self._start_worker()
+            while worker is not None and len(self._queue) >= self._max_queue and worker.is_alive():
                 self._condition.notify_all()
                 self._condition.wait(0.1)
             self._queue.append(span)
-            if len(self._queue) >= self._batch:
+            full = len(self._queue) >= self._batch
+            if full:
                 self._condition.notify_all()
+        if full and worker is None:
+            self._export_queued()  # no worker to take the batch: export it here
 
-    def _start_worker(self) -> None:
+    def _start_worker(self) -> threading.Thread | None:
+        """The export thread, started; None in the atexit handlers (clew's final flush among
+        them), which the main thread runs once it has finished and every non-daemon thread
+        with it: a thread started then would only wait to be stopped, as what ends at exit
+        is exported by the `force_flush` and `shutdown` that follow (~1 ms of every
+        process's exit). Other threads still running after the main one get the worker."""
+        main = threading.main_thread()
+        if threading.current_thread() is main and not main.is_alive():
+            return None
         self._worker = threading.Thread(target=self._work, name="clew-export", daemon=True)
         self._worker.start()
+        return self._worker
 
     def _work(self) -> None:
         while not self.is_shut_down:

@@ -2,8 +2,8 @@
 and ran.
 
 Under `opentelemetry-instrument python train.py` they load themselves through the
-`opentelemetry_instrumentor` entry points (the library hooks through one of them,
-`LibrariesInstrumentor`); in code::
+`opentelemetry_instrumentor` entry point, `clew` (`ClewInstrumentors`, which instruments each
+of them by its own name); in code::
 
     from clew.instrumentation import FilesInstrumentor, ProcessesInstrumentor
 
@@ -28,13 +28,13 @@ from .version import __version__
 # (`clew.instrumentation.resource`) while it configures itself, also in processes where every
 # clew instrumentor is disabled, and importing a submodule runs this file first.
 _LAZY = {
+    "ClewInstrumentors": ".loader",
     "ClewResourceDetector": ".resource",
     "DuckdbInstrumentor": ".duckdb",
     "FilesInstrumentor": ".files",
     "FsspecInstrumentor": ".fsspec",
     "GcsInstrumentor": ".gcs",
     "H5pyInstrumentor": ".h5py",
-    "LibrariesInstrumentor": ".libraries",
     "MlflowInstrumentor": ".mlflow",
     "NativeInstrumentor": ".native",
     "PolarsInstrumentor": ".polars",
@@ -57,13 +57,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ClewInstrumentors",
     "ClewResourceDetector",
     "DuckdbInstrumentor",
     "FilesInstrumentor",
     "FsspecInstrumentor",
     "GcsInstrumentor",
     "H5pyInstrumentor",
-    "LibrariesInstrumentor",
     "MlflowInstrumentor",
     "NativeInstrumentor",
     "PolarsInstrumentor",

@@ -27,8 +27,9 @@ A hook for a new library is a module in this package with a subclass::
             self.wrap(module, "load", files.reads(self, "parquetlib.load", 0, "path"))
             self.wrap(module.Writer, "__init__", files.writes(self, "parquetlib.Writer", 0, "path"))
 
-plus a data-only line in package.py, a `clew_instrumentor` entry point in pyproject.toml
-(loaded by libraries.py), a name in `__init__`'s `_LAZY`, and a test module like
+plus data-only lines in package.py (its `_instruments`, and the modules its `_patches`
+names in `_patched_modules`, whose import loads the hook), a `clew_instrumentor` entry point
+in pyproject.toml (loaded by loader.py), a name in `__init__`'s `_LAZY`, and a test module like
 tests/instrumentation/test_lib_arrow.py (`library_cases.check_program` checks a program's
 exact records) with the library added to test_lib_instrumentors.py.
 

@@ -17,12 +17,11 @@ In order:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -41,9 +40,9 @@ _CLAIMS_DIRNAME = "clew-launches"
 _MAX_CLAIMS = 10_000
 
 
-@dataclass(frozen=True)
-class RunMembership:
-    """Where this process's span goes: its role, parent, ids, and how that was decided."""
+class RunMembership(NamedTuple):
+    """Where this process's span goes: its role, parent, ids, and how that was decided.
+    (A NamedTuple: cheaper to define at start-up than a frozen dataclass.)"""
 
     role: str
     parent: Context | None
@@ -55,6 +54,8 @@ class RunMembership:
 
 def derive_ids(identity: Sequence[str], sequence: int) -> tuple[int, int]:
     """The (trace id, root span id) every rank of one launch computes alike."""
+    import hashlib  # only ranks of a launch get here: OpenSSL's loading is ~1 ms of start-up
+
     digest = hashlib.blake2b(digest_size=24, person=b"clew-run")
     digest.update("\x1f".join(identity).encode("utf-8", "surrogateescape"))
     digest.update(f"\x1e{sequence}".encode())
@@ -67,6 +68,8 @@ def claim(identity: Sequence[str], rank: int, directory: str | None = None) -> i
     files in a node-local directory (the temp directory, per user). Creating a file with
     O_EXCL is atomic, so two processes never get the same number. 0 when nothing can be
     written there: sequential runs of one task may then share a trace."""
+    import hashlib
+
     key = hashlib.blake2b("\x1f".join(identity).encode("utf-8", "surrogateescape"), digest_size=12)
     clew_io.active = True  # clew's own files, not the program's
     try:

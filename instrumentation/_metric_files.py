@@ -27,7 +27,6 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import math
-import numbers
 import re
 import struct
 from collections.abc import Iterable, Iterator
@@ -37,6 +36,7 @@ from clew.semconv import environment
 from clew.semconv.attributes import ProvenanceMetricSourceValues as Source
 
 from . import _structured_files, _tfevents
+from ._metric_points import metric_value
 
 Point = tuple[str, float, int]
 """(metric name, value, step; -1: none)."""
@@ -100,20 +100,6 @@ def _bounded(found: Iterable[Point]) -> list[Point]:
     if len(kept) > _MAX_DOCUMENT_POINTS:
         raise ValueError("more leaves than a metric file of the size cap can hold")
     return kept
-
-
-def metric_value(value: object) -> float | None:
-    """`value` as a float when it is a finite real number (numpy's scalars included); None for
-    anything else: bools, strings, NaN and infinities are no metric values."""
-    kind = type(value)
-    if kind is not float and kind is not int:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            return None
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except OverflowError:  # an int too large for a double
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _cell_number(cell: str) -> float | None:

@@ -26,6 +26,8 @@ whole, its newer points the final ones.
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
 from collections.abc import Iterator
 
@@ -44,6 +46,20 @@ GroupKey = tuple[str, str | None, str | None]
 """(source, metric file URI or None, tracker run or None)."""
 
 _Point = tuple[int, str, float, int]  # (order of arrival, name, value, step; -1: no step)
+
+
+def metric_value(value: object) -> float | None:
+    """`value` as a float when it is a finite real number (numpy's scalars included); None for
+    anything else: bools, strings, NaN and infinities are no metric values."""
+    kind = type(value)
+    if kind is not float and kind is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a double
+        return None
+    return number if math.isfinite(number) else None
 
 
 class _Series:

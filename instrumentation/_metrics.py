@@ -12,7 +12,7 @@ import numbers
 
 from ._guard import guard
 from ._lifecycle import get_recorder
-from ._metric_files import metric_value
+from ._metric_points import metric_value
 
 
 def record_metric(source: str, name: str, value: float, step: int | None = None, *,

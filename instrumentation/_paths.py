@@ -109,13 +109,18 @@ def absolute(path: object) -> str | None:
     return os.path.abspath(text)
 
 
-def project_root(cwd: str | None = None) -> str:
-    """The git work tree holding `cwd`, else `cwd`: whose imported sources are "our code"."""
+def git_work_tree(cwd: str | None = None) -> str | None:
+    """The nearest folder at or above `cwd` that holds a `.git` (a work tree), else None."""
     start = Path(cwd or os.getcwd()).absolute()
     for directory in (start, *start.parents):
         if (directory / ".git").exists():
             return str(directory)
-    return str(start)
+    return None
+
+
+def project_root(cwd: str | None = None) -> str:
+    """The git work tree holding `cwd`, else `cwd`: whose imported sources are "our code"."""
+    return git_work_tree(cwd) or str(Path(cwd or os.getcwd()).absolute())
 
 
 def is_project_source(path: str, root: str, filter_: PathFilter) -> bool:

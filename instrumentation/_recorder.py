@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -30,7 +31,7 @@ from clew.semconv import environment
 from clew.semconv import spans
 from clew.semconv.redaction import redact_text
 
-from . import _config_files, _metric_files, _metric_points, _record_spans, _stamps, _stream_digests
+from . import _config_files, _metric_points, _record_spans, _stamps, _stream_digests
 from ._clew_io import clew_io
 from ._file_digests import (
     DigestCache,
@@ -46,6 +47,9 @@ from ._paths import PathFilter, is_project_source, project_root
 from ._process_span import ProcessSpan
 from ._record_spans import Record
 from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._metric_files import MetricFiles
 
 _logger = logging.getLogger(__name__)
 
@@ -135,7 +139,9 @@ class Recorder:
         self.settings = settings
         self.process = process
         self.filter = PathFilter(settings.home)
-        self._metric_files = _metric_files.MetricFiles(settings.metric_files)
+        # Made at the first settled write (_is_metric_file): its module and compiled globs
+        # cost ~1 ms, which a process that writes no file need not pay at start-up.
+        self._metric_files: MetricFiles | None = None
         self._root = project_root()
         # CPython deletes __main__.__file__ once the script has run, before atexit: the
         # script is remembered now, while sys.argv[0] still names it.
@@ -592,9 +598,17 @@ class Recorder:
             record.digest = digest or record.digest
         record.identity = "content" if record.digest else "stat"
         self._ready.append(record)
-        if record.operation in _STAMPED_OPERATIONS and self._metric_files.match(record.path):
+        if record.operation in _STAMPED_OPERATIONS and self._is_metric_file(record.path):
             with guard("reading a metric file", self.failed):
                 self._metric_file_written(record)
+
+    def _is_metric_file(self, path: str) -> bool:
+        matcher = self._metric_files
+        if matcher is None:
+            from ._metric_files import MetricFiles
+
+            matcher = self._metric_files = MetricFiles(self.settings.metric_files)
+        return matcher.match(path)
 
     def _content_digest(self, path: str, key: StatKey, copy_of: StatKey | None = None) -> str | None:
         """The digest of the file version `key` names: remembered, that of the version it is a
@@ -718,6 +732,8 @@ class Recorder:
         key = record.key
         if key is None or key[2] > environment.METRIC_FILE_MAX_BYTES:
             return
+        from . import _metric_files  # loaded with the matcher, at the first write
+
         data = self._read_version(record.path, key)
         parsed = _metric_files.points(record.path, data) if data is not None else None
         if parsed is not None:

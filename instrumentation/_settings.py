@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from clew.semconv import environment
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the recorder needs to know about its environment."""
+class Settings(NamedTuple):
+    """What the recorder needs to know about its environment.
+
+    A NamedTuple, not a frozen dataclass: every instrumented process defines this class at
+    start-up, and a dataclass's generated methods cost ~1 ms there (benchmarks/startup.py)."""
 
     home: Path
     hashing: bool

@@ -78,7 +78,7 @@ def diagnose(home: Path | None = None) -> Report:
             "provenance locally (e.g. OTEL_TRACES_EXPORTER=clew,otlp)"
         )
     disabled = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
-    for name in ("clew_files", "clew_processes", "*"):
+    for name in ("clew", "clew_files", "clew_processes", "*"):
         if name in [d.strip() for d in disabled.split(",")]:
             report.warnings.append(f"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS turns off {name}")
     return report

@@ -119,8 +119,9 @@ the metric files of MLflow's file store."""
 METRIC_FILE_MAX_BYTES: Final = 1 << 20
 
 INSTRUMENTOR_GROUP: Final = "clew_instrumentor"
-"""Entry point group of clew's library hooks, which its `clew_libraries` OpenTelemetry
-instrumentor loads (instrumentation/libraries.py says why)."""
+"""Entry point group of clew's instrumentors (files, processes, native opens and the library
+hooks), which its one OpenTelemetry instrumentor, `clew`, loads (instrumentation/loader.py
+says why)."""
 
 DEFAULT_HASH_MAX_BYTES: Final = 4 << 30
 DEFAULT_FLUSH_INTERVAL: Final = 1.0

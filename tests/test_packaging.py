@@ -26,11 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SUBPACKAGES = ["instrumentation", "semconv", "exporter", "query"]
 MODULES = [f"clew.{name}" for name in SUBPACKAGES]
 ENTRY_POINTS = {
-    ("opentelemetry_instrumentor", "clew_files"): "clew.instrumentation.files:FilesInstrumentor",
-    (
-        "opentelemetry_instrumentor",
-        "clew_processes",
-    ): "clew.instrumentation.processes:ProcessesInstrumentor",
+    ("opentelemetry_instrumentor", "clew"): "clew.instrumentation.loader:ClewInstrumentors",
+    ("clew_instrumentor", "clew_files"): "clew.instrumentation.files:FilesInstrumentor",
+    ("clew_instrumentor", "clew_processes"): "clew.instrumentation.processes:ProcessesInstrumentor",
     ("opentelemetry_distro", "clew"): "clew.exporter.distro:ClewDistro",
     ("opentelemetry_configurator", "clew"): "clew.exporter.distro:ClewConfigurator",
     ("opentelemetry_traces_exporter", "clew"): "clew.exporter.spool:SpoolSpanExporter",

@@ -151,11 +151,18 @@ HOOKS = {
     "clew_duckdb": "DuckdbInstrumentor", "clew_safetensors": "SafetensorsInstrumentor",
     "clew_h5py": "H5pyInstrumentor", "clew_tokenizers": "TokenizersInstrumentor",
 }
+# A module of each hook's library, imported by the program after start-up.
+LIBRARY_MODULES = ("torch", "botocore.session", "fsspec", "google.cloud.storage", "pyarrow",
+                   "polars", "duckdb", "safetensors", "h5py", "tokenizers")
 INSTRUMENTED = f"""
-import json
+import importlib, json, sys
 import clew.instrumentation as hooks
-print(json.dumps({{name: getattr(hooks, cls)().is_instrumented_by_opentelemetry
-                  for name, cls in {HOOKS!r}.items()}}))
+before = sorted(m for m in {LIBRARY_MODULES!r} if m in sys.modules)
+for module in {LIBRARY_MODULES!r}:
+    importlib.import_module(module)
+print(json.dumps({{"imported_before": before,
+                  "on": {{name: getattr(hooks, cls)().is_instrumented_by_opentelemetry
+                         for name, cls in {HOOKS!r}.items()}}}}))
 """
 
 
@@ -163,10 +170,53 @@ print(json.dumps({{name: getattr(hooks, cls)().is_instrumented_by_opentelemetry
 def test_opentelemetry_instrument_loads_each_library_hook_unless_disabled_by_name(
     run_instrumented, disabled
 ):
-    """Every library hook is on under opentelemetry-instrument; a name in
-    OTEL_PYTHON_DISABLED_INSTRUMENTATIONS turns that hook off, `clew_libraries` all of them."""
+    """Under opentelemetry-instrument every library hook is on once the program imports its
+    library (clew imports none of them); a name in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS
+    turns that hook off, `clew_libraries` all of them."""
     result = run_instrumented(INSTRUMENTED, env={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled})
 
     assert result.returncode == 0, result.stderr
     off = set(HOOKS) if disabled == "clew_libraries" else set(filter(None, disabled.split(",")))
-    assert json.loads(result.stdout) == {name: name not in off for name in HOOKS}
+    assert json.loads(result.stdout) == {
+        "imported_before": [], "on": {name: name not in off for name in HOOKS}
+    }
+
+
+def test_each_library_hook_is_loaded_by_the_import_of_any_module_it_patches():
+    """A hook's code loads when one of its `_patched_modules` is imported: they must be the
+    modules it patches, or a patch would never be registered."""
+    from importlib.metadata import entry_points
+
+    from clew.instrumentation.package import _core, _patched_modules
+    from clew.semconv.environment import INSTRUMENTOR_GROUP
+
+    hooks = {entry_point.name: entry_point.load()()
+             for entry_point in entry_points(group=INSTRUMENTOR_GROUP) if entry_point.name not in _core}
+
+    assert {name: sorted(modules) for name, modules in _patched_modules.items()} == {
+        name: sorted(hook._patches()) for name, hook in hooks.items()
+    }
+
+
+CORE = {"clew_files": "FilesInstrumentor", "clew_native": "NativeInstrumentor",
+        "clew_processes": "ProcessesInstrumentor"}
+CORE_INSTRUMENTED = f"""
+import json
+import clew.instrumentation as hooks
+print(json.dumps({{name: getattr(hooks, cls)().is_instrumented_by_opentelemetry
+                  for name, cls in {CORE!r}.items()}}))
+"""
+
+
+@pytest.mark.parametrize("disabled", ["", "clew_files", "clew_native,clew_processes", "clew"])
+def test_opentelemetry_instrument_turns_each_core_instrumentor_off_by_its_name(
+    run_instrumented, disabled
+):
+    """Files, native opens and processes come through clew's one OpenTelemetry entry point,
+    `clew`, and each is still turned off by its own name; `clew` turns off all of them."""
+    result = run_instrumented(CORE_INSTRUMENTED,
+                              env={"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": disabled})
+
+    assert result.returncode == 0, result.stderr
+    off = set(CORE) if disabled == "clew" else set(filter(None, disabled.split(",")))
+    assert json.loads(result.stdout) == {name: name not in off for name in CORE}
