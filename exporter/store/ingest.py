@@ -274,15 +274,16 @@ class _Ingester:
             for offset, line in chunk.lines():
                 where.append((index, path, offset))
                 lines.append(line)
-        staged = self.staging.convert(lines)
+        staged = self.staging.stage(lines)
         try:
-            self.staging.insert()
+            self.staging.insert(staged)
         except Exception:  # noqa: BLE001 - whatever the store refuses, rows.py's path sorts out
             if not self._answers():
                 raise
-            self._delete_spans(self.staging.span_ids())
             self.staging.clear()
+            # What of the insert landed is deleted by the ids rows.py gives the same spans.
             converted_batch = [(path, convert(chunk)) for path, chunk in batch]
+            self._delete_spans([ids for _, chunk in converted_batch for ids in chunk.span_ids])
             self._take_rows(converted_batch, result)
             self._log(converted_batch, 1)
             return
@@ -301,7 +302,7 @@ class _Ingester:
         self._take_rows(left, result)
         result.spans += sum(staged.spans)
         result.lines += len(where) - len(staged.unconverted)
-        self._unlink(set(staged.runs))
+        self._unlink(staged.runs)
         self._log(batch, 1, spans)
 
     def _unlink(self, runs: set[str]) -> None:

@@ -21,7 +21,6 @@ from typing import Final
 from .rows import INSERT_COLUMNS
 
 STAGE_LINES: Final = "clew_ingest_lines"
-STAGE_ROWS: Final = "clew_ingest_rows"
 
 # What JSONExtract reads of a line. Strings the Collector's columns take verbatim are
 # Nullable so that a missing key and a JSON null (a line for rows.py) differ; ints that OTLP
@@ -58,11 +57,14 @@ _PYTHON_ONLY = (
     r'"(?:doubleValue|kvlistValue|bytesValue)"|:null'
     r'|"(?:stringValue|key|name|version|traceState|message|traceId|spanId|parentSpanId)":[^"]'
     r'|"boolValue":[^tf]|\\[^"\\]'
+    # an int that is not a string of decimal digits as Python's str(int) writes them
+    r'|"intValue":(?:[^"]|"-0|"-?(?:0[0-9]|[^0-9]|[0-9]+[^0-9"]))'
     # a list or an object where OTLP has the other, or a list's first item not an object
     r'|"(?:resourceSpans|scopeSpans|spans|attributes|events|links|values)":[^\[]'
     r'|"(?:resource|scope|status|value|arrayValue)":[^{]|\[[^{\]]'
+    # an attribute whose value comes before its key (or that has none: rows.py refuses it)
+    r'|\{"value":'
 )
-_CANONICAL_INT = r"^(0|-?[1-9][0-9]*)$"
 _TIME = r"^[0-9]{1,19}$"
 _TIME_LIMIT = 1 << 63  # otlp_json.TIME_LIMIT: where DateTime64(9) ends
 _KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
@@ -109,17 +111,16 @@ def _functions() -> str:
     value_ok = (
         "v -> isNotNull(v.1) OR ("
         "(isNotNull(v.2) + isNotNull(v.3) + isNotNull(v.4)) = 1 "
-        f"AND (isNull(v.2) OR match(ifNull(v.2, ''), {_quote(_CANONICAL_INT)})) "
-        "AND (arrayAll(x -> isNotNull(x.1), clew_items(v)) OR arrayAll(x -> isNotNull(x.2) "
-        f"AND match(assumeNotNull(x.2), {_quote(_CANONICAL_INT)}), clew_items(v))))"
+        "AND (arrayAll(x -> isNotNull(x.1), clew_items(v)) "
+        "OR arrayAll(x -> isNotNull(x.2), clew_items(v))))"
     )
     return ", ".join([
         f"v -> variantElement(v.4, {_quote(_LIST)}).1 AS clew_items",
         f"{value} AS clew_value",
         f"{value_ok} AS clew_value_ok",
         # Keys sorted bytewise, values as strings; a duplicate key goes to rows.py.
-        "a -> mapFromArrays(arrayMap(p -> p.1, arraySort(p -> p.1, a)), "
-        "arrayMap(p -> clew_value(p.2), arraySort(p -> p.1, a))) AS clew_map",
+        "a -> CAST(arraySort(arrayMap(p -> (p.1, clew_value(p.2)), a)), 'Map(String, String)') "
+        "AS clew_map",
         "a -> arrayAll(p -> clew_value_ok(p.2), a) AND arrayUniq(arrayMap(p -> p.1, a)) = "
         "length(a) AS clew_map_ok",
         "(i, zeros) -> if(lower(ifNull(i, '')) = zeros, '', lower(ifNull(i, ''))) AS clew_id",
@@ -135,14 +136,14 @@ def _functions() -> str:
     ])
 
 
-# What must hold of a span, its events, links, scope and resource for rows.py to agree.
+# What must hold of a span `s` (its events, links) for rows.py to agree.
 _SPAN_CHECKS: Final = (
-        "clew_id32_ok(s.1)", "clew_id16_ok(s.2)", "clew_id16_ok(s.3)",
-        "clew_kind_ok(s.6)", "clew_time_ok(s.7)", "clew_time_ok(s.8)",
-        "clew_map_ok(s.9)",
-        "arrayAll(e -> clew_time_ok(e.1) AND clew_map_ok(e.3), s.10)",
-        "arrayAll(l -> clew_id32_ok(l.1) AND clew_id16_ok(l.2) AND clew_map_ok(l.4), s.11)",
-        "clew_status_ok(s.12.1)",
+    "clew_id32_ok(s.1)", "clew_id16_ok(s.2)", "clew_id16_ok(s.3)",
+    "clew_kind_ok(s.6)", "clew_time_ok(s.7)", "clew_time_ok(s.8)",
+    "clew_map_ok(s.9)",
+    "arrayAll(e -> clew_time_ok(e.1) AND clew_map_ok(e.3), s.10)",
+    "arrayAll(l -> clew_id32_ok(l.1) AND clew_id16_ok(l.2) AND clew_map_ok(l.4), s.11)",
+    "clew_status_ok(s.12.1)",
 )
 
 
@@ -174,48 +175,62 @@ def _columns() -> dict[str, str]:
     }
 
 
-def stage_ddl(traces_table: str) -> list[str]:
-    """The two staging tables: temporary (this session's, never in the store's schema),
-    in memory (they hold one insert's lines and rows at a time)."""
-    columns = ", ".join(f"`{c}`" for c in INSERT_COLUMNS)
-    return [
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE_LINES} (Line UInt32, Text String) "
-        "ENGINE = Memory",
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE_ROWS} ENGINE = Memory AS "
-        f"SELECT toUInt32(0) AS Line, true AS Converted, true AS Span, {columns} "
-        f"FROM {traces_table} LIMIT 0",
-    ]
+def stage_ddl() -> str:
+    """The staging table: temporary (this session's, never in the store's schema), in
+    memory (it holds one insert's lines at a time)."""
+    return (f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE_LINES} (Line UInt32, Text String) "
+            "ENGINE = Memory")
 
 
-def convert_sql() -> str:
-    """Every staged line into the rows table: per span, its row; per line without spans or
-    with one rows.py must convert, one row marking it (`Span` false).
+def _requests(where: str = "") -> str:
+    return (f"SELECT Line, JSONExtract(Text, {_quote(_REQUEST)}) AS request "
+            f"FROM {STAGE_LINES} {where}")
+
+
+# Just enough of a line to count its spans and name their runs.
+_TRACE_IDS = ("Tuple(resourceSpans Array(Tuple(scopeSpans Array(Tuple("
+              "spans Array(Tuple(traceId Nullable(String))))))))")
+# What insert_sql raises when a value is one only rows.py converts exactly.
+REFUSED = "clew: a value for rows.py"
+
+
+def check_sql() -> str:
+    """Per staged line: its number, whether chDB can take it by its text (see
+    `_PYTHON_ONLY`), and, if so, the trace id of each of its spans, as JSON has it."""
+    text_ok = (
+        "startsWith(Text, '{') AND isValidUTF8(Text) AND position(Text, '\\r') = 0 "
+        f"AND isValidJSON(Text) AND NOT match(Text, {_quote(_PYTHON_ONLY)})"
+    )
+    trace_ids = (f"arrayFlatten(arrayMap(r -> arrayFlatten(arrayMap(c -> arrayMap(s -> "
+                 f"ifNull(s.1, ''), c.1), r.1)), JSONExtract(Text, {_quote(_TRACE_IDS)}).1))")
+    return (f"SELECT Line, {text_ok} AS text_ok, if(text_ok, {trace_ids}, []) "
+            f"FROM {STAGE_LINES} ORDER BY Line")
+
+
+def insert_sql(traces_table: str, skipped: list[int]) -> str:
+    """The staged lines but `skipped` (by number) into `traces_table`, one row per span;
+    raises `REFUSED` (and may have inserted part of the rows) if a value of one of them is
+    one that only rows.py converts exactly.
 
     Each level of the request is unnested in its own subquery, which passes on only what
-    the next one needs: an ARRAY JOIN copies the columns beside it to every row it makes,
-    and a line's whole resource beside each of its 512 spans would be copied 512 times."""
-    names = ", ".join(f"`{c}`" for c in ("Line", "Converted", "Span", *INSERT_COLUMNS))
+    the next one needs: an ARRAY JOIN copies the columns beside it to every row it makes."""
+    names = ", ".join(f"`{c}`" for c in INSERT_COLUMNS)
     values = ", ".join(f"{expression} AS `{column}`"
                        for column, expression in _columns().items())
+    where = f"WHERE Line NOT IN ({', '.join(map(str, skipped))})" if skipped else ""
     with_functions = f"WITH {_functions()} "
-    lines = (
-        "SELECT Line, "
-        "startsWith(Text, '{') AND isValidUTF8(Text) AND position(Text, '\\r') = 0 "
-        f"AND isValidJSON(Text) AND NOT match(Text, {_quote(_PYTHON_ONLY)}) AS line_ok, "
-        f"JSONExtract(Text, {_quote(_REQUEST)}) AS request "
-        f"FROM {STAGE_LINES}"
-    )
     resources = (
-        f"{with_functions}SELECT Line, line_ok AND clew_map_ok(r.1.1) AS resource_ok, "
-        f"clew_map(r.1.1) AS resource, r.2 AS scopes FROM ({lines}) LEFT ARRAY JOIN request.1 AS r"
+        f"{with_functions}SELECT clew_map_ok(r.1.1) AS resource_ok, "
+        f"clew_map(r.1.1) AS resource, r.2 AS scopes "
+        f"FROM ({_requests(where)}) ARRAY JOIN request.1 AS r"
     )
     scopes = (
-        "SELECT Line, resource_ok, resource, c.1.1 AS scope_name, c.1.2 AS scope_version, "
-        f"c.2 AS spans FROM ({resources}) LEFT ARRAY JOIN scopes AS c"
+        "SELECT resource_ok, resource, c.1.1 AS scope_name, c.1.2 AS scope_version, "
+        f"c.2 AS spans FROM ({resources}) ARRAY JOIN scopes AS c"
     )
+    checks = " AND ".join(("resource_ok", *_SPAN_CHECKS))
     return (
-        f"INSERT INTO {STAGE_ROWS} ({names}) {with_functions}"
-        f"SELECT Line, resource_ok AND {' AND '.join(_SPAN_CHECKS)} AS Converted, "
-        f"si > 0 AS Span, {values} "
-        f"FROM ({scopes}) LEFT ARRAY JOIN spans AS s, arrayEnumerate(spans) AS si"
+        f"INSERT INTO {traces_table} ({names}) {with_functions}"
+        f"SELECT {values} FROM ({scopes}) ARRAY JOIN spans AS s "
+        f"WHERE throwIf(NOT ({checks}), {_quote(REFUSED)}) = 0"
     )
