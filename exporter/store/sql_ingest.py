@@ -26,6 +26,11 @@ from typing import Any
 from . import sql_rows
 
 _LINE_NUMBER = struct.Struct("<I")
+# Staged in blocks of this many lines (~2 MB of spool), not one: the statements over the
+# table then run on every core, a block to a thread.
+_BLOCK_LINES = 16
+_BLOCKS = {"max_insert_block_size": _BLOCK_LINES, "min_insert_block_size_rows": _BLOCK_LINES,
+           "min_insert_block_size_bytes": 0}
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,8 @@ class Staging:
         self.clear()
         block = b"".join(part for number, line in enumerate(lines)
                          for part in (_LINE_NUMBER.pack(number), _varint(len(line)), line))
-        self.client.raw_insert(sql_rows.STAGE_LINES, None, block, fmt="RowBinary")
+        self.client.raw_insert(sql_rows.STAGE_LINES, None, block, fmt="RowBinary",
+                               settings=_BLOCKS)
         del block
         spans = [0] * len(lines)
         unconverted = []
