@@ -58,9 +58,11 @@ _REQUEST = (
 # fails on it and sets the line aside, chDB stores the value's JSON text.
 _PYTHON_ONLY = (
     r'"(?:doubleValue|kvlistValue|bytesValue)"|:null'
-    r'|"boolValue":[^tf]|\\[^"\\]'
+    r'|"boolValue":[^tf]'
+    # an escape (after a run of escaped backslashes) that is not \" or \\
+    r'|(?:^|[^\\])(?:\\\\)*\\[^"\\]'
     # an int that is not a string of decimal digits as Python's str(int) writes them
-    r'|"intValue":(?:[^"]|"-0|"-?(?:0[0-9]|[^0-9]|[0-9]+[^0-9"]))'
+    r'|"intValue":(?:[^"]|"-0|"-[^1-9]|"[^-0-9]|"0[0-9]|"-?[0-9]+[^0-9"])'
     # a list or an object where OTLP has the other, or a list's first item not an object
     r'|"(?:resourceSpans|scopeSpans|spans|attributes|events|links|values)":[^\[]'
     r'|"(?:resource|scope|status|value|arrayValue)":[^{]|\[[^{\]]'
