@@ -69,7 +69,6 @@ _PYTHON_ONLY = (
     # an attribute whose value comes before its key (or that has none: rows.py refuses it)
     r'|\{"value":'
 )
-_TIME = r"^[0-9]{1,19}$"
 _TIME_LIMIT = 1 << 63  # otlp_json.TIME_LIMIT: where DateTime64(9) ends
 _KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 _STATUS = ("Unset", "Ok", "Error")
@@ -99,40 +98,49 @@ _STATUS_NAME, _STATUS_OK = _enum(_STATUS, "STATUS_CODE")
 def _functions() -> str:
     """WITH-clause lambdas: each value, id and time as rows.py writes it, and whether
     rows.py gives the same (else the line goes to rows.py)."""
-    value = (
-        "v -> multiIf(isNotNull(v.1), v.1, isNotNull(v.2), v.2, isNotNull(v.3), "
-        "if(v.3, 'true', 'false'), "
-        "arrayAll(x -> isNotNull(x.1), clew_items(v)), "
-        # A list of strings: compact JSON, then Go's escapes for HTML and line separators.
+    # A value is a list when it has no stringValue (which rows.py takes first) and has an
+    # arrayValue; lists are few, so they are set apart and only they pay for their JSON
+    # (ClickHouse computes every branch of an `if` over a whole column).
+    as_list = (
+        "v -> if(arrayAll(x -> isNotNull(x.1), clew_items(v)), "
+        # strings: compact JSON, then Go's escapes for HTML and line separators
         "replaceAll(replaceAll(replaceAll(replaceAll(replaceAll("
         "concat('[', arrayStringConcat(arrayMap(x -> concat('\"', "
         "replaceAll(replaceAll(assumeNotNull(x.1), '\\\\', '\\\\\\\\'), '\"', '\\\\\"'), '\"'), "
         "clew_items(v)), ','), ']'), "
         "'<', '\\\\u003c'), '>', '\\\\u003e'), '&', '\\\\u0026'), "
         "'\u2028', '\\\\u2028'), '\u2029', '\\\\u2029'), "
+        # ints, checked decimal by the line's text
         "concat('[', arrayStringConcat(arrayMap(x -> assumeNotNull(x.2), clew_items(v)), ','), ']'))"
-    )
-    value_ok = (
-        "v -> isNotNull(v.1) OR ("
-        "(isNotNull(v.2) + isNotNull(v.3) + isNotNull(v.4)) = 1 "
-        "AND (arrayAll(x -> isNotNull(x.1), clew_items(v)) "
-        "OR arrayAll(x -> isNotNull(x.2), clew_items(v))))"
     )
     return ", ".join([
         f"v -> variantElement(v.4, {_quote(_LIST)}).1 AS clew_items",
-        f"{value} AS clew_value",
-        f"{value_ok} AS clew_value_ok",
+        "v -> isNull(v.1) AND isNotNull(v.4) AS clew_is_list",
+        "v -> coalesce(v.1, v.2, if(v.3, 'true', 'false')) AS clew_scalar",
+        f"{as_list} AS clew_list",
+        # rows.py's value: the first of stringValue, or the one kind there is
+        "v -> isNotNull(v.1) OR (isNotNull(v.2) + isNotNull(v.3)) = 1 AS clew_scalar_ok",
+        "v -> isNull(v.2) AND isNull(v.3) AND (arrayAll(x -> isNotNull(x.1), clew_items(v)) "
+        "OR arrayAll(x -> isNotNull(x.2), clew_items(v))) AS clew_list_ok",
         # Keys sorted bytewise, values as strings; a duplicate key goes to rows.py.
-        "a -> CAST(arraySort(arrayMap(p -> (p.1, clew_value(p.2)), a)), 'Map(String, String)') "
-        "AS clew_map",
-        "a -> arrayAll(p -> clew_value_ok(p.2), a) AND arrayUniq(arrayMap(p -> p.1, a)) = "
-        "length(a) AS clew_map_ok",
+        "a -> CAST(arraySort(arrayConcat("
+        "arrayMap(p -> (p.1, clew_scalar(p.2)), arrayFilter(p -> NOT clew_is_list(p.2), a)), "
+        "arrayMap(p -> (p.1, clew_list(p.2)), arrayFilter(p -> clew_is_list(p.2), a)))), "
+        "'Map(String, String)') AS clew_map",
+        "a -> arrayAll(p -> clew_scalar_ok(p.2), arrayFilter(p -> NOT clew_is_list(p.2), a)) "
+        "AND arrayAll(p -> clew_list_ok(p.2), arrayFilter(p -> clew_is_list(p.2), a)) "
+        "AND arrayUniq(arrayMap(p -> p.1, a)) = length(a) AS clew_map_ok",
         "(i, zeros) -> if(lower(ifNull(i, '')) = zeros, '', lower(ifNull(i, ''))) AS clew_id",
-        "i -> ifNull(i, '') = '' OR match(ifNull(i, ''), '^[0-9a-fA-F]{32}$') AS clew_id32_ok",
-        "i -> ifNull(i, '') = '' OR match(ifNull(i, ''), '^[0-9a-fA-F]{16}$') AS clew_id16_ok",
+        # 32 or 16 hex digits (a UUID's text without dashes, which parses faster than a
+        # regex matches), or none
+        "i -> length(ifNull(i, '')) IN (0, 32) AND (ifNull(i, '') = '' "
+        "OR isNotNull(toUUIDOrNull(ifNull(i, '')))) AS clew_id32_ok",
+        "i -> length(ifNull(i, '')) IN (0, 16) AND (ifNull(i, '') = '' "
+        "OR isNotNull(toUUIDOrNull(concat(ifNull(i, ''), ifNull(i, ''))))) AS clew_id16_ok",
         "t -> toUInt64OrZero(ifNull(t, '0')) AS clew_time",
-        f"t -> isNull(t) OR (match(ifNull(t, ''), {_quote(_TIME)}) AND toUInt64OrZero(t) < {_TIME_LIMIT}) "
-        "AS clew_time_ok",
+        # digits (or a `+` first, which int() takes too) that DateTime64(9) holds
+        f"t -> isNull(t) OR (length(t) <= 19 AND ifNull(toUInt64OrNull(t), {_TIME_LIMIT}) "
+        f"< {_TIME_LIMIT}) AS clew_time_ok",
         f"e -> {_KIND_NAME} AS clew_kind",
         f"e -> {_KIND_OK} AS clew_kind_ok",
         f"e -> {_STATUS_NAME} AS clew_status",
