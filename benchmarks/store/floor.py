@@ -142,8 +142,8 @@ def profile(home: Path, out: Path) -> dict[str, Any]:
 
 # The first frame, from the top of a stack, that says which step of the ingest a sample is in.
 _PHASES = (
-    ("take_lines", "convert", "chDB: stage and convert the lines (sql_ingest.py)"),
-    ("take_lines", "insert", "chDB engine: insert into otel_traces and views"),
+    ("take_lines", "stage", "chDB: stage the lines, check them by their text (sql_ingest.py)"),
+    ("take_lines", "insert", "chDB: convert the lines, insert into otel_traces and views"),
     ("take_lines", "_take_rows", "rows.py: lines chDB left"),
     ("take_lines", "", "split lines, ingest log, unlink runs"),
     ("converted", "_loads", "parse (orjson)"),
