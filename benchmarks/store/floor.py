@@ -3,13 +3,12 @@
 The floor is what any ingest into these tables must pay: chDB's own insert of the spool's
 rows into otel_traces with the Collector's and clew's materialized views. The spool that
 store/run.py makes (`synth.py`, reused under `--work`) is converted once by clew's own
-code (`spool_chunks.batches`, the chunks of 64 MiB of spool that one of clew's inserts takes,
-and `rows.spans_to_rows`), and each chunk's rows are written by chDB in its Native format, one
-file per insert. Native because it is chDB's own block format, the one clickhouse-connect
-hands it for an insert of rows (`INSERT ... FROM INFILE ... FORMAT Native`, its chDB
-backend); the floor runs that statement on files that are already there. clew's ingest
-hands chDB the spool's lines instead and lets it convert them (sql_ingest.py), so the
-difference is exactly clew's work: conversion, staging, its log and links.
+code (`ingest._batches`, the chunks of 64 MiB of spool that one of clew's inserts takes, and
+`rows.spans_to_rows`), and each chunk's rows are written by chDB in its Native format, one
+file per insert. Native because it is chDB's own block format, and the one clew's insert
+already hands it: clickhouse-connect serializes the rows to Native, writes them to a file and
+runs `INSERT ... FROM INFILE ... FORMAT Native` (its chDB backend); the floor runs the same
+statements on files that are already there, so the difference is exactly clew's work.
 
 Then, alternating and each in a fresh process and a fresh store: the floor (`prepare_store`,
 then one `INSERT INTO otel_traces (...) FROM INFILE 'chunk-N.native' FORMAT Native` per
@@ -64,8 +63,7 @@ def task_native(home: str) -> dict[str, Any]:
     """The spool's rows, converted by clew once, one Native file per insert clew makes."""
     from clew.exporter.spool_files import spool_sizes
     from clew.exporter.store.connection import connect
-    from clew.exporter.store.ingest import CHUNK_BYTES, prepare_store
-    from clew.exporter.store.spool_chunks import batches, converted
+    from clew.exporter.store.ingest import CHUNK_BYTES, _batches, prepare_store
     from clew.exporter.store.rows import INSERT_COLUMNS
 
     spool, out = Path(home) / "spool", Path(home) / "native"
@@ -81,7 +79,7 @@ def task_native(home: str) -> dict[str, Any]:
     offsets = {spool / name: 0 for name in spool_sizes(spool)}
     spans = 0
     files = []
-    for number, batch in enumerate(converted(batches(offsets, CHUNK_BYTES))):
+    for number, batch in enumerate(_batches(offsets, CHUNK_BYTES)):
         block = [row for _, chunk in batch for row in chunk.rows]
         client.insert("scratch", block, column_names=INSERT_COLUMNS)
         path = out / f"chunk-{number:03d}.native"
@@ -142,14 +140,10 @@ def profile(home: Path, out: Path) -> dict[str, Any]:
 
 # The first frame, from the top of a stack, that says which step of the ingest a sample is in.
 _PHASES = (
-    ("take_lines", "stage", "chDB: stage the lines, check them by their text (sql_ingest.py)"),
-    ("take_lines", "insert", "chDB: convert the lines, insert into otel_traces and views"),
-    ("take_lines", "_take_rows", "rows.py: lines chDB left"),
-    ("take_lines", "", "split lines, ingest log, unlink runs"),
-    ("converted", "_loads", "parse (orjson)"),
-    ("converted", "spans_to_rows", "convert (rows.spans_to_rows)"),
-    ("read_chunks", "", "read the spool"),
-    ("batches", "", "read the spool"),
+    ("_read_chunks", "_loads", "parse (orjson)"),
+    ("_read_chunks", "spans_to_rows", "convert (rows.spans_to_rows)"),
+    ("_read_chunks", "", "read and split lines"),
+    ("_batches", "", "read and split lines"),
     ("_insert", "query", "chDB engine: insert into otel_traces and views"),
     ("_insert", "", "clickhouse-connect: rows to Native"),
     ("link", "", "links kept at the end (links.py)"),
@@ -193,7 +187,7 @@ def report(found: dict[str, Any], command: str, started: dt.datetime, took: floa
         f"{loads[1][0]:.2f}, {loads[1][1]:.2f}, on 2 cores shared with other engineers' work",
         f"- spool: `{found['size']}` of store/run.py ({spans:,} spans, {summary['records']:,} I/O "
         f"records, {summary['files']:,} files, {store._mb(summary['bytes'])}); rows: converted "
-        f"once by clew (`spool_chunks.batches`, `rows.spans_to_rows`) into {len(native['files'])} "
+        f"once by clew (`ingest._batches`, `rows.spans_to_rows`) into {len(native['files'])} "
         f"Native files, one per insert clew makes ({store._mb(native['bytes'])})",
         "- floor: a fresh `chdb://` store, `prepare_store`, then `INSERT INTO otel_traces (...) "
         "FROM INFILE 'chunk-N.native' FORMAT Native` per file (the statement clickhouse-connect's "

@@ -269,11 +269,6 @@ def is_open(client: Any) -> bool:
     return any(held is client for held in _clients.values())
 
 
-def is_embedded(client: Any) -> bool:
-    """Whether `client` is an embedded store `connect` opened (chDB, in this process)."""
-    return any(held is client and key.startswith("chdb:") for key, held in _clients.items())
-
-
 def holds_embedded() -> bool:
     """Whether this process has an embedded store open."""
     return any(key.startswith("chdb:") for key in _clients)

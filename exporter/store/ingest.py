@@ -13,16 +13,15 @@ down to the lines it refuses.
 
 Speed (benchmarks/store/, RESULTS.md): one spool file per process means thousands of small
 files, so chunks of many files go into one insert (each insert costs parts in every table
-and view). Into the embedded store the lines go as they are, and chDB converts them itself
-(sql_ingest.py, sql_rows.py); the few it leaves, and every line for a ClickHouse server,
-are converted in Python (spool_chunks.py, rows.py): parsed with orjson, with the cyclic
-garbage collector paused, the next insert's rows converted in a thread while ClickHouse
-inserts the current ones.
+and view); lines are parsed with orjson, with the cyclic garbage collector paused; and the
+next insert's rows are converted in a thread while ClickHouse inserts the current ones.
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -33,14 +32,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import rows
-from .connection import is_embedded
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
 from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
-from .spool_chunks import (
-    TRACE_ID, BadLine, Chunk, RawChunk, batches, convert, converted, read_chunks, read_line,
-    reason, span_ids)
-from .sql_ingest import Staging
 from ..spool_files import spool_sizes
 
 LOG_TABLE = "clew_ingest_log"
@@ -49,8 +43,14 @@ QUARANTINE_DIRNAME = "quarantine"
 # on a 1M-span spool, for ~300 MB more peak memory (docs/architecture.md).
 CHUNK_BYTES = 64 << 20
 _LOG_COLUMNS = ["File", "Start", "End", "Spans", "Done"]
+_TRACE_ID = rows.INSERT_COLUMNS.index("TraceId")
+_SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
 _IDS_PER_QUERY = 2000  # ~60 bytes each as SQL text: ~120 KiB a statement
 _WARNED_LINES = 20  # lines set aside that one ingest names; a summary says how many more
+_REASON_CHARS = 160
+# A line does not convert when it is no JSON, no OTLP (a missing key, a list for an object),
+# holds a value out of range, or nests deeper than the parsers recurse.
+_LINE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
 # The comment before each line set aside; older ones end after the offset.
 _QUARANTINED = re.compile(rb"^# offset (\d+)[,\n]", re.MULTILINE)
 
@@ -73,7 +73,62 @@ class IngestResult:
         return self.spans / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class _BadLine:
+    """A spool line that cannot be stored, where it starts in its file, and why."""
+
+    offset: int
+    raw: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    start: int
+    end: int
+    rows: list[tuple[Any, ...]]
+    lines: list[tuple[int, int]]  # per line converted: its offset, where its rows end in `rows`
+    corrupt: list[_BadLine]
+
+    @property
+    def span_ids(self) -> list[tuple[str, str]]:
+        return _span_ids(self.rows)
+
+    def line_rows(self, index: int) -> list[tuple[Any, ...]]:
+        first = self.lines[index - 1][1] if index else 0
+        return self.rows[first : self.lines[index][1]]
+
+
+def _span_ids(rows_: list[tuple[Any, ...]]) -> list[tuple[str, str]]:
+    return [(row[_TRACE_ID], row[_SPAN_ID]) for row in rows_]
+
+
+def _reason(error: BaseException) -> str:
+    """Why a line was set aside, on one short line."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
+
+
 _T = TypeVar("_T")
+
+
+try:
+    import orjson
+except ImportError:  # a capture-only install: the CLI imports this module without the extra
+    _loads = json.loads
+else:
+
+    def _loads(raw: bytes) -> Any:
+        """One spool line, parsed. orjson (the `store` extra) is ~1.4x faster than json
+        here; it refuses a few things json takes (NaN, which json.dumps writes for a NaN
+        attribute; lone surrogates), so such a line gets json's verdict rather than being
+        set aside."""
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return json.loads(raw)
 
 
 @contextmanager
@@ -112,6 +167,67 @@ def _log_ddl(options: SchemaOptions) -> str:
     )
 
 
+def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
+    """Chunks of whole lines from `offset`; stops before a torn last line."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while True:
+            # read(n) allocates n bytes first: a spool file (one per process) mostly holds
+            # far less than a chunk, so ask for no more than it has.
+            data = handle.read(max(0, min(limit, os.fstat(handle.fileno()).st_size - offset)))
+            if not data:
+                return
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                if len(data) < limit:
+                    return  # only a torn line remains
+                # One line longer than the chunk size: read on to its end.
+                rest = handle.readline()
+                if not rest.endswith(b"\n"):
+                    return
+                data += rest
+                cut = len(data) - 1
+            else:
+                handle.seek(offset + cut + 1)
+            converted: list[tuple[Any, ...]] = []
+            lines: list[tuple[int, int]] = []
+            corrupt: list[_BadLine] = []
+            position = offset
+            for raw in data[: cut + 1].splitlines(keepends=True):
+                try:
+                    line_rows = rows.spans_to_rows(_loads(raw))
+                except _LINE_ERRORS as error:
+                    corrupt.append(_BadLine(position, raw, _reason(error)))
+                else:
+                    converted += line_rows
+                    lines.append((position, len(converted)))
+                position += len(raw)
+            yield _Chunk(offset, offset + cut + 1, converted, lines, corrupt)
+            offset += cut + 1
+
+
+def _read_line(path: Path, offset: int) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.readline()
+
+
+def _batches(offsets: dict[Path, int], limit: int) -> Iterator[list[tuple[Path, _Chunk]]]:
+    """Chunks of the files from their offsets, gathered until they hold `limit` bytes: one
+    insert per file would make most inserts tiny (one spool file per process)."""
+    batch: list[tuple[Path, _Chunk]] = []
+    size = 0
+    for path, offset in offsets.items():
+        for chunk in _read_chunks(path, offset, limit):
+            batch.append((path, chunk))
+            size += chunk.end - chunk.start
+            if size >= limit:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
+
+
 class _Ingester:
     def __init__(self, client: Any, options: SchemaOptions, spool: Path) -> None:
         self.client = client
@@ -123,8 +239,6 @@ class _Ingester:
         self.touched: set[str] = set()  # runs this ingest brought records of
         self.quarantine = spool / QUARANTINE_DIRNAME
         self._counted: dict[Path, tuple[int, int]] = {}  # per file: an offset, lines before it
-        # The embedded store converts the lines itself (sql_ingest.py); a server gets rows.
-        self.staging = Staging(client, self.table) if is_embedded(client) else None
 
     def state(
         self, names: list[str] | None
@@ -147,21 +261,16 @@ class _Ingester:
             pending[name] = [c for c in chunks if c[1] > done.get(name, 0)]
         return done, pending
 
-    def _log(self, batch: list[tuple[Path, Chunk | RawChunk]], done: int,
-             spans: list[int] | None = None) -> None:
-        """Log the batch's chunks pending (done 0) or done (1), with their spans."""
-        if spans is None:
-            spans = [len(chunk.rows) if isinstance(chunk, Chunk) else 0 for _, chunk in batch]
+    def _log(self, batch: list[tuple[Path, _Chunk]], done: int) -> None:
         self.client.insert(
             self.log_table,
-            [[path.name, chunk.start, chunk.end, count, done]
-             for (path, chunk), count in zip(batch, spans)],
+            [[path.name, chunk.start, chunk.end, len(chunk.rows), done] for path, chunk in batch],
             column_names=_LOG_COLUMNS,
         )
 
     def _insert(
-        self, batch: list[tuple[Path, Chunk]]
-    ) -> tuple[int, list[tuple[Path, BadLine]]]:
+        self, batch: list[tuple[Path, _Chunk]]
+    ) -> tuple[int, list[tuple[Path, _BadLine]]]:
         """Insert the batch's rows in one block; returns the rows inserted and the lines the
         store refused, which are left out.
 
@@ -172,7 +281,7 @@ class _Ingester:
         parts = [[(path, chunk, index) for path, chunk in batch
                   for index in range(len(chunk.lines))]]
         inserted = 0
-        refused: list[tuple[Path, BadLine]] = []
+        refused: list[tuple[Path, _BadLine]] = []
         while parts:
             part = parts.pop()
             block = [row for _, chunk, index in part for row in chunk.line_rows(index)]
@@ -183,7 +292,7 @@ class _Ingester:
             except Exception as error:  # noqa: BLE001 - whatever the driver or store refuses
                 if not self._answers():
                     raise  # the store failed, not these rows
-                self._delete_spans(span_ids(block))
+                self._delete_spans(_span_ids(block))
                 if len(part) > 1:
                     half = len(part) // 2
                     parts += [part[half:], part[:half]]
@@ -191,7 +300,7 @@ class _Ingester:
                     path, chunk, index = part[0]
                     offset = chunk.lines[index][0]
                     refused.append(
-                        (path, BadLine(offset, read_line(path, offset), reason(error))))
+                        (path, _BadLine(offset, _read_line(path, offset), _reason(error))))
             finally:
                 # clickhouse-connect's insert context keeps the block in a reference cycle,
                 # which only the (paused) collector would free: emptied, its rows go with
@@ -221,7 +330,7 @@ class _Ingester:
         self._counted[path] = (offset, before)
         return before + 1
 
-    def _set_aside(self, path: Path, bad: list[BadLine], result: IngestResult) -> None:
+    def _set_aside(self, path: Path, bad: list[_BadLine], result: IngestResult) -> None:
         """Copy bad lines to the quarantine file of their spool file, each after a comment
         saying where it was and why, count them and warn. A line already there (set aside
         before a crash left its chunk pending) is not copied or counted again."""
@@ -246,13 +355,9 @@ class _Ingester:
                     result.warnings.append(
                         f"spool file {path}, line {number}: {line.reason}; set aside in {target}")
 
-    def take(self, batch: list[tuple[Path, Chunk]], result: IngestResult) -> None:
+    def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult) -> None:
         """Insert chunks of one or more files in one block, each logged pending, then done."""
         self._log(batch, 0)
-        self._take_rows(batch, result)
-        self._log(batch, 1)
-
-    def _take_rows(self, batch: list[tuple[Path, Chunk]], result: IngestResult) -> None:
         for path, chunk in batch:
             self._set_aside(path, chunk.corrupt, result)
         inserted, refused = self._insert(batch)
@@ -260,55 +365,14 @@ class _Ingester:
             self._set_aside(path, [line], result)
         result.spans += inserted
         result.lines += sum(len(chunk.lines) for _, chunk in batch) - len(refused)
-        self._unlink({row[TRACE_ID] for _, chunk in batch for row in chunk.rows})
+        self._unlink([chunk for _, chunk in batch])
+        self._log(batch, 1)
 
-    def take_lines(self, batch: list[tuple[Path, RawChunk]], result: IngestResult) -> None:
-        """`take` for the embedded store: the chunks' lines converted and inserted by chDB
-        (sql_ingest.py), the lines it leaves converted by rows.py, as one batch; if the
-        store refuses chDB's insert, the whole batch is converted by rows.py instead."""
-        assert self.staging is not None
-        self._log(batch, 0)
-        where: list[tuple[int, Path, int]] = []  # per line: its chunk, file and offset
-        lines: list[bytes] = []
-        for index, (path, chunk) in enumerate(batch):
-            for offset, line in chunk.lines():
-                where.append((index, path, offset))
-                lines.append(line)
-        staged = self.staging.stage(lines)
-        try:
-            self.staging.insert(staged)
-        except Exception:  # noqa: BLE001 - whatever the store refuses, rows.py's path sorts out
-            if not self._answers():
-                raise
-            self.staging.clear()
-            # What of the insert landed is deleted by the ids rows.py gives the same spans.
-            converted_batch = [(path, convert(chunk)) for path, chunk in batch]
-            self._delete_spans([ids for _, chunk in converted_batch for ids in chunk.span_ids])
-            self._take_rows(converted_batch, result)
-            self._log(converted_batch, 1)
-            return
-        self.staging.clear()
-        spans = [0] * len(batch)
-        for (index, _, _), count in zip(where, staged.spans):
-            spans[index] += count
-        left = []
-        for number in staged.unconverted:
-            index, path, offset = where[number]
-            line = lines[number] + b"\n"
-            chunk = convert(RawChunk(offset, offset + len(line), line))
-            spans[index] += len(chunk.rows)
-            left.append((path, chunk))
-        del lines
-        self._take_rows(left, result)
-        result.spans += sum(staged.spans)
-        result.lines += len(where) - len(staged.unconverted)
-        self._unlink(staged.runs)
-        self._log(batch, 1, spans)
-
-    def _unlink(self, runs: set[str]) -> None:
-        """Mark the runs a batch brought records of as not linked, before its chunks are
-        logged done: what clew_links keeps for them is out of date until `link` (at the end
-        of the ingest) has run, and a crash before then leaves them matched in full."""
+    def _unlink(self, chunks: list[_Chunk]) -> None:
+        """Mark the runs these chunks brought records of as not linked, before the chunks
+        are logged done: what clew_links keeps for them is out of date until `link` (at
+        the end of the ingest) has run, and a crash before then leaves them matched in full."""
+        runs = {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
         unlink_runs(self.client, self.options, sorted(runs))
         self.touched.update(runs)
 
@@ -325,10 +389,9 @@ class _Ingester:
         would count twice (otel_traces, clew_io, clew_outputs), then inserted, which runs
         every view again; the other lineage tables are idempotent.
         """
-        raw = next(read_chunks(path, start, end - start), None)
-        if raw is None or raw.end != end:
+        chunk = next(_read_chunks(path, start, end - start), None)
+        if chunk is None or chunk.end != end:
             raise RuntimeError(f"{path.name}: pending chunk {start}-{end} no longer matches")
-        chunk = convert(raw)
         self._delete_spans(chunk.span_ids)
         self.take([(path, chunk)], result)
         result.recovered_chunks += 1
@@ -413,13 +476,9 @@ def ingest(
     result.files = len(recovered | {path.name for path in reached})
     taken = 0
     with _collector_paused():
-        # batches runs in another thread: it gets its own copy of the offsets
-        read = batches(dict(reached), chunk_bytes)
-        for batch in _ahead(read if ingester.staging else converted(read)):
-            if ingester.staging:
-                ingester.take_lines(batch, result)
-            else:
-                ingester.take(batch, result)
+        # _batches runs in another thread: it gets its own copy of the offsets
+        for batch in _ahead(_batches(dict(reached), chunk_bytes)):
+            ingester.take(batch, result)
             taken += sum(chunk.end - chunk.start for _, chunk in batch)
             if progress is not None:
                 progress(taken, total)
