@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext
@@ -18,10 +19,18 @@ from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans
-from clew.semconv.uris import file_uri, file_uris
+from clew.semconv.environment import STAMP_XATTR
+from clew.semconv.uris import file_uri, file_uri_prefix, quote_uri_path, uri_of_name
 
 from . import _stamps
 from ._file_digests import StatKey
+
+_read_batches: Any
+try:  # a flush's per-record work on small file reads, in C where it was built
+    from . import _read_batches
+except ImportError:  # built without a compiler, or not on Linux
+    _read_batches = None
+_STAMP_NAME = STAMP_XATTR.encode()
 
 BATCH_MAX_SIZE = 1 << 20  # reads of files at least this large get a span of their own
 BATCH_MAX_RECORDS = 512  # keeps one span well under OTLP's usual 4 MiB message limit
@@ -123,24 +132,43 @@ def single_attributes(record: Record, pid: int) -> Attributes:
     return attributes
 
 
-def batch_attributes(directory: str, records: list[Record], pid: int) -> Attributes:
-    """Attributes of a batched "read file" span: parallel arrays, one entry per record."""
+def find_stamps(reads: list[Record], *, in_c: bool = True) -> None:
+    """Set each file read's `producer` to the stamp on its file (`_stamps.read_file`), from
+    C where it was built (`in_c`): one listxattr each, the stamp itself read only where the
+    file lists it."""
+    if in_c and _read_batches is not None:
+        reads = _read_batches.stamp_candidates(reads, _STAMP_NAME)
+    read_stamp = _stamps.read_file
+    for record in reads:
+        record.producer = read_stamp(record.path)
+
+
+def batch_attributes(directory: str, records: list[Record], pid: int, *,
+                     in_c: bool = True) -> Attributes:
+    """Attributes of a batched "read file" span: parallel arrays, one entry per record,
+    made in C where it was built (`in_c`)."""
     cut = len(directory.rstrip("/")) + 1  # records of "/x" are in "/"
+    prefix = file_uri_prefix(directory)
+    if in_c and _read_batches is not None:
+        uris, digests, sizes, identities, counts = _read_batches.arrays(
+            records, cut, prefix, quote_uri_path)
+    else:
+        uris = [uri_of_name(prefix, r.path[cut:]) for r in records]
+        digests = [r.digest or "" for r in records]
+        sizes = [r.key[2] if r.key is not None else 0 for r in records]
+        identities = [r.identity for r in records]
+        counts = [r.count for r in records]
     return {
         attr.PROVENANCE_IO_OPERATION: "read",
         attr.FILE_DIRECTORY: directory,
-        **artifact_arrays(
-            file_uris(directory, [r.path[cut:] for r in records]),
-            records,
-            sizes=[r.key[2] if r.key is not None else 0 for r in records],
-            identities=[r.identity for r in records],
-        ),
+        **artifact_arrays(uris, digests, sizes, identities, counts),
         attr.PROCESS_PID: pid,
     }
 
 
 def artifact_arrays(
-    uris: list[str], records: list[Record], *, sizes: list[int], identities: list[str]
+    uris: list[str], digests: list[str], sizes: list[int], identities: list[str],
+    counts: list[int],
 ) -> dict:
     """The `provenance.artifacts.*` arrays every batched span has, parallel to `uris`.
 
@@ -148,10 +176,9 @@ def artifact_arrays(
     the identities when every record has the same one (given once, as the scalar the
     lineage tables and spool readers fall back to), the counts when every record's is 1.
     """
-    counts = [r.count for r in records]
     arrays: dict = {
         attr.PROVENANCE_ARTIFACTS_URI: uris,
-        attr.PROVENANCE_ARTIFACTS_DIGEST: [r.digest or "" for r in records],
+        attr.PROVENANCE_ARTIFACTS_DIGEST: digests,
         attr.PROVENANCE_ARTIFACTS_SIZE: sizes,
     }
     if identities.count(identities[0]) == len(identities):

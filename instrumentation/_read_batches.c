@@ -1,0 +1,216 @@
+/*
+ * A flush's per-record work on small file reads, in one C pass each (instrumentation/
+ * _record_spans.py falls back to the same work in Python without it):
+ *
+ *   stamp_candidates: which reads may carry a producer stamp. Nearly no file has one, and
+ *     asking the kernel (listxattr) is the cheap part of os.listxattr: its argument parsing,
+ *     list of names and the Python loop around it cost more than the system call.
+ *   arrays: a batched "read file" span's parallel arrays (URIs, digests, sizes, identities,
+ *     counts), the URIs made as clew.semconv.uris.file_uris makes them.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <string.h>
+#include <sys/xattr.h>
+
+/* "path", "producer", "key", "digest", "identity", "count", "" */
+static PyObject *s_path, *s_producer, *s_key, *s_digest, *s_identity, *s_count, *s_empty;
+
+/* Whether listxattr's list of names (NUL-terminated, `size` bytes) holds `name`. */
+static int lists_name(const char *names, ssize_t size, const char *name, size_t length) {
+    const char *end = names + size;
+    for (const char *at = names; at < end; at += strlen(at) + 1)
+        if ((size_t)(end - at) > length && memcmp(at, name, length + 1) == 0)
+            return 1;
+    return 0;
+}
+
+/* 1 if the file at `path` may have the xattr `name` (listed, or the list did not fit: the
+ * caller reads it in full), 0 if it has not or cannot say (no file, no xattrs on this system:
+ * as clew.instrumentation._stamps.read_file, which finds no stamp there). */
+static int may_have(const char *path, const char *name, size_t length) {
+    char names[4096];
+    ssize_t size;
+    Py_BEGIN_ALLOW_THREADS
+    size = listxattr(path, names, sizeof names);
+    Py_END_ALLOW_THREADS
+    if (size < 0)
+        return errno == ERANGE;
+    return lists_name(names, size, name, length);
+}
+
+static PyObject *stamp_candidates(PyObject *self, PyObject *args) {
+    PyObject *records;
+    const char *name;
+    Py_ssize_t length;
+    if (!PyArg_ParseTuple(args, "O!y#", &PyList_Type, &records, &name, &length))
+        return NULL;
+    PyObject *candidates = PyList_New(0);
+    if (candidates == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *record = PyList_GET_ITEM(records, i);
+        PyObject *path = PyObject_GetAttr(record, s_path);
+        if (path == NULL)
+            goto error;
+        int candidate = 1;  /* what C cannot check (a name with a NUL, not a str): Python does */
+        if (PyUnicode_Check(path)) {
+            PyObject *encoded = PyUnicode_EncodeFSDefault(path);
+            if (encoded == NULL) {
+                PyErr_Clear();  /* os.listxattr raises on it too: Python decides */
+            } else {
+                const char *bytes = PyBytes_AS_STRING(encoded);
+                if (strlen(bytes) == (size_t)PyBytes_GET_SIZE(encoded))
+                    candidate = may_have(bytes, name, (size_t)length);
+                Py_DECREF(encoded);
+            }
+        }
+        Py_DECREF(path);
+        if (candidate ? PyList_Append(candidates, record) : PyObject_SetAttr(record, s_producer, Py_None))
+            goto error;
+    }
+    return candidates;
+error:
+    Py_DECREF(candidates);
+    return NULL;
+}
+
+/* Whether `c` is a character clew.semconv.uris writes unquoted (its _URI_SAFE and
+ * alphanumerics). */
+static int uri_safe(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("/:@!$&()*+,;=~-._", c) != NULL);
+}
+
+/* `prefix` followed by `path` from character `cut` on, quoted by `quote` where it has a
+ * character a URI cannot hold as it is. */
+static PyObject *uri_of(PyObject *prefix, PyObject *path, Py_ssize_t cut, PyObject *quote) {
+    Py_ssize_t length = PyUnicode_GET_LENGTH(path);
+    if (cut > length)
+        cut = length;
+    if (PyUnicode_IS_ASCII(path) && PyUnicode_IS_ASCII(prefix)) {
+        const unsigned char *name = (const unsigned char *)PyUnicode_DATA(path) + cut;
+        Py_ssize_t size = length - cut, i = 0;
+        while (i < size && uri_safe(name[i]))
+            i++;
+        if (i == size) {
+            Py_ssize_t head = PyUnicode_GET_LENGTH(prefix);
+            PyObject *uri = PyUnicode_New(head + size, 127);
+            if (uri == NULL)
+                return NULL;
+            memcpy(PyUnicode_DATA(uri), PyUnicode_DATA(prefix), head);
+            memcpy((char *)PyUnicode_DATA(uri) + head, name, size);
+            return uri;
+        }
+    }
+    PyObject *name = PyUnicode_Substring(path, cut, length);
+    if (name == NULL)
+        return NULL;
+    PyObject *quoted = PyObject_CallOneArg(quote, name);
+    Py_DECREF(name);
+    if (quoted == NULL)
+        return NULL;
+    PyObject *uri = PyUnicode_Concat(prefix, quoted);
+    Py_DECREF(quoted);
+    return uri;
+}
+
+/* Append `value` (a new reference, or NULL on error) to `list`; 0, or -1 on error. */
+static int append_new(PyObject *list, PyObject *value) {
+    if (value == NULL)
+        return -1;
+    int result = PyList_Append(list, value);
+    Py_DECREF(value);
+    return result;
+}
+
+/* One record's entries in the five arrays: 0, or -1 with an exception set. */
+static int add_record(PyObject *arrays[5], PyObject *record, PyObject *prefix, Py_ssize_t cut,
+                      PyObject *quote) {
+    PyObject *path = PyObject_GetAttr(record, s_path);
+    if (path == NULL)
+        return -1;
+    if (!PyUnicode_Check(path)) {
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_TypeError, "a record's path must be a str");
+        return -1;
+    }
+    int failed = append_new(arrays[0], uri_of(prefix, path, cut, quote));
+    Py_DECREF(path);
+    if (failed)
+        return -1;
+
+    PyObject *digest = PyObject_GetAttr(record, s_digest);
+    if (digest == NULL)
+        return -1;
+    int truth = PyObject_IsTrue(digest);  /* `record.digest or ""` */
+    if (truth < 0 || PyList_Append(arrays[1], truth ? digest : s_empty)) {
+        Py_DECREF(digest);
+        return -1;
+    }
+    Py_DECREF(digest);
+
+    PyObject *key = PyObject_GetAttr(record, s_key);
+    if (key == NULL)
+        return -1;
+    PyObject *size = key == Py_None ? PyLong_FromLong(0) : PySequence_GetItem(key, 2);
+    Py_DECREF(key);
+    if (append_new(arrays[2], size))
+        return -1;
+    return append_new(arrays[3], PyObject_GetAttr(record, s_identity)) ||
+                   append_new(arrays[4], PyObject_GetAttr(record, s_count))
+               ? -1
+               : 0;
+}
+
+static PyObject *arrays(PyObject *self, PyObject *args) {
+    PyObject *records, *prefix, *quote;
+    Py_ssize_t cut;
+    if (!PyArg_ParseTuple(args, "O!nUO", &PyList_Type, &records, &cut, &prefix, &quote))
+        return NULL;
+    PyObject *lists[5] = {NULL};
+    for (int i = 0; i < 5; i++)
+        if ((lists[i] = PyList_New(0)) == NULL)
+            goto error;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++)
+        if (add_record(lists, PyList_GET_ITEM(records, i), prefix, cut, quote))
+            goto error;
+    return Py_BuildValue("(NNNNN)", lists[0], lists[1], lists[2], lists[3], lists[4]);
+error:
+    for (int i = 0; i < 5; i++)
+        Py_XDECREF(lists[i]);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"stamp_candidates", stamp_candidates, METH_VARARGS,
+     "stamp_candidates(records, name): the records whose file may have the xattr `name` "
+     "(bytes); every other record's producer set to None."},
+    {"arrays", arrays, METH_VARARGS,
+     "arrays(records, cut, prefix, quote): (uris, digests, sizes, identities, counts) of a "
+     "batch of file reads, each URI `prefix` and the path from `cut` on, quoted by `quote` "
+     "where needed."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_read_batches",
+    "A flush's per-record work on small file reads in C (see instrumentation/_record_spans.py).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__read_batches(void) {
+    struct {
+        PyObject **name;
+        const char *text;
+    } names[] = {
+        {&s_path, "path"}, {&s_producer, "producer"}, {&s_key, "key"}, {&s_digest, "digest"},
+        {&s_identity, "identity"}, {&s_count, "count"}, {&s_empty, ""},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return NULL;
+    return PyModule_Create(&module);
+}
