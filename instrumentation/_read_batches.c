@@ -5,6 +5,8 @@
  *   stamp_candidates: which reads may carry a producer stamp. Nearly no file has one, and
  *     asking the kernel (listxattr) is the cheap part of os.listxattr: its argument parsing,
  *     list of names and the Python loop around it cost more than the system call.
+ *   group: records grouped into batched spans (a loop over every record, in Python the most
+ *     of a flush after the SDK's checks).
  *   arrays: a batched "read file" span's parallel arrays (URIs, digests, sizes, identities,
  *     counts), the URIs made as clew.semconv.uris.file_uris makes them.
  */
@@ -15,8 +17,9 @@
 #include <string.h>
 #include <sys/xattr.h>
 
-/* "path", "producer", "key", "digest", "identity", "count", "" */
-static PyObject *s_path, *s_producer, *s_key, *s_digest, *s_identity, *s_count, *s_empty;
+/* "path", "producer", "key", "digest", "identity", "count", "", "operation", "batch_key", "/" */
+static PyObject *s_path, *s_producer, *s_key, *s_digest, *s_identity, *s_count, *s_empty,
+    *s_operation, *s_batch_key, *s_slash;
 
 /* Whether listxattr's list of names (NUL-terminated, `size` bytes) holds `name`. */
 static int lists_name(const char *names, ssize_t size, const char *name, size_t length) {
@@ -184,7 +187,100 @@ error:
     return NULL;
 }
 
+/* The batch key of a `Record` (of exactly that class): its directory for a read smaller
+ * than `max_size`, else Py_None (a span of its own), as Record.batch_key says; a new
+ * reference, or NULL on error. */
+static PyObject *file_batch_key(PyObject *record, PyObject *max_size) {
+    PyObject *operation = PyObject_GetAttr(record, s_operation);
+    if (operation == NULL)
+        return NULL;
+    int read = PyUnicode_Check(operation) && PyUnicode_CompareWithASCIIString(operation, "read") == 0;
+    Py_DECREF(operation);
+    if (!read)
+        Py_RETURN_NONE;
+    PyObject *key = PyObject_GetAttr(record, s_key);
+    if (key == NULL)
+        return NULL;
+    int small = 1;
+    if (key != Py_None) {
+        PyObject *size = PySequence_GetItem(key, 2);
+        small = size == NULL ? -1 : PyObject_RichCompareBool(size, max_size, Py_LT);
+        Py_XDECREF(size);
+    }
+    Py_DECREF(key);
+    if (small <= 0)
+        return small < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *path = PyObject_GetAttr(record, s_path);
+    if (path == NULL)
+        return NULL;
+    if (!PyUnicode_Check(path)) {
+        Py_DECREF(path);
+        PyErr_SetString(PyExc_TypeError, "a record's path must be a str");
+        return NULL;
+    }
+    /* path.rpartition("/")[0] or "/" */
+    Py_ssize_t slash = PyUnicode_FindChar(path, '/', 0, PyUnicode_GET_LENGTH(path), -1);
+    PyObject *directory = slash == -2 ? NULL
+                          : slash <= 0 ? Py_NewRef(s_slash)
+                                       : PyUnicode_Substring(path, 0, slash);
+    Py_DECREF(path);
+    return directory;
+}
+
+static PyObject *group(PyObject *self, PyObject *args) {
+    PyObject *records, *record_type, *max_size;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyList_Type, &records, &record_type, &max_size))
+        return NULL;
+    PyObject *singles = PyList_New(0), *groups = PyDict_New();
+    if (singles == NULL || groups == NULL)
+        goto error;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *record = PyList_GET_ITEM(records, i);
+        PyObject *type = (PyObject *)Py_TYPE(record);
+        PyObject *key = type == record_type ? file_batch_key(record, max_size)
+                                            : PyObject_CallMethodNoArgs(record, s_batch_key);
+        if (key == NULL)
+            goto error;
+        if (key == Py_None) {
+            Py_DECREF(key);
+            if (PyList_Append(singles, record))
+                goto error;
+            continue;
+        }
+        PyObject *both = PyTuple_Pack(2, type, key);
+        Py_DECREF(key);
+        if (both == NULL)
+            goto error;
+        PyObject *members = PyDict_GetItemWithError(groups, both);  /* borrowed */
+        int failed;
+        if (members != NULL) {
+            failed = PyList_Append(members, record);
+        } else if (PyErr_Occurred()) {
+            failed = -1;
+        } else {
+            members = PyList_New(1);
+            failed = members == NULL;
+            if (!failed) {
+                PyList_SET_ITEM(members, 0, Py_NewRef(record));
+                failed = PyDict_SetItem(groups, both, members);
+                Py_DECREF(members);
+            }
+        }
+        Py_DECREF(both);
+        if (failed)
+            goto error;
+    }
+    return Py_BuildValue("(NN)", singles, groups);
+error:
+    Py_XDECREF(singles);
+    Py_XDECREF(groups);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"group", group, METH_VARARGS,
+     "group(records, record_type, max_size): (the records that get a span of their own, "
+     "{(class, batch key): records}), a `record_type`'s key as Record.batch_key gives it."},
     {"stamp_candidates", stamp_candidates, METH_VARARGS,
      "stamp_candidates(records, name): the records whose file may have the xattr `name` "
      "(bytes); every other record's producer set to None."},
@@ -208,6 +304,7 @@ PyMODINIT_FUNC PyInit__read_batches(void) {
     } names[] = {
         {&s_path, "path"}, {&s_producer, "producer"}, {&s_key, "key"}, {&s_digest, "digest"},
         {&s_identity, "identity"}, {&s_count, "count"}, {&s_empty, ""},
+        {&s_operation, "operation"}, {&s_batch_key, "batch_key"}, {&s_slash, "/"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -196,12 +196,30 @@ def directory_of(path: str) -> str:
     return path.rpartition("/")[0] or "/"
 
 
-def group_for_spans(records: Iterable[Record]) -> Iterator[Record | list[Record]]:
+def group_for_spans(records: list[Record], *, in_c: bool = True) -> Iterator[Record | list[Record]]:
     """Yield the records that get a span of their own, then the batches (lists of records
-    of one class and `batch_key`, at most `BATCH_MAX_RECORDS` each).
+    of one class and `batch_key`, at most `BATCH_MAX_RECORDS` each), grouped in C where it
+    was built (`in_c`).
 
     A path appears once per batch: a span's links name their artifact by URI, so two versions
     of one object (or file) read in one flush go to two batches."""
+    if in_c and _read_batches is not None:
+        singles, groups = _read_batches.group(records, Record, BATCH_MAX_SIZE)
+    else:
+        singles, groups = _grouped(records)
+    yield from singles
+    for group in groups.values():
+        # Checked per group, not per record: a path read twice in one flush is rare, and
+        # tracking repeats record by record cost as much as the rest of the grouping.
+        batches = [group] if len({r.path for r in group}) == len(group) else _by_repeat(group)
+        for batch in batches:
+            for start in range(0, len(batch), BATCH_MAX_RECORDS):
+                yield batch[start : start + BATCH_MAX_RECORDS]
+
+
+def _grouped(records: list[Record]) -> tuple[list[Record], dict[tuple[type, Hashable], list[Record]]]:
+    """The records that get a span of their own, and the others by class and batch key."""
+    singles: list[Record] = []
     groups: dict[tuple[type, Hashable], list[Record]] = {}
     for record in records:
         if type(record) is Record:
@@ -215,20 +233,14 @@ def group_for_spans(records: Iterable[Record]) -> Iterator[Record | list[Record]
         else:
             key = record.batch_key()
         if key is None:
-            yield record
+            singles.append(record)
             continue
         group = groups.get((type(record), key))
         if group is None:
             groups[type(record), key] = [record]
         else:
             group.append(record)
-    for group in groups.values():
-        # Checked per group, not per record: a path read twice in one flush is rare, and
-        # tracking repeats record by record cost as much as the rest of the grouping.
-        batches = [group] if len({r.path for r in group}) == len(group) else _by_repeat(group)
-        for batch in batches:
-            for start in range(0, len(batch), BATCH_MAX_RECORDS):
-                yield batch[start : start + BATCH_MAX_RECORDS]
+    return singles, groups
 
 
 def _by_repeat(group: list[Record]) -> list[list[Record]]:

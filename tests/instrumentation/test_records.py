@@ -100,3 +100,28 @@ def test_names_that_need_quoting_have_the_uris_of_single_files(batch_attributes)
         assert attributes[attr.PROVENANCE_ARTIFACTS_SIZE] == [10] * len(names) + [0]
         assert attributes[attr.PROVENANCE_ARTIFACTS_DIGEST] == ["blake3:" + "a" * 64] * len(names) + [""]
         assert attributes[attr.PROVENANCE_ARTIFACTS_IDENTITY] == ["content"] * len(names) + ["none"]
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
+def test_records_grouped_into_spans(in_c: bool):
+    if in_c and _record_spans._read_batches is None:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+    from clew.instrumentation._objects import ObjectRecord
+
+    large = Record("read", "/data/big.bin", (1, 2, _record_spans.BATCH_MAX_SIZE, 3))
+    write = Record("write", "/data/out.bin", (1, 3, 10, 3))
+    small = [_record(p) for p in ("/data/a", "/other/b", "/data/c", "/d", "/data/a")]
+    unkeyed = Record("read", "/data/e")  # no stat key: batched all the same
+    objects = [ObjectRecord("read", "s3", "bucket", name) for name in ("p/x", "p/y", "q/z")]
+    records = [small[0], large, small[1], write, *objects, small[2], small[3], unkeyed, small[4]]
+    records += [_record(f"/many/{index}") for index in range(_record_spans.BATCH_MAX_RECORDS + 3)]
+
+    items = list(_record_spans.group_for_spans(records, in_c=in_c))
+
+    many = records[-_record_spans.BATCH_MAX_RECORDS - 3:]
+    assert items == [
+        large, write,
+        [small[0], small[2], unkeyed], [small[4]],  # a path once per batch
+        [small[1]], objects[:2], [objects[2]], [small[3]],
+        many[:_record_spans.BATCH_MAX_RECORDS], many[_record_spans.BATCH_MAX_RECORDS:],
+    ]
