@@ -60,4 +60,15 @@ extensions.append(
     )
 )
 
+# The spool encoder's check of an array of strings (exporter/otlp_encode.py falls back to
+# Python without it).
+extensions.append(
+    Extension(
+        "clew.exporter._plain_strings",
+        sources=["exporter/_plain_strings.c"],
+        extra_compile_args=["-O3", "-Wall"],
+        optional=True,
+    )
+)
+
 setup(ext_modules=extensions)
