@@ -8,7 +8,9 @@
  *   group: records grouped into batched spans (a loop over every record, in Python the most
  *     of a flush after the SDK's checks).
  *   arrays: a batched "read file" span's parallel arrays (URIs, digests, sizes, identities,
- *     counts), the URIs made as clew.semconv.uris.file_uris makes them.
+ *     counts), the URIs made as clew.semconv.uris.file_uri makes them.
+ *   cache_lines: the digest cache's new lines, written at each flush (_file_digests.py):
+ *     Python's formatting of four ints and a digest cost ~5k instructions a line.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -277,7 +279,76 @@ error:
     return NULL;
 }
 
+/* `value` in decimal at `out`, as str(int) writes it; the end of what was written. */
+static char *write_decimal(char *out, long long value) {
+    unsigned long long magnitude = value < 0 ? 0ULL - (unsigned long long)value : (unsigned long long)value;
+    char digits[20];
+    int count = 0;
+    do {
+        digits[count++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (value < 0)
+        *out++ = '-';
+    while (count)
+        *out++ = digits[--count];
+    return out;
+}
+
+/* One "(dev, ino, size, mtime), digest" entry as its cache line at `out`; the end of it, or
+ * NULL if C does not write it as Python does (not that shape, an int beyond 64 bits, a
+ * digest that is not ASCII), with no exception set. */
+static char *write_cache_line(char *out, PyObject *entry) {
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2)
+        return NULL;
+    PyObject *key = PyTuple_GET_ITEM(entry, 0), *digest = PyTuple_GET_ITEM(entry, 1);
+    if (!PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 4 || !PyUnicode_CheckExact(digest) ||
+        PyUnicode_READY(digest) < 0 || !PyUnicode_IS_ASCII(digest))
+        return NULL;
+    for (int i = 0; i < 4; i++) {
+        PyObject *field = PyTuple_GET_ITEM(key, i);
+        int overflow = 0;
+        long long value = PyLong_CheckExact(field) ? PyLong_AsLongLongAndOverflow(field, &overflow) : 0;
+        if (!PyLong_CheckExact(field) || overflow || (value == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return NULL;
+        }
+        out = write_decimal(out, value);
+        *out++ = ' ';
+    }
+    memcpy(out, PyUnicode_1BYTE_DATA(digest), PyUnicode_GET_LENGTH(digest));
+    out += PyUnicode_GET_LENGTH(digest);
+    *out++ = '\n';
+    return out;
+}
+
+static PyObject *cache_lines(PyObject *self, PyObject *args) {
+    PyObject *entries;
+    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &entries))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(entries), size = 0;
+    for (Py_ssize_t i = 0; i < count; i++) {  /* room for the longest line each could make */
+        PyObject *entry = PyList_GET_ITEM(entries, i);
+        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(entry, 1)))
+            Py_RETURN_NONE;
+        size += 4 * 21 + PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(entry, 1)) + 1;
+    }
+    char *text = PyMem_Malloc(size ? size : 1);
+    if (text == NULL)
+        return PyErr_NoMemory();
+    char *end = text;
+    for (Py_ssize_t i = 0; i < count && end != NULL; i++)
+        end = write_cache_line(end, PyList_GET_ITEM(entries, i));
+    PyObject *lines = end == NULL ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize(text, end - text);
+    PyMem_Free(text);
+    return lines;
+}
+
 static PyMethodDef methods[] = {
+    {"cache_lines", cache_lines, METH_VARARGS,
+     "cache_lines(entries): the digest cache's lines of [((dev, ino, size, mtime), digest)] "
+     "as bytes, or None where C does not write them as Python does."},
     {"group", group, METH_VARARGS,
      "group(records, record_type, max_size): (the records that get a span of their own, "
      "{(class, batch key): records}), a `record_type`'s key as Record.batch_key gives it."},
