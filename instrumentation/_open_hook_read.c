@@ -272,7 +272,7 @@ static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject
         return -1;
     /* Out of the garbage collector's sight, as the key: a read's record holds strings, ints
      * and tuples, never a cycle, and thousands wait in `_ready` for a flush; each collection
-     * walked them all (~5k instructions a record over a program's run). */
+     * walked them all. */
     PyObject_GC_UnTrack(record);
     int result = -1;
     PyObject *ready = NULL, *worker = NULL;
