@@ -40,6 +40,14 @@ extensions = [
         extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
         optional=True,
     ),
+    # A flush's per-record work on small file reads (instrumentation/_record_spans.py falls
+    # back to Python without it).
+    Extension(
+        "clew.instrumentation._read_batches",
+        sources=["instrumentation/_read_batches.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    ),
 ] if sys.platform.startswith("linux") else []
 # The process span's code files, read from sys.modules without copying a forked child's pages
 # (instrumentation/_imported.py falls back to Python without it).
@@ -48,6 +56,17 @@ extensions.append(
         "clew.instrumentation._module_files",
         sources=["instrumentation/_module_files.c"],
         extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
+
+# The spool encoder's check of an array of strings (exporter/otlp_encode.py falls back to
+# Python without it).
+extensions.append(
+    Extension(
+        "clew.exporter._plain_strings",
+        sources=["exporter/_plain_strings.c"],
+        extra_compile_args=["-O3", "-Wall"],
         optional=True,
     )
 )

@@ -160,6 +160,31 @@ _INTS_JOIN = '"},{"intValue":"'
 _STR, _INT = {str}, {int}
 
 
+# Every byte JSON escapes in ASCII text (control characters, DEL: not printable; '"' and
+# '\\') translated to '"', every other byte to itself.
+_TO_QUOTE = bytes(0x22 if c < 0x20 or c in (0x22, 0x5C, 0x7F) else c for c in range(256))
+
+
+def _plain_join_in_python(separator: str, value: list | tuple) -> str | None:
+    """`separator.join(value)` when every item is a str with nothing JSON escapes (URIs,
+    digests), else None; `separator` has no byte JSON escapes but its quotes. Checked on the
+    joined text: its bytes translated by one table, its quotes counted."""
+    if set(map(type, value)) != _STR:
+        return None
+    joined = separator.join(value)
+    if not joined.isascii():
+        return None
+    quotes = joined.encode("ascii").translate(_TO_QUOTE).count(b'"')
+    return joined if quotes == separator.count('"') * (len(value) - 1) else None
+
+
+_plain_join: Callable[[str, Any], str | None]
+try:  # the same check in C where it was built: ~2k instructions less per batched read
+    from ._plain_strings import plain_join as _plain_join
+except ImportError:  # built without a compiler
+    _plain_join = _plain_join_in_python
+
+
 def _value_text(value: Any) -> str:
     """`_value(value)` as JSON text, fast for the types clew's spans carry."""
     kind = type(value)
@@ -168,14 +193,12 @@ def _value_text(value: Any) -> str:
     if kind is int:
         return '{"intValue":"' + str(value) + '"}'
     if (kind is tuple or kind is list) and value:
+        plain = _plain_join(_PLAIN_STRINGS_JOIN, value)
+        if plain is not None:
+            # Strings with nothing for JSON to escape: quoted here, not string by string.
+            return '{"arrayValue":{"values":[{"stringValue":"' + plain + '"}]}}'
         kinds = set(map(type, value))  # exact types: a bool is no int here
         if kinds == _STR:
-            whole = "".join(value)
-            if whole.isascii() and whole.isprintable() and '"' not in whole and "\\" not in whole:
-                # Nothing for JSON to escape (URIs, digests): quoted here, not string by string.
-                return '{"arrayValue":{"values":[{"stringValue":"' + _PLAIN_STRINGS_JOIN.join(
-                    value
-                ) + '"}]}}'
             return '{"arrayValue":{"values":[{"stringValue":' + _STRINGS_JOIN.join(
                 map(_quote, value)
             ) + "}]}}"

@@ -21,6 +21,12 @@ from clew.semconv.digests import BLAKE3_PREFIX, blake3_id
 StatKey = tuple[int, int, int, int]
 _T = TypeVar("_T")
 
+_cache_lines: Callable[[list], bytes | None] | None
+try:  # the cache's new lines written in C where it was built (~5k instructions a line less)
+    from ._read_batches import cache_lines as _cache_lines
+except ImportError:  # built without a compiler, or not on Linux
+    _cache_lines = None
+
 _LARGE = 1 << 20  # below this, one read() of the whole file
 _CHUNK = 8 << 20
 _CACHE_FILENAME = "digests-v1.txt"
@@ -102,6 +108,17 @@ def _hash(fd: int, size: int) -> str | None:
 def content_digest(data: bytes) -> str:
     """The digest of a small file's whole content, read by the caller (`hash_file`'s)."""
     return BLAKE3_PREFIX + blake3.blake3(data).hexdigest()
+
+
+def cache_lines(entries: list[tuple[StatKey, str]], *, in_c: bool = True) -> bytes:
+    """The digest cache file's lines of `entries`: "dev ino size mtime digest", in C where it
+    was built (`in_c`) and C can write them as Python does."""
+    data = _cache_lines(entries) if in_c and _cache_lines is not None else None
+    if data is None:
+        lines = [f"{dev} {ino} {size} {mtime} {digest}\n"
+                 for (dev, ino, size, mtime), digest in entries]
+        data = "".join(lines).encode("ascii")
+    return data
 
 
 class _Memo:
@@ -192,9 +209,7 @@ class DigestCache:
         unsaved, self._unsaved = self._unsaved, []
         if not unsaved:
             return
-        lines = [f"{dev} {ino} {size} {mtime} {digest}\n"
-                 for (dev, ino, size, mtime), digest in unsaved]
-        data = "".join(lines).encode("ascii")
+        data = cache_lines(unsaved)
         self._directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:

@@ -105,9 +105,10 @@ class ObjectRecord(Record):
             _BUCKET[first.store == S3]: first.bucket,
             **_record_spans.artifact_arrays(
                 [r.path for r in records],
-                records,
-                sizes=[-1 if r.object_size is None else r.object_size for r in records],
-                identities=[r._identity() for r in records],
+                [r.digest or "" for r in records],
+                [-1 if r.object_size is None else r.object_size for r in records],
+                [r._identity() for r in records],
+                [r.count for r in records],
             ),
             attr.PROVENANCE_ARTIFACTS_BYTES: [r.io_bytes for r in records],
             attr.PROCESS_PID: pid,

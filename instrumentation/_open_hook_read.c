@@ -270,6 +270,10 @@ static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject
                                  3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (record == NULL)
         return -1;
+    /* Out of the garbage collector's sight, as the key: a read's record holds strings, ints
+     * and tuples, never a cycle, and thousands wait in `_ready` for a flush; each collection
+     * walked them all. */
+    PyObject_GC_UnTrack(record);
     int result = -1;
     PyObject *ready = NULL, *worker = NULL;
     if (digest != Py_None && (PyObject_SetAttr(record, s_digest, digest) < 0 ||

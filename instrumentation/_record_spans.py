@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Iterator
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext
@@ -18,10 +19,18 @@ from opentelemetry.util.types import Attributes
 
 from clew.semconv import attributes as attr
 from clew.semconv import spans
-from clew.semconv.uris import file_uri, file_uris
+from clew.semconv.environment import STAMP_XATTR
+from clew.semconv.uris import file_uri, file_uri_prefix, quote_uri_path, uri_of_name
 
 from . import _stamps
 from ._file_digests import StatKey
+
+_read_batches: Any
+try:  # a flush's per-record work on small file reads, in C where it was built
+    from . import _read_batches
+except ImportError:  # built without a compiler, or not on Linux
+    _read_batches = None
+_STAMP_NAME = STAMP_XATTR.encode()
 
 BATCH_MAX_SIZE = 1 << 20  # reads of files at least this large get a span of their own
 BATCH_MAX_RECORDS = 512  # keeps one span well under OTLP's usual 4 MiB message limit
@@ -123,24 +132,43 @@ def single_attributes(record: Record, pid: int) -> Attributes:
     return attributes
 
 
-def batch_attributes(directory: str, records: list[Record], pid: int) -> Attributes:
-    """Attributes of a batched "read file" span: parallel arrays, one entry per record."""
+def find_stamps(reads: list[Record], *, in_c: bool = True) -> None:
+    """Set each file read's `producer` to the stamp on its file (`_stamps.read_file`), from
+    C where it was built (`in_c`): one listxattr each, the stamp itself read only where the
+    file lists it."""
+    if in_c and _read_batches is not None:
+        reads = _read_batches.stamp_candidates(reads, _STAMP_NAME)
+    read_stamp = _stamps.read_file
+    for record in reads:
+        record.producer = read_stamp(record.path)
+
+
+def batch_attributes(directory: str, records: list[Record], pid: int, *,
+                     in_c: bool = True) -> Attributes:
+    """Attributes of a batched "read file" span: parallel arrays, one entry per record,
+    made in C where it was built (`in_c`)."""
     cut = len(directory.rstrip("/")) + 1  # records of "/x" are in "/"
+    prefix = file_uri_prefix(directory)
+    if in_c and _read_batches is not None:
+        uris, digests, sizes, identities, counts = _read_batches.arrays(
+            records, cut, prefix, quote_uri_path)
+    else:
+        uris = [uri_of_name(prefix, r.path[cut:]) for r in records]
+        digests = [r.digest or "" for r in records]
+        sizes = [r.key[2] if r.key is not None else 0 for r in records]
+        identities = [r.identity for r in records]
+        counts = [r.count for r in records]
     return {
         attr.PROVENANCE_IO_OPERATION: "read",
         attr.FILE_DIRECTORY: directory,
-        **artifact_arrays(
-            file_uris(directory, [r.path[cut:] for r in records]),
-            records,
-            sizes=[r.key[2] if r.key is not None else 0 for r in records],
-            identities=[r.identity for r in records],
-        ),
+        **artifact_arrays(uris, digests, sizes, identities, counts),
         attr.PROCESS_PID: pid,
     }
 
 
 def artifact_arrays(
-    uris: list[str], records: list[Record], *, sizes: list[int], identities: list[str]
+    uris: list[str], digests: list[str], sizes: list[int], identities: list[str],
+    counts: list[int],
 ) -> dict:
     """The `provenance.artifacts.*` arrays every batched span has, parallel to `uris`.
 
@@ -148,10 +176,9 @@ def artifact_arrays(
     the identities when every record has the same one (given once, as the scalar the
     lineage tables and spool readers fall back to), the counts when every record's is 1.
     """
-    counts = [r.count for r in records]
     arrays: dict = {
         attr.PROVENANCE_ARTIFACTS_URI: uris,
-        attr.PROVENANCE_ARTIFACTS_DIGEST: [r.digest or "" for r in records],
+        attr.PROVENANCE_ARTIFACTS_DIGEST: digests,
         attr.PROVENANCE_ARTIFACTS_SIZE: sizes,
     }
     if identities.count(identities[0]) == len(identities):
@@ -169,12 +196,30 @@ def directory_of(path: str) -> str:
     return path.rpartition("/")[0] or "/"
 
 
-def group_for_spans(records: Iterable[Record]) -> Iterator[Record | list[Record]]:
+def group_for_spans(records: list[Record], *, in_c: bool = True) -> Iterator[Record | list[Record]]:
     """Yield the records that get a span of their own, then the batches (lists of records
-    of one class and `batch_key`, at most `BATCH_MAX_RECORDS` each).
+    of one class and `batch_key`, at most `BATCH_MAX_RECORDS` each), grouped in C where it
+    was built (`in_c`).
 
     A path appears once per batch: a span's links name their artifact by URI, so two versions
     of one object (or file) read in one flush go to two batches."""
+    if in_c and _read_batches is not None:
+        singles, groups = _read_batches.group(records, Record, BATCH_MAX_SIZE)
+    else:
+        singles, groups = _grouped(records)
+    yield from singles
+    for group in groups.values():
+        # Checked per group, not per record: a path read twice in one flush is rare, and
+        # tracking repeats record by record cost as much as the rest of the grouping.
+        batches = [group] if len({r.path for r in group}) == len(group) else _by_repeat(group)
+        for batch in batches:
+            for start in range(0, len(batch), BATCH_MAX_RECORDS):
+                yield batch[start : start + BATCH_MAX_RECORDS]
+
+
+def _grouped(records: list[Record]) -> tuple[list[Record], dict[tuple[type, Hashable], list[Record]]]:
+    """The records that get a span of their own, and the others by class and batch key."""
+    singles: list[Record] = []
     groups: dict[tuple[type, Hashable], list[Record]] = {}
     for record in records:
         if type(record) is Record:
@@ -188,20 +233,14 @@ def group_for_spans(records: Iterable[Record]) -> Iterator[Record | list[Record]
         else:
             key = record.batch_key()
         if key is None:
-            yield record
+            singles.append(record)
             continue
         group = groups.get((type(record), key))
         if group is None:
             groups[type(record), key] = [record]
         else:
             group.append(record)
-    for group in groups.values():
-        # Checked per group, not per record: a path read twice in one flush is rare, and
-        # tracking repeats record by record cost as much as the rest of the grouping.
-        batches = [group] if len({r.path for r in group}) == len(group) else _by_repeat(group)
-        for batch in batches:
-            for start in range(0, len(batch), BATCH_MAX_RECORDS):
-                yield batch[start : start + BATCH_MAX_RECORDS]
+    return singles, groups
 
 
 def _by_repeat(group: list[Record]) -> list[list[Record]]:

@@ -674,10 +674,8 @@ class Recorder:
             records += [ready.popleft() for _ in range(len(ready))]
         reads = [r for r in records if r.operation == "read" and r.key is not None]
         if self.settings.stamp:
-            read_stamp = _stamps.read_file
-            for record in reads:
-                # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
-                record.producer = read_stamp(record.path)
+            # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
+            _record_spans.find_stamps(reads)
         suffixes = _config_files.SUFFIXES
         configs = [r for r in reads if r.path.endswith(suffixes)]
         parent = self.process.context()

@@ -53,13 +53,14 @@ def path_of_file_uri(uri: str) -> str:
     return unquote(path, encoding=_FS_ENCODING, errors=_FS_ERRORS)
 
 
-def file_uris(directory: str, names: list[str]) -> list[str]:
-    """`file_uri` of each of `names` in `directory`, quoting the directory once."""
-    prefix = file_uri(directory).rstrip("/") + "/"
-    return [
-        prefix + (quote_uri_path(name) if _NEEDS_QUOTING(name) else name)
-        for name in names
-    ]
+def file_uri_prefix(directory: str) -> str:
+    """`file_uri(directory)` ending in one "/": a name in the directory goes after it."""
+    return file_uri(directory).rstrip("/") + "/"
+
+
+def uri_of_name(prefix: str, name: str) -> str:
+    """The URI of `name` (a path relative to the directory of `prefix`, a `file_uri_prefix`)."""
+    return prefix + (quote_uri_path(name) if _NEEDS_QUOTING(name) else name)
 
 
 def object_uri(store: str, bucket: str, name: str) -> str:

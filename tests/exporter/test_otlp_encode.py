@@ -6,6 +6,7 @@ import base64
 import json
 import os
 
+import pytest
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as proto_encode
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -18,6 +19,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from clew.exporter import otlp_encode
 from clew.exporter.otlp_encode import encode_json, encode_spans
 from clew.exporter.otlp_json import iter_spans
 
@@ -106,7 +108,33 @@ def test_the_spool_text_is_the_mapping():
     assert encode_json([]) == '{"resourceSpans":[]}'
 
 
-def test_the_spool_text_is_the_mappings_json_byte_for_byte():
+@pytest.fixture(params=["C", "Python"])
+def plain_join(request, monkeypatch):
+    """The check of an array of plain strings, in C (where it was built) and in Python."""
+    if request.param == "C":
+        if otlp_encode._plain_join is otlp_encode._plain_join_in_python:
+            pytest.skip("clew.exporter._plain_strings was not built")
+    else:
+        monkeypatch.setattr(otlp_encode, "_plain_join", otlp_encode._plain_join_in_python)
+    return otlp_encode._plain_join
+
+
+def test_plain_strings_are_joined_and_any_other_array_is_not(plain_join):
+    separator = otlp_encode._PLAIN_STRINGS_JOIN
+    for plain in (["file://h/a b", "blake3:00"], ("x",), [""], ["a~!@#$%^&*()_+{}|:<>?'"]):
+        assert plain_join(separator, plain) == separator.join(plain)
+    escaped = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "\xe9", "\u2603", "\udce9"]
+    for character in escaped:
+        assert plain_join(separator, ["ok", f"a{character}b"]) is None, repr(character)
+
+    class Name(str):
+        pass
+
+    for other in ([1, 2], ["a", 1], [True], [Name("a")], ["a", b"b"], [1.5]):
+        assert plain_join(separator, other) is None
+
+
+def test_the_spool_text_is_the_mappings_json_byte_for_byte(plain_join):
     """The spool's lines did not change when its text path stopped going through the mapping:
     the same bytes as the mapping's compact JSON, for spans with every optional field (status
     message, events, links, a remote parent with a trace state) and without."""

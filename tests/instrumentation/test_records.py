@@ -12,12 +12,25 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from clew.exporter.spool import SpoolSpanExporter
 from clew.exporter.spool_files import spool_directory
-from clew.instrumentation._record_spans import Record, batch_attributes, directory_of
+from clew.instrumentation import _record_spans
+from clew.instrumentation._record_spans import Record, directory_of
 from clew.query.spool import spool_runs
 from clew.semconv import attributes as attr
 from clew.semconv.uris import file_uri
 
 PID = 4242
+
+
+@pytest.fixture(params=[True, False], ids=["in C", "in Python"])
+def batch_attributes(request):
+    """`batch_attributes` made in C (where it was built) and in Python: the same spans."""
+    if request.param and _record_spans._read_batches is None:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+
+    def made(directory: str, records: list[Record], pid: int) -> dict:
+        return _record_spans.batch_attributes(directory, records, pid, in_c=request.param)
+
+    return made
 
 
 def _record(path: str, *, identity: str = "content", count: int = 1) -> Record:
@@ -42,7 +55,7 @@ def read_back(tmp_path: Path):
     return spool_and_read
 
 
-def test_uniform_batch_leaves_out_identities_and_counts(read_back):
+def test_uniform_batch_leaves_out_identities_and_counts(read_back, batch_attributes):
     paths = ["/data/a.bin", "/data/b c.bin", "/data/é%.bin"]
     attributes = batch_attributes("/data", [_record(p) for p in paths], PID)
     assert attributes[attr.PROVENANCE_ARTIFACTS_URI] == [file_uri(p) for p in paths]
@@ -55,7 +68,7 @@ def test_uniform_batch_leaves_out_identities_and_counts(read_back):
     ]
 
 
-def test_mixed_batch_keeps_its_arrays(read_back):
+def test_mixed_batch_keeps_its_arrays(read_back, batch_attributes):
     records = [_record("/data/a"), _record("/data/b", identity="stat", count=3)]
     attributes = batch_attributes("/data", records, PID)
     assert attributes[attr.PROVENANCE_ARTIFACTS_IDENTITY] == ["content", "stat"]
@@ -68,8 +81,47 @@ def test_mixed_batch_keeps_its_arrays(read_back):
     ]
 
 
-def test_files_in_the_root_directory():
+def test_files_in_the_root_directory(batch_attributes):
     assert directory_of("/a.bin") == "/"
     assert directory_of("/x/y/a.bin") == "/x/y"
     attributes = batch_attributes("/", [_record("/a.bin"), _record("/b c")], PID)
     assert attributes[attr.PROVENANCE_ARTIFACTS_URI] == [file_uri("/a.bin"), file_uri("/b c")]
+
+
+def test_names_that_need_quoting_have_the_uris_of_single_files(batch_attributes):
+    # Spaces, percent signs, non-ASCII and undecodable bytes (lone surrogates, as os.fsdecode
+    # gives them), in the name and in the directory; a record without a stat key has size 0.
+    for directory in ("/data", "/dätä 1", "/raw\udcff"):
+        names = ["plain-1.bin", "b c", "é%.bin", "bad\udce9name", "a+b=c~d@e", "q?x#y"]
+        records = [_record(f"{directory}/{name}") for name in names]
+        records.append(Record("read", f"{directory}/no-key"))
+        attributes = batch_attributes(directory, records, PID)
+        assert attributes[attr.PROVENANCE_ARTIFACTS_URI] == [file_uri(r.path) for r in records]
+        assert attributes[attr.PROVENANCE_ARTIFACTS_SIZE] == [10] * len(names) + [0]
+        assert attributes[attr.PROVENANCE_ARTIFACTS_DIGEST] == ["blake3:" + "a" * 64] * len(names) + [""]
+        assert attributes[attr.PROVENANCE_ARTIFACTS_IDENTITY] == ["content"] * len(names) + ["none"]
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
+def test_records_grouped_into_spans(in_c: bool):
+    if in_c and _record_spans._read_batches is None:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+    from clew.instrumentation._objects import ObjectRecord
+
+    large = Record("read", "/data/big.bin", (1, 2, _record_spans.BATCH_MAX_SIZE, 3))
+    write = Record("write", "/data/out.bin", (1, 3, 10, 3))
+    small = [_record(p) for p in ("/data/a", "/other/b", "/data/c", "/d", "/data/a")]
+    unkeyed = Record("read", "/data/e")  # no stat key: batched all the same
+    objects = [ObjectRecord("read", "s3", "bucket", name) for name in ("p/x", "p/y", "q/z")]
+    records = [small[0], large, small[1], write, *objects, small[2], small[3], unkeyed, small[4]]
+    records += [_record(f"/many/{index}") for index in range(_record_spans.BATCH_MAX_RECORDS + 3)]
+
+    items = list(_record_spans.group_for_spans(records, in_c=in_c))
+
+    many = records[-_record_spans.BATCH_MAX_RECORDS - 3:]
+    assert items == [
+        large, write,
+        [small[0], small[2], unkeyed], [small[4]],  # a path once per batch
+        [small[1]], objects[:2], [objects[2]], [small[3]],
+        many[:_record_spans.BATCH_MAX_RECORDS], many[_record_spans.BATCH_MAX_RECORDS:],
+    ]

@@ -1,0 +1,45 @@
+"""The digest cache's lines, written at each flush: the same bytes in C (where it was built)
+and in Python, for any key a stat can give (a file from before 1970 has a negative mtime; an
+inode number may use all 64 bits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clew.instrumentation import _file_digests
+from clew.instrumentation._file_digests import DigestCache, cache_lines
+
+DIGEST = "blake3:" + "c" * 64
+KEYS = [
+    (64768, 1_000_123, 16384, 1_764_170_000_123_456_789),
+    (0, 0, 0, 0),
+    (1, 2, 3, -86_400_000_000_001),  # before 1970
+    (2**63 - 1, -(2**63), 7, 9),
+    (5, 2**64 - 1, 11, 13),  # beyond a signed 64-bit int
+]
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
+def test_lines_are_the_keys_and_digests(in_c: bool) -> None:
+    if in_c and _file_digests._cache_lines is None:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+    entries = [(key, DIGEST) for key in KEYS]
+    expected = "".join(f"{d} {i} {s} {m} {DIGEST}\n" for d, i, s, m in KEYS).encode()
+    assert cache_lines(entries, in_c=in_c) == expected
+    for key in KEYS:  # one at a time too: a key C leaves to Python leaves it the whole list
+        line = " ".join(map(str, (*key, DIGEST))) + "\n"
+        assert cache_lines([(key, DIGEST)], in_c=in_c) == line.encode()
+    assert cache_lines([], in_c=in_c) == b""
+    with pytest.raises(UnicodeEncodeError):  # what no digest is: refused, as before
+        cache_lines([(KEYS[0], "blake3:é")], in_c=in_c)
+
+
+def test_saved_entries_are_found_by_the_next_process(tmp_path: Path) -> None:
+    cache = DigestCache(tmp_path)
+    for key in KEYS:
+        cache.put(key, DIGEST)
+    cache.save()
+    again = DigestCache(tmp_path)
+    assert [again.get(key) for key in KEYS] == [DIGEST] * len(KEYS)
