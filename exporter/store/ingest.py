@@ -213,18 +213,31 @@ def _read_line(path: Path, offset: int) -> bytes:
         return handle.readline()
 
 
-def _batches(offsets: dict[Path, int], limit: int) -> Iterator[list[tuple[Path, _Chunk]]]:
+def _batches(
+    offsets: dict[Path, int], limit: int, total: int | None = None
+) -> Iterator[list[tuple[Path, _Chunk]]]:
     """Chunks of the files from their offsets, gathered until they hold `limit` bytes: one
-    insert per file would make most inserts tiny (one spool file per process)."""
+    insert per file would make most inserts tiny (one spool file per process).
+
+    Given the `total` bytes to take, the first and the last batch hold about a quarter of
+    `limit`: the first insert waits for the first batch's conversion, and nothing is
+    converted beside the last insert, so a small batch at either end leaves less of the
+    ingest without the conversion and the insert overlapping (docs/architecture.md)."""
     batch: list[tuple[Path, _Chunk]] = []
-    size = 0
+    size = taken = 0
+    end = limit // 4
+    target = limit if total is None or total <= limit else end
     for path, offset in offsets.items():
         for chunk in _read_chunks(path, offset, limit):
             batch.append((path, chunk))
             size += chunk.end - chunk.start
-            if size >= limit:
+            if size >= target:
                 yield batch
+                taken += size
                 batch, size = [], 0
+                left = (total or 0) - taken
+                # Before the end, the last full batch gives up its last quarter.
+                target = left - end if end < left - end < limit else limit
     if batch:
         yield batch
 
@@ -531,7 +544,7 @@ def ingest(
             encode = _Encoder(client, ingester.table) if reached else None
             # _batches runs in another thread: it gets its own copy of the offsets
             for batch, native in _ahead((batch, encode(batch)) for batch in
-                                        _batches(dict(reached), chunk_bytes)):
+                                        _batches(dict(reached), chunk_bytes, total)):
                 ingester.take(batch, result, native)
                 taken += sum(chunk.end - chunk.start for _, chunk in batch)
                 if progress is not None:
