@@ -258,7 +258,7 @@ class _Encoder:
         # the bytes as they are; chDB reads them from a file)
         self._context.compression = None
 
-    def __call__(self, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
+    def native(self, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
         """The batch's rows as one Native block; None when it has none, or when a value
         does not serialize (the insert then takes the rows themselves, and finds the line)."""
         block = [row for _, chunk in batch for row in chunk.rows]
@@ -541,9 +541,9 @@ def ingest(
     taken = 0
     try:
         with _collector_paused():
-            encode = _Encoder(client, ingester.table) if reached else None
+            encoder = _Encoder(client, ingester.table) if reached else None
             # _batches runs in another thread: it gets its own copy of the offsets
-            for batch, native in _ahead((batch, encode(batch)) for batch in
+            for batch, native in _ahead((batch, encoder.native(batch)) for batch in
                                         _batches(dict(reached), chunk_bytes, total)):
                 ingester.take(batch, result, native)
                 taken += sum(chunk.end - chunk.start for _, chunk in batch)
