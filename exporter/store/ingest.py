@@ -118,10 +118,12 @@ _T = TypeVar("_T")
 try:
     import orjson
 except ImportError:  # a capture-only install: the CLI imports this module without the extra
-    _loads = json.loads
+
+    def _loads(raw: bytes | memoryview) -> Any:
+        return json.loads(bytes(raw))  # json takes no memoryview
 else:
 
-    def _loads(raw: bytes) -> Any:
+    def _loads(raw: bytes | memoryview) -> Any:
         """One spool line, parsed. orjson (the `store` extra) is ~1.4x faster than json
         here; it refuses a few things json takes (NaN, which json.dumps writes for a NaN
         attribute; lone surrogates), so such a line gets json's verdict rather than being
@@ -129,7 +131,7 @@ else:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return json.loads(raw)
+            return json.loads(bytes(raw))
 
 
 @contextmanager
@@ -193,16 +195,21 @@ def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
             converted: list[tuple[Any, ...]] = []
             lines: list[tuple[int, int]] = []
             corrupt: list[_BadLine] = []
-            position = offset
-            for raw in data[: cut + 1].splitlines(keepends=True):
+            # Lines as views of the chunk, split at b"\n" (as the line numbers count them):
+            # slicing the chunk and its lines would copy its bytes twice (orjson takes a view).
+            view = memoryview(data)
+            start = 0
+            while start <= cut:
+                stop = data.index(b"\n", start) + 1
+                raw = view[start:stop]
                 try:
                     line_rows = rows.spans_to_rows(_loads(raw))
                 except _LINE_ERRORS as error:
-                    corrupt.append(_BadLine(position, raw, _reason(error)))
+                    corrupt.append(_BadLine(offset + start, bytes(raw), _reason(error)))
                 else:
                     converted += line_rows
-                    lines.append((position, len(converted)))
-                position += len(raw)
+                    lines.append((offset + start, len(converted)))
+                start = stop
             yield _Chunk(offset, offset + cut + 1, converted, lines, corrupt)
             offset += cut + 1
 
