@@ -9,6 +9,10 @@ file per insert. Native because it is chDB's own block format, and the one clew'
 already hands it: clickhouse-connect serializes the rows to Native, writes them to a file and
 runs `INSERT ... FROM INFILE ... FORMAT Native` (its chDB backend); the floor runs the same
 statements on files that are already there, so the difference is exactly clew's work.
+(clew makes the Native bytes in its conversion thread, `ingest._Encoder`, and hands them to
+chDB the same way; its own ingest also makes its first and last batches smaller, so that less
+of it runs without conversion and insert overlapping: the floor keeps the four full batches,
+the fewest inserts.)
 
 Then, alternating and each in a fresh process and a fresh store: the floor (`prepare_store`,
 then one `INSERT INTO otel_traces (...) FROM INFILE 'chunk-N.native' FORMAT Native` per
@@ -146,6 +150,7 @@ _PHASES = (
     ("_batches", "", "read and split lines"),
     ("_insert", "query", "chDB engine: insert into otel_traces and views"),
     ("_insert", "", "clickhouse-connect: rows to Native"),
+    ("native", "", "clickhouse-connect: rows to Native"),  # _Encoder, in the conversion thread
     ("link", "", "links kept at the end (links.py)"),
     ("prepare_store", "", "create tables"),
     ("_unlink", "", "unlink runs, ingest log"),

@@ -48,6 +48,7 @@ _SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
 _IDS_PER_QUERY = 2000  # ~60 bytes each as SQL text: ~120 KiB a statement
 _WARNED_LINES = 20  # lines set aside that one ingest names; a summary says how many more
 _REASON_CHARS = 160
+_NATIVE_STATEMENT_END = b" FORMAT Native\n"
 # A line does not convert when it is no JSON, no OTLP (a missing key, a list for an object),
 # holds a value out of range, or nests deeper than the parsers recurse.
 _LINE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
@@ -117,10 +118,12 @@ _T = TypeVar("_T")
 try:
     import orjson
 except ImportError:  # a capture-only install: the CLI imports this module without the extra
-    _loads = json.loads
+
+    def _loads(raw: bytes | memoryview) -> Any:
+        return json.loads(bytes(raw))  # json takes no memoryview
 else:
 
-    def _loads(raw: bytes) -> Any:
+    def _loads(raw: bytes | memoryview) -> Any:
         """One spool line, parsed. orjson (the `store` extra) is ~1.4x faster than json
         here; it refuses a few things json takes (NaN, which json.dumps writes for a NaN
         attribute; lone surrogates), so such a line gets json's verdict rather than being
@@ -128,7 +131,7 @@ else:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return json.loads(raw)
+            return json.loads(bytes(raw))
 
 
 @contextmanager
@@ -192,16 +195,21 @@ def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
             converted: list[tuple[Any, ...]] = []
             lines: list[tuple[int, int]] = []
             corrupt: list[_BadLine] = []
-            position = offset
-            for raw in data[: cut + 1].splitlines(keepends=True):
+            # Lines as views of the chunk, split at b"\n" (as the line numbers count them):
+            # slicing the chunk and its lines would copy its bytes twice (orjson takes a view).
+            view = memoryview(data)
+            start = 0
+            while start <= cut:
+                stop = data.index(b"\n", start) + 1
+                raw = view[start:stop]
                 try:
                     line_rows = rows.spans_to_rows(_loads(raw))
                 except _LINE_ERRORS as error:
-                    corrupt.append(_BadLine(position, raw, _reason(error)))
+                    corrupt.append(_BadLine(offset + start, bytes(raw), _reason(error)))
                 else:
                     converted += line_rows
-                    lines.append((position, len(converted)))
-                position += len(raw)
+                    lines.append((offset + start, len(converted)))
+                start = stop
             yield _Chunk(offset, offset + cut + 1, converted, lines, corrupt)
             offset += cut + 1
 
@@ -212,20 +220,68 @@ def _read_line(path: Path, offset: int) -> bytes:
         return handle.readline()
 
 
-def _batches(offsets: dict[Path, int], limit: int) -> Iterator[list[tuple[Path, _Chunk]]]:
+def _batches(
+    offsets: dict[Path, int], limit: int, total: int | None = None
+) -> Iterator[list[tuple[Path, _Chunk]]]:
     """Chunks of the files from their offsets, gathered until they hold `limit` bytes: one
-    insert per file would make most inserts tiny (one spool file per process)."""
+    insert per file would make most inserts tiny (one spool file per process).
+
+    Given the `total` bytes to take, the first and the last batch hold about a quarter of
+    `limit`: the first insert waits for the first batch's conversion, and nothing is
+    converted beside the last insert, so a small batch at either end leaves less of the
+    ingest without the conversion and the insert overlapping (docs/architecture.md)."""
     batch: list[tuple[Path, _Chunk]] = []
-    size = 0
+    size = taken = 0
+    end = limit // 4
+    target = limit if total is None or total <= limit else end
     for path, offset in offsets.items():
         for chunk in _read_chunks(path, offset, limit):
             batch.append((path, chunk))
             size += chunk.end - chunk.start
-            if size >= limit:
+            if size >= target:
                 yield batch
+                taken += size
                 batch, size = [], 0
+                left = (total or 0) - taken
+                # Before the end, the last full batch gives up its last quarter.
+                target = left - end if end < left - end < limit else limit
     if batch:
         yield batch
+
+
+class _Encoder:
+    """A batch's rows in ClickHouse's Native format, the bytes clickhouse-connect would send
+    for `client.insert(table, rows)`, made in the conversion thread: serializing is Python
+    (~1 s per 100k spans), so made there it overlaps the previous batch's insert instead of
+    delaying this one's (docs/architecture.md, Ingest)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        from clickhouse_connect.driver.transform import NativeTransform
+
+        self._build = NativeTransform.build_insert
+        # Made here, in the caller's thread: it asks the store for the columns' types.
+        self._context = client.create_insert_context(table, column_names=list(rows.INSERT_COLUMNS))
+        # Uncompressed: the INSERT statement it starts with must come off (a server is sent
+        # the bytes as they are; chDB reads them from a file)
+        self._context.compression = None
+
+    def native(self, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
+        """The batch's rows as one Native block; None when it has none, or when a value
+        does not serialize (the insert then takes the rows themselves, and finds the line)."""
+        block = [row for _, chunk in batch for row in chunk.rows]
+        if not block:
+            return None
+        context = self._context
+        context.data = block
+        try:
+            native = b"".join(self._build(context))
+        finally:
+            context.data = None  # the context is reused: it holds no batch's rows
+        if context.insert_exception is not None:
+            context.insert_exception = None
+            return None
+        # The bytes begin with the statement, for a server that takes it in the body.
+        return native[native.index(_NATIVE_STATEMENT_END) + len(_NATIVE_STATEMENT_END):]
 
 
 class _Ingester:
@@ -239,6 +295,7 @@ class _Ingester:
         self.touched: set[str] = set()  # runs this ingest brought records of
         self.quarantine = spool / QUARANTINE_DIRNAME
         self._counted: dict[Path, tuple[int, int]] = {}  # per file: an offset, lines before it
+        self._finished: list[list[Any]] = []  # done entries of the last batch, not yet logged
 
     def state(
         self, names: list[str] | None
@@ -261,18 +318,25 @@ class _Ingester:
             pending[name] = [c for c in chunks if c[1] > done.get(name, 0)]
         return done, pending
 
-    def _log(self, batch: list[tuple[Path, _Chunk]], done: int) -> None:
-        self.client.insert(
-            self.log_table,
-            [[path.name, chunk.start, chunk.end, len(chunk.rows), done] for path, chunk in batch],
-            column_names=_LOG_COLUMNS,
-        )
+    def _log(self, batch: list[tuple[Path, _Chunk]]) -> None:
+        """Log the batch's chunks pending, in one insert with the done entries of the batch
+        before: one write of the log per insert, not two. A kill before it leaves that batch
+        pending, which the next ingest takes again, as it would between two writes."""
+        entries = [*self._finished, *([path.name, chunk.start, chunk.end, len(chunk.rows), 0]
+                                      for path, chunk in batch)]
+        if entries:
+            self.client.insert(self.log_table, entries, column_names=_LOG_COLUMNS)
+        self._finished = []
+
+    def finish(self) -> None:
+        """Log done what was inserted last (its entries wait for the next batch's)."""
+        self._log([])
 
     def _insert(
-        self, batch: list[tuple[Path, _Chunk]]
+        self, batch: list[tuple[Path, _Chunk]], native: bytes | None
     ) -> tuple[int, list[tuple[Path, _BadLine]]]:
-        """Insert the batch's rows in one block; returns the rows inserted and the lines the
-        store refused, which are left out.
+        """Insert the batch's rows in one block (`native`: already encoded by `_Encoder`);
+        returns the rows inserted and the lines the store refused, which are left out.
 
         A refused insert is taken apart: what of it landed is deleted (a view can fail
         after the table took its rows), then each half is inserted on its own, down to
@@ -285,8 +349,12 @@ class _Ingester:
         while parts:
             part = parts.pop()
             block = [row for _, chunk, index in part for row in chunk.line_rows(index)]
+            encoded, native = native, None  # the whole batch's bytes; its parts are encoded anew
             try:
-                if block:
+                if encoded is not None:
+                    self.client.raw_insert(self.table, rows.INSERT_COLUMNS, insert_block=encoded,
+                                           fmt="Native")
+                elif block:
                     self.client.insert(self.table, block, column_names=rows.INSERT_COLUMNS)
                 inserted += len(block)
             except Exception as error:  # noqa: BLE001 - whatever the driver or store refuses
@@ -355,18 +423,21 @@ class _Ingester:
                     result.warnings.append(
                         f"spool file {path}, line {number}: {line.reason}; set aside in {target}")
 
-    def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult) -> None:
-        """Insert chunks of one or more files in one block, each logged pending, then done."""
-        self._log(batch, 0)
+    def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult,
+             native: bytes | None = None) -> None:
+        """Insert chunks of one or more files in one block (`native`: its rows encoded by
+        `_Encoder`), each logged pending, then done (`_log`, `finish`)."""
+        self._log(batch)
         for path, chunk in batch:
             self._set_aside(path, chunk.corrupt, result)
-        inserted, refused = self._insert(batch)
+        inserted, refused = self._insert(batch, native)
         for path, line in refused:
             self._set_aside(path, [line], result)
         result.spans += inserted
         result.lines += sum(len(chunk.lines) for _, chunk in batch) - len(refused)
         self._unlink([chunk for _, chunk in batch])
-        self._log(batch, 1)
+        self._finished = [[path.name, chunk.start, chunk.end, len(chunk.rows), 1]
+                          for path, chunk in batch]
 
     def _unlink(self, chunks: list[_Chunk]) -> None:
         """Mark the runs these chunks brought records of as not linked, before the chunks
@@ -475,15 +546,20 @@ def ingest(
             reached[path] = offset
     result.files = len(recovered | {path.name for path in reached})
     taken = 0
-    with _collector_paused():
-        # _batches runs in another thread: it gets its own copy of the offsets
-        for batch in _ahead(_batches(dict(reached), chunk_bytes)):
-            ingester.take(batch, result)
-            taken += sum(chunk.end - chunk.start for _, chunk in batch)
-            if progress is not None:
-                progress(taken, total)
-            for path, chunk in batch:
-                reached[path] = chunk.end
+    try:
+        with _collector_paused():
+            encoder = _Encoder(client, ingester.table) if reached else None
+            # _batches runs in another thread: it gets its own copy of the offsets
+            for batch, native in _ahead((batch, encoder.native(batch)) for batch in
+                                        _batches(dict(reached), chunk_bytes, total)):
+                ingester.take(batch, result, native)
+                taken += sum(chunk.end - chunk.start for _, chunk in batch)
+                if progress is not None:
+                    progress(taken, total)
+                for path, chunk in batch:
+                    reached[path] = chunk.end
+    finally:
+        ingester.finish()
     if progress is not None and ingester.touched:
         progress(-1, len(ingester.touched))
     ingester.link()

@@ -27,7 +27,6 @@ from typing import Any
 from .lineage import (
     IO_TABLE,
     LINKS_TABLE,
-    OUTPUT_OPERATIONS,
     OUTPUTS_TABLE,
     RUN_INPUTS_TABLE,
     RUN_IO_TABLE,
@@ -73,8 +72,8 @@ def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> st
     """SELECT _COLUMNS (the last three as MaxSize, Producer, LastRead): the candidate inputs
     of the runs `%(runs)s`, one row per distinct artifact version read. With
     `written_since`, only those that match a write that reached the store at or after
-    `%(since)s` (ns since the epoch)."""
-    io = qualified_name(options, IO_TABLE)
+    `%(since)s` (ns since the epoch). Writes are matched in clew_outputs, which holds
+    exactly clew_io's writes, copies and renames: smaller to read than clew_io."""
     outputs = qualified_name(options, OUTPUTS_TABLE)
     reads = f"FROM {reads_sql(options)} WHERE RunId IN %(runs)s"
     if written_since:
@@ -83,8 +82,7 @@ def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> st
                  f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey {recent}))")
     else:
         match = (f"ProducerRunId != '' "
-                 f"OR Uri IN (SELECT Uri FROM {io} WHERE Operation IN {OUTPUT_OPERATIONS!r} "
-                 f"AND Uri IN (SELECT Uri {reads})) "
+                 f"OR Uri IN (SELECT Uri FROM {outputs} WHERE Uri IN (SELECT Uri {reads})) "
                  f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey FROM {outputs} "
                  f"WHERE DigestKey IN (SELECT sipHash64(Digest) {reads} AND Digest != '')))")
     return (
