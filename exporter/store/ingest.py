@@ -261,8 +261,8 @@ class _Encoder:
         self._build = NativeTransform.build_insert
         # Made here, in the caller's thread: it asks the store for the columns' types.
         self._context = client.create_insert_context(table, column_names=list(rows.INSERT_COLUMNS))
-        # Uncompressed: the INSERT statement it starts with must come off (a server is sent
-        # the bytes as they are; chDB reads them from a file)
+        # Uncompressed: the INSERT statement it starts with must come off (chDB, or a server
+        # that takes uncompressed inserts, is sent the bytes as they are)
         self._context.compression = None
 
     def native(self, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
@@ -548,10 +548,13 @@ def ingest(
     taken = 0
     try:
         with _collector_paused():
-            encoder = _Encoder(client, ingester.table) if reached else None
+            # A server that takes compressed inserts gets them from clickhouse-connect's own
+            # insert, compressed; the embedded store reads the Native bytes made ahead.
+            encoder = (_Encoder(client, ingester.table)
+                       if reached and not getattr(client, "write_compression", None) else None)
             # _batches runs in another thread: it gets its own copy of the offsets
-            for batch, native in _ahead((batch, encoder.native(batch)) for batch in
-                                        _batches(dict(reached), chunk_bytes, total)):
+            for batch, native in _ahead((batch, encoder.native(batch) if encoder else None)
+                                        for batch in _batches(dict(reached), chunk_bytes, total)):
                 ingester.take(batch, result, native)
                 taken += sum(chunk.end - chunk.start for _, chunk in batch)
                 if progress is not None:
