@@ -473,6 +473,24 @@ static PyObject *audit(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* read(recorder, path): Recorder.read(path) in C, for the library hooks' reads (pyarrow's
+ * dataset files, ...): the same records and digests as the hook's opens. False, nothing done,
+ * before configure() or for a path that is not a str: the caller takes the Python path. */
+static PyObject *read_path(PyObject *module, PyObject *args) {
+    PyObject *owner, *path;
+    if (!PyArg_ParseTuple(args, "OO:read", &owner, &path))
+        return NULL;
+    if (other_events == NULL || !PyUnicode_Check(path))
+        Py_RETURN_FALSE;
+    PyObject *encoded = NULL;
+    const char *name = system_name(path, &encoded);
+    int result = name == NULL ? 0 : open_hook_read(owner, path, name);
+    Py_XDECREF(encoded);
+    if (result < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
      "configure(...): what the hook works with (instrumentation/files.py gives it)."},
@@ -480,6 +498,8 @@ static PyMethodDef methods[] = {
      "install(): add the hook, once a process; False if another audit hook refused it."},
     {"attach", attach, METH_VARARGS, "attach(recorder, prefixes): where the hook records."},
     {"audit", audit, METH_VARARGS, "audit(event, args): run the hook on one event."},
+    {"read", read_path, METH_VARARGS,
+     "read(recorder, path): Recorder.read in C; False before configure() or for a non-str."},
     {NULL, NULL, 0, NULL},
 };
 

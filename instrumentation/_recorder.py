@@ -48,6 +48,11 @@ from ._process_span import ProcessSpan
 from ._record_spans import Record
 from ._settings import Settings
 
+try:  # Recorder.read in C (_open_hook_read.c), once files.py has configured that extension
+    from ._open_hook import read as _read_in_c
+except ImportError:
+    _read_in_c = None
+
 if TYPE_CHECKING:
     from ._metric_files import MetricFiles
 
@@ -219,6 +224,11 @@ class Recorder:
 
     def read(self, path: str) -> None:
         """The program opened `path` for reading."""
+        # The library hooks' reads (a pyarrow dataset's thousands of files) take the C audit
+        # hook's read when it is configured: the stat, dedupe and small-file hash without
+        # the interpreter (docs/architecture.md); this Python path otherwise.
+        if _read_in_c is not None and _read_in_c(self, path):
+            return
         try:
             result = os.stat(path)
         except (OSError, ValueError):

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from test_recorder_unit import Capture, _digest
 
-from clew.instrumentation import files
+from clew.instrumentation import _recorder, files
 from clew.instrumentation._clew_io import clew_io
 from clew.semconv import attributes as attr
 from clew.semconv import environment
@@ -35,11 +35,14 @@ def capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Capture:
 
 
 @pytest.fixture(params=["c", "python"])
-def hook(request: pytest.FixtureRequest, capture: Capture) -> Iterator[Hook]:
+def hook(request: pytest.FixtureRequest, capture: Capture,
+         monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
     """The hook under test, recording to `capture`'s recorder."""
     files._resolved.clear()
     files._HOOK.recorder = capture.recorder
     if request.param == "python":
+        # All of it in Python: Recorder.read too, which otherwise takes the C read.
+        monkeypatch.setattr(_recorder, "_read_in_c", None)
         yield files._audit
     else:
         if files._open_hook is None:
@@ -216,3 +219,38 @@ def test_an_open_event_of_another_shape_is_a_recorded_failure(hook: Hook,
     hook("open", ("made-up.txt",))  # sys.audit("open", ...) by hand
     assert capture.recorder.errors == [
         "file hook open: ValueError: not enough values to unpack (expected 3, got 1)"]
+
+
+@pytest.fixture(params=["c", "python"])
+def read(request: pytest.FixtureRequest, capture: Capture,
+         monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Recorder.read as the library hooks call it: through the C read when that extension
+    is built and configured, else all in Python."""
+    if request.param == "python":
+        monkeypatch.setattr(_recorder, "_read_in_c", None)
+    elif files._open_hook is None:
+        pytest.skip("the C hook was not built")
+    else:
+        files._configure_hook_in_c()
+        assert _recorder._read_in_c is files._open_hook.read
+    return capture.recorder.read
+
+
+def test_a_library_hook_s_reads_are_recorded_alike_in_c_and_in_python(
+        read: Callable[[str], None], capture: Capture, tmp_path: Path) -> None:
+    """What a library hook reports (pyarrow's dataset files): each version once, with its
+    digest and its opens counted; a large file hashed by the worker; what is not a regular
+    file, or not there, not recorded."""
+    small, large = tmp_path / "small.parquet", tmp_path / "large.bin"
+    small.write_bytes(b"s" * 100)
+    content = os.urandom(3 << 20)
+    large.write_bytes(content)
+    read(str(small))
+    read(str(small))
+    read(str(tmp_path / "missing.parquet"))
+    read(str(tmp_path))
+    assert read_counts(capture) == {"small.parquet": (_digest(b"s" * 100), 2)}
+    read(str(large))
+    capture.recorder.flush()
+    assert sorted(capture.records()) == [("read", "large.bin", _digest(content)),
+                                         ("read", "small.parquet", _digest(b"s" * 100))]
