@@ -284,6 +284,15 @@ class _Encoder:
         return native[native.index(_NATIVE_STATEMENT_END) + len(_NATIVE_STATEMENT_END):]
 
 
+def _encoder(client: Any, table: str) -> _Encoder | None:
+    """An `_Encoder`, or None when this clickhouse-connect lacks the serializer it uses (not
+    public API): the batches are then inserted with `client.insert`, as for a server."""
+    try:
+        return _Encoder(client, table)
+    except (ImportError, AttributeError):  # the same rows, only without the overlap
+        return None
+
+
 class _Ingester:
     def __init__(self, client: Any, options: SchemaOptions, spool: Path) -> None:
         self.client = client
@@ -550,7 +559,7 @@ def ingest(
         with _collector_paused():
             # A server that takes compressed inserts gets them from clickhouse-connect's own
             # insert, compressed; the embedded store reads the Native bytes made ahead.
-            encoder = (_Encoder(client, ingester.table)
+            encoder = (_encoder(client, ingester.table)
                        if reached and not getattr(client, "write_compression", None) else None)
             # _batches runs in another thread: it gets its own copy of the offsets
             for batch, native in _ahead((batch, encoder.native(batch) if encoder else None)
