@@ -47,15 +47,16 @@ _SETTINGS = ("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE", "PYTHONPATH", "RANK"
              "LOCAL_RANK", "MASTER_", "TORCHELASTIC_", "SLURM_", "OMPI_", "PMIX_")
 
 
-def prepare() -> Path:
-    data = WORK / "data"
+def prepare(data: Path = WORK / "data", files: int = FILES) -> Path:
+    """`files` files of SIZE random bytes in `data` (made once, then reused), read into the
+    page cache."""
     existing = list(data.glob("*.bin")) if data.is_dir() else []
-    if len(existing) != FILES or any(p.stat().st_size != SIZE for p in existing[:: 499]):
-        print(f"writing {FILES} files of {SIZE} bytes under {data} (once) ...", flush=True)
+    if len(existing) != files or any(p.stat().st_size != SIZE for p in existing[:: 499]):
+        print(f"writing {files} files of {SIZE} bytes under {data} (once) ...", flush=True)
         shutil.rmtree(data, ignore_errors=True)
         data.mkdir(parents=True)
-        blob = os.urandom(FILES * SIZE)
-        for index in range(FILES):
+        blob = os.urandom(files * SIZE)
+        for index in range(files):
             (data / f"sample{index:05d}.bin").write_bytes(blob[index * SIZE:(index + 1) * SIZE])
     for path in data.iterdir():  # into the page cache
         path.read_bytes()

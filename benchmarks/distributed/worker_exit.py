@@ -42,7 +42,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 BIN = Path(sys.executable).parent
 WORK = ROOT / "benchmarks" / ".work" / "worker_exit"
-FILES, SIZE = 12_000, 16 * 1024
+FILES = 12_000
+sys.path.insert(0, str(HERE))
+from run import SIZE, prepare  # noqa: E402 - benchmarks/distributed/run.py: the data files
 MARKER = "distributed/worker_exit.py"
 VARIANTS = {"clew": {}, "clew, all at exit": {"CLEW_FLUSH_INTERVAL": "3600"}}
 _SETTINGS = ("OTEL_", "CLEW_", "TRACEPARENT", "TRACESTATE", "PYTHONPATH", "RANK", "WORLD_SIZE",
@@ -118,18 +120,8 @@ def _floor(data: bytes, scratch: Path) -> tuple[float, float]:
 
 def epoch(data: str, report: str) -> None:
     """One epoch over the files of `data` through a DataLoader with two workers."""
-    from torch.utils.data import DataLoader, Dataset
-
-    class Files(Dataset):
-        def __init__(self, paths: list[str]) -> None:
-            self.paths = paths
-
-        def __len__(self) -> int:
-            return len(self.paths)
-
-        def __getitem__(self, index: int) -> int:
-            with open(self.paths[index], "rb") as handle:
-                return len(handle.read())
+    from epoch import Files  # the distributed epoch's dataset: each item a file read whole
+    from torch.utils.data import DataLoader
 
     paths = sorted(os.path.join(data, name) for name in os.listdir(data))
     loader = DataLoader(Files(paths), batch_size=64, num_workers=2,
@@ -140,19 +132,6 @@ def epoch(data: str, report: str) -> None:
 
 
 # -- the runner ---------------------------------------------------------------------------
-
-def prepare() -> Path:
-    data = WORK / "data"
-    if not data.is_dir() or len(list(data.iterdir())) != FILES:
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
-        blob = os.urandom(FILES * SIZE)
-        for index in range(FILES):
-            (data / f"sample{index:05d}.bin").write_bytes(blob[index * SIZE:(index + 1) * SIZE])
-    for path in data.iterdir():  # into the page cache
-        path.read_bytes()
-    return data
-
 
 def _records(path: Path, offset: int) -> int:
     """Records in the spool lines of `path` from `offset`: a batched span's per-file arrays
@@ -261,7 +240,7 @@ def main() -> None:
         epoch(*args.epoch)
         return
     started, load_before = time.monotonic(), os.getloadavg()[0]
-    data = prepare()
+    data = prepare(WORK / "data", FILES)
     results: dict[str, list[dict]] = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="clew-worker-exit-") as scratch:
         for variant in VARIANTS:  # warm-up, untimed
