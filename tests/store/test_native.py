@@ -23,7 +23,8 @@ T0 = 1_790_000_000_123_456_789  # nanoseconds that a float or a datetime would r
 
 
 def request(trace: int, spans: int) -> dict[str, Any]:
-    """An OTLP JSON request of `spans` spans: maps, non-ASCII text, events and links on some."""
+    """An OTLP JSON request of `spans` spans: maps, non-ASCII text, events and links on some,
+    and thousands of distinct attribute keys."""
     return {"resourceSpans": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "träner"}}]},
         "scopeSpans": [{"scope": {"name": "clew", "version": "1"}, "spans": [
@@ -38,7 +39,9 @@ def request(trace: int, spans: int) -> dict[str, Any]:
                     {"key": "provenance.artifact.size", "value": {"intValue": str(i * 1000)}},
                     {"key": "provenance.artifacts.size", "value": {"arrayValue": {"values": [
                         {"intValue": str(n)} for n in range(i % 5)]}}},
-                ][: 1 + i % 3],
+                    # a key of its own: more distinct keys than one byte numbers
+                    {"key": f"tag.{i}", "value": {"boolValue": True}},
+                ][: 1 + i % 4],
                 "events": [{"timeUnixNano": str(T0 + i + 1), "name": "exception",
                             "attributes": [{"key": "exception.type",
                                             "value": {"stringValue": "OSError"}}]}]
