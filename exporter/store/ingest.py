@@ -28,10 +28,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 from . import rows
+from .native import NativeBlocks, native_blocks
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
 from .links import link_all, link_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
@@ -48,7 +50,6 @@ _SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
 _IDS_PER_QUERY = 2000  # ~60 bytes each as SQL text: ~120 KiB a statement
 _WARNED_LINES = 20  # lines set aside that one ingest names; a summary says how many more
 _REASON_CHARS = 160
-_NATIVE_STATEMENT_END = b" FORMAT Native\n"
 # A line does not convert when it is no JSON, no OTLP (a missing key, a list for an object),
 # holds a value out of range, or nests deeper than the parsers recurse.
 _LINE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
@@ -249,47 +250,14 @@ def _batches(
         yield batch
 
 
-class _Encoder:
-    """A batch's rows in ClickHouse's Native format, the bytes clickhouse-connect would send
-    for `client.insert(table, rows)`, made in the conversion thread: serializing is Python
-    (~1 s per 100k spans), so made there it overlaps the previous batch's insert instead of
-    delaying this one's (docs/architecture.md, Ingest)."""
-
-    def __init__(self, client: Any, table: str) -> None:
-        from clickhouse_connect.driver.transform import NativeTransform
-
-        self._build = NativeTransform.build_insert
-        # Made here, in the caller's thread: it asks the store for the columns' types.
-        self._context = client.create_insert_context(table, column_names=list(rows.INSERT_COLUMNS))
-        # Uncompressed: the INSERT statement it starts with must come off (chDB, or a server
-        # that takes uncompressed inserts, is sent the bytes as they are)
-        self._context.compression = None
-
-    def native(self, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
-        """The batch's rows as one Native block; None when it has none, or when a value
-        does not serialize (the insert then takes the rows themselves, and finds the line)."""
-        block = [row for _, chunk in batch for row in chunk.rows]
-        if not block:
-            return None
-        context = self._context
-        context.data = block
-        try:
-            native = b"".join(self._build(context))
-        finally:
-            context.data = None  # the context is reused: it holds no batch's rows
-        if context.insert_exception is not None:
-            context.insert_exception = None
-            return None
-        # The bytes begin with the statement, for a server that takes it in the body.
-        return native[native.index(_NATIVE_STATEMENT_END) + len(_NATIVE_STATEMENT_END):]
-
-
-def _encoder(client: Any, table: str) -> _Encoder | None:
-    """An `_Encoder`, or None when this clickhouse-connect lacks the serializer it uses (not
-    public API): the batches are then inserted with `client.insert`, as for a server."""
+def _native_rows(blocks: NativeBlocks, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
+    """The batch's rows as one Native block, made in the conversion thread: serializing is
+    Python, so made there it overlaps the previous batch's insert instead of delaying this
+    one's (docs/architecture.md, Ingest). None when it has no rows, or when a value does not
+    serialize (the insert then takes the rows themselves, and finds the line)."""
     try:
-        return _Encoder(client, table)
-    except (ImportError, AttributeError):  # the same rows, only without the overlap
+        return blocks.encode([row for _, chunk in batch for row in chunk.rows])
+    except Exception:  # noqa: BLE001 - whatever a serializer raises; _insert names the line
         return None
 
 
@@ -334,8 +302,17 @@ class _Ingester:
         entries = [*self._finished, *([path.name, chunk.start, chunk.end, len(chunk.rows), 0]
                                       for path, chunk in batch)]
         if entries:
-            self.client.insert(self.log_table, entries, column_names=_LOG_COLUMNS)
+            if self._log_blocks is not None:
+                self.client.raw_insert(self.log_table, _LOG_COLUMNS, fmt="Native",
+                                       insert_block=self._log_blocks.encode(entries))
+            else:
+                self.client.insert(self.log_table, entries, column_names=_LOG_COLUMNS)
         self._finished = []
+
+    @cached_property
+    def _log_blocks(self) -> NativeBlocks | None:
+        # Made at the first write of the log: an ingest with nothing new asks for no types.
+        return native_blocks(self.client, self.log_table, _LOG_COLUMNS)
 
     def finish(self) -> None:
         """Log done what was inserted last (its entries wait for the next batch's)."""
@@ -344,7 +321,7 @@ class _Ingester:
     def _insert(
         self, batch: list[tuple[Path, _Chunk]], native: bytes | None
     ) -> tuple[int, list[tuple[Path, _BadLine]]]:
-        """Insert the batch's rows in one block (`native`: already encoded by `_Encoder`);
+        """Insert the batch's rows in one block (`native`: already encoded by `_native_rows`);
         returns the rows inserted and the lines the store refused, which are left out.
 
         A refused insert is taken apart: what of it landed is deleted (a view can fail
@@ -435,7 +412,7 @@ class _Ingester:
     def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult,
              native: bytes | None = None) -> None:
         """Insert chunks of one or more files in one block (`native`: its rows encoded by
-        `_Encoder`), each logged pending, then done (`_log`, `finish`)."""
+        `_native_rows`), each logged pending, then done (`_log`, `finish`)."""
         self._log(batch)
         for path, chunk in batch:
             self._set_aside(path, chunk.corrupt, result)
@@ -559,10 +536,10 @@ def ingest(
         with _collector_paused():
             # A server that takes compressed inserts gets them from clickhouse-connect's own
             # insert, compressed; the embedded store reads the Native bytes made ahead.
-            encoder = (_encoder(client, ingester.table)
-                       if reached and not getattr(client, "write_compression", None) else None)
+            blocks = (native_blocks(client, ingester.table, rows.INSERT_COLUMNS)
+                      if reached and not getattr(client, "write_compression", None) else None)
             # _batches runs in another thread: it gets its own copy of the offsets
-            for batch, native in _ahead((batch, encoder.native(batch) if encoder else None)
+            for batch, native in _ahead((batch, _native_rows(blocks, batch) if blocks else None)
                                         for batch in _batches(dict(reached), chunk_bytes, total)):
                 ingester.take(batch, result, native)
                 taken += sum(chunk.end - chunk.start for _, chunk in batch)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from operator import itemgetter
@@ -89,6 +90,11 @@ _ZERO_TRACE_ID: Final = "0" * 32
 _ZERO_SPAN_ID: Final = "0" * 16
 _NO_VALUE: Final[Mapping[str, Any]] = {}
 _by_key = itemgetter("key")
+_string_value = itemgetter("stringValue")
+_int_value = itemgetter("intValue")
+# Ints, comma-separated, each as str(int(x)) writes it (no sign but a minus, no leading zero,
+# no "-0").
+_PLAIN_INTS: Final = re.compile(r"(?:0|-?[1-9][0-9]{0,18})(?:,(?:0|-?[1-9][0-9]{0,18}))*")
 
 # Compact JSON for lists of strings in C; Go's extra escapes are applied afterwards. orjson
 # (the `store` extra) writes what json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -186,14 +192,23 @@ def _json(value: Mapping[str, Any]) -> str:
     for kind, raw in value.items():
         if kind == "arrayValue":
             items = raw.get("values") or ()
+            # map() walks the items in C: no Python frame per item of a batched span's arrays
             try:
                 # clew's arrays are mostly URIs and digests: all strings, encoded in C...
-                return _json_strings([item["stringValue"] for item in items])
+                return _json_strings(list(map(_string_value, items)))
             except (KeyError, TypeError):
                 pass
             try:
-                # ... or sizes and counts: all ints.
-                return "[" + ",".join([str(int(item["intValue"])) for item in items]) + "]"
+                # ... or sizes and counts: all ints, mostly written as str(int) writes them,
+                # which then stay as they are (the pattern stops short of the digits where
+                # int() would refuse them).
+                text = ",".join(map(_int_value, items))
+                if _PLAIN_INTS.fullmatch(text):
+                    return f"[{text}]"
+            except (KeyError, TypeError):
+                pass
+            try:
+                return "[" + ",".join(map(str, map(int, map(_int_value, items)))) + "]"
             except (KeyError, TypeError, ValueError):
                 return "[" + ",".join(_json(item) for item in items) + "]"
         if kind == "kvlistValue":

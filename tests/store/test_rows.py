@@ -297,6 +297,16 @@ def test_doubles_are_formatted_as_go_encoding_json_does(value, text):
         ({"arrayValue": {}}, "[]"),
         ({"kvlistValue": {}}, "{}"),
         ({"arrayValue": {"values": [{"doubleValue": "NaN"}]}}, ""),  # json.Marshal fails
+        # arrays of ints, as written and as they must be normalised (a sign, leading zeros,
+        # "-0", a JSON number, more digits than an int64, a mix with other kinds)
+        ({"arrayValue": {"values": [{"intValue": "0"}, {"intValue": "-12"},
+                                    {"intValue": "9223372036854775807"}]}},
+         "[0,-12,9223372036854775807]"),
+        ({"arrayValue": {"values": [{"intValue": "+1"}, {"intValue": "007"}, {"intValue": "-0"},
+                                    {"intValue": 5}, {"intValue": "1" + "0" * 25}]}},
+         "[1,7,0,5,1" + "0" * 25 + "]"),
+        ({"arrayValue": {"values": [{"intValue": "1"}, {"stringValue": "2"}, {"intValue": "03"}]}},
+         '[1,"2",3]'),
         ({"arrayValue": {"values": [{"bytesValue": "AQ=="}, {"bytesValue": ""}]}}, '["AQ==",null]'),
         (
             {"arrayValue": {"values": [{"stringValue": "\u2028\n\x01\"\\é"}]}},
