@@ -42,6 +42,7 @@ from ._file_digests import StatKey
 from ._record_spans import (
     BATCH_MAX_SIZE,
     SPAN_NAMES,
+    FileBatch,
     Record,
     batch_attributes,
     directory_of,
@@ -76,12 +77,12 @@ def _find_library() -> str | None:
     """The built library next to this module (built by setup.py for this interpreter), when
     the reader of its records (`_preload_notes`, built beside it) was built too: imported
     here, as only a process that starts a child or watches native opens needs it."""
-    global _read_notes, _stat_keys, _read_versions
+    global _read_notes, _stat_keys, _read_versions, _sort_notes
     try:
-        from ._preload_notes import read, read_versions, stat_keys
+        from ._preload_notes import read, read_versions, sort_notes, stat_keys
     except ImportError:
         return None
-    _read_notes, _stat_keys, _read_versions = read, stat_keys, read_versions
+    _read_notes, _stat_keys, _read_versions, _sort_notes = read, stat_keys, read_versions, sort_notes
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -95,6 +96,7 @@ _looked = False
 _read_notes: Callable[[mmap.mmap, int, dict], tuple[bytes, list, list, list, int]] | None = None
 _stat_keys: Callable[[list[str]], list[StatKey | None]] | None = None
 _read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]] | None = None
+_sort_notes: Callable[..., None] | None = None
 
 
 def library() -> str | None:
@@ -145,46 +147,89 @@ class ChildRecord(Record):
         return single_attributes(self, self.pid)
 
 
+class ChildBatch(FileBatch):
+    """Small files of one directory that one process image of a child read, or wrote: one
+    batched span under its exec span, with its pid (`FileBatch`: no object per file)."""
+
+    __slots__ = ("pid", "parent", "at", "hashed_to")
+
+    def __init__(self, operation: str, directory: str, pid: int, parent: Context) -> None:
+        FileBatch.__init__(self, operation, directory)
+        self.pid, self.parent = pid, parent
+        self.at: dict[str, int] = {}  # a file read's index, by path
+        self.hashed_to = 0  # files before it were handed to the hasher
+
+    def part(self, start: int, end: int) -> ChildBatch:
+        part: ChildBatch = FileBatch.part(self, start, end)  # type: ignore[assignment]
+        part.pid, part.parent, part.at, part.hashed_to = self.pid, self.parent, {}, 0
+        return part
+
+    def file_record(self, index: int) -> Record:
+        record = ChildRecord(self.operation, self.paths[index], self.keys[index], self.pid,
+                             self.parent)
+        record.digest, record.count = self.digests[index], self.counts[index]
+        if self.identities:
+            record.identity = self.identities[index]
+        record.first_ns, record.last_ns = self.first_ns, self.last_ns
+        return record
+
+    def span_attributes(self, pid: int) -> Attributes:
+        return FileBatch.span_attributes(self, self.pid)
+
+
 class _Image:
-    """The records of one process image (one program between exec and exit)."""
+    """The records of one process image (one program between exec and exit).
+
+    Reads and writes of small files, nearly every note (20,000 for `cp -r` of 10,000 files),
+    go into a batch per directory (`ChildBatch`), not a record each; others get a record each.
+    """
 
     def __init__(self, pid: int, parent: Context) -> None:
         self.pid, self.parent = pid, parent
         self.read_to = 0  # how far its record file was read
-        self.reads: dict[tuple[str, StatKey], ChildRecord] = {}
-        self.unhashed: list[ChildRecord] = []  # new reads, while the child runs
-        self.writes: dict[str, ChildRecord] = {}  # open for writing, content not yet known
+        self.read_batches: dict[str, ChildBatch] = {}  # by directory
+        self.reads: dict[tuple[str, StatKey], ChildRecord] = {}  # large, or a path's 2nd version
+        self.unhashed: list[ChildRecord] = []  # new reads of `reads`, while the child runs
+        self.writes: dict[str, int] = {}  # open for writing, content not yet known: count
+        self.written_ns = [0, 0]  # when its first and last writes were noted
         self.done: list[ChildRecord] = []
 
     def record(self, operation: str, path: str, key: StatKey | None) -> ChildRecord:
         return ChildRecord(operation, path, key, self.pid, self.parent)
 
     def note(self, operation: int, key: StatKey | None, path: str, second: str | None) -> None:
-        # Reads and writes are nearly every note (20,000 for `cp -r` of 10,000 files): their
-        # records are made here directly, one call fewer each than through `record`.
         if operation == READ:
+            if key[2] < BATCH_MAX_SIZE:  # type: ignore[index] - a read's key is never None
+                directory = path.rpartition("/")[0] or "/"  # directory_of, in line
+                batch = self.read_batches.get(directory) or self._new_read_batch(directory)
+                index = batch.at.get(path)
+                if index is None:
+                    batch.at[path] = len(batch.paths)
+                    batch.paths.append(path)
+                    batch.keys.append(key)
+                    batch.digests.append(None)
+                    batch.counts.append(1)
+                    return
+                if batch.keys[index] == key:
+                    batch.counts[index] += 1
+                    return
+            # A large file, or another version of a file read (a batch holds a path once).
             version = path, key
             record = self.reads.get(version)
             if record is None:
-                self.reads[version] = record = ChildRecord(
-                    "read", path, key, self.pid, self.parent
-                )
+                self.reads[version] = record = self.record("read", path, key)
                 self.unhashed.append(record)
             else:
                 record.count += 1
         elif operation == WRITE:
-            record = self.writes.get(path)
-            if record is None:
-                self.writes[path] = ChildRecord("write", path, None, self.pid, self.parent)
-            else:
-                record.count += 1
+            count = self.writes.get(path)
+            self.writes[path] = 1 if count is None else count + 1
         elif operation == RENAME:
-            written = self.writes.pop(second, None) if second else None
-            if written is not None:
+            count = self.writes.pop(second, None) if second else None
+            if count is not None:
                 # A temporary file written and renamed into place (rsync, atomic saves): the
                 # content is recorded once, at its final name.
-                written.path, written.key = path, key
-                self.done.append(written)
+                self.done.append(self.written(path, key, count))
             elif second:
                 record = self.record("rename", path, key)
                 record.source = second
@@ -192,22 +237,90 @@ class _Image:
             else:  # moved in from a place clew does not record
                 self.done.append(self.record("write", path, key))
         elif operation == DELETE:
-            written = self.writes.pop(path, None)
-            if written is not None:  # written, then removed: its last content, by stat
-                written.key = key
-                self.done.append(written)
+            count = self.writes.pop(path, None)
+            if count is not None:  # written, then removed: its last content, by stat
+                self.done.append(self.written(path, key, count))
             self.done.append(self.record("delete", path, key))
 
-    def records(self, copies: dict[StatKey, StatKey]) -> list[ChildRecord]:
+    def notes(self, operations: bytes, keys: list, paths: list, seconds: list,
+              wanted: Callable[[str], bool], *, in_c: bool = True) -> None:
+        """`note` each note `wanted` accepts (a second path it does not accept as None); the
+        small reads and the writes sorted in C where it was built (`in_c`)."""
+        if in_c and _sort_notes is not None:
+            _sort_notes(operations, keys, paths, seconds, wanted, BATCH_MAX_SIZE,
+                        self.read_batches, self._new_read_batch, self.writes, self.note)
+            return
+        note_each(self, operations, keys, paths, seconds, wanted)
+
+    def _new_read_batch(self, directory: str) -> ChildBatch:
+        batch = self.read_batches[directory] = ChildBatch("read", directory, self.pid,
+                                                          self.parent)
+        return batch
+
+    def written(self, path: str, key: StatKey | None, count: int) -> ChildRecord:
+        record = self.record("write", path, key)
+        record.count = count
+        return record
+
+    def noted(self, now: int) -> None:
+        """The notes read at `now`: the times of the batches they added to."""
+        for batch in self.read_batches.values():
+            if batch.hashed_to < len(batch.paths) and batch.last_ns < now:
+                batch.last_ns = now
+        if self.writes:
+            self.written_ns = [self.written_ns[0] or now, now]
+
+    def unhashed_reads(self) -> tuple[list[tuple[str, StatKey]], list[tuple[ChildBatch, int, int]],
+                                      list[ChildRecord]]:
+        """The versions read since the last call, in order: the batches' new files (batch,
+        from, to), then the records'."""
+        versions: list[tuple[str, StatKey]] = []
+        parts = []
+        for batch in self.read_batches.values():
+            start, end = batch.hashed_to, len(batch.paths)
+            if start < end:
+                versions += zip(batch.paths[start:end], batch.keys[start:end])  # type: ignore[arg-type]
+                parts.append((batch, start, end))
+                batch.hashed_to = end
+        records, self.unhashed = self.unhashed, []
+        versions += [(record.path, record.key) for record in records]  # type: ignore[misc]
+        return versions, parts, records
+
+    def records(self, copies: dict[StatKey, StatKey]) -> list[Record]:
         """The image's records; `copies` maps each whole copy's key to its source's."""
-        writes = list(self.writes.values())
-        keys = _stat_keys([record.path for record in writes])  # type: ignore[misc]
-        for record, key in zip(writes, keys):
-            record.key = key
-            record.identity = "stat" if key else "none"
+        paths = list(self.writes)
+        keys = _stat_keys(paths)  # type: ignore[misc]
+        first_ns, last_ns = self.written_ns
+        write_batches: dict[str, ChildBatch] = {}
+        large: list[ChildRecord] = []
+        counts = self.writes
+        for path, key in zip(paths, keys):
             # Only while it is the very version the copy left (key equal): else it changed.
-            record.copy_of = copies.get(key) if key else None
-        return [*self.reads.values(), *self.done, *writes]
+            copy_of = copies.get(key) if key else None
+            if key is not None and key[2] >= BATCH_MAX_SIZE:
+                record = self.written(path, key, counts[path])
+                record.copy_of = copy_of
+                large.append(record)
+                continue
+            directory = path.rpartition("/")[0] or "/"
+            batch = write_batches.get(directory)
+            if batch is None:
+                batch = write_batches[directory] = ChildBatch(
+                    "write", directory, self.pid, self.parent
+                )
+                batch.copies = []
+                if first_ns:
+                    batch.first_ns, batch.last_ns = first_ns, last_ns
+            batch.paths.append(path)
+            batch.keys.append(key)
+            batch.digests.append(None)
+            batch.counts.append(counts[path])
+            batch.copies.append(copy_of)  # type: ignore[union-attr]
+        return [
+            *(part for batch in self.read_batches.values() for part in batch.split()),
+            *self.reads.values(), *self.done, *large,
+            *(part for batch in write_batches.values() for part in batch.split()),
+        ]
 
 
 def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; PathFilter.wants
@@ -219,6 +332,16 @@ def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; P
     operations, keys, paths, seconds, image.read_to = _read_notes(  # type: ignore[misc]
         data, image.read_to, copies
     )
+    notes = getattr(image, "notes", None)
+    if notes is not None:
+        notes(operations, keys, paths, seconds, wanted)
+    else:
+        note_each(image, operations, keys, paths, seconds, wanted)
+
+
+def note_each(image, operations: bytes, keys: list, paths: list, seconds: list,  # noqa: ANN001
+              wanted: Callable[[str], bool]) -> None:
+    """Hand `image.note` each note `wanted` accepts (a second path it does not, as None)."""
     note = image.note
     for operation, key, path, second in zip(operations, keys, paths, seconds):
         if wanted(path):
@@ -286,7 +409,9 @@ class ChildRecords:
                 pid = int(path.name.split("-", 1)[0])
                 image = self._images[path.name] = _Image(pid, self.parent)
             try:
-                found = read_new(path, image, recorder.filter.wants, self._copies) or found
+                if read_new(path, image, recorder.filter.wants, self._copies):
+                    image.noted(time.time_ns())
+                    found = True
             except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
                 if final:  # while the child runs, the library may be making the file
                     recorder.failed("reading a child's records", error)
@@ -296,12 +421,15 @@ class ChildRecords:
         """Hash the files read since the last time, as versions the child saw (in batches:
         `Recorder.hash_ahead`); large ones too if `large`, else they are left to the worker."""
         for image in self._images.values():
-            unhashed, image.unhashed = image.unhashed, []
-            versions = [(record.path, record.key) for record in unhashed]
-            digests = recorder.hash_ahead(  # type: ignore[arg-type]
-                versions, _read_versions, large=large
-            )
-            for record, digest in zip(unhashed, digests):
+            versions, parts, records = image.unhashed_reads()
+            if not versions:
+                continue
+            digests = recorder.hash_ahead(versions, _read_versions, large=large)  # type: ignore[arg-type]
+            at = 0
+            for batch, start, end in parts:
+                batch.digests[start:end] = digests[at : at + end - start]
+                at += end - start
+            for record, digest in zip(records, digests[at:]):
                 record.digest = digest
 
     def read_running(self, recorder: Recorder) -> bool:

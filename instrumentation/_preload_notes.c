@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "_preload_sort.h"
+
 #define HEADER_BYTES 40
 #define COPY 'C'
 #define WRITE 'W'
@@ -387,6 +389,12 @@ static PyMethodDef methods[] = {
     {"read", read_notes, METH_VARARGS, read_doc},
     {"stat_keys", stat_keys, METH_O, stat_keys_doc},
     {"read_versions", read_versions, METH_VARARGS, read_versions_doc},
+    {"sort_notes", sort_notes, METH_VARARGS,
+     "sort_notes(operations, keys, paths, seconds, wanted, max_size, batches, new_batch, "
+     "writes, note): the notes `wanted` accepts into an image's read batches by directory "
+     "(small reads; `new_batch(directory)` makes and adds one) and its counts of writes by "
+     "path, any other to `note(operation, key, path, second)` in its turn "
+     "(_preload_sort.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -593,6 +593,9 @@ class Recorder:
         return busy
 
     def _identify(self, record: Record) -> None:
+        if record.batched:
+            self._identify_batch(record)  # type: ignore[arg-type]
+            return
         key = record.key
         if key is None or record.operation in ("list",):
             self._ready.append(record)
@@ -611,6 +614,28 @@ class Recorder:
         if record.operation in _STAMPED_OPERATIONS and self._is_metric_file(record.path):
             with guard("reading a metric file", self.failed):
                 self._metric_file_written(record)
+
+    def _identify_batch(self, batch: _record_spans.FileBatch) -> None:
+        """`_identify` of every file of a batch: a digest where the file has none yet (a
+        child's read hashed ahead has one, a whole copy takes its source's)."""
+        digests, paths, copies = batch.digests, batch.paths, batch.copies
+        if self.settings.hashing:
+            limit = self.settings.hash_max_bytes
+            for index, key in enumerate(batch.keys):
+                if digests[index] is None and key is not None and key[2] <= limit:
+                    digests[index] = self._content_digest(
+                        paths[index], key, copies[index] if copies is not None else None
+                    )
+        batch.identities = [
+            "content" if digest else "none" if key is None else "stat"
+            for digest, key in zip(digests, batch.keys)
+        ]
+        self._ready.append(batch)
+        if batch.operation in _STAMPED_OPERATIONS:
+            for index, path in enumerate(paths):
+                if self._is_metric_file(path):
+                    with guard("reading a metric file", self.failed):
+                        self._metric_file_written(batch.file_record(index))
 
     def _is_metric_file(self, path: str) -> bool:
         matcher = self._metric_files
@@ -683,11 +708,20 @@ class Recorder:
         while ready:  # the hooks append while this takes them: one popleft each, never a clear
             records += [ready.popleft() for _ in range(len(ready))]
         reads = [r for r in records if r.operation == "read" and r.key is not None]
+        batches = [r for r in records if r.batched and r.operation == "read"]
         if self.settings.stamp:
             # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
             _record_spans.find_stamps(reads)
+            for batch in batches:
+                batch.find_stamps()  # type: ignore[attr-defined]
         suffixes = _config_files.SUFFIXES
         configs = [r for r in reads if r.path.endswith(suffixes)]
+        configs += [
+            batch.file_record(index)  # type: ignore[attr-defined]
+            for batch in batches
+            for index, path in enumerate(batch.paths)  # type: ignore[attr-defined]
+            if path.endswith(suffixes)
+        ]
         parent = self.process.context()
         pid = os.getpid()
         for item in _record_spans.group_for_spans(records):
@@ -770,7 +804,7 @@ class Recorder:
         else:
             name, attributes = item.span_name(), item.span_attributes(pid)
             start, end = item.first_ns, item.last_ns
-            span, links = item.span, _record_spans.links((item,))
+            span, links = item.span, item.file_links()
         if span is None:
             span = self._tracer.start_span(
                 name, context=parent, start_time=start, attributes=attributes, links=links
