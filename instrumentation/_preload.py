@@ -27,27 +27,17 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.util.types import Attributes
 
-from clew.semconv import attributes as attr
 from clew.semconv import environment
 
 from ._file_digests import StatKey
-from ._record_spans import (
-    BATCH_MAX_SIZE,
-    SPAN_NAMES,
-    FileBatch,
-    Record,
-    batch_attributes,
-    directory_of,
-    single_attributes,
-)
+from ._preload_images import ProcessImage, note_each
 from ._guard import guard
 from ._lifecycle import reset_in_forked_child
 from ._recorder import Recorder
@@ -58,9 +48,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = 40  # a record's fixed part (_preload_shim.c)
-READ, WRITE, RENAME, DELETE = (ord(c) for c in "RWND")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
-_BATCHED = ("read", "write")
 # How often a running child's new notes are read: soon after it starts and while it keeps
 # noting, seldom once it has gone quiet. A look at a quiet child costs a directory listing and
 # a peek per record file (~50 us), and the GIL: ten times a second is ~0.1 % of a core. A
@@ -114,216 +102,7 @@ def library() -> str | None:
     return _library
 
 
-class ChildRecord(Record):
-    """A record of what a process started by this one did: under its exec span, with its pid."""
-
-    __slots__ = ("pid", "parent", "copy_of")
-
-    def __init__(self, operation: str, path: str, key: StatKey | None, pid: int,
-                 parent: Context) -> None:
-        Record.__init__(self, operation, path, key)  # not super(): 20,000 of these for cp -r
-        self.pid = pid
-        self.parent = parent
-        # The version of the file this one is a whole copy of: its content, so its digest.
-        self.copy_of: StatKey | None = None
-
-    def batch_key(self) -> Hashable | None:
-        # Writes of small files are batched too, unlike the file hook's: `cp -r` of a tree
-        # writes as many files as it reads, and a span each costs clew more than the copy
-        # (docs/architecture.md). A batch carries no producer stamp on its files.
-        key = self.key  # not `self.size`: called once per record at every flush
-        if self.operation in _BATCHED and (key[2] if key is not None else 0) < BATCH_MAX_SIZE:
-            return self.pid, self.operation, directory_of(self.path)
-        return None
-
-    @staticmethod
-    def batch_span(records: list[Record], pid: int) -> tuple[str, Attributes]:
-        first: ChildRecord = records[0]  # type: ignore[assignment]
-        attributes = dict(batch_attributes(directory_of(first.path), records, first.pid))
-        attributes[attr.PROVENANCE_IO_OPERATION] = first.operation
-        return SPAN_NAMES[first.operation], attributes
-
-    def span_attributes(self, pid: int) -> Attributes:
-        return single_attributes(self, self.pid)
-
-
-class ChildBatch(FileBatch):
-    """Small files of one directory that one process image of a child read, or wrote: one
-    batched span under its exec span, with its pid (`FileBatch`: no object per file)."""
-
-    __slots__ = ("pid", "parent", "at", "hashed_to")
-
-    def __init__(self, operation: str, directory: str, pid: int, parent: Context) -> None:
-        FileBatch.__init__(self, operation, directory)
-        self.pid, self.parent = pid, parent
-        self.at: dict[str, int] = {}  # a file read's index, by path
-        self.hashed_to = 0  # files before it were handed to the hasher
-
-    def part(self, start: int, end: int) -> ChildBatch:
-        part: ChildBatch = FileBatch.part(self, start, end)  # type: ignore[assignment]
-        part.pid, part.parent, part.at, part.hashed_to = self.pid, self.parent, {}, 0
-        return part
-
-    def file_record(self, index: int) -> Record:
-        record = ChildRecord(self.operation, self.paths[index], self.keys[index], self.pid,
-                             self.parent)
-        record.digest, record.count = self.digests[index], self.counts[index]
-        if self.identities:
-            record.identity = self.identities[index]
-        record.first_ns, record.last_ns = self.first_ns, self.last_ns
-        return record
-
-    def span_attributes(self, pid: int) -> Attributes:
-        return FileBatch.span_attributes(self, self.pid)
-
-
-class _Image:
-    """The records of one process image (one program between exec and exit).
-
-    Reads and writes of small files, nearly every note (20,000 for `cp -r` of 10,000 files),
-    go into a batch per directory (`ChildBatch`), not a record each; others get a record each.
-    """
-
-    def __init__(self, pid: int, parent: Context) -> None:
-        self.pid, self.parent = pid, parent
-        self.read_to = 0  # how far its record file was read
-        self.read_batches: dict[str, ChildBatch] = {}  # by directory
-        self.reads: dict[tuple[str, StatKey], ChildRecord] = {}  # large, or a path's 2nd version
-        self.unhashed: list[ChildRecord] = []  # new reads of `reads`, while the child runs
-        self.writes: dict[str, int] = {}  # open for writing, content not yet known: count
-        self.written_ns = [0, 0]  # when its first and last writes were noted
-        self.done: list[ChildRecord] = []
-
-    def record(self, operation: str, path: str, key: StatKey | None) -> ChildRecord:
-        return ChildRecord(operation, path, key, self.pid, self.parent)
-
-    def note(self, operation: int, key: StatKey | None, path: str, second: str | None) -> None:
-        if operation == READ:
-            if key[2] < BATCH_MAX_SIZE:  # type: ignore[index] - a read's key is never None
-                directory = path.rpartition("/")[0] or "/"  # directory_of, in line
-                batch = self.read_batches.get(directory) or self._new_read_batch(directory)
-                index = batch.at.get(path)
-                if index is None:
-                    batch.at[path] = len(batch.paths)
-                    batch.paths.append(path)
-                    batch.keys.append(key)
-                    batch.digests.append(None)
-                    batch.counts.append(1)
-                    return
-                if batch.keys[index] == key:
-                    batch.counts[index] += 1
-                    return
-            # A large file, or another version of a file read (a batch holds a path once).
-            version = path, key
-            record = self.reads.get(version)
-            if record is None:
-                self.reads[version] = record = self.record("read", path, key)
-                self.unhashed.append(record)
-            else:
-                record.count += 1
-        elif operation == WRITE:
-            count = self.writes.get(path)
-            self.writes[path] = 1 if count is None else count + 1
-        elif operation == RENAME:
-            count = self.writes.pop(second, None) if second else None
-            if count is not None:
-                # A temporary file written and renamed into place (rsync, atomic saves): the
-                # content is recorded once, at its final name.
-                self.done.append(self.written(path, key, count))
-            elif second:
-                record = self.record("rename", path, key)
-                record.source = second
-                self.done.append(record)
-            else:  # moved in from a place clew does not record
-                self.done.append(self.record("write", path, key))
-        elif operation == DELETE:
-            count = self.writes.pop(path, None)
-            if count is not None:  # written, then removed: its last content, by stat
-                self.done.append(self.written(path, key, count))
-            self.done.append(self.record("delete", path, key))
-
-    def notes(self, operations: bytes, keys: list, paths: list, seconds: list,
-              wanted: Callable[[str], bool], *, in_c: bool = True) -> None:
-        """`note` each note `wanted` accepts (a second path it does not accept as None); the
-        small reads and the writes sorted in C where it was built (`in_c`)."""
-        if in_c and _sort_notes is not None:
-            _sort_notes(operations, keys, paths, seconds, wanted, BATCH_MAX_SIZE,
-                        self.read_batches, self._new_read_batch, self.writes, self.note)
-            return
-        note_each(self, operations, keys, paths, seconds, wanted)
-
-    def _new_read_batch(self, directory: str) -> ChildBatch:
-        batch = self.read_batches[directory] = ChildBatch("read", directory, self.pid,
-                                                          self.parent)
-        return batch
-
-    def written(self, path: str, key: StatKey | None, count: int) -> ChildRecord:
-        record = self.record("write", path, key)
-        record.count = count
-        return record
-
-    def noted(self, now: int) -> None:
-        """The notes read at `now`: the times of the batches they added to."""
-        for batch in self.read_batches.values():
-            if batch.hashed_to < len(batch.paths) and batch.last_ns < now:
-                batch.last_ns = now
-        if self.writes:
-            self.written_ns = [self.written_ns[0] or now, now]
-
-    def unhashed_reads(self) -> tuple[list[tuple[str, StatKey]], list[tuple[ChildBatch, int, int]],
-                                      list[ChildRecord]]:
-        """The versions read since the last call, in order: the batches' new files (batch,
-        from, to), then the records'."""
-        versions: list[tuple[str, StatKey]] = []
-        parts = []
-        for batch in self.read_batches.values():
-            start, end = batch.hashed_to, len(batch.paths)
-            if start < end:
-                versions += zip(batch.paths[start:end], batch.keys[start:end])  # type: ignore[arg-type]
-                parts.append((batch, start, end))
-                batch.hashed_to = end
-        records, self.unhashed = self.unhashed, []
-        versions += [(record.path, record.key) for record in records]  # type: ignore[misc]
-        return versions, parts, records
-
-    def records(self, copies: dict[StatKey, StatKey]) -> list[Record]:
-        """The image's records; `copies` maps each whole copy's key to its source's."""
-        paths = list(self.writes)
-        keys = _stat_keys(paths)  # type: ignore[misc]
-        first_ns, last_ns = self.written_ns
-        write_batches: dict[str, ChildBatch] = {}
-        large: list[ChildRecord] = []
-        counts = self.writes
-        for path, key in zip(paths, keys):
-            # Only while it is the very version the copy left (key equal): else it changed.
-            copy_of = copies.get(key) if key else None
-            if key is not None and key[2] >= BATCH_MAX_SIZE:
-                record = self.written(path, key, counts[path])
-                record.copy_of = copy_of
-                large.append(record)
-                continue
-            directory = path.rpartition("/")[0] or "/"
-            batch = write_batches.get(directory)
-            if batch is None:
-                batch = write_batches[directory] = ChildBatch(
-                    "write", directory, self.pid, self.parent
-                )
-                batch.copies = []
-                if first_ns:
-                    batch.first_ns, batch.last_ns = first_ns, last_ns
-            batch.paths.append(path)
-            batch.keys.append(key)
-            batch.digests.append(None)
-            batch.counts.append(counts[path])
-            batch.copies.append(copy_of)  # type: ignore[union-attr]
-        return [
-            *(part for batch in self.read_batches.values() for part in batch.split()),
-            *self.reads.values(), *self.done, *large,
-            *(part for batch in write_batches.values() for part in batch.split()),
-        ]
-
-
-def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; PathFilter.wants
+def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an ProcessImage or like; PathFilter.wants
           copies: dict[StatKey, StatKey]) -> None:
     """Hand the records of `data` from where the image's last read stopped (`read_to`) to its
     `note` (operation, stat key, path, second path), those `wanted` accepts; whole copies go
@@ -334,18 +113,9 @@ def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; P
     )
     notes = getattr(image, "notes", None)
     if notes is not None:
-        notes(operations, keys, paths, seconds, wanted)
+        notes(operations, keys, paths, seconds, wanted, _sort_notes)
     else:
         note_each(image, operations, keys, paths, seconds, wanted)
-
-
-def note_each(image, operations: bytes, keys: list, paths: list, seconds: list,  # noqa: ANN001
-              wanted: Callable[[str], bool]) -> None:
-    """Hand `image.note` each note `wanted` accepts (a second path it does not, as None)."""
-    note = image.note
-    for operation, key, path, second in zip(operations, keys, paths, seconds):
-        if wanted(path):
-            note(operation, key, path, second if second is None or wanted(second) else None)
 
 
 def read_new(path: Path, image, wanted,  # noqa: ANN001 - as parse's
@@ -380,7 +150,7 @@ class ChildRecords:
     def __init__(self, home: Path, span_id: int, parent: Context) -> None:
         self.directory = home / environment.PRELOAD_DIRNAME / f"{span_id:016x}"
         self.parent = parent
-        self._images: dict[str, _Image] = {}  # by record file name
+        self._images: dict[str, ProcessImage] = {}  # by record file name
         self._copies: dict[StatKey, StatKey] = {}  # across images: a forked child may close one
         self._reading = threading.Lock()  # the tailing thread's reads, and the final one
         self._collected = False
@@ -407,7 +177,7 @@ class ChildRecords:
             image = self._images.get(path.name)
             if image is None:
                 pid = int(path.name.split("-", 1)[0])
-                image = self._images[path.name] = _Image(pid, self.parent)
+                image = self._images[path.name] = ProcessImage(pid, self.parent)
             try:
                 if read_new(path, image, recorder.filter.wants, self._copies):
                     image.noted(time.time_ns())
@@ -465,7 +235,7 @@ class ChildRecords:
         # os.system's child has no known pid: any process of it that loaded the library
         loaded = child_pid in pids if child_pid is not None else bool(names)
         recorder.recorded_all(
-            [record for name in names for record in self._images[name].records(self._copies)]
+            [record for name in names for record in self._images[name].records(self._copies, _stat_keys)]
         )
         shutil.rmtree(self.directory, ignore_errors=True)
         return loaded

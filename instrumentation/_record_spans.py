@@ -49,7 +49,7 @@ class Record:
     """One operation on one content version of one file, within one process.
 
     Object stores and non-Python children subclass it (`_objects.ObjectRecord`,
-    `_preload.ChildRecord`): a record names its span, gives its attributes and its links, may
+    `_preload_images.ChildRecord`): a record names its span, gives its attributes and its links, may
     name the span it goes under, and may carry a span started early (a write whose span id is
     stamped on the artifact before the span ends).
     """
@@ -114,7 +114,7 @@ class Record:
 class FileBatch(Record):
     """Small files of one directory, all read or all written, as one record and one batched
     span: their paths, keys, digests, counts as parallel lists, no object per file. A
-    non-Python child's (`_preload.ChildBatch`): `cp -r` of a tree is one file record per file
+    non-Python child's (`_preload_images.ChildBatch`): `cp -r` of a tree is one file record per file
     otherwise, and the objects cost more than the rest of the recording in Python.
 
     Each path is in it once, at most `BATCH_MAX_RECORDS` of them (`split`). `path` is the
@@ -158,9 +158,13 @@ class FileBatch(Record):
         return [self.part(start, start + BATCH_MAX_RECORDS)
                 for start in range(0, len(self.paths), BATCH_MAX_RECORDS)]
 
+    def new_record(self, path: str, key: StatKey | None) -> Record:
+        """A record of this batch's operation on one of its files (a subclass's record)."""
+        return Record(self.operation, path, key)
+
     def file_record(self, index: int) -> Record:
         """A record of the file at `index` alone (a config read, a metric file written)."""
-        record = Record(self.operation, self.paths[index], self.keys[index])
+        record = self.new_record(self.paths[index], self.keys[index])
         record.digest, record.count = self.digests[index], self.counts[index]
         record.identity = self.identities[index] if self.identities else record.identity
         record.first_ns, record.last_ns = self.first_ns, self.last_ns

@@ -1,4 +1,4 @@
-"""A child's notes sorted into an image's batches (`_preload._Image.notes`: in C,
+"""A child's notes sorted into an image's batches (`_preload_images.ProcessImage.notes`: in C,
 `_preload_sort.c`, and in Python where it was not built), and the batched spans they make
 (`_record_spans.FileBatch`): small reads by directory, each file once with its count; writes
 counted by path until the child has ended; everything else a record of its own, in the order
@@ -10,14 +10,15 @@ from __future__ import annotations
 import pytest
 from opentelemetry.context import Context
 
-from clew.instrumentation import _preload, _record_spans
+from clew.instrumentation import _preload, _preload_images, _record_spans
 from clew.semconv import attributes as attr
 from clew.semconv.uris import file_uri
 
 pytest.importorskip("clew.instrumentation._preload_notes", reason="not built")
-_preload.library()  # loads the C reader and sorter
+_preload.library()  # loads the C reader and sorter (_preload._sort_notes)
 
-R, W, N, D = _preload.READ, _preload.WRITE, _preload.RENAME, _preload.DELETE
+R, W, N, D = (_preload_images.READ, _preload_images.WRITE, _preload_images.RENAME,
+              _preload_images.DELETE)
 SMALL = (1, 10, 100, 7)
 BIG = (1, 11, 5 << 20, 7)
 
@@ -46,16 +47,16 @@ NOTES = [  # (operation, key, path, second path)
 ]
 
 
-def sorted_image(in_c: bool) -> _preload._Image:
-    image = _preload._Image(42, Context())
+def sorted_image(in_c: bool) -> _preload_images.ProcessImage:
+    image = _preload_images.ProcessImage(42, Context())
     operations = bytes(note[0] for note in NOTES)
     keys, paths, seconds = ([note[i] for note in NOTES] for i in (1, 2, 3))
     image.notes(operations, keys, paths, seconds, lambda p: not p.startswith("/excluded/"),
-                in_c=in_c)
+                _preload._sort_notes if in_c else None)
     return image
 
 
-def summary(image: _preload._Image) -> dict:
+def summary(image: _preload_images.ProcessImage) -> dict:
     return {
         "batches": {d: (b.paths, b.keys, b.counts, b.digests)
                     for d, b in image.read_batches.items()},
@@ -89,8 +90,8 @@ def test_c_and_python_sort_alike() -> None:
     assert summary(sorted_image(True)) == summary(sorted_image(False))
 
 
-def batch(count: int) -> _preload.ChildBatch:
-    made = _preload.ChildBatch("read", "/d ir", 42, Context())
+def batch(count: int) -> _preload_images.ChildBatch:
+    made = _preload_images.ChildBatch("read", "/d ir", 42, Context())
     made.paths = [f"/d ir/f {i}.bin" for i in range(count)]
     made.keys = [key(i) for i in range(count)]
     made.digests = [f"blake3:{i:064x}" if i % 2 else None for i in range(count)]
