@@ -618,14 +618,17 @@ class Recorder:
     def _identify_batch(self, batch: _record_spans.FileBatch) -> None:
         """`_identify` of every file of a batch: a digest where the file has none yet (a
         child's read hashed ahead has one, a whole copy takes its source's)."""
-        digests, paths, copies = batch.digests, batch.paths, batch.copies
+        digests, paths, keys, copies = batch.digests, batch.paths, batch.keys, batch.copies
         if self.settings.hashing:
             limit = self.settings.hash_max_bytes
-            for index, key in enumerate(batch.keys):
-                if digests[index] is None and key is not None and key[2] <= limit:
-                    digests[index] = self._content_digest(
-                        paths[index], key, copies[index] if copies is not None else None
-                    )
+            unknown = [index for index, (digest, key) in enumerate(zip(digests, keys))
+                       if digest is None and key is not None and key[2] <= limit]
+            known = self._cache.known(
+                [keys[index] for index in unknown],  # type: ignore[misc]
+                [copies[index] for index in unknown] if copies is not None else None,
+            )
+            for index, digest in zip(unknown, known):
+                digests[index] = digest or self._content_digest(paths[index], keys[index])  # type: ignore[arg-type]
         batch.identities = [
             "content" if digest else "none" if key is None else "stat"
             for digest, key in zip(digests, batch.keys)
