@@ -177,7 +177,9 @@ class ChildRecords:
             image = self._images.get(path.name)
             if image is None:
                 pid = int(path.name.split("-", 1)[0])
-                image = self._images[path.name] = ProcessImage(pid, self.parent)
+                image = self._images[path.name] = ProcessImage(
+                    pid, self.parent, recorder.filter.prefixes_only()
+                )
             try:
                 if read_new(path, image, recorder.filter.wants, self._copies):
                     image.noted(time.time_ns())

@@ -99,8 +99,11 @@ class ProcessImage:
     go into a batch per directory (`ChildBatch`), not a record each; others get a record each.
     """
 
-    def __init__(self, pid: int, parent: Context) -> None:
+    def __init__(self, pid: int, parent: Context, excluded: tuple[str, ...] | None = None) -> None:
         self.pid, self.parent = pid, parent
+        # PathFilter.prefixes_only(): what `wanted` excludes, when prefixes alone decide (C
+        # then checks them itself, not calling `wanted` for each of 20,000 notes).
+        self.excluded = excluded
         self.read_to = 0  # how far its record file was read
         self.read_batches: dict[str, ChildBatch] = {}  # by directory
         self.reads: dict[tuple[str, StatKey], ChildRecord] = {}  # large, or a path's 2nd version
@@ -162,8 +165,8 @@ class ProcessImage:
         """`note` each note `wanted` accepts (a second path it does not accept as None); the
         small reads and the writes sorted by `sort` (C's) where it was built."""
         if sort is not None:
-            sort(operations, keys, paths, seconds, wanted, BATCH_MAX_SIZE, self.read_batches,
-                 self._new_read_batch, self.writes, self.note)
+            sort(operations, keys, paths, seconds, self.excluded, wanted, BATCH_MAX_SIZE,
+                 self.read_batches, self._new_read_batch, self.writes, self.note)
             return
         note_each(self, operations, keys, paths, seconds, wanted)
 

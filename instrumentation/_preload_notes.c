@@ -390,8 +390,10 @@ static PyMethodDef methods[] = {
     {"stat_keys", stat_keys, METH_O, stat_keys_doc},
     {"read_versions", read_versions, METH_VARARGS, read_versions_doc},
     {"sort_notes", sort_notes, METH_VARARGS,
-     "sort_notes(operations, keys, paths, seconds, wanted, max_size, batches, new_batch, "
-     "writes, note): the notes `wanted` accepts into an image's read batches by directory "
+     "sort_notes(operations, keys, paths, seconds, excluded, wanted, max_size, batches, "
+     "new_batch, writes, note): the notes `wanted` accepts (or, when `excluded` is a tuple "
+     "of prefixes, those under none of them and no __pycache__) into an image's read "
+     "batches by directory "
      "(small reads; `new_batch(directory)` makes and adds one) and its counts of writes by "
      "path, any other to `note(operation, key, path, second)` in its turn "
      "(_preload_sort.c)."},

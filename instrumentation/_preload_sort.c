@@ -123,8 +123,24 @@ static int add_write(PyObject *writes, PyObject *path) {
     return failed;
 }
 
-/* wanted(path): 1, 0, or -1 on error. */
-static int wants(PyObject *wanted, PyObject *path) {
+static PyObject *pycache; /* "/__pycache__/" */
+
+/* Whether `path` is recorded: under none of the `excluded` prefixes and no __pycache__, as
+ * PathFilter.wants decides when no glob is set (`excluded` a tuple), else `wanted(path)`.
+ * 1, 0, or -1 on error. */
+static int wants(PyObject *excluded, PyObject *wanted, PyObject *path) {
+    if (excluded != Py_None && PyUnicode_Check(path)) {
+        Py_ssize_t length = PyUnicode_GET_LENGTH(path);
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(excluded); i++) {
+            Py_ssize_t under = PyUnicode_Tailmatch(path, PyTuple_GET_ITEM(excluded, i), 0, length, -1);
+            if (under != 0)
+                return under < 0 ? -1 : 0;
+        }
+        if (pycache == NULL && (pycache = PyUnicode_InternFromString("/__pycache__/")) == NULL)
+            return -1;
+        Py_ssize_t at = PyUnicode_Find(path, pycache, 0, length, 1);
+        return at == -2 ? -1 : at < 0;
+    }
     PyObject *answer = PyObject_CallOneArg(wanted, path);
     if (answer == NULL)
         return -1;
@@ -134,12 +150,18 @@ static int wants(PyObject *wanted, PyObject *path) {
 }
 
 PyObject *sort_notes(PyObject *self, PyObject *args) {
-    PyObject *operations, *keys, *paths, *seconds, *wanted, *batches, *new_batch, *writes, *note;
+    PyObject *operations, *keys, *paths, *seconds, *excluded, *wanted, *batches, *new_batch,
+        *writes, *note;
     long long max_size;
-    if (!PyArg_ParseTuple(args, "SO!O!O!OLO!OO!O", &operations, &PyList_Type, &keys, &PyList_Type,
-                          &paths, &PyList_Type, &seconds, &wanted, &max_size, &PyDict_Type,
-                          &batches, &new_batch, &PyDict_Type, &writes, &note))
+    if (!PyArg_ParseTuple(args, "SO!O!O!OOLO!OO!O", &operations, &PyList_Type, &keys,
+                          &PyList_Type, &paths, &PyList_Type, &seconds, &excluded, &wanted,
+                          &max_size, &PyDict_Type, &batches, &new_batch, &PyDict_Type, &writes,
+                          &note))
         return NULL;
+    if (excluded != Py_None && !PyTuple_Check(excluded)) {
+        PyErr_SetString(PyExc_TypeError, "excluded must be a tuple of str, or None");
+        return NULL;
+    }
     Py_ssize_t count = PyBytes_GET_SIZE(operations);
     if (PyList_GET_SIZE(keys) != count || PyList_GET_SIZE(paths) != count ||
         PyList_GET_SIZE(seconds) != count) {
@@ -154,7 +176,7 @@ PyObject *sort_notes(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "a note's path must be a str");
             goto error;
         }
-        int wanted_path = wants(wanted, path);
+        int wanted_path = wants(excluded, wanted, path);
         if (wanted_path < 0)
             goto error;
         if (!wanted_path)
@@ -178,7 +200,7 @@ PyObject *sort_notes(PyObject *self, PyObject *args) {
         }
         PyObject *second = PyList_GET_ITEM(seconds, i);
         if (second != Py_None) {
-            int wanted_second = wants(wanted, second);
+            int wanted_second = wants(excluded, wanted, second);
             if (wanted_second < 0)
                 goto error;
             if (!wanted_second)

@@ -47,11 +47,13 @@ NOTES = [  # (operation, key, path, second path)
 ]
 
 
-def sorted_image(in_c: bool) -> _preload_images.ProcessImage:
-    image = _preload_images.ProcessImage(42, Context())
+def sorted_image(in_c: bool, excluded: tuple[str, ...] | None = None,
+                 ) -> _preload_images.ProcessImage:
+    image = _preload_images.ProcessImage(42, Context(), excluded)
     operations = bytes(note[0] for note in NOTES)
     keys, paths, seconds = ([note[i] for note in NOTES] for i in (1, 2, 3))
-    image.notes(operations, keys, paths, seconds, lambda p: not p.startswith("/excluded/"),
+    prefixes = excluded or ("/excluded/",)  # a filter's, and its prefixes when they decide
+    image.notes(operations, keys, paths, seconds, lambda p: not p.startswith(prefixes),
                 _preload._sort_notes if in_c else None)
     return image
 
@@ -66,9 +68,13 @@ def summary(image: _preload_images.ProcessImage) -> dict:
     }
 
 
-@pytest.mark.parametrize("in_c", [True, False], ids=["C", "Python"])
-def test_notes_sorted_into_batches_and_records_in_their_order(in_c: bool) -> None:
-    assert summary(sorted_image(in_c)) == {
+@pytest.mark.parametrize(("in_c", "excluded"), [(True, None), (True, ("/excluded/",)),
+                                                (False, None), (False, ("/excluded/",))],
+                         ids=["C", "C with prefixes", "Python", "Python with prefixes"])
+def test_notes_sorted_into_batches_and_records_in_their_order(
+        in_c: bool, excluded: tuple[str, ...] | None) -> None:
+    """The same whether the filter is called for each path or its prefixes checked in C."""
+    assert summary(sorted_image(in_c, excluded)) == {
         "batches": {
             "/data/a": (["/data/a/x.bin", "/data/a/y.bin"], [key(1), key(2)], [2, 1],
                         [None, None]),
@@ -88,6 +94,8 @@ def test_notes_sorted_into_batches_and_records_in_their_order(in_c: bool) -> Non
 
 def test_c_and_python_sort_alike() -> None:
     assert summary(sorted_image(True)) == summary(sorted_image(False))
+    assert summary(sorted_image(True, ("/excluded/", "/data/b/"))) == summary(
+        sorted_image(False, ("/excluded/", "/data/b/"))) != summary(sorted_image(True))
 
 
 def batch(count: int) -> _preload_images.ChildBatch:
