@@ -367,12 +367,14 @@ class Recorder:
         if not self.settings.hashing:
             return [None] * len(versions)
         limit = self.settings.hash_max_bytes
-        cache = self._cache
-        digests = [cache.get(key) if key[2] <= limit else None for _, key in versions]
+        digests = self._cache.known([key for _, key in versions], None)
         batch: list[int] = []
         batch_bytes = 0
         for index, (path, key) in enumerate(versions):
-            if digests[index] is not None or key[2] > limit:
+            if key[2] > limit:
+                digests[index] = None  # past the limit: not a digest, even a remembered one
+                continue
+            if digests[index] is not None:
                 continue
             if key[2] >= _AHEAD_BATCH_BYTES:
                 if large:
@@ -394,11 +396,10 @@ class Recorder:
         """Hash the versions at `batch`'s indexes into `digests` and the digest cache."""
         keys = [versions[index][1] for index in batch]
         contents = read_versions([versions[index][0] for index in batch], keys)
-        put = self._cache.put
-        for index, key, content in zip(batch, keys, contents):
-            if content is not None:
-                digests[index] = digest = content_digest(content)
-                put(key, digest)
+        hashed = [content_digest(content) if content is not None else None for content in contents]
+        for index, digest in zip(batch, hashed):
+            digests[index] = digest
+        self._cache.put_all(keys, hashed)
 
     def file_digest(self, path: str) -> str | None:
         """blake3 of the regular file `path` as it is now, remembered or hashed on the
