@@ -130,3 +130,29 @@ def test_a_batch_splits_into_spans_of_at_most_the_batch_limit() -> None:
     assert [p for part in parts for p in part.paths] == whole.paths
     assert [c for part in parts for c in part.counts] == whole.counts
     assert all(part.pid == 42 and part.parent is whole.parent for part in parts)
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["C", "Python"])
+def test_a_batch_finds_the_stamps_of_its_files_and_links_them(tmp_path, in_c: bool) -> None:
+    import os
+
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from clew.instrumentation import _stamps
+    from clew.semconv.environment import STAMP_XATTR
+
+    producer = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags.SAMPLED)
+    stamped, plain = tmp_path / "stamped.bin", tmp_path / "plain.bin"
+    stamped.write_bytes(b"s")
+    plain.write_bytes(b"p")
+    try:
+        os.setxattr(stamped, STAMP_XATTR, _stamps.encode(producer).encode())
+    except OSError:
+        pytest.skip("this filesystem has no user xattrs")
+    made = _preload_images.ChildBatch("read", str(tmp_path), 42, Context())
+    made.paths = [str(plain), str(stamped), str(tmp_path / "gone.bin")]
+    made.find_stamps(in_c=in_c)
+    assert list(made.producers) == [str(stamped)]
+    (link,) = made.file_links()
+    assert link.context.span_id == 0x5678
+    assert link.attributes[attr.PROVENANCE_ARTIFACT_URI] == file_uri(str(stamped))
