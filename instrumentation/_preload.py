@@ -65,12 +65,13 @@ def _find_library() -> str | None:
     """The built library next to this module (built by setup.py for this interpreter), when
     the reader of its records (`_preload_notes`, built beside it) was built too: imported
     here, as only a process that starts a child or watches native opens needs it."""
-    global _read_notes, _stat_keys, _read_versions, _sort_notes
+    global _read_notes, _stat_keys, _read_versions, _sort_notes, _batch_writes
     try:
-        from ._preload_notes import read, read_versions, sort_notes, stat_keys
+        from ._preload_notes import batch_writes, read, read_versions, sort_notes, stat_keys
     except ImportError:
         return None
-    _read_notes, _stat_keys, _read_versions, _sort_notes = read, stat_keys, read_versions, sort_notes
+    _read_notes, _stat_keys, _read_versions = read, stat_keys, read_versions
+    _sort_notes, _batch_writes = sort_notes, batch_writes
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -85,6 +86,7 @@ _read_notes: Callable[[mmap.mmap, int, dict], tuple[bytes, list, list, list, int
 _stat_keys: Callable[[list[str]], list[StatKey | None]] | None = None
 _read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]] | None = None
 _sort_notes: Callable[..., None] | None = None
+_batch_writes: Callable[..., list[int]] | None = None
 
 
 def library() -> str | None:
@@ -237,7 +239,7 @@ class ChildRecords:
         # os.system's child has no known pid: any process of it that loaded the library
         loaded = child_pid in pids if child_pid is not None else bool(names)
         recorder.recorded_all(
-            [record for name in names for record in self._images[name].records(self._copies, _stat_keys)]
+            [record for name in names for record in self._images[name].records(self._copies, _stat_keys, _batch_writes)]
         )
         shutil.rmtree(self.directory, ignore_errors=True)
         return loaded

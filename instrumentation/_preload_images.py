@@ -30,9 +30,10 @@ from ._record_spans import (
 
 READ, WRITE, RENAME, DELETE = (ord(c) for c in "RWND")
 _BATCHED = ("read", "write")
-# _preload_notes.sort_notes and .stat_keys (C), or like
+# _preload_notes.sort_notes and .stat_keys (C), or like them
 SortNotes = Callable[..., None]
 StatKeys = Callable[[list[str]], list["StatKey | None"]]
+BatchWrites = Callable[..., list[int]]  # _preload_notes.batch_writes (C)
 
 
 class ChildRecord(Record):
@@ -109,6 +110,7 @@ class ProcessImage:
         self.reads: dict[tuple[str, StatKey], ChildRecord] = {}  # large, or a path's 2nd version
         self.unhashed: list[ChildRecord] = []  # new reads of `reads`, while the child runs
         self.writes: dict[str, int] = {}  # open for writing, content not yet known: count
+        self.write_batches: dict[str, ChildBatch] = {}  # by directory, once the child ended
         self.written_ns = [0, 0]  # when its first and last writes were noted
         self.done: list[ChildRecord] = []
 
@@ -204,42 +206,56 @@ class ProcessImage:
         versions += [(record.path, record.key) for record in records]  # type: ignore[misc]
         return versions, parts, records
 
-    def records(self, copies: dict[StatKey, StatKey], stat_keys: StatKeys) -> list[Record]:
-        """The image's records; `copies` maps each whole copy's key to its source's; the
-        files written are identified by `stat_keys` (as they are now: the child has ended)."""
+    def records(self, copies: dict[StatKey, StatKey], stat_keys: StatKeys,
+                batch_writes: BatchWrites | None) -> list[Record]:
+        """The image's records; `copies` maps each whole copy's key to its source's. The files
+        written are identified by `stat_keys` as they are now (the child has ended), and put
+        into batches by `batch_writes` (C's) where it was built."""
         paths = list(self.writes)
         keys = stat_keys(paths)
-        first_ns, last_ns = self.written_ns
-        write_batches: dict[str, ChildBatch] = {}
-        large: list[ChildRecord] = []
-        counts = self.writes
-        for path, key in zip(paths, keys):
-            # Only while it is the very version the copy left (key equal): else it changed.
-            copy_of = copies.get(key) if key else None
+        if batch_writes is not None:
+            large = batch_writes(paths, keys, self.writes, copies, BATCH_MAX_SIZE,
+                                 self.write_batches, self._new_write_batch)
+        else:
+            large = self._batch_writes(paths, keys, copies)
+        singles = []
+        for index in large:
+            record = self.written(paths[index], keys[index], self.writes[paths[index]])
+            record.copy_of = copies.get(keys[index])  # type: ignore[arg-type]
+            singles.append(record)
+        return [
+            *(part for batch in self.read_batches.values() for part in batch.split()),
+            *self.reads.values(), *self.done, *singles,
+            *(part for batch in self.write_batches.values() for part in batch.split()),
+        ]
+
+    def _batch_writes(self, paths: list[str], keys: list[StatKey | None],
+                      copies: dict[StatKey, StatKey]) -> list[int]:
+        """`batch_writes` (_preload_sort.c) in Python: each file written into its directory's
+        batch, the indexes of the large ones (a record each) returned."""
+        large = []
+        for index, (path, key) in enumerate(zip(paths, keys)):
             if key is not None and key[2] >= BATCH_MAX_SIZE:
-                record = self.written(path, key, counts[path])
-                record.copy_of = copy_of
-                large.append(record)
+                large.append(index)
                 continue
             directory = path.rpartition("/")[0] or "/"
-            batch = write_batches.get(directory)
-            if batch is None:
-                batch = write_batches[directory] = ChildBatch(
-                    "write", directory, self.pid, self.parent
-                )
-                batch.copies = []
-                if first_ns:
-                    batch.first_ns, batch.last_ns = first_ns, last_ns
+            batch = self.write_batches.get(directory) or self._new_write_batch(directory)
             batch.paths.append(path)
             batch.keys.append(key)
             batch.digests.append(None)
-            batch.counts.append(counts[path])
-            batch.copies.append(copy_of)  # type: ignore[union-attr]
-        return [
-            *(part for batch in self.read_batches.values() for part in batch.split()),
-            *self.reads.values(), *self.done, *large,
-            *(part for batch in write_batches.values() for part in batch.split()),
-        ]
+            batch.counts.append(self.writes[path])
+            # Only while it is the very version the copy left (key equal): else it changed.
+            batch.copies.append(copies.get(key) if key else None)  # type: ignore[union-attr]
+        return large
+
+    def _new_write_batch(self, directory: str) -> ChildBatch:
+        batch = self.write_batches[directory] = ChildBatch("write", directory, self.pid,
+                                                           self.parent)
+        batch.copies = []
+        first_ns, last_ns = self.written_ns
+        if first_ns:
+            batch.first_ns, batch.last_ns = first_ns, last_ns
+        return batch
 
 
 def note_each(image, operations: bytes, keys: list, paths: list, seconds: list,  # noqa: ANN001

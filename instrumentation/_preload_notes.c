@@ -397,6 +397,11 @@ static PyMethodDef methods[] = {
      "(small reads; `new_batch(directory)` makes and adds one) and its counts of writes by "
      "path, any other to `note(operation, key, path, second)` in its turn "
      "(_preload_sort.c)."},
+    {"batch_writes", batch_writes, METH_VARARGS,
+     "batch_writes(paths, keys, counts, copies, max_size, batches, new_batch): each written "
+     "file (its key now, `counts[path]`, `copies.get(key)`) into its directory's batch of "
+     "writes (`new_batch(directory)` makes and adds one); the indexes of those at least "
+     "`max_size` large, left out (_preload_sort.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -7,7 +7,11 @@
  *
  * In C for `cp -r` of 10,000 files: 20,000 notes, and the Python loop (the filter, a call, a
  * directory split, look-ups and appends, per note) cost as much as reading the notes.
- * _Image.notes does the same in Python where the extension was not built.
+ * ProcessImage.notes does the same in Python where the extension was not built.
+ *
+ * batch_writes does the same for the files written, once their keys are known (the child has
+ * ended): each into its directory's batch with its count and the version it is a whole copy
+ * of, a large one left out (its index returned: a record of its own).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -17,9 +21,10 @@
 #define READ 'R'
 #define WRITE 'W'
 
-/* The lists of the batch being added to: notes of one directory mostly come in a row. */
+/* The lists of the batch being added to: notes of one directory mostly come in a row. `copies`
+ * for a batch of writes only. */
 struct batch {
-    PyObject *directory, *at, *paths, *keys, *digests, *counts;
+    PyObject *directory, *at, *paths, *keys, *digests, *counts, *copies;
 };
 
 static void batch_clear(struct batch *b) {
@@ -29,11 +34,13 @@ static void batch_clear(struct batch *b) {
     Py_CLEAR(b->keys);
     Py_CLEAR(b->digests);
     Py_CLEAR(b->counts);
+    Py_CLEAR(b->copies);
 }
 
 /* Make `b` the batch of `directory` (a new reference, taken): from `batches`, or made by
  * `new_batch(directory)`, which adds it there. 0, or -1 with an exception set. */
-static int batch_of(struct batch *b, PyObject *directory, PyObject *batches, PyObject *new_batch) {
+static int batch_of(struct batch *b, PyObject *directory, PyObject *batches, PyObject *new_batch,
+                    int writes) {
     batch_clear(b);
     b->directory = directory;
     PyObject *batch = PyDict_GetItemWithError(batches, directory);
@@ -46,32 +53,45 @@ static int batch_of(struct batch *b, PyObject *directory, PyObject *batches, PyO
     b->keys = PyObject_GetAttrString(batch, "keys");
     b->digests = PyObject_GetAttrString(batch, "digests");
     b->counts = PyObject_GetAttrString(batch, "counts");
+    b->copies = writes ? PyObject_GetAttrString(batch, "copies") : NULL;
     Py_DECREF(batch);
     if (b->at == NULL || b->paths == NULL || b->keys == NULL || b->digests == NULL ||
-        b->counts == NULL)
+        b->counts == NULL || (writes && b->copies == NULL))
         return -1;
     if (!PyDict_Check(b->at) || !PyList_Check(b->paths) || !PyList_Check(b->keys) ||
-        !PyList_Check(b->digests) || !PyList_Check(b->counts)) {
+        !PyList_Check(b->digests) || !PyList_Check(b->counts) ||
+        (writes && !PyList_Check(b->copies))) {
         PyErr_SetString(PyExc_TypeError, "a batch's at must be a dict, its files lists");
         return -1;
     }
     return 0;
 }
 
+/* Make `b` the batch of the directory of `path` (absolute), unless it is already: 0, or -1
+ * with an exception set. */
+static int batch_of_path(struct batch *b, PyObject *path, PyObject *batches, PyObject *new_batch,
+                         int writes) {
+    Py_ssize_t slash = PyUnicode_FindChar(path, '/', 0, PyUnicode_GET_LENGTH(path), -1);
+    if (slash < 0) {
+        if (slash == -1)
+            PyErr_SetString(PyExc_ValueError, "a note's path must be absolute");
+        return -1;
+    }
+    PyObject *directory = slash == 0 ? PyUnicode_FromString("/") : PyUnicode_Substring(path, 0, slash);
+    if (directory == NULL)
+        return -1;
+    if (b->directory != NULL && PyUnicode_Compare(directory, b->directory) == 0) {
+        Py_DECREF(directory);
+        return 0;
+    }
+    return batch_of(b, directory, batches, new_batch, writes);
+}
+
 /* A read of `path` (version `key`) into its directory's batch: 1 when added or counted, 0
  * when it is for `note` (another version of a file in the batch), -1 on error. */
 static int add_read(struct batch *b, PyObject *path, PyObject *key, PyObject *batches,
                     PyObject *new_batch) {
-    Py_ssize_t length = PyUnicode_GET_LENGTH(path);
-    Py_ssize_t slash = PyUnicode_FindChar(path, '/', 0, length, -1);
-    if (slash < 0)
-        return slash == -2 ? -1 : 0;  /* not absolute: never from the reader */
-    PyObject *directory = slash == 0 ? PyUnicode_FromString("/") : PyUnicode_Substring(path, 0, slash);
-    if (directory == NULL)
-        return -1;
-    if (b->directory != NULL && PyUnicode_Compare(directory, b->directory) == 0)
-        Py_DECREF(directory);
-    else if (batch_of(b, directory, batches, new_batch))
+    if (batch_of_path(b, path, batches, new_batch, 0))
         return -1;
 
     PyObject *index = PyDict_GetItemWithError(b->at, path);
@@ -215,5 +235,68 @@ PyObject *sort_notes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 error:
     batch_clear(&b);
+    return NULL;
+}
+
+PyObject *batch_writes(PyObject *self, PyObject *args) {
+    PyObject *paths, *keys, *counts, *copies, *batches, *new_batch;
+    long long max_size;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!LO!O", &PyList_Type, &paths, &PyList_Type, &keys,
+                          &PyDict_Type, &counts, &PyDict_Type, &copies, &max_size, &PyDict_Type,
+                          &batches, &new_batch))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(paths);
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_SetString(PyExc_ValueError, "paths and keys must be of one length");
+        return NULL;
+    }
+    PyObject *large = PyList_New(0);
+    if (large == NULL)
+        return NULL;
+    struct batch b = {NULL};
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *path = PyList_GET_ITEM(paths, i), *key = PyList_GET_ITEM(keys, i);
+        if (!PyUnicode_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "a path must be a str");
+            goto error;
+        }
+        if (key != Py_None) {
+            if (!PyTuple_Check(key) || PyTuple_GET_SIZE(key) != 4) {
+                PyErr_SetString(PyExc_TypeError, "a key must be a 4-tuple or None");
+                goto error;
+            }
+            long long size = PyLong_AsLongLong(PyTuple_GET_ITEM(key, 2));
+            if (size == -1 && PyErr_Occurred())
+                goto error;
+            if (size >= max_size) {
+                PyObject *index = PyLong_FromSsize_t(i);
+                int failed = index == NULL || PyList_Append(large, index);
+                Py_XDECREF(index);
+                if (failed)
+                    goto error;
+                continue;
+            }
+        }
+        PyObject *written = PyDict_GetItemWithError(counts, path);
+        if (written == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, path);
+            goto error;
+        }
+        /* The version it is a whole copy of, while it is the very version the copy left. */
+        PyObject *source = key == Py_None ? NULL : PyDict_GetItemWithError(copies, key);
+        if (source == NULL && PyErr_Occurred())
+            goto error;
+        if (batch_of_path(&b, path, batches, new_batch, 1) || PyList_Append(b.paths, path) ||
+            PyList_Append(b.keys, key) || PyList_Append(b.digests, Py_None) ||
+            PyList_Append(b.counts, written) ||
+            PyList_Append(b.copies, source != NULL ? source : Py_None))
+            goto error;
+    }
+    batch_clear(&b);
+    return large;
+error:
+    batch_clear(&b);
+    Py_DECREF(large);
     return NULL;
 }

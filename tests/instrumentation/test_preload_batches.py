@@ -156,3 +156,37 @@ def test_a_batch_finds_the_stamps_of_its_files_and_links_them(tmp_path, in_c: bo
     (link,) = made.file_links()
     assert link.context.span_id == 0x5678
     assert link.attributes[attr.PROVENANCE_ARTIFACT_URI] == file_uri(str(stamped))
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["C", "Python"])
+def test_written_files_batched_as_they_are_once_the_child_ended(tmp_path, in_c: bool) -> None:
+    """Each file written into its directory's batch with its key now, its count and the
+    version it is a whole copy of (only while still that version); a large one, and a file
+    gone since, as the reads: the large one a record of its own, the gone one keyless."""
+    import os
+
+    (tmp_path / "d").mkdir()
+    small, other, large = tmp_path / "d" / "small.bin", tmp_path / "other.bin", tmp_path / "big.bin"
+    small.write_bytes(b"s" * 10)
+    other.write_bytes(b"o")
+    large.write_bytes(b"b" * _record_spans.BATCH_MAX_SIZE)
+    image = _preload_images.ProcessImage(42, Context())
+    paths = [str(small), str(other), str(large), str(tmp_path / "d" / "gone.bin")]
+    for path in paths + [str(small)]:
+        image.note(W, None, path, None)
+
+    def key(path):
+        result = os.stat(path)
+        return (result.st_dev, result.st_ino, result.st_size, result.st_mtime_ns)
+
+    source = (1, 2, 10, 3)
+    copies = {key(small): source}
+    records = image.records(copies, _preload._stat_keys,
+                            _preload._batch_writes if in_c else None)
+    batches = {r.path: (r.paths, r.keys, r.counts, r.copies) for r in records if r.batched}
+    assert batches == {
+        str(tmp_path / "d"): ([str(small), paths[3]], [key(small), None], [2, 1], [source, None]),
+        str(tmp_path): ([str(other)], [key(other)], [1], [None]),
+    }
+    singles = [(r.operation, r.path, r.key, r.count) for r in records if not r.batched]
+    assert singles == [("write", str(large), key(large), 1)]
