@@ -195,10 +195,10 @@ class ChildRecords:
         """Hash the files read since the last time, as versions the child saw (in batches:
         `Recorder.hash_ahead`); large ones too if `large`, else they are left to the worker."""
         for image in self._images.values():
-            versions, parts, records = image.unhashed_reads()
-            if not versions:
+            paths, keys, parts, records = image.unhashed_reads()
+            if not paths:
                 continue
-            digests = recorder.hash_ahead(versions, _read_versions, large=large)  # type: ignore[arg-type]
+            digests = recorder.hash_ahead(paths, keys, _read_versions, large=large)  # type: ignore[arg-type]
             at = 0
             for batch, start, end in parts:
                 batch.digests[start:end] = digests[at : at + end - start]

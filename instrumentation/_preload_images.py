@@ -190,21 +190,24 @@ class ProcessImage:
         if self.writes:
             self.written_ns = [self.written_ns[0] or now, now]
 
-    def unhashed_reads(self) -> tuple[list[tuple[str, StatKey]], list[tuple[ChildBatch, int, int]],
+    def unhashed_reads(self) -> tuple[list[str], list[StatKey], list[tuple[ChildBatch, int, int]],
                                       list[ChildRecord]]:
-        """The versions read since the last call, in order: the batches' new files (batch,
-        from, to), then the records'."""
-        versions: list[tuple[str, StatKey]] = []
+        """The versions read since the last call (paths, keys), in order: the batches' new
+        files (batch, from, to), then the records'."""
+        paths: list[str] = []
+        keys: list[StatKey] = []
         parts = []
         for batch in self.read_batches.values():
             start, end = batch.hashed_to, len(batch.paths)
             if start < end:
-                versions += zip(batch.paths[start:end], batch.keys[start:end])  # type: ignore[arg-type]
+                paths += batch.paths[start:end]
+                keys += batch.keys[start:end]  # type: ignore[arg-type]
                 parts.append((batch, start, end))
                 batch.hashed_to = end
         records, self.unhashed = self.unhashed, []
-        versions += [(record.path, record.key) for record in records]  # type: ignore[misc]
-        return versions, parts, records
+        paths += [record.path for record in records]
+        keys += [record.key for record in records]  # type: ignore[misc]
+        return paths, keys, parts, records
 
     def records(self, copies: dict[StatKey, StatKey], stat_keys: StatKeys,
                 batch_writes: BatchWrites | None) -> list[Record]:

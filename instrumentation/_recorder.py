@@ -356,50 +356,55 @@ class Recorder:
         finally:
             clew_io.active = False
 
-    def hash_ahead(self, versions: list[tuple[str, StatKey]],
+    def hash_ahead(self, paths: list[str], keys: list[StatKey],
                    read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]],
                    *, large: bool = True) -> list[str | None]:
-        """The digests of file versions (path, key) a non-Python child read, hashed into the
-        digest cache ahead of their records, while the child still runs. Those not remembered
-        are read by `read_versions` (the contents of the versions the keys name, else None),
-        a batch of small files at a time, and hashed here; larger ones as the worker would,
-        or not at all (None, left to the worker) unless `large`."""
+        """The digests of file versions (`paths`, `keys` parallel) a non-Python child read,
+        hashed into the digest cache ahead of their records, while the child still runs. Those
+        not remembered are read by `read_versions` (the contents of the versions the keys
+        name, else None), a batch of small files at a time, and hashed here; larger ones as
+        the worker would, or not at all (None, left to the worker) unless `large`."""
         if not self.settings.hashing:
-            return [None] * len(versions)
+            return [None] * len(paths)
         limit = self.settings.hash_max_bytes
-        digests = self._cache.known([key for _, key in versions], None)
+        digests = self._cache.known(keys, None)
         batch: list[int] = []
         batch_bytes = 0
-        for index, (path, key) in enumerate(versions):
-            if key[2] > limit:
+        for index, key in enumerate(keys):
+            size = key[2]
+            if size > limit:
                 digests[index] = None  # past the limit: not a digest, even a remembered one
                 continue
             if digests[index] is not None:
                 continue
-            if key[2] >= _AHEAD_BATCH_BYTES:
+            if size >= _AHEAD_BATCH_BYTES:
                 if large:
-                    digests[index] = self._digest_here(path, key)
+                    digests[index] = self._digest_here(paths[index], key)
                 continue
             batch.append(index)
-            batch_bytes += key[2]
+            batch_bytes += size
             if batch_bytes >= _AHEAD_BATCH_BYTES:
-                self._hash_batch(versions, batch, digests, read_versions)
+                self._hash_batch(paths, keys, batch, digests, read_versions)
                 batch, batch_bytes = [], 0
         if batch:
-            self._hash_batch(versions, batch, digests, read_versions)
+            self._hash_batch(paths, keys, batch, digests, read_versions)
         return digests
 
-    def _hash_batch(self, versions: list[tuple[str, StatKey]], batch: list[int],
+    def _hash_batch(self, paths: list[str], keys: list[StatKey], batch: list[int],
                     digests: list[str | None],
                     read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]],
                     ) -> None:
         """Hash the versions at `batch`'s indexes into `digests` and the digest cache."""
-        keys = [versions[index][1] for index in batch]
-        contents = read_versions([versions[index][0] for index in batch], keys)
+        if len(batch) == len(keys):  # all of them, as for a child's small files
+            batch_paths, batch_keys = paths, keys
+        else:
+            batch_paths = [paths[index] for index in batch]
+            batch_keys = [keys[index] for index in batch]
+        contents = read_versions(batch_paths, batch_keys)
         hashed = [content_digest(content) if content is not None else None for content in contents]
         for index, digest in zip(batch, hashed):
             digests[index] = digest
-        self._cache.put_all(keys, hashed)
+        self._cache.put_all(batch_keys, hashed)
 
     def file_digest(self, path: str) -> str | None:
         """blake3 of the regular file `path` as it is now, remembered or hashed on the
