@@ -37,9 +37,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from clew.semconv import environment
 
 from ._file_digests import StatKey
-from ._preload_images import ProcessImage, note_each
 from ._guard import guard
 from ._lifecycle import reset_in_forked_child
+from ._preload_images import ProcessImage, note_each
 from ._recorder import Recorder
 
 if TYPE_CHECKING:
