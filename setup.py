@@ -29,7 +29,8 @@ extensions = [
     ),
     Extension(
         "clew.instrumentation._preload_notes",
-        sources=["instrumentation/_preload_notes.c"],
+        sources=["instrumentation/_preload_notes.c", "instrumentation/_preload_sort.c"],
+        depends=["instrumentation/_preload_sort.h"],
         extra_compile_args=["-O2", "-Wall"],
         optional=True,
     ),

@@ -189,6 +189,38 @@ class DigestCache:
             value = entries.promoted(key)
         return value
 
+    def known(self, keys: list[StatKey], sources: list[StatKey | None] | None,
+              ) -> list[str | None]:
+        """`get` of each of `keys`, or where it has none that of its source (`sources`, parallel:
+        the version each is a whole copy of, or None), then `put` for it: a batch of a
+        child's files in one call, not three calls a file (`cp -r` writes 10,000)."""
+        entries = self._entries
+        if entries is None:
+            entries = self._entries = self._load()
+        new, promoted = entries.new, entries.promoted
+        found: list[str | None] = []
+        for key, source in zip(keys, sources or [None] * len(keys)):
+            digest = new.get(key)
+            if digest is None:
+                digest = promoted(key) if entries.old else None
+                if digest is None and source is not None:
+                    digest = new.get(source) or (promoted(source) if entries.old else None)
+                    if digest is not None:
+                        entries[key] = digest
+                        self._unsaved.append((key, digest))
+            found.append(digest)
+        return found
+
+    def put_all(self, keys: list[StatKey], digests: list[str | None]) -> None:
+        """`put` of each key with its digest (a None left out): a batch at once."""
+        if self._entries is None:
+            self._entries = self._load()
+        entries, unsaved = self._entries, self._unsaved
+        for key, digest in zip(keys, digests):
+            if digest is not None:
+                entries[key] = digest
+                unsaved.append((key, digest))
+
     def put(self, key: StatKey, digest: str) -> None:
         """Remember the digest of a key `get` did not know; it reaches the file at the next
         `save`. (Two threads hashing one file at once may both put it: a line twice in the

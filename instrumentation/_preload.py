@@ -27,28 +27,19 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.util.types import Attributes
 
-from clew.semconv import attributes as attr
 from clew.semconv import environment
 
 from ._file_digests import StatKey
-from ._record_spans import (
-    BATCH_MAX_SIZE,
-    SPAN_NAMES,
-    Record,
-    batch_attributes,
-    directory_of,
-    single_attributes,
-)
 from ._guard import guard
 from ._lifecycle import reset_in_forked_child
+from ._preload_images import ProcessImage, note_each
 from ._recorder import Recorder
 
 if TYPE_CHECKING:
@@ -57,9 +48,7 @@ if TYPE_CHECKING:
 _logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = 40  # a record's fixed part (_preload_shim.c)
-READ, WRITE, RENAME, DELETE = (ord(c) for c in "RWND")
 _PRELOAD_VARIABLE = "LD_PRELOAD"
-_BATCHED = ("read", "write")
 # How often a running child's new notes are read: soon after it starts and while it keeps
 # noting, seldom once it has gone quiet. A look at a quiet child costs a directory listing and
 # a peek per record file (~50 us), and the GIL: ten times a second is ~0.1 % of a core. A
@@ -76,12 +65,13 @@ def _find_library() -> str | None:
     """The built library next to this module (built by setup.py for this interpreter), when
     the reader of its records (`_preload_notes`, built beside it) was built too: imported
     here, as only a process that starts a child or watches native opens needs it."""
-    global _read_notes, _stat_keys, _read_versions
+    global _read_notes, _stat_keys, _read_versions, _sort_notes, _batch_writes
     try:
-        from ._preload_notes import read, read_versions, stat_keys
+        from ._preload_notes import batch_writes, read, read_versions, sort_notes, stat_keys
     except ImportError:
         return None
     _read_notes, _stat_keys, _read_versions = read, stat_keys, read_versions
+    _sort_notes, _batch_writes = sort_notes, batch_writes
     here = Path(__file__).parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_preload_shim{suffix}"
@@ -95,6 +85,8 @@ _looked = False
 _read_notes: Callable[[mmap.mmap, int, dict], tuple[bytes, list, list, list, int]] | None = None
 _stat_keys: Callable[[list[str]], list[StatKey | None]] | None = None
 _read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]] | None = None
+_sort_notes: Callable[..., None] | None = None
+_batch_writes: Callable[..., list[int]] | None = None
 
 
 def library() -> str | None:
@@ -112,105 +104,7 @@ def library() -> str | None:
     return _library
 
 
-class ChildRecord(Record):
-    """A record of what a process started by this one did: under its exec span, with its pid."""
-
-    __slots__ = ("pid", "parent", "copy_of")
-
-    def __init__(self, operation: str, path: str, key: StatKey | None, pid: int,
-                 parent: Context) -> None:
-        Record.__init__(self, operation, path, key)  # not super(): 20,000 of these for cp -r
-        self.pid = pid
-        self.parent = parent
-        # The version of the file this one is a whole copy of: its content, so its digest.
-        self.copy_of: StatKey | None = None
-
-    def batch_key(self) -> Hashable | None:
-        # Writes of small files are batched too, unlike the file hook's: `cp -r` of a tree
-        # writes as many files as it reads, and a span each costs clew more than the copy
-        # (docs/architecture.md). A batch carries no producer stamp on its files.
-        key = self.key  # not `self.size`: called once per record at every flush
-        if self.operation in _BATCHED and (key[2] if key is not None else 0) < BATCH_MAX_SIZE:
-            return self.pid, self.operation, directory_of(self.path)
-        return None
-
-    @staticmethod
-    def batch_span(records: list[Record], pid: int) -> tuple[str, Attributes]:
-        first: ChildRecord = records[0]  # type: ignore[assignment]
-        attributes = dict(batch_attributes(directory_of(first.path), records, first.pid))
-        attributes[attr.PROVENANCE_IO_OPERATION] = first.operation
-        return SPAN_NAMES[first.operation], attributes
-
-    def span_attributes(self, pid: int) -> Attributes:
-        return single_attributes(self, self.pid)
-
-
-class _Image:
-    """The records of one process image (one program between exec and exit)."""
-
-    def __init__(self, pid: int, parent: Context) -> None:
-        self.pid, self.parent = pid, parent
-        self.read_to = 0  # how far its record file was read
-        self.reads: dict[tuple[str, StatKey], ChildRecord] = {}
-        self.unhashed: list[ChildRecord] = []  # new reads, while the child runs
-        self.writes: dict[str, ChildRecord] = {}  # open for writing, content not yet known
-        self.done: list[ChildRecord] = []
-
-    def record(self, operation: str, path: str, key: StatKey | None) -> ChildRecord:
-        return ChildRecord(operation, path, key, self.pid, self.parent)
-
-    def note(self, operation: int, key: StatKey | None, path: str, second: str | None) -> None:
-        # Reads and writes are nearly every note (20,000 for `cp -r` of 10,000 files): their
-        # records are made here directly, one call fewer each than through `record`.
-        if operation == READ:
-            version = path, key
-            record = self.reads.get(version)
-            if record is None:
-                self.reads[version] = record = ChildRecord(
-                    "read", path, key, self.pid, self.parent
-                )
-                self.unhashed.append(record)
-            else:
-                record.count += 1
-        elif operation == WRITE:
-            record = self.writes.get(path)
-            if record is None:
-                self.writes[path] = ChildRecord("write", path, None, self.pid, self.parent)
-            else:
-                record.count += 1
-        elif operation == RENAME:
-            written = self.writes.pop(second, None) if second else None
-            if written is not None:
-                # A temporary file written and renamed into place (rsync, atomic saves): the
-                # content is recorded once, at its final name.
-                written.path, written.key = path, key
-                self.done.append(written)
-            elif second:
-                record = self.record("rename", path, key)
-                record.source = second
-                self.done.append(record)
-            else:  # moved in from a place clew does not record
-                self.done.append(self.record("write", path, key))
-        elif operation == DELETE:
-            written = self.writes.pop(path, None)
-            if written is not None:  # written, then removed: its last content, by stat
-                written.key = key
-                self.done.append(written)
-            self.done.append(self.record("delete", path, key))
-
-    def records(self, copies: dict[StatKey, StatKey]) -> list[ChildRecord]:
-        """The image's records; `copies` maps each whole copy's key to its source's."""
-        writes = list(self.writes.values())
-        keys = _stat_keys([record.path for record in writes])  # type: ignore[misc]
-        for record, key in zip(writes, keys):
-            record.key = key
-            record.identity = "stat" if key else "none"
-            # Only while it is the very version the copy left (key equal): else it changed.
-            record.copy_of = copies.get(key) if key else None
-        return [*self.reads.values(), *self.done, *writes]
-
-
-def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; PathFilter.wants
+def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an ProcessImage or like; PathFilter.wants
           copies: dict[StatKey, StatKey]) -> None:
     """Hand the records of `data` from where the image's last read stopped (`read_to`) to its
     `note` (operation, stat key, path, second path), those `wanted` accepts; whole copies go
@@ -219,10 +113,11 @@ def parse(data: mmap.mmap, image, wanted,  # noqa: ANN001 - an _Image or like; P
     operations, keys, paths, seconds, image.read_to = _read_notes(  # type: ignore[misc]
         data, image.read_to, copies
     )
-    note = image.note
-    for operation, key, path, second in zip(operations, keys, paths, seconds):
-        if wanted(path):
-            note(operation, key, path, second if second is None or wanted(second) else None)
+    notes = getattr(image, "notes", None)
+    if notes is not None:
+        notes(operations, keys, paths, seconds, wanted, _sort_notes)
+    else:
+        note_each(image, operations, keys, paths, seconds, wanted)
 
 
 def read_new(path: Path, image, wanted,  # noqa: ANN001 - as parse's
@@ -257,7 +152,7 @@ class ChildRecords:
     def __init__(self, home: Path, span_id: int, parent: Context) -> None:
         self.directory = home / environment.PRELOAD_DIRNAME / f"{span_id:016x}"
         self.parent = parent
-        self._images: dict[str, _Image] = {}  # by record file name
+        self._images: dict[str, ProcessImage] = {}  # by record file name
         self._copies: dict[StatKey, StatKey] = {}  # across images: a forked child may close one
         self._reading = threading.Lock()  # the tailing thread's reads, and the final one
         self._collected = False
@@ -284,9 +179,13 @@ class ChildRecords:
             image = self._images.get(path.name)
             if image is None:
                 pid = int(path.name.split("-", 1)[0])
-                image = self._images[path.name] = _Image(pid, self.parent)
+                image = self._images[path.name] = ProcessImage(
+                    pid, self.parent, recorder.filter.prefixes_only()
+                )
             try:
-                found = read_new(path, image, recorder.filter.wants, self._copies) or found
+                if read_new(path, image, recorder.filter.wants, self._copies):
+                    image.noted(time.time_ns())
+                    found = True
             except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
                 if final:  # while the child runs, the library may be making the file
                     recorder.failed("reading a child's records", error)
@@ -296,12 +195,15 @@ class ChildRecords:
         """Hash the files read since the last time, as versions the child saw (in batches:
         `Recorder.hash_ahead`); large ones too if `large`, else they are left to the worker."""
         for image in self._images.values():
-            unhashed, image.unhashed = image.unhashed, []
-            versions = [(record.path, record.key) for record in unhashed]
-            digests = recorder.hash_ahead(  # type: ignore[arg-type]
-                versions, _read_versions, large=large
-            )
-            for record, digest in zip(unhashed, digests):
+            paths, keys, parts, records = image.unhashed_reads()
+            if not paths:
+                continue
+            digests = recorder.hash_ahead(paths, keys, _read_versions, large=large)  # type: ignore[arg-type]
+            at = 0
+            for batch, start, end in parts:
+                batch.digests[start:end] = digests[at : at + end - start]
+                at += end - start
+            for record, digest in zip(records, digests[at:]):
                 record.digest = digest
 
     def read_running(self, recorder: Recorder) -> bool:
@@ -337,7 +239,7 @@ class ChildRecords:
         # os.system's child has no known pid: any process of it that loaded the library
         loaded = child_pid in pids if child_pid is not None else bool(names)
         recorder.recorded_all(
-            [record for name in names for record in self._images[name].records(self._copies)]
+            [record for name in names for record in self._images[name].records(self._copies, _stat_keys, _batch_writes)]
         )
         shutil.rmtree(self.directory, ignore_errors=True)
         return loaded

@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "_preload_sort.h"
+
 #define HEADER_BYTES 40
 #define COPY 'C'
 #define WRITE 'W'
@@ -387,6 +389,19 @@ static PyMethodDef methods[] = {
     {"read", read_notes, METH_VARARGS, read_doc},
     {"stat_keys", stat_keys, METH_O, stat_keys_doc},
     {"read_versions", read_versions, METH_VARARGS, read_versions_doc},
+    {"sort_notes", sort_notes, METH_VARARGS,
+     "sort_notes(operations, keys, paths, seconds, excluded, wanted, max_size, batches, "
+     "new_batch, writes, note): the notes `wanted` accepts (or, when `excluded` is a tuple "
+     "of prefixes, those under none of them and no __pycache__) into an image's read "
+     "batches by directory "
+     "(small reads; `new_batch(directory)` makes and adds one) and its counts of writes by "
+     "path, any other to `note(operation, key, path, second)` in its turn "
+     "(_preload_sort.c)."},
+    {"batch_writes", batch_writes, METH_VARARGS,
+     "batch_writes(paths, keys, counts, copies, max_size, batches, new_batch): each written "
+     "file (its key now, `counts[path]`, `copies.get(key)`) into its directory's batch of "
+     "writes (`new_batch(directory)` makes and adds one); the indexes of those at least "
+     "`max_size` large, left out (_preload_sort.c)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -8,7 +8,8 @@
  *   group: records grouped into batched spans (a loop over every record, in Python the most
  *     of a flush after the SDK's checks).
  *   arrays: a batched "read file" span's parallel arrays (URIs, digests, sizes, identities,
- *     counts), the URIs made as clew.semconv.uris.file_uri makes them.
+ *     counts), the URIs made as clew.semconv.uris.file_uri makes them; uris: the URIs alone,
+ *     of a list of paths (a FileBatch's).
  *   cache_lines: the digest cache's new lines, written at each flush (_file_digests.py):
  *     Python's formatting of four ints and a digest cost ~5k instructions a line.
  */
@@ -57,7 +58,8 @@ static PyObject *stamp_candidates(PyObject *self, PyObject *args) {
         return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
         PyObject *record = PyList_GET_ITEM(records, i);
-        PyObject *path = PyObject_GetAttr(record, s_path);
+        /* A record, or a path itself (the files of a FileBatch) */
+        PyObject *path = PyUnicode_Check(record) ? Py_NewRef(record) : PyObject_GetAttr(record, s_path);
         if (path == NULL)
             goto error;
         int candidate = 1;  /* what C cannot check (a name with a NUL, not a str): Python does */
@@ -73,7 +75,8 @@ static PyObject *stamp_candidates(PyObject *self, PyObject *args) {
             }
         }
         Py_DECREF(path);
-        if (candidate ? PyList_Append(candidates, record) : PyObject_SetAttr(record, s_producer, Py_None))
+        if (candidate ? PyList_Append(candidates, record)
+                      : !PyUnicode_Check(record) && PyObject_SetAttr(record, s_producer, Py_None))
             goto error;
     }
     return candidates;
@@ -187,6 +190,34 @@ error:
     for (int i = 0; i < 5; i++)
         Py_XDECREF(lists[i]);
     return NULL;
+}
+
+/* The URIs of `paths` (a list of str), each `prefix` and the path from `cut` on: a
+ * FileBatch's, which has its files' paths as a list, not records. */
+static PyObject *uris(PyObject *self, PyObject *args) {
+    PyObject *paths, *prefix, *quote;
+    Py_ssize_t cut;
+    if (!PyArg_ParseTuple(args, "O!nUO", &PyList_Type, &paths, &cut, &prefix, &quote))
+        return NULL;
+    Py_ssize_t count = PyList_GET_SIZE(paths);
+    PyObject *result = PyList_New(count);
+    if (result == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *path = PyList_GET_ITEM(paths, i);
+        if (!PyUnicode_Check(path)) {
+            PyErr_SetString(PyExc_TypeError, "a path must be a str");
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyObject *uri = uri_of(prefix, path, cut, quote);
+        if (uri == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyList_SET_ITEM(result, i, uri);
+    }
+    return result;
 }
 
 /* The batch key of a `Record` (of exactly that class): its directory for a read smaller
@@ -353,12 +384,14 @@ static PyMethodDef methods[] = {
      "group(records, record_type, max_size): (the records that get a span of their own, "
      "{(class, batch key): records}), a `record_type`'s key as Record.batch_key gives it."},
     {"stamp_candidates", stamp_candidates, METH_VARARGS,
-     "stamp_candidates(records, name): the records whose file may have the xattr `name` "
-     "(bytes); every other record's producer set to None."},
+     "stamp_candidates(records, name): the records (or paths) whose file may have the xattr "
+     "`name` (bytes); every other record's producer set to None."},
     {"arrays", arrays, METH_VARARGS,
      "arrays(records, cut, prefix, quote): (uris, digests, sizes, identities, counts) of a "
      "batch of file reads, each URI `prefix` and the path from `cut` on, quoted by `quote` "
      "where needed."},
+    {"uris", uris, METH_VARARGS,
+     "uris(paths, cut, prefix, quote): the URIs of `paths` as arrays() makes a record's."},
     {NULL, NULL, 0, NULL},
 };
 

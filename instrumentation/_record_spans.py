@@ -49,7 +49,7 @@ class Record:
     """One operation on one content version of one file, within one process.
 
     Object stores and non-Python children subclass it (`_objects.ObjectRecord`,
-    `_preload.ChildRecord`): a record names its span, gives its attributes and its links, may
+    `_preload_images.ChildRecord`): a record names its span, gives its attributes and its links, may
     name the span it goes under, and may carry a span started early (a write whose span id is
     stamped on the artifact before the span ends).
     """
@@ -64,6 +64,8 @@ class Record:
     parent: Context | None = None
     # The file version this one is a whole copy of (a non-Python child's copy): same digest.
     copy_of: StatKey | None = None
+    # A FileBatch: many files in one record, identified file by file.
+    batched = False
 
     def __init__(self, operation: str, path: str, key: StatKey | None = None) -> None:
         now = time.time_ns()
@@ -103,6 +105,103 @@ class Record:
 
     def uri(self) -> str:
         return file_uri(self.path)
+
+    def file_links(self) -> list[Link]:
+        """Span links to the producers of the content of the record's file(s)."""
+        return links((self,))
+
+
+class FileBatch(Record):
+    """Small files of one directory, all read or all written, as one record and one batched
+    span: their paths, keys, digests, counts as parallel lists, no object per file. A
+    non-Python child's (`_preload_images.ChildBatch`): `cp -r` of a tree is one file record per file
+    otherwise, and the objects cost more than the rest of the recording in Python.
+
+    Each path is in it once, at most `BATCH_MAX_RECORDS` of them (`split`). `path` is the
+    directory; the recorder fills `digests` where hashing is on (`Recorder._identify_batch`),
+    then `identities`; `producers` holds the stamps found on files read, by path.
+    """
+
+    __slots__ = ("paths", "keys", "digests", "counts", "copies", "identities", "producers")
+    batched = True
+
+    def __init__(self, operation: str, directory: str) -> None:
+        Record.__init__(self, operation, directory)
+        self.paths: list[str] = []
+        self.keys: list[StatKey | None] = []
+        self.digests: list[str | None] = []
+        self.counts: list[int] = []
+        # Writes: the version each file is a whole copy of, or None (see Record.copy_of).
+        self.copies: list[StatKey | None] | None = None
+        self.identities: list[str] = []
+        self.producers: dict[str, tuple[SpanContext, str | None]] = {}
+
+    def batch_key(self) -> Hashable | None:
+        return None  # batched already
+
+    def part(self, start: int, end: int) -> FileBatch:
+        """A batch of the files at [start, end), with this one's times (a subclass that
+        carries more copies it too)."""
+        part = self.__class__.__new__(self.__class__)
+        Record.__init__(part, self.operation, self.path)
+        part.first_ns, part.last_ns = self.first_ns, self.last_ns
+        part.paths, part.keys = self.paths[start:end], self.keys[start:end]
+        part.digests, part.counts = self.digests[start:end], self.counts[start:end]
+        part.copies = self.copies[start:end] if self.copies is not None else None
+        part.identities, part.producers = self.identities[start:end], {}
+        return part
+
+    def split(self) -> list[FileBatch]:
+        """This batch as batches of at most `BATCH_MAX_RECORDS` files."""
+        if len(self.paths) <= BATCH_MAX_RECORDS:
+            return [self]
+        return [self.part(start, start + BATCH_MAX_RECORDS)
+                for start in range(0, len(self.paths), BATCH_MAX_RECORDS)]
+
+    def new_record(self, path: str, key: StatKey | None) -> Record:
+        """A record of this batch's operation on one of its files (a subclass's record)."""
+        return Record(self.operation, path, key)
+
+    def file_record(self, index: int) -> Record:
+        """A record of the file at `index` alone (a config read, a metric file written)."""
+        record = self.new_record(self.paths[index], self.keys[index])
+        record.digest, record.count = self.digests[index], self.counts[index]
+        record.identity = self.identities[index] if self.identities else record.identity
+        record.first_ns, record.last_ns = self.first_ns, self.last_ns
+        return record
+
+    def find_stamps(self, *, in_c: bool = True) -> None:
+        """`producers`: the stamps on the files read, as `find_stamps` finds a record's."""
+        paths = self.paths
+        if in_c and _read_batches is not None:
+            paths = _read_batches.stamp_candidates(paths, _STAMP_NAME)
+        read_stamp = _stamps.read_file
+        for path in paths:
+            producer = read_stamp(path)
+            if producer is not None:
+                self.producers[path] = producer
+
+    def file_links(self) -> list[Link]:
+        return [_stamps.link(*producer, file_uri(path)) for path, producer in self.producers.items()]
+
+    def span_attributes(self, pid: int, *, in_c: bool = True) -> Attributes:
+        directory = self.path
+        cut = len(directory.rstrip("/")) + 1  # files of "/x" are in "/"
+        prefix = file_uri_prefix(directory)
+        if in_c and _read_batches is not None:
+            uris = _read_batches.uris(self.paths, cut, prefix, quote_uri_path)
+        else:
+            uris = [uri_of_name(prefix, path[cut:]) for path in self.paths]
+        return {
+            attr.PROVENANCE_IO_OPERATION: self.operation,
+            attr.FILE_DIRECTORY: directory,
+            **artifact_arrays(
+                uris, [digest or "" for digest in self.digests],
+                [key[2] if key is not None else 0 for key in self.keys], self.identities,
+                self.counts,
+            ),
+            attr.PROCESS_PID: pid,
+        }
 
 
 def links(records: Iterable[Record]) -> list[Link]:

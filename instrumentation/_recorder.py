@@ -356,49 +356,55 @@ class Recorder:
         finally:
             clew_io.active = False
 
-    def hash_ahead(self, versions: list[tuple[str, StatKey]],
+    def hash_ahead(self, paths: list[str], keys: list[StatKey],
                    read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]],
                    *, large: bool = True) -> list[str | None]:
-        """The digests of file versions (path, key) a non-Python child read, hashed into the
-        digest cache ahead of their records, while the child still runs. Those not remembered
-        are read by `read_versions` (the contents of the versions the keys name, else None),
-        a batch of small files at a time, and hashed here; larger ones as the worker would,
-        or not at all (None, left to the worker) unless `large`."""
+        """The digests of file versions (`paths`, `keys` parallel) a non-Python child read,
+        hashed into the digest cache ahead of their records, while the child still runs. Those
+        not remembered are read by `read_versions` (the contents of the versions the keys
+        name, else None), a batch of small files at a time, and hashed here; larger ones as
+        the worker would, or not at all (None, left to the worker) unless `large`."""
         if not self.settings.hashing:
-            return [None] * len(versions)
+            return [None] * len(paths)
         limit = self.settings.hash_max_bytes
-        cache = self._cache
-        digests = [cache.get(key) if key[2] <= limit else None for _, key in versions]
+        digests = self._cache.known(keys, None)
         batch: list[int] = []
         batch_bytes = 0
-        for index, (path, key) in enumerate(versions):
-            if digests[index] is not None or key[2] > limit:
+        for index, key in enumerate(keys):
+            size = key[2]
+            if size > limit:
+                digests[index] = None  # past the limit: not a digest, even a remembered one
                 continue
-            if key[2] >= _AHEAD_BATCH_BYTES:
+            if digests[index] is not None:
+                continue
+            if size >= _AHEAD_BATCH_BYTES:
                 if large:
-                    digests[index] = self._digest_here(path, key)
+                    digests[index] = self._digest_here(paths[index], key)
                 continue
             batch.append(index)
-            batch_bytes += key[2]
+            batch_bytes += size
             if batch_bytes >= _AHEAD_BATCH_BYTES:
-                self._hash_batch(versions, batch, digests, read_versions)
+                self._hash_batch(paths, keys, batch, digests, read_versions)
                 batch, batch_bytes = [], 0
         if batch:
-            self._hash_batch(versions, batch, digests, read_versions)
+            self._hash_batch(paths, keys, batch, digests, read_versions)
         return digests
 
-    def _hash_batch(self, versions: list[tuple[str, StatKey]], batch: list[int],
+    def _hash_batch(self, paths: list[str], keys: list[StatKey], batch: list[int],
                     digests: list[str | None],
                     read_versions: Callable[[list[str], list[StatKey]], list[bytes | None]],
                     ) -> None:
         """Hash the versions at `batch`'s indexes into `digests` and the digest cache."""
-        keys = [versions[index][1] for index in batch]
-        contents = read_versions([versions[index][0] for index in batch], keys)
-        put = self._cache.put
-        for index, key, content in zip(batch, keys, contents):
-            if content is not None:
-                digests[index] = digest = content_digest(content)
-                put(key, digest)
+        if len(batch) == len(keys):  # all of them, as for a child's small files
+            batch_paths, batch_keys = paths, keys
+        else:
+            batch_paths = [paths[index] for index in batch]
+            batch_keys = [keys[index] for index in batch]
+        contents = read_versions(batch_paths, batch_keys)
+        hashed = [content_digest(content) if content is not None else None for content in contents]
+        for index, digest in zip(batch, hashed):
+            digests[index] = digest
+        self._cache.put_all(batch_keys, hashed)
 
     def file_digest(self, path: str) -> str | None:
         """blake3 of the regular file `path` as it is now, remembered or hashed on the
@@ -593,6 +599,9 @@ class Recorder:
         return busy
 
     def _identify(self, record: Record) -> None:
+        if record.batched:
+            self._identify_batch(record)  # type: ignore[arg-type]
+            return
         key = record.key
         if key is None or record.operation in ("list",):
             self._ready.append(record)
@@ -611,6 +620,31 @@ class Recorder:
         if record.operation in _STAMPED_OPERATIONS and self._is_metric_file(record.path):
             with guard("reading a metric file", self.failed):
                 self._metric_file_written(record)
+
+    def _identify_batch(self, batch: _record_spans.FileBatch) -> None:
+        """`_identify` of every file of a batch: a digest where the file has none yet (a
+        child's read hashed ahead has one, a whole copy takes its source's)."""
+        digests, paths, keys, copies = batch.digests, batch.paths, batch.keys, batch.copies
+        if self.settings.hashing:
+            limit = self.settings.hash_max_bytes
+            unknown = [index for index, (digest, key) in enumerate(zip(digests, keys))
+                       if digest is None and key is not None and key[2] <= limit]
+            known = self._cache.known(
+                [keys[index] for index in unknown],  # type: ignore[misc]
+                [copies[index] for index in unknown] if copies is not None else None,
+            )
+            for index, digest in zip(unknown, known):
+                digests[index] = digest or self._content_digest(paths[index], keys[index])  # type: ignore[arg-type]
+        batch.identities = [
+            "content" if digest else "none" if key is None else "stat"
+            for digest, key in zip(digests, batch.keys)
+        ]
+        self._ready.append(batch)
+        if batch.operation in _STAMPED_OPERATIONS:
+            for index, path in enumerate(paths):
+                if self._is_metric_file(path):
+                    with guard("reading a metric file", self.failed):
+                        self._metric_file_written(batch.file_record(index))
 
     def _is_metric_file(self, path: str) -> bool:
         matcher = self._metric_files
@@ -683,11 +717,20 @@ class Recorder:
         while ready:  # the hooks append while this takes them: one popleft each, never a clear
             records += [ready.popleft() for _ in range(len(ready))]
         reads = [r for r in records if r.operation == "read" and r.key is not None]
+        batches = [r for r in records if r.batched and r.operation == "read"]
         if self.settings.stamp:
             # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
             _record_spans.find_stamps(reads)
+            for batch in batches:
+                batch.find_stamps()  # type: ignore[attr-defined]
         suffixes = _config_files.SUFFIXES
         configs = [r for r in reads if r.path.endswith(suffixes)]
+        configs += [
+            batch.file_record(index)  # type: ignore[attr-defined]
+            for batch in batches
+            for index, path in enumerate(batch.paths)  # type: ignore[attr-defined]
+            if path.endswith(suffixes)
+        ]
         parent = self.process.context()
         pid = os.getpid()
         for item in _record_spans.group_for_spans(records):
@@ -770,7 +813,7 @@ class Recorder:
         else:
             name, attributes = item.span_name(), item.span_attributes(pid)
             start, end = item.first_ns, item.last_ns
-            span, links = item.span, _record_spans.links((item,))
+            span, links = item.span, item.file_links()
         if span is None:
             span = self._tracer.start_span(
                 name, context=parent, start_time=start, attributes=attributes, links=links

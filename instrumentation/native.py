@@ -36,7 +36,7 @@ from typing import Any
 from clew.instrumentation.package import _instruments
 from clew.semconv import environment
 
-from . import _preload
+from . import _preload, _preload_images
 from ._file_digests import StatKey
 from ._instrumentor import ClewInstrumentor
 from ._record_spans import Record
@@ -100,17 +100,17 @@ class _Notes:
     def note(self, operation: int, key: StatKey | None, path: str, second: str | None) -> None:
         # A write's note has no key: the file as it was opened for writing is nobody's input.
         recorder = self.recorder
-        if operation == _preload.READ:
+        if operation == _preload_images.READ:
             if key is not None and key[2] > 0:
                 recorder.native_read(path, key)
-        elif operation == _preload.WRITE:
+        elif operation == _preload_images.WRITE:
             recorder.native_write(path)
-        elif operation == _preload.RENAME:
+        elif operation == _preload_images.RENAME:
             if second is None:  # moved in from a place clew does not record
                 recorder.native_write(path)
             else:
                 recorder.renamed(second, path)
-        elif operation == _preload.DELETE:
+        elif operation == _preload_images.DELETE:
             recorder.native_delete(path, key)
 
 

@@ -43,3 +43,22 @@ def test_saved_entries_are_found_by_the_next_process(tmp_path: Path) -> None:
     cache.save()
     again = DigestCache(tmp_path)
     assert [again.get(key) for key in KEYS] == [DIGEST] * len(KEYS)
+
+
+def test_known_digests_are_remembered_or_a_whole_copys_source(tmp_path: Path) -> None:
+    """`known` and `put_all` (a child's batch at once): a version's own digest, else that of
+    the version it is a whole copy of, then remembered for it too (and saved); None when
+    neither is known."""
+    cache = DigestCache(tmp_path)
+    source, copy, other, remembered = KEYS[0], KEYS[1], KEYS[2], KEYS[3]
+    cache.put(source, DIGEST)
+    cache.put(remembered, "blake3:" + "d" * 64)
+    assert cache.known([copy, other, remembered], [source, None, source]) == [
+        DIGEST, None, "blake3:" + "d" * 64,
+    ]
+    assert cache.known([other], None) == [None]
+    cache.put_all([other, KEYS[4]], [DIGEST, None])  # a file that could not be hashed: None
+    assert cache.known([other, KEYS[4]], None) == [DIGEST, None]
+    cache.save()
+    again = DigestCache(tmp_path)
+    assert [again.get(copy), again.get(other), again.get(KEYS[4])] == [DIGEST, DIGEST, None]

@@ -482,3 +482,37 @@ def test_a_child_read_while_it_runs_is_recorded_once_per_file(run_instrumented, 
     reads = [s for s in spans if s.parent_span_id == shell.span_id
              and s.attributes.get(attr.PROVENANCE_IO_OPERATION) == "read"]
     assert sum(s.attributes[attr.PROVENANCE_IO_COUNT] for s in reads) == 3
+
+
+def test_a_childs_batched_reads_keep_their_config_spans_and_producer_links(
+        run_instrumented, spool, workdir):
+    """`cp -r` of a directory holding a config file and a file another run produced (its
+    stamp): the config file read gets its config span and the stamped file its link to its
+    producer, under cp's exec span, as the file hook's reads do."""
+    import os
+
+    from clew.instrumentation import _stamps
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    (workdir / "d").mkdir()
+    (workdir / "d" / "params.json").write_text('{"lr": 0.5}')
+    stamped = workdir / "d" / "made.bin"
+    stamped.write_bytes(b"made elsewhere\n")
+    producer = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags.SAMPLED)
+    try:
+        os.setxattr(stamped, environment.STAMP_XATTR, _stamps.encode(producer).encode())
+    except OSError:
+        pytest.skip("this filesystem has no user xattrs")
+    command = ["cp", "-r", "d", "d2"]
+    program = f"import subprocess\nsubprocess.run({command!r}, check=True)\n"
+    spans, cp, records = child_run(run_instrumented(program), spool, command)
+    assert ("read", spool.uri(workdir / "d" / "made.bin"), digest_of(b"made elsewhere\n")) \
+        in records
+    configs = [s for s in spans if s.name == span_names.SPAN_CONFIG]
+    assert [(c.attributes[attr.PROVENANCE_ARTIFACT_URI], c.parent_span_id) for c in configs] \
+        == [(spool.uri(workdir / "d" / "params.json"), cp.span_id)]
+    assert dict(zip(configs[0].attributes[attr.PROVENANCE_CONFIG_KEY],
+                    configs[0].attributes[attr.PROVENANCE_CONFIG_VALUE])) == {"lr": "0.5"}
+    links = [(link.span_id, link.attributes[attr.PROVENANCE_ARTIFACT_URI])
+             for s in spans if s.parent_span_id == cp.span_id for link in s.links]
+    assert links == [(f"{0x5678:016x}", spool.uri(stamped))]

@@ -301,8 +301,8 @@ def test_a_childs_reads_hashed_ahead_have_the_digests_of_the_versions_it_read(
     paths = {name: tmp_path / name for name in contents}
     for name, content in contents.items():
         paths[name].write_bytes(content)
-    versions = [(str(paths[name]), key) for name, key
-                in zip(contents, reader.stat_keys([str(paths[name]) for name in contents]))]
+    names = [str(paths[name]) for name in contents]
+    keys = reader.stat_keys(names)
     paths["changed"].write_bytes(b"after, longer")
     batches: list[int] = []
 
@@ -310,13 +310,13 @@ def test_a_childs_reads_hashed_ahead_have_the_digests_of_the_versions_it_read(
         batches.append(len(names))
         return reader.read_versions(names, keys)
 
-    digests = capture.recorder.hash_ahead(versions, read_versions)
+    digests = capture.recorder.hash_ahead(names, keys, read_versions)
     assert digests == [_digest(contents[name]) for name in ("a", "b", "c", "large")] + [None]
     assert batches == [3, 1]  # a, b and c fill one batch; "changed" is tried in the next
-    assert capture.recorder.hash_ahead(versions[:4], read_versions) == digests[:4]
+    assert capture.recorder.hash_ahead(names[:4], keys[:4], read_versions) == digests[:4]
     assert batches == [3, 1]  # remembered: nothing read again
     other = tmp_path / "other large"
     other.write_bytes(b"O" * 100)
     (key,) = reader.stat_keys([str(other)])
-    assert capture.recorder.hash_ahead([(str(other), key)], read_versions, large=False) == [None]
-    assert capture.recorder.hash_ahead([(str(other), key)], read_versions) == [_digest(b"O" * 100)]
+    assert capture.recorder.hash_ahead([str(other)], [key], read_versions, large=False) == [None]
+    assert capture.recorder.hash_ahead([str(other)], [key], read_versions) == [_digest(b"O" * 100)]
