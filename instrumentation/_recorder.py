@@ -157,6 +157,8 @@ class Recorder:
         self._hash_in_hook_max = (
             min(SYNC_HASH_MAX_BYTES - 1, settings.hash_max_bytes) if settings.hashing else -1
         )
+        # Whether the C audit hook asks the file it hashes for a producer stamp (_open_hook_read.c).
+        self._look_for_stamps = settings.stamp
         self.errors: list[str] = []
         self._error_kinds: set[str] = set()
         self._reset_state()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import SpanContext, TraceFlags
 from test_recorder_unit import Capture, _digest
 
-from clew.instrumentation import _recorder, files
+from clew.instrumentation import _recorder, _stamps, files
 from clew.instrumentation._clew_io import clew_io
 from clew.semconv import attributes as attr
 from clew.semconv import environment
@@ -27,11 +28,14 @@ READ = os.O_RDONLY | os.O_CLOEXEC
 
 
 @pytest.fixture
-def capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Capture:
+def capture(request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Capture:
+    """A recorder to an in-memory exporter; looking for producer stamps when a test asks for
+    it (parametrized indirectly with True)."""
     for name in ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(environment.CLEW_EXCLUDE, "*.skip")
-    return Capture(tmp_path / "home")
+    return Capture(tmp_path / "home", stamp=getattr(request, "param", False))
 
 
 @pytest.fixture(params=["c", "python"])
@@ -254,3 +258,31 @@ def test_a_library_hook_s_reads_are_recorded_alike_in_c_and_in_python(
     capture.recorder.flush()
     assert sorted(capture.records()) == [("read", "large.bin", _digest(content)),
                                          ("read", "small.parquet", _digest(b"s" * 100))]
+
+
+@pytest.mark.parametrize("capture", [True], indirect=True, ids=["stamps"])
+def test_producer_stamps_are_found_on_the_files_read(hook: Hook, capture: Capture,
+                                                     tmp_path: Path) -> None:
+    """A read links to the producer its file's stamp names, whichever hook read it (the C
+    hook asks the file it hashed, the flush asks the others); a file without a stamp, or
+    with other xattrs only, links to none. The first read loads the digest cache, in Python:
+    the C hook hashes, and asks for the stamp, from the second on."""
+    producer = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags.SAMPLED)
+    digest = "blake3:" + "b" * 64
+    names = ("first.bin", "stamped.bin", "plain.bin", "other-xattr.bin")
+    for name in names:
+        (tmp_path / name).write_bytes(name.encode())
+    try:
+        os.setxattr(tmp_path / "stamped.bin", environment.STAMP_XATTR,
+                    _stamps.encode(producer, digest).encode())
+    except OSError:
+        pytest.skip("this filesystem has no user xattrs")
+    os.setxattr(tmp_path / "other-xattr.bin", "user.other", b"1")
+    for name in names:
+        hook("open", (str(tmp_path / name), "r", READ))
+    capture.recorder.flush()
+    links = {link.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[1]:
+             (link.context.span_id, link.attributes.get(attr.PROVENANCE_PRODUCER_DIGEST))
+             for span in capture.exporter.get_finished_spans() for link in span.links}
+    assert links == {"stamped.bin": (0x5678, digest)}
+    assert set(read_counts(capture)) == set(names)
