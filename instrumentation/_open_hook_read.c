@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 static PyObject *blake3_type;    /* blake3.blake3 */
@@ -34,7 +35,7 @@ static char *stamp_name;         /* the producer stamp's xattr (semconv's STAMP_
 static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max, *s_time_ns,
     *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_hexdigest, *s_append,
     *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_digest, *s_identity, *s_content,
-    *s_read, *s_look_for_stamps, *s_unstamped;
+    *s_read, *s_stamp_settled_ns, *s_unstamped;
 static PyObject *one;
 
 int open_hook_read_init(void) {
@@ -49,7 +50,7 @@ int open_hook_read_init(void) {
         {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
         {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"}, {&s_digest, "digest"},
         {&s_identity, "identity"}, {&s_content, "content"}, {&s_read, "read"},
-        {&s_look_for_stamps, "_look_for_stamps"}, {&s_unstamped, "unstamped"},
+        {&s_stamp_settled_ns, "_stamp_settled_ns"}, {&s_unstamped, "unstamped"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].name == NULL &&
@@ -115,8 +116,18 @@ static int same_version(const struct stat *now, const struct stat *expected) {
  * _read_batches.c's stamp_candidates): no second path lookup, and no GIL hand-off of its
  * own. 1 if it lists it, or the list did not fit: the flush then reads the stamp by path as
  * it does for every read the hook did not check; 0 if it has none, or no xattrs here (as
- * _stamps.read_file finds none there). */
-static int may_be_stamped(int fd) {
+ * _stamps.read_file finds none there). Asked only of a version settled for `settled_ns`
+ * (its inode unchanged for that long: a writer's stamp, set at its flush once its write
+ * settled, changes the ctime too), whose answer stands: a fresher one may still be stamped
+ * before the flush, which looks then, as for every read. */
+static int may_be_stamped(int fd, const struct stat *st, long long settled_ns) {
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return 1;
+    long long age = ((long long)now.tv_sec - st->st_ctim.tv_sec) * 1000000000LL +
+                    (now.tv_nsec - st->st_ctim.tv_nsec);
+    if (age < settled_ns)
+        return 1;
     char names[4096];
     ssize_t size = flistxattr(fd, names, sizeof names);
     if (size < 0)
@@ -137,10 +148,11 @@ static int may_be_stamped(int fd) {
  * a FIFO or a device since the stat, neither the open nor the read waits on it (for a
  * regular file it changes nothing); what was read is then refused by the check. `*unstamped`
  * is set when the file, read whole, carries no producer stamp (may_be_stamped), asked only
- * if `stamps`. A new reference: the digest, or None when the file is not that version any
- * more. Its open makes no audit event: no need to mark it as clew's own I/O. */
-static PyObject *hash_small(const char *name, const struct stat *expected, int stamps,
-                            int *unstamped) {
+ * when `settled_ns` >= 0 (stamps on). A new reference: the digest, or None when the file is
+ * not that version any more. Its open makes no audit event: no need to mark it as clew's own
+ * I/O. */
+static PyObject *hash_small(const char *name, const struct stat *expected,
+                            long long settled_ns, int *unstamped) {
     Py_ssize_t size = (Py_ssize_t)expected->st_size;
     PyObject *data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL)
@@ -159,9 +171,9 @@ static PyObject *hash_small(const char *name, const struct stat *expected, int s
                 break;
             done += got;
         }
-        struct stat now;
-        whole = done == size && fstat(fd, &now) == 0 && same_version(&now, expected);
-        unlisted = whole && stamps && !may_be_stamped(fd);
+        struct stat after;
+        whole = done == size && fstat(fd, &after) == 0 && same_version(&after, expected);
+        unlisted = whole && settled_ns >= 0 && !may_be_stamped(fd, &after, settled_ns);
         close(fd);
     }
     Py_END_ALLOW_THREADS
@@ -225,10 +237,10 @@ done:
 /* The digest of a first read of a small file, as `Recorder._content_digest` finds it: from
  * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
  * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
- * read, or Python code run); `*unstamped` when the file was read here, with `stamps`, and
- * carries no producer stamp. */
+ * read, or Python code run); `*unstamped` when the file was read here and carries no
+ * producer stamp (hash_small). */
 static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
-                              const struct stat *st, PyObject *key, int stamps,
+                              const struct stat *st, PyObject *key, long long settled_ns,
                               int *others_ran, int *unstamped) {
     PyObject *cache = PyObject_GetAttr(owner, s_cache);
     if (cache == NULL)
@@ -240,7 +252,7 @@ static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
         digest = PyObject_CallMethodObjArgs(owner, s_digest_here, path, key, NULL);
     } else if (digest == Py_None) {
         Py_DECREF(digest);
-        digest = hash_small(name, st, stamps, unstamped);
+        digest = hash_small(name, st, settled_ns, unstamped);
         if (digest != NULL && digest != Py_None) {
             PyObject *put = PyObject_CallMethodObjArgs(cache, s_put, key, digest, NULL);
             if (put == NULL)
@@ -366,7 +378,7 @@ int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
     if (key == NULL)
         return -1;
     int result = -1;
-    PyObject *reads = NULL, *limit = NULL, *look = NULL, *digest = NULL;
+    PyObject *reads = NULL, *limit = NULL, *settled = NULL, *digest = NULL;
     reads = PyObject_GetAttr(owner, s_reads);
     if (reads == NULL)
         goto done;
@@ -389,11 +401,13 @@ int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
         goto done;
     int hashed = (long long)st.st_size <= hash_max, others_ran = 0, unstamped = 0;
     if (hashed) {
-        int stamps = 0;
-        look = PyObject_GetAttr(owner, s_look_for_stamps);
-        if (look == NULL || (stamps = PyObject_IsTrue(look)) < 0)
+        settled = PyObject_GetAttr(owner, s_stamp_settled_ns);
+        if (settled == NULL)
             goto done;
-        digest = first_digest(owner, path, name, &st, key, stamps, &others_ran, &unstamped);
+        long long settled_ns = PyLong_AsLongLong(settled);
+        if (settled_ns == -1 && PyErr_Occurred())
+            goto done;
+        digest = first_digest(owner, path, name, &st, key, settled_ns, &others_ran, &unstamped);
         if (digest == NULL)
             goto done;
     }
@@ -401,7 +415,7 @@ int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
                         unstamped);
 done:
     Py_XDECREF(digest);
-    Py_XDECREF(look);
+    Py_XDECREF(settled);
     Py_XDECREF(limit);
     Py_XDECREF(reads);
     Py_DECREF(key);
