@@ -3,16 +3,17 @@
  *
  * The stat, the (dev, inode, size, mtime_ns) key, the dedupe table (a repeat counted on its
  * record), the digest cache's newer generation and, on a miss, the file read whole and
- * checked against the stat before and after, as `_file_digests.hash_file` does, hashed by the
- * `blake3` package (the Python path's call: the same digest). A new record is made by calling
+ * checked against the stat after the read, as `_file_digests.hash_file` does, hashed by the
+ * `blake3` package (the Python path's call: the same digest), and asked for a producer stamp
+ * when it has not changed for a while (may_be_stamped). A new record is made by calling
  * `Record` and queued as `Recorder.first_read` does; that method is called for the rarer
  * cases, `Recorder._digest_here` when the cache is not loaded or may hold the key in its older
  * generation, `DigestCache.put` for a new digest.
  *
  * It reads these attributes of the Python side, which keeps them for it: the recorder's
- * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_time_ns`, `_wake`, `_worker`; the
- * digest cache's `_entries` and their `new` and `old` generations; a record's `count`,
- * `last_ns`, `digest`, `identity`.
+ * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns`, `_time_ns`, `_wake`,
+ * `_worker`; the digest cache's `_entries` and their `new` and `old` generations; a record's
+ * `count`, `last_ns`, `digest`, `identity`, `unstamped`.
  */
 #include "_open_hook.h"
 
