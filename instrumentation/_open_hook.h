@@ -12,10 +12,11 @@
 int open_hook_read_init(void);
 
 /* What the read part works with (held for good): blake3.blake3, the digest prefix
- * ("blake3:"), the Record class, the dedupe table's bound and the count of ready records
- * that wakes the worker. */
-void open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
-                              Py_ssize_t max_tracked, Py_ssize_t spill_records);
+ * ("blake3:"), the Record class, the dedupe table's bound, the count of ready records that
+ * wakes the worker and the producer stamp's xattr name: 0, or -1 with an exception set. */
+int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
+                             Py_ssize_t max_tracked, Py_ssize_t spill_records,
+                             const char *stamp_name);
 
 /* Recorder.read(path) on `owner`, the path also as the C string `name` for the system calls:
  * 0, or -1 with an exception set. */

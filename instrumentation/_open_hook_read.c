@@ -3,22 +3,27 @@
  *
  * The stat, the (dev, inode, size, mtime_ns) key, the dedupe table (a repeat counted on its
  * record), the digest cache's newer generation and, on a miss, the file read whole and
- * checked against the stat before and after, as `_file_digests.hash_file` does, hashed by the
- * `blake3` package (the Python path's call: the same digest). A new record is made by calling
+ * checked against the stat after the read, as `_file_digests.hash_file` does, hashed by the
+ * `blake3` package (the Python path's call: the same digest), and asked for a producer stamp
+ * when it has not changed for a while (may_be_stamped). A new record is made by calling
  * `Record` and queued as `Recorder.first_read` does; that method is called for the rarer
  * cases, `Recorder._digest_here` when the cache is not loaded or may hold the key in its older
  * generation, `DigestCache.put` for a new digest.
  *
  * It reads these attributes of the Python side, which keeps them for it: the recorder's
- * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_time_ns`, `_wake`, `_worker`; the
- * digest cache's `_entries` and their `new` and `old` generations; a record's `count`,
- * `last_ns`, `digest`, `identity`.
+ * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns`, `_time_ns`, `_wake`,
+ * `_worker`; the digest cache's `_entries` and their `new` and `old` generations; a record's
+ * `count`, `last_ns`, `digest`, `identity`, `unstamped`.
  */
 #include "_open_hook.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 static PyObject *blake3_type;    /* blake3.blake3 */
@@ -26,11 +31,12 @@ static PyObject *digest_prefix;  /* "blake3:" */
 static PyObject *record_type;    /* _record_spans.Record */
 static Py_ssize_t max_tracked;   /* _recorder._MAX_TRACKED: the dedupe table's bound */
 static Py_ssize_t spill_records; /* _recorder._SPILL_RECORDS: ready records that wake the worker */
+static char *stamp_name;         /* the producer stamp's xattr (semconv's STAMP_XATTR) */
 
 static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max, *s_time_ns,
     *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_hexdigest, *s_append,
     *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_digest, *s_identity, *s_content,
-    *s_read;
+    *s_read, *s_stamp_settled_ns, *s_unstamped;
 static PyObject *one;
 
 int open_hook_read_init(void) {
@@ -45,6 +51,7 @@ int open_hook_read_init(void) {
         {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
         {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"}, {&s_digest, "digest"},
         {&s_identity, "identity"}, {&s_content, "content"}, {&s_read, "read"},
+        {&s_stamp_settled_ns, "_stamp_settled_ns"}, {&s_unstamped, "unstamped"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].name == NULL &&
@@ -55,8 +62,13 @@ int open_hook_read_init(void) {
     return 0;
 }
 
-void open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
-                              Py_ssize_t tracked, Py_ssize_t spill) {
+int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
+                             Py_ssize_t tracked, Py_ssize_t spill, const char *stamp) {
+    stamp_name = strdup(stamp);
+    if (stamp_name == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     Py_INCREF(blake3);
     Py_INCREF(prefix);
     Py_INCREF(record);
@@ -65,6 +77,7 @@ void open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *reco
     record_type = record;
     max_tracked = tracked;
     spill_records = spill;
+    return 0;
 }
 
 /* (st_dev, st_ino, st_size, st_mtime_ns), as os.stat gives them: `_file_digests.stat_key`.
@@ -99,33 +112,69 @@ static int same_version(const struct stat *now, const struct stat *expected) {
            now->st_mtim.tv_nsec == expected->st_mtim.tv_nsec;
 }
 
-/* _file_digests.hash_file for a small file, without the Python: the file opened, checked to
- * be the version stat-ed both before and after one whole read, hashed with the blake3
- * package. A new reference: the digest, or None when the file is not that version any more.
- * Its open makes no audit event: no need to mark it as clew's own I/O. */
-static PyObject *hash_small(const char *name, const struct stat *expected) {
+/* Whether the file open at `fd` may carry the producer stamp (the xattr `stamp_name`), asked
+ * here, of the version just read, instead of by path at the flush (listxattr in
+ * _read_batches.c's stamp_candidates): no second path lookup, and no GIL hand-off of its
+ * own. 1 if it lists it, or the list did not fit: the flush then reads the stamp by path as
+ * it does for every read the hook did not check; 0 if it has none, or no xattrs here (as
+ * _stamps.read_file finds none there). Asked only of a version settled for `settled_ns`
+ * (its inode unchanged for that long: a writer's stamp, set at its flush once its write
+ * settled, changes the ctime too), whose answer stands: a fresher one may still be stamped
+ * before the flush, which looks then, as for every read. */
+static int may_be_stamped(int fd, const struct stat *st, long long settled_ns) {
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return 1;
+    long long age = ((long long)now.tv_sec - st->st_ctim.tv_sec) * 1000000000LL +
+                    (now.tv_nsec - st->st_ctim.tv_nsec);
+    if (age < settled_ns)
+        return 1;
+    char names[4096];
+    ssize_t size = flistxattr(fd, names, sizeof names);
+    if (size < 0)
+        return errno == ERANGE;
+    size_t length = strlen(stamp_name);
+    for (const char *at = names, *end = names + size; at < end; at += strlen(at) + 1)
+        if ((size_t)(end - at) > length && memcmp(at, stamp_name, length + 1) == 0)
+            return 1;
+    return 0;
+}
+
+/* _file_digests.hash_file for a small file, without the Python: the file read whole in one
+ * read, then checked to be the version stat-ed (`expected`), as the descriptor is after the
+ * read: the same inode, size and mtime, regular. One check, after: a file that was another
+ * version when opened, or changed during the read, differs from `expected` then too (its
+ * mtime moved, or it is another inode), so a check before the read as well added a system
+ * call to every first read and caught nothing more. O_NONBLOCK: should the path have become
+ * a FIFO or a device since the stat, neither the open nor the read waits on it (for a
+ * regular file it changes nothing); what was read is then refused by the check. `*unstamped`
+ * is set when the file, read whole, carries no producer stamp (may_be_stamped), asked only
+ * when `settled_ns` >= 0 (stamps on). A new reference: the digest, or None when the file is
+ * not that version any more. Its open makes no audit event: no need to mark it as clew's own
+ * I/O. */
+static PyObject *hash_small(const char *name, const struct stat *expected,
+                            long long settled_ns, int *unstamped) {
     Py_ssize_t size = (Py_ssize_t)expected->st_size;
     PyObject *data = PyBytes_FromStringAndSize(NULL, size);
     if (data == NULL)
         return NULL;
     char *buffer = PyBytes_AS_STRING(data);
-    int whole = 0;
+    int whole = 0, unlisted = 0;
     Py_BEGIN_ALLOW_THREADS
-    int fd = open(name, O_RDONLY | O_CLOEXEC);
+    int fd = open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0) {
-        struct stat now;
-        if (fstat(fd, &now) == 0 && same_version(&now, expected)) {
-            Py_ssize_t done = 0;
-            while (done < size) {
-                ssize_t got = read(fd, buffer + done, (size_t)(size - done));
-                if (got < 0 && errno == EINTR)
-                    continue;
-                if (got <= 0)
-                    break;
-                done += got;
-            }
-            whole = done == size && fstat(fd, &now) == 0 && same_version(&now, expected);
+        Py_ssize_t done = 0;
+        while (done < size) {
+            ssize_t got = read(fd, buffer + done, (size_t)(size - done));
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got <= 0)
+                break;
+            done += got;
         }
+        struct stat after;
+        whole = done == size && fstat(fd, &after) == 0 && same_version(&after, expected);
+        unlisted = whole && settled_ns >= 0 && !may_be_stamped(fd, &after, settled_ns);
         close(fd);
     }
     Py_END_ALLOW_THREADS
@@ -133,6 +182,7 @@ static PyObject *hash_small(const char *name, const struct stat *expected) {
         Py_DECREF(data);
         Py_RETURN_NONE;
     }
+    *unstamped = unlisted;
     PyObject *hasher = PyObject_CallOneArg(blake3_type, data);
     Py_DECREF(data);
     if (hasher == NULL)
@@ -188,9 +238,11 @@ done:
 /* The digest of a first read of a small file, as `Recorder._content_digest` finds it: from
  * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
  * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
- * read, or Python code run). */
+ * read, or Python code run); `*unstamped` when the file was read here and carries no
+ * producer stamp (hash_small). */
 static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
-                              const struct stat *st, PyObject *key, int *others_ran) {
+                              const struct stat *st, PyObject *key, long long settled_ns,
+                              int *others_ran, int *unstamped) {
     PyObject *cache = PyObject_GetAttr(owner, s_cache);
     if (cache == NULL)
         return NULL;
@@ -201,7 +253,7 @@ static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
         digest = PyObject_CallMethodObjArgs(owner, s_digest_here, path, key, NULL);
     } else if (digest == Py_None) {
         Py_DECREF(digest);
-        digest = hash_small(name, st);
+        digest = hash_small(name, st, settled_ns, unstamped);
         if (digest != NULL && digest != Py_None) {
             PyObject *put = PyObject_CallMethodObjArgs(cache, s_put, key, digest, NULL);
             if (put == NULL)
@@ -248,7 +300,7 @@ static int call_method(PyObject *owner, PyObject *name) {
 /* Recorder.first_read(path, key, digest, hashed) in C, for a small file hashed (or looked
  * up) here while the dedupe table has room; the Python method for the rest. 0, or -1. */
 static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject *key,
-                      PyObject *digest, int hashed, int others_ran) {
+                      PyObject *digest, int hashed, int others_ran, int unstamped) {
     PyObject *record;
     if (others_ran) {
         record = PyDict_GetItemWithError(reads, key);
@@ -278,6 +330,8 @@ static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject
     PyObject *ready = NULL, *worker = NULL;
     if (digest != Py_None && (PyObject_SetAttr(record, s_digest, digest) < 0 ||
                               PyObject_SetAttr(record, s_identity, s_content) < 0))
+        goto finish;
+    if (unstamped && PyObject_SetAttr(record, s_unstamped, Py_True) < 0)
         goto finish;
     if (PyDict_SetItem(reads, key, record) < 0)
         goto finish;
@@ -325,7 +379,7 @@ int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
     if (key == NULL)
         return -1;
     int result = -1;
-    PyObject *reads = NULL, *limit = NULL, *digest = NULL;
+    PyObject *reads = NULL, *limit = NULL, *settled = NULL, *digest = NULL;
     reads = PyObject_GetAttr(owner, s_reads);
     if (reads == NULL)
         goto done;
@@ -346,15 +400,23 @@ int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
     long long hash_max = PyLong_AsLongLong(limit);
     if (hash_max == -1 && PyErr_Occurred())
         goto done;
-    int hashed = (long long)st.st_size <= hash_max, others_ran = 0;
+    int hashed = (long long)st.st_size <= hash_max, others_ran = 0, unstamped = 0;
     if (hashed) {
-        digest = first_digest(owner, path, name, &st, key, &others_ran);
+        settled = PyObject_GetAttr(owner, s_stamp_settled_ns);
+        if (settled == NULL)
+            goto done;
+        long long settled_ns = PyLong_AsLongLong(settled);
+        if (settled_ns == -1 && PyErr_Occurred())
+            goto done;
+        digest = first_digest(owner, path, name, &st, key, settled_ns, &others_ran, &unstamped);
         if (digest == NULL)
             goto done;
     }
-    result = first_read(owner, reads, path, key, hashed ? digest : Py_None, hashed, others_ran);
+    result = first_read(owner, reads, path, key, hashed ? digest : Py_None, hashed, others_ran,
+                        unstamped);
 done:
     Py_XDECREF(digest);
+    Py_XDECREF(settled);
     Py_XDECREF(limit);
     Py_XDECREF(reads);
     Py_DECREF(key);

@@ -20,9 +20,10 @@
 #include <string.h>
 #include <sys/xattr.h>
 
-/* "path", "producer", "key", "digest", "identity", "count", "", "operation", "batch_key", "/" */
+/* "path", "producer", "key", "digest", "identity", "count", "", "operation", "batch_key", "/",
+ * "unstamped" */
 static PyObject *s_path, *s_producer, *s_key, *s_digest, *s_identity, *s_count, *s_empty,
-    *s_operation, *s_batch_key, *s_slash;
+    *s_operation, *s_batch_key, *s_slash, *s_unstamped;
 
 /* Whether listxattr's list of names (NUL-terminated, `size` bytes) holds `name`. */
 static int lists_name(const char *names, ssize_t size, const char *name, size_t length) {
@@ -58,8 +59,24 @@ static PyObject *stamp_candidates(PyObject *self, PyObject *args) {
         return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
         PyObject *record = PyList_GET_ITEM(records, i);
-        /* A record, or a path itself (the files of a FileBatch) */
-        PyObject *path = PyUnicode_Check(record) ? Py_NewRef(record) : PyObject_GetAttr(record, s_path);
+        PyObject *path;
+        if (PyUnicode_Check(record)) {  /* a path itself (the files of a FileBatch) */
+            path = Py_NewRef(record);
+        } else {
+            PyObject *unstamped = PyObject_GetAttr(record, s_unstamped);
+            if (unstamped == NULL)
+                goto error;
+            int checked = PyObject_IsTrue(unstamped);
+            Py_DECREF(unstamped);
+            if (checked < 0)
+                goto error;
+            if (checked) { /* the hook found no stamp on the version it read: not asked again */
+                if (PyObject_SetAttr(record, s_producer, Py_None) < 0)
+                    goto error;
+                continue;
+            }
+            path = PyObject_GetAttr(record, s_path);
+        }
         if (path == NULL)
             goto error;
         int candidate = 1;  /* what C cannot check (a name with a NUL, not a str): Python does */
@@ -385,7 +402,8 @@ static PyMethodDef methods[] = {
      "{(class, batch key): records}), a `record_type`'s key as Record.batch_key gives it."},
     {"stamp_candidates", stamp_candidates, METH_VARARGS,
      "stamp_candidates(records, name): the records (or paths) whose file may have the xattr "
-     "`name` (bytes); every other record's producer set to None."},
+     "`name` (bytes), unless a hook found them unstamped; every other record's producer set "
+     "to None."},
     {"arrays", arrays, METH_VARARGS,
      "arrays(records, cut, prefix, quote): (uris, digests, sizes, identities, counts) of a "
      "batch of file reads, each URI `prefix` and the path from `cut` on, quoted by `quote` "
@@ -409,6 +427,7 @@ PyMODINIT_FUNC PyInit__read_batches(void) {
         {&s_path, "path"}, {&s_producer, "producer"}, {&s_key, "key"}, {&s_digest, "digest"},
         {&s_identity, "identity"}, {&s_count, "count"}, {&s_empty, ""},
         {&s_operation, "operation"}, {&s_batch_key, "batch_key"}, {&s_slash, "/"},
+        {&s_unstamped, "unstamped"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -56,7 +56,7 @@ class Record:
 
     __slots__ = (
         "operation", "path", "key", "count", "first_ns", "last_ns", "digest", "identity", "source",
-        "producer",
+        "producer", "unstamped",
     )
     span: Span | None = None
     # The span the record's span goes under; None: the process span of the recording process.
@@ -80,6 +80,9 @@ class Record:
         self.source: str | None = None
         # The producer stamp found on the content: (producer span, its digest).
         self.producer: tuple[SpanContext, str | None] | None = None
+        # True when the hook that read this version found no stamp on it (the C audit hook
+        # asks the descriptor it hashed from): the flush need not ask again by path.
+        self.unstamped = False
 
     @property
     def size(self) -> int | None:
@@ -234,12 +237,12 @@ def single_attributes(record: Record, pid: int) -> Attributes:
 def find_stamps(reads: list[Record], *, in_c: bool = True) -> None:
     """Set each file read's `producer` to the stamp on its file (`_stamps.read_file`), from
     C where it was built (`in_c`): one listxattr each, the stamp itself read only where the
-    file lists it."""
+    file lists it. A read the hook found `unstamped` has none: not asked again."""
     if in_c and _read_batches is not None:
         reads = _read_batches.stamp_candidates(reads, _STAMP_NAME)
     read_stamp = _stamps.read_file
     for record in reads:
-        record.producer = read_stamp(record.path)
+        record.producer = None if record.unstamped else read_stamp(record.path)
 
 
 def batch_attributes(directory: str, records: list[Record], pid: int, *,

@@ -72,6 +72,10 @@ SYNC_HASH_MAX_BYTES = 1 << 20
 # A non-Python child's reads are hashed ahead (`hash_ahead`) this many bytes of small files at
 # a time, read in one call; a file this large or larger is read and hashed by itself, in chunks.
 _AHEAD_BATCH_BYTES = 4 << 20
+# A writer stamps its file at a flush once the write settled, within a few flush intervals of
+# its last change: a read's stamp is looked for again at the flush unless the version read
+# had not changed for this long (or this many flush intervals, if longer) when it was read.
+STAMP_SETTLED_SECONDS, STAMP_SETTLED_FLUSHES = 60.0, 10
 _STAMPED_OPERATIONS = ("write", "copy", "rename")  # file records whose span stamps the file
 # Config contents kept for the worker at once (each under 64 KiB): a program rewrites a few
 # configs it read, within one flush.
@@ -156,6 +160,13 @@ class Recorder:
         # Reads of files up to this size are hashed in the hook (-1: none are).
         self._hash_in_hook_max = (
             min(SYNC_HASH_MAX_BYTES - 1, settings.hash_max_bytes) if settings.hashing else -1
+        )
+        # The C audit hook asks a file it hashes for a producer stamp when the version read
+        # has not changed for this long (ns; -1: stamps off): its answer then stands for the
+        # flush (_open_hook_read.c).
+        self._stamp_settled_ns = (
+            int(max(STAMP_SETTLED_SECONDS, STAMP_SETTLED_FLUSHES * settings.flush_interval) * 1e9)
+            if settings.stamp else -1
         )
         self.errors: list[str] = []
         self._error_kinds: set[str] = set()

@@ -31,6 +31,7 @@ import blake3
 
 from clew.instrumentation.package import _instruments
 from clew.semconv.digests import BLAKE3_PREFIX
+from clew.semconv.environment import STAMP_XATTR
 
 from ._clew_io import clew_io
 from ._instrumentor import ClewInstrumentor
@@ -277,4 +278,5 @@ def _configure_hook_in_c() -> None:
         record=Record,
         max_tracked=_recorder._MAX_TRACKED,
         spill_records=_recorder._SPILL_RECORDS,
+        stamp_name=STAMP_XATTR.encode(),
     )

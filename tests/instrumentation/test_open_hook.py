@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import SpanContext, TraceFlags
 from test_recorder_unit import Capture, _digest
 
-from clew.instrumentation import _recorder, files
+from clew.instrumentation import _recorder, _stamps, files
 from clew.instrumentation._clew_io import clew_io
 from clew.semconv import attributes as attr
 from clew.semconv import environment
@@ -27,11 +28,14 @@ READ = os.O_RDONLY | os.O_CLOEXEC
 
 
 @pytest.fixture
-def capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Capture:
+def capture(request: pytest.FixtureRequest, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Capture:
+    """A recorder to an in-memory exporter; looking for producer stamps when a test asks for
+    it (parametrized indirectly with True)."""
     for name in ("TRACEPARENT", "TRACESTATE", environment.CLEW_RUN_ID):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(environment.CLEW_EXCLUDE, "*.skip")
-    return Capture(tmp_path / "home")
+    return Capture(tmp_path / "home", stamp=getattr(request, "param", False))
 
 
 @pytest.fixture(params=["c", "python"])
@@ -254,3 +258,61 @@ def test_a_library_hook_s_reads_are_recorded_alike_in_c_and_in_python(
     capture.recorder.flush()
     assert sorted(capture.records()) == [("read", "large.bin", _digest(content)),
                                          ("read", "small.parquet", _digest(b"s" * 100))]
+
+
+@pytest.fixture(params=[True, False], ids=["settled", "fresh"])
+def stamping(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files that count as settled when read (their stamp looked for by the C hook, on the
+    descriptor it hashed from), or as fresh (looked for at the flush, as every read of the
+    Python hook's), as the test's files really are."""
+    if request.param:
+        monkeypatch.setattr(_recorder, "STAMP_SETTLED_SECONDS", 0.0)
+        monkeypatch.setattr(_recorder, "STAMP_SETTLED_FLUSHES", 0)
+
+
+PRODUCER = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags.SAMPLED)
+PRODUCED = "blake3:" + "b" * 64
+
+
+def producers(capture: Capture) -> dict[str, tuple[int, str | None]]:
+    """File name -> (producer span id, digest) of every read's link to its producer."""
+    capture.recorder.flush()
+    return {link.attributes[attr.PROVENANCE_ARTIFACT_URI].rsplit("/", 1)[1]:
+            (link.context.span_id, link.attributes.get(attr.PROVENANCE_PRODUCER_DIGEST))
+            for span in capture.exporter.get_finished_spans() for link in span.links}
+
+
+def stamp(path: Path) -> None:
+    try:
+        os.setxattr(path, environment.STAMP_XATTR, _stamps.encode(PRODUCER, PRODUCED).encode())
+    except OSError:
+        pytest.skip("this filesystem has no user xattrs")
+
+
+@pytest.mark.parametrize("capture", [True], indirect=True, ids=["stamps"])
+def test_producer_stamps_are_found_on_the_files_read(stamping: None, hook: Hook,
+                                                     capture: Capture, tmp_path: Path) -> None:
+    """A read links to the producer its file's stamp names, whoever looked for it; a file
+    without a stamp, or with other xattrs only, links to none. The first read loads the
+    digest cache, in Python: the C hook hashes from the second on."""
+    names = ("first.bin", "stamped.bin", "plain.bin", "other-xattr.bin")
+    for name in names:
+        (tmp_path / name).write_bytes(name.encode())
+    stamp(tmp_path / "stamped.bin")
+    os.setxattr(tmp_path / "other-xattr.bin", "user.other", b"1")
+    for name in names:
+        hook("open", (str(tmp_path / name), "r", READ))
+    assert producers(capture) == {"stamped.bin": (0x5678, PRODUCED)}
+    assert set(read_counts(capture)) == set(names)
+
+
+@pytest.mark.parametrize("capture", [True], indirect=True, ids=["stamps"])
+def test_a_fresh_file_s_stamp_set_after_the_read_is_found_at_the_flush(
+        hook: Hook, capture: Capture, tmp_path: Path) -> None:
+    """A writer stamps its file at its flush, after the write: a file read just after it was
+    written may get its stamp before the reader's flush, which still finds it."""
+    for name in ("first.bin", "written.bin"):
+        (tmp_path / name).write_bytes(name.encode())
+        hook("open", (str(tmp_path / name), "r", READ))
+    stamp(tmp_path / "written.bin")
+    assert producers(capture) == {"written.bin": (0x5678, PRODUCED)}

@@ -60,3 +60,21 @@ def test_stamps_found_on_stamped_files_only(tmp_path: Path, in_c: bool) -> None:
         "many xattrs": (PRODUCER, None), "not a stamp": None, "link": (PRODUCER, DIGEST),
         "gone": None, "nul\0in name": None,
     }
+
+
+def test_a_read_the_hook_found_unstamped_is_not_asked_again(tmp_path: Path, in_c: bool) -> None:
+    """The C audit hook asks a settled file it hashed for its stamp (`Record.unstamped`): its
+    answer stands, the flush reads no stamp for it, whatever the path carries by then."""
+    path = tmp_path / "stamped"
+    path.write_bytes(b"x")
+    try:
+        os.setxattr(path, STAMP_XATTR, _stamps.encode(PRODUCER, DIGEST).encode())
+    except OSError:
+        pytest.skip("this filesystem has no user xattrs")
+    asked, answered = (Record("read", str(path), (1, 2, 1, 3)) for _ in range(2))
+    answered.unstamped = True
+    answered.producer = (PRODUCER, "left over")
+
+    _record_spans.find_stamps([asked, answered], in_c=in_c)
+
+    assert (asked.producer, answered.producer) == ((PRODUCER, DIGEST), None)

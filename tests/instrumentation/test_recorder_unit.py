@@ -49,13 +49,13 @@ class FakeClock:
 class Capture:
     """A recorder wired to an in-memory exporter, and what it exported."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, stamp: bool = False) -> None:
         self.exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         tracer = provider.get_tracer("test")
         settings = Settings(
-            home=home, hashing=True, hash_max_bytes=1 << 30, flush_interval=INTERVAL, stamp=False
+            home=home, hashing=True, hash_max_bytes=1 << 30, flush_interval=INTERVAL, stamp=stamp
         )
         self.clock = FakeClock()
         self.recorder = Recorder(
