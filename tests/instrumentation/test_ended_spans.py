@@ -94,6 +94,8 @@ def _emit(tmp_path: Path, path: str, *, sampler=None, extra: SpanProcessor | Non
     recorder.flush()
     processor.force_flush()
     written = b"".join(p.read_bytes() for p in sorted(spool.glob("*")))
+    # Its processors' threads stopped: a fork in a later test must not inherit them.
+    provider.shutdown()
     return tracer, written, memory.get_finished_spans()
 
 
