@@ -12,8 +12,14 @@ from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-from opentelemetry.trace import SpanContext, TraceFlags
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import SpanContext, TraceFlags, get_current_span
 
 from clew.exporter.processor import ProvenanceSpanProcessor
 from clew.exporter.spool import SpoolSpanExporter
@@ -51,6 +57,19 @@ class StartWatcher(SpanProcessor):
 
     def on_start(self, span, parent_context=None) -> None:
         self.started.append(span.name)
+
+
+class NotingSampler(Sampler):
+    """Samples every span and adds an attribute of its own, as a sampler may."""
+
+    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None,
+                      links=None, trace_state=None) -> SamplingResult:
+        state = get_current_span(parent_context).get_span_context().trace_state
+        return SamplingResult(Decision.RECORD_AND_SAMPLE,
+                              {**(attributes or {}), "sampler.note": "kept"}, state)
+
+    def get_description(self) -> str:
+        return "NotingSampler"
 
 
 def _records(root: Path) -> list[Record]:
@@ -132,6 +151,14 @@ def test_spans_under_an_unsampled_process_span_reach_no_processor(tmp_path, path
     _, written, spans = _emit(tmp_path, path, sampler=ParentBased(ALWAYS_OFF))
     assert spans == ()
     assert written == b""
+
+
+def test_a_samplers_own_attributes_are_the_spans_on_both_paths(tmp_path):
+    _, direct_bytes, direct_spans = _emit(tmp_path, "direct", sampler=NotingSampler())
+    _, public_bytes, public_spans = _emit(tmp_path, "public", sampler=NotingSampler())
+    assert [s.attributes["sampler.note"] for s in direct_spans] == ["kept"] * 3
+    assert [_fields(s) for s in direct_spans] == [_fields(s) for s in public_spans]
+    assert direct_bytes == public_bytes
 
 
 def test_values_the_sdk_would_change_take_the_public_path():
