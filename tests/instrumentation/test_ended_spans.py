@@ -28,6 +28,7 @@ from clew.instrumentation._process_span import ProcessSpan
 from clew.instrumentation._record_spans import Record
 from clew.instrumentation._recorder import Recorder
 from clew.instrumentation._settings import Settings
+from clew.semconv import attributes as attr
 
 # A value length limit no value reaches: the SDK's spans are the same, but `end_span` must
 # take the public path, as it would with any limit.
@@ -132,7 +133,8 @@ def test_both_paths_give_every_processor_the_same_spans_and_the_spool_the_same_b
     assert _ended_spans._direct_attributes(tracer, {"a": ["x"]}) is None
 
     assert [s.name for s in direct_spans] == ["read file"] * 3
-    assert sorted(len(s.attributes["provenance.artifacts.uri"]) for s in direct_spans) == [1, 20, 20]
+    sizes = sorted(len(s.attributes[attr.PROVENANCE_ARTIFACTS_URI]) for s in direct_spans)
+    assert sizes == [1, 20, 20]
     assert [_fields(s) for s in direct_spans] == [_fields(s) for s in public_spans]
     assert direct_bytes.count(b"\n") == 1
     assert direct_bytes == public_bytes
