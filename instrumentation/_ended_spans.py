@@ -72,7 +72,10 @@ def end_span(
 def _direct_attributes(tracer: trace.Tracer, attributes: dict) -> dict | None:
     """The attributes as the SDK would store them, when the direct path gives the SDK's
     span (see the module's docstring); None: take the public path."""
-    if type(tracer) is not Tracer or not tracer._is_enabled():
+    if type(tracer) is not Tracer:
+        return None
+    is_enabled = getattr(tracer, "_is_enabled", None)
+    if is_enabled is None or not is_enabled():
         return None
     processor = tracer.span_processor
     if type(processor) not in _MULTI_PROCESSORS:
