@@ -94,8 +94,12 @@ def _records(root: Path) -> list[Record]:
 def _emit(tmp_path: Path, path: str, *, sampler=None, extra: SpanProcessor | None = None):
     """Records emitted by a recorder on a provider with clew's spool processor and a user's
     in-memory one; the spool's bytes and the user's spans."""
+    # Resource.create, as the SDK's own set-up does: it loads concurrent.futures' thread
+    # module before the provider registers its at-fork handler, which in a forked child
+    # would otherwise wait on that module's lock before the module's own handler frees it
+    # (a later test's fork hung so).
     provider = TracerProvider(
-        resource=Resource({"service.name": "loader"}), id_generator=CountingIds(),
+        resource=Resource.create({"service.name": "loader"}), id_generator=CountingIds(),
         span_limits=PATHS[path], **({"sampler": sampler} if sampler else {}),
     )
     spool = tmp_path / path / "spool"
@@ -114,7 +118,6 @@ def _emit(tmp_path: Path, path: str, *, sampler=None, extra: SpanProcessor | Non
     recorder.flush()
     processor.force_flush()
     written = b"".join(p.read_bytes() for p in sorted(spool.glob("*")))
-    # Its processors' threads stopped: a fork in a later test must not inherit them.
     provider.shutdown()
     return tracer, written, memory.get_finished_spans()
 
