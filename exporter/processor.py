@@ -15,8 +15,7 @@ import weakref
 from collections import deque
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from clew.semconv import environment
@@ -64,9 +63,6 @@ class ProvenanceSpanProcessor(SpanProcessor):
         self._export_lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
-
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
 
     def on_end(self, span: ReadableSpan) -> None:
         if self.is_shut_down or not span.context.trace_flags.sampled:

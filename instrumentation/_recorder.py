@@ -31,7 +31,7 @@ from clew.semconv import environment
 from clew.semconv import spans
 from clew.semconv.redaction import redact_text
 
-from . import _config_files, _metric_points, _record_spans, _stamps, _stream_digests
+from . import _config_files, _ended_spans, _metric_points, _record_spans, _stamps, _stream_digests
 from ._clew_io import clew_io
 from ._file_digests import (
     DigestCache,
@@ -816,24 +816,30 @@ class Recorder:
         first = item[0] if isinstance(item, list) else item
         if first.parent is not None:  # a non-Python child's record: under its exec span
             parent = first.parent
-        if isinstance(item, list):
-            name, attributes = item[0].batch_span(item, pid)
-            start = min(map(_FIRST_NS, item))
-            end = max(map(_LAST_NS, item))
-            span, links = None, _record_spans.links(item)
-        else:
-            name, attributes = item.span_name(), item.span_attributes(pid)
-            start, end = item.first_ns, item.last_ns
-            span, links = item.span, item.file_links()
+        if isinstance(item, list) or (item.batched and item.span is None):
+            # Nothing to stamp and no span to set later: ended without the SDK's copy of
+            # every array element, where that makes the same span (_ended_spans).
+            if isinstance(item, list):
+                name, attributes = first.batch_span(item, pid)
+                start, end = min(map(_FIRST_NS, item)), max(map(_LAST_NS, item))
+                links = _record_spans.links(item)
+            else:
+                name, attributes = item.span_name(), item.span_attributes(pid)
+                start, end, links = item.first_ns, item.last_ns, item.file_links()
+            _ended_spans.end_span(self._tracer, name, parent, start, max(end, start),
+                                  attributes, links)
+            return
+        span = item.span
         if span is None:
             span = self._tracer.start_span(
-                name, context=parent, start_time=start, attributes=attributes, links=links
+                item.span_name(), context=parent, start_time=item.first_ns,
+                attributes=item.span_attributes(pid), links=item.file_links(),
             )
         else:
-            span.set_attributes(attributes)
-        if isinstance(item, Record) and item.key is not None:
+            span.set_attributes(item.span_attributes(pid))
+        if item.key is not None:
             self._stamp_file(item, span)
-        span.end(end_time=max(end, start))
+        span.end(end_time=max(item.last_ns, item.first_ns))
 
     def _emit_metrics(self, *, final: bool) -> bool:
         """End the `metrics` spans of the points added since the last flush (at exit, the
