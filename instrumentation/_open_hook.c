@@ -117,13 +117,21 @@ static int ignored_now(void) {
     return truth;
 }
 
-/* Whether a name holds "/." or "//": a "." or ".." component, or an empty one, for
- * normpath to fold (or a hidden file's name, left to Python). One pass: memmem costs more on
- * names this short. */
+/* Whether a name has a component for normpath to fold: an empty one ("//"), "." or "..".
+ * A hidden file's or directory's name (".venv", where most programs' imports come from)
+ * folds nothing. One pass: memmem costs more on names this short. */
 static int folds(const char *text, Py_ssize_t length) {
-    for (Py_ssize_t i = 0; i + 1 < length; i++)
-        if (text[i] == '/' && (text[i + 1] == '.' || text[i + 1] == '/'))
+    for (Py_ssize_t i = 0; i + 1 < length; i++) {
+        if (text[i] != '/')
+            continue;
+        const char *next = text + i + 1;
+        Py_ssize_t left = length - i - 1;
+        if (next[0] == '/')
             return 1;
+        if (next[0] == '.' && (left == 1 || next[1] == '/' ||
+                               (next[1] == '.' && (left == 2 || next[2] == '/'))))
+            return 1;
+    }
     return 0;
 }
 
