@@ -295,6 +295,24 @@ done:
     return result < 0 ? -1 : 0;
 }
 
+/* Whether `args` of a listing event ("os.listdir", "os.scandir") name a directory clew leaves
+ * alone, as files._on_list would find: the import system lists every directory it searches,
+ * most of them in the interpreter's trees, and these need no call into Python. */
+static int unwanted_listing(const char *event, PyObject *args) {
+    if (prefix_count < 0 || (strcmp(event, "os.listdir") != 0 && strcmp(event, "os.scandir") != 0) ||
+        !PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) < 1)
+        return 0;
+    PyObject *raw = PyTuple_GET_ITEM(args, 0);
+    if (!PyUnicode_CheckExact(raw) || !PyUnicode_IS_ASCII(raw))
+        return 0;
+    PyObject *path = plain_absolute(raw);
+    if (path == NULL)
+        return 0;
+    int unwanted = !wanted((const char *)PyUnicode_DATA(path), PyUnicode_GET_LENGTH(path));
+    Py_DECREF(path);
+    return unwanted;
+}
+
 static int hook(const char *event, PyObject *args, void *unused) {
     (void)unused;
     if (PyInterpreterState_Get() != PyInterpreterState_Main())
@@ -306,7 +324,7 @@ static int hook(const char *event, PyObject *args, void *unused) {
             return 0; /* detached: uninstrumented */
         for (char **name = other_events; *name != NULL; name++)
             if (strcmp(event, *name) == 0)
-                return call_python_hook(event, args);
+                return unwanted_listing(event, args) ? 0 : call_python_hook(event, args);
         return 0;
     }
     if (recorder == NULL)

@@ -226,8 +226,12 @@ def test_other_events_reach_their_handlers(hook: Hook, capture: Capture, tmp_pat
     hook("os.remove", (str(tmp_path / "gone.txt"), -1))
     (tmp_path / "gone.txt").unlink()
     hook("compile", (b"x = 1", "<string>"))  # an event clew does not handle
+    (tmp_path / "listed").mkdir()
+    for directory in (str(tmp_path / "listed"), str(tmp_path / "home" / "spool"), "/usr/lib/x"):
+        hook("os.listdir", (directory,))  # in clew's home and /usr/lib: left alone
     capture.recorder.flush()
     assert sorted(capture.records()) == [("delete", "gone.txt", _digest(b"gone")),
+                                         ("list", "listed", None),
                                          ("read", "gone.txt", _digest(b"gone"))]
 
 
