@@ -46,9 +46,14 @@ static int (*skip_object)(const char *name);
 static uintptr_t patched_bases[MAX_OBJECTS]; /* objects done: each is patched once */
 static size_t patched_count;
 static uintptr_t own_base;
-/* The first characters of the patched names: most of an object's imports (thousands in
- * libcrypto) are ruled out by one look-up instead of a strcmp with every patched name. */
-static unsigned char first_characters[256];
+/* The first two characters of the patched names, one bit for each pair: most of an object's
+ * imports (thousands in libcrypto; C++ names, "_Z...", in libarrow) are ruled out by one
+ * look-up instead of a strcmp with every patched name. */
+static unsigned char first_pairs[256 * 256 / 8];
+
+static size_t pair_of(const char *name) {
+    return (size_t)(unsigned char)name[0] << 8 | (name[0] ? (unsigned char)name[1] : 0);
+}
 
 #ifdef PATCHING_SUPPORTED
 
@@ -90,7 +95,8 @@ static void patch_table(const struct dl_phdr_info *info, const Rela *table, size
         if (type != JUMP_SLOT && type != GLOB_DAT)
             continue;
         const char *name = strings + symbols[RELA_SYMBOL(table[i].r_info)].st_name;
-        if (!first_characters[(unsigned char)name[0]])
+        size_t pair = pair_of(name);
+        if (!(first_pairs[pair / 8] & 1u << pair % 8))
             continue;
         void **slot = (void **)(info->dlpi_addr + table[i].r_offset);
         for (size_t p = 0; p < patch_count; p++)
@@ -197,8 +203,10 @@ void got_patch_install(const struct got_patch *table, size_t count,
     if (dladdr((void *)got_patch_install, &self) != 0)
         own_base = (uintptr_t)self.dli_fbase;
     patches = table, patch_count = count, skip_object = skip;
-    for (size_t p = 0; p < count; p++)
-        first_characters[(unsigned char)table[p].name[0]] = 1;
+    for (size_t p = 0; p < count; p++) {
+        size_t pair = pair_of(table[p].name);
+        first_pairs[pair / 8] |= (unsigned char)(1u << pair % 8);
+    }
     got_patch_loaded();
 }
 
