@@ -25,6 +25,10 @@
 /* What install() was given: the Python side's functions and objects. */
 static PyObject *python_hook;       /* files._audit: every event but a plain open */
 static char **other_events;         /* the other events it handles, NULL-terminated */
+/* The first characters of the events it handles ("open", "os.chdir" and other_events): most
+ * events of a process ("builtins.id", "exec", "import", "marshal.loads", "compile") are
+ * ruled out by one look-up instead of a strcmp with each name. */
+static unsigned char handled_first[256] = {['o'] = 1};
 static PyObject *resolved;          /* files._resolved: path as given -> recorded path or None */
 static PyObject *recorded_path;     /* files._recorded_path(recorder, raw) */
 static PyObject *interpreter_code;  /* files._is_interpreter_code(filename or None) */
@@ -315,6 +319,8 @@ static int unwanted_listing(const char *event, PyObject *args) {
 
 static int hook(const char *event, PyObject *args, void *unused) {
     (void)unused;
+    if (!handled_first[(unsigned char)event[0]])
+        return 0;
     if (PyInterpreterState_Get() != PyInterpreterState_Main())
         return 0; /* a subinterpreter, which clew never set up */
     if (strcmp(event, "open") != 0) {
@@ -428,6 +434,8 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     other_events = copy_names(events, NULL, NULL, NULL);
     if (other_events == NULL)
         return NULL;
+    for (char **name = other_events; *name != NULL; name++)
+        handled_first[(unsigned char)(*name)[0]] = 1;
     context_variable = PyContextVar_CheckExact(variable) ? variable : NULL;
     PyObject *held[] = {python_hook, resolved, recorded_path, interpreter_code, opened_for_write,
                         clew_io, current_context, suppress_key};
