@@ -13,18 +13,16 @@
 
 /* "__file__", "__getattr__", ".py", "/" */
 static PyObject *file_name, *getattr_name, *py_suffix, *slash;
+/* "/./", "/../", "//": made once, not for each of the thousand or more modules of a walk. */
+#define FOLDED 3
+static PyObject *folded[FOLDED];
 
 /* Whether `path`, absolute and ending in ".py", may be a file of the project once normalised:
  * it has a "/./", "/../" or "//" that os.path.abspath would fold, or it starts with `prefix`
  * and with none of `excluded` (a tuple of str). -1 on error. */
 static int may_be_under(PyObject *path, PyObject *prefix, PyObject *excluded) {
-    static const char *const folded[] = {"/./", "/../", "//"};
-    for (size_t i = 0; i < sizeof folded / sizeof *folded; i++) {
-        PyObject *part = PyUnicode_FromString(folded[i]);
-        if (part == NULL)
-            return -1;
-        Py_ssize_t found = PyUnicode_Find(path, part, 0, PY_SSIZE_T_MAX, 1);
-        Py_DECREF(part);
+    for (size_t i = 0; i < FOLDED; i++) {
+        Py_ssize_t found = PyUnicode_Find(path, folded[i], 0, PY_SSIZE_T_MAX, 1);
         if (found != -1)
             return found == -2 ? -1 : 1;
     }
@@ -118,7 +116,11 @@ PyMODINIT_FUNC PyInit__module_files(void) {
     getattr_name = PyUnicode_InternFromString("__getattr__");
     py_suffix = PyUnicode_InternFromString(".py");
     slash = PyUnicode_InternFromString("/");
-    if (file_name == NULL || getattr_name == NULL || py_suffix == NULL || slash == NULL)
+    folded[0] = PyUnicode_InternFromString("/./");
+    folded[1] = PyUnicode_InternFromString("/../");
+    folded[2] = PyUnicode_InternFromString("//");
+    if (file_name == NULL || getattr_name == NULL || py_suffix == NULL || slash == NULL ||
+        folded[0] == NULL || folded[1] == NULL || folded[2] == NULL)
         return NULL;
     return PyModule_Create(&definition);
 }

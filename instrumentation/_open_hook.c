@@ -25,6 +25,10 @@
 /* What install() was given: the Python side's functions and objects. */
 static PyObject *python_hook;       /* files._audit: every event but a plain open */
 static char **other_events;         /* the other events it handles, NULL-terminated */
+/* The first characters of the events it handles ("open", "os.chdir" and other_events): most
+ * events of a process ("builtins.id", "exec", "import", "marshal.loads", "compile") are
+ * ruled out by one look-up instead of a strcmp with each name. */
+static unsigned char handled_first[256] = {['o'] = 1};
 static PyObject *resolved;          /* files._resolved: path as given -> recorded path or None */
 static PyObject *recorded_path;     /* files._recorded_path(recorder, raw) */
 static PyObject *interpreter_code;  /* files._is_interpreter_code(filename or None) */
@@ -117,13 +121,21 @@ static int ignored_now(void) {
     return truth;
 }
 
-/* Whether a name holds "/." or "//": a "." or ".." component, or an empty one, for
- * normpath to fold (or a hidden file's name, left to Python). One pass: memmem costs more on
- * names this short. */
+/* Whether a name has a component for normpath to fold: an empty one ("//"), "." or "..".
+ * A hidden file's or directory's name (".venv", where most programs' imports come from)
+ * folds nothing. One pass: memmem costs more on names this short. */
 static int folds(const char *text, Py_ssize_t length) {
-    for (Py_ssize_t i = 0; i + 1 < length; i++)
-        if (text[i] == '/' && (text[i + 1] == '.' || text[i + 1] == '/'))
+    for (Py_ssize_t i = 0; i + 1 < length; i++) {
+        if (text[i] != '/')
+            continue;
+        const char *next = text + i + 1;
+        Py_ssize_t left = length - i - 1;
+        if (next[0] == '/')
             return 1;
+        if (next[0] == '.' && (left == 1 || next[1] == '/' ||
+                               (next[1] == '.' && (left == 2 || next[2] == '/'))))
+            return 1;
+    }
     return 0;
 }
 
@@ -287,8 +299,28 @@ done:
     return result < 0 ? -1 : 0;
 }
 
+/* Whether `args` of a listing event ("os.listdir", "os.scandir") name a directory clew leaves
+ * alone, as files._on_list would find: the import system lists every directory it searches,
+ * most of them in the interpreter's trees, and these need no call into Python. */
+static int unwanted_listing(const char *event, PyObject *args) {
+    if (prefix_count < 0 || (strcmp(event, "os.listdir") != 0 && strcmp(event, "os.scandir") != 0) ||
+        !PyTuple_CheckExact(args) || PyTuple_GET_SIZE(args) < 1)
+        return 0;
+    PyObject *raw = PyTuple_GET_ITEM(args, 0);
+    if (!PyUnicode_CheckExact(raw) || !PyUnicode_IS_ASCII(raw))
+        return 0;
+    PyObject *path = plain_absolute(raw);
+    if (path == NULL)
+        return 0;
+    int unwanted = !wanted((const char *)PyUnicode_DATA(path), PyUnicode_GET_LENGTH(path));
+    Py_DECREF(path);
+    return unwanted;
+}
+
 static int hook(const char *event, PyObject *args, void *unused) {
     (void)unused;
+    if (!handled_first[(unsigned char)event[0]])
+        return 0;
     if (PyInterpreterState_Get() != PyInterpreterState_Main())
         return 0; /* a subinterpreter, which clew never set up */
     if (strcmp(event, "open") != 0) {
@@ -298,7 +330,7 @@ static int hook(const char *event, PyObject *args, void *unused) {
             return 0; /* detached: uninstrumented */
         for (char **name = other_events; *name != NULL; name++)
             if (strcmp(event, *name) == 0)
-                return call_python_hook(event, args);
+                return unwanted_listing(event, args) ? 0 : call_python_hook(event, args);
         return 0;
     }
     if (recorder == NULL)
@@ -409,6 +441,8 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
         other_events = NULL; /* not configured: configure() may be called again */
         return NULL;
     }
+    for (char **name = other_events; *name != NULL; name++)
+        handled_first[(unsigned char)(*name)[0]] = 1;
     context_variable = PyContextVar_CheckExact(variable) ? variable : NULL;
     PyObject *held[] = {python_hook, resolved, recorded_path, interpreter_code, opened_for_write,
                         clew_io, current_context, suppress_key};

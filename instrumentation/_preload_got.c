@@ -46,9 +46,14 @@ static int (*skip_object)(const char *name);
 static uintptr_t patched_bases[MAX_OBJECTS]; /* objects done: each is patched once */
 static size_t patched_count;
 static uintptr_t own_base;
-/* The first characters of the patched names: most of an object's imports (thousands in
- * libcrypto) are ruled out by one look-up instead of a strcmp with every patched name. */
-static unsigned char first_characters[256];
+/* The first two characters of the patched names, one bit for each pair: most of an object's
+ * imports (thousands in libcrypto; C++ names, "_Z...", in libarrow) are ruled out by one
+ * look-up instead of a strcmp with every patched name. */
+static unsigned char first_pairs[256 * 256 / 8];
+
+static size_t pair_of(const char *name) {
+    return (size_t)(unsigned char)name[0] << 8 | (name[0] ? (unsigned char)name[1] : 0);
+}
 
 #ifdef PATCHING_SUPPORTED
 
@@ -90,7 +95,8 @@ static void patch_table(const struct dl_phdr_info *info, const Rela *table, size
         if (type != JUMP_SLOT && type != GLOB_DAT)
             continue;
         const char *name = strings + symbols[RELA_SYMBOL(table[i].r_info)].st_name;
-        if (!first_characters[(unsigned char)name[0]])
+        size_t pair = pair_of(name);
+        if (!(first_pairs[pair / 8] & 1u << pair % 8))
             continue;
         void **slot = (void **)(info->dlpi_addr + table[i].r_offset);
         for (size_t p = 0; p < patch_count; p++)
@@ -102,8 +108,21 @@ static void patch_table(const struct dl_phdr_info *info, const Rela *table, size
 }
 
 static unsigned long long unloads_seen; /* objects unloaded so far, as the loader counts */
+static unsigned long long loads_seen;   /* objects loaded so far when last looked at */
 
-static int seen_before(uintptr_t base) {
+/* One pass over the loaded objects: the position of the object at hand. */
+struct pass {
+    size_t index;
+};
+
+/* Whether the object at `base`, the pass's `index`th, was patched before; if not, it is noted
+ * as patched. The loader lists objects in load order, so an object seen before is almost
+ * always at the same position as then: one comparison, not a scan of every base (a pass
+ * after each of a few hundred extension imports would otherwise compare each object with
+ * each). */
+static int seen_before(uintptr_t base, size_t index) {
+    if (index < patched_count && patched_bases[index] == base)
+        return 1;
     for (size_t i = 0; i < patched_count; i++)
         if (patched_bases[i] == base)
             return 1;
@@ -112,18 +131,26 @@ static int seen_before(uintptr_t base) {
     return 0;
 }
 
-static int patch_object(struct dl_phdr_info *info, size_t size, void *unused) {
-    (void)unused;
+static int patch_object(struct dl_phdr_info *info, size_t size, void *data) {
+    struct pass *pass = data;
+    size_t index = pass->index++;
     const char *name = info->dlpi_name ? info->dlpi_name : "";
-    /* An object unloaded since: another may now sit at its base, so every base is looked
-     * at again (patching a slot twice writes nothing). The loader's lock is held here. */
-    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs &&
-        info->dlpi_subs != unloads_seen) {
-        unloads_seen = info->dlpi_subs;
-        patched_count = 0;
+    /* The loader's counters are the same in every object's info, and its lock is held for
+     * the whole pass. An object unloaded since: another may now sit at its base, so every
+     * base is looked at again (patching a slot twice writes nothing). Nothing loaded or
+     * unloaded since the last pass: nothing to do, the pass stops here. */
+    if (index == 0 && size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        if (info->dlpi_subs != unloads_seen) {
+            unloads_seen = info->dlpi_subs;
+            patched_count = 0;
+        } else if (info->dlpi_adds == loads_seen) {
+            return 1;
+        }
+        loads_seen = info->dlpi_adds;
     }
-    /* The main program has no name. */
-    if (info->dlpi_addr == own_base || seen_before(info->dlpi_addr) || name[0] == 0 ||
+    /* Every object gets its place in patched_bases, clew's own and the main program (which
+     * has no name) too, which are then left alone. */
+    if (seen_before(info->dlpi_addr, index) || info->dlpi_addr == own_base || name[0] == 0 ||
         skip_object(name))
         return 0;
     const ElfW(Dyn) *dynamic = NULL;
@@ -133,7 +160,7 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *unused) {
     if (dynamic == NULL)
         return 0;
     const Rela *jump = NULL, *rela = NULL;
-    size_t jump_bytes = 0, rela_bytes = 0;
+    size_t jump_bytes = 0, rela_bytes = 0, relative = 0;
     const Sym *symbols = NULL;
     const char *strings = NULL;
     int uses_rela = 1;
@@ -143,6 +170,7 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *unused) {
         case DT_PLTRELSZ: jump_bytes = entry->d_un.d_val; break;
         case DT_RELA: rela = (const Rela *)address(info->dlpi_addr, entry->d_un.d_ptr); break;
         case DT_RELASZ: rela_bytes = entry->d_un.d_val; break;
+        case DT_RELACOUNT: relative = entry->d_un.d_val; break;
         case DT_SYMTAB: symbols = (const Sym *)address(info->dlpi_addr, entry->d_un.d_ptr); break;
         case DT_STRTAB: strings = (const char *)address(info->dlpi_addr, entry->d_un.d_ptr); break;
         case DT_PLTREL: uses_rela = entry->d_un.d_val == DT_RELA; break;
@@ -152,8 +180,10 @@ static int patch_object(struct dl_phdr_info *info, size_t size, void *unused) {
         return 0;
     if (jump)
         patch_table(info, jump, jump_bytes, symbols, strings);
-    if (rela)
-        patch_table(info, rela, rela_bytes, symbols, strings);
+    /* DT_RELA begins with the object's RELATIVE relocations, which name no symbol: most of
+     * a large C++ library's (libarrow's), skipped without being read. */
+    if (rela && relative <= rela_bytes / sizeof *rela)
+        patch_table(info, rela + relative, rela_bytes - relative * sizeof *rela, symbols, strings);
     return 0;
 }
 
@@ -173,14 +203,17 @@ void got_patch_install(const struct got_patch *table, size_t count,
     if (dladdr((void *)got_patch_install, &self) != 0)
         own_base = (uintptr_t)self.dli_fbase;
     patches = table, patch_count = count, skip_object = skip;
-    for (size_t p = 0; p < count; p++)
-        first_characters[(unsigned char)table[p].name[0]] = 1;
+    for (size_t p = 0; p < count; p++) {
+        size_t pair = pair_of(table[p].name);
+        first_pairs[pair / 8] |= (unsigned char)(1u << pair % 8);
+    }
     got_patch_loaded();
 }
 
 void got_patch_loaded(void) {
 #ifdef PATCHING_SUPPORTED
+    struct pass pass = {0};
     if (patches != NULL)
-        dl_iterate_phdr(patch_object, NULL);
+        dl_iterate_phdr(patch_object, &pass);
 #endif
 }

@@ -59,8 +59,10 @@ def hook(request: pytest.FixtureRequest, capture: Capture,
     files._resolved.clear()
 
 
-def read_counts(capture: Capture) -> dict[str, tuple[str | None, int]]:
-    """File name -> (digest, opens counted) of every read recorded, after a flush."""
+def read_counts(capture: Capture, name: Callable[[str], str] = lambda uri: uri.rsplit("/", 1)[1],
+                ) -> dict[str, tuple[str | None, int]]:
+    """File name (or `name(uri)`) -> (digest, opens counted) of every read recorded, after a
+    flush."""
     capture.recorder.flush()
     found: dict[str, tuple[str | None, int]] = {}
     for span in capture.exporter.get_finished_spans():
@@ -70,7 +72,7 @@ def read_counts(capture: Capture) -> dict[str, tuple[str | None, int]]:
         uris = attributes[attr.PROVENANCE_ARTIFACTS_URI]
         counts = attributes.get(attr.PROVENANCE_ARTIFACTS_COUNT) or [1] * len(uris)
         for uri, digest, count in zip(uris, attributes[attr.PROVENANCE_ARTIFACTS_DIGEST], counts):
-            found[uri.rsplit("/", 1)[1]] = (digest or None, count)
+            found[name(uri)] = (digest or None, count)
     return found
 
 
@@ -101,6 +103,21 @@ def test_a_relative_name_is_resolved_in_the_directory_of_the_time(
     paths = sorted(path for span in capture.exporter.get_finished_spans()
                    for path in (span.attributes or {}).get(attr.PROVENANCE_ARTIFACTS_URI, ()))
     assert [p.rsplit("/", 2)[1:] for p in paths] == [["one", "data.txt"], ["two", "data.txt"]]
+
+
+def test_names_with_dots_are_recorded_as_their_normal_path(
+        hook: Hook, capture: Capture, tmp_path: Path) -> None:
+    for directory in (".venv", "..data", "sub"):
+        (tmp_path / directory).mkdir()
+    for name in (".venv/.hidden.txt", "..data/a.txt", "sub/b.txt"):
+        (tmp_path / name).write_text(name)
+    base = str(tmp_path)
+    for given in (f"{base}/.venv/.hidden.txt", f"{base}/..data/a.txt", f"{base}/sub/./b.txt",
+                  f"{base}/sub/../sub/b.txt", f"{base}//sub/b.txt"):
+        hook("open", (given, "r", READ))
+    counts = read_counts(capture, lambda uri: uri.split(tmp_path.name, 1)[1])
+    assert {name: count for name, (_, count) in counts.items()} == {
+        "/.venv/.hidden.txt": 1, "/..data/a.txt": 1, "/sub/b.txt": 3}
 
 
 def test_what_clew_leaves_alone_is_not_recorded(hook: Hook, capture: Capture,
@@ -213,8 +230,12 @@ def test_other_events_reach_their_handlers(hook: Hook, capture: Capture, tmp_pat
     hook("os.remove", (str(tmp_path / "gone.txt"), -1))
     (tmp_path / "gone.txt").unlink()
     hook("compile", (b"x = 1", "<string>"))  # an event clew does not handle
+    (tmp_path / "listed").mkdir()
+    for directory in (str(tmp_path / "listed"), str(tmp_path / "home" / "spool"), "/usr/lib/x"):
+        hook("os.listdir", (directory,))  # in clew's home and /usr/lib: left alone
     capture.recorder.flush()
     assert sorted(capture.records()) == [("delete", "gone.txt", _digest(b"gone")),
+                                         ("list", "listed", None),
                                          ("read", "gone.txt", _digest(b"gone"))]
 
 
