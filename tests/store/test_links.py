@@ -188,8 +188,27 @@ def test_a_bulk_link_in_many_statements_keeps_what_one_statement_keeps(client, r
     monkeypatch.setattr(links, "_COUNT_READS_ABOVE", 0)
     monkeypatch.setattr(links, "_READS_PER_STATEMENT", 1)
     run_ids = sorted({run for (run, *_) in in_one[1]})
-    assert links._batches_by_reads(client, SchemaOptions(), run_ids) == [[r] for r in run_ids]
+    assert [batch for batch, _ in links._batches_by_reads(client, SchemaOptions(), run_ids)] == [
+        [r] for r in run_ids]
     links.link_all(client, SchemaOptions())
     assert kept() == in_one
     with _without_full_matching(client):
         assert _upstream(client, work) == EXPECTED
+
+
+def test_candidates_matched_against_every_write_are_those_matched_against_the_runs_reads(
+        client, runs):
+    """A bulk link matches the reads against every write when the store holds fewer writes
+    than the reads: the candidates are the same as when they are matched against only the
+    writes of what the runs read."""
+    work, home, made, used = runs
+    ingest(client, spool_directory(home), files=[made, used])
+    run_ids = [run for (run,) in client.query("SELECT DISTINCT RunId FROM clew_io").result_rows]
+
+    def candidates(every_write: bool) -> list:
+        select = links.candidates_sql(SchemaOptions(), every_write=every_write)
+        return client.query(f"SELECT * FROM ({select}) ORDER BY ALL",
+                            parameters={"runs": run_ids}).result_rows
+
+    assert candidates(True) == candidates(False)
+    assert any(uri.endswith("/copied.csv") for _, uri, *_ in candidates(True))
