@@ -22,6 +22,7 @@ GROUP_ABOVE files from: a GROUP BY over all the run's reads (50 ms for 80,000), 
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .lineage import (
@@ -126,14 +127,14 @@ def listing_sql(relation: str, group_above: int | None) -> str:
     )
 
 
-def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+def link_runs(client: Any, options: SchemaOptions, runs: list[str], *,
+              listed: AbstractSet[str] = frozenset()) -> None:
     """Compute and keep the candidate inputs of `runs` and their inputs per directory,
-    replacing what was kept for them."""
+    replacing what was kept for them; of the runs in `listed`, `list_runs` kept the inputs
+    per directory after their last records arrived, and they are not computed again."""
     if not runs:
         return
     links = qualified_name(options, LINKS_TABLE)
-    run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
-    listing = listing_sql(reads_sql(options), GROUP_ABOVE)
     # The time is taken before any candidates are computed (a write that lands meanwhile is
     # newer, so the walk matches it again) and each mark written after its runs' candidates
     # (a run whose candidates did not all make it is not marked, and is matched in full).
@@ -144,9 +145,26 @@ def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
     for batch, reads in _batches_by_reads(client, options, runs):
         select = candidates_sql(options, every_write=reads is not None and writes < reads)
         client.command(f"INSERT INTO {links} ({_COLUMNS}) {select}", parameters={"runs": batch})
-        # A directory a run no longer reads from cannot happen: its reads only accumulate.
-        client.command(f"INSERT INTO {run_inputs} {listing}", parameters={"runs": batch})
+        _list(client, options, [run for run in batch if run not in listed])
         _mark(client, links, batch, at)
+
+
+def list_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+    """Keep the inputs per directory of `runs`, whose records are all in the store, ahead of
+    `link_runs` (given them as `listed`). Unlike candidates, they depend on the runs' own
+    reads alone, not on writes still to come; a run counts as linked only once `link_runs`
+    marks it, so a crash in between leaves it matched in full."""
+    for batch, _ in _batches_by_reads(client, options, runs):
+        _list(client, options, batch)
+
+
+def _list(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+    """The inputs per directory of `runs`, replacing what was kept for them (a directory a
+    run no longer reads from cannot happen: its reads only accumulate)."""
+    if runs:
+        client.command(f"INSERT INTO {qualified_name(options, RUN_INPUTS_TABLE)} "
+                       f"{listing_sql(reads_sql(options), GROUP_ABOVE)}",
+                       parameters={"runs": runs})
 
 
 def unlink_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
