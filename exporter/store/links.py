@@ -17,7 +17,10 @@ against every write as the walk reaches them.
 
 The walk also lists each run's inputs, grouping the directories it read more than
 GROUP_ABOVE files from: a GROUP BY over all the run's reads (50 ms for 80,000), kept in
-`clew_run_inputs` at the same time.
+`clew_run_inputs`. That depends on the run's own reads alone, so `clew ingest` keeps it
+(`list_runs`) as soon as a batch brings none of a run's records, during the ingest, and at
+its end only for the runs still to list; the run's mark, written with its candidates at the
+end, is what says that both are current.
 """
 
 from __future__ import annotations
