@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from . import rows
 from .native import NativeBlocks, native_blocks
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
-from .links import link_all, link_runs, unlink_runs
+from .links import link_all, link_runs, list_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
 from ..spool_files import spool_sizes
 
@@ -270,6 +270,8 @@ class _Ingester:
         self.io_table = qualified_name(options, IO_TABLE)
         self.outputs_table = qualified_name(options, OUTPUTS_TABLE)
         self.touched: set[str] = set()  # runs this ingest brought records of
+        # those whose inputs per directory were kept since their last records (links.py)
+        self.listed: set[str] = set()
         self.quarantine = spool / QUARANTINE_DIRNAME
         self._counted: dict[Path, tuple[int, int]] = {}  # per file: an offset, lines before it
         self._finished: list[list[Any]] = []  # done entries of the last batch, not yet logged
@@ -431,11 +433,20 @@ class _Ingester:
         the end of the ingest) has run, and a crash before then leaves them matched in full."""
         runs = {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
         unlink_runs(self.client, self.options, sorted(runs))
+        # The spool holds a file per process, taken oldest first, so a run's files are close
+        # together: the runs of earlier batches that this one brought none of are most
+        # likely complete. Their inputs per
+        # directory are kept now, while the conversion thread makes the next batch, instead
+        # of on the critical path at the end (again there if more of their records come).
+        done = sorted(self.touched - runs - self.listed)
+        self.listed -= runs
         self.touched.update(runs)
+        list_runs(self.client, self.options, done)
+        self.listed.update(done)
 
     def link(self) -> None:
         """Keep the candidate inputs of every run this ingest brought records of."""
-        link_runs(self.client, self.options, sorted(self.touched))
+        link_runs(self.client, self.options, sorted(self.touched), listed=self.listed)
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
         """Finish a chunk a crashed ingest left pending, without duplicating a span.

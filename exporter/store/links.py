@@ -17,11 +17,15 @@ against every write as the walk reaches them.
 
 The walk also lists each run's inputs, grouping the directories it read more than
 GROUP_ABOVE files from: a GROUP BY over all the run's reads (50 ms for 80,000), kept in
-`clew_run_inputs` at the same time.
+`clew_run_inputs`. That depends on the run's own reads alone, so `clew ingest` keeps it
+(`list_runs`) as soon as a batch brings none of a run's records, during the ingest, and at
+its end only for the runs still to list; the run's mark, written with its candidates at the
+end, is what says that both are current.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from .lineage import (
@@ -68,18 +72,27 @@ def reads_sql(options: SchemaOptions) -> str:
     )
 
 
-def candidates_sql(options: SchemaOptions, *, written_since: bool = False) -> str:
+def candidates_sql(options: SchemaOptions, *, written_since: bool = False,
+                   every_write: bool = False) -> str:
     """SELECT _COLUMNS (the last three as MaxSize, Producer, LastRead): the candidate inputs
     of the runs `%(runs)s`, one row per distinct artifact version read. With
     `written_since`, only those that match a write that reached the store at or after
     `%(since)s` (ns since the epoch). Writes are matched in clew_outputs, which holds
-    exactly clew_io's writes, copies and renames: smaller to read than clew_io."""
+    exactly clew_io's writes, copies and renames: smaller to read than clew_io.
+
+    The same rows either way, `every_write` or not: with it, the reads are matched against
+    the URIs and digests of every write; without it, only against the writes of what the
+    runs read, which reads the runs' reads twice more to find them. So `every_write` when the
+    store holds fewer writes than the runs' reads (a bulk ingest: its whole store)."""
     outputs = qualified_name(options, OUTPUTS_TABLE)
     reads = f"FROM {reads_sql(options)} WHERE RunId IN %(runs)s"
     if written_since:
         recent = f"FROM {outputs} WHERE Inserted >= fromUnixTimestamp64Nano(%(since)s)"
         match = (f"Uri IN (SELECT Uri {recent}) "
                  f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey {recent}))")
+    elif every_write:
+        match = (f"ProducerRunId != '' OR Uri IN (SELECT Uri FROM {outputs}) "
+                 f"OR (Digest != '' AND sipHash64(Digest) IN (SELECT DigestKey FROM {outputs}))")
     else:
         match = (f"ProducerRunId != '' "
                  f"OR Uri IN (SELECT Uri FROM {outputs} WHERE Uri IN (SELECT Uri {reads})) "
@@ -117,25 +130,44 @@ def listing_sql(relation: str, group_above: int | None) -> str:
     )
 
 
-def link_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+def link_runs(client: Any, options: SchemaOptions, runs: list[str], *,
+              listed: AbstractSet[str] = frozenset()) -> None:
     """Compute and keep the candidate inputs of `runs` and their inputs per directory,
-    replacing what was kept for them."""
+    replacing what was kept for them; of the runs in `listed`, `list_runs` kept the inputs
+    per directory after their last records arrived, and they are not computed again."""
     if not runs:
         return
     links = qualified_name(options, LINKS_TABLE)
-    run_inputs = qualified_name(options, RUN_INPUTS_TABLE)
-    select = candidates_sql(options)
-    listing = listing_sql(reads_sql(options), GROUP_ABOVE)
     # The time is taken before any candidates are computed (a write that lands meanwhile is
     # newer, so the walk matches it again) and each mark written after its runs' candidates
     # (a run whose candidates did not all make it is not marked, and is matched in full).
     # One time for all: every write in the store before it was there for every run.
-    ((at,),) = client.query("SELECT toUnixTimestamp64Nano(now64(9))").result_rows
-    for batch in _batches_by_reads(client, options, runs):
+    ((at, writes),) = client.query(
+        "SELECT toUnixTimestamp64Nano(now64(9)), "
+        f"(SELECT count() FROM {qualified_name(options, OUTPUTS_TABLE)})").result_rows
+    for batch, reads in _batches_by_reads(client, options, runs):
+        select = candidates_sql(options, every_write=reads is not None and writes < reads)
         client.command(f"INSERT INTO {links} ({_COLUMNS}) {select}", parameters={"runs": batch})
-        # A directory a run no longer reads from cannot happen: its reads only accumulate.
-        client.command(f"INSERT INTO {run_inputs} {listing}", parameters={"runs": batch})
+        _list(client, options, [run for run in batch if run not in listed])
         _mark(client, links, batch, at)
+
+
+def list_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+    """Keep the inputs per directory of `runs`, whose records are all in the store, ahead of
+    `link_runs` (given them as `listed`). Unlike candidates, they depend on the runs' own
+    reads alone, not on writes still to come; a run counts as linked only once `link_runs`
+    marks it, so a crash in between leaves it matched in full."""
+    for batch, _ in _batches_by_reads(client, options, runs):
+        _list(client, options, batch)
+
+
+def _list(client: Any, options: SchemaOptions, runs: list[str]) -> None:
+    """The inputs per directory of `runs`, replacing what was kept for them (a directory a
+    run no longer reads from cannot happen: its reads only accumulate)."""
+    if runs:
+        client.command(f"INSERT INTO {qualified_name(options, RUN_INPUTS_TABLE)} "
+                       f"{listing_sql(reads_sql(options), GROUP_ABOVE)}",
+                       parameters={"runs": runs})
 
 
 def unlink_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
@@ -145,10 +177,12 @@ def unlink_runs(client: Any, options: SchemaOptions, runs: list[str]) -> None:
         _mark(client, links, runs[first:first + _MAX_RUNS_PER_STATEMENT], 0)
 
 
-def _batches_by_reads(client: Any, options: SchemaOptions, runs: list[str]) -> list[list[str]]:
-    """`runs` in order, in batches of at most _READS_PER_STATEMENT reads (or one run)."""
+def _batches_by_reads(client: Any, options: SchemaOptions,
+                      runs: list[str]) -> list[tuple[list[str], int | None]]:
+    """`runs` in order, in batches of at most _READS_PER_STATEMENT reads (or one run), each
+    with its number of reads (None: not counted, for a few runs)."""
     if len(runs) <= _COUNT_READS_ABOVE:
-        return [runs] if runs else []
+        return [(runs, None)] if runs else []
     reads: dict[str, int] = {}
     for first in range(0, len(runs), _MAX_RUNS_PER_STATEMENT):
         reads.update(client.query(
@@ -156,17 +190,17 @@ def _batches_by_reads(client: Any, options: SchemaOptions, runs: list[str]) -> l
             "WHERE RunId IN %(runs)s AND Operation = 'read' GROUP BY RunId",
             parameters={"runs": runs[first:first + _MAX_RUNS_PER_STATEMENT]},
         ).result_rows)
-    batches: list[list[str]] = []
+    batches: list[tuple[list[str], int | None]] = []
     batch: list[str] = []
     held = 0
     for run in runs:
         count = reads.get(run, 0)
         if batch and (held + count > _READS_PER_STATEMENT or len(batch) >= _MAX_RUNS_PER_STATEMENT):
-            batches.append(batch)
+            batches.append((batch, held))
             batch, held = [], 0
         batch.append(run)
         held += count
-    return [*batches, batch]
+    return [*batches, (batch, held)]
 
 
 def _mark(client: Any, links: str, runs: list[str], at: int) -> None:

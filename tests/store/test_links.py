@@ -9,6 +9,7 @@ reader's input is linked to its producer by content digest alone (another name).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -188,8 +189,72 @@ def test_a_bulk_link_in_many_statements_keeps_what_one_statement_keeps(client, r
     monkeypatch.setattr(links, "_COUNT_READS_ABOVE", 0)
     monkeypatch.setattr(links, "_READS_PER_STATEMENT", 1)
     run_ids = sorted({run for (run, *_) in in_one[1]})
-    assert links._batches_by_reads(client, SchemaOptions(), run_ids) == [[r] for r in run_ids]
+    assert [batch for batch, _ in links._batches_by_reads(client, SchemaOptions(), run_ids)] == [
+        [r] for r in run_ids]
     links.link_all(client, SchemaOptions())
     assert kept() == in_one
+    with _without_full_matching(client):
+        assert _upstream(client, work) == EXPECTED
+
+
+def test_candidates_matched_against_every_write_are_those_matched_against_the_runs_reads(
+        client, runs):
+    """A bulk link matches the reads against every write when the store holds fewer writes
+    than the reads: the candidates are the same as when they are matched against only the
+    writes of what the runs read."""
+    work, home, made, used = runs
+    ingest(client, spool_directory(home), files=[made, used])
+    run_ids = [run for (run,) in client.query("SELECT DISTINCT RunId FROM clew_io").result_rows]
+
+    def candidates(every_write: bool) -> list:
+        select = links.candidates_sql(SchemaOptions(), every_write=every_write)
+        return client.query(f"SELECT * FROM ({select}) ORDER BY ALL",
+                            parameters={"runs": run_ids}).result_rows
+
+    assert candidates(True) == candidates(False)
+    assert any(uri.endswith("/copied.csv") for _, uri, *_ in candidates(True))
+
+
+def _cut(line: bytes) -> tuple[bytes, bytes]:
+    """One spool line as two: its first span (the reader's: its write), and the rest."""
+    document = json.loads(line)
+    (resource,) = document["resourceSpans"]
+    (scope,) = resource["scopeSpans"]
+    spans = scope["spans"]
+    assert len(spans) > 1
+
+    def holding(part: list) -> bytes:
+        return json.dumps({"resourceSpans": [{**resource, "scopeSpans": [
+            {**scope, "spans": part}]}]}).encode() + b"\n"
+
+    return holding(spans[:1]), holding(spans[1:])
+
+
+def test_inputs_kept_while_the_ingest_goes_on_are_those_kept_at_its_end(client, runs, tmp_path):
+    """An ingest keeps a run's inputs per directory as soon as a batch brings none of its
+    records, and again at its end when more came after: here the reader's spool line is cut
+    in two around the producer's, one line a batch. What it keeps is what linking every run
+    at once keeps."""
+    work, home, made, used = runs
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    first, last = _cut(used.read_bytes())
+    (spool / f"a{used.suffix}").write_bytes(first)
+    shutil.copy(made, spool / f"b{made.suffix}")
+    (spool / f"c{used.suffix}").write_bytes(last)
+    ingest(client, spool, files=sorted(spool.iterdir()), chunk_bytes=1)
+
+    def kept() -> tuple[list, list]:
+        return (client.query("SELECT RunId, Uri, Digest, Version, ETag, Size, ProducerRunId, "
+                             "Timestamp FROM clew_links FINAL WHERE Uri != '' ORDER BY ALL"
+                             ).result_rows,
+                client.query("SELECT * FROM clew_run_inputs FINAL ORDER BY ALL").result_rows)
+
+    during = kept()
+    assert any(items and items[0][0].endswith("/copied.csv") for *_, items, _, _ in during[1])
+    client.command("TRUNCATE TABLE clew_links")
+    client.command("TRUNCATE TABLE clew_run_inputs")
+    links.link_all(client, SchemaOptions())
+    assert kept() == during
     with _without_full_matching(client):
         assert _upstream(client, work) == EXPECTED
