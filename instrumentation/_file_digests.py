@@ -128,13 +128,14 @@ def content_digest(data: bytes) -> str:
     return BLAKE3_PREFIX + blake3.blake3(data).hexdigest()
 
 
-def cache_lines(entries: list[tuple[StatKey, str]], *, in_c: bool = True) -> bytes:
-    """The digest cache file's lines of `entries`: "dev ino size mtime digest", in C where it
-    was built (`in_c`) and C can write them as Python does."""
+def cache_lines(entries: list[StatKey | str], *, in_c: bool = True) -> bytes:
+    """The digest cache file's lines of `entries` (keys and their digests, alternately):
+    "dev ino size mtime digest", in C where it was built (`in_c`) and C can write them as
+    Python does."""
     data = _cache_lines(entries) if in_c and _cache_lines is not None else None
     if data is None:
         lines = [f"{dev} {ino} {size} {mtime} {digest}\n"
-                 for (dev, ino, size, mtime), digest in entries]
+                 for (dev, ino, size, mtime), digest in zip(entries[::2], entries[1::2])]
         data = "".join(lines).encode("ascii")
     return data
 
@@ -174,7 +175,11 @@ class DigestCache:
         self._directory = directory
         self._entries: _Memo | None = None
         # Formatted only at save, on clew's worker: put() runs in the host's file hook.
-        self._unsaved: list[tuple[StatKey, str]] = []
+        # Keys and digests alternately, not a (key, digest) tuple each: a child's 10,000 files
+        # made as many tuples, tracked by the collector until a collection, whose
+        # allocations set off ~30 young collections (with _preload_notes.c's keys, a full one).
+        # Extended by one call, an entry is never split by save() on another thread.
+        self._unsaved: list[StatKey | str] = []
 
     def _load(self) -> _Memo:
         """The newest entries of the cache file (it keeps growing, run after run)."""
@@ -225,7 +230,7 @@ class DigestCache:
                     digest = new.get(source) or (promoted(source) if entries.old else None)
                     if digest is not None:
                         entries[key] = digest
-                        self._unsaved.append((key, digest))
+                        self._unsaved.extend((key, digest))
             found.append(digest)
         return found
 
@@ -237,7 +242,7 @@ class DigestCache:
         for key, digest in zip(keys, digests):
             if digest is not None:
                 entries[key] = digest
-                unsaved.append((key, digest))
+                unsaved += key, digest
 
     def put(self, key: StatKey, digest: str) -> None:
         """Remember the digest of a key `get` did not know; it reaches the file at the next
@@ -246,7 +251,7 @@ class DigestCache:
         if self._entries is None:
             self._entries = self._load()
         self._entries[key] = digest
-        self._unsaved.append((key, digest))
+        self._unsaved.extend((key, digest))
 
     def after_fork_in_child(self) -> None:
         """A forked child keeps the entries it inherited but not its parent's unsaved ones:

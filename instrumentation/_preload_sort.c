@@ -16,6 +16,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <string.h>
+
 #include "_preload_sort.h"
 
 #define READ 'R'
@@ -145,6 +147,22 @@ static int add_write(PyObject *writes, PyObject *path) {
 
 static PyObject *pycache; /* "/__pycache__/" */
 
+/* Whether `path` starts with `prefix`, as str.startswith: compared as bytes when both are
+ * strings of one byte a character (nearly every path), else by PyUnicode_Tailmatch, which
+ * cost ~90 instructions a call, 33 M for the 20,000 notes of `cp -r` of 10,000 files under
+ * 19 excluded prefixes. 1, 0, or -1 on error. */
+static int starts_with(PyObject *path, PyObject *prefix, Py_ssize_t length) {
+    if (PyUnicode_Check(prefix) && PyUnicode_IS_READY(path) && PyUnicode_IS_READY(prefix) &&
+        PyUnicode_KIND(path) == PyUnicode_1BYTE_KIND &&
+        PyUnicode_KIND(prefix) == PyUnicode_1BYTE_KIND) {
+        Py_ssize_t size = PyUnicode_GET_LENGTH(prefix);
+        return size <= length &&
+               memcmp(PyUnicode_1BYTE_DATA(path), PyUnicode_1BYTE_DATA(prefix), (size_t)size) == 0;
+    }
+    Py_ssize_t under = PyUnicode_Tailmatch(path, prefix, 0, length, -1);
+    return under < 0 ? -1 : under != 0;
+}
+
 /* Whether `path` is recorded: under none of the `excluded` prefixes and no __pycache__, as
  * PathFilter.wants decides when no glob is set (`excluded` a tuple), else `wanted(path)`.
  * 1, 0, or -1 on error. */
@@ -152,7 +170,7 @@ static int wants(PyObject *excluded, PyObject *wanted, PyObject *path) {
     if (excluded != Py_None && PyUnicode_Check(path)) {
         Py_ssize_t length = PyUnicode_GET_LENGTH(path);
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(excluded); i++) {
-            Py_ssize_t under = PyUnicode_Tailmatch(path, PyTuple_GET_ITEM(excluded, i), 0, length, -1);
+            int under = starts_with(path, PyTuple_GET_ITEM(excluded, i), length);
             if (under != 0)
                 return under < 0 ? -1 : 0;
         }

@@ -343,13 +343,10 @@ static char *write_decimal(char *out, long long value) {
     return out;
 }
 
-/* One "(dev, ino, size, mtime), digest" entry as its cache line at `out`; the end of it, or
- * NULL if C does not write it as Python does (not that shape, an int beyond 64 bits, a
- * digest that is not ASCII), with no exception set. */
-static char *write_cache_line(char *out, PyObject *entry) {
-    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2)
-        return NULL;
-    PyObject *key = PyTuple_GET_ITEM(entry, 0), *digest = PyTuple_GET_ITEM(entry, 1);
+/* One entry, `key` (dev, ino, size, mtime) and its `digest`, as its cache line at `out`; the
+ * end of it, or NULL if C does not write it as Python does (not that shape, an int beyond 64
+ * bits, a digest that is not ASCII), with no exception set. */
+static char *write_cache_line(char *out, PyObject *key, PyObject *digest) {
     if (!PyTuple_CheckExact(key) || PyTuple_GET_SIZE(key) != 4 || !PyUnicode_CheckExact(digest) ||
         PyUnicode_READY(digest) < 0 || !PyUnicode_IS_ASCII(digest))
         return NULL;
@@ -375,19 +372,20 @@ static PyObject *cache_lines(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &entries))
         return NULL;
     Py_ssize_t count = PyList_GET_SIZE(entries), size = 0;
-    for (Py_ssize_t i = 0; i < count; i++) {  /* room for the longest line each could make */
-        PyObject *entry = PyList_GET_ITEM(entries, i);
-        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(entry, 1)))
+    if (count % 2)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 1; i < count; i += 2) {  /* room for the longest line each could make */
+        PyObject *digest = PyList_GET_ITEM(entries, i);
+        if (!PyUnicode_Check(digest))
             Py_RETURN_NONE;
-        size += 4 * 21 + PyUnicode_GET_LENGTH(PyTuple_GET_ITEM(entry, 1)) + 1;
+        size += 4 * 21 + PyUnicode_GET_LENGTH(digest) + 1;
     }
     char *text = PyMem_Malloc(size ? size : 1);
     if (text == NULL)
         return PyErr_NoMemory();
     char *end = text;
-    for (Py_ssize_t i = 0; i < count && end != NULL; i++)
-        end = write_cache_line(end, PyList_GET_ITEM(entries, i));
+    for (Py_ssize_t i = 0; i < count && end != NULL; i += 2)
+        end = write_cache_line(end, PyList_GET_ITEM(entries, i), PyList_GET_ITEM(entries, i + 1));
     PyObject *lines = end == NULL ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize(text, end - text);
     PyMem_Free(text);
     return lines;
@@ -395,7 +393,7 @@ static PyObject *cache_lines(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"cache_lines", cache_lines, METH_VARARGS,
-     "cache_lines(entries): the digest cache's lines of [((dev, ino, size, mtime), digest)] "
+     "cache_lines(entries): the digest cache's lines of [(dev, ino, size, mtime), digest, ...] "
      "as bytes, or None where C does not write them as Python does."},
     {"group", group, METH_VARARGS,
      "group(records, record_type, max_size): (the records that get a span of their own, "

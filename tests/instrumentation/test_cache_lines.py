@@ -25,15 +25,15 @@ KEYS = [
 def test_lines_are_the_keys_and_digests(in_c: bool) -> None:
     if in_c and _file_digests._cache_lines is None:
         pytest.skip("clew.instrumentation._read_batches was not built")
-    entries = [(key, DIGEST) for key in KEYS]
+    entries = [item for key in KEYS for item in (key, DIGEST)]
     expected = "".join(f"{d} {i} {s} {m} {DIGEST}\n" for d, i, s, m in KEYS).encode()
     assert cache_lines(entries, in_c=in_c) == expected
     for key in KEYS:  # one at a time too: a key C leaves to Python leaves it the whole list
         line = " ".join(map(str, (*key, DIGEST))) + "\n"
-        assert cache_lines([(key, DIGEST)], in_c=in_c) == line.encode()
+        assert cache_lines([key, DIGEST], in_c=in_c) == line.encode()
     assert cache_lines([], in_c=in_c) == b""
     with pytest.raises(UnicodeEncodeError):  # what no digest is: refused, as before
-        cache_lines([(KEYS[0], "blake3:é")], in_c=in_c)
+        cache_lines([KEYS[0], "blake3:é"], in_c=in_c)
 
 
 def test_saved_entries_are_found_by_the_next_process(tmp_path: Path) -> None:

@@ -190,3 +190,21 @@ def test_written_files_batched_as_they_are_once_the_child_ended(tmp_path, in_c: 
     }
     singles = [(r.operation, r.path, r.key, r.count) for r in records if not r.batched]
     assert singles == [("write", str(large), key(large), 1)]
+
+
+def test_excluded_prefixes_checked_in_c_as_startswith() -> None:
+    """The prefixes compared as bytes where path and prefix are one byte a character, else as
+    str: a path shorter than a prefix, one equal to it, Latin-1 and undecodable names
+    (os.fsdecode's surrogates) and a prefix of wider characters decide as startswith does."""
+    paths = ["/ex", "/excluded/", "/excluded/q.bin", "/excludedx.bin", "/données/é.bin",
+             "/donn\udcc3\udca9es/a.bin", "/data/\u20ac/a.bin", "/data/a.bin"]
+    prefixes = ("/excluded/", "/données/", "/donn\udcc3", "/data/\u20ac/")
+    found = {}
+    for in_c in (True, False):
+        image = _preload_images.ProcessImage(42, Context(), prefixes)
+        image.notes(bytes([R] * len(paths)), [key(i) for i in range(len(paths))], paths,
+                    [None] * len(paths), lambda p: not p.startswith(prefixes),
+                    _preload._sort_notes if in_c else None)
+        found[in_c] = sorted(p for b in image.read_batches.values() for p in b.paths)
+    kept = sorted(p for p in paths if not p.startswith(prefixes))
+    assert found[True] == found[False] == kept == ["/data/a.bin", "/ex", "/excludedx.bin"]

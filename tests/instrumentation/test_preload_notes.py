@@ -95,3 +95,28 @@ def test_read_files_come_back_whole_only_at_the_version_their_key_names(tmp_path
     contents = reader.read_versions(paths, [*keys, keys[0], keys[0]])
     assert contents == [b"abc" * 1000, None, None, None]
     assert reader.read_versions([], []) == []
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["collector on", "collector off"])
+def test_the_programs_collector_is_left_as_it_was(tmp_path: Path, enabled: bool) -> None:
+    """The reader and `stat_keys` hold the collector's automatic passes off while they make
+    keys (and around the one call into Python, a name to normalise, turn it back as it was):
+    after, it is on or off as the program had it, and the keys are not tracked."""
+    import gc
+
+    (tmp_path / "a").write_bytes(b"x")
+    data = b"".join([
+        record("R", (1, 2, 3, 4), b"/data/in/../train.csv"),  # normalised: calls abspath
+        record("R", (1, 5, 3, 4), b"/data/test.csv"),
+    ])
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        found, _ = notes(data, 0, {})
+        assert gc.isenabled() is enabled
+        (key,) = reader.stat_keys([str(tmp_path / "a")])
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert [path for _, _, path, _ in found] == ["/data/train.csv", "/data/test.csv"]
+    assert not any(gc.is_tracked(k) for _, k, _, _ in found) and not gc.is_tracked(key)
