@@ -322,9 +322,10 @@ def _scope(name: str, version: str) -> dict[str, Any]:
 
 
 def encode_json(
-    spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None
+    spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None, end: str = ""
 ) -> str:
-    """`encode_spans` as one line of JSON text (no newline, ASCII), the spool's hot path.
+    """`encode_spans` as one line of JSON text (ASCII), the spool's hot path, followed by
+    `end` (the spool's newline: added here, not by a `+` that copies the line once more).
 
     Spans that cannot be encoded are appended to `rejected` and left out (with no list given,
     the first one raises)."""
@@ -346,7 +347,7 @@ def encode_json(
         if resource.schema_url:
             out += [',"schemaUrl":', _quote(resource.schema_url)]
         out.append("}")
-    out.append("]}")
+    out += ["]}", end]
     return unicode_json("".join(out))
 
 
