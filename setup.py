@@ -36,7 +36,8 @@ extensions = [
     ),
     Extension(
         "clew.instrumentation._open_hook",
-        sources=["instrumentation/_open_hook.c", "instrumentation/_open_hook_read.c"],
+        sources=["instrumentation/_open_hook.c", "instrumentation/_open_hook_read.c",
+                 "instrumentation/_open_hook_record.c"],
         depends=["instrumentation/_open_hook.h"],
         extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
         optional=True,

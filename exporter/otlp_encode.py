@@ -185,28 +185,33 @@ except ImportError:  # built without a compiler
     _plain_join = _plain_join_in_python
 
 
-def _value_text(value: Any) -> str:
-    """`_value(value)` as JSON text, fast for the types clew's spans carry."""
+def _value_pieces(value: Any, pieces: list[str]) -> None:
+    """`_value(value)` as JSON text appended to `pieces`, fast for the types clew's spans
+    carry. Pieces, joined once per span: a batched span's arrays are most of its bytes, and
+    each `+` on the way to the line copied them all again."""
     kind = type(value)
     if kind is str:
-        return '{"stringValue":' + _quote(value) + "}"
+        pieces += ['{"stringValue":', _quote(value), "}"]
+        return
     if kind is int:
-        return '{"intValue":"' + str(value) + '"}'
+        pieces += ['{"intValue":"', str(value), '"}']
+        return
     if (kind is tuple or kind is list) and value:
         plain = _plain_join(_PLAIN_STRINGS_JOIN, value)
         if plain is not None:
             # Strings with nothing for JSON to escape: quoted here, not string by string.
-            return '{"arrayValue":{"values":[{"stringValue":"' + plain + '"}]}}'
+            pieces += ['{"arrayValue":{"values":[{"stringValue":"', plain, '"}]}}']
+            return
         kinds = set(map(type, value))  # exact types: a bool is no int here
         if kinds == _STR:
-            return '{"arrayValue":{"values":[{"stringValue":' + _STRINGS_JOIN.join(
-                map(_quote, value)
-            ) + "}]}}"
+            pieces += ['{"arrayValue":{"values":[{"stringValue":',
+                       _STRINGS_JOIN.join(map(_quote, value)), "}]}}"]
+            return
         if kinds == _INT:
-            return '{"arrayValue":{"values":[{"intValue":"' + _INTS_JOIN.join(
-                map(str, value)
-            ) + '"}]}}'
-    return _dumps(_value(value))
+            pieces += ['{"arrayValue":{"values":[{"intValue":"',
+                       _INTS_JOIN.join(map(str, value)), '"}]}}']
+            return
+    pieces.append(_dumps(_value(value)))
 
 
 # `{"key":<key>,"value":` of the attribute keys seen, as the few keys clew writes recur in
@@ -224,21 +229,26 @@ def _key_head(key: str) -> str:
     return head
 
 
-def _attributes_text(attributes: Mapping[str, Any] | None) -> str:
+def _attributes_pieces(attributes: Mapping[str, Any] | None, pieces: list[str]) -> None:
+    """The attributes' JSON array appended to `pieces` (see `_value_pieces`)."""
     if not attributes:
-        return "[]"
-    parts = []
+        pieces.append("[]")
+        return
+    separator = "["
     for key, value in attributes.items():
-        # `_value_text` in line for the scalars most attributes are: a call per attribute
-        # was a third of a single-record span's encoding.
+        # The scalars most attributes are in line: a call per attribute was a third of a
+        # single-record span's encoding.
         kind = type(value)
         if kind is str:
-            parts.append(_key_head(key) + '{"stringValue":' + _quote(value) + "}}")
+            pieces += [separator, _key_head(key), '{"stringValue":', _quote(value), "}}"]
         elif kind is int:
-            parts.append(_key_head(key) + '{"intValue":"' + str(value) + '"}}')
+            pieces += [separator, _key_head(key), '{"intValue":"', str(value), '"}}']
         else:
-            parts.append(_key_head(key) + _value_text(value) + "}")
-    return "[" + ",".join(parts) + "]"
+            pieces += [separator, _key_head(key)]
+            _value_pieces(value, pieces)
+            pieces.append("}")
+        separator = ","
+    pieces.append("]")
 
 
 # json.dumps(value, separators=...) makes a JSONEncoder per call, which cost more than
@@ -273,7 +283,10 @@ def _span_text(span: ReadableSpan) -> str:
         for name in ("events", "links"):
             if name in fields:
                 text += f',"{name}":' + _dumps(fields[name])
-    return text + ',"attributes":' + _attributes_text(span.attributes) + "}"
+    pieces = [text, ',"attributes":']
+    _attributes_pieces(span.attributes, pieces)
+    pieces.append("}")
+    return "".join(pieces)
 
 
 def _span(span: ReadableSpan) -> dict[str, Any]:
@@ -309,9 +322,10 @@ def _scope(name: str, version: str) -> dict[str, Any]:
 
 
 def encode_json(
-    spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None
+    spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None, end: str = ""
 ) -> str:
-    """`encode_spans` as one line of JSON text (no newline, ASCII), the spool's hot path.
+    """`encode_spans` as one line of JSON text (ASCII), the spool's hot path, followed by
+    `end` (the spool's newline: added here, not by a `+` that copies the line once more).
 
     Spans that cannot be encoded are appended to `rejected` and left out (with no list given,
     the first one raises)."""
@@ -319,17 +333,21 @@ def encode_json(
     out = ['{"resourceSpans":[']
     for r, (resource, scopes) in enumerate(_grouped(spans, _span_text, rejected).values()):
         out.append(',{"resource":{"attributes":' if r else '{"resource":{"attributes":')
-        out += [_attributes_text(resource.attributes), '},"scopeSpans":[']
+        _attributes_pieces(resource.attributes, out)
+        out.append('},"scopeSpans":[')
         for s, ((name, version, schema_url), encoded) in enumerate(scopes.items()):
             out += [',{"scope":' if s else '{"scope":', _dumps(_scope(name, version))]
             if schema_url:
                 out += [',"schemaUrl":', _quote(schema_url)]
-            out += [',"spans":[', ",".join(encoded), "]}"]
+            out.append(',"spans":[')
+            for index, text in enumerate(encoded):  # not ",".join: one copy of them less
+                out += [",", text] if index else [text]
+            out.append("]}")
         out.append("]")
         if resource.schema_url:
             out += [',"schemaUrl":', _quote(resource.schema_url)]
         out.append("}")
-    out.append("]}")
+    out += ["]}", end]
     return unicode_json("".join(out))
 
 

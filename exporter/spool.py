@@ -96,7 +96,7 @@ class SpoolSpanExporter(SpanExporter):
             self._start_in_this_process()
         rejected: list[ReadableSpan] = []
         try:
-            line = (encode_json(spans, rejected) + "\n").encode("ascii")
+            line = encode_json(spans, rejected, "\n").encode("ascii")
         except Exception as error:  # noqa: BLE001 - export never raises
             self._lose(len(spans), error)
             return SpanExportResult.SUCCESS

@@ -1,6 +1,7 @@
 /*
  * Between the two parts of clew's C audit hook: _open_hook.c (the hook: events, checks,
- * paths) and _open_hook_read.c (a read-only open recorded: Recorder.read in C).
+ * paths), _open_hook_read.c (a read-only open recorded: Recorder.read in C) and
+ * _open_hook_record.c (the record of a first read, made without Record.__init__).
  */
 #ifndef CLEW_OPEN_HOOK_H
 #define CLEW_OPEN_HOOK_H
@@ -21,5 +22,12 @@ int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *recor
 /* Recorder.read(path) on `owner`, the path also as the C string `name` for the system calls:
  * 0, or -1 with an exception set. */
 int open_hook_read(PyObject *owner, PyObject *path, const char *name);
+
+/* Takes the Record class and finds where its slots are: 0, or -1 with an exception set. */
+int open_hook_record_configure(PyObject *record);
+
+/* A new Record("read", path, key) with `digest` (None: none; identity "content" otherwise)
+ * and `unstamped` set, as the class and attribute stores would make it; NULL on error. */
+PyObject *open_hook_new_read(PyObject *path, PyObject *key, PyObject *digest, int unstamped);
 
 #endif

@@ -5,15 +5,16 @@
  * record), the digest cache's newer generation and, on a miss, the file read whole and
  * checked against the stat after the read, as `_file_digests.hash_file` does, hashed by the
  * `blake3` package (the Python path's call: the same digest), and asked for a producer stamp
- * when it has not changed for a while (may_be_stamped). A new record is made by calling
- * `Record` and queued as `Recorder.first_read` does; that method is called for the rarer
+ * when it has not changed for a while (may_be_stamped). A new record is made as
+ * `Record("read", path, key)` would be (_open_hook_record.c) and queued as
+ * `Recorder.first_read` does; that method is called for the rarer
  * cases, `Recorder._digest_here` when the cache is not loaded or may hold the key in its older
  * generation, `DigestCache.put` for a new digest.
  *
  * It reads these attributes of the Python side, which keeps them for it: the recorder's
  * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns`, `_time_ns`, `_wake`,
  * `_worker`; the digest cache's `_entries` and their `new` and `old` generations; a record's
- * `count`, `last_ns`, `digest`, `identity`, `unstamped`.
+ * `count` and `last_ns`.
  */
 #include "_open_hook.h"
 
@@ -28,15 +29,13 @@
 
 static PyObject *blake3_type;    /* blake3.blake3 */
 static PyObject *digest_prefix;  /* "blake3:" */
-static PyObject *record_type;    /* _record_spans.Record */
 static Py_ssize_t max_tracked;   /* _recorder._MAX_TRACKED: the dedupe table's bound */
 static Py_ssize_t spill_records; /* _recorder._SPILL_RECORDS: ready records that wake the worker */
 static char *stamp_name;         /* the producer stamp's xattr (semconv's STAMP_XATTR) */
 
 static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max, *s_time_ns,
     *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_hexdigest, *s_append,
-    *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_digest, *s_identity, *s_content,
-    *s_read, *s_stamp_settled_ns, *s_unstamped;
+    *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_stamp_settled_ns;
 static PyObject *one;
 
 int open_hook_read_init(void) {
@@ -49,9 +48,8 @@ int open_hook_read_init(void) {
         {&s_count, "count"}, {&s_last_ns, "last_ns"}, {&s_first_read, "first_read"},
         {&s_put, "put"}, {&s_digest_here, "_digest_here"}, {&s_hexdigest, "hexdigest"},
         {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
-        {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"}, {&s_digest, "digest"},
-        {&s_identity, "identity"}, {&s_content, "content"}, {&s_read, "read"},
-        {&s_stamp_settled_ns, "_stamp_settled_ns"}, {&s_unstamped, "unstamped"},
+        {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"},
+        {&s_stamp_settled_ns, "_stamp_settled_ns"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].name == NULL &&
@@ -64,6 +62,8 @@ int open_hook_read_init(void) {
 
 int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
                              Py_ssize_t tracked, Py_ssize_t spill, const char *stamp) {
+    if (open_hook_record_configure(record) < 0)
+        return -1;
     stamp_name = strdup(stamp);
     if (stamp_name == NULL) {
         PyErr_NoMemory();
@@ -71,10 +71,8 @@ int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *recor
     }
     Py_INCREF(blake3);
     Py_INCREF(prefix);
-    Py_INCREF(record);
     blake3_type = blake3;
     digest_prefix = prefix;
-    record_type = record;
     max_tracked = tracked;
     spill_records = spill;
     return 0;
@@ -317,9 +315,7 @@ static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject
         Py_XDECREF(done);
         return done == NULL ? -1 : 0;
     }
-    PyObject *arguments[] = {NULL, s_read, path, key};
-    record = PyObject_Vectorcall(record_type, arguments + 1,
-                                 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    record = open_hook_new_read(path, key, digest, unstamped);
     if (record == NULL)
         return -1;
     /* Out of the garbage collector's sight, as the key: a read's record holds strings, ints
@@ -328,11 +324,6 @@ static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject
     PyObject_GC_UnTrack(record);
     int result = -1;
     PyObject *ready = NULL, *worker = NULL;
-    if (digest != Py_None && (PyObject_SetAttr(record, s_digest, digest) < 0 ||
-                              PyObject_SetAttr(record, s_identity, s_content) < 0))
-        goto finish;
-    if (unstamped && PyObject_SetAttr(record, s_unstamped, Py_True) < 0)
-        goto finish;
     if (PyDict_SetItem(reads, key, record) < 0)
         goto finish;
     ready = PyObject_GetAttr(owner, s_ready);

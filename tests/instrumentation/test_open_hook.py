@@ -10,6 +10,7 @@ The C hook is not added to this process's audit hooks: it is called directly, wi
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from test_recorder_unit import Capture, _digest
 
 from clew.instrumentation import _recorder, _stamps, files
 from clew.instrumentation._clew_io import clew_io
+from clew.instrumentation._record_spans import Record
 from clew.semconv import attributes as attr
 from clew.semconv import environment
 
@@ -279,6 +281,28 @@ def test_a_library_hook_s_reads_are_recorded_alike_in_c_and_in_python(
     capture.recorder.flush()
     assert sorted(capture.records()) == [("read", "large.bin", _digest(content)),
                                          ("read", "small.parquet", _digest(b"s" * 100))]
+
+
+def test_a_first_read_s_record_is_the_same_made_in_c_or_in_python(
+        read: Callable[[str], None], capture: Capture, tmp_path: Path) -> None:
+    """The C read makes a first read's `Record` without calling the class: every slot as
+    `Record("read", path, key)` and the digest's stores give it, its times now's."""
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"r" * 100)
+    before = time.time_ns()
+    read(str(path))
+    after = time.time_ns()
+    (record,) = capture.recorder._ready
+    assert type(record) is Record
+    assert before <= record.first_ns == record.last_ns <= after
+    info = path.stat()
+    assert {name: getattr(record, name) for name in Record.__slots__ if "_ns" not in name} == {
+        "operation": "read", "path": str(path),
+        "key": (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns), "count": 1,
+        "digest": _digest(b"r" * 100), "identity": "content", "source": None, "producer": None,
+        "unstamped": record.unstamped,
+    }
+    assert record.unstamped in (True, False)
 
 
 @pytest.fixture(params=[True, False], ids=["settled", "fresh"])

@@ -27,7 +27,8 @@ def in_c(request) -> bool:
 
 def test_stamps_found_on_stamped_files_only(tmp_path: Path, in_c: bool) -> None:
     files = {name: tmp_path / name for name in
-             ("stamped", "plain", "other xattr", "many xattrs", "not a stamp", "link")}
+             ("stamped", "plain", "other xattr", "many xattrs", "not a stamp", "link",
+              "stamped é")}
     for path in files.values():
         if path.name != "link":
             path.write_bytes(b"x")
@@ -35,6 +36,7 @@ def test_stamps_found_on_stamped_files_only(tmp_path: Path, in_c: bool) -> None:
         os.setxattr(files["stamped"], STAMP_XATTR, _stamps.encode(PRODUCER, DIGEST).encode())
     except OSError:
         pytest.skip("this filesystem has no user xattrs")
+    os.setxattr(files["stamped é"], STAMP_XATTR, _stamps.encode(PRODUCER, DIGEST).encode())
     os.setxattr(files["other xattr"], "user.other", b"1")
     os.setxattr(files["not a stamp"], STAMP_XATTR, b"not a traceparent")
     os.setxattr(files["many xattrs"], STAMP_XATTR, _stamps.encode(PRODUCER).encode())
@@ -58,7 +60,7 @@ def test_stamps_found_on_stamped_files_only(tmp_path: Path, in_c: bool) -> None:
     assert found == {
         "stamped": (PRODUCER, DIGEST), "plain": None, "other xattr": None,
         "many xattrs": (PRODUCER, None), "not a stamp": None, "link": (PRODUCER, DIGEST),
-        "gone": None, "nul\0in name": None,
+        "gone": None, "nul\0in name": None, "stamped é": (PRODUCER, DIGEST),
     }
 
 
