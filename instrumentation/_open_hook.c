@@ -548,18 +548,20 @@ static struct PyModuleDef module = {
     "clew's file audit hook in C (see instrumentation/files.py).", -1, methods,
 };
 
+int intern_names(const struct hook_name *names, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (*names[i].name == NULL &&
+            (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
+            return -1;
+    return 0;
+}
+
 PyMODINIT_FUNC PyInit__open_hook(void) {
-    struct {
-        PyObject **name;
-        const char *text;
-    } names[] = {
+    const struct hook_name names[] = {
         {&s_active, "active"}, {&s_failed, "failed"}, {&s_where, "file hook open"},
         {&s_dot_py, ".py"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
-            return NULL;
-    if (open_hook_read_init() < 0)
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0 || open_hook_read_init() < 0)
         return NULL;
     return PyModule_Create(&module);
 }

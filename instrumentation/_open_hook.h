@@ -9,6 +9,15 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* An attribute name a part of the hook looks up by, interned once (`*name`, from `text`). */
+struct hook_name {
+    PyObject **name;
+    const char *text;
+};
+
+/* Interns each of the `count` names not interned yet: 0, or -1 with an exception set. */
+int intern_names(const struct hook_name *names, size_t count);
+
 /* Interns the attribute names the read part uses: 0, or -1 with an exception set. */
 int open_hook_read_init(void);
 

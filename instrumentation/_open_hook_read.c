@@ -39,10 +39,7 @@ static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_
 static PyObject *one;
 
 int open_hook_read_init(void) {
-    struct {
-        PyObject **name;
-        const char *text;
-    } names[] = {
+    const struct hook_name names[] = {
         {&s_reads, "_reads"}, {&s_cache, "_cache"}, {&s_entries, "_entries"}, {&s_new, "new"},
         {&s_old, "old"}, {&s_hash_in_hook_max, "_hash_in_hook_max"}, {&s_time_ns, "_time_ns"},
         {&s_count, "count"}, {&s_last_ns, "last_ns"}, {&s_first_read, "first_read"},
@@ -51,10 +48,8 @@ int open_hook_read_init(void) {
         {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"},
         {&s_stamp_settled_ns, "_stamp_settled_ns"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (*names[i].name == NULL &&
-            (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
-            return -1;
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
         return -1;
     return 0;

@@ -48,17 +48,12 @@ static int find_offsets(PyTypeObject *type) {
 }
 
 int open_hook_record_configure(PyObject *record) {
-    struct {
-        PyObject **name;
-        const char *text;
-    } names[] = {
+    const struct hook_name names[] = {
         {&s_read, "read"}, {&s_stat, "stat"}, {&s_content, "content"}, {&s_digest, "digest"},
         {&s_identity, "identity"}, {&s_unstamped, "unstamped"},
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (*names[i].name == NULL &&
-            (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
-            return -1;
+    if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
+        return -1;
     if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
         return -1;
     if (!PyType_Check(record)) {
