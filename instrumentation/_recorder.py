@@ -816,19 +816,24 @@ class Recorder:
         first = item[0] if isinstance(item, list) else item
         if first.parent is not None:  # a non-Python child's record: under its exec span
             parent = first.parent
-        if isinstance(item, list) or (item.batched and item.span is None):
-            # Nothing to stamp and no span to set later: ended without the SDK's copy of
-            # every array element, where that makes the same span (_ended_spans).
-            if isinstance(item, list):
-                name, attributes = first.batch_span(item, pid)
-                start, end = min(map(_FIRST_NS, item)), max(map(_LAST_NS, item))
-                links = _record_spans.links(item)
-            else:
-                name, attributes = item.span_name(), item.span_attributes(pid)
-                start, end, links = item.first_ns, item.last_ns, item.file_links()
-            _ended_spans.end_span(self._tracer, name, parent, start, max(end, start),
-                                  attributes, links)
+        # A batch (of records, or a FileBatch) has nothing to stamp and no span to set later:
+        # ended without the SDK's copy of every array element, where that makes the same
+        # span (_ended_spans).
+        if isinstance(item, list):
+            name, attributes = first.batch_span(item, pid)
+            start, end = min(map(_FIRST_NS, item)), max(map(_LAST_NS, item))
+            links = _record_spans.links(item)
+        elif item.batched and item.span is None:
+            name, attributes = item.span_name(), item.span_attributes(pid)
+            start, end, links = item.first_ns, item.last_ns, item.file_links()
+        else:
+            self._emit_record(item, parent, pid)
             return
+        _ended_spans.end_span(self._tracer, name, parent, start, max(end, start), attributes,
+                              links)
+
+    def _emit_record(self, item: Record, parent: otel_context.Context, pid: int) -> None:
+        """End the span of one record, started now or when its write was stamped."""
         span = item.span
         if span is None:
             span = self._tracer.start_span(

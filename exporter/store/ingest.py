@@ -435,9 +435,9 @@ class _Ingester:
         unlink_runs(self.client, self.options, sorted(runs))
         # The spool holds a file per process, taken oldest first, so a run's files are close
         # together: the runs of earlier batches that this one brought none of are most
-        # likely complete. Their inputs per
-        # directory are kept now, while the conversion thread makes the next batch, instead
-        # of on the critical path at the end (again there if more of their records come).
+        # likely complete. Their inputs per directory are kept now, while the conversion
+        # thread makes the next batch, instead of on the critical path at the end (again
+        # there if more of their records come).
         done = sorted(self.touched - runs - self.listed)
         self.listed -= runs
         self.touched.update(runs)
