@@ -15,6 +15,9 @@ struct hook_name {
     const char *text;
 };
 
+/* The int 1 (a record's first count), made by open_hook_read_init. */
+extern PyObject *open_hook_one;
+
 /* Interns each of the `count` names not interned yet: 0, or -1 with an exception set. */
 int intern_names(const struct hook_name *names, size_t count);
 

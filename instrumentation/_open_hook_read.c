@@ -36,7 +36,7 @@ static char *stamp_name;         /* the producer stamp's xattr (semconv's STAMP_
 static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max, *s_time_ns,
     *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_hexdigest, *s_append,
     *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_stamp_settled_ns;
-static PyObject *one;
+PyObject *open_hook_one;
 
 int open_hook_read_init(void) {
     const struct hook_name names[] = {
@@ -50,7 +50,7 @@ int open_hook_read_init(void) {
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
         return -1;
-    if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
+    if (open_hook_one == NULL && (open_hook_one = PyLong_FromLong(1)) == NULL)
         return -1;
     return 0;
 }
@@ -263,7 +263,7 @@ static int repeated(PyObject *owner, PyObject *record) {
     PyObject *count = PyObject_GetAttr(record, s_count);
     if (count == NULL)
         return -1;
-    PyObject *more = PyNumber_Add(count, one);
+    PyObject *more = PyNumber_Add(count, open_hook_one);
     Py_DECREF(count);
     if (more == NULL)
         return -1;

@@ -25,7 +25,7 @@ enum { OPERATION, PATH, KEY, COUNT, FIRST_NS, LAST_NS, DIGEST, IDENTITY, SOURCE,
 
 static PyTypeObject *record_type;  /* _record_spans.Record */
 static Py_ssize_t offsets[SLOTS];  /* where each slot is in a record; 0: call the class */
-static PyObject *s_read, *s_stat, *s_content, *s_digest, *s_identity, *s_unstamped, *one;
+static PyObject *s_read, *s_stat, *s_content, *s_digest, *s_identity, *s_unstamped;
 
 /* Each slot's offset from the class's member descriptor; 0 if the class is not as above. */
 static int find_offsets(PyTypeObject *type) {
@@ -53,8 +53,6 @@ int open_hook_record_configure(PyObject *record) {
         {&s_identity, "identity"}, {&s_unstamped, "unstamped"},
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
-        return -1;
-    if (one == NULL && (one = PyLong_FromLong(1)) == NULL)
         return -1;
     if (!PyType_Check(record)) {
         PyErr_SetString(PyExc_TypeError, "the record class is not a class");
@@ -98,7 +96,7 @@ PyObject *open_hook_new_read(PyObject *path, PyObject *key, PyObject *digest, in
         return NULL;
     }
     PyObject *values[SLOTS] = {
-        [OPERATION] = s_read, [PATH] = path, [KEY] = key, [COUNT] = one, [FIRST_NS] = ns,
+        [OPERATION] = s_read, [PATH] = path, [KEY] = key, [COUNT] = open_hook_one, [FIRST_NS] = ns,
         [LAST_NS] = ns, [DIGEST] = digest, [IDENTITY] = digest != Py_None ? s_content : s_stat,
         [SOURCE] = Py_None, [PRODUCER] = Py_None, [UNSTAMPED] = unstamped ? Py_True : Py_False,
     };

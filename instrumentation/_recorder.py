@@ -645,10 +645,12 @@ class Recorder:
                 [copies[index] for index in unknown] if copies is not None else None,
             )
             for index, digest in zip(unknown, known):
-                digests[index] = digest or self._content_digest(paths[index], keys[index])  # type: ignore[arg-type]
+                key = keys[index]
+                assert key is not None  # `unknown` holds keyed files only
+                digests[index] = digest or self._content_digest(paths[index], key)
         batch.identities = [
             "content" if digest else "none" if key is None else "stat"
-            for digest, key in zip(digests, batch.keys)
+            for digest, key in zip(digests, keys)
         ]
         self._ready.append(batch)
         if batch.operation in _STAMPED_OPERATIONS:
