@@ -29,8 +29,9 @@ except ImportError:  # built without a compiler
 
 
 class _Walk(NamedTuple):
-    """A C walk's result, and the entries of sys.modules it was of (held, so that the same
-    pointers are the same objects)."""
+    """A C walk's result, and the entries of sys.modules it was of: held, so that the same
+    pointers are the same objects (a module removed from sys.modules lives on until a later
+    walk finds the entries changed and replaces this one)."""
 
     modules: dict
     prefix: str
