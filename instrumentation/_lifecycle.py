@@ -191,7 +191,14 @@ def _after_fork_in_child() -> None:
     recorder.after_fork_in_child(process)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _before_fork() -> None:
+    recorder = _recorder
+    if recorder is not None and recorder.owned_here:
+        with guard("preparing a fork", log):
+            recorder.before_fork()
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _install_sigterm_handler() -> None:

@@ -42,7 +42,7 @@ from ._file_digests import (
     stat_key,
 )
 from ._guard import guard, log
-from ._imported import module_sources
+from ._imported import module_sources, remember_walk
 from ._paths import PathFilter, is_project_source, project_root
 from ._process_span import ProcessSpan
 from ._record_spans import Record
@@ -909,14 +909,16 @@ class Recorder:
             )
         _export_now()
 
-    def _code_files(self) -> tuple[list[str], list[str]]:
+    def _code_excluded(self) -> tuple[str, ...]:
+        # Without CLEW_INCLUDE globs, the filter's excluded directories hold no code file.
+        return () if self.filter.includes else self.filter.excluded_prefixes
+
+    def _code_files(self, *, save: bool = True) -> tuple[list[str], list[str]]:
         """The project's own source files that were imported, with their digests."""
         files: list[str] = []
         digests: list[str] = []
         root = self._root
-        # Without CLEW_INCLUDE globs, the filter's excluded directories hold no code file.
-        excluded = () if self.filter.includes else self.filter.excluded_prefixes
-        paths = module_sources(root, excluded)
+        paths = module_sources(root, self._code_excluded())
         if self._main_script:
             paths.add(self._main_script)
         for path in sorted(paths):
@@ -928,8 +930,20 @@ class Recorder:
             digest = self._content_digest(path, stat_key(result))
             files.append(os.path.relpath(path, root))
             digests.append(digest or "")
-        self._cache.save()
+        if save:
+            self._cache.save()
         return files, digests
+
+    def before_fork(self) -> None:
+        """Walk sys.modules and digest the imported project sources before a fork, unless
+        nothing was imported since the last time: a child (a DataLoader worker) then walks
+        only what it imports itself at exit, and finds the digests in the cache it inherits,
+        instead of paying for both in its exit, on the epoch's critical path. The parent's
+        unsaved cache entries are its own to save (`DigestCache.after_fork_in_child`)."""
+        if self._closed or not remember_walk(self._root, self._code_excluded()):
+            return
+        with suppress_instrumentation():  # the code files' reads are clew's own
+            self._code_files(save=False)
 
     def after_fork_in_child(self, process: ProcessSpan) -> None:
         """Start over in a forked child: its records are its own, its spool file too."""

@@ -96,3 +96,68 @@ def test_the_process_span_names_the_projects_imported_files(project, tmp_path, m
                      "pkg/plain.py"]
     digests = span.attributes[attr.PROVENANCE_CODE_DIGESTS]
     assert len(digests) == 6 and all(d.startswith("blake3:") for d in digests)
+
+
+def test_forked_children_name_the_modules_they_have_at_exit(run_instrumented, spool, workdir):
+    """A parent's walk before each fork is reused by its children: one that imports nothing
+    more, one that imports another module, one whose sys.modules lost a module and had
+    another put under its name, and one whose code file changed after the fork each name
+    the files and digests of what they have at exit."""
+    from clew.semconv import attributes as attr
+    from clew_test_helpers import assert_succeeded, digest_of
+
+    for name in ("first", "second", "later", "replacement"):
+        (workdir / f"{name}.py").write_text(f"NAME = {name!r}\n")
+    result = run_instrumented(
+        """
+        import importlib.util, os, sys
+        sys.path.insert(0, os.getcwd())
+        import first, second
+
+        def child(name, change):
+            pid = os.fork()
+            if pid == 0:
+                open("first.py").read()  # something to record: the child's span starts
+                change()
+                os._exit(0)
+            os.waitpid(pid, 0)
+            print(name, pid)
+
+        def replace():
+            del sys.modules["second"]
+            spec = importlib.util.spec_from_file_location("second", "replacement.py")
+            sys.modules["second"] = importlib.util.module_from_spec(spec)
+
+        def edit():
+            with open("first.py", "a") as handle:
+                handle.write("EDITED = True\\n")
+
+        child("same", lambda: None)
+        child("imports", lambda: __import__("later"))
+        child("replaced", replace)
+        child("edited", edit)
+        """
+    )
+    assert_succeeded(result)
+    pids = {int(pid): name for name, pid in (line.split() for line in result.stdout.splitlines())}
+    spool.wait_for_writers()
+    code = {
+        pids[span.attributes[attr.PROCESS_PID]]: dict(zip(
+            span.attributes[attr.PROVENANCE_CODE_FILES],
+            span.attributes[attr.PROVENANCE_CODE_DIGESTS]))
+        for span in spool.spans() if span.attributes.get(attr.PROCESS_PID) in pids
+        and attr.PROVENANCE_CODE_FILES in span.attributes
+    }
+
+    def digests(*names: str, edited: bool = False) -> dict[str, str]:
+        contents = {name: f"NAME = {name!r}\n".encode() for name in names}
+        if edited:
+            contents["first"] += b"EDITED = True\n"
+        return {f"{name}.py": digest_of(content) for name, content in contents.items()}
+
+    assert code == {
+        "same": digests("first", "second"),
+        "imports": digests("first", "second", "later"),
+        "replaced": digests("first", "replacement"),
+        "edited": digests("first", "second", edited=True),
+    }
