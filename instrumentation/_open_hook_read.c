@@ -12,9 +12,9 @@
  * generation, `DigestCache.put` for a new digest.
  *
  * It reads these attributes of the Python side, which keeps them for it: the recorder's
- * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns`, `_time_ns`, `_wake`,
- * `_worker`; the digest cache's `_entries` and their `new` and `old` generations; a record's
- * `count` and `last_ns`.
+ * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns` (for a file hashed
+ * here), `_time_ns`, `_wake`, `_worker`; the digest cache's `_entries` and their `new` and
+ * `old` generations; a record's `count` and `last_ns`.
  */
 #include "_open_hook.h"
 
@@ -96,6 +96,28 @@ static PyObject *stat_key(const struct stat *st) {
     }
     PyObject_GC_UnTrack(key);
     return key;
+}
+
+/* The key's hash is computed once for the dedupe table's and the cache's look-ups and this
+ * store: a tuple does not keep its hash, ~230 instructions each time. Python 3.13 no longer
+ * exports the store by known hash. */
+static int store(PyObject *table, PyObject *key, PyObject *value, Py_hash_t hash) {
+#if PY_VERSION_HEX < 0x030D0000
+    return _PyDict_SetItem_KnownHash(table, key, value, hash);
+#else
+    (void)hash;
+    return PyDict_SetItem(table, key, value);
+#endif
+}
+
+/* The int attribute `name` of `owner` in `*value`: 0, or -1 with an exception set. */
+static int long_attribute(PyObject *owner, PyObject *name, long long *value) {
+    PyObject *number = PyObject_GetAttr(owner, name);
+    if (number == NULL)
+        return -1;
+    *value = PyLong_AsLongLong(number);
+    Py_DECREF(number);
+    return *value == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 static int same_version(const struct stat *now, const struct stat *expected) {
@@ -193,7 +215,7 @@ static PyObject *hash_small(const char *name, const struct stat *expected,
  * in memory: a new reference to the digest, to None (not known: hash it), or NULL with
  * `*ask_python` set when Python must answer (the cache not loaded yet, or an entry possibly
  * in its older generation, which a hit moves). NULL without it: an error. */
-static PyObject *cached_digest(PyObject *cache, PyObject *key, int *ask_python) {
+static PyObject *cached_digest(PyObject *cache, PyObject *key, Py_hash_t hash, int *ask_python) {
     PyObject *entries = PyObject_GetAttr(cache, s_entries);
     if (entries == NULL)
         return NULL;
@@ -203,7 +225,7 @@ static PyObject *cached_digest(PyObject *cache, PyObject *key, int *ask_python) 
     newer = PyObject_GetAttr(entries, s_new);
     if (newer == NULL || !PyDict_Check(newer))
         goto failed_or_python;
-    digest = PyDict_GetItemWithError(newer, key);
+    digest = _PyDict_GetItem_KnownHash(newer, key, hash);
     if (digest != NULL) {
         Py_INCREF(digest);
         goto done;
@@ -232,21 +254,25 @@ done:
  * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
  * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
  * read, or Python code run); `*unstamped` when the file was read here and carries no
- * producer stamp (hash_small). */
+ * producer stamp (hash_small). The recorder's `_stamp_settled_ns` is read for a file hashed
+ * here only: a cache hit has no descriptor to ask. */
 static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
-                              const struct stat *st, PyObject *key, long long settled_ns,
+                              const struct stat *st, PyObject *key, Py_hash_t hash,
                               int *others_ran, int *unstamped) {
     PyObject *cache = PyObject_GetAttr(owner, s_cache);
     if (cache == NULL)
         return NULL;
     int ask_python = 0;
-    PyObject *digest = cached_digest(cache, key, &ask_python);
+    PyObject *digest = cached_digest(cache, key, hash, &ask_python);
     *others_ran = ask_python || digest == Py_None;
     if (ask_python) {
         digest = PyObject_CallMethodObjArgs(owner, s_digest_here, path, key, NULL);
     } else if (digest == Py_None) {
         Py_DECREF(digest);
-        digest = hash_small(name, st, settled_ns, unstamped);
+        long long settled_ns;
+        digest = long_attribute(owner, s_stamp_settled_ns, &settled_ns) < 0
+                     ? NULL
+                     : hash_small(name, st, settled_ns, unstamped);
         if (digest != NULL && digest != Py_None) {
             PyObject *put = PyObject_CallMethodObjArgs(cache, s_put, key, digest, NULL);
             if (put == NULL)
@@ -293,10 +319,11 @@ static int call_method(PyObject *owner, PyObject *name) {
 /* Recorder.first_read(path, key, digest, hashed) in C, for a small file hashed (or looked
  * up) here while the dedupe table has room; the Python method for the rest. 0, or -1. */
 static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject *key,
-                      PyObject *digest, int hashed, int others_ran, int unstamped) {
+                      Py_hash_t hash, PyObject *digest, int hashed, int others_ran,
+                      int unstamped) {
     PyObject *record;
     if (others_ran) {
-        record = PyDict_GetItemWithError(reads, key);
+        record = _PyDict_GetItem_KnownHash(reads, key, hash);
         if (record != NULL) /* another thread recorded this version while this one hashed */
             return repeated(owner, record);
         if (PyErr_Occurred())
@@ -319,7 +346,7 @@ static int first_read(PyObject *owner, PyObject *reads, PyObject *path, PyObject
     PyObject_GC_UnTrack(record);
     int result = -1;
     PyObject *ready = NULL, *worker = NULL;
-    if (PyDict_SetItem(reads, key, record) < 0)
+    if (store(reads, key, record, hash) < 0)
         goto finish;
     ready = PyObject_GetAttr(owner, s_ready);
     if (ready == NULL)
@@ -365,7 +392,10 @@ int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
     if (key == NULL)
         return -1;
     int result = -1;
-    PyObject *reads = NULL, *limit = NULL, *settled = NULL, *digest = NULL;
+    PyObject *reads = NULL, *digest = NULL;
+    Py_hash_t hash = PyObject_Hash(key);
+    if (hash == -1)
+        goto done;
     reads = PyObject_GetAttr(owner, s_reads);
     if (reads == NULL)
         goto done;
@@ -373,37 +403,26 @@ int open_hook_read(PyObject *owner, PyObject *path, const char *name) {
         PyErr_SetString(PyExc_TypeError, "the recorder's dedupe table is not a dict");
         goto done;
     }
-    PyObject *record = PyDict_GetItemWithError(reads, key);
+    PyObject *record = _PyDict_GetItem_KnownHash(reads, key, hash);
     if (record != NULL) {
         result = repeated(owner, record);
         goto done;
     }
     if (PyErr_Occurred())
         goto done;
-    limit = PyObject_GetAttr(owner, s_hash_in_hook_max);
-    if (limit == NULL)
-        goto done;
-    long long hash_max = PyLong_AsLongLong(limit);
-    if (hash_max == -1 && PyErr_Occurred())
+    long long hash_max;
+    if (long_attribute(owner, s_hash_in_hook_max, &hash_max) < 0)
         goto done;
     int hashed = (long long)st.st_size <= hash_max, others_ran = 0, unstamped = 0;
     if (hashed) {
-        settled = PyObject_GetAttr(owner, s_stamp_settled_ns);
-        if (settled == NULL)
-            goto done;
-        long long settled_ns = PyLong_AsLongLong(settled);
-        if (settled_ns == -1 && PyErr_Occurred())
-            goto done;
-        digest = first_digest(owner, path, name, &st, key, settled_ns, &others_ran, &unstamped);
+        digest = first_digest(owner, path, name, &st, key, hash, &others_ran, &unstamped);
         if (digest == NULL)
             goto done;
     }
-    result = first_read(owner, reads, path, key, hashed ? digest : Py_None, hashed, others_ran,
-                        unstamped);
+    result = first_read(owner, reads, path, key, hash, hashed ? digest : Py_None, hashed,
+                        others_ran, unstamped);
 done:
     Py_XDECREF(digest);
-    Py_XDECREF(settled);
-    Py_XDECREF(limit);
     Py_XDECREF(reads);
     Py_DECREF(key);
     return result;
