@@ -8,6 +8,7 @@
  */
 #include "_read_batches.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static PyObject *s_batch_key, *s_slash; /* "batch_key", "/" */
@@ -180,45 +181,102 @@ static PyObject *by_repeat(PyObject *group) {
     return parts;
 }
 
-/* [group] if no path is in it twice, else by_repeat(group): a new list, NULL on error. */
-static PyObject *parts_of(PyObject *group) {
-    PyObject *paths = PySet_New(NULL);
-    Py_ssize_t count = PyList_GET_SIZE(group), i = 0;
-    for (; paths != NULL && i < count; i++) {
-        PyObject *path = record_slot(PyList_GET_ITEM(group, i), SLOT_PATH);
-        int failed = path == NULL || PySet_Add(paths, path) < 0;
-        Py_XDECREF(path);
-        if (failed)
-            Py_CLEAR(paths);
-        else if (PySet_GET_SIZE(paths) != i + 1)
-            break;
+/* A hash of a str's text, a word at a time (Python's SipHash of a path cost ~400
+ * instructions, most of the repeated-path check). */
+static uint64_t text_hash(PyObject *text) {
+    const unsigned char *data = PyUnicode_DATA(text);
+    size_t size = (size_t)PyUnicode_GET_LENGTH(text) * PyUnicode_KIND(text);
+    uint64_t hash = size * 0x9E3779B97F4A7C15ULL, word;
+    for (; size >= 8; data += 8, size -= 8) {
+        memcpy(&word, data, 8);
+        hash = (hash ^ word) * 0xFF51AFD7ED558CCDULL;
+        hash ^= hash >> 32;
     }
-    if (paths == NULL)
-        return NULL;
-    Py_DECREF(paths);
-    return i == count ? Py_BuildValue("[O]", group) : by_repeat(group);
+    word = 0;
+    memcpy(&word, data, size);
+    hash = (hash ^ word) * 0xC4CEB9FE1A85EC53ULL;
+    return hash ^ (hash >> 29);
 }
 
-/* Replaces `*kept` (a new reference, or NULL) with `value` (a new reference, taken) when
- * `value` is below it (`op` Py_LT) or above it (Py_GT), as min() and max() keep the first of
- * equal values: 0, or -1 with an exception set. */
-static int keep(PyObject **kept, PyObject *value, int op) {
+/* Whether two records of `group` have one path: 1, 0, -1 with an exception set, or -2 where
+ * this does not tell (a path not a str, many paths of one hash). */
+static int repeats(PyObject *group) {
+    Py_ssize_t count = PyList_GET_SIZE(group), size = 8, found = 0, i = 0;
+    while (size < 2 * count)
+        size *= 2;
+    Py_ssize_t *table = PyMem_Calloc(size, sizeof *table); /* a path's index + 1; 0: none */
+    PyObject **paths = PyMem_Calloc(count ? count : 1, sizeof *paths);
+    uint64_t *hashes = PyMem_Malloc((count ? count : 1) * sizeof *hashes);
+    if (table == NULL || paths == NULL || hashes == NULL) {
+        PyErr_NoMemory();
+        found = -1;
+    }
+    for (; found == 0 && i < count; i++) {
+        PyObject *path = paths[i] = record_slot(PyList_GET_ITEM(group, i), SLOT_PATH);
+        if (path == NULL) {
+            found = -1;
+            break;
+        }
+        if (!PyUnicode_Check(path) || PyUnicode_READY(path) < 0) {
+            PyErr_Clear();
+            found = -2;
+            break;
+        }
+        Py_ssize_t at = (Py_ssize_t)((hashes[i] = text_hash(path)) & (uint64_t)(size - 1)), probes = 0;
+        for (; found == 0 && table[at]; at = (at + 1) & (size - 1)) {
+            PyObject *other = paths[table[at] - 1];
+            if (hashes[table[at] - 1] == hashes[i] && PyUnicode_KIND(other) == PyUnicode_KIND(path) &&
+                PyUnicode_GET_LENGTH(other) == PyUnicode_GET_LENGTH(path) &&
+                memcmp(PyUnicode_DATA(other), PyUnicode_DATA(path),
+                       (size_t)PyUnicode_GET_LENGTH(path) * PyUnicode_KIND(path)) == 0)
+                found = 1;
+            else if (++probes > 64)
+                found = -2;
+        }
+        table[at] = i + 1;
+    }
+    for (Py_ssize_t j = 0; paths != NULL && j < count; j++)
+        Py_XDECREF(paths[j]);
+    PyMem_Free(table);
+    PyMem_Free(paths);
+    PyMem_Free(hashes);
+    return (int)found;
+}
+
+/* [group] if no path is in it twice, else by_repeat(group): a new list, NULL on error. */
+static PyObject *parts_of(PyObject *group) {
+    int found = repeats(group);
+    return found < -1 || found == 1 ? by_repeat(group)
+           : found == 0            ? Py_BuildValue("[O]", group)
+                                   : NULL;
+}
+
+/* The first least or greatest of a batch's times so far, as min() and max() keep it; its
+ * value as a C number where it has one (`exact`), so each time is converted once. */
+struct extreme {
+    PyObject *value;
+    long long number;
+    int exact;
+};
+
+/* `value` (a new reference, taken) kept in `kept` if below it (`op` Py_LT) or above it
+ * (Py_GT): 0, or -1 with an exception set. */
+static int keep(struct extreme *kept, PyObject *value, int op) {
     if (value == NULL)
         return -1;
-    int better = 1;
-    if (*kept != NULL) {
-        int overflow = 1;
-        long long a = 0, b = 0;
-        if (PyLong_CheckExact(value) && PyLong_CheckExact(*kept)) {
-            a = PyLong_AsLongLongAndOverflow(value, &overflow);
-            b = overflow ? 0 : PyLong_AsLongLongAndOverflow(*kept, &overflow);
-        }
-        better = !overflow ? (op == Py_LT ? a < b : a > b) : PyObject_RichCompareBool(value, *kept, op);
-    }
-    if (better > 0)
-        Py_XSETREF(*kept, value);
-    else
+    int overflow = 1;
+    long long number = PyLong_CheckExact(value) ? PyLong_AsLongLongAndOverflow(value, &overflow) : 0;
+    int better = kept->value == NULL ? 1
+                 : !overflow && kept->exact ? (op == Py_LT ? number < kept->number
+                                                           : number > kept->number)
+                                            : PyObject_RichCompareBool(value, kept->value, op);
+    if (better > 0) {
+        Py_XSETREF(kept->value, value);
+        kept->number = number;
+        kept->exact = !overflow;
+    } else {
         Py_DECREF(value);
+    }
     return better < 0 ? -1 : 0;
 }
 
@@ -227,14 +285,13 @@ static int keep(PyObject **kept, PyObject *value, int op) {
  * already. A new tuple, or NULL with an exception set. */
 static PyObject *read_batch(PyObject *records, PyObject *directory, PyObject *prefix,
                             Py_ssize_t cut, PyObject *quote, int *linked) {
-    PyObject *arrays[5] = {NULL}, *first = NULL, *last = NULL;
-    int failed = 0;
-    for (int i = 0; i < 5 && !failed; i++)
-        failed = (arrays[i] = PyList_New(0)) == NULL;
+    PyObject *arrays[5] = {NULL};
+    struct extreme first = {NULL, 0, 0}, last = {NULL, 0, 0};
+    int failed = new_arrays(arrays, PyList_GET_SIZE(records)) < 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records) && !failed; i++) {
         PyObject *record = PyList_GET_ITEM(records, i);
         PyObject *producer = record_slot(record, SLOT_PRODUCER);
-        failed = producer == NULL || add_record(arrays, record, prefix, cut, quote) ||
+        failed = producer == NULL || set_record(arrays, i, record, prefix, cut, quote) ||
                  keep(&first, record_slot(record, SLOT_FIRST_NS), Py_LT) ||
                  keep(&last, record_slot(record, SLOT_LAST_NS), Py_GT);
         *linked |= producer != NULL && producer != Py_None;
@@ -242,11 +299,11 @@ static PyObject *read_batch(PyObject *records, PyObject *directory, PyObject *pr
     }
     PyObject *batch = failed ? NULL
                              : PyTuple_Pack(9, records, directory, arrays[0], arrays[1], arrays[2],
-                                            arrays[3], arrays[4], first, last);
+                                            arrays[3], arrays[4], first.value, last.value);
     for (int i = 0; i < 5; i++)
         Py_XDECREF(arrays[i]);
-    Py_XDECREF(first);
-    Py_XDECREF(last);
+    Py_XDECREF(first.value);
+    Py_XDECREF(last.value);
     return batch;
 }
 

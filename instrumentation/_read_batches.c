@@ -27,7 +27,9 @@ PyObject *record_slot(PyObject *record, enum record_slot which) {
 
 int is_read(PyObject *operation) {
     return operation == s_read ||  /* the literal, interned, as records have it */
-           (PyUnicode_Check(operation) && PyUnicode_CompareWithASCIIString(operation, "read") == 0);
+           (PyUnicode_Check(operation) && PyUnicode_READY(operation) == 0 &&
+            PyUnicode_GET_LENGTH(operation) == 4 && PyUnicode_KIND(operation) == PyUnicode_1BYTE_KIND &&
+            memcmp(PyUnicode_DATA(operation), "read", 4) == 0);
 }
 
 /* configure(Record): where each attribute the flush reads is in a Record, from the class's
@@ -54,9 +56,12 @@ static PyObject *configure(PyObject *self, PyObject *record) {
 
 /* Whether `c` is a character clew.semconv.uris writes unquoted (its _URI_SAFE and
  * alphanumerics). */
-static int uri_safe(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("/:@!$&()*+,;=~-._", c) != NULL);
+static unsigned char uri_safe[256];  /* made by PyInit, from the characters below */
+
+static void make_uri_safe(void) {
+    for (int c = 1; c < 256; c++)
+        uri_safe[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      strchr("/:@!$&()*+,;=~-._", c) != NULL;
 }
 
 /* `prefix` followed by `path` from character `cut` on, quoted by `quote` where it has a
@@ -68,7 +73,7 @@ static PyObject *uri_of(PyObject *prefix, PyObject *path, Py_ssize_t cut, PyObje
     if (PyUnicode_IS_ASCII(path) && PyUnicode_IS_ASCII(prefix)) {
         const unsigned char *name = (const unsigned char *)PyUnicode_DATA(path) + cut;
         Py_ssize_t size = length - cut, i = 0;
-        while (i < size && uri_safe(name[i]))
+        while (i < size && uri_safe[name[i]])
             i++;
         if (i == size) {
             Py_ssize_t head = PyUnicode_GET_LENGTH(prefix);
@@ -92,17 +97,23 @@ static PyObject *uri_of(PyObject *prefix, PyObject *path, Py_ssize_t cut, PyObje
     return uri;
 }
 
-/* Append `value` (a new reference, or NULL on error) to `list`; 0, or -1 on error. */
-static int append_new(PyObject *list, PyObject *value) {
+/* `value` (a new reference, or NULL on error) as item `index` of `list`: 0, or -1. */
+static int set_new(PyObject *list, Py_ssize_t index, PyObject *value) {
     if (value == NULL)
         return -1;
-    int result = PyList_Append(list, value);
-    Py_DECREF(value);
-    return result;
+    PyList_SET_ITEM(list, index, value);
+    return 0;
 }
 
-int add_record(PyObject *arrays[5], PyObject *record, PyObject *prefix, Py_ssize_t cut,
-                      PyObject *quote) {
+int new_arrays(PyObject *arrays[5], Py_ssize_t count) {
+    for (int i = 0; i < 5; i++)
+        if ((arrays[i] = PyList_New(count)) == NULL)
+            return -1;
+    return 0;
+}
+
+int set_record(PyObject *arrays[5], Py_ssize_t index, PyObject *record, PyObject *prefix,
+               Py_ssize_t cut, PyObject *quote) {
     PyObject *path = record_slot(record, SLOT_PATH);
     if (path == NULL)
         return -1;
@@ -111,7 +122,7 @@ int add_record(PyObject *arrays[5], PyObject *record, PyObject *prefix, Py_ssize
         PyErr_SetString(PyExc_TypeError, "a record's path must be a str");
         return -1;
     }
-    int failed = append_new(arrays[0], uri_of(prefix, path, cut, quote));
+    int failed = set_new(arrays[0], index, uri_of(prefix, path, cut, quote));
     Py_DECREF(path);
     if (failed)
         return -1;
@@ -120,21 +131,19 @@ int add_record(PyObject *arrays[5], PyObject *record, PyObject *prefix, Py_ssize
     if (digest == NULL)
         return -1;
     int truth = PyObject_IsTrue(digest);  /* `record.digest or ""` */
-    if (truth < 0 || PyList_Append(arrays[1], truth ? digest : s_empty)) {
-        Py_DECREF(digest);
+    if (truth <= 0)
+        Py_SETREF(digest, truth < 0 ? NULL : Py_NewRef(s_empty));
+    if (set_new(arrays[1], index, digest))
         return -1;
-    }
-    Py_DECREF(digest);
 
     PyObject *key = record_slot(record, SLOT_KEY);
     if (key == NULL)
         return -1;
     PyObject *size = key == Py_None ? PyLong_FromLong(0) : PySequence_GetItem(key, 2);
     Py_DECREF(key);
-    if (append_new(arrays[2], size))
-        return -1;
-    return append_new(arrays[3], record_slot(record, SLOT_IDENTITY)) ||
-                   append_new(arrays[4], record_slot(record, SLOT_COUNT))
+    return set_new(arrays[2], index, size) ||
+                   set_new(arrays[3], index, record_slot(record, SLOT_IDENTITY)) ||
+                   set_new(arrays[4], index, record_slot(record, SLOT_COUNT))
                ? -1
                : 0;
 }
@@ -145,11 +154,11 @@ static PyObject *arrays(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!nUO", &PyList_Type, &records, &cut, &prefix, &quote))
         return NULL;
     PyObject *lists[5] = {NULL};
-    for (int i = 0; i < 5; i++)
-        if ((lists[i] = PyList_New(0)) == NULL)
-            goto error;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++)
-        if (add_record(lists, PyList_GET_ITEM(records, i), prefix, cut, quote))
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (new_arrays(lists, count))
+        goto error;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (set_record(lists, i, PyList_GET_ITEM(records, i), prefix, cut, quote))
             goto error;
     return Py_BuildValue("(NNNNN)", lists[0], lists[1], lists[2], lists[3], lists[4]);
 error:
@@ -293,5 +302,6 @@ PyMODINIT_FUNC PyInit__read_batches(void) {
         return NULL;
     if (flush_plan_init() < 0)
         return NULL;
+    make_uri_safe();
     return PyModule_Create(&module);
 }

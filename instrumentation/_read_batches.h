@@ -29,11 +29,14 @@ PyObject *record_slot(PyObject *record, enum record_slot which);
 /* Whether `operation` is "read" (a str equal to it). */
 int is_read(PyObject *operation);
 
-/* One record's entries in a batch's five arrays (URIs, digests, sizes, identities, counts),
- * its URI `prefix` and its path from `cut` on, quoted by `quote` where needed: 0, or -1 with
- * an exception set. */
-int add_record(PyObject *arrays[5], PyObject *record, PyObject *prefix, Py_ssize_t cut,
-               PyObject *quote);
+/* A batch's five arrays (URIs, digests, sizes, identities, counts) of `count` entries each,
+ * to be set: 0, or -1 with an exception set (those made so far in `arrays`). */
+int new_arrays(PyObject *arrays[5], Py_ssize_t count);
+
+/* `record`'s entries at `index` of a batch's arrays, its URI `prefix` and its path from `cut`
+ * on, quoted by `quote` where needed: 0, or -1 with an exception set. */
+int set_record(PyObject *arrays[5], Py_ssize_t index, PyObject *record, PyObject *prefix,
+               Py_ssize_t cut, PyObject *quote);
 
 /* The module's functions of _read_stamps.c and _flush_plan.c (documented in its table). */
 PyObject *stamp_candidates(PyObject *self, PyObject *args);

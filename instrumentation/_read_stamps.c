@@ -23,6 +23,17 @@ static int may_have(const char *path, const char *name, size_t length) {
     return lists_name(names, size, name, length);
 }
 
+/* `record.producer = None`, unless it is None already (a record's from the hook is): 0, or
+ * -1 with an exception set. */
+static int clear_producer(PyObject *record) {
+    PyObject *producer = record_slot(record, SLOT_PRODUCER);
+    Py_XDECREF(producer);
+    if (producer == Py_None)
+        return 0;
+    PyErr_Clear();  /* not set yet */
+    return PyObject_SetAttr(record, slot_names[SLOT_PRODUCER], Py_None);
+}
+
 /* The path to ask about for `item` (a record, or a path itself), as a new reference to a str
  * or bytes whose data is the file name; Py_None: not to ask (a read the hook found
  * unstamped: its producer set to None here), NULL on error. `*candidate` 1 where C cannot
@@ -41,7 +52,7 @@ static PyObject *path_to_ask(PyObject *item, int *candidate) {
         if (checked < 0)
             return NULL;
         if (checked) { /* the hook found no stamp on the version it read: not asked again */
-            if (PyObject_SetAttr(item, slot_names[SLOT_PRODUCER], Py_None) < 0)
+            if (clear_producer(item) < 0)
                 return NULL;
             Py_RETURN_NONE;
         }
@@ -116,7 +127,7 @@ PyObject *stamp_candidates(PyObject *self, PyObject *args) {
         PyObject *item = PyList_GET_ITEM(items, i);
         if (answers[i] == 1 ? PyList_Append(candidates, item)
             : answers[i] == 0 && !PyUnicode_Check(item) &&
-                  PyObject_SetAttr(item, slot_names[SLOT_PRODUCER], Py_None)) {
+                  clear_producer(item)) {
             Py_CLEAR(candidates);
             goto done;
         }
