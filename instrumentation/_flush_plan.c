@@ -177,6 +177,8 @@ static PyObject *by_repeat(PyObject *group) {
         Py_XDECREF(after);
         Py_XDECREF(path);
     }
+    if (seen == NULL)
+        Py_CLEAR(parts);
     Py_XDECREF(seen);
     return parts;
 }

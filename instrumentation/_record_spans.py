@@ -360,6 +360,7 @@ def plan_flush(records: list[Record], suffixes: tuple[str, ...], *, in_c: bool =
 
 
 def _read_batch(directory: str, records: list[Record]) -> ReadBatch:
+    """The ReadBatch of plain reads `records` in `directory`, in Python."""
     uris, digests, sizes, identities, counts = _arrays(directory, records, in_c=False)
     return (records, directory, uris, digests, sizes, identities, counts,
             min(r.first_ns for r in records), max(r.last_ns for r in records))
