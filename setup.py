@@ -38,7 +38,7 @@ extensions = [
         "clew.instrumentation._open_hook",
         sources=["instrumentation/_open_hook.c", "instrumentation/_open_hook_read.c",
                  "instrumentation/_open_hook_record.c"],
-        depends=["instrumentation/_open_hook.h"],
+        depends=["instrumentation/_open_hook.h", "instrumentation/_xattr_names.h"],
         extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
         optional=True,
     ),
@@ -46,8 +46,10 @@ extensions = [
     # back to Python without it).
     Extension(
         "clew.instrumentation._read_batches",
-        sources=["instrumentation/_read_batches.c"],
-        extra_compile_args=["-O2", "-Wall"],
+        sources=["instrumentation/_read_batches.c", "instrumentation/_read_stamps.c",
+                 "instrumentation/_flush_plan.c"],
+        depends=["instrumentation/_read_batches.h", "instrumentation/_xattr_names.h"],
+        extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
         optional=True,
     ),
 ] if sys.platform.startswith("linux") else []

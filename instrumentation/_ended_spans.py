@@ -48,6 +48,17 @@ _EMPTY_HOOKS = frozenset(
 ) - {None}
 _SCALARS = frozenset((str, int, float, bool))
 _ARRAYS = (list, tuple)
+
+
+def _scalar_tuple_in_python(value: list | tuple) -> tuple | None:
+    """`value` as a tuple if its elements are all of `_SCALARS`, else None."""
+    return tuple(value) if _SCALARS.issuperset(map(type, value)) else None
+
+
+try:  # the same in C where it was built: per element, a call and a set look-up in Python
+    from ._read_batches import scalar_tuple as _scalar_tuple
+except ImportError:  # built without a compiler, or not on Linux
+    _scalar_tuple = _scalar_tuple_in_python
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
@@ -96,8 +107,10 @@ def _direct_attributes(tracer: trace.Tracer, attributes: dict) -> dict | None:
     stored = {}
     for key, value in attributes.items():
         kind = type(value)
-        if kind in _ARRAYS and _SCALARS.issuperset(map(type, value)):
-            value = tuple(value)
+        if kind in _ARRAYS:
+            value = _scalar_tuple(value)
+            if value is None:
+                return None
         elif kind not in _SCALARS:
             return None
         if type(key) is not str or not key:

@@ -17,6 +17,7 @@
  * `old` generations; a record's `count` and `last_ns`.
  */
 #include "_open_hook.h"
+#include "_xattr_names.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -129,7 +130,7 @@ static int same_version(const struct stat *now, const struct stat *expected) {
 
 /* Whether the file open at `fd` may carry the producer stamp (the xattr `stamp_name`), asked
  * here, of the version just read, instead of by path at the flush (listxattr in
- * _read_batches.c's stamp_candidates): no second path lookup, and no GIL hand-off of its
+ * _read_stamps.c's stamp_candidates): no second path lookup, and no GIL hand-off of its
  * own. 1 if it lists it, or the list did not fit: the flush then reads the stamp by path as
  * it does for every read the hook did not check; 0 if it has none, or no xattrs here (as
  * _stamps.read_file finds none there). Asked only of a version settled for `settled_ns`
@@ -148,11 +149,7 @@ static int may_be_stamped(int fd, const struct stat *st, long long settled_ns) {
     ssize_t size = flistxattr(fd, names, sizeof names);
     if (size < 0)
         return errno == ERANGE;
-    size_t length = strlen(stamp_name);
-    for (const char *at = names, *end = names + size; at < end; at += strlen(at) + 1)
-        if ((size_t)(end - at) > length && memcmp(at, stamp_name, length + 1) == 0)
-            return 1;
-    return 0;
+    return lists_name(names, size, stamp_name, strlen(stamp_name));
 }
 
 /* _file_digests.hash_file for a small file, without the Python: the file read whole in one

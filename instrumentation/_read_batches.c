@@ -1,165 +1,67 @@
 /*
- * A flush's per-record work on small file reads, in one C pass each (instrumentation/
- * _record_spans.py falls back to the same work in Python without it):
- *
- *   stamp_candidates: which reads may carry a producer stamp. Nearly no file has one, and
- *     asking the kernel (listxattr) is the cheap part of os.listxattr: its argument parsing,
- *     list of names and the Python loop around it cost more than the system call.
- *   group: records grouped into batched spans (a loop over every record, in Python the most
- *     of a flush after the SDK's checks).
- *   arrays: a batched "read file" span's parallel arrays (URIs, digests, sizes, identities,
- *     counts), the URIs made as clew.semconv.uris.file_uri makes them; uris: the URIs alone,
- *     of a list of paths (a FileBatch's).
- *   cache_lines: the digest cache's new lines, written at each flush (_file_digests.py):
- *     Python's formatting of four ints and a digest cost ~5k instructions a line.
+ * A flush's per-record work on small file reads, in C (instrumentation/_record_spans.py falls
+ * back to the same work in Python without it). This file: the module, a Record's slots read
+ * directly, a batched "read file" span's parallel arrays (URIs, digests, sizes, identities,
+ * counts; the URIs made as clew.semconv.uris.file_uri makes them) and the digest cache's new
+ * lines; _read_stamps.c: the producer-stamp check; _flush_plan.c: the records sorted into
+ * spans, with their batches' arrays and times, in one pass.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_read_batches.h"
 
-#include <errno.h>
 #include <string.h>
-#include <sys/xattr.h>
+#include <structmember.h>
 
-/* "path", "producer", "key", "digest", "identity", "count", "", "operation", "batch_key", "/",
- * "unstamped" */
-static PyObject *s_path, *s_producer, *s_key, *s_digest, *s_identity, *s_count, *s_empty,
-    *s_operation, *s_batch_key, *s_slash, *s_unstamped;
+PyObject *slot_names[SLOTS];
+PyTypeObject *record_class;
+static Py_ssize_t slot_offsets[SLOTS]; /* where each attribute is in a Record; 0: looked up */
+static PyObject *s_empty, *s_read;     /* "", "read" */
 
-/* Whether listxattr's list of names (NUL-terminated, `size` bytes) holds `name`. */
-static int lists_name(const char *names, ssize_t size, const char *name, size_t length) {
-    const char *end = names + size;
-    for (const char *at = names; at < end; at += strlen(at) + 1)
-        if ((size_t)(end - at) > length && memcmp(at, name, length + 1) == 0)
-            return 1;
-    return 0;
+PyObject *record_slot(PyObject *record, enum record_slot which) {
+    if (Py_TYPE(record) == record_class && slot_offsets[which]) {
+        PyObject *value = *(PyObject **)((char *)record + slot_offsets[which]);
+        if (value != NULL)
+            return Py_NewRef(value);
+    }
+    return PyObject_GetAttr(record, slot_names[which]);  /* unset: its AttributeError */
 }
 
-/* 1 if the file at `path` may have the xattr `name` (listed, or the list did not fit: the
- * caller reads it in full), 0 if it has not or cannot say (no file, no xattrs on this system:
- * as clew.instrumentation._stamps.read_file, which finds no stamp there). Called without the
- * GIL. */
-static int may_have(const char *path, const char *name, size_t length) {
-    char names[4096];
-    ssize_t size = listxattr(path, names, sizeof names);
-    if (size < 0)
-        return errno == ERANGE;
-    return lists_name(names, size, name, length);
+int is_read(PyObject *operation) {
+    return operation == s_read ||  /* the literal, interned, as records have it */
+           (PyUnicode_Check(operation) && PyUnicode_READY(operation) == 0 &&
+            PyUnicode_GET_LENGTH(operation) == 4 && PyUnicode_KIND(operation) == PyUnicode_1BYTE_KIND &&
+            memcmp(PyUnicode_DATA(operation), "read", 4) == 0);
 }
 
-/* The path to ask about for `item` (a record, or a path itself), as a new reference to a str
- * or bytes whose data is the file name; Py_None: not to ask (a read the hook found
- * unstamped: its producer set to None here), NULL on error. `*candidate` 1 where C cannot
- * check (a name with a NUL, not a str): Python decides. */
-static PyObject *path_to_ask(PyObject *item, int *candidate) {
-    PyObject *path;
-    *candidate = 0;
-    if (PyUnicode_Check(item)) {  /* a path itself (the files of a FileBatch) */
-        path = Py_NewRef(item);
-    } else {
-        PyObject *unstamped = PyObject_GetAttr(item, s_unstamped);
-        if (unstamped == NULL)
-            return NULL;
-        int checked = PyObject_IsTrue(unstamped);
-        Py_DECREF(unstamped);
-        if (checked < 0)
-            return NULL;
-        if (checked) { /* the hook found no stamp on the version it read: not asked again */
-            if (PyObject_SetAttr(item, s_producer, Py_None) < 0)
-                return NULL;
-            Py_RETURN_NONE;
-        }
-        path = PyObject_GetAttr(item, s_path);
-        if (path == NULL)
-            return NULL;
-    }
-    if (!PyUnicode_Check(path) || PyUnicode_READY(path) < 0) {
-        PyErr_Clear();
-        *candidate = 1;
-        return path;
-    }
-    /* ASCII is its own file-system encoding: its data (NUL-terminated) is the name. */
-    PyObject *encoded = PyUnicode_IS_ASCII(path) ? Py_NewRef(path) : PyUnicode_EncodeFSDefault(path);
-    if (encoded == NULL)
-        PyErr_Clear();  /* os.listxattr raises on it too: Python decides */
-    const char *bytes = encoded == NULL ? NULL
-                        : PyBytes_Check(encoded) ? PyBytes_AS_STRING(encoded)
-                                                 : (const char *)PyUnicode_1BYTE_DATA(encoded);
-    Py_ssize_t size = encoded == NULL ? 0
-                      : PyBytes_Check(encoded) ? PyBytes_GET_SIZE(encoded)
-                                               : PyUnicode_GET_LENGTH(encoded);
-    if (bytes == NULL || strlen(bytes) != (size_t)size) {
-        Py_XDECREF(encoded);
-        *candidate = 1;
-        return path;
-    }
-    Py_DECREF(path);
-    return encoded;
-}
-
-/* The records (or paths) that may carry the stamp. Three passes: the names gathered, then
- * every listxattr with the GIL released once (per call, its hand-off cost more than the call),
- * then the answers. */
-static PyObject *stamp_candidates(PyObject *self, PyObject *args) {
-    PyObject *records;
-    const char *name;
-    Py_ssize_t length;
-    if (!PyArg_ParseTuple(args, "O!y#", &PyList_Type, &records, &name, &length))
+/* configure(Record): where each attribute the flush reads is in a Record, from the class's
+ * member descriptors (a plain object slot each; any other is looked up by name). */
+static PyObject *configure(PyObject *self, PyObject *record) {
+    if (!PyType_Check(record)) {
+        PyErr_SetString(PyExc_TypeError, "the record class is not a class");
         return NULL;
-    PyObject *items = PySequence_List(records);  /* its own: the caller's may change meanwhile */
-    if (items == NULL)
-        return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(items);
-    PyObject **asked = PyMem_Calloc(count ? count : 1, sizeof *asked);
-    const char **names = PyMem_Calloc(count ? count : 1, sizeof *names);
-    signed char *answers = PyMem_Malloc(count ? count : 1);
-    PyObject *candidates = NULL;
-    if (asked == NULL || names == NULL || answers == NULL) {
-        PyErr_NoMemory();
-        goto done;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        int candidate;
-        asked[i] = path_to_ask(PyList_GET_ITEM(items, i), &candidate);
-        if (asked[i] == NULL)
-            goto done;
-        answers[i] = asked[i] == Py_None ? -1 : candidate;
-        if (asked[i] != Py_None && !candidate)
-            names[i] = PyBytes_Check(asked[i]) ? PyBytes_AS_STRING(asked[i])
-                                               : (const char *)PyUnicode_1BYTE_DATA(asked[i]);
+    PyTypeObject *type = (PyTypeObject *)record;
+    for (int i = 0; i < SLOTS; i++) {
+        PyObject *descriptor = PyDict_GetItemWithError(type->tp_dict, slot_names[i]);
+        if (descriptor == NULL && PyErr_Occurred())
+            return NULL;
+        PyMemberDef *member = descriptor != NULL && Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
+                                  ? ((PyMemberDescrObject *)descriptor)->d_member
+                                  : NULL;
+        slot_offsets[i] = member != NULL && member->type == T_OBJECT_EX ? member->offset : 0;
     }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++)
-        if (names[i] != NULL)
-            answers[i] = (signed char)may_have(names[i], name, (size_t)length);
-    Py_END_ALLOW_THREADS
-    candidates = PyList_New(0);
-    if (candidates == NULL)
-        goto done;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *item = PyList_GET_ITEM(items, i);
-        if (answers[i] == 1 ? PyList_Append(candidates, item)
-            : answers[i] == 0 && !PyUnicode_Check(item) &&
-                  PyObject_SetAttr(item, s_producer, Py_None)) {
-            Py_CLEAR(candidates);
-            goto done;
-        }
-    }
-done:
-    if (asked != NULL)
-        for (Py_ssize_t i = 0; i < count; i++)
-            Py_XDECREF(asked[i]);
-    PyMem_Free(asked);
-    PyMem_Free(names);
-    PyMem_Free(answers);
-    Py_DECREF(items);
-    return candidates;
+    Py_INCREF(record);
+    Py_XSETREF(record_class, type);
+    Py_RETURN_NONE;
 }
 
 /* Whether `c` is a character clew.semconv.uris writes unquoted (its _URI_SAFE and
  * alphanumerics). */
-static int uri_safe(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("/:@!$&()*+,;=~-._", c) != NULL);
+static unsigned char uri_safe[256];  /* made by PyInit, from the characters below */
+
+static void make_uri_safe(void) {
+    for (int c = 1; c < 256; c++)
+        uri_safe[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      strchr("/:@!$&()*+,;=~-._", c) != NULL;
 }
 
 /* `prefix` followed by `path` from character `cut` on, quoted by `quote` where it has a
@@ -171,7 +73,7 @@ static PyObject *uri_of(PyObject *prefix, PyObject *path, Py_ssize_t cut, PyObje
     if (PyUnicode_IS_ASCII(path) && PyUnicode_IS_ASCII(prefix)) {
         const unsigned char *name = (const unsigned char *)PyUnicode_DATA(path) + cut;
         Py_ssize_t size = length - cut, i = 0;
-        while (i < size && uri_safe(name[i]))
+        while (i < size && uri_safe[name[i]])
             i++;
         if (i == size) {
             Py_ssize_t head = PyUnicode_GET_LENGTH(prefix);
@@ -195,19 +97,24 @@ static PyObject *uri_of(PyObject *prefix, PyObject *path, Py_ssize_t cut, PyObje
     return uri;
 }
 
-/* Append `value` (a new reference, or NULL on error) to `list`; 0, or -1 on error. */
-static int append_new(PyObject *list, PyObject *value) {
+/* `value` (a new reference, or NULL on error) as item `index` of `list`: 0, or -1. */
+static int set_new(PyObject *list, Py_ssize_t index, PyObject *value) {
     if (value == NULL)
         return -1;
-    int result = PyList_Append(list, value);
-    Py_DECREF(value);
-    return result;
+    PyList_SET_ITEM(list, index, value);
+    return 0;
 }
 
-/* One record's entries in the five arrays: 0, or -1 with an exception set. */
-static int add_record(PyObject *arrays[5], PyObject *record, PyObject *prefix, Py_ssize_t cut,
-                      PyObject *quote) {
-    PyObject *path = PyObject_GetAttr(record, s_path);
+int new_arrays(PyObject *arrays[5], Py_ssize_t count) {
+    for (int i = 0; i < 5; i++)
+        if ((arrays[i] = PyList_New(count)) == NULL)
+            return -1;
+    return 0;
+}
+
+int set_record(PyObject *arrays[5], Py_ssize_t index, PyObject *record, PyObject *prefix,
+               Py_ssize_t cut, PyObject *quote) {
+    PyObject *path = record_slot(record, SLOT_PATH);
     if (path == NULL)
         return -1;
     if (!PyUnicode_Check(path)) {
@@ -215,30 +122,28 @@ static int add_record(PyObject *arrays[5], PyObject *record, PyObject *prefix, P
         PyErr_SetString(PyExc_TypeError, "a record's path must be a str");
         return -1;
     }
-    int failed = append_new(arrays[0], uri_of(prefix, path, cut, quote));
+    int failed = set_new(arrays[0], index, uri_of(prefix, path, cut, quote));
     Py_DECREF(path);
     if (failed)
         return -1;
 
-    PyObject *digest = PyObject_GetAttr(record, s_digest);
+    PyObject *digest = record_slot(record, SLOT_DIGEST);
     if (digest == NULL)
         return -1;
     int truth = PyObject_IsTrue(digest);  /* `record.digest or ""` */
-    if (truth < 0 || PyList_Append(arrays[1], truth ? digest : s_empty)) {
-        Py_DECREF(digest);
+    if (truth <= 0)
+        Py_SETREF(digest, truth < 0 ? NULL : Py_NewRef(s_empty));
+    if (set_new(arrays[1], index, digest))
         return -1;
-    }
-    Py_DECREF(digest);
 
-    PyObject *key = PyObject_GetAttr(record, s_key);
+    PyObject *key = record_slot(record, SLOT_KEY);
     if (key == NULL)
         return -1;
     PyObject *size = key == Py_None ? PyLong_FromLong(0) : PySequence_GetItem(key, 2);
     Py_DECREF(key);
-    if (append_new(arrays[2], size))
-        return -1;
-    return append_new(arrays[3], PyObject_GetAttr(record, s_identity)) ||
-                   append_new(arrays[4], PyObject_GetAttr(record, s_count))
+    return set_new(arrays[2], index, size) ||
+                   set_new(arrays[3], index, record_slot(record, SLOT_IDENTITY)) ||
+                   set_new(arrays[4], index, record_slot(record, SLOT_COUNT))
                ? -1
                : 0;
 }
@@ -249,17 +154,36 @@ static PyObject *arrays(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "O!nUO", &PyList_Type, &records, &cut, &prefix, &quote))
         return NULL;
     PyObject *lists[5] = {NULL};
-    for (int i = 0; i < 5; i++)
-        if ((lists[i] = PyList_New(0)) == NULL)
-            goto error;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++)
-        if (add_record(lists, PyList_GET_ITEM(records, i), prefix, cut, quote))
+    Py_ssize_t count = PyList_GET_SIZE(records);
+    if (new_arrays(lists, count))
+        goto error;
+    for (Py_ssize_t i = 0; i < count; i++)
+        if (set_record(lists, i, PyList_GET_ITEM(records, i), prefix, cut, quote))
             goto error;
     return Py_BuildValue("(NNNNN)", lists[0], lists[1], lists[2], lists[3], lists[4]);
 error:
     for (int i = 0; i < 5; i++)
         Py_XDECREF(lists[i]);
     return NULL;
+}
+
+/* scalar_tuple(value): `value` (a list or tuple) as a tuple if every element is a str, int,
+ * float or bool (exactly: what the SDK's BoundedAttributes keeps unchanged), else None. In
+ * Python a call and a set look-up per element, ~40 instructions. */
+static PyObject *scalar_tuple(PyObject *self, PyObject *value) {
+    if (!PyList_Check(value) && !PyTuple_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "scalar_tuple takes a list or a tuple");
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(value);
+    PyObject **items = PySequence_Fast_ITEMS(value);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyTypeObject *type = Py_TYPE(items[i]);
+        if (type != &PyUnicode_Type && type != &PyLong_Type && type != &PyFloat_Type &&
+            type != &PyBool_Type)
+            Py_RETURN_NONE;
+    }
+    return PyTuple_Check(value) ? Py_NewRef(value) : PyList_AsTuple(value);
 }
 
 /* The URIs of `paths` (a list of str), each `prefix` and the path from `cut` on: a
@@ -288,96 +212,6 @@ static PyObject *uris(PyObject *self, PyObject *args) {
         PyList_SET_ITEM(result, i, uri);
     }
     return result;
-}
-
-/* The batch key of a `Record` (of exactly that class): its directory for a read smaller
- * than `max_size`, else Py_None (a span of its own), as Record.batch_key says; a new
- * reference, or NULL on error. */
-static PyObject *file_batch_key(PyObject *record, PyObject *max_size) {
-    PyObject *operation = PyObject_GetAttr(record, s_operation);
-    if (operation == NULL)
-        return NULL;
-    int read = PyUnicode_Check(operation) && PyUnicode_CompareWithASCIIString(operation, "read") == 0;
-    Py_DECREF(operation);
-    if (!read)
-        Py_RETURN_NONE;
-    PyObject *key = PyObject_GetAttr(record, s_key);
-    if (key == NULL)
-        return NULL;
-    int small = 1;
-    if (key != Py_None) {
-        PyObject *size = PySequence_GetItem(key, 2);
-        small = size == NULL ? -1 : PyObject_RichCompareBool(size, max_size, Py_LT);
-        Py_XDECREF(size);
-    }
-    Py_DECREF(key);
-    if (small <= 0)
-        return small < 0 ? NULL : Py_NewRef(Py_None);
-    PyObject *path = PyObject_GetAttr(record, s_path);
-    if (path == NULL)
-        return NULL;
-    if (!PyUnicode_Check(path)) {
-        Py_DECREF(path);
-        PyErr_SetString(PyExc_TypeError, "a record's path must be a str");
-        return NULL;
-    }
-    /* path.rpartition("/")[0] or "/" */
-    Py_ssize_t slash = PyUnicode_FindChar(path, '/', 0, PyUnicode_GET_LENGTH(path), -1);
-    PyObject *directory = slash == -2 ? NULL
-                          : slash <= 0 ? Py_NewRef(s_slash)
-                                       : PyUnicode_Substring(path, 0, slash);
-    Py_DECREF(path);
-    return directory;
-}
-
-static PyObject *group(PyObject *self, PyObject *args) {
-    PyObject *records, *record_type, *max_size;
-    if (!PyArg_ParseTuple(args, "O!OO", &PyList_Type, &records, &record_type, &max_size))
-        return NULL;
-    PyObject *singles = PyList_New(0), *groups = PyDict_New();
-    if (singles == NULL || groups == NULL)
-        goto error;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
-        PyObject *record = PyList_GET_ITEM(records, i);
-        PyObject *type = (PyObject *)Py_TYPE(record);
-        PyObject *key = type == record_type ? file_batch_key(record, max_size)
-                                            : PyObject_CallMethodNoArgs(record, s_batch_key);
-        if (key == NULL)
-            goto error;
-        if (key == Py_None) {
-            Py_DECREF(key);
-            if (PyList_Append(singles, record))
-                goto error;
-            continue;
-        }
-        PyObject *both = PyTuple_Pack(2, type, key);
-        Py_DECREF(key);
-        if (both == NULL)
-            goto error;
-        PyObject *members = PyDict_GetItemWithError(groups, both);  /* borrowed */
-        int failed;
-        if (members != NULL) {
-            failed = PyList_Append(members, record);
-        } else if (PyErr_Occurred()) {
-            failed = -1;
-        } else {
-            members = PyList_New(1);
-            failed = members == NULL;
-            if (!failed) {
-                PyList_SET_ITEM(members, 0, Py_NewRef(record));
-                failed = PyDict_SetItem(groups, both, members);
-                Py_DECREF(members);
-            }
-        }
-        Py_DECREF(both);
-        if (failed)
-            goto error;
-    }
-    return Py_BuildValue("(NN)", singles, groups);
-error:
-    Py_XDECREF(singles);
-    Py_XDECREF(groups);
-    return NULL;
 }
 
 /* `value` in decimal at `out`, as str(int) writes it; the end of what was written. */
@@ -445,12 +279,14 @@ static PyObject *cache_lines(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
+    {"configure", configure, METH_O,
+     "configure(Record): the record class whose slots the other functions read directly."},
     {"cache_lines", cache_lines, METH_VARARGS,
      "cache_lines(entries): the digest cache's lines of [(dev, ino, size, mtime), digest, ...] "
      "as bytes, or None where C does not write them as Python does."},
-    {"group", group, METH_VARARGS,
-     "group(records, record_type, max_size): (the records that get a span of their own, "
-     "{(class, batch key): records}), a `record_type`'s key as Record.batch_key gives it."},
+    {"plan", plan, METH_VARARGS,
+     "plan(records, max_size, max_records, suffixes, prefix_of, quote): a flush's records "
+     "sorted into spans, as _record_spans.plan_flush's Python gives them."},
     {"stamp_candidates", stamp_candidates, METH_VARARGS,
      "stamp_candidates(records, name): the records (or paths) whose file may have the xattr "
      "`name` (bytes), unless a hook found them unstamped; every other record's producer set "
@@ -459,6 +295,9 @@ static PyMethodDef methods[] = {
      "arrays(records, cut, prefix, quote): (uris, digests, sizes, identities, counts) of a "
      "batch of file reads, each URI `prefix` and the path from `cut` on, quoted by `quote` "
      "where needed."},
+    {"scalar_tuple", scalar_tuple, METH_O,
+     "scalar_tuple(value): a list or tuple as a tuple if its elements are all str, int, float or "
+     "bool, else None."},
     {"uris", uris, METH_VARARGS,
      "uris(paths, cut, prefix, quote): the URIs of `paths` as arrays() makes a record's."},
     {NULL, NULL, 0, NULL},
@@ -471,17 +310,20 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__read_batches(void) {
-    struct {
-        PyObject **name;
-        const char *text;
-    } names[] = {
-        {&s_path, "path"}, {&s_producer, "producer"}, {&s_key, "key"}, {&s_digest, "digest"},
-        {&s_identity, "identity"}, {&s_count, "count"}, {&s_empty, ""},
-        {&s_operation, "operation"}, {&s_batch_key, "batch_key"}, {&s_slash, "/"},
-        {&s_unstamped, "unstamped"},
+    static const char *const texts[SLOTS] = {
+        [SLOT_OPERATION] = "operation", [SLOT_PATH] = "path", [SLOT_KEY] = "key",
+        [SLOT_COUNT] = "count", [SLOT_FIRST_NS] = "first_ns", [SLOT_LAST_NS] = "last_ns",
+        [SLOT_DIGEST] = "digest", [SLOT_IDENTITY] = "identity", [SLOT_PRODUCER] = "producer",
+        [SLOT_UNSTAMPED] = "unstamped",
     };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (*names[i].name == NULL && (*names[i].name = PyUnicode_InternFromString(names[i].text)) == NULL)
+    for (int i = 0; i < SLOTS; i++)
+        if (slot_names[i] == NULL && (slot_names[i] = PyUnicode_InternFromString(texts[i])) == NULL)
             return NULL;
+    if ((s_empty == NULL && (s_empty = PyUnicode_InternFromString("")) == NULL) ||
+        (s_read == NULL && (s_read = PyUnicode_InternFromString("read")) == NULL))
+        return NULL;
+    if (flush_plan_init() < 0)
+        return NULL;
+    make_uri_safe();
     return PyModule_Create(&module);
 }

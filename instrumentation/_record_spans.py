@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Hashable, Iterable, Iterator
-from typing import Any
+from collections.abc import Hashable, Iterable
+from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanContext
@@ -234,38 +234,51 @@ def single_attributes(record: Record, pid: int) -> Attributes:
     return attributes
 
 
-def find_stamps(reads: list[Record], *, in_c: bool = True) -> None:
+def find_stamps(reads: list[Record], *, in_c: bool = True) -> bool:
     """Set each file read's `producer` to the stamp on its file (`_stamps.read_file`), from
     C where it was built (`in_c`): one listxattr each, the stamp itself read only where the
-    file lists it. A read the hook found `unstamped` has none: not asked again."""
+    file lists it. A read the hook found `unstamped` has none: not asked again. True if a
+    stamp was found."""
     if in_c and _read_batches is not None:
         reads = _read_batches.stamp_candidates(reads, _STAMP_NAME)
     read_stamp = _stamps.read_file
+    found = False
     for record in reads:
         record.producer = None if record.unstamped else read_stamp(record.path)
+        found = found or record.producer is not None
+    return found
 
 
 def batch_attributes(directory: str, records: list[Record], pid: int, *,
                      in_c: bool = True) -> Attributes:
     """Attributes of a batched "read file" span: parallel arrays, one entry per record,
     made in C where it was built (`in_c`)."""
-    cut = len(directory.rstrip("/")) + 1  # records of "/x" are in "/"
-    prefix = file_uri_prefix(directory)
-    if in_c and _read_batches is not None:
-        uris, digests, sizes, identities, counts = _read_batches.arrays(
-            records, cut, prefix, quote_uri_path)
-    else:
-        uris = [uri_of_name(prefix, r.path[cut:]) for r in records]
-        digests = [r.digest or "" for r in records]
-        sizes = [r.key[2] if r.key is not None else 0 for r in records]
-        identities = [r.identity for r in records]
-        counts = [r.count for r in records]
+    return read_batch_attributes(directory, *_arrays(directory, records, in_c=in_c), pid)
+
+
+def read_batch_attributes(directory: str, uris: list[str], digests: list[str], sizes: list[int],
+                          identities: list[str], counts: list[int], pid: int) -> Attributes:
+    """Attributes of a batched "read file" span of files in `directory`, from its arrays."""
     return {
         attr.PROVENANCE_IO_OPERATION: "read",
         attr.FILE_DIRECTORY: directory,
         **artifact_arrays(uris, digests, sizes, identities, counts),
         attr.PROCESS_PID: pid,
     }
+
+
+def _arrays(directory: str, records: list[Record], *, in_c: bool
+            ) -> tuple[list[str], list[str], list[int], list[str], list[int]]:
+    """A batch's URIs, digests, sizes, identities and counts."""
+    cut = len(directory.rstrip("/")) + 1  # records of "/x" are in "/"
+    prefix = file_uri_prefix(directory)
+    if in_c and _read_batches is not None:
+        return _read_batches.arrays(records, cut, prefix, quote_uri_path)
+    return ([uri_of_name(prefix, r.path[cut:]) for r in records],
+            [r.digest or "" for r in records],
+            [r.key[2] if r.key is not None else 0 for r in records],
+            [r.identity for r in records],
+            [r.count for r in records])
 
 
 def artifact_arrays(
@@ -298,25 +311,59 @@ def directory_of(path: str) -> str:
     return path.rpartition("/")[0] or "/"
 
 
-def group_for_spans(records: list[Record], *, in_c: bool = True) -> Iterator[Record | list[Record]]:
-    """Yield the records that get a span of their own, then the batches (lists of records
-    of one class and `batch_key`, at most `BATCH_MAX_RECORDS` each), grouped in C where it
-    was built (`in_c`).
+# A batch of plain file reads (`Record`s of one directory) as `plan_flush` gives it: its
+# records, directory, the span's arrays (URIs, digests, sizes, identities, counts), and its
+# records' first `first_ns` and last `last_ns`.
+ReadBatch = tuple[list[Record], str, list[str], list[str], list[int], list[str], list[int], int, int]
+
+
+class FlushPlan(NamedTuple):
+    """A flush's records sorted into spans (`plan_flush`)."""
+
+    reads: list[Record]  # file reads (a stat key): their producer stamps are looked for
+    configs: list[Record]  # those of them whose path has a config file's suffix
+    singles: list[Record]  # records that get a span of their own, in order
+    # Then the batches: lists of records of one class and `batch_key` (other than `Record`),
+    # or batches of plain reads with their arrays; each with a path at most once and at most
+    # `BATCH_MAX_RECORDS` records.
+    batches: list[list[Record] | ReadBatch]
+    linked: bool  # some record of a ReadBatch has a producer already
+
+
+def plan_flush(records: list[Record], suffixes: tuple[str, ...], *, in_c: bool = True) -> FlushPlan:
+    """The records of one flush sorted into spans, in one C pass where it was built (`in_c`):
+    a loop per record over thousands of small reads is most of a flush.
 
     A path appears once per batch: a span's links name their artifact by URI, so two versions
     of one object (or file) read in one flush go to two batches."""
     if in_c and _read_batches is not None:
-        singles, groups = _read_batches.group(records, Record, BATCH_MAX_SIZE)
-    else:
-        singles, groups = _grouped(records)
-    yield from singles
-    for group in groups.values():
+        return FlushPlan(*_read_batches.plan(records, BATCH_MAX_SIZE, BATCH_MAX_RECORDS,
+                                              suffixes, file_uri_prefix, quote_uri_path))
+    reads = [r for r in records if r.operation == "read" and r.key is not None]
+    configs = [r for r in reads if r.path.endswith(suffixes)]
+    singles, groups = _grouped(records)
+    batches: list[list[Record] | ReadBatch] = []
+    linked = False
+    for (kind, key), group in groups.items():
         # Checked per group, not per record: a path read twice in one flush is rare, and
         # tracking repeats record by record cost as much as the rest of the grouping.
-        batches = [group] if len({r.path for r in group}) == len(group) else _by_repeat(group)
-        for batch in batches:
-            for start in range(0, len(batch), BATCH_MAX_RECORDS):
-                yield batch[start : start + BATCH_MAX_RECORDS]
+        parts = [group] if len({r.path for r in group}) == len(group) else _by_repeat(group)
+        for part in parts:
+            for start in range(0, len(part), BATCH_MAX_RECORDS):
+                batch = part[start : start + BATCH_MAX_RECORDS]
+                if kind is Record:
+                    linked = linked or any(r.producer is not None for r in batch)
+                    batches.append(_read_batch(key, batch))  # type: ignore[arg-type]
+                else:
+                    batches.append(batch)
+    return FlushPlan(reads, configs, singles, batches, linked)
+
+
+def _read_batch(directory: str, records: list[Record]) -> ReadBatch:
+    """The ReadBatch of plain reads `records` in `directory`, in Python."""
+    uris, digests, sizes, identities, counts = _arrays(directory, records, in_c=False)
+    return (records, directory, uris, digests, sizes, identities, counts,
+            min(r.first_ns for r in records), max(r.last_ns for r in records))
 
 
 def _grouped(records: list[Record]) -> tuple[list[Record], dict[tuple[type, Hashable], list[Record]]]:
@@ -357,3 +404,7 @@ def _by_repeat(group: list[Record]) -> list[list[Record]]:
             parts.append([])
         parts[repeat].append(record)
     return parts
+
+
+if _read_batches is not None:
+    _read_batches.configure(Record)  # its slots read directly by the C passes

@@ -10,6 +10,7 @@ that of its final content.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import operator
 import os
@@ -729,26 +730,28 @@ class Recorder:
         records: list[Record] = []
         while ready:  # the hooks append while this takes them: one popleft each, never a clear
             records += [ready.popleft() for _ in range(len(ready))]
-        reads = [r for r in records if r.operation == "read" and r.key is not None]
-        batches = [r for r in records if r.batched and r.operation == "read"]
+        plan = _record_spans.plan_flush(records, _config_files.SUFFIXES)
+        batches = [r for r in plan.singles if r.batched and r.operation == "read"]
+        linked = plan.linked
         if self.settings.stamp:
             # Here, on the worker, not in the hook: one listxattr per file read (~1 us).
-            _record_spans.find_stamps(reads)
+            linked = _record_spans.find_stamps(plan.reads) or linked
             for batch in batches:
                 batch.find_stamps()  # type: ignore[attr-defined]
-        suffixes = _config_files.SUFFIXES
-        configs = [r for r in reads if r.path.endswith(suffixes)]
-        configs += [
+        configs = plan.configs + [
             batch.file_record(index)  # type: ignore[attr-defined]
             for batch in batches
             for index, path in enumerate(batch.paths)  # type: ignore[attr-defined]
-            if path.endswith(suffixes)
+            if path.endswith(_config_files.SUFFIXES)
         ]
         parent = self.process.context()
         pid = os.getpid()
-        for item in _record_spans.group_for_spans(records):
+        for item in itertools.chain(plan.singles, plan.batches):
             with guard("recording a span", self.failed):  # one bad record never takes its flush
-                self._emit(item, parent, pid)
+                if type(item) is tuple:
+                    self._emit_read_batch(item, parent, pid, linked)
+                else:
+                    self._emit(item, parent, pid)  # type: ignore[arg-type]
         for record in configs:
             with guard("recording a config", self.failed):
                 self._emit_config(record, parent, pid)
@@ -833,6 +836,17 @@ class Recorder:
             return
         _ended_spans.end_span(self._tracer, name, parent, start, max(end, start), attributes,
                               links)
+
+    def _emit_read_batch(self, batch: _record_spans.ReadBatch, parent: otel_context.Context,
+                         pid: int, linked: bool) -> None:
+        """End the span of a batch of plain file reads (`_record_spans.plan_flush`); `linked`:
+        some read of the flush has a producer to link to."""
+        records, directory, uris, digests, sizes, identities, counts, start, end = batch
+        attributes = _record_spans.read_batch_attributes(directory, uris, digests, sizes,
+                                                         identities, counts, pid)
+        links = _record_spans.links(records) if linked else []
+        _ended_spans.end_span(self._tracer, spans.SPAN_READ_FILE, parent, start, max(end, start),
+                              attributes, links)
 
     def _emit_record(self, item: Record, parent: otel_context.Context, pid: int) -> None:
         """End the span of one record, started now or when its write was stamped."""

@@ -166,9 +166,16 @@ def test_a_samplers_own_attributes_are_the_spans_on_both_paths(tmp_path):
     assert direct_bytes == public_bytes
 
 
-def test_values_the_sdk_would_change_take_the_public_path():
+@pytest.mark.parametrize("in_c", [True, False], ids=["C check", "Python check"])
+def test_values_the_sdk_would_change_take_the_public_path(monkeypatch, in_c):
+    if in_c and _ended_spans._scalar_tuple is _ended_spans._scalar_tuple_in_python:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+    if not in_c:
+        monkeypatch.setattr(_ended_spans, "_scalar_tuple", _ended_spans._scalar_tuple_in_python)
     tracer = TracerProvider().get_tracer("clew")
-    assert _ended_spans._direct_attributes(tracer, {"a": ("x", 1), "b": 2.5, "c": True}) == {
-        "a": ("x", 1), "b": 2.5, "c": True}
-    for odd in ({"a": [b"x"]}, {"a": None}, {"a": [["x"]]}, {"": "x"}, {"a": {"b": 1}}):
+    kept = {"a": ("x", 1), "b": 2.5, "c": True, "d": ["y", 2, 0.5, False], "e": []}
+    assert _ended_spans._direct_attributes(tracer, kept) == {**kept, "d": ("y", 2, 0.5, False),
+                                                             "e": ()}
+    for odd in ({"a": [b"x"]}, {"a": None}, {"a": [["x"]]}, {"": "x"}, {"a": {"b": 1}},
+                {"a": ["x", None]}, {"a": [type("Name", (str,), {})("x")]}):
         assert _ended_spans._direct_attributes(tracer, odd) is None, odd

@@ -102,26 +102,63 @@ def test_names_that_need_quoting_have_the_uris_of_single_files(batch_attributes)
         assert attributes[attr.PROVENANCE_ARTIFACTS_IDENTITY] == ["content"] * len(names) + ["none"]
 
 
-@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
-def test_records_grouped_into_spans(in_c: bool):
-    if in_c and _record_spans._read_batches is None:
-        pytest.skip("clew.instrumentation._read_batches was not built")
+SUFFIXES = (".json", ".yaml", ".cfg")
+
+
+def _flush_records() -> list:
+    """A flush's records of every kind: small reads in three directories and the root (one
+    path read twice, a config, non-ASCII and undecodable names, an unkeyed read), a large read,
+    a write, object-store reads (a class of their own), more small reads than one batch holds."""
     from clew.instrumentation._objects import ObjectRecord
 
     large = Record("read", "/data/big.bin", (1, 2, _record_spans.BATCH_MAX_SIZE, 3))
-    write = Record("write", "/data/out.bin", (1, 3, 10, 3))
-    small = [_record(p) for p in ("/data/a", "/other/b", "/data/c", "/d", "/data/a")]
+    write = Record("write", "/data/out.json", (1, 3, 10, 3))
+    small = [_record(p) for p in ("/data/a", "/other/b.yaml", "/data/c", "/d", "/data/a",
+                                  "/dätä/é%.bin", "/raw\udcff/bad\udce9name.json")]
+    for index, record in enumerate(small):
+        record.first_ns, record.last_ns = 1_000 + index * 7 % 5, 2_000 - index * 3 % 4
+    small[2].identity, small[2].count = "stat", 3
     unkeyed = Record("read", "/data/e")  # no stat key: batched all the same
     objects = [ObjectRecord("read", "s3", "bucket", name) for name in ("p/x", "p/y", "q/z")]
-    records = [small[0], large, small[1], write, *objects, small[2], small[3], unkeyed, small[4]]
-    records += [_record(f"/many/{index}") for index in range(_record_spans.BATCH_MAX_RECORDS + 3)]
+    records = [small[0], large, small[1], write, *objects, small[2], small[3], unkeyed, small[4],
+               small[5], small[6]]
+    return records + [_record(f"/many/{index}") for index in range(_record_spans.BATCH_MAX_RECORDS + 3)]
 
-    items = list(_record_spans.group_for_spans(records, in_c=in_c))
 
-    many = records[-_record_spans.BATCH_MAX_RECORDS - 3:]
-    assert items == [
-        large, write,
-        [small[0], small[2], unkeyed], [small[4]],  # a path once per batch
-        [small[1]], objects[:2], [objects[2]], [small[3]],
+@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
+def test_records_sorted_into_spans(in_c: bool):
+    if in_c and _record_spans._read_batches is None:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+    records = _flush_records()
+    small0, large, small1, write, *objects = records[:7]
+    small2, small3, unkeyed, small4, small5, small6 = records[7:13]
+    many = records[13:]
+
+    plan = _record_spans.plan_flush(records, SUFFIXES, in_c=in_c)
+
+    assert plan.reads == [r for r in records if r.operation == "read" and r.key is not None]
+    assert plan.configs == [small1, small6]
+    assert plan.singles == [large, write]
+    assert [b if type(b) is list else b[0] for b in plan.batches] == [
+        [small0, small2, unkeyed], [small4],  # a path once per batch
+        [small1], objects[:2], [objects[2]], [small3], [small5], [small6],
         many[:_record_spans.BATCH_MAX_RECORDS], many[_record_spans.BATCH_MAX_RECORDS:],
     ]
+    first = plan.batches[0]
+    assert first[1] == "/data"
+    assert first[2:] == (
+        [file_uri(r.path) for r in first[0]], ["blake3:" + "a" * 64] * 2 + [""], [10, 10, 0],
+        ["content", "stat", "none"], [1, 3, 1],
+        min(r.first_ns for r in first[0]), max(r.last_ns for r in first[0]),
+    )
+    assert not plan.linked
+
+
+def test_a_flush_plan_is_the_same_in_c_and_in_python():
+    if _record_spans._read_batches is None:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+    records = _flush_records()
+    records[-1].producer = ("a producer", None)
+    in_c = _record_spans.plan_flush(records, SUFFIXES)
+    assert in_c == _record_spans.plan_flush(records, SUFFIXES, in_c=False)
+    assert in_c.linked
