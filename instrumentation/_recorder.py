@@ -730,7 +730,12 @@ class Recorder:
         records: list[Record] = []
         while ready:  # the hooks append while this takes them: one popleft each, never a clear
             records += [ready.popleft() for _ in range(len(ready))]
-        plan = _record_spans.plan_flush(records, _config_files.SUFFIXES)
+        plan = None
+        with guard("sorting records into spans", self.failed):
+            plan = _record_spans.plan_flush(records, _config_files.SUFFIXES)
+        if plan is None:  # the records were taken: each gets a span of its own, never lost
+            reads = [r for r in records if r.operation == "read" and r.key is not None]
+            plan = _record_spans.FlushPlan(reads, [], records, [], False)
         batches = [r for r in plan.singles if r.batched and r.operation == "read"]
         linked = plan.linked
         if self.settings.stamp:
