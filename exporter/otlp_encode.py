@@ -4,11 +4,11 @@ OpenTelemetry's own JSON encoder (opentelemetry-exporter-otlp-json-common) build
 object per value and then a dict; for clew's batched spans, whose attributes are arrays of
 hundreds of URIs and digests, that takes 170 ms per 20,000 records here, on the GIL, while
 the host runs. `encode_spans` builds the same JSON mapping directly (about 3x faster), and
-`encode_json`, what the spool writes, goes further: the arrays of strings and ints that are
-nearly all of a batched span become text in one C-level pass each, never a dict per value
-(~2.5 us less per record than the mapping and `json.dumps`, benchmarks/RESULTS.md). The
-mapping is checked against the official protobuf classes, and the text against the
-mapping, in tests/exporter/test_otlp_encode.py.
+`encode_json`, what the spool writes, goes further: a span's attributes, whose arrays of
+strings and ints are nearly all of a batched span, become text in one C call
+(`_attributes_text.c`; the same text in Python without it or for a value it declines), never
+a dict per value. The mapping is checked against the official protobuf classes, and the
+text against the mapping, in tests/exporter/test_otlp_encode.py.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ _STR, _INT = {str}, {int}
 _TO_QUOTE = bytes(0x22 if c < 0x20 or c in (0x22, 0x5C, 0x7F) else c for c in range(256))
 
 
-def _plain_join_in_python(separator: str, value: list | tuple) -> str | None:
+def _plain_join(separator: str, value: list | tuple) -> str | None:
     """`separator.join(value)` when every item is a str with nothing JSON escapes (URIs,
     digests), else None; `separator` has no byte JSON escapes but its quotes. Checked on the
     joined text: its bytes translated by one table, its quotes counted."""
@@ -176,13 +176,6 @@ def _plain_join_in_python(separator: str, value: list | tuple) -> str | None:
         return None
     quotes = joined.encode("ascii").translate(_TO_QUOTE).count(b'"')
     return joined if quotes == separator.count('"') * (len(value) - 1) else None
-
-
-_plain_join: Callable[[str, Any], str | None]
-try:  # the same check in C where it was built: ~2k instructions less per batched read
-    from ._plain_strings import plain_join as _plain_join
-except ImportError:  # built without a compiler
-    _plain_join = _plain_join_in_python
 
 
 def _value_pieces(value: Any, pieces: list[str]) -> None:
@@ -229,11 +222,24 @@ def _key_head(key: str) -> str:
     return head
 
 
+_attributes_text: Callable[[Mapping[str, Any]], str | None] | None
+try:  # the attributes' whole text in C where it was built: ~3k instructions less a batched read
+    from ._attributes_text import attributes_text as _attributes_text
+except ImportError:  # built without a compiler
+    _attributes_text = None
+
+
 def _attributes_pieces(attributes: Mapping[str, Any] | None, pieces: list[str]) -> None:
-    """The attributes' JSON array appended to `pieces` (see `_value_pieces`)."""
+    """The attributes' JSON array appended to `pieces` (see `_value_pieces`): written by C in
+    one piece where it was built and writes every value (`_attributes_text.c`)."""
     if not attributes:
         pieces.append("[]")
         return
+    if _attributes_text is not None:
+        text = _attributes_text(attributes)
+        if text is not None:
+            pieces.append(text)
+            return
     separator = "["
     for key, value in attributes.items():
         # The scalars most attributes are in line: a call per attribute was a third of a
