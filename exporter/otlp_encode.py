@@ -262,10 +262,11 @@ def _attributes_pieces(attributes: Mapping[str, Any] | None, pieces: list[str]) 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _span_text(span: ReadableSpan) -> str:
-    """One span as JSON text, exactly as `_dumps(_span(span))` writes it: the fields every
-    span has written directly (a dict and its encoding per span cost as much as a batched
-    span's arrays of 512 files), events and links (rare) through the mapping form."""
+def _span_pieces(span: ReadableSpan) -> list[str]:
+    """One span as pieces of JSON text, exactly as `_dumps(_span(span))` writes it: the fields
+    every span has written directly (a dict and its encoding per span cost as much as a batched
+    span's arrays of 512 files), events and links (rare) through the mapping form. Pieces, not
+    their join: the line's join copies them once, a span's own join copied its arrays again."""
     context = span.get_span_context()
     parent = span.parent
     status = span.status
@@ -292,7 +293,7 @@ def _span_text(span: ReadableSpan) -> str:
     pieces = [text, ',"attributes":']
     _attributes_pieces(span.attributes, pieces)
     pieces.append("}")
-    return "".join(pieces)
+    return pieces
 
 
 def _span(span: ReadableSpan) -> dict[str, Any]:
@@ -337,7 +338,7 @@ def encode_json(
     the first one raises)."""
     # Pieces joined once at the end: a line is megabytes, and each + would copy it all.
     out = ['{"resourceSpans":[']
-    for r, (resource, scopes) in enumerate(_grouped(spans, _span_text, rejected).values()):
+    for r, (resource, scopes) in enumerate(_grouped(spans, _span_pieces, rejected).values()):
         out.append(',{"resource":{"attributes":' if r else '{"resource":{"attributes":')
         _attributes_pieces(resource.attributes, out)
         out.append('},"scopeSpans":[')
@@ -346,8 +347,10 @@ def encode_json(
             if schema_url:
                 out += [',"schemaUrl":', _quote(schema_url)]
             out.append(',"spans":[')
-            for index, text in enumerate(encoded):  # not ",".join: one copy of them less
-                out += [",", text] if index else [text]
+            for index, pieces in enumerate(encoded):
+                if index:
+                    out.append(",")
+                out += pieces
             out.append("]}")
         out.append("]")
         if resource.schema_url:
