@@ -29,7 +29,9 @@ typedef struct {
     int escapes; /* whether the measuring pass found a string that is not plain ASCII */
 } Text;
 
-/* Always in line: the literals' copies become a few moves, not a call each to memcpy. */
+/* Always in line, as are the writers of a scalar: the literals' copies become a few moves,
+ * not a call each to memcpy, and an array's values no call each (callgrind: ~1.0k -> ~0.8k
+ * instructions a file of a batched span). */
 static inline Py_ALWAYS_INLINE void put(Text *text, const char *bytes, Py_ssize_t size) {
     if (text->at != NULL)
         memcpy(text->at + text->size, bytes, size);
@@ -99,7 +101,7 @@ static void put_character(Text *text, Py_UCS4 c) {
 
 /* An exact str's characters as in a JSON string literal (its quotes are the caller's, in
  * one literal with what comes before and after). */
-static void put_characters(Text *text, PyObject *string) {
+static inline Py_ALWAYS_INLINE void put_characters(Text *text, PyObject *string) {
     Py_ssize_t length = PyUnicode_GET_LENGTH(string);
     /* Writing, after a measure that found every string plain: copied without a second look. */
     int known_plain = text->at != NULL && !text->escapes;
@@ -116,7 +118,7 @@ static void put_characters(Text *text, PyObject *string) {
 }
 
 /* An exact int as str(value) writes it: 1, or 0 beyond 64 bits (or -1 and an exception). */
-static int put_int(Text *text, PyObject *value) {
+static inline Py_ALWAYS_INLINE int put_int(Text *text, PyObject *value) {
     int overflow;
     long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (overflow)
@@ -124,7 +126,9 @@ static int put_int(Text *text, PyObject *value) {
     if (number == -1 && PyErr_Occurred())
         return -1;
     /* Negated as unsigned: LLONG_MIN has no positive counterpart. */
-    unsigned long long rest = number < 0 ? 0ULL - (unsigned long long)number : (unsigned long long)number;
+    unsigned long long rest = (unsigned long long)number;
+    if (number < 0)
+        rest = 0ULL - rest;
     if (text->at == NULL) { /* measuring: the digits counted, not made */
         Py_ssize_t size = number < 0 ? 2 : 1;
         /* `rest` is at most 2^63 < 10^19: `power` stops before it could overflow. */
@@ -169,7 +173,7 @@ static int put_double(Text *text, double number) {
 
 /* A value that is not an array as its AnyValue text: 1 written, 0 a value Python writes, -1
  * an error. */
-static int put_scalar(Text *text, PyObject *value) {
+static inline Py_ALWAYS_INLINE int put_scalar(Text *text, PyObject *value) {
     if (PyUnicode_CheckExact(value)) {
         if (PyUnicode_READY(value) < 0)
             return -1;
