@@ -64,12 +64,12 @@ extensions.append(
     )
 )
 
-# The spool encoder's check of an array of strings (exporter/otlp_encode.py falls back to
-# Python without it).
+# The spool encoder's attributes as text (exporter/otlp_encode.py falls back to Python
+# without it).
 extensions.append(
     Extension(
-        "clew.exporter._plain_strings",
-        sources=["exporter/_plain_strings.c"],
+        "clew.exporter._attributes_text",
+        sources=["exporter/_attributes_text.c"],
         extra_compile_args=["-O3", "-Wall"],
         optional=True,
     )

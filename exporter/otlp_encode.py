@@ -4,11 +4,11 @@ OpenTelemetry's own JSON encoder (opentelemetry-exporter-otlp-json-common) build
 object per value and then a dict; for clew's batched spans, whose attributes are arrays of
 hundreds of URIs and digests, that takes 170 ms per 20,000 records here, on the GIL, while
 the host runs. `encode_spans` builds the same JSON mapping directly (about 3x faster), and
-`encode_json`, what the spool writes, goes further: the arrays of strings and ints that are
-nearly all of a batched span become text in one C-level pass each, never a dict per value
-(~2.5 us less per record than the mapping and `json.dumps`, benchmarks/RESULTS.md). The
-mapping is checked against the official protobuf classes, and the text against the
-mapping, in tests/exporter/test_otlp_encode.py.
+`encode_json`, what the spool writes, goes further: a span's attributes, whose arrays of
+strings and ints are nearly all of a batched span, become text in one C call
+(`_attributes_text.c`; the same text in Python without it or for a value it declines), never
+a dict per value. The mapping is checked against the official protobuf classes, and the
+text against the mapping, in tests/exporter/test_otlp_encode.py.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ _STR, _INT = {str}, {int}
 _TO_QUOTE = bytes(0x22 if c < 0x20 or c in (0x22, 0x5C, 0x7F) else c for c in range(256))
 
 
-def _plain_join_in_python(separator: str, value: list | tuple) -> str | None:
+def _plain_join(separator: str, value: list | tuple) -> str | None:
     """`separator.join(value)` when every item is a str with nothing JSON escapes (URIs,
     digests), else None; `separator` has no byte JSON escapes but its quotes. Checked on the
     joined text: its bytes translated by one table, its quotes counted."""
@@ -176,13 +176,6 @@ def _plain_join_in_python(separator: str, value: list | tuple) -> str | None:
         return None
     quotes = joined.encode("ascii").translate(_TO_QUOTE).count(b'"')
     return joined if quotes == separator.count('"') * (len(value) - 1) else None
-
-
-_plain_join: Callable[[str, Any], str | None]
-try:  # the same check in C where it was built: ~2k instructions less per batched read
-    from ._plain_strings import plain_join as _plain_join
-except ImportError:  # built without a compiler
-    _plain_join = _plain_join_in_python
 
 
 def _value_pieces(value: Any, pieces: list[str]) -> None:
@@ -229,11 +222,24 @@ def _key_head(key: str) -> str:
     return head
 
 
+_attributes_text: Callable[[Mapping[str, Any]], str | None] | None
+try:  # the attributes' whole text in C where it was built: ~3k instructions less a batched read
+    from ._attributes_text import attributes_text as _attributes_text
+except ImportError:  # built without a compiler
+    _attributes_text = None
+
+
 def _attributes_pieces(attributes: Mapping[str, Any] | None, pieces: list[str]) -> None:
-    """The attributes' JSON array appended to `pieces` (see `_value_pieces`)."""
+    """The attributes' JSON array appended to `pieces` (see `_value_pieces`): written by C in
+    one piece where it was built and writes every value (`_attributes_text.c`)."""
     if not attributes:
         pieces.append("[]")
         return
+    if _attributes_text is not None:
+        text = _attributes_text(attributes)
+        if text is not None:
+            pieces.append(text)
+            return
     separator = "["
     for key, value in attributes.items():
         # The scalars most attributes are in line: a call per attribute was a third of a
@@ -256,10 +262,11 @@ def _attributes_pieces(attributes: Mapping[str, Any] | None, pieces: list[str]) 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _span_text(span: ReadableSpan) -> str:
-    """One span as JSON text, exactly as `_dumps(_span(span))` writes it: the fields every
-    span has written directly (a dict and its encoding per span cost as much as a batched
-    span's arrays of 512 files), events and links (rare) through the mapping form."""
+def _span_pieces(span: ReadableSpan) -> list[str]:
+    """One span as pieces of JSON text, exactly as `_dumps(_span(span))` writes it: the fields
+    every span has written directly (a dict and its encoding per span cost as much as a batched
+    span's arrays of 512 files), events and links (rare) through the mapping form. Pieces, not
+    their join: the line's join copies them once, a span's own join copied its arrays again."""
     context = span.get_span_context()
     parent = span.parent
     status = span.status
@@ -286,7 +293,7 @@ def _span_text(span: ReadableSpan) -> str:
     pieces = [text, ',"attributes":']
     _attributes_pieces(span.attributes, pieces)
     pieces.append("}")
-    return "".join(pieces)
+    return pieces
 
 
 def _span(span: ReadableSpan) -> dict[str, Any]:
@@ -331,7 +338,7 @@ def encode_json(
     the first one raises)."""
     # Pieces joined once at the end: a line is megabytes, and each + would copy it all.
     out = ['{"resourceSpans":[']
-    for r, (resource, scopes) in enumerate(_grouped(spans, _span_text, rejected).values()):
+    for r, (resource, scopes) in enumerate(_grouped(spans, _span_pieces, rejected).values()):
         out.append(',{"resource":{"attributes":' if r else '{"resource":{"attributes":')
         _attributes_pieces(resource.attributes, out)
         out.append('},"scopeSpans":[')
@@ -340,8 +347,10 @@ def encode_json(
             if schema_url:
                 out += [',"schemaUrl":', _quote(schema_url)]
             out.append(',"spans":[')
-            for index, text in enumerate(encoded):  # not ",".join: one copy of them less
-                out += [",", text] if index else [text]
+            for index, pieces in enumerate(encoded):
+                if index:
+                    out.append(",")
+                out += pieces
             out.append("]}")
         out.append("]")
         if resource.schema_url:

@@ -109,18 +109,18 @@ def test_the_spool_text_is_the_mapping():
 
 
 @pytest.fixture(params=["C", "Python"])
-def plain_join(request, monkeypatch):
-    """The check of an array of plain strings, in C (where it was built) and in Python."""
+def encoder(request, monkeypatch):
+    """The attributes' text written in C (where it was built) and in Python."""
     if request.param == "C":
-        if otlp_encode._plain_join is otlp_encode._plain_join_in_python:
-            pytest.skip("clew.exporter._plain_strings was not built")
+        if otlp_encode._attributes_text is None:
+            pytest.skip("clew.exporter._attributes_text was not built")
     else:
-        monkeypatch.setattr(otlp_encode, "_plain_join", otlp_encode._plain_join_in_python)
-    return otlp_encode._plain_join
+        monkeypatch.setattr(otlp_encode, "_attributes_text", None)
+    return request.param
 
 
-def test_plain_strings_are_joined_and_any_other_array_is_not(plain_join):
-    separator = otlp_encode._PLAIN_STRINGS_JOIN
+def test_plain_strings_are_joined_and_any_other_array_is_not():
+    plain_join, separator = otlp_encode._plain_join, otlp_encode._PLAIN_STRINGS_JOIN
     for plain in (["file://h/a b", "blake3:00"], ("x",), [""], ["a~!@#$%^&*()_+{}|:<>?'"]):
         assert plain_join(separator, plain) == separator.join(plain)
     escaped = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "\xe9", "\u2603", "\udce9"]
@@ -134,7 +134,7 @@ def test_plain_strings_are_joined_and_any_other_array_is_not(plain_join):
         assert plain_join(separator, other) is None
 
 
-def test_the_spool_text_is_the_mappings_json_byte_for_byte(plain_join):
+def test_the_spool_text_is_the_mappings_json_byte_for_byte(encoder):
     """The spool's lines did not change when its text path stopped going through the mapping:
     the same bytes as the mapping's compact JSON, for spans with every optional field (status
     message, events, links, a remote parent with a trace state) and without."""
@@ -164,7 +164,7 @@ def _span_with(attributes, name="read file"):
     return span
 
 
-def test_names_that_are_not_utf8_are_written_as_valid_unicode():
+def test_names_that_are_not_utf8_are_written_as_valid_unicode(encoder):
     """Python holds the bytes of a name that is not UTF-8 as lone surrogates (os.fsdecode):
     each such byte is written as the text \\xNN, so the line is Unicode that protobuf parses,
     and characters beyond the BMP (written as surrogate pairs) are kept as they are."""
@@ -205,7 +205,7 @@ def test_a_span_that_cannot_be_encoded_is_set_aside_alone():
     assert rejected == [bad]
 
 
-def test_nan_and_infinity_are_spelled_as_otlp_json_spells_them():
+def test_nan_and_infinity_are_spelled_as_otlp_json_spells_them(encoder):
     span = _span_with({"loss": float("nan"), "up": float("inf"), "down": float("-inf")})
     text = encode_json([span])
     (parsed,) = _parse_otlp_json(text).resource_spans[0].scope_spans[0].spans
@@ -213,3 +213,57 @@ def test_nan_and_infinity_are_spelled_as_otlp_json_spells_them():
     assert values["up"] == float("inf") and values["down"] == float("-inf")
     assert values["loss"] != values["loss"]  # NaN
     assert json.loads(text) == encode_spans([span])
+
+
+# Every character class the encoder escapes differently: each ASCII and Latin-1 character,
+# the BMP, beyond it (a surrogate pair), a byte of an undecodable name, another lone surrogate.
+_EVERY_KIND_OF_CHARACTER = "".join(map(chr, range(0x100))) + "\u2603\uffff\U0001f600\udce9\ud800"
+
+
+class _Name(str):
+    pass
+
+
+class _Count(int):
+    pass
+
+
+@pytest.mark.parametrize("attributes", [
+    pytest.param({"provenance.artifacts.uri": ("file://h/d/a", "file://h/d/b%20c"),
+                  "provenance.artifacts.digest": ("blake3:" + "0" * 64, ""),
+                  "provenance.artifacts.size": (0, 16384), "process.pid": 7,
+                  "provenance.io.operation": "read"}, id="a batched read"),
+    pytest.param({"text": _EVERY_KIND_OF_CHARACTER, "texts": [_EVERY_KIND_OF_CHARACTER, ""],
+                  # (the mapping form leaves a key's lone surrogates as they are)
+                  _EVERY_KIND_OF_CHARACTER[:-2]: 1}, id="characters"),
+    pytest.param({"ints": (0, -1, 2**63 - 1, -2**63), "int": -2**63, "big": 2**63,
+                  "small": -2**63 - 1, "bigs": [1, 2**64]}, id="ints to 64 bits and beyond"),
+    pytest.param({"bools": (True, False), "bool": False, "empty": (),
+                  "mixed": [1, "one", True, 1.5], "float": -2.5,
+                  "floats": [0.1, -0.0, 1e300, 5e-324, 1.0, float("nan"), float("inf"),
+                             float("-inf")]}, id="bools, floats, empty, mixed"),
+    pytest.param({"name": _Name("a")}, id="a str subclass"),
+    pytest.param({"names": ["a", _Name("b")], "count": _Count(3)}, id="subclasses in arrays"),
+    pytest.param({"nested": [[1]], "none": None, "mapping": {"a": [1]}}, id="what no SDK lets in"),
+])
+def test_every_value_is_written_as_the_mapping_writes_it(encoder, attributes):
+    """What C writes, and what it leaves to Python (a bigger int, a subclass, a mapping), is
+    the mapping's compact JSON byte for byte. The values are put straight into a finished span,
+    as the spool gets them from clew's direct path (tuples) and as no SDK check would let some
+    of them in."""
+    span = _span_with({"n": 1})
+    span._attributes = attributes
+    assert encode_json([span]) == json.dumps(encode_spans([span]), separators=(",", ":"))
+
+
+def test_c_writes_the_values_of_clews_spans():
+    """The C writer takes every attribute value clew's spans carry (else the test above would
+    compare Python with itself) and declines only what it cannot write as Python does."""
+    if otlp_encode._attributes_text is None:
+        pytest.skip("clew.exporter._attributes_text was not built")
+    text = otlp_encode._attributes_text
+    assert text({"uris": ("file://h/a",), "sizes": (2**63 - 1, -2**63),
+                 "s": _EVERY_KIND_OF_CHARACTER, "b": [True], "f": [0.5], "e": []}) is not None
+    for declined in ({"n": 2**63}, {"n": [-2**63 - 1]}, {"s": _Name("a")}, {"m": {"a": 1}},
+                     {"s": [[1]]}, {"n": None}, {1: "a"}):
+        assert text(declined) is None, declined
