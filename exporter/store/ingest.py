@@ -25,8 +25,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from . import rows
 from .native import NativeBlocks, native_blocks
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
+from .connection import embedded_client, second_handle
 from .links import link_all, link_runs, list_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
 from ..spool_files import spool_sizes
@@ -261,6 +262,48 @@ def _native_rows(blocks: NativeBlocks, batch: list[tuple[Path, "_Chunk"]]) -> by
         return None
 
 
+class _Lister:
+    """Keeps the inputs per directory of runs (`links.list_runs`) as the ingest goes. Into
+    an embedded store, in a thread of its own on a second chDB handle: chDB runs the two
+    handles' statements at once, so the listing after an insert runs beside the next insert
+    (and the last one beside the candidates at the end) instead of between them on the
+    inserting thread (docs/architecture.md, Ingest). Into a server, at once."""
+
+    def __init__(self, client: Any, options: SchemaOptions) -> None:
+        self.client = client
+        self.options = options
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="clew-list")
+                      if embedded_client(client) else None)
+        self._handle: Any = None  # opened by the thread, at its first listing
+        self._pending: list[Future[None]] = []
+
+    def list(self, runs: list[str]) -> None:
+        """Keep the inputs per directory of `runs`, whose records are all in the store."""
+        if not runs:
+            return
+        if self._pool is None:
+            list_runs(self.client, self.options, runs)
+        else:
+            self._pending.append(self._pool.submit(self._list, runs))
+
+    def _list(self, runs: list[str]) -> None:
+        if self._handle is None:
+            self._handle = second_handle(self.client)
+        list_runs(self._handle, self.options, runs)
+
+    def wait(self) -> None:
+        """Until every listing asked for is kept; raises what one of them raised."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._handle is not None:
+            self._handle.close()
+
+
 class _Ingester:
     def __init__(self, client: Any, options: SchemaOptions, spool: Path) -> None:
         self.client = client
@@ -273,6 +316,7 @@ class _Ingester:
         # those whose inputs per directory were kept since their last records (links.py)
         self.listed: set[str] = set()
         self.quarantine = spool / QUARANTINE_DIRNAME
+        self._lister = _Lister(client, options)
         self._counted: dict[Path, tuple[int, int]] = {}  # per file: an offset, lines before it
         self._finished: list[list[Any]] = []  # done entries of the last batch, not yet logged
 
@@ -435,18 +479,25 @@ class _Ingester:
         unlink_runs(self.client, self.options, sorted(runs))
         # The spool holds a file per process, taken oldest first, so a run's files are close
         # together: the runs of earlier batches that this one brought none of are most
-        # likely complete. Their inputs per directory are kept now, while the conversion
-        # thread makes the next batch, instead of on the critical path at the end (again
-        # there if more of their records come).
+        # likely complete. Their inputs per directory are kept now, beside the next insert,
+        # instead of on the critical path at the end (again there if more of their records
+        # come).
         done = sorted(self.touched - runs - self.listed)
         self.listed -= runs
         self.touched.update(runs)
-        list_runs(self.client, self.options, done)
+        self._lister.list(done)
         self.listed.update(done)
 
     def link(self) -> None:
-        """Keep the candidate inputs of every run this ingest brought records of."""
-        link_runs(self.client, self.options, sorted(self.touched), listed=self.listed)
+        """Keep the candidate inputs of every run this ingest brought records of, beside the
+        inputs per directory of those not listed since their last records."""
+        self._lister.list(sorted(self.touched - self.listed))
+        link_runs(self.client, self.options, sorted(self.touched), listed=self.touched,
+                  wait_listed=self._lister.wait)
+
+    def close(self) -> None:
+        """Wait for the listings under way, and close the lister's handle."""
+        self._lister.close()
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
         """Finish a chunk a crashed ingest left pending, without duplicating a span.
@@ -518,54 +569,55 @@ def ingest(
     started = time.perf_counter()
     if prepare:
         prepare_store(client, options)
-    ingester = _Ingester(client, options, spool)
-    result = IngestResult()
-    # By name: most of a large spool is done, and needs no Path of its own.
-    chosen = {path.name: path for path in files} if files is not None else {}
-    sizes = spool_sizes(spool) if files is None else {
-        name: path.stat().st_size for name, path in chosen.items()}
-    # An empty spool (every query command, once its runs are in) needs no look at the log.
-    done, pending = (ingester.state([p.name for p in files] if files is not None else None)
-                     if sizes else ({}, {}))
-    total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
-    reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
-    recovered: set[str] = set()
-    for name, size in sizes.items():
-        offset = done.get(name, 0)
-        if size <= offset and name not in pending:
-            continue
-        path = chosen.get(name) or spool / name
-        for start, end in sorted(pending.get(name, [])):
-            ingester.recover(path, start, end, result)
-            recovered.add(name)
-            offset = max(offset, end)
-        if size > offset:
-            reached[path] = offset
-    result.files = len(recovered | {path.name for path in reached})
-    taken = 0
-    try:
-        with _collector_paused():
-            # A server that takes compressed inserts gets them from clickhouse-connect's own
-            # insert, compressed; the embedded store reads the Native bytes made ahead.
-            blocks = (native_blocks(client, ingester.table, rows.INSERT_COLUMNS)
-                      if reached and not getattr(client, "write_compression", None) else None)
-            # _batches runs in another thread: it gets its own copy of the offsets
-            for batch, native in _ahead((batch, _native_rows(blocks, batch) if blocks else None)
-                                        for batch in _batches(dict(reached), chunk_bytes, total)):
-                ingester.take(batch, result, native)
-                taken += sum(chunk.end - chunk.start for _, chunk in batch)
-                if progress is not None:
-                    progress(taken, total)
-                for path, chunk in batch:
-                    reached[path] = chunk.end
-    finally:
-        ingester.finish()
-    if progress is not None and ingester.touched:
-        progress(-1, len(ingester.touched))
-    ingester.link()
-    result.torn = sum(1 for path, end in reached.items() if end < sizes[path.name])
-    if result.corrupt > _WARNED_LINES:
-        result.warnings.append(f"and {result.corrupt - _WARNED_LINES} more spool lines set "
-                               f"aside in {ingester.quarantine}")
+    with closing(_Ingester(client, options, spool)) as ingester:
+        result = IngestResult()
+        # By name: most of a large spool is done, and needs no Path of its own.
+        chosen = {path.name: path for path in files} if files is not None else {}
+        sizes = spool_sizes(spool) if files is None else {
+            name: path.stat().st_size for name, path in chosen.items()}
+        # An empty spool (every query command, once its runs are in) needs no look at the log.
+        done, pending = (ingester.state([p.name for p in files] if files is not None else None)
+                         if sizes else ({}, {}))
+        total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
+        reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
+        recovered: set[str] = set()
+        for name, size in sizes.items():
+            offset = done.get(name, 0)
+            if size <= offset and name not in pending:
+                continue
+            path = chosen.get(name) or spool / name
+            for start, end in sorted(pending.get(name, [])):
+                ingester.recover(path, start, end, result)
+                recovered.add(name)
+                offset = max(offset, end)
+            if size > offset:
+                reached[path] = offset
+        result.files = len(recovered | {path.name for path in reached})
+        taken = 0
+        try:
+            with _collector_paused():
+                # A server that takes compressed inserts gets them from clickhouse-connect's own
+                # insert, compressed; the embedded store reads the Native bytes made ahead.
+                blocks = (native_blocks(client, ingester.table, rows.INSERT_COLUMNS)
+                          if reached and not getattr(client, "write_compression", None) else None)
+                # _batches runs in another thread: it gets its own copy of the offsets
+                batches = _batches(dict(reached), chunk_bytes, total)
+                for batch, native in _ahead((batch, _native_rows(blocks, batch) if blocks
+                                             else None) for batch in batches):
+                    ingester.take(batch, result, native)
+                    taken += sum(chunk.end - chunk.start for _, chunk in batch)
+                    if progress is not None:
+                        progress(taken, total)
+                    for path, chunk in batch:
+                        reached[path] = chunk.end
+        finally:
+            ingester.finish()
+        if progress is not None and ingester.touched:
+            progress(-1, len(ingester.touched))
+        ingester.link()
+        result.torn = sum(1 for path, end in reached.items() if end < sizes[path.name])
+        if result.corrupt > _WARNED_LINES:
+            result.warnings.append(f"and {result.corrupt - _WARNED_LINES} more spool lines set "
+                                   f"aside in {ingester.quarantine}")
     result.seconds = time.perf_counter() - started
     return result
