@@ -150,18 +150,24 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _ahead(items: Iterator[_T]) -> Iterator[_T]:
-    """Yield `items`, producing the next one in a thread while the caller uses this one.
+@contextmanager
+def _ahead(items: Iterator[_T]) -> Iterator[Iterator[_T]]:
+    """`items`, each next one made in a thread while the caller uses this one, and the first
+    from the start of the block, before the caller asks for it.
 
     Converting lines to rows is Python, inserting them is ClickHouse, which releases the GIL
     (chDB's engine, or the HTTP client waiting for a server): on two cores the two overlap.
     Only one item is made ahead, so at most two inserts' rows are in memory.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="clew-ingest") as pool:
+        yield _made_ahead(pool, pool.submit(next, items, None), items)
+
+
+def _made_ahead(pool: ThreadPoolExecutor, upcoming: Future[_T | None],
+                items: Iterator[_T]) -> Iterator[_T]:
+    while (item := upcoming.result()) is not None:
         upcoming = pool.submit(next, items, None)
-        while (item := upcoming.result()) is not None:
-            upcoming = pool.submit(next, items, None)
-            yield item
+        yield item
 
 
 def _log_ddl(options: SchemaOptions) -> str:
@@ -251,11 +257,15 @@ def _batches(
         yield batch
 
 
-def _native_rows(blocks: NativeBlocks, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
+def _native_rows(blocks: NativeBlocks | None,
+                 batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
     """The batch's rows as one Native block, made in the conversion thread: serializing is
     Python, so made there it overlaps the previous batch's insert instead of delaying this
-    one's (docs/architecture.md, Ingest). None when it has no rows, or when a value does not
-    serialize (the insert then takes the rows themselves, and finds the line)."""
+    one's (docs/architecture.md, Ingest). None without `blocks`, when it has no rows, or when
+    a value does not serialize (the insert then takes the rows themselves, and finds the
+    line)."""
+    if blocks is None:
+        return None
     try:
         return blocks.encode([row for _, chunk in batch for row in chunk.rows])
     except Exception:  # noqa: BLE001 - whatever a serializer raises; _insert names the line
@@ -304,6 +314,14 @@ class _Lister:
             self._handle.close()
 
 
+def _prepared(ingester: "_Ingester", prepare: bool, *, native: bool) -> NativeBlocks | None:
+    """Create the tables (when `prepare`), then, when `native`, the writer of Native blocks
+    for their column types (None: the rows go through clickhouse-connect's insert)."""
+    if prepare:
+        prepare_store(ingester.client, ingester.options)
+    return native_blocks(ingester.client, ingester.table, rows.INSERT_COLUMNS) if native else None
+
+
 class _Ingester:
     def __init__(self, client: Any, options: SchemaOptions, spool: Path) -> None:
         self.client = client
@@ -340,6 +358,10 @@ class _Ingester:
         for name, chunks in pending.items():
             pending[name] = [c for c in chunks if c[1] > done.get(name, 0)]
         return done, pending
+
+    def logged(self) -> bool:
+        """Whether the store has an ingest log (a store not yet prepared has none)."""
+        return bool(int(self.client.command(f"EXISTS TABLE {self.log_table}")))
 
     def _log(self, batch: list[tuple[Path, _Chunk]]) -> None:
         """Log the batch's chunks pending, in one insert with the done entries of the batch
@@ -567,43 +589,48 @@ def ingest(
     """
     options = options or SchemaOptions()
     started = time.perf_counter()
-    if prepare:
-        prepare_store(client, options)
-    with closing(_Ingester(client, options, spool)) as ingester:
+    with closing(_Ingester(client, options, spool)) as ingester, \
+            ThreadPoolExecutor(1, thread_name_prefix="clew-prepare") as preparing:
         result = IngestResult()
         # By name: most of a large spool is done, and needs no Path of its own.
         chosen = {path.name: path for path in files} if files is not None else {}
         sizes = spool_sizes(spool) if files is None else {
             name: path.stat().st_size for name, path in chosen.items()}
-        # An empty spool (every query command, once its runs are in) needs no look at the log.
+        # An empty spool (every query command, once its runs are in) needs no look at the log;
+        # a store without one (it is about to be prepared) has nothing of the spool.
         done, pending = (ingester.state([p.name for p in files] if files is not None else None)
-                         if sizes else ({}, {}))
+                         if sizes and (not prepare or ingester.logged()) else ({}, {}))
         total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
         reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
-        recovered: set[str] = set()
+        left: list[tuple[Path, int, int]] = []  # the chunks a crash left pending
         for name, size in sizes.items():
             offset = done.get(name, 0)
             if size <= offset and name not in pending:
                 continue
             path = chosen.get(name) or spool / name
             for start, end in sorted(pending.get(name, [])):
-                ingester.recover(path, start, end, result)
-                recovered.add(name)
+                left.append((path, start, end))
                 offset = max(offset, end)
             if size > offset:
                 reached[path] = offset
-        result.files = len(recovered | {path.name for path in reached})
+        result.files = len({path.name for path, _, _ in left} | {path.name for path in reached})
+        # The tables are made in a thread, beside the first batch's conversion, which waits
+        # for them only to write its rows in their types; the main thread waits for them
+        # before its first statement. A server that takes compressed inserts gets them from
+        # clickhouse-connect's own insert, compressed; the embedded store reads the Native
+        # bytes made ahead.
+        prepared = preparing.submit(_prepared, ingester, prepare, native=bool(reached) and not
+                                    getattr(client, "write_compression", None))
         taken = 0
         try:
-            with _collector_paused():
-                # A server that takes compressed inserts gets them from clickhouse-connect's own
-                # insert, compressed; the embedded store reads the Native bytes made ahead.
-                blocks = (native_blocks(client, ingester.table, rows.INSERT_COLUMNS)
-                          if reached and not getattr(client, "write_compression", None) else None)
-                # _batches runs in another thread: it gets its own copy of the offsets
-                batches = _batches(dict(reached), chunk_bytes, total)
-                for batch, native in _ahead((batch, _native_rows(blocks, batch) if blocks
-                                             else None) for batch in batches):
+            # _batches runs in another thread: it gets its own copy of the offsets
+            batches = _batches(dict(reached), chunk_bytes, total)
+            with _collector_paused(), _ahead((batch, _native_rows(prepared.result(), batch))
+                                             for batch in batches) as converted:
+                prepared.result()
+                for path, start, end in left:
+                    ingester.recover(path, start, end, result)
+                for batch, native in converted:
                     ingester.take(batch, result, native)
                     taken += sum(chunk.end - chunk.start for _, chunk in batch)
                     if progress is not None:
