@@ -264,6 +264,19 @@ def connect(
     return client
 
 
+def embedded_client(client: Any) -> bool:
+    """Whether `client` is a client of an embedded (chDB) store."""
+    uri = getattr(client, "uri", None)
+    return isinstance(uri, str) and uri.startswith("chdb://")
+
+
+def second_handle(client: Any) -> Any:
+    """Another client of the embedded store that `client` has open, on a chDB handle of its
+    own, for statements that should run beside `client`'s: chDB runs two handles'
+    statements at once, and one handle's one after another. Close it when done."""
+    return _import_driver().get_client(dsn=client.uri, database=client.database)
+
+
 def is_open(client: Any) -> bool:
     """Whether `client` is one `connect` returned and `close` has not closed."""
     return any(held is client for held in _clients.values())

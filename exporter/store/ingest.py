@@ -25,8 +25,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from . import rows
 from .native import NativeBlocks, native_blocks
 from .lineage import IO_TABLE, OUTPUTS_TABLE, create_lineage_tables
+from .connection import embedded_client, second_handle
 from .links import link_all, link_runs, list_runs, unlink_runs
 from .schema import SchemaOptions, create_schema, qualified_name
 from ..spool_files import spool_sizes
@@ -149,18 +150,24 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _ahead(items: Iterator[_T]) -> Iterator[_T]:
-    """Yield `items`, producing the next one in a thread while the caller uses this one.
+@contextmanager
+def _ahead(items: Iterator[_T]) -> Iterator[Iterator[_T]]:
+    """`items`, each next one made in a thread while the caller uses this one, and the first
+    from the start of the block, before the caller asks for it.
 
     Converting lines to rows is Python, inserting them is ClickHouse, which releases the GIL
     (chDB's engine, or the HTTP client waiting for a server): on two cores the two overlap.
     Only one item is made ahead, so at most two inserts' rows are in memory.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="clew-ingest") as pool:
+        yield _made_ahead(pool, pool.submit(next, items, None), items)
+
+
+def _made_ahead(pool: ThreadPoolExecutor, upcoming: Future[_T | None],
+                items: Iterator[_T]) -> Iterator[_T]:
+    while (item := upcoming.result()) is not None:
         upcoming = pool.submit(next, items, None)
-        while (item := upcoming.result()) is not None:
-            upcoming = pool.submit(next, items, None)
-            yield item
+        yield item
 
 
 def _log_ddl(options: SchemaOptions) -> str:
@@ -250,15 +257,69 @@ def _batches(
         yield batch
 
 
-def _native_rows(blocks: NativeBlocks, batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
+def _native_rows(blocks: NativeBlocks | None,
+                 batch: list[tuple[Path, "_Chunk"]]) -> bytes | None:
     """The batch's rows as one Native block, made in the conversion thread: serializing is
     Python, so made there it overlaps the previous batch's insert instead of delaying this
-    one's (docs/architecture.md, Ingest). None when it has no rows, or when a value does not
-    serialize (the insert then takes the rows themselves, and finds the line)."""
+    one's (docs/architecture.md, Ingest). None without `blocks`, when it has no rows, or when
+    a value does not serialize (the insert then takes the rows themselves, and finds the
+    line)."""
+    if blocks is None:
+        return None
     try:
         return blocks.encode([row for _, chunk in batch for row in chunk.rows])
     except Exception:  # noqa: BLE001 - whatever a serializer raises; _insert names the line
         return None
+
+
+class _Lister:
+    """Keeps the inputs per directory of runs (`links.list_runs`) as the ingest goes. Into
+    an embedded store, in a thread of its own on a second chDB handle: chDB runs the two
+    handles' statements at once, so the listing after an insert runs beside the next insert
+    (and the last one beside the candidates at the end) instead of between them on the
+    inserting thread (docs/architecture.md, Ingest). Into a server, at once."""
+
+    def __init__(self, client: Any, options: SchemaOptions) -> None:
+        self.client = client
+        self.options = options
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="clew-list")
+                      if embedded_client(client) else None)
+        self._handle: Any = None  # opened by the thread, at its first listing
+        self._pending: list[Future[None]] = []
+
+    def list(self, runs: list[str]) -> None:
+        """Keep the inputs per directory of `runs`, whose records are all in the store."""
+        if not runs:
+            return
+        if self._pool is None:
+            list_runs(self.client, self.options, runs)
+        else:
+            self._pending.append(self._pool.submit(self._list, runs))
+
+    def _list(self, runs: list[str]) -> None:
+        if self._handle is None:
+            self._handle = second_handle(self.client)
+        list_runs(self._handle, self.options, runs)
+
+    def wait(self) -> None:
+        """Until every listing asked for is kept; raises what one of them raised."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _prepared(ingester: "_Ingester", prepare: bool, *, native: bool) -> NativeBlocks | None:
+    """Create the tables (when `prepare`), then, when `native`, the writer of Native blocks
+    for their column types (None: the rows go through clickhouse-connect's insert)."""
+    if prepare:
+        prepare_store(ingester.client, ingester.options)
+    return native_blocks(ingester.client, ingester.table, rows.INSERT_COLUMNS) if native else None
 
 
 class _Ingester:
@@ -273,6 +334,7 @@ class _Ingester:
         # those whose inputs per directory were kept since their last records (links.py)
         self.listed: set[str] = set()
         self.quarantine = spool / QUARANTINE_DIRNAME
+        self._lister = _Lister(client, options)
         self._counted: dict[Path, tuple[int, int]] = {}  # per file: an offset, lines before it
         self._finished: list[list[Any]] = []  # done entries of the last batch, not yet logged
 
@@ -296,6 +358,10 @@ class _Ingester:
         for name, chunks in pending.items():
             pending[name] = [c for c in chunks if c[1] > done.get(name, 0)]
         return done, pending
+
+    def logged(self) -> bool:
+        """Whether the store has an ingest log (a store not yet prepared has none)."""
+        return bool(int(self.client.command(f"EXISTS TABLE {self.log_table}")))
 
     def _log(self, batch: list[tuple[Path, _Chunk]]) -> None:
         """Log the batch's chunks pending, in one insert with the done entries of the batch
@@ -435,18 +501,25 @@ class _Ingester:
         unlink_runs(self.client, self.options, sorted(runs))
         # The spool holds a file per process, taken oldest first, so a run's files are close
         # together: the runs of earlier batches that this one brought none of are most
-        # likely complete. Their inputs per directory are kept now, while the conversion
-        # thread makes the next batch, instead of on the critical path at the end (again
-        # there if more of their records come).
+        # likely complete. Their inputs per directory are kept now, beside the next insert,
+        # instead of on the critical path at the end (again there if more of their records
+        # come).
         done = sorted(self.touched - runs - self.listed)
         self.listed -= runs
         self.touched.update(runs)
-        list_runs(self.client, self.options, done)
+        self._lister.list(done)
         self.listed.update(done)
 
     def link(self) -> None:
-        """Keep the candidate inputs of every run this ingest brought records of."""
-        link_runs(self.client, self.options, sorted(self.touched), listed=self.listed)
+        """Keep the candidate inputs of every run this ingest brought records of, beside the
+        inputs per directory of those not listed since their last records."""
+        self._lister.list(sorted(self.touched - self.listed))
+        link_runs(self.client, self.options, sorted(self.touched), listed=self.touched,
+                  wait_listed=self._lister.wait)
+
+    def close(self) -> None:
+        """Wait for the listings under way, and close the lister's handle."""
+        self._lister.close()
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
         """Finish a chunk a crashed ingest left pending, without duplicating a span.
@@ -516,56 +589,62 @@ def ingest(
     """
     options = options or SchemaOptions()
     started = time.perf_counter()
-    if prepare:
-        prepare_store(client, options)
-    ingester = _Ingester(client, options, spool)
-    result = IngestResult()
-    # By name: most of a large spool is done, and needs no Path of its own.
-    chosen = {path.name: path for path in files} if files is not None else {}
-    sizes = spool_sizes(spool) if files is None else {
-        name: path.stat().st_size for name, path in chosen.items()}
-    # An empty spool (every query command, once its runs are in) needs no look at the log.
-    done, pending = (ingester.state([p.name for p in files] if files is not None else None)
-                     if sizes else ({}, {}))
-    total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
-    reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
-    recovered: set[str] = set()
-    for name, size in sizes.items():
-        offset = done.get(name, 0)
-        if size <= offset and name not in pending:
-            continue
-        path = chosen.get(name) or spool / name
-        for start, end in sorted(pending.get(name, [])):
-            ingester.recover(path, start, end, result)
-            recovered.add(name)
-            offset = max(offset, end)
-        if size > offset:
-            reached[path] = offset
-    result.files = len(recovered | {path.name for path in reached})
-    taken = 0
-    try:
-        with _collector_paused():
-            # A server that takes compressed inserts gets them from clickhouse-connect's own
-            # insert, compressed; the embedded store reads the Native bytes made ahead.
-            blocks = (native_blocks(client, ingester.table, rows.INSERT_COLUMNS)
-                      if reached and not getattr(client, "write_compression", None) else None)
+    with closing(_Ingester(client, options, spool)) as ingester, \
+            ThreadPoolExecutor(1, thread_name_prefix="clew-prepare") as preparing:
+        result = IngestResult()
+        # By name: most of a large spool is done, and needs no Path of its own.
+        chosen = {path.name: path for path in files} if files is not None else {}
+        sizes = spool_sizes(spool) if files is None else {
+            name: path.stat().st_size for name, path in chosen.items()}
+        # An empty spool (every query command, once its runs are in) needs no look at the log;
+        # a store without one (it is about to be prepared) has nothing of the spool.
+        done, pending = (ingester.state([p.name for p in files] if files is not None else None)
+                         if sizes and (not prepare or ingester.logged()) else ({}, {}))
+        total = sum(max(0, size - done.get(name, 0)) for name, size in sizes.items())
+        reached: dict[Path, int] = {}  # per file with new bytes: where its whole lines end
+        left: list[tuple[Path, int, int]] = []  # the chunks a crash left pending
+        for name, size in sizes.items():
+            offset = done.get(name, 0)
+            if size <= offset and name not in pending:
+                continue
+            path = chosen.get(name) or spool / name
+            for start, end in sorted(pending.get(name, [])):
+                left.append((path, start, end))
+                offset = max(offset, end)
+            if size > offset:
+                reached[path] = offset
+        result.files = len({path.name for path, _, _ in left} | {path.name for path in reached})
+        # The tables are made in a thread, beside the first batch's conversion, which waits
+        # for them only to write its rows in their types; the main thread waits for them
+        # before its first statement. A server that takes compressed inserts gets them from
+        # clickhouse-connect's own insert, compressed; the embedded store reads the Native
+        # bytes made ahead.
+        prepared = preparing.submit(_prepared, ingester, prepare, native=bool(reached) and not
+                                    getattr(client, "write_compression", None))
+        taken = 0
+        try:
             # _batches runs in another thread: it gets its own copy of the offsets
-            for batch, native in _ahead((batch, _native_rows(blocks, batch) if blocks else None)
-                                        for batch in _batches(dict(reached), chunk_bytes, total)):
-                ingester.take(batch, result, native)
-                taken += sum(chunk.end - chunk.start for _, chunk in batch)
-                if progress is not None:
-                    progress(taken, total)
-                for path, chunk in batch:
-                    reached[path] = chunk.end
-    finally:
-        ingester.finish()
-    if progress is not None and ingester.touched:
-        progress(-1, len(ingester.touched))
-    ingester.link()
-    result.torn = sum(1 for path, end in reached.items() if end < sizes[path.name])
-    if result.corrupt > _WARNED_LINES:
-        result.warnings.append(f"and {result.corrupt - _WARNED_LINES} more spool lines set "
-                               f"aside in {ingester.quarantine}")
+            batches = _batches(dict(reached), chunk_bytes, total)
+            with _collector_paused(), _ahead((batch, _native_rows(prepared.result(), batch))
+                                             for batch in batches) as converted:
+                prepared.result()
+                for path, start, end in left:
+                    ingester.recover(path, start, end, result)
+                for batch, native in converted:
+                    ingester.take(batch, result, native)
+                    taken += sum(chunk.end - chunk.start for _, chunk in batch)
+                    if progress is not None:
+                        progress(taken, total)
+                    for path, chunk in batch:
+                        reached[path] = chunk.end
+        finally:
+            ingester.finish()
+        if progress is not None and ingester.touched:
+            progress(-1, len(ingester.touched))
+        ingester.link()
+        result.torn = sum(1 for path, end in reached.items() if end < sizes[path.name])
+        if result.corrupt > _WARNED_LINES:
+            result.warnings.append(f"and {result.corrupt - _WARNED_LINES} more spool lines set "
+                                   f"aside in {ingester.quarantine}")
     result.seconds = time.perf_counter() - started
     return result

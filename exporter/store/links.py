@@ -25,7 +25,7 @@ end, is what says that both are current.
 
 from __future__ import annotations
 
-from collections.abc import Set as AbstractSet
+from collections.abc import Callable, Set as AbstractSet
 from typing import Any
 
 from .lineage import (
@@ -131,10 +131,12 @@ def listing_sql(relation: str, group_above: int | None) -> str:
 
 
 def link_runs(client: Any, options: SchemaOptions, runs: list[str], *,
-              listed: AbstractSet[str] = frozenset()) -> None:
+              listed: AbstractSet[str] = frozenset(),
+              wait_listed: Callable[[], object] = lambda: None) -> None:
     """Compute and keep the candidate inputs of `runs` and their inputs per directory,
-    replacing what was kept for them; of the runs in `listed`, `list_runs` kept the inputs
-    per directory after their last records arrived, and they are not computed again."""
+    replacing what was kept for them; of the runs in `listed`, `list_runs` keeps the inputs
+    per directory elsewhere (after their last records arrived, or in another thread, which
+    `wait_listed` waits for before any run is marked), and they are not computed here."""
     if not runs:
         return
     links = qualified_name(options, LINKS_TABLE)
@@ -149,6 +151,7 @@ def link_runs(client: Any, options: SchemaOptions, runs: list[str], *,
         select = candidates_sql(options, every_write=reads is not None and writes < reads)
         client.command(f"INSERT INTO {links} ({_COLUMNS}) {select}", parameters={"runs": batch})
         _list(client, options, [run for run in batch if run not in listed])
+        wait_listed()
         _mark(client, links, batch, at)
 
 
