@@ -267,6 +267,28 @@ def test_small_reads_of_one_directory_share_spans_of_at_most_a_batch(
     assert len({name for _, name, _ in records}) == count
 
 
+def test_a_fault_sorting_a_flush_into_spans_costs_no_record(
+    capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault cannot be produced from outside (plan_flush takes any record the hooks make),
+    # so it is injected: the flush's records, already taken from the queue, must still reach
+    # spans (one each) with their digests, and the fault must be reported, not raised.
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(_record_spans, "plan_flush", broken)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(3):
+        path = folder / f"{index}.jpg"
+        path.write_bytes(bytes([index]))
+        capture.recorder.read(str(path))
+    capture.tick()
+    assert sorted(capture.records()) == [
+        ("read", f"{index}.jpg", _digest(bytes([index]))) for index in range(3)]
+    assert any("sorting records into spans" in error for error in capture.recorder.errors)
+
+
 def test_many_finished_records_are_emitted_before_the_flush_interval(
     capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
