@@ -21,6 +21,9 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#ifndef Py_ALWAYS_INLINE /* CPython's headers have it from 3.11 */
+#define Py_ALWAYS_INLINE __attribute__((always_inline))
+#endif
 
 /* The text being written; `at` NULL while only measuring it. */
 typedef struct {
