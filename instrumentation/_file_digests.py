@@ -41,6 +41,10 @@ _CACHE_FILENAME = "digests-v1.txt"
 # The cache file is read in pieces of this size: it grows run after run, and one read of it
 # whole would hold all of it in memory at once.
 _LOAD_CHUNK = 1 << 20
+# A cache file larger than this is rewritten at the next save with only the entries kept in
+# memory (at most 2 x MEMORY_ENTRIES, ~7 MB): every process that reads a file loads the whole
+# file, and appended to run after run, it would grow without end.
+_REWRITE_BYTES = 32 << 20
 # Digests kept in memory: between this many and twice as many. An entry costs ~350 bytes, and
 # a program that reads a million files would hold them all (and the whole file, loaded). A file
 # whose entry was dropped is hashed again, ~7 us for a small one.
@@ -221,6 +225,7 @@ class DigestCache:
         # allocations set off ~30 young collections (with _preload_notes.c's keys, a full one).
         # Extended by one call, an entry is never split by save() on another thread.
         self._unsaved: list[StatKey | str] = []
+        self._oversized = False  # the file loaded was past _REWRITE_BYTES
 
     def _load(self, *, in_c: bool = True) -> _Memo:
         """The newest entries of the cache file (it keeps growing, run after run), its lines
@@ -231,6 +236,7 @@ class DigestCache:
         except FileNotFoundError:
             return entries
         with handle:
+            self._oversized = os.fstat(handle.fileno()).st_size > _REWRITE_BYTES
             if in_c and _add_lines is not None:
                 _add_text(handle, entries, _add_lines)
             else:
@@ -292,13 +298,16 @@ class DigestCache:
 
     def after_fork_in_child(self) -> None:
         """A forked child keeps the entries it inherited but not its parent's unsaved ones:
-        the parent saves those itself."""
+        the parent saves those itself, and rewrites the file if it is too large."""
         self._unsaved = []
+        self._oversized = False
 
     def save(self) -> None:
         """Append new entries to the cache file in one write."""
         # Swap the list out first: the host's threads may put() while this writes.
         unsaved, self._unsaved = self._unsaved, []
+        if self._oversized and self._entries is not None and self._rewrite(self._entries):
+            return
         if not unsaved:
             return
         data = cache_lines(unsaved)
@@ -308,3 +317,21 @@ class DigestCache:
             os.write(fd, data)
         finally:
             os.close(fd)
+
+    def _rewrite(self, entries: _Memo) -> bool:
+        """Replace the cache file with `entries` (which hold every unsaved entry still kept):
+        True if it was. Lines another process appends to the old file meanwhile are lost,
+        which costs that file a hash at its next first read, never a wrong digest."""
+        self._oversized = False
+        # list() of each generation at once: a host thread's put() may add to it meanwhile.
+        kept = [item for generation in (entries.old, entries.new)
+                for pair in list(generation.items()) for item in pair]
+        temporary = self._path.with_name(f"{_CACHE_FILENAME}.{os.getpid()}.new")
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(cache_lines(kept))
+            os.replace(temporary, self._path)
+        except OSError:  # a full disk, say: the new entries are appended as usual instead
+            temporary.unlink(missing_ok=True)
+            return False
+        return True

@@ -97,3 +97,26 @@ def test_the_file_loads_the_same_in_c_and_in_python(
     assert loaded[(9, 9, 9, 9)] == "blake3:\ufffdt\ufffd"
     assert loaded[(1, 2, 3, 4)] == "blake3:spaces" and loaded[(5, 10, 7, 0)] == "blake3:signs"
     assert (3, 3, 3, 3) not in loaded and in_python.old  # the generations turned over
+
+
+def test_a_cache_file_grown_too_large_keeps_only_what_memory_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appended to run after run, the file would grow without end, and every process that
+    reads a file loads all of it: past _REWRITE_BYTES, the next save replaces it with the
+    entries kept in memory (the newest, the new ones among them)."""
+    monkeypatch.setattr(_file_digests, "MEMORY_ENTRIES", 10)
+    path = tmp_path / "digests-v1.txt"
+    path.write_bytes(cache_lines([x for n in range(100) for x in ((1, n, 2, 3), f"blake3:{n}")]))
+    monkeypatch.setattr(_file_digests, "_REWRITE_BYTES", 1000)
+    cache = DigestCache(tmp_path)
+    assert cache.get((1, 99, 2, 3)) == "blake3:99"
+    assert cache.get((1, 0, 2, 3)) is None  # one of the oldest: not kept in memory
+    cache.put(KEYS[0], DIGEST)
+    cache.save()
+    rewritten = path.read_bytes()
+    assert len(rewritten) < 1000 and list(tmp_path.iterdir()) == [path]  # no temporary left
+    again = DigestCache(tmp_path)
+    assert again.get(KEYS[0]) == DIGEST and again.get((1, 99, 2, 3)) == "blake3:99"
+    again.put(KEYS[1], DIGEST)  # below the size now: appended to, as usual
+    again.save()
+    assert path.read_bytes() == rewritten + cache_lines([KEYS[1], DIGEST])
