@@ -7,10 +7,11 @@ it with the machine's compiler. Its records are read back in the Python process 
 CPython extension (`_preload_notes`). `optional` lets an install without a compiler go on, and
 capture then falls back to recording such programs as opaque execs.
 
-Two more small extensions, optional too: the file audit hook's hot path (`_open_hook`; without
-it the same hook runs in Python, instrumentation/files.py, slower), and `_module_files`, which
-reads the imported modules' files for the process span (a pure-Python walk does the same
-without it).
+More small extensions, optional too, each with a Python path doing the same without it, slower:
+the file audit hook's hot path (`_open_hook`; else instrumentation/files.py), a flush's
+per-record loops (`_read_batches`), the imported modules' files for the process span
+(`_module_files`), the digest cache file's reader (`_digest_cache_text`) and the spool
+encoder's attributes (`_attributes_text`).
 """
 
 import sys
@@ -59,6 +60,17 @@ extensions.append(
     Extension(
         "clew.instrumentation._module_files",
         sources=["instrumentation/_module_files.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
+
+# The digest cache file read into memory (instrumentation/_file_digests.py falls back to
+# Python without it).
+extensions.append(
+    Extension(
+        "clew.instrumentation._digest_cache_text",
+        sources=["instrumentation/_digest_cache_text.c"],
         extra_compile_args=["-O2", "-Wall"],
         optional=True,
     )

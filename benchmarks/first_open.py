@@ -21,6 +21,12 @@ batches depends on the wall clock). clew's figures are split by thread: the prog
 audit hook, hashing, and the final flush at exit, which makes the spans) and clew's own (the
 worker and exporter threads).
 
+Instructions leave out the kernel: each variant also runs under `strace -f -c` over the same
+two file counts, and the system calls it adds per first open are reported beside the
+instructions (calls that only wait on another thread, futex and the like, are left out:
+their number depends on timing). On a virtual machine a system call costs ~1-3 us, as much
+as several thousand instructions.
+
 Target (issue 17): clew's added instructions per first open <= 1.5 x the floor; warm,
 <= 1.5 x the warm floor. Writes its section of benchmarks/RESULTS.md.
 """
@@ -35,6 +41,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,6 +76,8 @@ for name in names[:count]:
         handle.read()
 """
 VARIANTS = ["plain", "floor", "floor, warm", "bare", "clew", "clew, warm"]
+# System calls that wait on another thread rather than do work: their count depends on timing.
+WAITS = {"futex", "sched_yield", "nanosleep", "clock_nanosleep", "poll", "select", "epoll_wait"}
 
 
 def _environment(variant: str, work: Path, run: str) -> tuple[list[str], dict[str, str]]:
@@ -119,6 +128,34 @@ def per_open(variant: str, work: Path, data: Path) -> dict[str, float]:
     return {t: (many.get(t, 0) - few.get(t, 0)) / (MANY - FEW) for t in sorted(set(few) | set(many))}
 
 
+def system_calls(variant: str, files: int, work: Path, data: Path) -> Counter[str]:
+    """System calls of the measured process and its threads by name, under strace -f -c."""
+    run = f"strace-{variant.replace(', ', '-')}-{files}"
+    out = work / f"{run}.txt"
+    prefix, env = _environment(variant, work, run)
+    subprocess.run(["strace", "-f", "-c", "-o", str(out), *prefix, "-c", PROGRAM, str(data),
+                    str(files), _mode(variant)], env=env, cwd=work, check=True, capture_output=True)
+    calls: Counter[str] = Counter()
+    for line in out.read_text().splitlines():
+        fields = line.split()  # % time, seconds, usecs/call, calls, [errors], name
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] not in WAITS | {"total"}:
+            calls[fields[-1]] = int(fields[3])
+    return calls
+
+
+def calls_per_open(variant: str, work: Path, data: Path) -> Counter[str]:
+    """System calls per first open, by name, as `per_open` counts instructions."""
+    few, many = (system_calls(variant, n, work, data) for n in (FEW, MANY))
+    return Counter({name: (many[name] - few[name]) / (MANY - FEW) for name in many | few})
+
+
+def _added_calls(calls: dict[str, Counter[str]], variant: str, base: str) -> str:
+    added = {name: calls[variant][name] - calls[base][name] for name in calls[variant] | calls[base]}
+    shown = ", ".join(f"{name} {count:+.1f}" for name, count in
+                      sorted(added.items(), key=lambda item: -abs(item[1])) if abs(count) >= 0.05)
+    return f"{sum(added.values()):+.1f} ({shown or 'none'})"
+
+
 def make_files(data: Path) -> None:
     data.mkdir()
     blob = os.urandom(SIZE)
@@ -126,7 +163,8 @@ def make_files(data: Path) -> None:
         (data / f"f{index:05d}.bin").write_bytes(blob[:-8] + index.to_bytes(8, "little"))
 
 
-def report(took: float, loads: tuple[float, float], results: dict[str, dict[str, float]]) -> str:
+def report(took: float, loads: tuple[float, float], results: dict[str, dict[str, float]],
+           calls: dict[str, Counter[str]] | None) -> str:
     total = {variant: sum(threads.values()) for variant, threads in results.items()}
     program = total["plain"]
     floor, warm_floor = total["floor"] - program, total["floor, warm"] - program
@@ -157,6 +195,13 @@ def report(took: float, loads: tuple[float, float], results: dict[str, dict[str,
         f"opentelemetry-instrument: {(total['bare']) / 1000:.1f}k",
         f"- floor: a stat, open, read, blake3 hex digest and close of the file, "
         f"{floor / 1000:.1f}k; warm: a stat and a dict look-up of its key, {warm_floor / 1000:.1f}k",
+        *([] if calls is None else [
+            f"- system calls per first open (`strace -f -c`, every thread, waits on another "
+            f"thread left out): the program's own {sum(calls['plain'].values()):.1f}; added by "
+            f"the floor {_added_calls(calls, 'floor', 'plain')}, the warm floor "
+            f"{_added_calls(calls, 'floor, warm', 'plain')}; added by clew over bare "
+            f"{_added_calls(calls, 'clew', 'bare')}, warm {_added_calls(calls, 'clew, warm', 'bare')}",
+        ]),
         "",
         "| variant | clew's added instructions per first open | program's thread / clew's threads "
         "| floor | added / floor | target | result |",
@@ -182,8 +227,13 @@ def main() -> None:
         subprocess.run([*prefix, "-c", PROGRAM, str(data), str(MANY), "read"], env=env,
                        cwd=work, check=True)
         results = {variant: per_open(variant, work, data) for variant in VARIANTS}
+        calls = None
+        if shutil.which("strace") is not None:
+            calls = {variant: calls_per_open(variant, work, data) for variant in VARIANTS}
+        else:
+            print("note: strace not found (apt-get install strace): system calls not counted")
     took = (dt.datetime.now() - start).total_seconds()
-    section = report(took, (load_before, os.getloadavg()[0]), results)
+    section = report(took, (load_before, os.getloadavg()[0]), results, calls)
     print(section)
     if not args.no_write:
         write_results(section, MARKER)

@@ -12,7 +12,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import blake3
 
@@ -26,6 +26,11 @@ try:  # the cache's new lines written in C where it was built (~5k instructions 
     from ._read_batches import cache_lines as _cache_lines
 except ImportError:  # built without a compiler, or not on Linux
     _cache_lines = None
+_add_lines: Callable[[bytes, int, int, dict, dict], tuple[dict, dict, int]] | None
+try:  # the cache file's lines parsed in C where it was built (~80 ms less for 20,000 lines)
+    from ._digest_cache_text import add_lines as _add_lines
+except ImportError:  # built without a compiler
+    _add_lines = None
 
 _LARGE = 1 << 20  # below this, one read() of the whole file
 # A large file is read into one buffer of this size, again and again: ~27 ms of CPU to read
@@ -33,6 +38,13 @@ _LARGE = 1 << 20  # below this, one read() of the whole file
 # mapping, faulted in page by page, then unmapped: system time) (docs/architecture.md).
 _CHUNK = 1 << 20
 _CACHE_FILENAME = "digests-v1.txt"
+# The cache file is read in pieces of this size: it grows run after run, and one read of it
+# whole would hold all of it in memory at once.
+_LOAD_CHUNK = 1 << 20
+# A cache file larger than this is rewritten at the next save with only the entries kept in
+# memory (at most 2 x MEMORY_ENTRIES, ~7 MB): every process that reads a file loads the whole
+# file, and appended to run after run, it would grow without end.
+_REWRITE_BYTES = 32 << 20
 # Digests kept in memory: between this many and twice as many. An entry costs ~350 bytes, and
 # a program that reads a million files would hold them all (and the whole file, loaded). A file
 # whose entry was dropped is hashed again, ~7 us for a small one.
@@ -146,7 +158,7 @@ class _Memo:
     the entry to the newer). Cheaper in the hook than a true LRU, and as bounded."""
 
     def __init__(self, size: int) -> None:
-        self._size = size
+        self.size = size
         self.new: dict[StatKey, str] = {}
         self.old: dict[StatKey, str] = {}
 
@@ -158,9 +170,42 @@ class _Memo:
         return value
 
     def __setitem__(self, key: StatKey, value: str) -> None:
-        if len(self.new) >= self._size:
+        if len(self.new) >= self.size:
             self.old, self.new = self.new, {}
         self.new[key] = value
+
+
+def _add_line(entries: _Memo, line: bytes) -> None:
+    """One line of the cache file stored in `entries`, unless it is not a whole line of five
+    fields whose first four are integers."""
+    fields = line.split()
+    # A last line without its newline is torn (its writer crashed): left out.
+    if len(fields) != 5 or not line.endswith(b"\n"):
+        return
+    try:
+        key = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
+    except ValueError:
+        return
+    entries[key] = fields[4].decode("ascii", "replace")
+
+
+def _add_text(handle: BinaryIO, entries: _Memo, add_lines: Callable[..., tuple]) -> None:
+    """The cache file's lines stored in `entries` as `_add_line` stores them: by `add_lines`
+    (C), but for a line not of the form the cache writes, which `_add_line` reads."""
+    tail = b""
+    while chunk := handle.read(_LOAD_CHUNK):
+        text = tail + chunk if tail else chunk
+        start = 0
+        while True:
+            entries.old, entries.new, start = add_lines(
+                text, start, entries.size, entries.old, entries.new)
+            end = text.find(b"\n", start)
+            if end < 0:
+                break
+            _add_line(entries, text[start:end + 1])
+            start = end + 1
+        tail = text[start:]
+    # A tail left at the end has no newline: a torn line, left out as `_add_line` would.
 
 
 class DigestCache:
@@ -180,25 +225,23 @@ class DigestCache:
         # allocations set off ~30 young collections (with _preload_notes.c's keys, a full one).
         # Extended by one call, an entry is never split by save() on another thread.
         self._unsaved: list[StatKey | str] = []
+        self._oversized = False  # the file loaded was past _REWRITE_BYTES
 
-    def _load(self) -> _Memo:
-        """The newest entries of the cache file (it keeps growing, run after run)."""
+    def _load(self, *, in_c: bool = True) -> _Memo:
+        """The newest entries of the cache file (it keeps growing, run after run), its lines
+        parsed in C where it was built (`in_c`), else line by line in Python."""
         entries = _Memo(MEMORY_ENTRIES)
         try:
             handle = open(self._path, "rb")
         except FileNotFoundError:
             return entries
         with handle:
-            for line in handle:
-                fields = line.split()
-                # A last line without its newline is torn (its writer crashed): left out.
-                if len(fields) != 5 or not line.endswith(b"\n"):
-                    continue
-                try:
-                    key = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
-                except ValueError:
-                    continue
-                entries[key] = fields[4].decode("ascii", "replace")
+            self._oversized = os.fstat(handle.fileno()).st_size > _REWRITE_BYTES
+            if in_c and _add_lines is not None:
+                _add_text(handle, entries, _add_lines)
+            else:
+                for line in handle:
+                    _add_line(entries, line)
         return entries
 
     def get(self, key: StatKey) -> str | None:
@@ -255,13 +298,16 @@ class DigestCache:
 
     def after_fork_in_child(self) -> None:
         """A forked child keeps the entries it inherited but not its parent's unsaved ones:
-        the parent saves those itself."""
+        the parent saves those itself, and rewrites the file if it is too large."""
         self._unsaved = []
+        self._oversized = False
 
     def save(self) -> None:
         """Append new entries to the cache file in one write."""
         # Swap the list out first: the host's threads may put() while this writes.
         unsaved, self._unsaved = self._unsaved, []
+        if self._oversized and self._entries is not None and self._rewrite(self._entries):
+            return
         if not unsaved:
             return
         data = cache_lines(unsaved)
@@ -271,3 +317,21 @@ class DigestCache:
             os.write(fd, data)
         finally:
             os.close(fd)
+
+    def _rewrite(self, entries: _Memo) -> bool:
+        """Replace the cache file with `entries` (which hold every unsaved entry still kept):
+        True if it was. Lines another process appends to the old file meanwhile are lost,
+        which costs that file a hash at its next first read, never a wrong digest."""
+        self._oversized = False
+        # list() of each generation at once: a host thread's put() may add to it meanwhile.
+        kept = [item for generation in (entries.old, entries.new)
+                for pair in list(generation.items()) for item in pair]
+        temporary = self._path.with_name(f"{_CACHE_FILENAME}.{os.getpid()}.new")
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(cache_lines(kept))
+            os.replace(temporary, self._path)
+        except OSError:  # a full disk, say: the new entries are appended as usual instead
+            temporary.unlink(missing_ok=True)
+            return False
+        return True

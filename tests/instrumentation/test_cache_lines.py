@@ -62,3 +62,61 @@ def test_known_digests_are_remembered_or_a_whole_copys_source(tmp_path: Path) ->
     cache.save()
     again = DigestCache(tmp_path)
     assert [again.get(copy), again.get(other), again.get(KEYS[4])] == [DIGEST, DIGEST, None]
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 37], ids=["whole", "lines across reads"])
+def test_the_file_loads_the_same_in_c_and_in_python(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """The cache file as C reads it (where it was built) holds the same entries, in the same
+    generations and order, as Python's line-by-line reading: on the lines the cache writes,
+    and on what it does not (numbers C leaves to Python, garbage, a torn last line)."""
+    if _file_digests._add_lines is None:
+        pytest.skip("clew.instrumentation._digest_cache_text was not built")
+    monkeypatch.setattr(_file_digests, "MEMORY_ENTRIES", 7)  # generations turn over
+    monkeypatch.setattr(_file_digests, "_LOAD_CHUNK", chunk)
+    written = cache_lines([item for key in KEYS for item in (key, DIGEST)], in_c=False)
+    written += cache_lines([item for n in range(20) for item in ((1, n, 2, 3), f"blake3:{n}")],
+                           in_c=False)
+    odd = [
+        b"1 2 3 4 blake3:again\n",  # a key seen before: the later digest wins
+        b"+5 1_0 007 -0 blake3:signs\n",  # what int() takes and the cache never writes
+        b"1\t2  3 4 blake3:spaces\r\n",
+        b"9 9 9 9 blake3:\xe9t\xe9\n",  # not ASCII: decoded with replacement
+        b"1 2 3 blake3:four-fields\n", b"x 2 3 4 blake3:not-a-number\n", b"\n", b"-\n",
+        b"12345678901234567890123 1 1 1 blake3:long\n",  # beyond 64 bits
+        b"3 3 3 3 blake3:torn",  # its writer crashed: no newline
+    ]
+    stop = _file_digests._add_lines(written, 0, 7, {}, {})[2]
+    assert stop == written.index(b"\n%d " % KEYS[3][0]) + 1  # C reads what the cache writes
+    (tmp_path / "digests-v1.txt").write_bytes(written + b"".join(odd))
+    in_c = DigestCache(tmp_path)._load(in_c=True)
+    in_python = DigestCache(tmp_path)._load(in_c=False)
+    assert list(in_c.new.items()) == list(in_python.new.items())
+    assert list(in_c.old.items()) == list(in_python.old.items())
+    loaded = {**in_python.old, **in_python.new}
+    assert loaded[(9, 9, 9, 9)] == "blake3:\ufffdt\ufffd"
+    assert loaded[(1, 2, 3, 4)] == "blake3:spaces" and loaded[(5, 10, 7, 0)] == "blake3:signs"
+    assert (3, 3, 3, 3) not in loaded and in_python.old  # the generations turned over
+
+
+def test_a_cache_file_grown_too_large_keeps_only_what_memory_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Appended to run after run, the file would grow without end, and every process that
+    reads a file loads all of it: past _REWRITE_BYTES, the next save replaces it with the
+    entries kept in memory (the newest, the new ones among them)."""
+    monkeypatch.setattr(_file_digests, "MEMORY_ENTRIES", 10)
+    path = tmp_path / "digests-v1.txt"
+    path.write_bytes(cache_lines([x for n in range(100) for x in ((1, n, 2, 3), f"blake3:{n}")]))
+    monkeypatch.setattr(_file_digests, "_REWRITE_BYTES", 1000)
+    cache = DigestCache(tmp_path)
+    assert cache.get((1, 99, 2, 3)) == "blake3:99"
+    assert cache.get((1, 0, 2, 3)) is None  # one of the oldest: not kept in memory
+    cache.put(KEYS[0], DIGEST)
+    cache.save()
+    rewritten = path.read_bytes()
+    assert len(rewritten) < 1000 and list(tmp_path.iterdir()) == [path]  # no temporary left
+    again = DigestCache(tmp_path)
+    assert again.get(KEYS[0]) == DIGEST and again.get((1, 99, 2, 3)) == "blake3:99"
+    again.put(KEYS[1], DIGEST)  # below the size now: appended to, as usual
+    again.save()
+    assert path.read_bytes() == rewritten + cache_lines([KEYS[1], DIGEST])
