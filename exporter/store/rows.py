@@ -35,6 +35,11 @@ from typing import Any, Final
 
 from ..otlp_json import TIME_LIMIT, unix_nano
 
+try:
+    from ._span_rows import spans_to_rows as _c_spans_to_rows
+except ImportError:  # not built (no compiler at install): Python converts every line
+    _c_spans_to_rows = None
+
 INSERT_COLUMNS: Final = (
     "Timestamp",
     "TraceId",
@@ -300,6 +305,21 @@ def spans_to_rows(
             hold part of it: convert into a fresh list to set a bad line aside cleanly.
         RecursionError: An attribute value nested too deeply (likewise).
     """
+    if _c_spans_to_rows is not None:
+        made = _c_spans_to_rows(request, _KINDS, _STATUS, as_string)
+        if made is not None:
+            if rows is None:
+                return made
+            rows += made
+            return rows
+    return python_spans_to_rows(request, rows)
+
+
+def python_spans_to_rows(
+    request: Mapping[str, Any], rows: list[tuple[Any, ...]] | None = None
+) -> list[tuple[Any, ...]]:
+    """`spans_to_rows` in Python: every line where the C converter (`_span_rows.c`) is not
+    built, and the lines it declines (anything but the usual shape)."""
     if rows is None:
         rows = []
     append = rows.append
