@@ -86,4 +86,15 @@ extensions.append(
     )
 )
 
+# The attribute maps of the ingest's Native blocks (exporter/store/native.py writes them in
+# Python without it).
+extensions.append(
+    Extension(
+        "clew.exporter.store._native_maps",
+        sources=["exporter/store/_native_maps.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
+
 setup(ext_modules=extensions)
