@@ -7,6 +7,9 @@
  */
 #include "_span_rows.h"
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define MAX_SORTED_PAIRS 256 /* more attributes than this: Python's path sorts them */
 
@@ -28,12 +31,27 @@ static int canonical_int(PyObject *text) {
 
 /* Whether the ASCII `text` is written into JSON as it is, and by Go's json.Marshal too:
  * nothing JSON escapes (a control character, '"', '\\'), nothing Go adds ('<', '>', '&'),
- * no DEL. As the spool's URIs and digests are. */
+ * no DEL. As the spool's URIs and digests are: most of its bytes, so 16 a step where SSE2 is
+ * (the byte loop was ~60 % of attributes_map's time). */
 static int plain_json(PyObject *text) {
     if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text))
         return 0;
     const unsigned char *at = PyUnicode_1BYTE_DATA(text);
-    for (Py_ssize_t i = 0, size = PyUnicode_GET_LENGTH(text); i < size; i++)
+    Py_ssize_t size = PyUnicode_GET_LENGTH(text), i = 0;
+#if defined(__SSE2__)
+    /* Signed compares are right here: ASCII bytes are all below 0x80. */
+    const __m128i space = _mm_set1_epi8(0x20);
+    __m128i found = _mm_setzero_si128();
+    for (; i + 16 <= size; i += 16) {
+        __m128i block = _mm_loadu_si128((const __m128i *)(at + i));
+        found = _mm_or_si128(found, _mm_cmplt_epi8(block, space));
+        for (int c = 0; c < 6; c++)
+            found = _mm_or_si128(found, _mm_cmpeq_epi8(block, _mm_set1_epi8("\"\\<>&\x7f"[c])));
+    }
+    if (_mm_movemask_epi8(found))
+        return 0;
+#endif
+    for (; i < size; i++)
         if (at[i] < 0x20 || at[i] == '"' || at[i] == '\\' || at[i] == '<' || at[i] == '>' ||
             at[i] == '&' || at[i] == 0x7f)
             return 0;

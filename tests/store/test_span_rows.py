@@ -55,6 +55,10 @@ TAKEN = {
         {"arrayValue": {"values": [{"stringValue": "s3://b/<k>"}, {"stringValue": "\u00e9"}]}},
         {"arrayValue": {"values": [{"intValue": "1"}, {"intValue": "007"}]}},
         {"arrayValue": {"values": [{"doubleValue": "NaN"}]}}, {"arrayValue": {}},
+        # long strings (checked 16 bytes a step) with a character to escape anywhere
+        *({"arrayValue": {"values": [{"stringValue": "s3://bucket/" + "k" * at + char + "/x"},
+                                     {"stringValue": "p" * 40}]}}
+          for char in '<>&"\\\x7f\x01\n\u00e9' for at in (0, 5, 17, 31, 40)),
         {"kvlistValue": {"values": [{"key": "z", "value": {"intValue": "1"}},
                                     {"key": "a", "value": {"boolValue": False}}]}}))),
     "keys out of order, duplicated": _request(_span(attributes=[
