@@ -19,7 +19,9 @@ The output is a list of row tuples for `client.insert(table, rows,
 column_names=INSERT_COLUMNS)`: building one tuple per span is faster here than appending to
 22 column lists, and clickhouse-connect pivots rows to columns in C. This works straight
 from the JSON dicts rather than through `otlp_json.iter_spans`, whose decoded values have
-lost what the encoding needs (an int from a double, a list's element types).
+lost what the encoding needs (an int from a double, a list's element types). Where it is
+built, `_span_rows.c` makes the same rows in C and leaves the lines of unusual shape to
+`python_spans_to_rows`.
 """
 
 from __future__ import annotations
