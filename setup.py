@@ -87,4 +87,26 @@ extensions.append(
     )
 )
 
+# The ingest's spans to rows (exporter/store/rows.py falls back to Python without it).
+extensions.append(
+    Extension(
+        "clew.exporter.store._span_rows",
+        sources=["exporter/store/_span_rows.c", "exporter/store/_span_values.c"],
+        depends=["exporter/store/_span_rows.h"],
+        extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
+        optional=True,
+    )
+)
+
+# The attribute maps of the ingest's Native blocks (exporter/store/native.py writes them in
+# Python without it).
+extensions.append(
+    Extension(
+        "clew.exporter.store._native_maps",
+        sources=["exporter/store/_native_maps.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
+
 setup(ext_modules=extensions)

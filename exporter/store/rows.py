@@ -19,7 +19,9 @@ The output is a list of row tuples for `client.insert(table, rows,
 column_names=INSERT_COLUMNS)`: building one tuple per span is faster here than appending to
 22 column lists, and clickhouse-connect pivots rows to columns in C. This works straight
 from the JSON dicts rather than through `otlp_json.iter_spans`, whose decoded values have
-lost what the encoding needs (an int from a double, a list's element types).
+lost what the encoding needs (an int from a double, a list's element types). Where it is
+built, `_span_rows.c` makes the same rows in C and leaves the lines of unusual shape to
+`python_spans_to_rows`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from operator import itemgetter
 from typing import Any, Final
 
 from ..otlp_json import TIME_LIMIT, unix_nano
+
+try:
+    from ._span_rows import spans_to_rows as _c_spans_to_rows
+except ImportError:  # not built (no compiler at install): Python converts every line
+    _c_spans_to_rows = None
 
 INSERT_COLUMNS: Final = (
     "Timestamp",
@@ -300,6 +307,21 @@ def spans_to_rows(
             hold part of it: convert into a fresh list to set a bad line aside cleanly.
         RecursionError: An attribute value nested too deeply (likewise).
     """
+    if _c_spans_to_rows is not None:
+        made = _c_spans_to_rows(request, _KINDS, _STATUS, as_string)
+        if made is not None:
+            if rows is None:
+                return made
+            rows += made
+            return rows
+    return python_spans_to_rows(request, rows)
+
+
+def python_spans_to_rows(
+    request: Mapping[str, Any], rows: list[tuple[Any, ...]] | None = None
+) -> list[tuple[Any, ...]]:
+    """`spans_to_rows` in Python: every line where the C converter (`_span_rows.c`) is not
+    built, and the lines it declines (anything but the usual shape)."""
     if rows is None:
         rows = []
     append = rows.append

@@ -116,3 +116,35 @@ def test_without_the_native_serializers_ingest_stores_the_same_spans(tmp_path, m
         "GROUP BY File, Start HAVING max(Done) = 0)").result_rows[0][0]
     assert pending == 0
     assert ingest_module.ingest(client, spool).spans == 0
+
+
+def test_attribute_maps_written_in_c_are_the_bytes_python_writes(client, monkeypatch):
+    from clew.exporter.store import native
+
+    write_string_maps = pytest.importorskip("clew.exporter.store._native_maps").write_string_maps
+    create_schema(client, SchemaOptions(database="native"))
+    blocks = NativeBlocks(client, "native.otel_traces", INSERT_COLUMNS)
+    rows = spans_to_rows(request(1, 5000))  # 1,250 distinct keys: positions of 2 bytes
+    attributes = INSERT_COLUMNS.index("SpanAttributes")
+    unusual = [
+        # a block whose maps are all empty (declined: Python writes it)
+        [row[:attributes] + ({},) + row[attributes + 1:] for row in rows[:10]],
+        # positions of 4 bytes, non-ASCII and empty keys and values
+        [rows[0][:attributes] + ({**{f"k{n}": "v" * (n % 3) for n in range(70_000)},
+                                  "": "", "é\U0001f600": "ü\n"},) + rows[0][attributes + 1:]],
+    ]
+    in_c = [blocks.encode(part) for part in (rows, *unusual)]
+    monkeypatch.setattr(native, "_write_string_maps", None)
+    assert [blocks.encode(part) for part in (rows, *unusual)] == in_c
+
+    written = bytearray()
+    assert write_string_maps([{"b": "1", "a": "2"}, {}, {"b": ""}], written) is True
+    assert written == bytes.fromhex(
+        "0200000000000000" "0200000000000000" "0300000000000000"  # offsets
+        "0006000000000000" "0200000000000000" "0162" "0161"  # dictionary: b, a
+        "0300000000000000" "000100"  # positions
+        "0131" "0132" "00")  # values
+    # what C declines leaves the block as it was
+    for column in ([{}, {}], [{"a": "\ud800"}], [{"a": 1}], [{1: "a"}], ["a=b"]):
+        block = bytearray(b"x")
+        assert write_string_maps(column, block) is False and block == b"x"
