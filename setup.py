@@ -10,8 +10,9 @@ capture then falls back to recording such programs as opaque execs.
 More small extensions, optional too, each with a Python path doing the same without it, slower:
 the file audit hook's hot path (`_open_hook`; else instrumentation/files.py), a flush's
 per-record loops (`_read_batches`), the imported modules' files for the process span
-(`_module_files`), the digest cache file's reader (`_digest_cache_text`) and the spool
-encoder's attributes (`_attributes_text`).
+(`_module_files`), the digest cache file's reader (`_digest_cache_text`), the spool
+encoder's attributes (`_attributes_text`), and the ingest's rows and Native attribute maps
+(`_span_rows`, `_native_maps`).
 """
 
 import sys
