@@ -42,4 +42,10 @@ int open_hook_record_configure(PyObject *record);
  * and `unstamped` set, as the class and attribute stores would make it; NULL on error. */
 PyObject *open_hook_new_read(PyObject *path, PyObject *key, PyObject *digest, int unstamped);
 
+/* A repeated open counted on `record`, its last time now, without the generic attribute
+ * look-ups and stores nor the call of `clock` (the recorder's `_time_ns`), when the record is
+ * exactly a Record whose slots are known and `clock` is time.time_ns: 1 done, 0 when the
+ * caller must do it the generic way, -1 with an exception set. */
+int open_hook_record_repeated(PyObject *record, PyObject *clock);
+
 #endif

@@ -281,23 +281,23 @@ static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
     return digest;
 }
 
-/* A repeated open of a version already recorded: counted, and its last time moved. */
+/* A repeated open of a version already recorded: counted, and its last time moved, as
+ * `record.count += 1; record.last_ns = self._time_ns()` would do. */
 static int repeated(PyObject *owner, PyObject *record) {
-    PyObject *count = PyObject_GetAttr(record, s_count);
-    if (count == NULL)
-        return -1;
-    PyObject *more = PyNumber_Add(count, open_hook_one);
-    Py_DECREF(count);
-    if (more == NULL)
-        return -1;
-    int failed = PyObject_SetAttr(record, s_count, more);
-    Py_DECREF(more);
-    if (failed)
-        return -1;
     PyObject *clock = PyObject_GetAttr(owner, s_time_ns);
     if (clock == NULL)
         return -1;
-    PyObject *now = PyObject_CallNoArgs(clock);
+    int done = open_hook_record_repeated(record, clock);
+    if (done != 0) {
+        Py_DECREF(clock);
+        return done < 0 ? -1 : 0;
+    }
+    PyObject *count = PyObject_GetAttr(record, s_count);
+    PyObject *more = count == NULL ? NULL : PyNumber_Add(count, open_hook_one);
+    Py_XDECREF(count);
+    int failed = more == NULL || PyObject_SetAttr(record, s_count, more) < 0;
+    Py_XDECREF(more);
+    PyObject *now = failed ? NULL : PyObject_CallNoArgs(clock);
     Py_DECREF(clock);
     if (now == NULL)
         return -1;

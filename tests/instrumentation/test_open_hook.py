@@ -305,6 +305,40 @@ def test_a_first_read_s_record_is_the_same_made_in_c_or_in_python(
     assert record.unstamped in (True, False)
 
 
+def test_a_repeated_read_is_counted_and_timed_alike_in_c_or_in_python(
+        read: Callable[[str], None], capture: Capture, tmp_path: Path) -> None:
+    """A re-open moves its record's count and last time: in C, straight in the record's
+    slots with the system clock when the recorder reads time.time_ns; otherwise (a clock of
+    its own, a record of another class) through the attributes and the recorder's clock, as
+    Python does."""
+    path = tmp_path / "again.bin"
+    path.write_bytes(b"g" * 100)
+    own_clock = capture.recorder._time_ns  # Capture's, moved by hand
+    capture.recorder._time_ns = time.time_ns
+    read(str(path))
+    (record,) = capture.recorder._ready
+    first = record.first_ns
+    before = time.time_ns()
+    read(str(path))
+    read(str(path))
+    after = time.time_ns()
+    assert (record.count, record.first_ns) == (3, first)
+    assert before <= record.last_ns <= after
+    capture.recorder._time_ns = own_clock  # a clock of its own: asked, not the system's
+    read(str(path))
+    assert (record.count, record.last_ns) == (4, own_clock())
+
+    class Counted(Record):
+        __slots__ = ()
+
+    other = Counted("read", str(path), record.key)
+    capture.recorder._reads[record.key] = other
+    capture.recorder._time_ns = time.time_ns
+    read(str(path))
+    assert (record.count, other.count) == (4, 2)
+    assert other.first_ns <= other.last_ns
+
+
 @pytest.fixture(params=[True, False], ids=["settled", "fresh"])
 def stamping(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files that count as settled when read (their stamp looked for by the C hook, on the
