@@ -25,11 +25,12 @@ int intern_names(const struct hook_name *names, size_t count);
 int open_hook_read_init(void);
 
 /* What the read part works with (held for good): blake3.blake3, the digest prefix
- * ("blake3:"), the Record class, the dedupe table's bound, the count of ready records that
- * wakes the worker and the producer stamp's xattr name: 0, or -1 with an exception set. */
+ * ("blake3:"), the Record class, the digest cache's class and its entries' (DigestCache,
+ * _Memo), the dedupe table's bound, the count of ready records that wakes the worker and the
+ * producer stamp's xattr name: 0, or -1 with an exception set. */
 int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
-                             Py_ssize_t max_tracked, Py_ssize_t spill_records,
-                             const char *stamp_name);
+                             PyObject *digest_cache, PyObject *memo, Py_ssize_t max_tracked,
+                             Py_ssize_t spill_records, const char *stamp_name);
 
 /* Recorder.read(path) on `owner`, the path also as the C string `name` for the system calls:
  * 0, or -1 with an exception set. */

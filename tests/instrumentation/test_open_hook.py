@@ -305,6 +305,29 @@ def test_a_first_read_s_record_is_the_same_made_in_c_or_in_python(
     assert record.unstamped in (True, False)
 
 
+def test_a_new_digest_is_put_in_the_cache_alike_in_c_or_in_python(
+        read: Callable[[str], None], capture: Capture, tmp_path: Path) -> None:
+    """The C read puts a new digest in the digest cache itself, as DigestCache.put does: in
+    its newer generation and, key then digest, in the entries to save; when that generation
+    is full, put() rotates the generations (the C read hands it to that method)."""
+    paths = [tmp_path / f"put-{index}.bin" for index in range(3)]
+    for index, path in enumerate(paths):
+        path.write_bytes(bytes([index]) * 100)
+    cache = capture.recorder._cache
+    read(str(paths[0]))
+    entries = cache._entries
+    assert entries is not None
+    entries._size = 2  # two fit in the newer generation: the third rotates it
+    read(str(paths[1]))
+    read(str(paths[2]))
+    keys = [record.key for record in capture.recorder._ready]
+    digests = [_digest(bytes([index]) * 100) for index in range(3)]
+    assert cache._unsaved == [keys[0], digests[0], keys[1], digests[1], keys[2], digests[2]]
+    assert cache._entries is entries
+    assert entries.old == {keys[0]: digests[0], keys[1]: digests[1]}
+    assert entries.new == {keys[2]: digests[2]}
+
+
 def test_a_repeated_read_is_counted_and_timed_alike_in_c_or_in_python(
         read: Callable[[str], None], capture: Capture, tmp_path: Path) -> None:
     """A re-open moves its record's count and last time: in C, straight in the record's
