@@ -426,23 +426,24 @@ static PyObject *configure(PyObject *module, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"hook", "events", "resolved", "recorded_path", "interpreter_code",
                                "opened_for_write", "clew_io", "context_variable",
                                "current_context", "suppress_key", "blake3", "prefix", "record",
-                               "max_tracked", "spill_records", "stamp_name", NULL};
-    PyObject *events, *variable, *blake3, *prefix, *record;
+                               "digest_cache", "memo", "max_tracked", "spill_records",
+                               "stamp_name", NULL};
+    PyObject *events, *variable, *blake3, *prefix, *record, *digest_cache, *memo;
     Py_ssize_t max_tracked, spill_records;
     const char *stamp_name;
     if (other_events != NULL)
         Py_RETURN_NONE;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OOO!OOOOOOOOUOnny:configure", keywords, &python_hook, &events,
+            args, kwargs, "OOO!OOOOOOOOUOOOnny:configure", keywords, &python_hook, &events,
             &PyDict_Type, &resolved, &recorded_path, &interpreter_code, &opened_for_write,
             &clew_io, &variable, &current_context, &suppress_key, &blake3, &prefix, &record,
-            &max_tracked, &spill_records, &stamp_name))
+            &digest_cache, &memo, &max_tracked, &spill_records, &stamp_name))
         return NULL;
     other_events = copy_names(events, NULL, NULL, NULL);
     if (other_events == NULL)
         return NULL;
-    if (open_hook_read_configure(blake3, prefix, record, max_tracked, spill_records,
-                                 stamp_name) < 0) {
+    if (open_hook_read_configure(blake3, prefix, record, digest_cache, memo, max_tracked,
+                                 spill_records, stamp_name) < 0) {
         free_names(other_events);
         other_events = NULL; /* not configured: configure() may be called again */
         return NULL;

@@ -25,11 +25,12 @@ int intern_names(const struct hook_name *names, size_t count);
 int open_hook_read_init(void);
 
 /* What the read part works with (held for good): blake3.blake3, the digest prefix
- * ("blake3:"), the Record class, the dedupe table's bound, the count of ready records that
- * wakes the worker and the producer stamp's xattr name: 0, or -1 with an exception set. */
+ * ("blake3:"), the Record class, the digest cache's class and its entries' (DigestCache,
+ * _Memo), the dedupe table's bound, the count of ready records that wakes the worker and the
+ * producer stamp's xattr name: 0, or -1 with an exception set. */
 int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
-                             Py_ssize_t max_tracked, Py_ssize_t spill_records,
-                             const char *stamp_name);
+                             PyObject *digest_cache, PyObject *memo, Py_ssize_t max_tracked,
+                             Py_ssize_t spill_records, const char *stamp_name);
 
 /* Recorder.read(path) on `owner`, the path also as the C string `name` for the system calls:
  * 0, or -1 with an exception set. */
@@ -41,5 +42,11 @@ int open_hook_record_configure(PyObject *record);
 /* A new Record("read", path, key) with `digest` (None: none; identity "content" otherwise)
  * and `unstamped` set, as the class and attribute stores would make it; NULL on error. */
 PyObject *open_hook_new_read(PyObject *path, PyObject *key, PyObject *digest, int unstamped);
+
+/* A repeated open counted on `record`, its last time now, without the generic attribute
+ * look-ups and stores nor the call of `clock` (the recorder's `_time_ns`), when the record is
+ * exactly a Record whose slots are known and `clock` is time.time_ns: 1 done, 0 when the
+ * caller must do it the generic way, -1 with an exception set. */
+int open_hook_record_repeated(PyObject *record, PyObject *clock);
 
 #endif

@@ -9,12 +9,13 @@
  * `Record("read", path, key)` would be (_open_hook_record.c) and queued as
  * `Recorder.first_read` does; that method is called for the rarer
  * cases, `Recorder._digest_here` when the cache is not loaded or may hold the key in its older
- * generation, `DigestCache.put` for a new digest.
+ * generation; a new digest is put in the cache as `DigestCache.put` does (put_here), by that
+ * method when the newer generation is full.
  *
  * It reads these attributes of the Python side, which keeps them for it: the recorder's
  * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns` (for a file hashed
- * here), `_time_ns`, `_wake`, `_worker`; the digest cache's `_entries` and their `new` and
- * `old` generations; a record's `count` and `last_ns`.
+ * here), `_time_ns`, `_wake`, `_worker`; the digest cache's `_entries` and `_unsaved`, its
+ * entries' `new` and `old` generations and `_size`; a record's `count` and `last_ns`.
  */
 #include "_open_hook.h"
 #include "_xattr_names.h"
@@ -33,10 +34,13 @@ static PyObject *digest_prefix;  /* "blake3:" */
 static Py_ssize_t max_tracked;   /* _recorder._MAX_TRACKED: the dedupe table's bound */
 static Py_ssize_t spill_records; /* _recorder._SPILL_RECORDS: ready records that wake the worker */
 static char *stamp_name;         /* the producer stamp's xattr (semconv's STAMP_XATTR) */
+static PyObject *cache_type;     /* _file_digests.DigestCache: its put() done here (put_here) */
+static PyObject *memo_type;      /* _file_digests._Memo: the cache's entries */
 
 static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max, *s_time_ns,
     *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_hexdigest, *s_append,
-    *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_stamp_settled_ns;
+    *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_stamp_settled_ns, *s_size,
+    *s_unsaved;
 PyObject *open_hook_one;
 
 int open_hook_read_init(void) {
@@ -47,7 +51,8 @@ int open_hook_read_init(void) {
         {&s_put, "put"}, {&s_digest_here, "_digest_here"}, {&s_hexdigest, "hexdigest"},
         {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
         {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"},
-        {&s_stamp_settled_ns, "_stamp_settled_ns"},
+        {&s_stamp_settled_ns, "_stamp_settled_ns"}, {&s_size, "_size"},
+        {&s_unsaved, "_unsaved"},
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)
         return -1;
@@ -57,9 +62,14 @@ int open_hook_read_init(void) {
 }
 
 int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
-                             Py_ssize_t tracked, Py_ssize_t spill, const char *stamp) {
+                             PyObject *digest_cache, PyObject *memo, Py_ssize_t tracked,
+                             Py_ssize_t spill, const char *stamp) {
     if (open_hook_record_configure(record) < 0)
         return -1;
+    if (!PyType_Check(digest_cache) || !PyType_Check(memo)) {
+        PyErr_SetString(PyExc_TypeError, "the digest cache's classes are not classes");
+        return -1;
+    }
     stamp_name = strdup(stamp);
     if (stamp_name == NULL) {
         PyErr_NoMemory();
@@ -67,6 +77,10 @@ int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *recor
     }
     Py_INCREF(blake3);
     Py_INCREF(prefix);
+    Py_INCREF(digest_cache);
+    Py_INCREF(memo);
+    cache_type = digest_cache;
+    memo_type = memo;
     blake3_type = blake3;
     digest_prefix = prefix;
     max_tracked = tracked;
@@ -247,6 +261,45 @@ done:
     return digest;
 }
 
+/* DigestCache.put(key, digest) without its two Python frames (~3k instructions of each cold
+ * first open), when the cache and its entries are exactly DigestCache and _Memo and the newer
+ * generation has room (else _Memo rotates them: Python does it). As put(): the entry in the
+ * newer generation, then key and digest added to the unsaved ones in one step, so that a
+ * save() on the worker never splits them. 1 done, 0 for Python to do it, -1 on error. */
+static int put_here(PyObject *cache, PyObject *key, Py_hash_t hash, PyObject *digest) {
+    if (!Py_IS_TYPE(cache, (PyTypeObject *)cache_type))
+        return 0;
+    PyObject *entries = PyObject_GetAttr(cache, s_entries);
+    if (entries == NULL)
+        return -1;
+    PyObject *newer = NULL, *unsaved = NULL, *pair = NULL;
+    long long size;
+    int result = -1;
+    if (!Py_IS_TYPE(entries, (PyTypeObject *)memo_type)) {
+        result = 0;
+        goto done;
+    }
+    if (long_attribute(entries, s_size, &size) < 0 ||
+        (newer = PyObject_GetAttr(entries, s_new)) == NULL ||
+        (unsaved = PyObject_GetAttr(cache, s_unsaved)) == NULL)
+        goto done;
+    if (!PyDict_CheckExact(newer) || !PyList_CheckExact(unsaved) ||
+        PyDict_GET_SIZE(newer) >= size) {
+        result = 0;
+        goto done;
+    }
+    if ((pair = PyTuple_Pack(2, key, digest)) == NULL || store(newer, key, digest, hash) < 0 ||
+        PyList_SetSlice(unsaved, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, pair) < 0)
+        goto done;
+    result = 1;
+done:
+    Py_XDECREF(pair);
+    Py_XDECREF(unsaved);
+    Py_XDECREF(newer);
+    Py_DECREF(entries);
+    return result;
+}
+
 /* The digest of a first read of a small file, as `Recorder._content_digest` finds it: from
  * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
  * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
@@ -271,8 +324,10 @@ static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
                      ? NULL
                      : hash_small(name, st, settled_ns, unstamped);
         if (digest != NULL && digest != Py_None) {
-            PyObject *put = PyObject_CallMethodObjArgs(cache, s_put, key, digest, NULL);
-            if (put == NULL)
+            int done = put_here(cache, key, hash, digest);
+            PyObject *put = done != 0 ? NULL
+                                      : PyObject_CallMethodObjArgs(cache, s_put, key, digest, NULL);
+            if (done < 0 || (done == 0 && put == NULL))
                 Py_CLEAR(digest);
             Py_XDECREF(put);
         }
@@ -281,23 +336,23 @@ static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
     return digest;
 }
 
-/* A repeated open of a version already recorded: counted, and its last time moved. */
+/* A repeated open of a version already recorded: counted, and its last time moved, as
+ * `record.count += 1; record.last_ns = self._time_ns()` would do. */
 static int repeated(PyObject *owner, PyObject *record) {
-    PyObject *count = PyObject_GetAttr(record, s_count);
-    if (count == NULL)
-        return -1;
-    PyObject *more = PyNumber_Add(count, open_hook_one);
-    Py_DECREF(count);
-    if (more == NULL)
-        return -1;
-    int failed = PyObject_SetAttr(record, s_count, more);
-    Py_DECREF(more);
-    if (failed)
-        return -1;
     PyObject *clock = PyObject_GetAttr(owner, s_time_ns);
     if (clock == NULL)
         return -1;
-    PyObject *now = PyObject_CallNoArgs(clock);
+    int done = open_hook_record_repeated(record, clock);
+    if (done != 0) {
+        Py_DECREF(clock);
+        return done < 0 ? -1 : 0;
+    }
+    PyObject *count = PyObject_GetAttr(record, s_count);
+    PyObject *more = count == NULL ? NULL : PyNumber_Add(count, open_hook_one);
+    Py_XDECREF(count);
+    int failed = more == NULL || PyObject_SetAttr(record, s_count, more) < 0;
+    Py_XDECREF(more);
+    PyObject *now = failed ? NULL : PyObject_CallNoArgs(clock);
     Py_DECREF(clock);
     if (now == NULL)
         return -1;

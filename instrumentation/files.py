@@ -37,7 +37,7 @@ from ._clew_io import clew_io
 from ._instrumentor import ClewInstrumentor
 from ._paths import absolute
 from ._record_spans import Record
-from . import _recorder
+from . import _file_digests, _recorder
 from ._recorder import Recorder
 
 try:
@@ -276,6 +276,8 @@ def _configure_hook_in_c() -> None:
         blake3=blake3.blake3,
         prefix=BLAKE3_PREFIX,
         record=Record,
+        digest_cache=_file_digests.DigestCache,
+        memo=_file_digests._Memo,
         max_tracked=_recorder._MAX_TRACKED,
         spill_records=_recorder._SPILL_RECORDS,
         stamp_name=STAMP_XATTR.encode(),

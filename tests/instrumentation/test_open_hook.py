@@ -305,6 +305,63 @@ def test_a_first_read_s_record_is_the_same_made_in_c_or_in_python(
     assert record.unstamped in (True, False)
 
 
+def test_a_new_digest_is_put_in_the_cache_alike_in_c_or_in_python(
+        read: Callable[[str], None], capture: Capture, tmp_path: Path) -> None:
+    """The C read puts a new digest in the digest cache itself, as DigestCache.put does: in
+    its newer generation and, key then digest, in the entries to save; when that generation
+    is full, put() rotates the generations (the C read hands it to that method)."""
+    paths = [tmp_path / f"put-{index}.bin" for index in range(3)]
+    for index, path in enumerate(paths):
+        path.write_bytes(bytes([index]) * 100)
+    cache = capture.recorder._cache
+    read(str(paths[0]))
+    entries = cache._entries
+    assert entries is not None
+    entries._size = 2  # two fit in the newer generation: the third rotates it
+    read(str(paths[1]))
+    read(str(paths[2]))
+    keys = [record.key for record in capture.recorder._ready]
+    digests = [_digest(bytes([index]) * 100) for index in range(3)]
+    assert cache._unsaved == [keys[0], digests[0], keys[1], digests[1], keys[2], digests[2]]
+    assert cache._entries is entries
+    assert entries.old == {keys[0]: digests[0], keys[1]: digests[1]}
+    assert entries.new == {keys[2]: digests[2]}
+
+
+def test_a_repeated_read_is_counted_and_timed_alike_in_c_or_in_python(
+        read: Callable[[str], None], capture: Capture, tmp_path: Path) -> None:
+    """A re-open moves its record's count and last time: in C, straight in the record's
+    slots with the system clock when the recorder reads time.time_ns; otherwise (a clock of
+    its own, a record of another class) through the attributes and the recorder's clock, as
+    Python does."""
+    path = tmp_path / "again.bin"
+    path.write_bytes(b"g" * 100)
+    own_clock = capture.recorder._time_ns  # Capture's, moved by hand
+    capture.recorder._time_ns = time.time_ns
+    read(str(path))
+    (record,) = capture.recorder._ready
+    first = record.first_ns
+    before = time.time_ns()
+    read(str(path))
+    read(str(path))
+    after = time.time_ns()
+    assert (record.count, record.first_ns) == (3, first)
+    assert before <= record.last_ns <= after
+    capture.recorder._time_ns = own_clock  # a clock of its own: asked, not the system's
+    read(str(path))
+    assert (record.count, record.last_ns) == (4, own_clock())
+
+    class Counted(Record):
+        __slots__ = ()
+
+    other = Counted("read", str(path), record.key)
+    capture.recorder._reads[record.key] = other
+    capture.recorder._time_ns = time.time_ns
+    read(str(path))
+    assert (record.count, other.count) == (4, 2)
+    assert other.first_ns <= other.last_ns
+
+
 @pytest.fixture(params=[True, False], ids=["settled", "fresh"])
 def stamping(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files that count as settled when read (their stamp looked for by the C hook, on the
