@@ -15,7 +15,7 @@
  * It reads these attributes of the Python side, which keeps them for it: the recorder's
  * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns` (for a file hashed
  * here), `_time_ns`, `_wake`, `_worker`; the digest cache's `_entries` and `_unsaved`, its
- * entries' `new` and `old` generations and `_size`; a record's `count` and `last_ns`.
+ * entries' `new` and `old` generations and `size`; a record's `count` and `last_ns`.
  */
 #include "_open_hook.h"
 #include "_xattr_names.h"
@@ -51,7 +51,7 @@ int open_hook_read_init(void) {
         {&s_put, "put"}, {&s_digest_here, "_digest_here"}, {&s_hexdigest, "hexdigest"},
         {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
         {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"},
-        {&s_stamp_settled_ns, "_stamp_settled_ns"}, {&s_size, "_size"},
+        {&s_stamp_settled_ns, "_stamp_settled_ns"}, {&s_size, "size"},
         {&s_unsaved, "_unsaved"},
     };
     if (intern_names(names, sizeof(names) / sizeof(names[0])) < 0)

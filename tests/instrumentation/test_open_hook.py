@@ -317,7 +317,7 @@ def test_a_new_digest_is_put_in_the_cache_alike_in_c_or_in_python(
     read(str(paths[0]))
     entries = cache._entries
     assert entries is not None
-    entries._size = 2  # two fit in the newer generation: the third rotates it
+    entries.size = 2  # two fit in the newer generation: the third rotates it
     read(str(paths[1]))
     read(str(paths[2]))
     keys = [record.key for record in capture.recorder._ready]
