@@ -75,4 +75,15 @@ extensions.append(
     )
 )
 
+# A spool line's pieces copied to the file through one reused buffer (exporter/spool.py joins
+# and encodes them in Python without it).
+extensions.append(
+    Extension(
+        "clew.exporter._line_chunks",
+        sources=["exporter/_line_chunks.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
+
 setup(ext_modules=extensions)

@@ -331,12 +331,22 @@ def _scope(name: str, version: str) -> dict[str, Any]:
 def encode_json(
     spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None, end: str = ""
 ) -> str:
-    """`encode_spans` as one line of JSON text (ASCII), the spool's hot path, followed by
-    `end` (the spool's newline: added here, not by a `+` that copies the line once more).
+    """`encode_spans` as one line of JSON text (ASCII), followed by `end`.
 
     Spans that cannot be encoded are appended to `rejected` and left out (with no list given,
     the first one raises)."""
-    # Pieces joined once at the end: a line is megabytes, and each + would copy it all.
+    return "".join(encode_pieces(spans, rejected, end))
+
+
+def encode_pieces(
+    spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None, end: str = ""
+) -> list[str]:
+    """`encode_json`'s text as the pieces it is joined from, the spool's hot path: the spool
+    copies them to its file through a buffer it reuses, never joined into one str (a line is
+    hundreds of KB, and each page of new memory a page fault in a forked worker).
+
+    No JSON escape spans two pieces, so each piece's lone surrogates are rewritten on its own
+    (`unicode_json`), as the joined line's would be."""
     out = ['{"resourceSpans":[']
     for r, (resource, scopes) in enumerate(_grouped(spans, _span_pieces, rejected).values()):
         out.append(',{"resource":{"attributes":' if r else '{"resource":{"attributes":')
@@ -357,7 +367,7 @@ def encode_json(
             out += [',"schemaUrl":', _quote(resource.schema_url)]
         out.append("}")
     out += ["]}", end]
-    return unicode_json("".join(out))
+    return [unicode_json(piece) for piece in out]
 
 
 def encode_spans(
