@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from clew.exporter.otlp_json import iter_spans
+from clew.exporter import spool as spool_module
 from clew.exporter.spool import SpoolSpanExporter
 from clew.exporter.spool_files import SpoolProblems, read_spool, spool_files
 from clew.semconv import attributes as attr
@@ -259,3 +260,27 @@ def test_past_the_memory_bound_spans_are_dropped_and_counted(run_instrumented, s
                      f"WHERE SpanName = '{span_names.SPAN_SPOOL_LOSS}'")
     assert found.code == 0, found.err
     assert found.json()["rows"] == [{"lost": str(missing)}]
+
+
+class _Text(str):
+    """A str subclass: a piece the C copy leaves to Python."""
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
+def test_a_line_reaches_the_file_as_its_pieces_joined(tmp_path, monkeypatch, in_c):
+    """A line's pieces, copied to the file through the reused buffer in C (where it was
+    built) or joined in Python: the same bytes, for pieces larger than the buffer, many small
+    ones across its edges, and from a piece C leaves to Python on."""
+    if in_c and spool_module._ascii_into is None:
+        pytest.skip("clew.exporter._line_chunks was not built")
+    if not in_c:
+        monkeypatch.setattr(spool_module, "_ascii_into", None)
+    big = "u" * (3 * len(spool_module._CHUNK) + 17)
+    small = [f'{{"n":{index}}},' for index in range(20_000)]
+    lines = [[big, "\n"], [*small, big, "\n"], [*small[:50], _Text("left to Python"), big, "\n"]]
+    exporter = SpoolSpanExporter(tmp_path)
+    fd = exporter._open()
+    for line in lines:
+        exporter._write_line(fd, line)
+    exporter.shutdown()
+    assert exporter.path.read_bytes() == "".join("".join(line) for line in lines).encode()
