@@ -49,6 +49,15 @@ _CHUNK = bytearray(1 << 16)
 _chunk_lock = threading.Lock()
 
 
+def _free_chunk_in_child() -> None:
+    """A forked child's buffer is free: a thread of its parent's that held it is not there."""
+    global _chunk_lock
+    _chunk_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_free_chunk_in_child)
+
+
 class SpoolSpanExporter(SpanExporter):
     """Writes spans to this process's spool file. Never raises, and loses nothing silently.
 

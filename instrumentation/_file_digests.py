@@ -144,6 +144,15 @@ _LINES_BUFFER = bytearray(1 << 16)
 _lines_buffer_lock = threading.Lock()
 
 
+def _free_lines_buffer_in_child() -> None:
+    """A forked child's buffer is free: a thread of its parent's that held it is not there."""
+    global _lines_buffer_lock
+    _lines_buffer_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_free_lines_buffer_in_child)
+
+
 def write_cache_lines(fd: int, entries: list[StatKey | str], *, in_c: bool = True) -> None:
     """Append the cache lines of `entries` to `fd`, whole lines in each write: written by C
     into a reused buffer where it was built (`in_c`), by `cache_lines` for what C leaves."""
