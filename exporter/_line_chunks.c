@@ -12,10 +12,26 @@
 #include <Python.h>
 #include <string.h>
 
+/* Whether JSON text `text` (ASCII) has a \\udXXX escape: maybe a lone surrogate, which the
+ * line's text has rewritten (otlp_encode.unicode_json, in Python). memchr finds the
+ * backslashes. */
+static int has_surrogate_escape(const char *text, Py_ssize_t size) {
+    const char *end = text + size, *at = text;
+    while ((at = memchr(at, '\\', (size_t)(end - at))) != NULL) {
+        if (end - at >= 3 && at[1] == 'u' && at[2] == 'd')
+            return 1;
+        at += 2; /* past the escaped character: an escaped backslash, then "ud", is none */
+        if (at >= end)
+            break;
+    }
+    return 0;
+}
+
 /* ascii_into(buffer, pieces, index, offset): pieces[index][offset:], then the pieces after it,
  * copied into `buffer` while it has room: (index, offset) of the first character not copied,
  * and the bytes copied. Stops, copying nothing of it, at a piece that is not an exact str of
- * ASCII characters: the caller writes that one itself. */
+ * ASCII characters, or has an escape that may be a lone surrogate: the caller writes the
+ * line from there itself. */
 static PyObject *ascii_into(PyObject *self, PyObject *args) {
     Py_buffer buffer;
     PyObject *pieces;
@@ -28,7 +44,9 @@ static PyObject *ascii_into(PyObject *self, PyObject *args) {
         index = offset = 0;
     while (index < count && room > 0) {
         PyObject *piece = PyList_GET_ITEM(pieces, index);
-        if (!PyUnicode_CheckExact(piece) || PyUnicode_READY(piece) < 0 || !PyUnicode_IS_ASCII(piece)) {
+        if (!PyUnicode_CheckExact(piece) || PyUnicode_READY(piece) < 0 || !PyUnicode_IS_ASCII(piece) ||
+            (offset == 0 && has_surrogate_escape((const char *)PyUnicode_1BYTE_DATA(piece),
+                                                 PyUnicode_GET_LENGTH(piece)))) {
             PyErr_Clear();
             break;
         }

@@ -335,18 +335,18 @@ def encode_json(
 
     Spans that cannot be encoded are appended to `rejected` and left out (with no list given,
     the first one raises)."""
-    return "".join(encode_pieces(spans, rejected, end))
+    return unicode_json("".join(encode_pieces(spans, rejected, end)))
 
 
 def encode_pieces(
     spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None, end: str = ""
 ) -> list[str]:
-    """`encode_json`'s text as the pieces it is joined from, the spool's hot path: the spool
-    copies them to its file through a buffer it reuses, never joined into one str (a line is
-    hundreds of KB, and each page of new memory a page fault in a forked worker).
+    """The pieces of `encode_json`'s text, the spool's hot path: the line is their join with
+    its lone surrogates rewritten (`unicode_json`). The spool copies them to its file through
+    a buffer it reuses, never joined into one str (a line is hundreds of KB, and each page of
+    new memory a page fault in a forked worker).
 
-    No JSON escape spans two pieces, so each piece's lone surrogates are rewritten on its own
-    (`unicode_json`), as the joined line's would be."""
+    No JSON escape spans two pieces: a piece with no `\\ud` is its own part of the line."""
     out = ['{"resourceSpans":[']
     for r, (resource, scopes) in enumerate(_grouped(spans, _span_pieces, rejected).values()):
         out.append(',{"resource":{"attributes":' if r else '{"resource":{"attributes":')
@@ -367,7 +367,7 @@ def encode_pieces(
             out += [',"schemaUrl":', _quote(resource.schema_url)]
         out.append("}")
     out += ["]}", end]
-    return [unicode_json(piece) for piece in out]
+    return out
 
 
 def encode_spans(

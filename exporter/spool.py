@@ -31,7 +31,7 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv import spans as span_names
 
-from .otlp_encode import encode_pieces
+from .otlp_encode import encode_pieces, unicode_json
 from .spool_files import SUFFIX, spool_directory
 
 _ascii_into: Callable[[bytearray, list[str], int, int], tuple[int, int, int]] | None
@@ -256,10 +256,10 @@ class SpoolSpanExporter(SpanExporter):
 
 
 def _line_bytes(pieces: list[str]) -> Iterator[bytes | memoryview]:
-    """The bytes of the line `pieces` joined, in order: a reused buffer's at a time where C
-    copies them (each written before the next is asked for: the buffer is refilled), else,
-    and from a piece C leaves on (not ASCII: its encoding raises, as the joined line's did),
-    the join's bytes."""
+    """The bytes of the line of `pieces` (`encode_pieces`), in order: a reused buffer's at a
+    time where C copies them (each written before the next is asked for: the buffer is
+    refilled), else, and from a piece C leaves on (one with a lone surrogate to rewrite, or
+    not ASCII: its encoding raises, as the joined line's did), the join's bytes."""
     index = offset = 0
     if _ascii_into is not None and _chunk_lock.acquire(blocking=False):
         try:
@@ -272,8 +272,8 @@ def _line_bytes(pieces: list[str]) -> Iterator[bytes | memoryview]:
         finally:
             _chunk_lock.release()
     if index < len(pieces):
-        rest = "".join(pieces[index:])
-        yield rest[offset:].encode("ascii")
+        # `offset` is within a piece C copied in part, which has no escape to rewrite.
+        yield unicode_json("".join(pieces[index:]))[offset:].encode("ascii")
 
 
 def _loss_message(count: int, where: Path | None, error: BaseException | None) -> str:

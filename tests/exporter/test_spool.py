@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from clew.exporter.otlp_encode import unicode_json
 from clew.exporter.otlp_json import iter_spans
 from clew.exporter import spool as spool_module
 from clew.exporter.spool import SpoolSpanExporter
@@ -270,17 +271,23 @@ class _Text(str):
 def test_a_line_reaches_the_file_as_its_pieces_joined(tmp_path, monkeypatch, in_c):
     """A line's pieces, copied to the file through the reused buffer in C (where it was
     built) or joined in Python: the same bytes, for pieces larger than the buffer, many small
-    ones across its edges, and from a piece C leaves to Python on."""
+    ones across its edges, and from a piece C leaves to Python on (not an exact str; lone
+    surrogates, which the line has rewritten)."""
     if in_c and spool_module._ascii_into is None:
         pytest.skip("clew.exporter._line_chunks was not built")
     if not in_c:
         monkeypatch.setattr(spool_module, "_ascii_into", None)
     big = "u" * (3 * len(spool_module._CHUNK) + 17)
     small = [f'{{"n":{index}}},' for index in range(20_000)]
-    lines = [[big, "\n"], [*small, big, "\n"], [*small[:50], _Text("left to Python"), big, "\n"]]
+    lone = '{"s":"\\udc80 \\ud800"},'  # JSON text of lone surrogates: rewritten
+    escaped = '{"s":"\\\\udc80"},'  # a backslash, then "udc80": as it is
+    lines = [[big, "\n"], [*small, big, "\n"], [*small[:50], _Text("left to Python"), big, "\n"],
+             [*small[:70], escaped, big, lone, *small[:9], "\n"]]
     exporter = SpoolSpanExporter(tmp_path)
     fd = exporter._open()
     for line in lines:
         exporter._write_line(fd, line)
     exporter.shutdown()
-    assert exporter.path.read_bytes() == "".join("".join(line) for line in lines).encode()
+    expected = "".join(unicode_json("".join(line)) for line in lines)
+    assert "\\\\x80" in expected and "\\\\udc80" in expected
+    assert exporter.path.read_bytes() == expected.encode()
