@@ -43,9 +43,11 @@ except ImportError:  # built without a compiler: joined and encoded in Python
 _logger = logging.getLogger(__name__)
 _ids = RandomIdGenerator()
 _PROCESS_SPANS = (span_names.SPAN_RUN, span_names.SPAN_PROCESS)
-# Where a line's pieces are copied, a buffer at a time, on their way to the file: one, reused
-# (see `_line_bytes`), by one thread at a time (another joins its line in Python meanwhile).
-_CHUNK = bytearray(1 << 16)
+# Where a line's pieces are copied, a buffer at a time, on their way to the file: one, made at
+# the first line and reused (`_line_bytes`), by one writer at a time; another (a thread, or a
+# signal handler's flush on this one) joins its line in Python meanwhile.
+_CHUNK_SIZE = 1 << 16
+_chunk: bytearray | None = None
 _chunk_lock = threading.Lock()
 
 
@@ -260,12 +262,15 @@ def _line_bytes(pieces: list[str]) -> Iterator[bytes | memoryview]:
     time where C copies them (each written before the next is asked for: the buffer is
     refilled), else, and from a piece C leaves on (one with a lone surrogate to rewrite, or
     not ASCII: its encoding raises, as the joined line's did), the join's bytes."""
+    global _chunk
     index = offset = 0
     if _ascii_into is not None and _chunk_lock.acquire(blocking=False):
         try:
-            view = memoryview(_CHUNK)
+            if _chunk is None:
+                _chunk = bytearray(_CHUNK_SIZE)
+            view = memoryview(_chunk)
             while index < len(pieces):
-                index, offset, size = _ascii_into(_CHUNK, pieces, index, offset)
+                index, offset, size = _ascii_into(_chunk, pieces, index, offset)
                 if not size:
                     break  # a piece C leaves to Python
                 yield view[:size]

@@ -137,10 +137,13 @@ def cache_lines(entries: list[StatKey | str]) -> bytes:
     return "".join(lines).encode("ascii")
 
 
-# Where C writes the lines, a buffer at a time, before they go to the file: one, reused, not new
-# bytes per save (each page of a new buffer was a page fault in a forked worker's exit, ~3 us
-# on this VM, ~100 of them for a DataLoader worker's ~1,900 lines).
-_LINES_BUFFER = bytearray(1 << 16)
+# Where C writes the lines, a buffer at a time, before they go to the file: one, made at the
+# first save and reused, not new bytes per save (each page of a new buffer was a page fault in
+# a forked worker's exit, ~3 us on this VM, ~100 of them for a DataLoader worker's ~1,900
+# lines); by one writer at a time, another (a thread, or a signal handler's flush on this
+# one) writes its lines in Python meanwhile.
+_LINES_BUFFER_SIZE = 1 << 16
+_lines_buffer: bytearray | None = None
 _lines_buffer_lock = threading.Lock()
 
 
@@ -156,12 +159,15 @@ os.register_at_fork(after_in_child=_free_lines_buffer_in_child)
 def write_cache_lines(fd: int, entries: list[StatKey | str], *, in_c: bool = True) -> None:
     """Append the cache lines of `entries` to `fd`, whole lines in each write: written by C
     into a reused buffer where it was built (`in_c`), by `cache_lines` for what C leaves."""
+    global _lines_buffer
     done = 0
     if in_c and _cache_lines_into is not None and _lines_buffer_lock.acquire(blocking=False):
         try:
-            view = memoryview(_LINES_BUFFER)
+            if _lines_buffer is None:
+                _lines_buffer = bytearray(_LINES_BUFFER_SIZE)
+            view = memoryview(_lines_buffer)
             while done < len(entries) - 1:
-                done, size = _cache_lines_into(_LINES_BUFFER, entries, done)
+                done, size = _cache_lines_into(_lines_buffer, entries, done)
                 if not size:
                     break  # an entry C leaves to Python
                 _write_whole(fd, view[:size])

@@ -277,7 +277,7 @@ def test_a_line_reaches_the_file_as_its_pieces_joined(tmp_path, monkeypatch, in_
         pytest.skip("clew.exporter._line_chunks was not built")
     if not in_c:
         monkeypatch.setattr(spool_module, "_ascii_into", None)
-    big = "u" * (3 * len(spool_module._CHUNK) + 17)
+    big = "u" * (3 * spool_module._CHUNK_SIZE + 17)
     small = [f'{{"n":{index}}},' for index in range(20_000)]
     lone = '{"s":"\\udc80 \\ud800"},'  # JSON text of lone surrogates: rewritten
     escaped = '{"s":"\\\\udc80"},'  # a backslash, then "udc80": as it is
