@@ -92,9 +92,8 @@ class SpoolSpanExporter(SpanExporter):
         # parent's losses, itself.
         self._pid = os.getpid()
         self._fd: int | None = None
-        # (line's text pieces, its bytes, spans in it), oldest first
-        self._pending: deque[tuple[list[str], int, int]] = deque()
-        self._pending_bytes = 0
+        # (line's text pieces, spans in it), oldest first
+        self._pending: deque[tuple[list[str], int]] = deque()
         self._torn = False  # a cut-short write could not be cut off: start the next line anew
         self.lost = 0
         self._last_error: BaseException | None = None
@@ -121,7 +120,6 @@ class SpoolSpanExporter(SpanExporter):
         rejected: list[ReadableSpan] = []
         try:
             line = encode_pieces(spans, rejected, "\n")
-            size = sum(map(len, line))  # ASCII: a character a byte
         except Exception as error:  # noqa: BLE001 - export never raises
             self._lose(len(spans), error)
             return SpanExportResult.SUCCESS
@@ -137,8 +135,7 @@ class SpoolSpanExporter(SpanExporter):
         # Where a loss record would go: under this process's span, the parent of its records.
         self._anchor = spans[-1]
         if len(rejected) < len(spans):
-            self._pending.append((line, size, len(spans) - len(rejected)))
-            self._pending_bytes += size
+            self._pending.append((line, len(spans) - len(rejected)))
         self._write_pending()
         self._bound_pending()
         return SpanExportResult.SUCCESS
@@ -148,10 +145,8 @@ class SpoolSpanExporter(SpanExporter):
         try:
             fd = self._fd if self._fd is not None else self._open()
             while self._pending:
-                line, size, _ = self._pending[0]
-                self._write_line(fd, line)
+                self._write_line(fd, self._pending[0][0])
                 self._pending.popleft()
-                self._pending_bytes -= size
         except OSError as error:
             self._last_error = error
 
@@ -186,9 +181,15 @@ class SpoolSpanExporter(SpanExporter):
             self._torn = True
 
     def _bound_pending(self) -> None:
-        while self._pending_bytes > self._pending_max:
-            _, size, count = self._pending.popleft()
-            self._pending_bytes -= size
+        """Drop the oldest waiting lines past `pending_max_bytes`. Sized here, where lines wait
+        (a write failed), not at every export."""
+        if not self._pending:
+            return
+        sizes = deque(sum(map(len, line)) for line, _ in self._pending)  # ASCII: a byte each
+        total = sum(sizes)
+        while self._pending and total > self._pending_max:
+            _, count = self._pending.popleft()
+            total -= sizes.popleft()
             self._lose(count, self._last_error)
 
     def _lose(self, count: int, error: BaseException | None) -> None:
@@ -237,9 +238,8 @@ class SpoolSpanExporter(SpanExporter):
             return  # a forked child that never exported: nothing of its own to close
         self.force_flush()
         if self._pending:
-            self._lose(sum(count for _, _, count in self._pending), self._last_error)
+            self._lose(sum(count for _, count in self._pending), self._last_error)
             self._pending.clear()
-            self._pending_bytes = 0
         if self.lost:
             message = _loss_message(self.lost, self.path or self._directory, self._last_error)
             self._record_loss(message)
