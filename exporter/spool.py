@@ -5,8 +5,9 @@ OpenTelemetry's file exporter writes it, so the Collector's otlpjsonfile receive
 too. A line is appended (O_APPEND) in one go, 64 KiB a write from a buffer reused line after
 line: readers see whole lines or, while it is written or after a crash mid-write, one torn
 last line that they skip (a write cut short by a full disk is cut back off by the writer
-itself; the file is this process's alone, so no other writer's bytes come between). One file per process means any number of processes, ranks
-or hosts on a shared filesystem write without a server.
+itself; the file is this process's alone, so no other writer's bytes come between). One file
+per process means any number of processes, ranks or hosts on a shared filesystem write
+without a server.
 """
 
 from __future__ import annotations
