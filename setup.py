@@ -11,8 +11,8 @@ More small extensions, optional too, each with a Python path doing the same with
 the file audit hook's hot path (`_open_hook`; else instrumentation/files.py), a flush's
 per-record loops (`_read_batches`), the imported modules' files for the process span
 (`_module_files`), the digest cache file's reader (`_digest_cache_text`), the spool
-encoder's attributes (`_attributes_text`), and the ingest's rows and Native attribute maps
-(`_span_rows`, `_native_maps`).
+encoder's attributes (`_attributes_text`) and its line's copy to the file (`_line_chunks`),
+and the ingest's rows and Native attribute maps (`_span_rows`, `_native_maps`).
 """
 
 import sys
@@ -105,6 +105,17 @@ extensions.append(
     Extension(
         "clew.exporter.store._native_maps",
         sources=["exporter/store/_native_maps.c"],
+        extra_compile_args=["-O2", "-Wall"],
+        optional=True,
+    )
+)
+
+# A spool line's pieces copied to the file through one reused buffer (exporter/spool.py joins
+# and encodes them in Python without it).
+extensions.append(
+    Extension(
+        "clew.exporter._line_chunks",
+        sources=["exporter/_line_chunks.c"],
         extra_compile_args=["-O2", "-Wall"],
         optional=True,
     )

@@ -331,12 +331,22 @@ def _scope(name: str, version: str) -> dict[str, Any]:
 def encode_json(
     spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None, end: str = ""
 ) -> str:
-    """`encode_spans` as one line of JSON text (ASCII), the spool's hot path, followed by
-    `end` (the spool's newline: added here, not by a `+` that copies the line once more).
+    """`encode_spans` as one line of JSON text (ASCII), followed by `end`.
 
     Spans that cannot be encoded are appended to `rejected` and left out (with no list given,
     the first one raises)."""
-    # Pieces joined once at the end: a line is megabytes, and each + would copy it all.
+    return unicode_json("".join(encode_pieces(spans, rejected, end)))
+
+
+def encode_pieces(
+    spans: Sequence[ReadableSpan], rejected: list[ReadableSpan] | None = None, end: str = ""
+) -> list[str]:
+    """The pieces of `encode_json`'s text, the spool's hot path: the line is their join with
+    its lone surrogates rewritten (`unicode_json`). The spool copies them to its file through
+    a buffer it reuses, never joined into one str (a line is hundreds of KB, and each page of
+    new memory a page fault in a forked worker).
+
+    No JSON escape spans two pieces: a piece with no `\\ud` is its own part of the line."""
     out = ['{"resourceSpans":[']
     for r, (resource, scopes) in enumerate(_grouped(spans, _span_pieces, rejected).values()):
         out.append(',{"resource":{"attributes":' if r else '{"resource":{"attributes":')
@@ -357,7 +367,7 @@ def encode_json(
             out += [',"schemaUrl":', _quote(resource.schema_url)]
         out.append("}")
     out += ["]}", end]
-    return unicode_json("".join(out))
+    return out
 
 
 def encode_spans(

@@ -2,10 +2,12 @@
 
 Each line is one ExportTraceServiceRequest (TracesData) in OTLP's JSON encoding, as
 OpenTelemetry's file exporter writes it, so the Collector's otlpjsonfile receiver reads it
-too. A line is written with a single O_APPEND write: readers see whole lines or, after a
-crash mid-write, one torn last line that they skip (a write cut short by a full disk is cut
-back off by the writer itself). One file per process means any number of processes, ranks
-or hosts on a shared filesystem write without a server.
+too. A line is appended (O_APPEND) in one go, 64 KiB a write from a buffer reused line after
+line: readers see whole lines or, while it is written or after a crash mid-write, one torn
+last line that they skip (a write cut short by a full disk is cut back off by the writer
+itself; the file is this process's alone, so no other writer's bytes come between). One file
+per process means any number of processes, ranks or hosts on a shared filesystem write
+without a server.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -29,12 +32,33 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv import spans as span_names
 
-from .otlp_encode import encode_json
+from .otlp_encode import encode_pieces, unicode_json
 from .spool_files import SUFFIX, spool_directory
+
+_ascii_into: Callable[[bytearray, list[str], int, int], tuple[int, int, int]] | None
+try:  # a line's pieces copied to the file through one reused buffer, in C where it was built
+    from ._line_chunks import ascii_into as _ascii_into
+except ImportError:  # built without a compiler: joined and encoded in Python
+    _ascii_into = None
 
 _logger = logging.getLogger(__name__)
 _ids = RandomIdGenerator()
 _PROCESS_SPANS = (span_names.SPAN_RUN, span_names.SPAN_PROCESS)
+# Where a line's pieces are copied, a buffer at a time, on their way to the file: one, made at
+# the first line and reused (`_line_bytes`), by one writer at a time; another (a thread, or a
+# signal handler's flush on this one) joins its line in Python meanwhile.
+_CHUNK_SIZE = 1 << 16
+_chunk: bytearray | None = None
+_chunk_lock = threading.Lock()
+
+
+def _free_chunk_in_child() -> None:
+    """A forked child's buffer is free: a thread of its parent's that held it is not there."""
+    global _chunk_lock
+    _chunk_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_free_chunk_in_child)
 
 
 class SpoolSpanExporter(SpanExporter):
@@ -69,8 +93,8 @@ class SpoolSpanExporter(SpanExporter):
         # parent's losses, itself.
         self._pid = os.getpid()
         self._fd: int | None = None
-        self._pending: deque[tuple[bytes, int]] = deque()  # (line, spans in it), oldest first
-        self._pending_bytes = 0
+        # (line's text pieces, spans in it), oldest first
+        self._pending: deque[tuple[list[str], int]] = deque()
         self._torn = False  # a cut-short write could not be cut off: start the next line anew
         self.lost = 0
         self._last_error: BaseException | None = None
@@ -96,7 +120,7 @@ class SpoolSpanExporter(SpanExporter):
             self._start_in_this_process()
         rejected: list[ReadableSpan] = []
         try:
-            line = encode_json(spans, rejected, "\n").encode("ascii")
+            line = encode_pieces(spans, rejected, "\n")
         except Exception as error:  # noqa: BLE001 - export never raises
             self._lose(len(spans), error)
             return SpanExportResult.SUCCESS
@@ -113,7 +137,6 @@ class SpoolSpanExporter(SpanExporter):
         self._anchor = spans[-1]
         if len(rejected) < len(spans):
             self._pending.append((line, len(spans) - len(rejected)))
-            self._pending_bytes += len(line)
         self._write_pending()
         self._bound_pending()
         return SpanExportResult.SUCCESS
@@ -123,27 +146,32 @@ class SpoolSpanExporter(SpanExporter):
         try:
             fd = self._fd if self._fd is not None else self._open()
             while self._pending:
-                line, _ = self._pending[0]
-                self._write_line(fd, line)
+                self._write_line(fd, self._pending[0][0])
                 self._pending.popleft()
-                self._pending_bytes -= len(line)
         except OSError as error:
             self._last_error = error
 
-    def _write_line(self, fd: int, line: bytes) -> None:
+    def _write_line(self, fd: int, line: list[str]) -> None:
+        """Write the line whose text is `line`'s pieces joined (ASCII)."""
         if self._torn:
             os.write(fd, b"\n")  # the fragment before becomes a line of its own, skipped
             self._torn = False
         end = os.fstat(fd).st_size  # where the line starts: the file is this process's alone
-        data = memoryview(line)
         written = 0
+        chunks = _line_bytes(line)
         try:
-            while written < len(data):
-                written += os.write(fd, data[written:])
+            for data in chunks:
+                done = 0
+                while done < len(data):
+                    count = os.write(fd, data[done:])
+                    done += count
+                    written += count
         except OSError:
             if written:
                 self._cut_back(fd, end)
             raise
+        finally:
+            chunks.close()  # the reused buffer free again, even after an error
 
     def _cut_back(self, fd: int, end: int) -> None:
         """Remove the start of a line whose write was cut short: a reader would glue the
@@ -154,9 +182,15 @@ class SpoolSpanExporter(SpanExporter):
             self._torn = True
 
     def _bound_pending(self) -> None:
-        while self._pending_bytes > self._pending_max:
-            line, count = self._pending.popleft()
-            self._pending_bytes -= len(line)
+        """Drop the oldest waiting lines past `pending_max_bytes`. Sized here, where lines wait
+        (a write failed), not at every export."""
+        if not self._pending:
+            return
+        sizes = deque(sum(map(len, line)) for line, _ in self._pending)  # ASCII: a byte each
+        total = sum(sizes)
+        while self._pending and total > self._pending_max:
+            _, count = self._pending.popleft()
+            total -= sizes.popleft()
             self._lose(count, self._last_error)
 
     def _lose(self, count: int, error: BaseException | None) -> None:
@@ -191,7 +225,7 @@ class SpoolSpanExporter(SpanExporter):
             instrumentation_scope=anchor.instrumentation_scope,
         )
         try:
-            self._write_line(self._fd, (encode_json([record]) + "\n").encode("ascii"))
+            self._write_line(self._fd, encode_pieces([record], None, "\n"))
         except Exception:  # noqa: BLE001 - stderr still says it
             pass
 
@@ -207,7 +241,6 @@ class SpoolSpanExporter(SpanExporter):
         if self._pending:
             self._lose(sum(count for _, count in self._pending), self._last_error)
             self._pending.clear()
-            self._pending_bytes = 0
         if self.lost:
             message = _loss_message(self.lost, self.path or self._directory, self._last_error)
             self._record_loss(message)
@@ -223,6 +256,30 @@ class SpoolSpanExporter(SpanExporter):
             except OSError:
                 pass
         self._fd = None
+
+
+def _line_bytes(pieces: list[str]) -> Iterator[bytes | memoryview]:
+    """The bytes of the line of `pieces` (`encode_pieces`), in order: a reused buffer's at a
+    time where C copies them (each written before the next is asked for: the buffer is
+    refilled), else, and from a piece C leaves on (one with a lone surrogate to rewrite, or
+    not ASCII: its encoding raises, as the joined line's did), the join's bytes."""
+    global _chunk
+    index = offset = 0
+    if _ascii_into is not None and _chunk_lock.acquire(blocking=False):
+        try:
+            if _chunk is None:
+                _chunk = bytearray(_CHUNK_SIZE)
+            view = memoryview(_chunk)
+            while index < len(pieces):
+                index, offset, size = _ascii_into(_chunk, pieces, index, offset)
+                if not size:
+                    break  # a piece C leaves to Python
+                yield view[:size]
+        finally:
+            _chunk_lock.release()
+    if index < len(pieces):
+        # `offset` is within a piece C copied in part, which has no escape to rewrite.
+        yield unicode_json("".join(pieces[index:]))[offset:].encode("ascii")
 
 
 def _loss_message(count: int, where: Path | None, error: BaseException | None) -> str:

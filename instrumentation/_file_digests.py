@@ -2,14 +2,15 @@
 
 The cache is keyed by (device, inode, size, mtime_ns): a file whose key is unchanged is the
 same content, so a re-run hashes nothing. It is one append-only text file shared by every
-process; whole lines are appended with one O_APPEND write, which concurrent processes on a
-local filesystem do not interleave.
+process; whole lines are appended with O_APPEND writes of whole lines, which concurrent
+processes on a local filesystem do not interleave.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -21,11 +22,11 @@ from clew.semconv.digests import BLAKE3_PREFIX, blake3_id
 StatKey = tuple[int, int, int, int]
 _T = TypeVar("_T")
 
-_cache_lines: Callable[[list], bytes | None] | None
+_cache_lines_into: Callable[[bytearray, list, int], tuple[int, int]] | None
 try:  # the cache's new lines written in C where it was built (~5k instructions a line less)
-    from ._read_batches import cache_lines as _cache_lines
+    from ._read_batches import cache_lines_into as _cache_lines_into
 except ImportError:  # built without a compiler, or not on Linux
-    _cache_lines = None
+    _cache_lines_into = None
 _add_lines: Callable[[bytes, int, int, dict, dict], tuple[dict, dict, int]] | None
 try:  # the cache file's lines parsed in C where it was built (~80 ms less for 20,000 lines)
     from ._digest_cache_text import add_lines as _add_lines
@@ -140,16 +141,58 @@ def content_digest(data: bytes) -> str:
     return BLAKE3_PREFIX + blake3.blake3(data).hexdigest()
 
 
-def cache_lines(entries: list[StatKey | str], *, in_c: bool = True) -> bytes:
+def cache_lines(entries: list[StatKey | str]) -> bytes:
     """The digest cache file's lines of `entries` (keys and their digests, alternately):
-    "dev ino size mtime digest", in C where it was built (`in_c`) and C can write them as
-    Python does."""
-    data = _cache_lines(entries) if in_c and _cache_lines is not None else None
-    if data is None:
-        lines = [f"{dev} {ino} {size} {mtime} {digest}\n"
-                 for (dev, ino, size, mtime), digest in zip(entries[::2], entries[1::2])]
-        data = "".join(lines).encode("ascii")
-    return data
+    "dev ino size mtime digest", in Python."""
+    lines = [f"{dev} {ino} {size} {mtime} {digest}\n"
+             for (dev, ino, size, mtime), digest in zip(entries[::2], entries[1::2])]
+    return "".join(lines).encode("ascii")
+
+
+# Where C writes the lines, a buffer at a time, before they go to the file: one, made at the
+# first save and reused, not new bytes per save (each page of a new buffer was a page fault in
+# a forked worker's exit, ~3 us on this VM, ~100 of them for a DataLoader worker's ~1,900
+# lines); by one writer at a time, another (a thread, or a signal handler's flush on this
+# one) writes its lines in Python meanwhile.
+_LINES_BUFFER_SIZE = 1 << 16
+_lines_buffer: bytearray | None = None
+_lines_buffer_lock = threading.Lock()
+
+
+def _free_lines_buffer_in_child() -> None:
+    """A forked child's buffer is free: a thread of its parent's that held it is not there."""
+    global _lines_buffer_lock
+    _lines_buffer_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_free_lines_buffer_in_child)
+
+
+def write_cache_lines(fd: int, entries: list[StatKey | str], *, in_c: bool = True) -> None:
+    """Append the cache lines of `entries` to `fd`, whole lines in each write: written by C
+    into a reused buffer where it was built (`in_c`), by `cache_lines` for what C leaves."""
+    global _lines_buffer
+    done = 0
+    if in_c and _cache_lines_into is not None and _lines_buffer_lock.acquire(blocking=False):
+        try:
+            if _lines_buffer is None:
+                _lines_buffer = bytearray(_LINES_BUFFER_SIZE)
+            view = memoryview(_lines_buffer)
+            while done < len(entries) - 1:
+                done, size = _cache_lines_into(_lines_buffer, entries, done)
+                if not size:
+                    break  # an entry C leaves to Python
+                _write_whole(fd, view[:size])
+        finally:
+            _lines_buffer_lock.release()
+    if done < len(entries) - 1:
+        _write_whole(fd, cache_lines(entries[done:]))
+
+
+def _write_whole(fd: int, data: bytes | memoryview) -> None:
+    written = 0
+    while written < len(data):
+        written += os.write(fd, data[written:])
 
 
 class _Memo:
@@ -303,18 +346,17 @@ class DigestCache:
         self._oversized = False
 
     def save(self) -> None:
-        """Append new entries to the cache file in one write."""
+        """Append new entries to the cache file, whole lines in each write."""
         # Swap the list out first: the host's threads may put() while this writes.
         unsaved, self._unsaved = self._unsaved, []
         if self._oversized and self._entries is not None and self._rewrite(self._entries):
             return
         if not unsaved:
             return
-        data = cache_lines(unsaved)
         self._directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            os.write(fd, data)
+            write_cache_lines(fd, unsaved)
         finally:
             os.close(fd)
 
@@ -328,8 +370,11 @@ class DigestCache:
                 for pair in list(generation.items()) for item in pair]
         temporary = self._path.with_name(f"{_CACHE_FILENAME}.{os.getpid()}.new")
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(cache_lines(kept))
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            try:
+                write_cache_lines(fd, kept)
+            finally:
+                os.close(fd)
             os.replace(temporary, self._path)
         except OSError:  # a full disk, say: the new entries are appended as usual instead
             temporary.unlink(missing_ok=True)

@@ -254,36 +254,42 @@ static char *write_cache_line(char *out, PyObject *key, PyObject *digest) {
     return out;
 }
 
-static PyObject *cache_lines(PyObject *self, PyObject *args) {
+/* cache_lines_into(buffer, entries, start): the cache lines of entries[start:] written into
+ * `buffer` (writable, reused by the caller) while they fit: (next entry's index, bytes written).
+ * `next` stops short of the end where a line would not fit (the caller writes the buffer out
+ * and calls again), or at an entry C does not write as Python does (`next` unchanged on the
+ * next call: Python writes from there). A reused buffer, not new bytes per save: in a forked
+ * DataLoader worker every page of a new 200 KB buffer was a page fault at exit. */
+static PyObject *cache_lines_into(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
     PyObject *entries;
-    if (!PyArg_ParseTuple(args, "O!", &PyList_Type, &entries))
+    Py_ssize_t start;
+    if (!PyArg_ParseTuple(args, "w*O!n", &buffer, &PyList_Type, &entries, &start))
         return NULL;
-    Py_ssize_t count = PyList_GET_SIZE(entries), size = 0;
-    if (count % 2)
-        Py_RETURN_NONE;
-    for (Py_ssize_t i = 1; i < count; i += 2) {  /* room for the longest line each could make */
-        PyObject *digest = PyList_GET_ITEM(entries, i);
-        if (!PyUnicode_Check(digest))
-            Py_RETURN_NONE;
-        size += 4 * 21 + PyUnicode_GET_LENGTH(digest) + 1;
+    Py_ssize_t count = PyList_GET_SIZE(entries) & ~(Py_ssize_t)1, i = start < 0 ? 0 : start & ~(Py_ssize_t)1;
+    char *out = buffer.buf, *end = out + buffer.len;
+    for (; i < count; i += 2) {
+        PyObject *digest = PyList_GET_ITEM(entries, i + 1);
+        /* the longest line this entry could make: four 64-bit numbers with spaces */
+        if (!PyUnicode_Check(digest) || end - out < 4 * 21 + PyUnicode_GET_LENGTH(digest) + 1)
+            break;
+        char *after = write_cache_line(out, PyList_GET_ITEM(entries, i), digest);
+        if (after == NULL)
+            break;
+        out = after;
     }
-    char *text = PyMem_Malloc(size ? size : 1);
-    if (text == NULL)
-        return PyErr_NoMemory();
-    char *end = text;
-    for (Py_ssize_t i = 0; i < count && end != NULL; i += 2)
-        end = write_cache_line(end, PyList_GET_ITEM(entries, i), PyList_GET_ITEM(entries, i + 1));
-    PyObject *lines = end == NULL ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize(text, end - text);
-    PyMem_Free(text);
-    return lines;
+    Py_ssize_t written = out - (char *)buffer.buf;
+    PyBuffer_Release(&buffer);
+    return Py_BuildValue("(nn)", i, written);
 }
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_O,
      "configure(Record): the record class whose slots the other functions read directly."},
-    {"cache_lines", cache_lines, METH_VARARGS,
-     "cache_lines(entries): the digest cache's lines of [(dev, ino, size, mtime), digest, ...] "
-     "as bytes, or None where C does not write them as Python does."},
+    {"cache_lines_into", cache_lines_into, METH_VARARGS,
+     "cache_lines_into(buffer, entries, start): the digest cache's lines of entries[start:] "
+     "([(dev, ino, size, mtime), digest, ...]) written into `buffer` while they fit and C "
+     "writes them as Python does: (index of the next entry, bytes written)."},
     {"plan", plan, METH_VARARGS,
      "plan(records, max_size, max_records, suffixes, prefix_of, quote): a flush's records "
      "sorted into spans, as _record_spans.plan_flush's Python gives them."},

@@ -14,7 +14,9 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from clew.exporter.otlp_encode import unicode_json
 from clew.exporter.otlp_json import iter_spans
+from clew.exporter import spool as spool_module
 from clew.exporter.spool import SpoolSpanExporter
 from clew.exporter.spool_files import SpoolProblems, read_spool, spool_files
 from clew.semconv import attributes as attr
@@ -259,3 +261,33 @@ def test_past_the_memory_bound_spans_are_dropped_and_counted(run_instrumented, s
                      f"WHERE SpanName = '{span_names.SPAN_SPOOL_LOSS}'")
     assert found.code == 0, found.err
     assert found.json()["rows"] == [{"lost": str(missing)}]
+
+
+class _Text(str):
+    """A str subclass: a piece the C copy leaves to Python."""
+
+
+@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
+def test_a_line_reaches_the_file_as_its_pieces_joined(tmp_path, monkeypatch, in_c):
+    """A line's pieces, copied to the file through the reused buffer in C (where it was
+    built) or joined in Python: the same bytes, for pieces larger than the buffer, many small
+    ones across its edges, and from a piece C leaves to Python on (not an exact str; lone
+    surrogates, which the line has rewritten)."""
+    if in_c and spool_module._ascii_into is None:
+        pytest.skip("clew.exporter._line_chunks was not built")
+    if not in_c:
+        monkeypatch.setattr(spool_module, "_ascii_into", None)
+    big = "u" * (3 * spool_module._CHUNK_SIZE + 17)
+    small = [f'{{"n":{index}}},' for index in range(20_000)]
+    lone = '{"s":"\\udc80 \\ud800"},'  # JSON text of lone surrogates: rewritten
+    escaped = '{"s":"\\\\udc80"},'  # a backslash, then "udc80": as it is
+    lines = [[big, "\n"], [*small, big, "\n"], [*small[:50], _Text("left to Python"), big, "\n"],
+             [*small[:70], escaped, big, lone, *small[:9], "\n"]]
+    exporter = SpoolSpanExporter(tmp_path)
+    fd = exporter._open()
+    for line in lines:
+        exporter._write_line(fd, line)
+    exporter.shutdown()
+    expected = "".join(unicode_json("".join(line)) for line in lines)
+    assert "\\\\x80" in expected and "\\\\udc80" in expected
+    assert exporter.path.read_bytes() == expected.encode()

@@ -1,15 +1,16 @@
-"""The digest cache's lines, written at each flush: the same bytes in C (where it was built)
-and in Python, for any key a stat can give (a file from before 1970 has a negative mtime; an
+"""The digest cache's lines, written at each flush: the same bytes in the file in C (where it
+was built) and in Python, for any key a stat can give (a file from before 1970 has a negative mtime; an
 inode number may use all 64 bits)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from clew.instrumentation import _file_digests
-from clew.instrumentation._file_digests import DigestCache, cache_lines
+from clew.instrumentation._file_digests import DigestCache, cache_lines, write_cache_lines
 
 DIGEST = "blake3:" + "c" * 64
 KEYS = [
@@ -21,19 +22,42 @@ KEYS = [
 ]
 
 
+def _written(tmp_path: Path, entries: list, in_c: bool) -> bytes:
+    path = tmp_path / f"lines-{in_c}-{len(entries)}"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC)
+    try:
+        write_cache_lines(fd, entries, in_c=in_c)
+    finally:
+        os.close(fd)
+    return path.read_bytes()
+
+
 @pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
-def test_lines_are_the_keys_and_digests(in_c: bool) -> None:
-    if in_c and _file_digests._cache_lines is None:
+def test_lines_are_the_keys_and_digests(tmp_path: Path, in_c: bool) -> None:
+    if in_c and _file_digests._cache_lines_into is None:
         pytest.skip("clew.instrumentation._read_batches was not built")
     entries = [item for key in KEYS for item in (key, DIGEST)]
     expected = "".join(f"{d} {i} {s} {m} {DIGEST}\n" for d, i, s, m in KEYS).encode()
-    assert cache_lines(entries, in_c=in_c) == expected
-    for key in KEYS:  # one at a time too: a key C leaves to Python leaves it the whole list
+    assert _written(tmp_path, entries, in_c) == expected
+    for key in KEYS:  # one at a time too: a key C leaves to Python, alone
         line = " ".join(map(str, (*key, DIGEST))) + "\n"
-        assert cache_lines([key, DIGEST], in_c=in_c) == line.encode()
-    assert cache_lines([], in_c=in_c) == b""
+        assert _written(tmp_path, [key, DIGEST], in_c) == line.encode()
+    assert _written(tmp_path, [], in_c) == b""
     with pytest.raises(UnicodeEncodeError):  # what no digest is: refused, as before
-        cache_lines([KEYS[0], "blake3:é"], in_c=in_c)
+        _written(tmp_path, [KEYS[0], "blake3:é"], in_c)
+
+
+def test_c_writes_the_bytes_python_writes_across_its_buffer(tmp_path: Path) -> None:
+    """More lines than C's buffer holds, a key C leaves to Python among them and a digest
+    longer than the buffer: the file is the same bytes in C and in Python."""
+    if _file_digests._cache_lines_into is None:
+        pytest.skip("clew.instrumentation._read_batches was not built")
+    entries: list = []
+    for index in range(3_000):
+        key = KEYS[4] if index == 1_234 else (64768, 1_000_000 + index, 16384, 1_764_170_000 + index)
+        entries += [key, DIGEST if index != 2_000 else "blake3:" + "e" * 70_000]
+    assert len(_written(tmp_path, entries, True)) > 2 * _file_digests._LINES_BUFFER_SIZE
+    assert _written(tmp_path, entries, True) == _written(tmp_path, entries, False) == cache_lines(entries)
 
 
 def test_saved_entries_are_found_by_the_next_process(tmp_path: Path) -> None:
@@ -74,9 +98,8 @@ def test_the_file_loads_the_same_in_c_and_in_python(
         pytest.skip("clew.instrumentation._digest_cache_text was not built")
     monkeypatch.setattr(_file_digests, "MEMORY_ENTRIES", 7)  # generations turn over
     monkeypatch.setattr(_file_digests, "_LOAD_CHUNK", chunk)
-    written = cache_lines([item for key in KEYS for item in (key, DIGEST)], in_c=False)
-    written += cache_lines([item for n in range(20) for item in ((1, n, 2, 3), f"blake3:{n}")],
-                           in_c=False)
+    written = cache_lines([item for key in KEYS for item in (key, DIGEST)])
+    written += cache_lines([item for n in range(20) for item in ((1, n, 2, 3), f"blake3:{n}")])
     odd = [
         b"1 2 3 4 blake3:again\n",  # a key seen before: the later digest wins
         b"+5 1_0 007 -0 blake3:signs\n",  # what int() takes and the cache never writes
