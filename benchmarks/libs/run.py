@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import blake3
 
@@ -98,35 +99,51 @@ def timed(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, fl
 Times = list[tuple[float, float]]  # (wall, CPU) of each run
 
 
+class Alternated(NamedTuple):
+    """The timed runs of each variant, in the order they ran, and what the checks found."""
+
+    bare: Times
+    clew: Times
+    problems: list[str]
+    floor: Times  # empty unless a floor command was given
+
+
 def alternate(
     work: Path, name: str, pairs: int, command: Callable[[str], list[str]],
     digests: dict[str, str], count: int | None, env: dict[str, str] | None = None,
-) -> tuple[Times, Times, list[str]]:
+    floor: Callable[[str], list[str]] | None = None,
+) -> Alternated:
     """Time `command(run name)` bare and under clew, alternating, after a warm-up pair; each
-    clew run must have read every file of `digests` with its digest (`count` opens)."""
+    clew run must have read every file of `digests` with its digest (`count` opens). With
+    `floor`, a third command is timed in each round too, in the bare environment: the program
+    doing by itself what any capture must do at least."""
     base_env = {**_clean_environment(work), **(env or {})}
     bare = {**base_env, **baseline_environment()}
+    measured = Alternated([], [], [], [])
     problems: list[str] = []
-    bare_times, clew_times = [], []
     for index in range(pairs + 1):  # the first pair warms up
         home = work / f"{name}-home-{index}"
         clew_time = timed(command(f"{name}-clew-{index}"), {**base_env, "CLEW_HOME": str(home)}, work)
         bare_time = timed(command(f"{name}-bare-{index}"), bare, work)
+        floor_time = timed(floor(f"{name}-floor-{index}"), bare, work) if floor else None
         problems += _check_reads(_the_run(home), digests, count)
         if index:
-            clew_times.append(clew_time)
-            bare_times.append(bare_time)
-    return bare_times, clew_times, sorted(set(problems))
+            measured.clew.append(clew_time)
+            measured.bare.append(bare_time)
+            if floor_time is not None:
+                measured.floor.append(floor_time)
+    measured.problems.extend(sorted(set(problems)))
+    return measured
 
 
-def scan(work: Path, pairs: int, count: int) -> tuple[Times, Times, list[str]]:
+def scan(work: Path, pairs: int, count: int) -> Alternated:
     data = work / "data"
     digests = make_files(data, count)
     command = [INSTRUMENT, PYTHON, "-c", SCAN, str(data), str(10 * count)]
     return alternate(work, "scan", pairs, lambda run: command, digests, 1)
 
 
-def datasets_map(work: Path, pairs: int) -> tuple[Times, Times, list[str]]:
+def datasets_map(work: Path, pairs: int) -> Alternated:
     data = work / "map-data"
     digests = make_files(data, MAP_FILES, MAP_ROWS)
     rows = str(MAP_FILES * MAP_ROWS)
@@ -159,9 +176,9 @@ def _medians(times: Times) -> tuple[float, float]:
     return statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
 
 
-def ratio_row(label: str, target: float, measured: tuple[Times, Times, list[str]]) -> str:
+def ratio_row(label: str, target: float, measured: Alternated) -> str:
     """A table row: bare and clew medians, the median of the per-pair wall ratios, CPU."""
-    bare, clew, problems = measured
+    bare, clew, problems = measured.bare, measured.clew, measured.problems
     ratios = [c[0] / b[0] for b, c in zip(bare, clew)]
     ratio = statistics.median(ratios)
     (bare_wall, bare_cpu), (clew_wall, clew_cpu) = _medians(bare), _medians(clew)
