@@ -1,5 +1,5 @@
-"""Builds clew's LD_PRELOAD library and the reader of its records; everything else is
-declared in pyproject.toml.
+"""Builds clew's compiled parts, the LD_PRELOAD library and small CPython extensions; everything
+else is declared in pyproject.toml.
 
 The library is plain C against libc (no Python API, no libpython): it is loaded into programs
 that are not Python. It is built as an extension only so that `pip install` and wheels compile
@@ -19,106 +19,49 @@ import sys
 
 from setuptools import Extension, setup
 
-extensions = [
-    Extension(
-        "clew.instrumentation._preload_shim",
-        sources=["instrumentation/_preload_shim.c", "instrumentation/_preload_copies.c",
-                 "instrumentation/_preload_got.c"],
-        depends=["instrumentation/_preload_shim.h", "instrumentation/_preload_got.h"],
-        extra_compile_args=["-O2", "-fvisibility=default", "-Wall"],
-        libraries=["dl"],
-        optional=True,
-    ),
-    Extension(
-        "clew.instrumentation._preload_notes",
-        sources=["instrumentation/_preload_notes.c", "instrumentation/_preload_sort.c"],
-        depends=["instrumentation/_preload_sort.h"],
-        extra_compile_args=["-O2", "-Wall"],
-        optional=True,
-    ),
-    Extension(
-        "clew.instrumentation._open_hook",
-        sources=["instrumentation/_open_hook.c", "instrumentation/_open_hook_read.c",
-                 "instrumentation/_open_hook_record.c"],
-        depends=["instrumentation/_open_hook.h", "instrumentation/_xattr_names.h"],
-        extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
-        optional=True,
-    ),
-    # A flush's per-record work on small file reads (instrumentation/_record_spans.py falls
-    # back to Python without it).
-    Extension(
-        "clew.instrumentation._read_batches",
-        sources=["instrumentation/_read_batches.c", "instrumentation/_read_stamps.c",
-                 "instrumentation/_flush_plan.c"],
-        depends=["instrumentation/_read_batches.h", "instrumentation/_xattr_names.h"],
-        extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
-        optional=True,
-    ),
-] if sys.platform.startswith("linux") else []
-# The process span's code files, read from sys.modules without copying a forked child's pages
-# (instrumentation/_imported.py falls back to Python without it).
-extensions.append(
-    Extension(
-        "clew.instrumentation._module_files",
-        sources=["instrumentation/_module_files.c"],
-        extra_compile_args=["-O2", "-Wall"],
-        optional=True,
-    )
-)
 
-# The digest cache file read into memory (instrumentation/_file_digests.py falls back to
-# Python without it).
-extensions.append(
-    Extension(
-        "clew.instrumentation._digest_cache_text",
-        sources=["instrumentation/_digest_cache_text.c"],
-        extra_compile_args=["-O2", "-Wall"],
-        optional=True,
-    )
-)
+def optional(name: str, *sources: str, depends: tuple[str, ...] = (),
+             flags: tuple[str, ...] = (), **more: list[str]) -> Extension:
+    """clew.`name`, built where a compiler is: `optional`, so an install without one goes on
+    and clew takes the slower way that does without it."""
+    return Extension(f"clew.{name}", sources=list(sources), depends=list(depends),
+                     extra_compile_args=["-O2", "-Wall", *flags], optional=True, **more)
 
-# The spool encoder's attributes as text (exporter/otlp_encode.py falls back to Python
-# without it).
-extensions.append(
-    Extension(
-        "clew.exporter._attributes_text",
-        sources=["exporter/_attributes_text.c"],
-        extra_compile_args=["-O3", "-Wall"],
-        optional=True,
-    )
-)
 
-# The ingest's spans to rows (exporter/store/rows.py falls back to Python without it).
-extensions.append(
-    Extension(
-        "clew.exporter.store._span_rows",
-        sources=["exporter/store/_span_rows.c", "exporter/store/_span_values.c"],
-        depends=["exporter/store/_span_rows.h"],
-        extra_compile_args=["-O2", "-Wall", "-fvisibility=hidden"],
-        optional=True,
-    )
-)
+# What only Linux has: LD_PRELOAD, and the xattrs the hook and the flush ask for.
+linux = [
+    optional("instrumentation._preload_shim", "instrumentation/_preload_shim.c",
+             "instrumentation/_preload_copies.c", "instrumentation/_preload_got.c",
+             depends=("instrumentation/_preload_shim.h", "instrumentation/_preload_got.h"),
+             flags=("-fvisibility=default",), libraries=["dl"]),
+    optional("instrumentation._preload_notes", "instrumentation/_preload_notes.c",
+             "instrumentation/_preload_sort.c", depends=("instrumentation/_preload_sort.h",)),
+    optional("instrumentation._open_hook", "instrumentation/_open_hook.c",
+             "instrumentation/_open_hook_read.c", "instrumentation/_open_hook_record.c",
+             depends=("instrumentation/_open_hook.h", "instrumentation/_xattr_names.h"),
+             flags=("-fvisibility=hidden",)),
+    # A flush's per-record work on small file reads (instrumentation/_record_spans.py).
+    optional("instrumentation._read_batches", "instrumentation/_read_batches.c",
+             "instrumentation/_read_stamps.c", "instrumentation/_flush_plan.c",
+             depends=("instrumentation/_read_batches.h", "instrumentation/_xattr_names.h"),
+             flags=("-fvisibility=hidden",)),
+]
+everywhere = [
+    # The process span's code files, read from sys.modules without copying a forked child's
+    # pages (instrumentation/_imported.py).
+    optional("instrumentation._module_files", "instrumentation/_module_files.c"),
+    # The digest cache file read into memory (instrumentation/_file_digests.py).
+    optional("instrumentation._digest_cache_text", "instrumentation/_digest_cache_text.c"),
+    # The spool encoder's attributes as text (exporter/otlp_encode.py).
+    optional("exporter._attributes_text", "exporter/_attributes_text.c", flags=("-O3",)),
+    # A spool line's pieces copied to the file through one reused buffer (exporter/spool.py).
+    optional("exporter._line_chunks", "exporter/_line_chunks.c"),
+    # The ingest's spans to rows (exporter/store/rows.py).
+    optional("exporter.store._span_rows", "exporter/store/_span_rows.c",
+             "exporter/store/_span_values.c", depends=("exporter/store/_span_rows.h",),
+             flags=("-fvisibility=hidden",)),
+    # The attribute maps of the ingest's Native blocks (exporter/store/native.py).
+    optional("exporter.store._native_maps", "exporter/store/_native_maps.c"),
+]
 
-# The attribute maps of the ingest's Native blocks (exporter/store/native.py writes them in
-# Python without it).
-extensions.append(
-    Extension(
-        "clew.exporter.store._native_maps",
-        sources=["exporter/store/_native_maps.c"],
-        extra_compile_args=["-O2", "-Wall"],
-        optional=True,
-    )
-)
-
-# A spool line's pieces copied to the file through one reused buffer (exporter/spool.py joins
-# and encodes them in Python without it).
-extensions.append(
-    Extension(
-        "clew.exporter._line_chunks",
-        sources=["exporter/_line_chunks.c"],
-        extra_compile_args=["-O2", "-Wall"],
-        optional=True,
-    )
-)
-
-setup(ext_modules=extensions)
+setup(ext_modules=(linux if sys.platform.startswith("linux") else []) + everywhere)
