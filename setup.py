@@ -37,7 +37,8 @@ linux = [
     optional("instrumentation._preload_notes", "instrumentation/_preload_notes.c",
              "instrumentation/_preload_sort.c", depends=("instrumentation/_preload_sort.h",)),
     optional("instrumentation._open_hook", "instrumentation/_open_hook.c",
-             "instrumentation/_open_hook_read.c", "instrumentation/_open_hook_record.c",
+             "instrumentation/_open_hook_read.c", "instrumentation/_open_hook_hash.c",
+             "instrumentation/_open_hook_record.c",
              depends=("instrumentation/_open_hook.h", "instrumentation/_xattr_names.h"),
              flags=("-fvisibility=hidden",)),
     # A flush's per-record work on small file reads (instrumentation/_record_spans.py).

@@ -1,13 +1,16 @@
 /*
- * Between the two parts of clew's C audit hook: _open_hook.c (the hook: events, checks,
- * paths), _open_hook_read.c (a read-only open recorded: Recorder.read in C) and
- * _open_hook_record.c (the record of a first read, made without Record.__init__).
+ * Between the parts of clew's C audit hook: _open_hook.c (the hook: events, checks, paths),
+ * _open_hook_read.c (a read-only open recorded: Recorder.read in C), _open_hook_hash.c (a
+ * small file read and hashed) and _open_hook_record.c (the record of a first read, made
+ * without Record.__init__).
  */
 #ifndef CLEW_OPEN_HOOK_H
 #define CLEW_OPEN_HOOK_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <sys/stat.h>
 
 /* An attribute name a part of the hook looks up by, interned once (`*name`, from `text`). */
 struct hook_name {
@@ -35,6 +38,16 @@ int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *recor
 /* Recorder.read(path) on `owner`, the path also as the C string `name` for the system calls:
  * 0, or -1 with an exception set. */
 int open_hook_read(PyObject *owner, PyObject *path, const char *name);
+
+/* What the hashing part works with (held for good): blake3.blake3, the digest prefix
+ * ("blake3:") and the producer stamp's xattr name: 0, or -1 with an exception set. */
+int open_hook_hash_configure(PyObject *blake3, PyObject *prefix, const char *stamp_name);
+
+/* _file_digests.hash_file of the small file `name` of the version `expected`, in C; a new
+ * reference: the digest, or None when the file is not that version any more; NULL on error.
+ * `*unstamped` set when it carries no producer stamp (asked when `settled_ns` >= 0). */
+PyObject *open_hook_hash_small(const char *name, const struct stat *expected,
+                               long long settled_ns, int *unstamped);
 
 /* Takes the Record class and finds where its slots are: 0, or -1 with an exception set. */
 int open_hook_record_configure(PyObject *record);

@@ -2,15 +2,12 @@
  * A read-only open recorded, for clew's C audit hook (_open_hook.c): Recorder.read in C.
  *
  * The stat, the (dev, inode, size, mtime_ns) key, the dedupe table (a repeat counted on its
- * record), the digest cache's newer generation and, on a miss, the file read whole and
- * checked against the stat after the read, as `_file_digests.hash_file` does, hashed by the
- * `blake3` package (the Python path's call: the same digest), and asked for a producer stamp
- * when it has not changed for a while (may_be_stamped). A new record is made as
- * `Record("read", path, key)` would be (_open_hook_record.c) and queued as
- * `Recorder.first_read` does; that method is called for the rarer
- * cases, `Recorder._digest_here` when the cache is not loaded or may hold the key in its older
- * generation; a new digest is put in the cache as `DigestCache.put` does (put_here), by that
- * method when the newer generation is full.
+ * record), the digest cache's newer generation and, on a miss, the file hashed
+ * (_open_hook_hash.c). A new record is made as `Record("read", path, key)` would be
+ * (_open_hook_record.c) and queued as `Recorder.first_read` does; that method is called for
+ * the rarer cases, `Recorder._digest_here` when the cache is not loaded or may hold the key in
+ * its older generation; a new digest is put in the cache as `DigestCache.put` does
+ * (put_here), by that method when the newer generation is full.
  *
  * It reads these attributes of the Python side, which keeps them for it: the recorder's
  * `_reads`, `_ready`, `_cache`, `_hash_in_hook_max`, `_stamp_settled_ns` (for a file hashed
@@ -18,27 +15,16 @@
  * entries' `new` and `old` generations and `size`; a record's `count` and `last_ns`.
  */
 #include "_open_hook.h"
-#include "_xattr_names.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
-#include <time.h>
-#include <unistd.h>
 
-static PyObject *blake3_type;    /* blake3.blake3 */
-static PyObject *digest_prefix;  /* "blake3:" */
 static Py_ssize_t max_tracked;   /* _recorder._MAX_TRACKED: the dedupe table's bound */
 static Py_ssize_t spill_records; /* _recorder._SPILL_RECORDS: ready records that wake the worker */
-static char *stamp_name;         /* the producer stamp's xattr (semconv's STAMP_XATTR) */
 static PyObject *cache_type;     /* _file_digests.DigestCache: its put() done here (put_here) */
 static PyObject *memo_type;      /* _file_digests._Memo: the cache's entries */
 
 static PyObject *s_reads, *s_cache, *s_entries, *s_new, *s_old, *s_hash_in_hook_max, *s_time_ns,
-    *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_hexdigest, *s_append,
+    *s_count, *s_last_ns, *s_first_read, *s_put, *s_digest_here, *s_append,
     *s_ready, *s_wake, *s_set, *s_worker, *s_start_worker, *s_stamp_settled_ns, *s_size,
     *s_unsaved;
 PyObject *open_hook_one;
@@ -48,7 +34,7 @@ int open_hook_read_init(void) {
         {&s_reads, "_reads"}, {&s_cache, "_cache"}, {&s_entries, "_entries"}, {&s_new, "new"},
         {&s_old, "old"}, {&s_hash_in_hook_max, "_hash_in_hook_max"}, {&s_time_ns, "_time_ns"},
         {&s_count, "count"}, {&s_last_ns, "last_ns"}, {&s_first_read, "first_read"},
-        {&s_put, "put"}, {&s_digest_here, "_digest_here"}, {&s_hexdigest, "hexdigest"},
+        {&s_put, "put"}, {&s_digest_here, "_digest_here"},
         {&s_append, "append"}, {&s_ready, "_ready"}, {&s_wake, "_wake"}, {&s_set, "set"},
         {&s_worker, "_worker"}, {&s_start_worker, "_start_worker"},
         {&s_stamp_settled_ns, "_stamp_settled_ns"}, {&s_size, "size"},
@@ -64,25 +50,16 @@ int open_hook_read_init(void) {
 int open_hook_read_configure(PyObject *blake3, PyObject *prefix, PyObject *record,
                              PyObject *digest_cache, PyObject *memo, Py_ssize_t tracked,
                              Py_ssize_t spill, const char *stamp) {
-    if (open_hook_record_configure(record) < 0)
+    if (open_hook_record_configure(record) < 0 || open_hook_hash_configure(blake3, prefix, stamp) < 0)
         return -1;
     if (!PyType_Check(digest_cache) || !PyType_Check(memo)) {
         PyErr_SetString(PyExc_TypeError, "the digest cache's classes are not classes");
         return -1;
     }
-    stamp_name = strdup(stamp);
-    if (stamp_name == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    Py_INCREF(blake3);
-    Py_INCREF(prefix);
     Py_INCREF(digest_cache);
     Py_INCREF(memo);
     cache_type = digest_cache;
     memo_type = memo;
-    blake3_type = blake3;
-    digest_prefix = prefix;
     max_tracked = tracked;
     spill_records = spill;
     return 0;
@@ -133,93 +110,6 @@ static int long_attribute(PyObject *owner, PyObject *name, long long *value) {
     *value = PyLong_AsLongLong(number);
     Py_DECREF(number);
     return *value == -1 && PyErr_Occurred() ? -1 : 0;
-}
-
-static int same_version(const struct stat *now, const struct stat *expected) {
-    return S_ISREG(now->st_mode) && now->st_ino == expected->st_ino &&
-           now->st_dev == expected->st_dev && now->st_size == expected->st_size &&
-           now->st_mtim.tv_sec == expected->st_mtim.tv_sec &&
-           now->st_mtim.tv_nsec == expected->st_mtim.tv_nsec;
-}
-
-/* Whether the file open at `fd` may carry the producer stamp (the xattr `stamp_name`), asked
- * here, of the version just read, instead of by path at the flush (listxattr in
- * _read_stamps.c's stamp_candidates): no second path lookup, and no GIL hand-off of its
- * own. 1 if it lists it, or the list did not fit: the flush then reads the stamp by path as
- * it does for every read the hook did not check; 0 if it has none, or no xattrs here (as
- * _stamps.read_file finds none there). Asked only of a version settled for `settled_ns`
- * (its inode unchanged for that long: a writer's stamp, set at its flush once its write
- * settled, changes the ctime too), whose answer stands: a fresher one may still be stamped
- * before the flush, which looks then, as for every read. */
-static int may_be_stamped(int fd, const struct stat *st, long long settled_ns) {
-    struct timespec now;
-    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
-        return 1;
-    long long age = ((long long)now.tv_sec - st->st_ctim.tv_sec) * 1000000000LL +
-                    (now.tv_nsec - st->st_ctim.tv_nsec);
-    if (age < settled_ns)
-        return 1;
-    char names[4096];
-    ssize_t size = flistxattr(fd, names, sizeof names);
-    if (size < 0)
-        return errno == ERANGE;
-    return lists_name(names, size, stamp_name, strlen(stamp_name));
-}
-
-/* _file_digests.hash_file for a small file, without the Python: the file read whole in one
- * read, then checked to be the version stat-ed (`expected`), as the descriptor is after the
- * read: the same inode, size and mtime, regular. One check, after: a file that was another
- * version when opened, or changed during the read, differs from `expected` then too (its
- * mtime moved, or it is another inode), so a check before the read as well added a system
- * call to every first read and caught nothing more. O_NONBLOCK: should the path have become
- * a FIFO or a device since the stat, neither the open nor the read waits on it (for a
- * regular file it changes nothing); what was read is then refused by the check. `*unstamped`
- * is set when the file, read whole, carries no producer stamp (may_be_stamped), asked only
- * when `settled_ns` >= 0 (stamps on). A new reference: the digest, or None when the file is
- * not that version any more. Its open makes no audit event: no need to mark it as clew's own
- * I/O. */
-static PyObject *hash_small(const char *name, const struct stat *expected,
-                            long long settled_ns, int *unstamped) {
-    Py_ssize_t size = (Py_ssize_t)expected->st_size;
-    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
-    if (data == NULL)
-        return NULL;
-    char *buffer = PyBytes_AS_STRING(data);
-    int whole = 0, unlisted = 0;
-    Py_BEGIN_ALLOW_THREADS
-    int fd = open(name, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd >= 0) {
-        Py_ssize_t done = 0;
-        while (done < size) {
-            ssize_t got = read(fd, buffer + done, (size_t)(size - done));
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0)
-                break;
-            done += got;
-        }
-        struct stat after;
-        whole = done == size && fstat(fd, &after) == 0 && same_version(&after, expected);
-        unlisted = whole && settled_ns >= 0 && !may_be_stamped(fd, &after, settled_ns);
-        close(fd);
-    }
-    Py_END_ALLOW_THREADS
-    if (!whole) {
-        Py_DECREF(data);
-        Py_RETURN_NONE;
-    }
-    *unstamped = unlisted;
-    PyObject *hasher = PyObject_CallOneArg(blake3_type, data);
-    Py_DECREF(data);
-    if (hasher == NULL)
-        return NULL;
-    PyObject *hex = PyObject_CallMethodNoArgs(hasher, s_hexdigest);
-    Py_DECREF(hasher);
-    if (hex == NULL)
-        return NULL;
-    PyObject *digest = PyUnicode_Concat(digest_prefix, hex);
-    Py_DECREF(hex);
-    return digest;
 }
 
 /* The digest cache's answer for `key`, looked up as DigestCache.get does when the answer is
@@ -304,7 +194,7 @@ done:
  * the cache, else hashed and put in the cache. A new reference (None: no digest), or NULL.
  * `*others_ran` is set when other threads may have run meanwhile (the GIL released for the
  * read, or Python code run); `*unstamped` when the file was read here and carries no
- * producer stamp (hash_small). The recorder's `_stamp_settled_ns` is read for a file hashed
+ * producer stamp (open_hook_hash_small). The recorder's `_stamp_settled_ns` is read for a file hashed
  * here only: a cache hit has no descriptor to ask. */
 static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
                               const struct stat *st, PyObject *key, Py_hash_t hash,
@@ -322,7 +212,7 @@ static PyObject *first_digest(PyObject *owner, PyObject *path, const char *name,
         long long settled_ns;
         digest = long_attribute(owner, s_stamp_settled_ns, &settled_ns) < 0
                      ? NULL
-                     : hash_small(name, st, settled_ns, unstamped);
+                     : open_hook_hash_small(name, st, settled_ns, unstamped);
         if (digest != NULL && digest != Py_None) {
             int done = put_here(cache, key, hash, digest);
             PyObject *put = done != 0 ? NULL
