@@ -2,12 +2,12 @@
  * The digest cache file's lines read into its in-memory map (instrumentation/_file_digests.py).
  *
  * A run with a warm cache loads the file at its first open, in the program's own thread. In
- * Python a line costs a split, four int() calls, a tuple, a decode and a dict store, ~4 us: 80
- * ms or more for 20,000 files, and the tuples it makes set off young collections. Here a line
- * of the form the cache writes ("dev ino size mtime digest\n": decimal numbers, single spaces,
- * a digest of printable ASCII) is parsed directly, its key made untracked by the collector (a
- * tuple of ints never holds a cycle); any other line is handed back to Python, which decides
- * as before.
+ * Python a line costs a split, four int() calls, a tuple, a decode and a dict store: ~35 ms of
+ * CPU for 20,000 lines, ~10 ms here (docs/architecture.md says how it was measured), and the
+ * tuples it makes set off young collections. Here a line of the form the cache writes ("dev
+ * ino size mtime digest\n": decimal numbers, single spaces, a digest of printable ASCII) is
+ * parsed directly, its key made untracked by the collector (a tuple of ints never holds a
+ * cycle); any other line is handed back to Python, which decides as before.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
