@@ -24,7 +24,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +45,10 @@ QUARANTINE_DIRNAME = "quarantine"
 # Bigger inserts make fewer parts to write and merge: 64 MiB took ~15 % less CPU than 16 MiB
 # on a 1M-span spool, for ~300 MB more peak memory (docs/architecture.md).
 CHUNK_BYTES = 64 << 20
+# Each batch after the first at most this many times the one before, up to CHUNK_BYTES: a
+# batch's conversion runs beside the previous batch's insert, and a 64 MiB conversion took
+# longer than the first (16 MiB) insert, the inserting thread idle meanwhile.
+_GROWTH = 2
 _LOG_COLUMNS = ["File", "Start", "End", "Spans", "Done"]
 _TRACE_ID = rows.INSERT_COLUMNS.index("TraceId")
 _SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
@@ -104,6 +108,11 @@ class _Chunk:
 
 def _span_ids(rows_: list[tuple[Any, ...]]) -> list[tuple[str, str]]:
     return [(row[_TRACE_ID], row[_SPAN_ID]) for row in rows_]
+
+
+def _runs(chunks: Iterable[_Chunk]) -> set[str]:
+    """The runs (trace ids) the chunks bring records of."""
+    return {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
 
 
 def _reason(error: BaseException) -> str:
@@ -237,7 +246,9 @@ def _batches(
     Given the `total` bytes to take, the first and the last batch hold about a quarter of
     `limit`: the first insert waits for the first batch's conversion, and nothing is
     converted beside the last insert, so a small batch at either end leaves less of the
-    ingest without the conversion and the insert overlapping (docs/architecture.md)."""
+    ingest without the conversion and the insert overlapping. In between, each batch is at
+    most _GROWTH times the one before, so that its conversion, beside that one's insert,
+    does not keep the next insert waiting (docs/architecture.md)."""
     batch: list[tuple[Path, _Chunk]] = []
     size = taken = 0
     end = limit // 4
@@ -249,10 +260,11 @@ def _batches(
             if size >= target:
                 yield batch
                 taken += size
+                grown = min(limit, int(size * _GROWTH))
                 batch, size = [], 0
                 left = (total or 0) - taken
                 # Before the end, the last full batch gives up its last quarter.
-                target = left - end if end < left - end < limit else limit
+                target = left - end if end < left - end < grown else grown
     if batch:
         yield batch
 
@@ -497,16 +509,21 @@ class _Ingester:
         """Mark the runs these chunks brought records of as not linked, before the chunks
         are logged done: what clew_links keeps for them is out of date until `link` (at
         the end of the ingest) has run, and a crash before then leaves them matched in full."""
-        runs = {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
+        runs = _runs(chunks)
         unlink_runs(self.client, self.options, sorted(runs))
-        # The spool holds a file per process, taken oldest first, so a run's files are close
-        # together: the runs of earlier batches that this one brought none of are most
-        # likely complete. Their inputs per directory are kept now, beside the next insert,
-        # instead of on the critical path at the end (again there if more of their records
-        # come).
-        done = sorted(self.touched - runs - self.listed)
         self.listed -= runs
         self.touched.update(runs)
+
+    def list_complete(self, following: list[tuple[Path, _Chunk]]) -> None:
+        """Keep the inputs per directory of the runs inserted so far that the `following`
+        batch (converted, not inserted) brings none of, beside its insert.
+
+        The spool holds a file per process, taken oldest first, so a run's files are close
+        together: a run the next batch brings none of is most likely complete. Its listing
+        runs beside the next insert instead of on the critical path at the end, and the
+        last batch's runs are all that is left for the end (a run that gets more records
+        later is listed again, `_unlink`)."""
+        done = sorted(self.touched - _runs(chunk for _, chunk in following) - self.listed)
         self._lister.list(done)
         self.listed.update(done)
 
@@ -630,13 +647,19 @@ def ingest(
                 prepared.result()
                 for path, start, end in left:
                     ingester.recover(path, start, end, result)
-                for batch, native in converted:
+                upcoming = next(converted, None)
+                while upcoming is not None:
+                    batch, native = upcoming
                     ingester.take(batch, result, native)
                     taken += sum(chunk.end - chunk.start for _, chunk in batch)
                     if progress is not None:
                         progress(taken, total)
                     for path, chunk in batch:
                         reached[path] = chunk.end
+                    # The next batch is converted by the end of this insert, mostly: its
+                    # runs say which of those inserted so far to list beside its insert.
+                    upcoming = next(converted, None)
+                    ingester.list_complete(upcoming[0] if upcoming is not None else [])
         finally:
             ingester.finish()
         if progress is not None and ingester.touched:
