@@ -673,9 +673,9 @@ def ingest(
         result.files = len({path.name for path, _, _ in left} | {path.name for path in reached})
         # The tables are made in a thread (`aside`), beside the first batch's conversion,
         # which waits for them only to write its rows in their types; the main thread waits
-        # for them before its first statement. A server that takes compressed inserts gets them from
-        # clickhouse-connect's own insert, compressed; the embedded store reads the Native
-        # bytes made ahead.
+        # for them before its first statement. A server that takes compressed inserts gets
+        # them from clickhouse-connect's own insert, compressed; the embedded store reads the
+        # Native bytes made ahead.
         prepared = aside.submit(_prepared, ingester, prepare, native=bool(reached) and not
                                 getattr(client, "write_compression", None))
         taken = 0
