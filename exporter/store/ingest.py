@@ -23,8 +23,9 @@ import gc
 import json
 import os
 import re
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ QUARANTINE_DIRNAME = "quarantine"
 # Bigger inserts make fewer parts to write and merge: 64 MiB took ~15 % less CPU than 16 MiB
 # on a 1M-span spool, for ~300 MB more peak memory (docs/architecture.md).
 CHUNK_BYTES = 64 << 20
+# Each batch after the first at most this many times the one before, up to CHUNK_BYTES: a
+# batch's conversion runs beside the previous batch's insert, and a 64 MiB conversion took
+# longer than the first (16 MiB) insert, the inserting thread idle meanwhile.
+_GROWTH = 2
 _LOG_COLUMNS = ["File", "Start", "End", "Spans", "Done"]
 _TRACE_ID = rows.INSERT_COLUMNS.index("TraceId")
 _SPAN_ID = rows.INSERT_COLUMNS.index("SpanId")
@@ -104,6 +109,11 @@ class _Chunk:
 
 def _span_ids(rows_: list[tuple[Any, ...]]) -> list[tuple[str, str]]:
     return [(row[_TRACE_ID], row[_SPAN_ID]) for row in rows_]
+
+
+def _runs(chunks: Iterable[_Chunk]) -> set[str]:
+    """The runs (trace ids) the chunks bring records of."""
+    return {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
 
 
 def _reason(error: BaseException) -> str:
@@ -222,6 +232,13 @@ def _read_chunks(path: Path, offset: int, limit: int) -> Iterator[_Chunk]:
             offset += cut + 1
 
 
+def _drop(batch: list[tuple[Path, _Chunk]]) -> None:
+    """Empty the batch, one chunk at a time: freeing a chunk's rows is one call in C that
+    holds the GIL throughout, and the inserting thread may take it between two."""
+    while batch:
+        del batch[-1]
+
+
 def _read_line(path: Path, offset: int) -> bytes:
     with open(path, "rb") as handle:
         handle.seek(offset)
@@ -237,7 +254,9 @@ def _batches(
     Given the `total` bytes to take, the first and the last batch hold about a quarter of
     `limit`: the first insert waits for the first batch's conversion, and nothing is
     converted beside the last insert, so a small batch at either end leaves less of the
-    ingest without the conversion and the insert overlapping (docs/architecture.md)."""
+    ingest without the conversion and the insert overlapping. In between, each batch is at
+    most _GROWTH times the one before, so that its conversion, beside that one's insert,
+    does not keep the next insert waiting (docs/architecture.md)."""
     batch: list[tuple[Path, _Chunk]] = []
     size = taken = 0
     end = limit // 4
@@ -249,10 +268,11 @@ def _batches(
             if size >= target:
                 yield batch
                 taken += size
+                grown = min(limit, int(size * _GROWTH))
                 batch, size = [], 0
                 left = (total or 0) - taken
                 # Before the end, the last full batch gives up its last quarter.
-                target = left - end if end < left - end < limit else limit
+                target = left - end if end < left - end < grown else grown
     if batch:
         yield batch
 
@@ -336,7 +356,11 @@ class _Ingester:
         self.quarantine = spool / QUARANTINE_DIRNAME
         self._lister = _Lister(client, options)
         self._counted: dict[Path, tuple[int, int]] = {}  # per file: an offset, lines before it
-        self._finished: list[list[Any]] = []  # done entries of the last batch, not yet logged
+        self._finished: list[list[Any]] = []  # done entries of inserted batches, not yet logged
+        self._finished_lock = threading.Lock()  # the conversion thread logs them too
+        # Into an embedded store, the conversion thread's own handle: it logs and marks each
+        # batch it converts (`book_ahead`) beside the insert before (None: not opened yet).
+        self._booker: Any = None
 
     def state(
         self, names: list[str] | None
@@ -363,19 +387,21 @@ class _Ingester:
         """Whether the store has an ingest log (a store not yet prepared has none)."""
         return bool(int(self.client.command(f"EXISTS TABLE {self.log_table}")))
 
-    def _log(self, batch: list[tuple[Path, _Chunk]]) -> None:
-        """Log the batch's chunks pending, in one insert with the done entries of the batch
-        before: one write of the log per insert, not two. A kill before it leaves that batch
-        pending, which the next ingest takes again, as it would between two writes."""
-        entries = [*self._finished, *([path.name, chunk.start, chunk.end, len(chunk.rows), 0]
-                                      for path, chunk in batch)]
+    def _log(self, batch: list[tuple[Path, _Chunk]], client: Any) -> None:
+        """Log the batch's chunks pending, in one insert with the done entries of the batches
+        inserted since the last write: one write of the log per insert, not two. A kill
+        before it leaves those batches pending, which the next ingest takes again, as it
+        would between two writes."""
+        with self._finished_lock:
+            finished, self._finished = self._finished, []
+        entries = [*finished, *([path.name, chunk.start, chunk.end, len(chunk.rows), 0]
+                                for path, chunk in batch)]
         if entries:
             if self._log_blocks is not None:
-                self.client.raw_insert(self.log_table, _LOG_COLUMNS, fmt="Native",
-                                       insert_block=self._log_blocks.encode(entries))
+                client.raw_insert(self.log_table, _LOG_COLUMNS, fmt="Native",
+                                  insert_block=self._log_blocks.encode(entries))
             else:
-                self.client.insert(self.log_table, entries, column_names=_LOG_COLUMNS)
-        self._finished = []
+                client.insert(self.log_table, entries, column_names=_LOG_COLUMNS)
 
     @cached_property
     def _log_blocks(self) -> NativeBlocks | None:
@@ -383,8 +409,28 @@ class _Ingester:
         return native_blocks(self.client, self.log_table, _LOG_COLUMNS)
 
     def finish(self) -> None:
-        """Log done what was inserted last (its entries wait for the next batch's)."""
-        self._log([])
+        """Log done what was inserted last (its entries wait for a later batch's)."""
+        self._log([], self.client)
+
+    def _book(self, batch: list[tuple[Path, _Chunk]], client: Any) -> None:
+        """Before the batch's insert: mark the runs it brings records of as not linked, then
+        log its chunks pending (`_log`). The marks come before the chunks can be logged
+        done: what clew_links keeps for those runs is out of date until `link` (at the end
+        of the ingest) has run, and a crash before then leaves them matched in full."""
+        unlink_runs(client, self.options, sorted(_runs(chunk for _, chunk in batch)))
+        self._log(batch, client)
+
+    def book_ahead(self, batch: list[tuple[Path, _Chunk]]) -> bool:
+        """In the conversion thread, once the batch is converted: `_book` it on a handle of
+        its own, beside the insert of the batch before, instead of on the inserting thread
+        between two inserts (an embedded store; ~0.03-0.05 s a batch). Whether it did: a
+        server's client is not shared between threads, and `take` books the batch there."""
+        if not embedded_client(self.client):
+            return False
+        if self._booker is None:
+            self._booker = second_handle(self.client)
+        self._book(batch, self._booker)
+        return True
 
     def _insert(
         self, batch: list[tuple[Path, _Chunk]], native: bytes | None
@@ -396,19 +442,27 @@ class _Ingester:
         after the table took its rows), then each half is inserted on its own, down to
         single lines. So a bad line costs a few inserts, and the usual insert stays one.
         """
+        refused: list[tuple[Path, _BadLine]] = []
+        if native is not None:
+            # The rows themselves, and the lines, are needed only if the store refuses the
+            # bytes (listing them took ~0.035 s a 64 MiB batch, between two inserts).
+            try:
+                self.client.raw_insert(self.table, rows.INSERT_COLUMNS, insert_block=native,
+                                       fmt="Native")
+                return sum(len(chunk.rows) for _, chunk in batch), refused
+            except Exception:  # noqa: BLE001 - whatever the driver or store refuses
+                if not self._answers():
+                    raise  # the store failed, not these rows
+                # taken apart below, from the whole batch's rows, with what landed deleted
+                self._delete_spans(_span_ids([row for _, chunk in batch for row in chunk.rows]))
         parts = [[(path, chunk, index) for path, chunk in batch
                   for index in range(len(chunk.lines))]]
         inserted = 0
-        refused: list[tuple[Path, _BadLine]] = []
         while parts:
             part = parts.pop()
             block = [row for _, chunk, index in part for row in chunk.line_rows(index)]
-            encoded, native = native, None  # the whole batch's bytes; its parts are encoded anew
             try:
-                if encoded is not None:
-                    self.client.raw_insert(self.table, rows.INSERT_COLUMNS, insert_block=encoded,
-                                           fmt="Native")
-                elif block:
+                if block:
                     self.client.insert(self.table, block, column_names=rows.INSERT_COLUMNS)
                 inserted += len(block)
             except Exception as error:  # noqa: BLE001 - whatever the driver or store refuses
@@ -478,10 +532,12 @@ class _Ingester:
                         f"spool file {path}, line {number}: {line.reason}; set aside in {target}")
 
     def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult,
-             native: bytes | None = None) -> None:
+             native: bytes | None = None, booked: bool = False) -> None:
         """Insert chunks of one or more files in one block (`native`: its rows encoded by
-        `_native_rows`), each logged pending, then done (`_log`, `finish`)."""
-        self._log(batch)
+        `_native_rows`), each logged pending (`_book`, unless `booked` by `book_ahead`),
+        then done (with a later batch's entries, or `finish`)."""
+        if not booked:
+            self._book(batch, self.client)
         for path, chunk in batch:
             self._set_aside(path, chunk.corrupt, result)
         inserted, refused = self._insert(batch, native)
@@ -489,24 +545,23 @@ class _Ingester:
             self._set_aside(path, [line], result)
         result.spans += inserted
         result.lines += sum(len(chunk.lines) for _, chunk in batch) - len(refused)
-        self._unlink([chunk for _, chunk in batch])
-        self._finished = [[path.name, chunk.start, chunk.end, len(chunk.rows), 1]
-                          for path, chunk in batch]
-
-    def _unlink(self, chunks: list[_Chunk]) -> None:
-        """Mark the runs these chunks brought records of as not linked, before the chunks
-        are logged done: what clew_links keeps for them is out of date until `link` (at
-        the end of the ingest) has run, and a crash before then leaves them matched in full."""
-        runs = {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
-        unlink_runs(self.client, self.options, sorted(runs))
-        # The spool holds a file per process, taken oldest first, so a run's files are close
-        # together: the runs of earlier batches that this one brought none of are most
-        # likely complete. Their inputs per directory are kept now, beside the next insert,
-        # instead of on the critical path at the end (again there if more of their records
-        # come).
-        done = sorted(self.touched - runs - self.listed)
-        self.listed -= runs
+        runs = _runs(chunk for _, chunk in batch)
+        self.listed -= runs  # more records: listed again (`list_complete`, `link`)
         self.touched.update(runs)
+        with self._finished_lock:
+            self._finished += ([path.name, chunk.start, chunk.end, len(chunk.rows), 1]
+                               for path, chunk in batch)
+
+    def list_complete(self, following: list[tuple[Path, _Chunk]]) -> None:
+        """Keep the inputs per directory of the runs inserted so far that the `following`
+        batch (converted, not inserted) brings none of, beside its insert.
+
+        The spool holds a file per process, taken oldest first, so a run's files are close
+        together: a run the next batch brings none of is most likely complete. Its listing
+        runs beside the next insert instead of on the critical path at the end, and the
+        last batch's runs are all that is left for the end (a run that gets more records
+        later is listed again, `take`)."""
+        done = sorted(self.touched - _runs(chunk for _, chunk in following) - self.listed)
         self._lister.list(done)
         self.listed.update(done)
 
@@ -518,8 +573,10 @@ class _Ingester:
                   wait_listed=self._lister.wait)
 
     def close(self) -> None:
-        """Wait for the listings under way, and close the lister's handle."""
+        """Wait for the listings under way, and close the lister's and the booker's handles."""
         self._lister.close()
+        if self._booker is not None:
+            self._booker.close()
 
     def recover(self, path: Path, start: int, end: int, result: IngestResult) -> None:
         """Finish a chunk a crashed ingest left pending, without duplicating a span.
@@ -590,7 +647,7 @@ def ingest(
     options = options or SchemaOptions()
     started = time.perf_counter()
     with closing(_Ingester(client, options, spool)) as ingester, \
-            ThreadPoolExecutor(1, thread_name_prefix="clew-prepare") as preparing:
+            ThreadPoolExecutor(1, thread_name_prefix="clew-aside") as aside:
         result = IngestResult()
         # By name: most of a large spool is done, and needs no Path of its own.
         chosen = {path.name: path for path in files} if files is not None else {}
@@ -614,29 +671,40 @@ def ingest(
             if size > offset:
                 reached[path] = offset
         result.files = len({path.name for path, _, _ in left} | {path.name for path in reached})
-        # The tables are made in a thread, beside the first batch's conversion, which waits
-        # for them only to write its rows in their types; the main thread waits for them
-        # before its first statement. A server that takes compressed inserts gets them from
-        # clickhouse-connect's own insert, compressed; the embedded store reads the Native
-        # bytes made ahead.
-        prepared = preparing.submit(_prepared, ingester, prepare, native=bool(reached) and not
-                                    getattr(client, "write_compression", None))
+        # The tables are made in a thread (`aside`), beside the first batch's conversion,
+        # which waits for them only to write its rows in their types; the main thread waits
+        # for them before its first statement. A server that takes compressed inserts gets
+        # them from clickhouse-connect's own insert, compressed; the embedded store reads the
+        # Native bytes made ahead.
+        prepared = aside.submit(_prepared, ingester, prepare, native=bool(reached) and not
+                                getattr(client, "write_compression", None))
         taken = 0
         try:
             # _batches runs in another thread: it gets its own copy of the offsets
             batches = _batches(dict(reached), chunk_bytes, total)
-            with _collector_paused(), _ahead((batch, _native_rows(prepared.result(), batch))
-                                             for batch in batches) as converted:
+            with _collector_paused(), _ahead(
+                    (batch, _native_rows(prepared.result(), batch), ingester.book_ahead(batch))
+                    for batch in batches) as converted:
                 prepared.result()
                 for path, start, end in left:
                     ingester.recover(path, start, end, result)
-                for batch, native in converted:
-                    ingester.take(batch, result, native)
+                upcoming = next(converted, None)
+                while upcoming is not None:
+                    batch, native, booked = upcoming
+                    ingester.take(batch, result, native, booked)
                     taken += sum(chunk.end - chunk.start for _, chunk in batch)
                     if progress is not None:
                         progress(taken, total)
                     for path, chunk in batch:
                         reached[path] = chunk.end
+                    # The next batch is converted by the end of this insert, mostly: its
+                    # runs say which of those inserted so far to list beside its insert.
+                    upcoming = next(converted, None)
+                    ingester.list_complete(upcoming[0] if upcoming is not None else [])
+                    # Freeing a batch's rows takes ~0.03-0.05 s (64 MiB): done in the thread
+                    # that made the tables, beside the next insert.
+                    aside.submit(_drop, batch)
+                    del batch, chunk
         finally:
             ingester.finish()
         if progress is not None and ingester.touched:
