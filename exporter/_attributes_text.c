@@ -8,6 +8,13 @@
  * whole list, keys and values, is measured in one pass and written in a second straight into
  * the str it returns: a byte is copied once.
  *
+ * For the spool, a batched span's attributes are not made into a str at all: `attributes_text`
+ * with `defer_items` gives back their (key, value) pairs, checked to be written here, and the
+ * spool's writer has `attributes_into` write the text a window at a time straight into the
+ * buffer it reuses for the line (exporter/_line_chunks.c). A str of ~90 KB a span was new
+ * memory, each page of it a page fault in a forked DataLoader worker (~80 for ~1,900 files at
+ * its exit), and a measuring pass over every value besides.
+ *
  * Written exactly as Python writes them: strings as json's encode_basestring_ascii quotes them
  * (lone surrogates as \udXXX: encode_json's last pass rewrites them on the whole line, as it
  * does Python's), exact ints within 64 bits, bools, floats as float.__repr__ (not finite: the
@@ -25,20 +32,49 @@
 #define Py_ALWAYS_INLINE __attribute__((always_inline))
 #endif
 
-/* The text being written; `at` NULL while only measuring it. */
+/* The text being written, or only measured (`at` NULL), or only checked to be written here
+ * (`check`): bytes [from, to) of it go to `at`, the others are counted. */
 typedef struct {
     char *at;
-    Py_ssize_t size;
+    Py_ssize_t size; /* the text so far, written or not */
+    Py_ssize_t from, to;
     int escapes; /* whether the measuring pass found a string that is not plain ASCII */
+    /* Refuse lone surrogates (checking, or writing a window): the line they are in is
+     * rewritten in Python (otlp_encode.unicode_json), which the spool's writer leaves them to. */
+    int strict;
+    int check;
 } Text;
+
+/* The window's bytes are written: a refusal or the window's end stop the pass there. */
+enum { REFUSED = 0, WRITTEN = 1, WINDOW_FULL = 2 };
 
 /* Always in line, as are the writers of a scalar: the literals' copies become a few moves,
  * not a call each to memcpy, and an array's values no call each (callgrind: ~1.0k -> ~0.8k
  * instructions a file of a batched span). */
 static inline Py_ALWAYS_INLINE void put(Text *text, const char *bytes, Py_ssize_t size) {
-    if (text->at != NULL)
-        memcpy(text->at + text->size, bytes, size);
+    Py_ssize_t start = text->size;
     text->size += size;
+    if (text->at == NULL || text->size <= text->from || start >= text->to)
+        return;
+    if (start >= text->from && text->size <= text->to) { /* the common case: all inside */
+        memcpy(text->at + (start - text->from), bytes, size);
+        return;
+    }
+    Py_ssize_t skip = start < text->from ? text->from - start : 0;
+    Py_ssize_t end = text->size > text->to ? text->to - start : size;
+    memcpy(text->at + (start + skip - text->from), bytes + skip, end - skip);
+}
+
+/* Whether `string` (an exact str) has a lone surrogate: never in ASCII. */
+static int has_lone_surrogate(PyObject *string) {
+    if (PyUnicode_IS_ASCII(string) || PyUnicode_KIND(string) == PyUnicode_1BYTE_KIND)
+        return 0;
+    int kind = PyUnicode_KIND(string);
+    const void *data = PyUnicode_DATA(string);
+    for (Py_ssize_t i = 0; i < PyUnicode_GET_LENGTH(string); i++)
+        if (Py_UNICODE_IS_SURROGATE(PyUnicode_READ(kind, data, i)))
+            return 1;
+    return 0;
 }
 
 #define PUT(text, literal) put((text), (literal), sizeof(literal) - 1)
@@ -105,6 +141,8 @@ static void put_character(Text *text, Py_UCS4 c) {
 /* An exact str's characters as in a JSON string literal (its quotes are the caller's, in
  * one literal with what comes before and after). */
 static inline Py_ALWAYS_INLINE void put_characters(Text *text, PyObject *string) {
+    if (text->check)
+        return;
     Py_ssize_t length = PyUnicode_GET_LENGTH(string);
     /* Writing, after a measure that found every string plain: copied without a second look. */
     int known_plain = text->at != NULL && !text->escapes;
@@ -155,6 +193,8 @@ static inline Py_ALWAYS_INLINE int put_int(Text *text, PyObject *value) {
 /* An exact float as `{"doubleValue":...}`: float.__repr__ (what json writes), or the strings
  * protobuf's JSON mapping gives NaN and the infinities. */
 static int put_double(Text *text, double number) {
+    if (text->check)
+        return 1;
     PUT(text, "{\"doubleValue\":");
     if (isnan(number)) {
         PUT(text, "\"NaN\"}");
@@ -180,6 +220,8 @@ static inline Py_ALWAYS_INLINE int put_scalar(Text *text, PyObject *value) {
     if (PyUnicode_CheckExact(value)) {
         if (PyUnicode_READY(value) < 0)
             return -1;
+        if (text->strict && has_lone_surrogate(value))
+            return REFUSED;
         PUT(text, "{\"stringValue\":\"");
         put_characters(text, value);
         PUT(text, "\"}");
@@ -216,6 +258,8 @@ static int put_value(Text *text, PyObject *value) {
     PyObject **items = PySequence_Fast_ITEMS(value);
     PUT(text, "{\"arrayValue\":{\"values\":[");
     for (Py_ssize_t i = 0; i < count; i++) {
+        if (text->at != NULL && text->size >= text->to)
+            return WINDOW_FULL;
         if (i)
             PUT(text, ",");
         int written = put_scalar(text, items[i]);
@@ -239,13 +283,17 @@ static int put_attributes(Text *text, PyObject *pairs) {
             return 0;
         if (PyUnicode_READY(key) < 0)
             return -1;
+        if (text->strict && has_lone_surrogate(key))
+            return REFUSED;
+        if (text->at != NULL && text->size >= text->to)
+            return WINDOW_FULL;
         if (i)
             PUT(text, ",");
         PUT(text, "{\"key\":\"");
         put_characters(text, key);
         PUT(text, "\",\"value\":");
         int written = put_value(text, PyTuple_GET_ITEM(pair, 1));
-        if (written <= 0)
+        if (written != WRITTEN)
             return written;
         PUT(text, "}");
     }
@@ -253,18 +301,49 @@ static int put_attributes(Text *text, PyObject *pairs) {
     return 1;
 }
 
-static PyObject *attributes_text(PyObject *self, PyObject *attributes) {
+/* Whether `pairs` hold an array of at least `items` values: a span worth writing later. */
+static int has_array_of(PyObject *pairs, Py_ssize_t items) {
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(pairs); i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        PyObject *value = PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2
+                              ? PyTuple_GET_ITEM(pair, 1) : NULL;
+        if (value != NULL && (PyList_CheckExact(value) || PyTuple_CheckExact(value)) &&
+            PySequence_Fast_GET_SIZE(value) >= items)
+            return 1;
+    }
+    return 0;
+}
+
+/* attributes_text(attributes, defer_items=0) */
+static PyObject *attributes_text(PyObject *self, PyObject *args) {
+    PyObject *attributes;
+    Py_ssize_t defer_items = 0;
+    if (!PyArg_ParseTuple(args, "O|n", &attributes, &defer_items))
+        return NULL;
     PyObject *pairs = PyMapping_Items(attributes);
     if (pairs == NULL)
         return NULL;
-    Text text = {NULL, 0, 0};
+    Text text = {NULL, 0, 0, PY_SSIZE_T_MAX, 0, 0, 0};
     PyObject *result = NULL;
+    if (defer_items > 0 && has_array_of(pairs, defer_items)) {
+        /* Checked now, so that attributes_into writes all of it (or the export's encoder,
+         * not its writer, finds what it cannot). */
+        Text check = {NULL, 0, 0, PY_SSIZE_T_MAX, 0, 1, 1};
+        int written = put_attributes(&check, pairs);
+        if (written == WRITTEN)
+            return pairs;
+        if (written < 0) {
+            Py_DECREF(pairs);
+            return NULL;
+        }
+    }
     int written = put_attributes(&text, pairs);
     if (written > 0) {
         result = PyUnicode_New(text.size, 127);
         if (result != NULL) {
             /* The same pass again, now writing: the same size, no copy to fit. */
-            text = (Text){(char *)PyUnicode_1BYTE_DATA(result), 0, text.escapes};
+            text = (Text){(char *)PyUnicode_1BYTE_DATA(result), 0, 0, PY_SSIZE_T_MAX,
+                          text.escapes, 0, 0};
             if (put_attributes(&text, pairs) < 0)
                 Py_CLEAR(result);
         }
@@ -275,10 +354,43 @@ static PyObject *attributes_text(PyObject *self, PyObject *attributes) {
     return result;
 }
 
+/* attributes_into(buffer, start, pairs, offset): bytes [offset, offset + room) of the text of
+ * `pairs` (as attributes_text gave them) written to buffer[start:], `room` what is left of it.
+ * The pass stops where the window ends; a later window passes over the text before it again,
+ * counting it, not writing it (a span's text is at most a few windows). */
+static PyObject *attributes_into(PyObject *self, PyObject *args) {
+    Py_buffer buffer;
+    Py_ssize_t start, offset;
+    PyObject *pairs;
+    if (!PyArg_ParseTuple(args, "w*nO!n", &buffer, &start, &PyList_Type, &pairs, &offset))
+        return NULL;
+    if (start < 0 || start > buffer.len || offset < 0) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "attributes_into: start or offset out of range");
+        return NULL;
+    }
+    Text text = {(char *)buffer.buf + start, 0, offset, offset + (buffer.len - start), 1, 1, 0};
+    int written = put_attributes(&text, pairs);
+    PyBuffer_Release(&buffer);
+    if (written < 0)
+        return NULL;
+    Py_ssize_t end = text.size < text.to ? text.size : text.to;
+    int state = written == WRITTEN && text.size <= text.to ? WRITTEN
+                : written == REFUSED                        ? REFUSED
+                                                            : WINDOW_FULL;
+    return Py_BuildValue("(in)", state, end > offset ? end - offset : 0);
+}
+
 static PyMethodDef methods[] = {
-    {"attributes_text", attributes_text, METH_O,
-     "attributes_text(attributes): the mapping's OTLP JSON attribute list as the spool's "
-     "encoder writes it, or None when it holds a value only the Python encoder writes."},
+    {"attributes_text", attributes_text, METH_VARARGS,
+     "attributes_text(attributes, defer_items=0): the mapping's OTLP JSON attribute list as the "
+     "spool's encoder writes it, or None when it holds a value only the Python encoder writes; "
+     "with `defer_items`, where an array has that many values and C writes all of it, its "
+     "(key, value) pairs for attributes_into instead."},
+    {"attributes_into", attributes_into, METH_VARARGS,
+     "attributes_into(buffer, start, pairs, offset): bytes from `offset` of the text of `pairs` "
+     "written to buffer[start:] while it has room: (state, bytes written), state 1 the text "
+     "ends there, 2 the buffer is full, 0 Python writes the text from there."},
     {NULL, NULL, 0, NULL},
 };
 
