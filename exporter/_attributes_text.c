@@ -43,6 +43,11 @@ typedef struct {
      * rewritten in Python (otlp_encode.unicode_json), which the spool's writer leaves them to. */
     int strict;
     int check;
+    /* Where a window's pass starts: at pair `start_pair`, its value's item `start_item` - 1
+     * (0: the pair itself), `size` the text before it. Where the next can (`mark_*`): the last
+     * such place at or before `to`, so a window passes over one item of the text before it,
+     * not all of it. */
+    Py_ssize_t start_pair, start_item, pair, mark_pair, mark_item, mark_size;
 } Text;
 
 /* The window's bytes are written: a refusal or the window's end stop the pass there. */
@@ -63,6 +68,15 @@ static inline Py_ALWAYS_INLINE void put(Text *text, const char *bytes, Py_ssize_
     Py_ssize_t skip = start < text->from ? text->from - start : 0;
     Py_ssize_t end = text->size > text->to ? text->to - start : size;
     memcpy(text->at + (start + skip - text->from), bytes + skip, end - skip);
+}
+
+/* The text so far ends at the start of pair `text->pair`'s item `item` - 1 (0: of the pair). */
+static inline Py_ALWAYS_INLINE void mark(Text *text, Py_ssize_t item) {
+    if (text->at != NULL && text->size <= text->to) {
+        text->mark_pair = text->pair;
+        text->mark_item = item;
+        text->mark_size = text->size;
+    }
 }
 
 /* Whether `string` (an exact str) has a lone surrogate: never in ASCII. */
@@ -248,18 +262,23 @@ static inline Py_ALWAYS_INLINE int put_scalar(Text *text, PyObject *value) {
     return 0;
 }
 
-/* Any attribute value: a scalar, or an exact list or tuple of scalars. */
-static int put_value(Text *text, PyObject *value) {
+/* Any attribute value: a scalar, or an exact list or tuple of scalars, from its item `first`
+ * on (the text before it written already: a window's pass that starts there). */
+static int put_value(Text *text, PyObject *value, Py_ssize_t first) {
     if (!PyList_CheckExact(value) && !PyTuple_CheckExact(value))
-        return put_scalar(text, value);
+        return first ? REFUSED : put_scalar(text, value);
     /* A list's items are read with borrowed references: nothing here runs Python code, so
      * nothing can change the list while it is written. */
     Py_ssize_t count = PySequence_Fast_GET_SIZE(value);
     PyObject **items = PySequence_Fast_ITEMS(value);
-    PUT(text, "{\"arrayValue\":{\"values\":[");
-    for (Py_ssize_t i = 0; i < count; i++) {
+    if (!first)
+        PUT(text, "{\"arrayValue\":{\"values\":[");
+    else if (first > count)
+        return REFUSED; /* shorter than when its text was begun */
+    for (Py_ssize_t i = first ? first - 1 : 0; i < count; i++) {
         if (text->at != NULL && text->size >= text->to)
             return WINDOW_FULL;
+        mark(text, i + 1);
         if (i)
             PUT(text, ",");
         int written = put_scalar(text, items[i]);
@@ -273,8 +292,9 @@ static int put_value(Text *text, PyObject *value) {
 /* `[{"key":...,"value":...},...]` of a list of (key, value) pairs. */
 static int put_attributes(Text *text, PyObject *pairs) {
     Py_ssize_t count = PyList_GET_SIZE(pairs);
-    PUT(text, "[");
-    for (Py_ssize_t i = 0; i < count; i++) {
+    if (text->size == 0) /* not a window's pass begun after it */
+        PUT(text, "[");
+    for (Py_ssize_t i = text->start_pair; i < count; i++) {
         PyObject *pair = PyList_GET_ITEM(pairs, i);
         if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
             return 0;
@@ -285,14 +305,19 @@ static int put_attributes(Text *text, PyObject *pairs) {
             return -1;
         if (text->strict && has_lone_surrogate(key))
             return REFUSED;
-        if (text->at != NULL && text->size >= text->to)
-            return WINDOW_FULL;
-        if (i)
-            PUT(text, ",");
-        PUT(text, "{\"key\":\"");
-        put_characters(text, key);
-        PUT(text, "\",\"value\":");
-        int written = put_value(text, PyTuple_GET_ITEM(pair, 1));
+        text->pair = i;
+        Py_ssize_t first = i == text->start_pair ? text->start_item : 0;
+        if (!first) {
+            if (text->at != NULL && text->size >= text->to)
+                return WINDOW_FULL;
+            mark(text, 0);
+            if (i)
+                PUT(text, ",");
+            PUT(text, "{\"key\":\"");
+            put_characters(text, key);
+            PUT(text, "\",\"value\":");
+        }
+        int written = put_value(text, PyTuple_GET_ITEM(pair, 1), first);
         if (written != WRITTEN)
             return written;
         PUT(text, "}");
@@ -323,12 +348,12 @@ static PyObject *attributes_text(PyObject *self, PyObject *args) {
     PyObject *pairs = PyMapping_Items(attributes);
     if (pairs == NULL)
         return NULL;
-    Text text = {NULL, 0, 0, PY_SSIZE_T_MAX, 0, 0, 0};
+    Text text = {.to = PY_SSIZE_T_MAX};
     PyObject *result = NULL;
     if (defer_items > 0 && has_array_of(pairs, defer_items)) {
         /* Checked now, so that attributes_into writes all of it (or the export's encoder,
          * not its writer, finds what it cannot). */
-        Text check = {NULL, 0, 0, PY_SSIZE_T_MAX, 0, 1, 1};
+        Text check = {.to = PY_SSIZE_T_MAX, .strict = 1, .check = 1};
         int written = put_attributes(&check, pairs);
         if (written == WRITTEN)
             return pairs;
@@ -342,8 +367,8 @@ static PyObject *attributes_text(PyObject *self, PyObject *args) {
         result = PyUnicode_New(text.size, 127);
         if (result != NULL) {
             /* The same pass again, now writing: the same size, no copy to fit. */
-            text = (Text){(char *)PyUnicode_1BYTE_DATA(result), 0, 0, PY_SSIZE_T_MAX,
-                          text.escapes, 0, 0};
+            text = (Text){.at = (char *)PyUnicode_1BYTE_DATA(result), .to = PY_SSIZE_T_MAX,
+                          .escapes = text.escapes};
             if (put_attributes(&text, pairs) < 0)
                 Py_CLEAR(result);
         }
@@ -354,22 +379,27 @@ static PyObject *attributes_text(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* attributes_into(buffer, start, pairs, offset): bytes [offset, offset + room) of the text of
- * `pairs` (as attributes_text gave them) written to buffer[start:], `room` what is left of it.
- * The pass stops where the window ends; a later window passes over the text before it again,
- * counting it, not writing it (a span's text is at most a few windows). */
+/* attributes_into(buffer, start, pairs, offset, resume): bytes [offset, offset + room) of the
+ * text of `pairs` (as attributes_text gave them) written to buffer[start:], `room` what is
+ * left of it, the pass begun at `resume` (the last call's mark, or (0, 0, 0)). It stops where
+ * the window ends. */
 static PyObject *attributes_into(PyObject *self, PyObject *args) {
     Py_buffer buffer;
-    Py_ssize_t start, offset;
+    Py_ssize_t start, offset, pair, item, size;
     PyObject *pairs;
-    if (!PyArg_ParseTuple(args, "w*nO!n", &buffer, &start, &PyList_Type, &pairs, &offset))
+    if (!PyArg_ParseTuple(args, "w*nO!n(nnn)", &buffer, &start, &PyList_Type, &pairs, &offset,
+                          &pair, &item, &size))
         return NULL;
-    if (start < 0 || start > buffer.len || offset < 0) {
+    if (start < 0 || start > buffer.len || offset < 0 || size < 0 || size > offset ||
+        pair < 0 || item < 0) {
         PyBuffer_Release(&buffer);
-        PyErr_SetString(PyExc_ValueError, "attributes_into: start or offset out of range");
+        PyErr_SetString(PyExc_ValueError, "attributes_into: start, offset or resume out of range");
         return NULL;
     }
-    Text text = {(char *)buffer.buf + start, 0, offset, offset + (buffer.len - start), 1, 1, 0};
+    Text text = {.at = (char *)buffer.buf + start, .size = size, .from = offset,
+                 .to = offset + (buffer.len - start), .escapes = 1, .strict = 1,
+                 .start_pair = pair, .start_item = item, .mark_pair = pair, .mark_item = item,
+                 .mark_size = size};
     int written = put_attributes(&text, pairs);
     PyBuffer_Release(&buffer);
     if (written < 0)
@@ -378,7 +408,8 @@ static PyObject *attributes_into(PyObject *self, PyObject *args) {
     int state = written == WRITTEN && text.size <= text.to ? WRITTEN
                 : written == REFUSED                        ? REFUSED
                                                             : WINDOW_FULL;
-    return Py_BuildValue("(in)", state, end > offset ? end - offset : 0);
+    return Py_BuildValue("(in(nnn))", state, end > offset ? end - offset : 0, text.mark_pair,
+                         text.mark_item, text.mark_size);
 }
 
 static PyMethodDef methods[] = {
@@ -388,9 +419,10 @@ static PyMethodDef methods[] = {
      "with `defer_items`, where an array has that many values and C writes all of it, its "
      "(key, value) pairs for attributes_into instead."},
     {"attributes_into", attributes_into, METH_VARARGS,
-     "attributes_into(buffer, start, pairs, offset): bytes from `offset` of the text of `pairs` "
-     "written to buffer[start:] while it has room: (state, bytes written), state 1 the text "
-     "ends there, 2 the buffer is full, 0 Python writes the text from there."},
+     "attributes_into(buffer, start, pairs, offset, resume): bytes from `offset` of the text of "
+     "`pairs` written to buffer[start:] while it has room, begun at `resume`: (state, bytes "
+     "written, where the next call begins), state 1 the text ends there, 2 the buffer is full, "
+     "0 Python writes the text from there."},
     {NULL, NULL, 0, NULL},
 };
 

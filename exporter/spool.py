@@ -36,7 +36,7 @@ from .otlp_encode import AttributesText, encode_pieces, unicode_json
 from .spool_files import SUFFIX, spool_directory
 
 _ascii_into: Callable[[bytearray, list, int, int, int], tuple[int, int, int]] | None
-_attributes_into: Callable[[bytearray, int, list, int], tuple[int, int]] | None
+_attributes_into: Callable[..., tuple[int, int, tuple[int, int, int]]] | None
 try:  # a line's pieces copied to the file through one reused buffer, in C where it was built
     from ._attributes_text import attributes_into as _attributes_into
     from ._line_chunks import ascii_into as _ascii_into
@@ -44,6 +44,7 @@ except ImportError:  # built without a compiler: joined and encoded in Python
     _ascii_into = _attributes_into = None
 # attributes_into's states: the piece written to its end; the buffer full; Python goes on.
 _PIECE_WRITTEN, _BUFFER_FULL = 1, 2
+_TEXT_START = (0, 0, 0)  # where attributes_into begins a piece's text
 
 _logger = logging.getLogger(__name__)
 _ids = RandomIdGenerator()
@@ -277,16 +278,18 @@ def _line_bytes(pieces: list) -> Iterator[bytes | memoryview]:
                 _chunk = bytearray(_CHUNK_SIZE)
             view = memoryview(_chunk)
             filled = 0
+            resume = _TEXT_START
             while index < len(pieces):
                 index, offset, filled = _ascii_into(_chunk, pieces, index, offset, filled)
                 if index < len(pieces) and filled < _CHUNK_SIZE:
                     piece = pieces[index]
                     if type(piece) is not AttributesText:
                         break  # a piece C leaves to Python
-                    state, size = _attributes_into(_chunk, filled, piece.pairs, offset)
+                    state, size, resume = _attributes_into(_chunk, filled, piece.pairs, offset,
+                                                           resume)
                     filled += size
                     if state == _PIECE_WRITTEN:
-                        index, offset = index + 1, 0
+                        index, offset, resume = index + 1, 0, _TEXT_START
                         continue
                     offset += size
                     if state != _BUFFER_FULL:

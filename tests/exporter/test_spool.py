@@ -366,3 +366,36 @@ def test_deferred_attributes_left_to_python_part_way(tmp_path):
     exporter._write_line(fd, pieces)
     exporter.shutdown()
     assert exporter.path.read_bytes() == expected.encode()
+
+
+def test_attributes_written_a_window_at_a_time_are_their_text():
+    """attributes_into, windows of any size at any place in the buffer, each pass begun where
+    the last one marked: the text attributes_text makes, byte for byte."""
+    import random
+
+    from clew.exporter import otlp_encode
+
+    if spool_module._attributes_into is None:
+        pytest.skip("clew.exporter._attributes_text was not built")
+    chance = random.Random(17)
+    for _ in range(60):
+        count = chance.randint(64, 600)
+        attributes = {
+            "uris": [f"file:///d/{'x' * chance.randint(0, 300)}{index}" for index in range(count)],
+            "sizes": [chance.randint(-(1 << 62), 1 << 62) for _ in range(count)],
+            "escaped": ['q"\\\u00e9\U0001f600' * chance.randint(0, 3) for _ in range(70)],
+            "flags": (True, False) * 40, "ratio": 1.5, "long": "y" * chance.randint(0, 70_000),
+        }
+        pairs = otlp_encode._attributes_text(attributes, 64)
+        assert type(pairs) is list
+        size = chance.choice([17, 100, 1000, 1 << 16])
+        buffer, written, offset, resume = bytearray(size), [], 0, (0, 0, 0)
+        state = 2
+        while state == 2:
+            start = chance.randint(0, size - 1)
+            state, count, resume = spool_module._attributes_into(buffer, start, pairs, offset,
+                                                                 resume)
+            written.append(bytes(buffer[start:start + count]))
+            offset += count
+        assert state == 1
+        assert b"".join(written).decode() == otlp_encode._attributes_text(attributes)
