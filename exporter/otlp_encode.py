@@ -13,7 +13,6 @@ text against the mapping, in tests/exporter/test_otlp_encode.py.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -325,6 +324,11 @@ def _span_pieces(span: ReadableSpan, deferred: bool = False) -> list:
     return pieces
 
 
+def _span_pieces_deferred(span: ReadableSpan) -> list:
+    """`_span_pieces(span, True)`: a call per span, where a partial's keyword cost ~0.5 us."""
+    return _span_pieces(span, True)
+
+
 def _span(span: ReadableSpan) -> dict[str, Any]:
     return {**_span_fields(span), "attributes": _attributes(span.attributes)}
 
@@ -379,7 +383,7 @@ def encode_pieces(
 
     No JSON escape spans two pieces: a piece with no `\\ud` is its own part of the line."""
     out: list = ['{"resourceSpans":[']
-    encode = functools.partial(_span_pieces, deferred=True) if deferred else _span_pieces
+    encode = _span_pieces_deferred if deferred else _span_pieces
     for r, (resource, scopes) in enumerate(_grouped(spans, encode, rejected).values()):
         out.append(',{"resource":{"attributes":' if r else '{"resource":{"attributes":')
         _attributes_pieces(resource.attributes, out)
