@@ -38,10 +38,13 @@ from .spool_files import SUFFIX, spool_directory
 _ascii_into: Callable[[bytearray, list, int, int, int], tuple[int, int, int]] | None
 _attributes_into: Callable[..., tuple[int, int, tuple[int, int, int]]] | None
 try:  # a line's pieces copied to the file through one reused buffer, in C where it was built
-    from ._attributes_text import attributes_into as _attributes_into
     from ._line_chunks import ascii_into as _ascii_into
 except ImportError:  # built without a compiler: joined and encoded in Python
-    _ascii_into = _attributes_into = None
+    _ascii_into = None
+try:  # a batched span's attributes written into that buffer by C (`AttributesText`)
+    from ._attributes_text import attributes_into as _attributes_into
+except ImportError:  # built without a compiler: made a str each as the line is encoded
+    _attributes_into = None
 # attributes_into's states: the piece written to its end; the buffer full; Python goes on.
 _PIECE_WRITTEN, _BUFFER_FULL = 1, 2
 _TEXT_START = (0, 0, 0)  # where attributes_into begins a piece's text
@@ -125,7 +128,7 @@ class SpoolSpanExporter(SpanExporter):
             self._start_in_this_process()
         rejected: list[ReadableSpan] = []
         try:
-            line = encode_pieces(spans, rejected, "\n", deferred=_ascii_into is not None)
+            line = encode_pieces(spans, rejected, "\n", deferred=_deferring())
         except Exception as error:  # noqa: BLE001 - export never raises
             self._lose(len(spans), error)
             return SpanExportResult.SUCCESS
@@ -263,6 +266,11 @@ class SpoolSpanExporter(SpanExporter):
         self._fd = None
 
 
+def _deferring() -> bool:
+    """Whether a line's batched spans leave their attributes to `_line_bytes` to write."""
+    return _ascii_into is not None and _attributes_into is not None
+
+
 def _line_bytes(pieces: list) -> Iterator[bytes | memoryview]:
     """The bytes of the line of `pieces` (`encode_pieces`), in order: a reused buffer's at a
     time where C copies them (each written before the next is asked for: the buffer is
@@ -271,8 +279,7 @@ def _line_bytes(pieces: list) -> Iterator[bytes | memoryview]:
     line's did), the join's bytes."""
     global _chunk
     index = offset = 0
-    if _ascii_into is not None and _attributes_into is not None and _chunk_lock.acquire(
-            blocking=False):
+    if _ascii_into is not None and _chunk_lock.acquire(blocking=False):
         try:
             if _chunk is None:
                 _chunk = bytearray(_CHUNK_SIZE)
@@ -283,7 +290,7 @@ def _line_bytes(pieces: list) -> Iterator[bytes | memoryview]:
                 index, offset, filled = _ascii_into(_chunk, pieces, index, offset, filled)
                 if index < len(pieces) and filled < _CHUNK_SIZE:
                     piece = pieces[index]
-                    if type(piece) is not AttributesText:
+                    if type(piece) is not AttributesText or _attributes_into is None:
                         break  # a piece C leaves to Python
                     state, size, resume = _attributes_into(_chunk, filled, piece.pairs, offset,
                                                            resume)

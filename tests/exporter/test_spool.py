@@ -319,22 +319,26 @@ def _batched_spans() -> list:
     return spans
 
 
-@pytest.mark.parametrize("in_c", [True, False], ids=["in C", "in Python"])
+@pytest.mark.parametrize("in_c", ["all", "copy only", "none"],
+                         ids=["in C", "copied in C, attributes in Python", "in Python"])
 def test_deferred_attributes_reach_the_file_as_encode_json_writes_them(tmp_path, monkeypatch,
                                                                        in_c):
     """A batched span's attributes, written by C straight into the spool's buffer (where it was
-    built) or joined in Python: the same bytes as encode_json's line, span after span."""
+    built), or made a str each (without attributes_into), or joined in Python: the same bytes as
+    encode_json's line, span after span."""
     from clew.exporter import otlp_encode
 
-    if in_c and spool_module._attributes_into is None:
-        pytest.skip("clew.exporter._attributes_text was not built")
-    if not in_c:
+    if spool_module._attributes_into is None or spool_module._ascii_into is None:
+        pytest.skip("clew.exporter._attributes_text or _line_chunks was not built")
+    if in_c != "all":
+        monkeypatch.setattr(spool_module, "_attributes_into", None)
+    if in_c == "none":
         monkeypatch.setattr(spool_module, "_ascii_into", None)
+    assert spool_module._deferring() == (in_c == "all")
     spans = _batched_spans()
     pieces = otlp_encode.encode_pieces(spans, [], "\n", deferred=True)
     deferred = [piece for piece in pieces if isinstance(piece, otlp_encode.AttributesText)]
-    if in_c:
-        assert len(deferred) == 3  # the rest: small, or a value C leaves to Python
+    assert len(deferred) == 3  # the rest: small, or a value C leaves to Python
     exporter = SpoolSpanExporter(tmp_path)
     for span in spans:
         exporter.export([span])
