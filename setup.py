@@ -54,7 +54,9 @@ everywhere = [
     # The digest cache file read into memory (instrumentation/_file_digests.py).
     optional("instrumentation._digest_cache_text", "instrumentation/_digest_cache_text.c"),
     # The spool encoder's attributes as text (exporter/otlp_encode.py).
-    optional("exporter._attributes_text", "exporter/_attributes_text.c", flags=("-O3",)),
+    optional("exporter._attributes_text", "exporter/_attributes_text.c",
+             "exporter/_attributes_writer.c", depends=("exporter/_attributes_text.h",),
+             flags=("-O3", "-fvisibility=hidden")),
     # A spool line's pieces copied to the file through one reused buffer (exporter/spool.py).
     optional("exporter._line_chunks", "exporter/_line_chunks.c"),
     # The ingest's spans to rows (exporter/store/rows.py).

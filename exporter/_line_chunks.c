@@ -27,19 +27,26 @@ static int has_surrogate_escape(const char *text, Py_ssize_t size) {
     return 0;
 }
 
-/* ascii_into(buffer, pieces, index, offset): pieces[index][offset:], then the pieces after it,
- * copied into `buffer` while it has room: (index, offset) of the first character not copied,
- * and the bytes copied. Stops, copying nothing of it, at a piece that is not an exact str of
- * ASCII characters, or has an escape that may be a lone surrogate: the caller writes the
- * line from there itself. */
+/* ascii_into(buffer, pieces, index, offset, start): pieces[index][offset:], then the pieces
+ * after it, copied into buffer[start:] while it has room: (index, offset) of the first
+ * character not copied, and where the bytes copied end. Stops, copying nothing of it, at a
+ * piece that is not an exact str of ASCII characters (a span's attributes the caller has
+ * written in C, _attributes_text.c), or has an escape that may be a lone surrogate: the caller
+ * goes on from there. */
 static PyObject *ascii_into(PyObject *self, PyObject *args) {
     Py_buffer buffer;
     PyObject *pieces;
-    Py_ssize_t index, offset;
-    if (!PyArg_ParseTuple(args, "w*O!nn", &buffer, &PyList_Type, &pieces, &index, &offset))
+    Py_ssize_t index, offset, start;
+    if (!PyArg_ParseTuple(args, "w*O!nnn", &buffer, &PyList_Type, &pieces, &index, &offset,
+                          &start))
         return NULL;
-    char *out = buffer.buf;
-    Py_ssize_t room = buffer.len, count = PyList_GET_SIZE(pieces);
+    if (start < 0 || start > buffer.len) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "ascii_into: start out of range");
+        return NULL;
+    }
+    char *out = (char *)buffer.buf + start;
+    Py_ssize_t room = buffer.len - start, count = PyList_GET_SIZE(pieces);
     if (index < 0 || offset < 0)
         index = offset = 0;
     while (index < count && room > 0) {
@@ -64,16 +71,16 @@ static PyObject *ascii_into(PyObject *self, PyObject *args) {
             offset += size;
         }
     }
-    Py_ssize_t copied = out - (char *)buffer.buf;
+    Py_ssize_t end = out - (char *)buffer.buf;
     PyBuffer_Release(&buffer);
-    return Py_BuildValue("(nnn)", index, offset, copied);
+    return Py_BuildValue("(nnn)", index, offset, end);
 }
 
 static PyMethodDef methods[] = {
     {"ascii_into", ascii_into, METH_VARARGS,
-     "ascii_into(buffer, pieces, index, offset): the pieces (str of ASCII characters) from "
-     "pieces[index][offset:] on copied into `buffer` while it has room: (index, offset, "
-     "bytes copied)."},
+     "ascii_into(buffer, pieces, index, offset, start): the pieces (str of ASCII characters) "
+     "from pieces[index][offset:] on copied into buffer[start:] while it has room: (index, "
+     "offset, end of the bytes copied)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -32,14 +32,22 @@ from clew.semconv import attributes as attr
 from clew.semconv import environment
 from clew.semconv import spans as span_names
 
-from .otlp_encode import encode_pieces, unicode_json
+from .otlp_encode import AttributesText, encode_pieces, unicode_json
 from .spool_files import SUFFIX, spool_directory
 
-_ascii_into: Callable[[bytearray, list[str], int, int], tuple[int, int, int]] | None
+_ascii_into: Callable[[bytearray, list, int, int, int], tuple[int, int, int]] | None
+_attributes_into: Callable[..., tuple[int, int, tuple[int, int, int]]] | None
 try:  # a line's pieces copied to the file through one reused buffer, in C where it was built
     from ._line_chunks import ascii_into as _ascii_into
 except ImportError:  # built without a compiler: joined and encoded in Python
     _ascii_into = None
+try:  # a batched span's attributes written into that buffer by C (`AttributesText`)
+    from ._attributes_text import attributes_into as _attributes_into
+except ImportError:  # built without a compiler: made a str each as the line is encoded
+    _attributes_into = None
+# attributes_into's states: the piece written to its end; the buffer full; Python goes on.
+_PIECE_WRITTEN, _BUFFER_FULL = 1, 2
+_TEXT_START = (0, 0, 0)  # where attributes_into begins a piece's text
 
 _logger = logging.getLogger(__name__)
 _ids = RandomIdGenerator()
@@ -94,7 +102,7 @@ class SpoolSpanExporter(SpanExporter):
         self._pid = os.getpid()
         self._fd: int | None = None
         # (line's text pieces, spans in it), oldest first
-        self._pending: deque[tuple[list[str], int]] = deque()
+        self._pending: deque[tuple[list, int]] = deque()
         self._torn = False  # a cut-short write could not be cut off: start the next line anew
         self.lost = 0
         self._last_error: BaseException | None = None
@@ -120,7 +128,7 @@ class SpoolSpanExporter(SpanExporter):
             self._start_in_this_process()
         rejected: list[ReadableSpan] = []
         try:
-            line = encode_pieces(spans, rejected, "\n")
+            line = encode_pieces(spans, rejected, "\n", deferred=_deferring())
         except Exception as error:  # noqa: BLE001 - export never raises
             self._lose(len(spans), error)
             return SpanExportResult.SUCCESS
@@ -151,7 +159,7 @@ class SpoolSpanExporter(SpanExporter):
         except OSError as error:
             self._last_error = error
 
-    def _write_line(self, fd: int, line: list[str]) -> None:
+    def _write_line(self, fd: int, line: list) -> None:
         """Write the line whose text is `line`'s pieces joined (ASCII)."""
         if self._torn:
             os.write(fd, b"\n")  # the fragment before becomes a line of its own, skipped
@@ -258,11 +266,17 @@ class SpoolSpanExporter(SpanExporter):
         self._fd = None
 
 
-def _line_bytes(pieces: list[str]) -> Iterator[bytes | memoryview]:
+def _deferring() -> bool:
+    """Whether a line's batched spans leave their attributes to `_line_bytes` to write."""
+    return _ascii_into is not None and _attributes_into is not None
+
+
+def _line_bytes(pieces: list) -> Iterator[bytes | memoryview]:
     """The bytes of the line of `pieces` (`encode_pieces`), in order: a reused buffer's at a
     time where C copies them (each written before the next is asked for: the buffer is
-    refilled), else, and from a piece C leaves on (one with a lone surrogate to rewrite, or
-    not ASCII: its encoding raises, as the joined line's did), the join's bytes."""
+    refilled), a span's `AttributesText` written into it by C, else, and from a piece C leaves
+    on (one with a lone surrogate to rewrite, or not ASCII: its encoding raises, as the joined
+    line's did), the join's bytes."""
     global _chunk
     index = offset = 0
     if _ascii_into is not None and _chunk_lock.acquire(blocking=False):
@@ -270,16 +284,34 @@ def _line_bytes(pieces: list[str]) -> Iterator[bytes | memoryview]:
             if _chunk is None:
                 _chunk = bytearray(_CHUNK_SIZE)
             view = memoryview(_chunk)
+            filled = 0
+            resume = _TEXT_START
             while index < len(pieces):
-                index, offset, size = _ascii_into(_chunk, pieces, index, offset)
-                if not size:
-                    break  # a piece C leaves to Python
-                yield view[:size]
+                index, offset, filled = _ascii_into(_chunk, pieces, index, offset, filled)
+                if index < len(pieces) and filled < _CHUNK_SIZE:
+                    piece = pieces[index]
+                    if type(piece) is not AttributesText or _attributes_into is None:
+                        break  # a piece C leaves to Python
+                    state, size, resume = _attributes_into(_chunk, filled, piece.pairs, offset,
+                                                           resume)
+                    filled += size
+                    if state == _PIECE_WRITTEN:
+                        index, offset, resume = index + 1, 0, _TEXT_START
+                        continue
+                    offset += size
+                    if state != _BUFFER_FULL:
+                        break  # C left the rest of the piece to Python
+                if filled:
+                    yield view[:filled]  # full, or the line's end
+                filled = 0
+            if filled:
+                yield view[:filled]
         finally:
             _chunk_lock.release()
     if index < len(pieces):
-        # `offset` is within a piece C copied in part, which has no escape to rewrite.
-        yield unicode_json("".join(pieces[index:]))[offset:].encode("ascii")
+        # `offset` is within a piece C wrote in part, whose text before it has no escape to
+        # rewrite (C stops at a lone surrogate), and Python writes as C did.
+        yield unicode_json("".join(map(str, pieces[index:])))[offset:].encode("ascii")
 
 
 def _loss_message(count: int, where: Path | None, error: BaseException | None) -> str:

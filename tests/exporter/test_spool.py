@@ -291,3 +291,115 @@ def test_a_line_reaches_the_file_as_its_pieces_joined(tmp_path, monkeypatch, in_
     expected = "".join(unicode_json("".join(line)) for line in lines)
     assert "\\\\x80" in expected and "\\\\udc80" in expected
     assert exporter.path.read_bytes() == expected.encode()
+
+
+def _batched_spans() -> list:
+    """Spans whose attribute arrays are written into the spool's buffer by C: many large
+    ones across the buffer's edges, one with a value C leaves to Python (a str subclass), one
+    with a lone surrogate (rewritten on the line), one with an int beyond 64 bits, and one
+    too small to be deferred."""
+    provider = TracerProvider()
+    tracer = provider.get_tracer("test")
+    uris = [f"file:///data/shard{index:05d}/sample%20{index}.bin" for index in range(3000)]
+    values = [
+        {"uris": uris, "sizes": list(range(3000)), "scalar": "x", "pid": 7},
+        {"uris": tuple(uris[:700]), "ratio": 0.5, "flag": True, "counts": [1] * 700},
+        {"uris": uris[:100] + [_Text("left to Python")], "n": 1},
+        {"uris": uris[:80] + ["\udc80 lone", "caf\u00e9 \U0001f600"]},
+        {"sizes": [1] * 90 + [1 << 70]},
+        {"uris": uris[:3]},
+        {"uris": ["\\u0000 \"quoted\"\t"] * 300},
+    ]
+    spans = []
+    for attributes in values:
+        span = tracer.start_span("batch")
+        span.end()
+        span._attributes = attributes  # as given: BoundedAttributes would copy a str subclass
+        spans.append(span)
+    return spans
+
+
+@pytest.mark.parametrize("in_c", ["all", "copy only", "none"],
+                         ids=["in C", "copied in C, attributes in Python", "in Python"])
+def test_deferred_attributes_reach_the_file_as_encode_json_writes_them(tmp_path, monkeypatch,
+                                                                       in_c):
+    """A batched span's attributes, written by C straight into the spool's buffer (where it was
+    built), or made a str each (without attributes_into), or joined in Python: the same bytes as
+    encode_json's line, span after span."""
+    from clew.exporter import otlp_encode
+
+    if spool_module._attributes_into is None or spool_module._ascii_into is None:
+        pytest.skip("clew.exporter._attributes_text or _line_chunks was not built")
+    if in_c != "all":
+        monkeypatch.setattr(spool_module, "_attributes_into", None)
+    if in_c == "none":
+        monkeypatch.setattr(spool_module, "_ascii_into", None)
+    assert spool_module._deferring() == (in_c == "all")
+    spans = _batched_spans()
+    pieces = otlp_encode.encode_pieces(spans, [], "\n", deferred=True)
+    deferred = [piece for piece in pieces if isinstance(piece, otlp_encode.AttributesText)]
+    assert len(deferred) == 3  # the rest: small, or a value C leaves to Python
+    exporter = SpoolSpanExporter(tmp_path)
+    for span in spans:
+        exporter.export([span])
+    exporter.export(spans)
+    exporter.shutdown()
+    expected = "".join(otlp_encode.encode_json([span], [], "\n") for span in spans)
+    expected += otlp_encode.encode_json(spans, [], "\n")
+    assert exporter.path.read_bytes() == expected.encode()
+    assert "".join(map(str, pieces)) == "".join(
+        otlp_encode.encode_pieces(spans, [], "\n", deferred=False))
+
+
+def test_deferred_attributes_left_to_python_part_way(tmp_path):
+    """A span's attributes C has written in part and then leaves to Python (changed since they
+    were checked): the line is still encode_json's."""
+    from clew.exporter import otlp_encode
+
+    if spool_module._attributes_into is None:
+        pytest.skip("clew.exporter._attributes_text was not built")
+    spans = _batched_spans()[:1]
+    pieces = otlp_encode.encode_pieces(spans, [], "\n", deferred=True)
+    expected = otlp_encode.encode_json(spans, [], "\n")
+    (deferred,) = [p for p in pieces if isinstance(p, otlp_encode.AttributesText)]
+    uris = deferred.pairs[0][1]
+    uris[2000] = _Text(uris[2000])  # past the first buffer: C stops there
+    spans[0]._attributes["uris"] = uris
+    exporter = SpoolSpanExporter(tmp_path)
+    fd = exporter._open()
+    exporter._write_line(fd, pieces)
+    exporter.shutdown()
+    assert exporter.path.read_bytes() == expected.encode()
+
+
+def test_attributes_written_a_window_at_a_time_are_their_text():
+    """attributes_into, windows of any size at any place in the buffer, each pass begun where
+    the last one marked: the text attributes_text makes, byte for byte."""
+    import random
+
+    from clew.exporter import otlp_encode
+
+    if spool_module._attributes_into is None:
+        pytest.skip("clew.exporter._attributes_text was not built")
+    chance = random.Random(17)
+    for _ in range(60):
+        count = chance.randint(64, 600)
+        attributes = {
+            "uris": [f"file:///d/{'x' * chance.randint(0, 300)}{index}" for index in range(count)],
+            "sizes": [chance.randint(-(1 << 62), 1 << 62) for _ in range(count)],
+            "escaped": ['q"\\\u00e9\U0001f600' * chance.randint(0, 3) for _ in range(70)],
+            "flags": (True, False) * 40, "ratio": 1.5, "long": "y" * chance.randint(0, 70_000),
+        }
+        pairs = otlp_encode._attributes_text(attributes, 64)
+        assert type(pairs) is list
+        size = chance.choice([17, 100, 1000, 1 << 16])
+        buffer, written, offset, resume = bytearray(size), [], 0, (0, 0, 0)
+        state = 2
+        while state == 2:
+            start = chance.randint(0, size - 1)
+            state, count, resume = spool_module._attributes_into(buffer, start, pairs, offset,
+                                                                 resume)
+            written.append(bytes(buffer[start:start + count]))
+            offset += count
+        assert state == 1
+        assert b"".join(written).decode() == otlp_encode._attributes_text(attributes)
