@@ -25,7 +25,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -111,9 +111,9 @@ def _span_ids(rows_: list[tuple[Any, ...]]) -> list[tuple[str, str]]:
     return [(row[_TRACE_ID], row[_SPAN_ID]) for row in rows_]
 
 
-def _runs(chunks: Iterable[_Chunk]) -> set[str]:
-    """The runs (trace ids) the chunks bring records of."""
-    return {row[_TRACE_ID] for chunk in chunks for row in chunk.rows}
+def _runs(batch: list[tuple[Path, _Chunk]]) -> set[str]:
+    """The runs (trace ids) the batch brings records of."""
+    return {row[_TRACE_ID] for _, chunk in batch for row in chunk.rows}
 
 
 def _reason(error: BaseException) -> str:
@@ -292,6 +292,16 @@ def _native_rows(blocks: NativeBlocks | None,
         return None
 
 
+def _converted(ingester: "_Ingester", blocks: NativeBlocks | None,
+               batch: list[tuple[Path, "_Chunk"]]) -> tuple[list[tuple[Path, "_Chunk"]], set[str],
+                                                              bytes | None, bool]:
+    """In the conversion thread, a converted batch as the inserting thread takes it: the runs
+    it brings records of (found once, for its marks, its insert and the listing before it),
+    its Native block, and whether it is booked already (`_Ingester.book_ahead`)."""
+    runs = _runs(batch)
+    return batch, runs, _native_rows(blocks, batch), ingester.book_ahead(batch, runs)
+
+
 class _Lister:
     """Keeps the inputs per directory of runs (`links.list_runs`) as the ingest goes. Into
     an embedded store, in a thread of its own on a second chDB handle: chDB runs the two
@@ -412,15 +422,15 @@ class _Ingester:
         """Log done what was inserted last (its entries wait for a later batch's)."""
         self._log([], self.client)
 
-    def _book(self, batch: list[tuple[Path, _Chunk]], client: Any) -> None:
-        """Before the batch's insert: mark the runs it brings records of as not linked, then
+    def _book(self, batch: list[tuple[Path, _Chunk]], runs: set[str], client: Any) -> None:
+        """Before the batch's insert: mark the `runs` it brings records of as not linked, then
         log its chunks pending (`_log`). The marks come before the chunks can be logged
         done: what clew_links keeps for those runs is out of date until `link` (at the end
         of the ingest) has run, and a crash before then leaves them matched in full."""
-        unlink_runs(client, self.options, sorted(_runs(chunk for _, chunk in batch)))
+        unlink_runs(client, self.options, sorted(runs))
         self._log(batch, client)
 
-    def book_ahead(self, batch: list[tuple[Path, _Chunk]]) -> bool:
+    def book_ahead(self, batch: list[tuple[Path, _Chunk]], runs: set[str]) -> bool:
         """In the conversion thread, once the batch is converted: `_book` it on a handle of
         its own, beside the insert of the batch before, instead of on the inserting thread
         between two inserts (an embedded store; ~0.03-0.05 s a batch). Whether it did: a
@@ -429,7 +439,7 @@ class _Ingester:
             return False
         if self._booker is None:
             self._booker = second_handle(self.client)
-        self._book(batch, self._booker)
+        self._book(batch, runs, self._booker)
         return True
 
     def _insert(
@@ -531,13 +541,13 @@ class _Ingester:
                     result.warnings.append(
                         f"spool file {path}, line {number}: {line.reason}; set aside in {target}")
 
-    def take(self, batch: list[tuple[Path, _Chunk]], result: IngestResult,
+    def take(self, batch: list[tuple[Path, _Chunk]], runs: set[str], result: IngestResult,
              native: bytes | None = None, booked: bool = False) -> None:
-        """Insert chunks of one or more files in one block (`native`: its rows encoded by
-        `_native_rows`), each logged pending (`_book`, unless `booked` by `book_ahead`),
-        then done (with a later batch's entries, or `finish`)."""
+        """Insert chunks of one or more files, bringing records of `runs`, in one block
+        (`native`: its rows encoded by `_native_rows`), each logged pending (`_book`, unless
+        `booked` by `book_ahead`), then done (with a later batch's entries, or `finish`)."""
         if not booked:
-            self._book(batch, self.client)
+            self._book(batch, runs, self.client)
         for path, chunk in batch:
             self._set_aside(path, chunk.corrupt, result)
         inserted, refused = self._insert(batch, native)
@@ -545,23 +555,22 @@ class _Ingester:
             self._set_aside(path, [line], result)
         result.spans += inserted
         result.lines += sum(len(chunk.lines) for _, chunk in batch) - len(refused)
-        runs = _runs(chunk for _, chunk in batch)
         self.listed -= runs  # more records: listed again (`list_complete`, `link`)
         self.touched.update(runs)
         with self._finished_lock:
             self._finished += ([path.name, chunk.start, chunk.end, len(chunk.rows), 1]
                                for path, chunk in batch)
 
-    def list_complete(self, following: list[tuple[Path, _Chunk]]) -> None:
-        """Keep the inputs per directory of the runs inserted so far that the `following`
-        batch (converted, not inserted) brings none of, beside its insert.
+    def list_complete(self, following: set[str]) -> None:
+        """Keep the inputs per directory of the runs inserted so far that are not among the
+        `following` batch's runs (converted, not inserted), beside its insert.
 
         The spool holds a file per process, taken oldest first, so a run's files are close
         together: a run the next batch brings none of is most likely complete. Its listing
         runs beside the next insert instead of on the critical path at the end, and the
         last batch's runs are all that is left for the end (a run that gets more records
         later is listed again, `take`)."""
-        done = sorted(self.touched - _runs(chunk for _, chunk in following) - self.listed)
+        done = sorted(self.touched - following - self.listed)
         self._lister.list(done)
         self.listed.update(done)
 
@@ -591,7 +600,8 @@ class _Ingester:
         if chunk is None or chunk.end != end:
             raise RuntimeError(f"{path.name}: pending chunk {start}-{end} no longer matches")
         self._delete_spans(chunk.span_ids)
-        self.take([(path, chunk)], result)
+        batch = [(path, chunk)]
+        self.take(batch, _runs(batch), result)
         result.recovered_chunks += 1
 
     def _delete_spans(self, ids: list[tuple[str, str]]) -> None:
@@ -683,15 +693,15 @@ def ingest(
             # _batches runs in another thread: it gets its own copy of the offsets
             batches = _batches(dict(reached), chunk_bytes, total)
             with _collector_paused(), _ahead(
-                    (batch, _native_rows(prepared.result(), batch), ingester.book_ahead(batch))
+                    _converted(ingester, prepared.result(), batch)
                     for batch in batches) as converted:
                 prepared.result()
                 for path, start, end in left:
                     ingester.recover(path, start, end, result)
                 upcoming = next(converted, None)
                 while upcoming is not None:
-                    batch, native, booked = upcoming
-                    ingester.take(batch, result, native, booked)
+                    batch, runs, native, booked = upcoming
+                    ingester.take(batch, runs, result, native, booked)
                     taken += sum(chunk.end - chunk.start for _, chunk in batch)
                     if progress is not None:
                         progress(taken, total)
@@ -700,7 +710,7 @@ def ingest(
                     # The next batch is converted by the end of this insert, mostly: its
                     # runs say which of those inserted so far to list beside its insert.
                     upcoming = next(converted, None)
-                    ingester.list_complete(upcoming[0] if upcoming is not None else [])
+                    ingester.list_complete(upcoming[1] if upcoming is not None else set())
                     # Freeing a batch's rows takes ~0.03-0.05 s (64 MiB): done in the thread
                     # that made the tables, beside the next insert.
                     aside.submit(_drop, batch)
